@@ -1,0 +1,38 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+export DOCTORAI_SAMPLE := resources/sample
+
+.PHONY: run test bench lint screenshot clean install
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/lock.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements/lock.txt -e '.[ai,backend,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/doctorai --demo resources/sample
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+screenshot: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m desktop.screenshot --out out/screenshot.png
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

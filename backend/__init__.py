@@ -1,0 +1,1 @@
+"""Reference implementation of the central backend (FastAPI), the other end of sync."""

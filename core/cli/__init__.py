@@ -1,0 +1,53 @@
+"""The ``doctorai`` command line: one sub-command module per subsystem, imported on use.
+
+Each module named in ``SUBCOMMANDS`` defines ``add_arguments(parser)`` and ``run(args) -> int``.
+Only the chosen module is imported, so ``doctorai --version`` and each command start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from core import __version__
+
+# name -> (module, one-line help). Add a line here to add a command.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "inspect": ("core.cli.inspect_cmd", "index DICOM/image files and print the study tree"),
+    "render": ("core.cli.render_cmd", "write the 8-bit image the viewer shows for one instance"),
+}
+
+
+def is_subcommand(argv: Sequence[str]) -> bool:
+    return bool(argv) and argv[0] in SUBCOMMANDS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="doctorai", description="DoctorAI Workstation")
+    parser.add_argument("--version", action="version", version=f"doctorai {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_module, help_text) in SUBCOMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def run(argv: Sequence[str]) -> int:
+    """Run one sub-command; returns the process exit code."""
+    name = argv[0]
+    module_name, help_text = SUBCOMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"doctorai {name}", description=help_text)
+    module.add_arguments(parser)
+    args = parser.parse_args(list(argv[1:]))
+    code: int = module.run(args)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if is_subcommand(args):
+        return run(args)
+    build_parser().parse_args(args)
+    return 0

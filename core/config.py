@@ -1,0 +1,107 @@
+"""Settings: the machine-wide file (IT) is read first, the user's file overrides it.
+
+IT may lock keys: ``locked = ["sync.server_url", ...]`` in the machine file makes those keys
+immune to the user's file. A malformed file is reported, never silently ignored in part.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.paths import machine_config_path, user_config_path
+
+
+class ConfigError(Exception):
+    """A settings file could not be read or does not validate."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ViewerSettings(_Section):
+    theme: Literal["dark", "light"] = "dark"
+    load_workers: int = Field(default=0, ge=0, le=64)  # 0: choose from the CPU count
+    hide_patient_info: bool = False
+
+
+class InferenceSettings(_Section):
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    memory_budget_mb: int = Field(default=4096, ge=64)
+    preload: list[str] = Field(default_factory=list)
+    model_dirs: list[str] = Field(default_factory=list)
+    cache_entries: int = Field(default=256, ge=0)
+
+
+class SecuritySettings(_Section):
+    lock_timeout_min: float = Field(default=10.0, gt=0)
+    max_failed_logins: int = Field(default=5, ge=1)
+    lockout_min: float = Field(default=15.0, gt=0)
+
+
+class SyncSettings(_Section):
+    server_url: str | None = None
+    enrolment_code: str | None = None
+    ca_bundle: str | None = None
+    https_proxy: str | None = None
+    interval_s: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=200, ge=1, le=10_000)
+
+
+class PacsNode(_Section):
+    name: str
+    url: str
+    auth: Literal["none", "basic", "bearer"] = "none"
+    username: str | None = None
+    ca_bundle: str | None = None
+
+
+class Settings(_Section):
+    viewer: ViewerSettings = Field(default_factory=ViewerSettings)
+    inference: InferenceSettings = Field(default_factory=InferenceSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    pacs: list[PacsNode] = Field(default_factory=list)
+    locked: list[str] = Field(default_factory=list)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"Cannot read settings file '{path}': {exc}") from exc
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any], locked: set[str], prefix: str = "") -> None:
+    for key, value in over.items():
+        dotted = f"{prefix}{key}"
+        if dotted in locked or key == "locked":
+            continue  # IT's locked keys and the lock list itself stay as the machine file says
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value, locked, prefix=f"{dotted}.")
+        else:
+            base[key] = value
+
+
+def load_settings(machine_file: Path | None = None, user_file: Path | None = None) -> Settings:
+    """Read and validate the layered settings."""
+    machine_path = machine_file or machine_config_path()
+    user_path = user_file or user_config_path()
+    machine = _read_toml(machine_path)
+    user = _read_toml(user_path)
+    locked = {str(k) for k in machine.get("locked", [])}
+    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in machine.items()}
+    _merge(merged, user, locked)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"Invalid settings (machine file '{machine_path}', user file '{user_path}'): {exc}"
+        ) from exc

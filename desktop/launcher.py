@@ -1,0 +1,40 @@
+"""Entry point of the ``doctorai`` command.
+
+Sub-commands (``doctorai inspect ...``) run without Qt; anything else opens the workstation.
+Qt is imported only on the GUI path, so ``doctorai --version`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from core import __version__
+from core import cli as core_cli
+
+
+def _gui_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="doctorai",
+        description="DoctorAI Workstation. Sub-commands: " + ", ".join(core_cli.SUBCOMMANDS),
+    )
+    parser.add_argument("--version", action="version", version=f"doctorai {__version__}")
+    parser.add_argument("paths", nargs="*", help="files, folders, zip archives or DICOMDIRs to open")
+    parser.add_argument("--demo", action="store_true", help="use a throw-away demo profile")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if core_cli.is_subcommand(args):
+        return core_cli.run(args)
+    options = _gui_parser().parse_args(args)
+    from desktop.app import run_gui  # Qt starts here, not before
+
+    return run_gui(options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

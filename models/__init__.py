@@ -1,0 +1,1 @@
+"""Model packages: the manifest format, one adapter per framework, and the shipped zoo."""
