@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench_*.py`` measures against a named baseline in the same run, prints ratios."""
