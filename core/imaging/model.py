@@ -43,6 +43,35 @@ class Instance:
     transfer_syntax_uid: str = ""
     has_pixels: bool = True
     is_plain_image: bool = False  # PNG/JPEG/TIFF opened through Pillow
+    # Added by the indexer (all defaulted, so older callers keep working):
+    frame_positions: tuple[tuple[float, float, float], ...] | None = None  # enhanced MF, per frame
+    series_instance_uid: str = ""
+    study_instance_uid: str = ""
+    patient_id: str = ""
+    pixel: PixelInfo | None = None  # header facts for decoding; read-only for callers
+
+
+@dataclass(frozen=True)
+class PixelInfo:
+    """Header facts the pixel pipeline needs, kept from indexing so whole-series loads can skip a
+    second header parse (see ``core.imaging.volume``)."""
+
+    samples_per_pixel: int = 1
+    bits_allocated: int = 16
+    bits_stored: int = 16
+    high_bit: int = 15
+    pixel_representation: int = 0
+    slopes: tuple[float, ...] = (1.0,)  # one per frame, or one for all frames
+    intercepts: tuple[float, ...] = (0.0,)
+    has_modality_lut_sequence: bool = False
+    has_voi_lut_sequence: bool = False
+    windows: tuple[tuple[float, float], ...] = ()  # (center, width), file order (frame 0)
+    frame_windows: tuple[tuple[tuple[float, float], ...], ...] | None = None  # enhanced MF
+    voi_function: str = "LINEAR"
+    units: str = ""
+    # Byte offset/length of the Pixel Data value in the file, for native little-endian data only.
+    pixel_data_offset: int | None = None
+    pixel_data_length: int | None = None
 
 
 @dataclass
@@ -140,6 +169,7 @@ class Frame:
     pixel_spacing: tuple[float, float] | None = None
     units: str = ""  # "HU" on CT, else the file's Rescale Type or ""
     value_range: tuple[float, float] = (0.0, 0.0)  # min and max of values (auto window)
+    voi_function: str = "LINEAR"  # VOI LUT Function: LINEAR, LINEAR_EXACT or SIGMOID
 
     @property
     def shape(self) -> tuple[int, int]:

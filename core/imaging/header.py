@@ -1,0 +1,418 @@
+"""Read ONE file's header into an ``Instance`` (or a ``LoadError`` saying why not).
+
+Headers only: pixel data is never read here, but its position and length are checked against
+the declared dimensions so a truncated or absurd file is rejected before anyone decodes it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
+
+from core.imaging import plain, sources
+from core.imaging.model import Instance, LoadError, PixelInfo
+
+# Parse the header from the first bytes of a file held in memory: pydicom's many small reads are
+# cheaper on a BytesIO than on a file, and the pixel data is never touched. Headers longer than
+# this (big enhanced multi-frame) fall back to reading the file itself.
+HEADER_PREFIX = 64 * 1024
+# Sanity caps: a header may declare anything; we refuse to decode beyond these.
+MAX_FRAME_PIXELS = 2**28  # 16384 x 16384
+MAX_TOTAL_BYTES = 16 * 1024**3  # decoded size of all frames of one instance
+NATIVE_LE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+BIG_ENDIAN = "1.2.840.10008.1.2.2"
+DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+NATIVE = NATIVE_LE | {BIG_ENDIAN} | DEFLATED
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+_LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"})
+
+
+class HeaderError(ValueError):
+    """A file that cannot be indexed; the message is the per-file reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class Header:
+    """One indexed file: its instance plus the tree context (patient/study/series fields)."""
+
+    instance: Instance
+    patient: dict[str, str]
+    study: dict[str, str]
+    series: dict[str, Any]
+
+
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _int(value: Any, default: int | None = None) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _str(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    return "" if value is None else str(value).strip()
+
+
+def _multi(value: Any) -> list[float]:
+    if value is None or value == "":
+        return []
+    seq = value if isinstance(value, list | tuple | MultiValue) else [value]
+    out = []
+    for v in seq:
+        try:
+            out.append(float(v))
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def windows_of(ds: Dataset) -> tuple[tuple[float, float], ...]:
+    """(center, width) pairs from Window Center/Width (multi-valued: pairwise); width >= 1."""
+    centers, widths = _multi(ds.get("WindowCenter")), _multi(ds.get("WindowWidth"))
+    return tuple((c, w) for c, w in zip(centers, widths, strict=False) if w > 0)
+
+
+def _item(seq_owner: Dataset | None, keyword: str) -> Dataset | None:
+    if seq_owner is None:
+        return None
+    seq = seq_owner.get(keyword)
+    return seq[0] if seq else None
+
+
+def functional_item(ds: Dataset, frame: int, keyword: str) -> Dataset | None:
+    """An enhanced multi-frame functional group macro for a frame: per-frame, else shared."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame and frame < len(per_frame):
+        found = _item(per_frame[frame], keyword)
+        if found is not None:
+            return found
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    return _item(shared[0], keyword) if shared else None
+
+
+def rescale_of(ds: Dataset, frame: int) -> tuple[float, float, str]:
+    """(slope, intercept, rescale type) for a frame: top level, else functional groups."""
+    src: Dataset | None = ds if "RescaleSlope" in ds or "RescaleIntercept" in ds else None
+    if src is None:
+        src = functional_item(ds, frame, "PixelValueTransformationSequence")
+    if src is None:
+        return 1.0, 0.0, ""
+    slope = _multi(src.get("RescaleSlope")) or [1.0]
+    intercept = _multi(src.get("RescaleIntercept")) or [0.0]
+    return slope[0] or 1.0, intercept[0], _str(src, "RescaleType")
+
+
+def frame_windows(ds: Dataset, frame: int) -> tuple[tuple[float, float], ...]:
+    found = windows_of(ds)
+    if found:
+        return found
+    item = functional_item(ds, frame, "FrameVOILUTSequence")
+    return windows_of(item) if item is not None else ()
+
+
+def units_for(modality: str, rescale_type: str) -> str:
+    """Units of modality values: HU on CT, else the Rescale Type ('US' means unspecified)."""
+    if modality.upper() == "CT":
+        return "HU"
+    return "" if rescale_type.upper() == "US" else rescale_type
+
+
+def pixel_element(fp: BinaryIO, ts: str) -> tuple[int, int] | None:
+    """(value offset, value length) of the Pixel Data element at fp's position, else None."""
+    start = fp.tell()
+    head = fp.read(12)
+    if len(head) < 8:
+        return None
+    implicit = ts == "1.2.840.10008.1.2"
+    if len(head) < 12 and not implicit:
+        return None
+    big = ts == BIG_ENDIAN
+    group, elem = struct.unpack(">HH" if big else "<HH", head[:4])
+    if ((group << 16) | elem) not in _PIXEL_TAGS:
+        return None
+    if implicit:
+        return start + 8, struct.unpack("<I", head[4:8])[0]
+    if head[4:6] in _LONG_VRS:
+        return start + 12, struct.unpack(">I" if big else "<I", head[8:12])[0]
+    return start + 8, struct.unpack(">H" if big else "<H", head[6:8])[0]
+
+
+def parse(fp: BinaryIO) -> Dataset:
+    try:
+        return pydicom.dcmread(fp, stop_before_pixels=True, defer_size="1 MB")
+    except InvalidDicomError as exc:
+        raise HeaderError(f"not a DICOM file ({exc})") from exc
+    except Exception as exc:
+        raise HeaderError(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
+
+
+def read_header(path: str, *, require_uids: bool = True) -> Header:
+    """Index one file (see module docstring). Raises HeaderError with the reason.
+
+    ``require_uids=False`` accepts a file lacking Study/Series/SOP Instance UIDs (their path
+    stands in), for commands that handle one named file, such as ``doctorai render``.
+    """
+    zip_parts = sources.split_zip_path(path)
+    if zip_parts is None:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            prefix = f.read(HEADER_PREFIX)
+    else:
+        data = sources.open_bytes(path)
+        size, prefix = len(data), data
+    if prefix[128:132] != b"DICM" and plain.looks_like_image(prefix):
+        return _plain_header(path)
+    partial = len(prefix) < size
+    bio = io.BytesIO(prefix)
+    try:
+        ds = parse(bio)
+    except HeaderError:
+        if not partial:
+            raise
+        ds = Dataset()  # the cut fell inside an element: parse the whole file below
+    ts = transfer_syntax(ds)
+    element = None if ts in DEFLATED else pixel_element(bio, ts)
+    if partial and element is None and ts not in DEFLATED:
+        # The header did not fit in the prefix: parse the file itself.
+        with open(path, "rb") as f:
+            ds = parse(f)
+            ts = transfer_syntax(ds)
+            element = None if ts in DEFLATED else pixel_element(f, ts)
+    if len(ds) == 0:
+        raise HeaderError("no data elements could be read (truncated or corrupt file)")
+    if element is not None and element[1] == 0xFFFFFFFF:
+        check_fragments(path, element[0], ts)
+    return _to_header(path, ds, ts, element, size, require_uids)
+
+
+def check_fragments(path: str, offset: int, ts: str) -> None:
+    """Walk the encapsulated Pixel Data items (seeks only) to catch a truncated file, which
+    pydicom would otherwise turn into an EMPTY dataset with nothing but a warning."""
+    fmt = ">HHI" if ts == BIG_ENDIAN else "<HHI"
+    with sources.open_stream(path) as fp:
+        fp.seek(0, os.SEEK_END)
+        end = fp.tell()
+        pos = offset
+        while True:
+            fp.seek(pos)
+            head = fp.read(8)
+            if len(head) < 8:
+                raise HeaderError(
+                    "encapsulated Pixel Data ends before its sequence delimiter (truncated file)"
+                )
+            group, elem, length = struct.unpack(fmt, head)
+            if (group, elem) == (0xFFFE, 0xE0DD):
+                return
+            if (group, elem) != (0xFFFE, 0xE000) or length == 0xFFFFFFFF:
+                raise HeaderError(
+                    f"corrupt encapsulated Pixel Data: unexpected tag ({group:04X},{elem:04X})"
+                )
+            pos += 8 + length
+            if pos > end:
+                raise HeaderError(
+                    "encapsulated Pixel Data fragment runs past the end of the file (truncated)"
+                )
+
+
+def _plain_header(path: str) -> Header:
+    try:
+        inst, name = plain.plain_instance(path)
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+        raise HeaderError(f"unreadable image file: {type(exc).__name__}: {exc}") from exc
+    return Header(
+        instance=inst,
+        patient={"name": name, "birth_date": "", "sex": ""},
+        study={"study_date": "", "study_time": "", "description": name, "accession_number": ""},
+        series={"modality": plain.PLAIN_MODALITY, "description": name, "series_number": None,
+                "body_part": ""},
+    )
+
+
+def transfer_syntax(ds: Dataset) -> str:
+    return str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+
+
+def _to_header(
+    path: str,
+    ds: Dataset,
+    ts: str,
+    element: tuple[int, int] | None,
+    size: int,
+    require_uids: bool = True,
+) -> Header:
+    uids = {}
+    for keyword, tag in (
+        ("SOPInstanceUID", "(0008,0018)"),
+        ("StudyInstanceUID", "(0020,000D)"),
+        ("SeriesInstanceUID", "(0020,000E)"),
+    ):
+        uids[keyword] = _str(ds, keyword)
+        if not uids[keyword]:
+            if require_uids:
+                raise HeaderError(f"missing required {tag} {keyword}")
+            uids[keyword] = path
+    rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
+    frames = max(_int(ds.get("NumberOfFrames"), 1) or 1, 1)
+    has_pixels = element is not None or (ts in DEFLATED and rows is not None)
+    if rows is not None and cols is not None and not has_pixels:
+        raise HeaderError(
+            "header declares an image (Rows/Columns) but the file has no Pixel Data (truncated?)"
+        )
+    modality = _str(ds, "Modality")
+    pixel = None
+    if has_pixels:
+        pixel = pixel_info(ds, ts, element, size, rows, cols, frames, modality)
+
+    orientation = _floats(ds.get("ImageOrientationPatient"), 6)
+    position = _floats(ds.get("ImagePositionPatient"), 3)
+    spacing = _floats(ds.get("PixelSpacing"), 2)
+    frame_positions: tuple[tuple[float, float, float], ...] | None = None
+    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+        positions = []
+        for f in range(frames):
+            item = functional_item(ds, f, "PlanePositionSequence")
+            pos = _floats(item.get("ImagePositionPatient"), 3) if item is not None else None
+            positions.append(pos)
+        if all(p is not None for p in positions):
+            frame_positions = tuple(p for p in positions if p is not None)  # type: ignore[misc]
+            position = position or frame_positions[0]
+        item = functional_item(ds, 0, "PlaneOrientationSequence")
+        if orientation is None and item is not None:
+            orientation = _floats(item.get("ImageOrientationPatient"), 6)
+        item = functional_item(ds, 0, "PixelMeasuresSequence")
+        if spacing is None and item is not None:
+            spacing = _floats(item.get("PixelSpacing"), 2)
+
+    slice_location = _multi(ds.get("SliceLocation"))
+    instance = Instance(
+        path=path,
+        sop_instance_uid=uids["SOPInstanceUID"],
+        sop_class_uid=_str(ds, "SOPClassUID"),
+        instance_number=_int(ds.get("InstanceNumber")),
+        number_of_frames=frames,
+        rows=rows,
+        columns=cols,
+        image_position=position,  # type: ignore[arg-type]
+        image_orientation=orientation,  # type: ignore[arg-type]
+        pixel_spacing=spacing,  # type: ignore[arg-type]
+        slice_location=slice_location[0] if slice_location else None,
+        photometric=_str(ds, "PhotometricInterpretation"),
+        transfer_syntax_uid=ts,
+        has_pixels=has_pixels,
+        frame_positions=frame_positions,
+        series_instance_uid=uids["SeriesInstanceUID"],
+        study_instance_uid=uids["StudyInstanceUID"],
+        patient_id=_str(ds, "PatientID"),
+        pixel=pixel,
+    )
+    return Header(
+        instance=instance,
+        patient={
+            "name": _str(ds, "PatientName"),
+            "birth_date": _str(ds, "PatientBirthDate"),
+            "sex": _str(ds, "PatientSex"),
+        },
+        study={
+            "study_date": _str(ds, "StudyDate"),
+            "study_time": _str(ds, "StudyTime"),
+            "description": _str(ds, "StudyDescription"),
+            "accession_number": _str(ds, "AccessionNumber"),
+        },
+        series={
+            "modality": modality,
+            "description": _str(ds, "SeriesDescription"),
+            "series_number": _int(ds.get("SeriesNumber")),
+            "body_part": _str(ds, "BodyPartExamined"),
+        },
+    )
+
+
+def check_dimensions(
+    rows: int | None, cols: int | None, frames: int, samples: int, bits: int
+) -> int:
+    """Decoded bytes of all frames; raises HeaderError for absurd declared dimensions."""
+    if not rows or not cols or rows <= 0 or cols <= 0:
+        raise HeaderError(f"invalid image size Rows={rows} Columns={cols}")
+    if bits not in (1, 8, 16, 32, 64) or samples not in (1, 3, 4):
+        raise HeaderError(f"unsupported Bits Allocated {bits} / Samples per Pixel {samples}")
+    if rows * cols * samples > MAX_FRAME_PIXELS:
+        raise HeaderError(
+            f"absurd dimensions {rows}x{cols}x{samples} per frame (cap {MAX_FRAME_PIXELS} pixels)"
+        )
+    total = (rows * cols * frames * samples * bits + 7) // 8
+    if total > MAX_TOTAL_BYTES:
+        raise HeaderError(
+            f"absurd dimensions {rows}x{cols}x{frames} frames x {bits} bits = {total} bytes "
+            f"(cap {MAX_TOTAL_BYTES})"
+        )
+    return total
+
+
+def pixel_info(
+    ds: Dataset,
+    ts: str,
+    element: tuple[int, int] | None,
+    size: int,
+    rows: int | None,
+    cols: int | None,
+    frames: int,
+    modality: str,
+) -> PixelInfo:
+    samples = _int(ds.get("SamplesPerPixel"), 1) or 1
+    bits = _int(ds.get("BitsAllocated"), 16) or 16
+    expected = check_dimensions(rows, cols, frames, samples, bits)
+    offset = length = None
+    if element is not None and element[1] != 0xFFFFFFFF:  # native (not encapsulated)
+        value_offset, declared = element
+        available = size - value_offset
+        if min(declared, available) < expected:
+            raise HeaderError(
+                f"Pixel Data holds {min(declared, available)} bytes but "
+                f"{rows}x{cols}x{frames} frames x {bits} bits needs {expected} (truncated or "
+                "absurd dimensions)"
+            )
+        if ts in NATIVE_LE:
+            offset, length = value_offset, declared
+    elif element is not None and ts in NATIVE:
+        raise HeaderError(f"encapsulated Pixel Data in a native transfer syntax '{ts}'")
+    slopes, intercepts, windows, units = [], [], [], ""
+    per_frame = "PerFrameFunctionalGroupsSequence" in ds
+    for f in range(frames if per_frame else 1):
+        slope, intercept, rtype = rescale_of(ds, f)
+        slopes.append(slope)
+        intercepts.append(intercept)
+        windows.append(frame_windows(ds, f))
+        units = units or units_for(modality, rtype)
+    return PixelInfo(
+        samples_per_pixel=samples,
+        bits_allocated=bits,
+        bits_stored=_int(ds.get("BitsStored"), bits) or bits,
+        high_bit=_int(ds.get("HighBit"), bits - 1) or 0,
+        pixel_representation=_int(ds.get("PixelRepresentation"), 0) or 0,
+        slopes=tuple(slopes),
+        intercepts=tuple(intercepts),
+        has_modality_lut_sequence="ModalityLUTSequence" in ds,
+        has_voi_lut_sequence="VOILUTSequence" in ds,
+        windows=windows[0],
+        frame_windows=tuple(windows) if per_frame else None,
+        voi_function=_str(ds, "VOILUTFunction").upper() or "LINEAR",
+        units=units or units_for(modality, ""),
+        pixel_data_offset=offset,
+        pixel_data_length=length,
+    )

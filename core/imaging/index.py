@@ -1,0 +1,199 @@
+"""Index headers of many files, in parallel, into Patient > Study > Series > Instance.
+
+Per-file problems never stop the rest: each becomes a ``LoadError(path, reason)`` in
+``StudyIndex.errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+import numpy as np
+
+from core.imaging.header import Header, HeaderError, read_header
+from core.imaging.model import Instance, LoadError, Patient, Series, Study, StudyIndex
+from core.imaging.sources import enumerate_inputs
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+Cancel = Callable[[], bool] | Any  # a callable, or an object with is_set() (threading.Event)
+
+
+def cancel_check(cancel: Cancel | None) -> Callable[[], bool]:
+    """Normalise ``cancel`` (None, a callable or a threading.Event) to a callable."""
+    if cancel is None:
+        return lambda: False
+    is_set = getattr(cancel, "is_set", None)
+    if callable(is_set):
+        return lambda: bool(is_set())
+    if callable(cancel):
+        return lambda: bool(cancel())
+    raise TypeError(f"cancel must be a callable or an Event, not {type(cancel).__name__}")
+
+
+def default_workers() -> int:
+    # Header parsing is mostly Python (GIL-bound); a few threads overlap the file I/O.
+    return min(8, (os.cpu_count() or 1) + 2)
+
+
+def _read_one(path: str) -> Header | LoadError:
+    try:
+        return read_header(path)
+    except HeaderError as exc:
+        return LoadError(path, str(exc))
+    except OSError as exc:
+        return LoadError(path, f"cannot read file: {exc.strerror or exc}")
+    except Exception as exc:  # noqa: BLE001 - any parser failure is this file's error only
+        return LoadError(path, f"{type(exc).__name__}: {exc}")
+
+
+def read_headers(
+    paths: Sequence[str],
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> list[Header | LoadError]:
+    """Headers of ``paths`` in input order; stops early (shorter list) when cancelled."""
+    is_cancelled = cancel_check(cancel)
+    results: list[Header | LoadError | None] = [None] * len(paths)
+    total = len(paths)
+    n_workers = workers or default_workers()
+    if n_workers <= 1 or total <= 1:
+        for i, p in enumerate(paths):
+            if is_cancelled():
+                break
+            results[i] = _read_one(p)
+            if progress:
+                progress(i + 1, total)
+        return [r for r in results if r is not None]
+    done = 0
+    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="dicom-index") as pool:
+        pending: dict[Future[Header | LoadError], int] = {
+            pool.submit(_read_one, p): i for i, p in enumerate(paths)
+        }
+        while pending:
+            finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                results[pending.pop(fut)] = fut.result()
+                done += 1
+                if progress:
+                    progress(done, total)
+            if is_cancelled():
+                for fut in pending:
+                    fut.cancel()
+                break
+    return [r for r in results if r is not None]
+
+
+def slice_normal(instance: Instance) -> np.ndarray | None:
+    o = instance.image_orientation
+    if o is None:
+        return None
+    normal = np.cross(np.asarray(o[:3]), np.asarray(o[3:]))
+    norm = float(np.linalg.norm(normal))
+    return normal / norm if norm > 1e-6 else None
+
+
+def sort_instances(instances: list[Instance]) -> list[Instance]:
+    """Order for display: along the slice normal (ImagePositionPatient projected onto the cross
+    product of the ImageOrientationPatient rows), else InstanceNumber, else path."""
+    normal = next((n for n in map(slice_normal, instances) if n is not None), None)
+
+    def number(i: Instance) -> tuple[int, int]:
+        return (0, i.instance_number) if i.instance_number is not None else (1, 0)
+
+    if normal is not None and all(i.image_position is not None for i in instances):
+        def key_geo(i: Instance) -> tuple[float, tuple[int, int], str]:
+            pos = float(np.dot(np.asarray(i.image_position), normal))
+            return (round(pos, 4), number(i), i.path)
+
+        return sorted(instances, key=key_geo)
+    return sorted(instances, key=lambda i: (number(i), i.path))
+
+
+def _add(index: StudyIndex, header: Header) -> None:
+    inst = header.instance
+    patient = index.patients.get(inst.patient_id)
+    if patient is None:
+        patient = index.patients[inst.patient_id] = Patient(inst.patient_id, **header.patient)
+    study = patient.studies.get(inst.study_instance_uid)
+    if study is None:
+        study = patient.studies[inst.study_instance_uid] = Study(
+            inst.study_instance_uid, **header.study
+        )
+    series = study.series.get(inst.series_instance_uid)
+    if series is None:
+        series = study.series[inst.series_instance_uid] = Series(
+            inst.series_instance_uid, **header.series
+        )
+    series.instances.append(inst)
+
+
+def build_index(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> StudyIndex:
+    """Index files, folders (recursive), zip archives and DICOMDIRs; headers only.
+
+    ``progress(done, total)`` is called from worker threads. When cancelled, the index holds
+    what was read so far. Never raises for a bad file: see ``StudyIndex.errors``.
+    """
+    files, errors = enumerate_inputs(paths)
+    index = StudyIndex(errors=list(errors))
+    for result in read_headers(files, workers=workers, progress=progress, cancel=cancel):
+        if isinstance(result, LoadError):
+            index.errors.append(result)
+        else:
+            _add(index, result)
+    for _, _, series in index.iter_series():
+        series.instances[:] = sort_instances(series.instances)
+    log.info("indexed %d files: %d series, %d errors", len(files),
+             sum(1 for _ in index.iter_series()), len(index.errors))
+    return index
+
+
+def merge(into: StudyIndex, new: StudyIndex) -> StudyIndex:
+    """Add ``new`` into ``into``: new patients/studies/series, and new instances of series
+    already open (an instance whose path is already there is skipped). Returns ``into``."""
+    for pid, patient in new.patients.items():
+        mine = into.patients.setdefault(pid, Patient(pid, patient.name, patient.birth_date,
+                                                     patient.sex))
+        for st_uid, study in patient.studies.items():
+            my_study = mine.studies.get(st_uid)
+            if my_study is None:
+                mine.studies[st_uid] = study
+                continue
+            for se_uid, series in study.series.items():
+                my_series = my_study.series.get(se_uid)
+                if my_series is None:
+                    my_study.series[se_uid] = series
+                    continue
+                known = {i.path for i in my_series.instances}
+                added = [i for i in series.instances if i.path not in known]
+                if added:
+                    my_series.instances[:] = sort_instances(my_series.instances + added)
+    into.errors.extend(new.errors)
+    return into
+
+
+def add_paths(
+    index: StudyIndex,
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    workers: int | None = None,
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> StudyIndex:
+    """Index more paths into an existing index; returns only the NEW part (e.g. its errors)."""
+    new = build_index(paths, workers=workers, progress=progress, cancel=cancel)
+    merge(index, new)
+    return new

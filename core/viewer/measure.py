@@ -1,0 +1,112 @@
+"""Measurements on the modality values of a frame (HU on CT), never on the 8-bit display.
+
+Points are image coordinates (see ``core.viewer.transform``): x along columns, y along rows.
+``pixel_spacing`` follows DICOM's order (row spacing, column spacing) in mm, so a horizontal
+distance is scaled by the column spacing and a vertical one by the row spacing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Length:
+    value: float
+    unit: Literal["mm", "px"]
+
+    def label(self) -> str:
+        return f"{self.value:.1f} {self.unit}"
+
+
+@dataclass(frozen=True)
+class RoiStats:
+    mean: float
+    sd: float  # population standard deviation of the pixels inside
+    minimum: float
+    maximum: float
+    pixels: int
+    area: float  # pixel count times the area of one pixel
+    area_unit: Literal["mm²", "px²"]
+    units: str  # modality units ("HU" on CT), "" when unknown
+
+    def label(self) -> str:
+        u = f" {self.units}" if self.units else ""
+        return (
+            f"mean {self.mean:.1f}{u}  SD {self.sd:.1f}\n"
+            f"min {self.minimum:.0f}  max {self.maximum:.0f}  area {self.area:.1f} {self.area_unit}"
+        )
+
+
+def length(p0: Point, p1: Point, pixel_spacing: tuple[float, float] | None) -> Length:
+    """Distance between two image points, in mm when the spacing is known, else in pixels."""
+    dx = p1[0] - p0[0]
+    dy = p1[1] - p0[1]
+    if pixel_spacing is None:
+        return Length(math.hypot(dx, dy), "px")
+    row_spacing, col_spacing = pixel_spacing
+    return Length(math.hypot(dx * col_spacing, dy * row_spacing), "mm")
+
+
+def roi_pixels(shape: tuple[int, int], p0: Point, p1: Point) -> tuple[slice, slice]:
+    """Row and column slices of the pixels whose centres lie inside the rectangle p0-p1."""
+    rows, cols = shape
+    x0, x1 = sorted((p0[0], p1[0]))
+    y0, y1 = sorted((p0[1], p1[1]))
+    c0 = max(math.ceil(x0 - 0.5), 0)
+    c1 = min(math.floor(x1 - 0.5), cols - 1)
+    r0 = max(math.ceil(y0 - 0.5), 0)
+    r1 = min(math.floor(y1 - 0.5), rows - 1)
+    return slice(r0, max(r1 + 1, r0)), slice(c0, max(c1 + 1, c0))
+
+
+def roi_stats(
+    values: npt.NDArray[Any],
+    p0: Point,
+    p1: Point,
+    pixel_spacing: tuple[float, float] | None,
+    units: str = "",
+) -> RoiStats | None:
+    """Statistics of a rectangle ROI; None when it holds no pixel centre.
+
+    Colour frames are measured on the mean of their channels (there is no modality unit).
+    """
+    rs, cs = roi_pixels((int(values.shape[0]), int(values.shape[1])), p0, p1)
+    region = np.asarray(values[rs, cs], dtype=np.float64)
+    if region.ndim == 3:
+        region = region.mean(axis=2)
+        units = ""
+    if region.size == 0:
+        return None
+    n = int(region.size)
+    if pixel_spacing is None:
+        area, area_unit = float(n), "px²"
+    else:
+        area, area_unit = n * pixel_spacing[0] * pixel_spacing[1], "mm²"
+    return RoiStats(
+        mean=float(region.mean()),
+        sd=float(region.std()),
+        minimum=float(region.min()),
+        maximum=float(region.max()),
+        pixels=n,
+        area=float(area),
+        area_unit=area_unit,  # type: ignore[arg-type]
+        units=units,
+    )
+
+
+@dataclass
+class Measurement:
+    """One drawn measurement, tied to a slice of the current series."""
+
+    kind: Literal["length", "roi"]
+    slice_index: int
+    p0: Point
+    p1: Point

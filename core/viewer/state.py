@@ -1,0 +1,194 @@
+"""The open studies, the current series and its loaded frames, as an evented plain object.
+
+Loading happens elsewhere (a worker in desktop/, or a script): it calls ``set_frame`` as
+slices arrive, in any order, and views repaint on ``frame_loaded``. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from psygnal import Signal
+
+from core.imaging.model import Frame, Instance, LoadError, Patient, Series, Study, StudyIndex
+from core.viewer.measure import Measurement
+from core.viewer.presets import AUTO, window_for
+from core.viewer.viewport import Viewport
+
+
+@dataclass(frozen=True)
+class SliceRef:
+    """Which instance (and which frame of it) a slice index of the series shows."""
+
+    instance: Instance
+    frame: int
+
+
+def slice_refs(series: Series) -> list[SliceRef]:
+    """Slices of a series in display order: each frame of each instance with pixels."""
+    return [
+        SliceRef(inst, f)
+        for inst in series.instances
+        if inst.has_pixels
+        for f in range(max(inst.number_of_frames, 1))
+    ]
+
+
+def slice_position(instance: Instance) -> float | None:
+    """Position along the slice normal in mm (ImagePositionPatient . normal), else SliceLocation."""
+    if instance.image_position is not None and instance.image_orientation is not None:
+        o = instance.image_orientation
+        normal = np.cross(np.array(o[:3]), np.array(o[3:]))
+        return float(np.dot(np.array(instance.image_position), normal))
+    return instance.slice_location
+
+
+def merge_index(into: StudyIndex, new: StudyIndex) -> None:
+    """Add patients/studies/series of ``new`` to ``into`` (series already open are kept)."""
+    for pid, patient in new.patients.items():
+        mine = into.patients.setdefault(
+            pid, Patient(pid, patient.name, patient.birth_date, patient.sex)
+        )
+        for suid, study in patient.studies.items():
+            my_study = mine.studies.setdefault(suid, study)
+            if my_study is study:
+                continue
+            for se_uid, series in study.series.items():
+                my_study.series.setdefault(se_uid, series)
+    into.errors.extend(new.errors)
+
+
+class ViewerState:
+    """What the viewer shows; every change is announced through a psygnal signal."""
+
+    index_changed = Signal(object)  # the merged StudyIndex
+    errors_added = Signal(list)  # list[LoadError], only the new ones
+    series_changed = Signal(object)  # Series | None
+    frame_loaded = Signal(int)  # slice index now available
+    load_progress = Signal(int, int)  # (loaded, total)
+    measurements_changed = Signal()
+    hide_phi_changed = Signal(bool)
+
+    def __init__(self) -> None:
+        self.index = StudyIndex()
+        self.viewport = Viewport()
+        self.series: Series | None = None
+        self.slices: list[SliceRef] = []
+        self.frames: list[Frame | None] = []
+        self.measurements: list[Measurement] = []
+        self._hide_phi = False
+
+    # --- studies -------------------------------------------------------------------------
+    def add_index(self, new: StudyIndex) -> None:
+        merge_index(self.index, new)
+        if new.errors:
+            self.errors_added.emit(list(new.errors))
+        self.index_changed.emit(self.index)
+
+    def add_errors(self, errors: list[LoadError]) -> None:
+        self.index.errors.extend(errors)
+        self.errors_added.emit(list(errors))
+
+    def find_series(self, series_uid: str) -> tuple[Patient, Study, Series]:
+        for patient, study, series in self.index.iter_series():
+            if series.series_instance_uid == series_uid:
+                return patient, study, series
+        raise KeyError(f"series '{series_uid}' is not in the open studies")
+
+    def context(self) -> tuple[Patient, Study] | None:
+        """Patient and study of the current series (for the overlay)."""
+        if self.series is None:
+            return None
+        patient, study, _ = self.find_series(self.series.series_instance_uid)
+        return patient, study
+
+    # --- current series ------------------------------------------------------------------
+    def set_series(self, series: Series | None) -> None:
+        """Make a series current: no frame loaded yet, slice in the middle, geometry reset."""
+        self.series = series
+        self.slices = slice_refs(series) if series is not None else []
+        self.frames = [None] * len(self.slices)
+        self.measurements = []
+        vp = self.viewport
+        vp.update({"cine_playing": False, "preset": AUTO, "invert": False})
+        vp.reset_geometry()
+        vp.slice_index = len(self.slices) // 2 if len(self.slices) > 2 else 0
+        self.series_changed.emit(series)
+        self.measurements_changed.emit()
+
+    @property
+    def slice_count(self) -> int:
+        return len(self.slices)
+
+    @property
+    def loaded_count(self) -> int:
+        return sum(f is not None for f in self.frames)
+
+    def set_frame(self, index: int, frame: Frame) -> None:
+        """Store a decoded slice; the first one of a series sets the 'auto' window."""
+        if not 0 <= index < len(self.frames):
+            raise IndexError(f"slice {index} outside series of {len(self.frames)} slices")
+        first = self.loaded_count == 0
+        self.frames[index] = frame
+        if first and self.viewport.preset == AUTO and not frame.is_color:
+            center, width = window_for(AUTO, frame)
+            self.viewport.set_window(center, width, preset=AUTO)
+        self.frame_loaded.emit(index)
+        self.load_progress.emit(self.loaded_count, len(self.frames))
+
+    def current_frame(self) -> Frame | None:
+        i = self.viewport.slice_index
+        return self.frames[i] if 0 <= i < len(self.frames) else None
+
+    def current_slice(self) -> SliceRef | None:
+        i = self.viewport.slice_index
+        return self.slices[i] if 0 <= i < len(self.slices) else None
+
+    def nearest_loaded(self, index: int) -> Frame | None:
+        """The loaded frame nearest to a slice (shown while that slice is still loading)."""
+        for d in range(len(self.frames)):
+            for j in (index - d, index + d):
+                if 0 <= j < len(self.frames) and self.frames[j] is not None:
+                    return self.frames[j]
+        return None
+
+    def set_slice(self, index: int) -> None:
+        if self.slices:
+            self.viewport.slice_index = min(max(index, 0), len(self.slices) - 1)
+
+    def step_slice(self, delta: int, wrap: bool = False) -> None:
+        n = len(self.slices)
+        if not n:
+            return
+        i = self.viewport.slice_index + delta
+        self.set_slice(i % n if wrap else i)
+
+    def apply_preset(self, name: str) -> None:
+        """Apply a window preset by name ('auto' uses the current slice's own window)."""
+        frame = self.current_frame() or self.nearest_loaded(self.viewport.slice_index)
+        center, width = window_for(name, frame)
+        self.viewport.set_window(center, width, preset=name)
+
+    # --- measurements --------------------------------------------------------------------
+    def add_measurement(self, m: Measurement) -> None:
+        self.measurements.append(m)
+        self.measurements_changed.emit()
+
+    def clear_measurements(self) -> None:
+        self.measurements = []
+        self.measurements_changed.emit()
+
+    def measurements_on_slice(self, index: int) -> list[Measurement]:
+        return [m for m in self.measurements if m.slice_index == index]
+
+    # --- identifying text ----------------------------------------------------------------
+    @property
+    def hide_phi(self) -> bool:
+        return self._hide_phi
+
+    @hide_phi.setter
+    def hide_phi(self, value: bool) -> None:
+        if value != self._hide_phi:
+            self._hide_phi = value
+            self.hide_phi_changed.emit(value)

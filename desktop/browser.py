@@ -1,0 +1,100 @@
+"""The study browser: patients > studies > series, with thumbnails, modality, date, count.
+
+A view of ``ViewerState.index``; activating a series asks the controller to open it.
+With hide-PHI on, patients show as "Patient 1, 2, ..." and dates are blanked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QColor, QIcon, QPixmap
+from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
+
+from core.imaging.model import StudyIndex
+from core.viewer.overlay import format_dicom_date
+from core.viewer.state import ViewerState
+from desktop.viewport_widget import to_qimage
+
+UID_ROLE = Qt.ItemDataRole.UserRole
+ICON = 64
+
+
+class StudyBrowser(QTreeWidget):
+    series_activated = Signal(str)  # series instance UID
+
+    def __init__(self, state: ViewerState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setObjectName("studyBrowser")
+        self.setColumnCount(1)
+        self.setHeaderHidden(True)
+        self.setIconSize(QSize(ICON, ICON))
+        self.setUniformRowHeights(False)
+        self.setIndentation(10)
+        self.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self._thumbs: dict[str, QPixmap] = {}
+        self._series_items: dict[str, QTreeWidgetItem] = {}
+        self.itemActivated.connect(self._on_activated)
+        self.itemClicked.connect(self._on_activated)
+        state.index_changed.connect(self.rebuild)
+        state.hide_phi_changed.connect(lambda _h: self.rebuild(state.index))
+        state.series_changed.connect(self._select_current)
+
+    def rebuild(self, index: StudyIndex) -> None:
+        hide = self.state.hide_phi
+        self.clear()
+        self._series_items = {}
+        for n, patient in enumerate(index.patients.values(), start=1):
+            name = f"Patient {n}" if hide else (
+                f"{patient.name.replace('^', ' ').strip() or '(no name)'}  [{patient.patient_id}]")
+            p_item = QTreeWidgetItem([name])
+            font = p_item.font(0)
+            font.setBold(True)
+            p_item.setFont(0, font)
+            self.addTopLevelItem(p_item)
+            for study in patient.studies.values():
+                date = "" if hide else format_dicom_date(study.study_date)
+                s_item = QTreeWidgetItem([f"{date}  {study.description or '(study)'}".strip()])
+                s_item.setForeground(0, QColor("#aeb3bb"))
+                p_item.addChild(s_item)
+                for series in study.series.values():
+                    num = series.series_number
+                    number = f"Se {num} · " if num is not None else ""
+                    desc = series.description or "(no description)"
+                    text = (f"{desc}\n{number}{series.modality or '?'} · "
+                            f"{series.frame_count} image{'s' if series.frame_count != 1 else ''}")
+                    item = QTreeWidgetItem([text])
+                    item.setData(0, UID_ROLE, series.series_instance_uid)
+                    item.setToolTip(0, text)
+                    item.setSizeHint(0, QSize(0, ICON + 8))
+                    thumb = self._thumbs.get(series.series_instance_uid)
+                    if thumb is not None:
+                        item.setIcon(0, QIcon(thumb))
+                    s_item.addChild(item)
+                    self._series_items[series.series_instance_uid] = item
+        self.expandAll()
+        self._select_current(self.state.series)
+
+    def set_thumbnail(self, series_uid: str, pixels: np.ndarray) -> None:  # type: ignore[type-arg]
+        pix = QPixmap.fromImage(to_qimage(pixels))
+        self._thumbs[series_uid] = pix
+        item = self._series_items.get(series_uid)
+        if item is not None:
+            item.setIcon(0, QIcon(pix))
+
+    def has_thumbnail(self, series_uid: str) -> bool:
+        return series_uid in self._thumbs
+
+    def _select_current(self, series: object) -> None:
+        uid = getattr(series, "series_instance_uid", None)
+        item = self._series_items.get(uid) if uid else None
+        if item is not None:
+            self.blockSignals(True)
+            self.setCurrentItem(item)
+            self.blockSignals(False)
+
+    def _on_activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
+        uid = item.data(0, UID_ROLE)
+        if uid and (self.state.series is None or self.state.series.series_instance_uid != uid):
+            self.series_activated.emit(uid)

@@ -1,0 +1,191 @@
+"""Drives loading: indexing, progressive series loads, thumbnails and tag headers, in workers.
+
+The GUI thread only receives finished pieces (an index, one decoded slice, a thumbnail) and
+puts them into ``ViewerState``. Opening another series cancels the load in progress; a slice
+scrolled to before it has loaded shows its nearest loaded neighbour until it arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from core.imaging.model import LoadError, Series, StudyIndex
+from core.viewer.state import ViewerState
+from core.viewer.tags import TagRow
+from desktop import jobs
+from desktop.workers import Job, JobRunner
+
+
+class ViewerController(QObject):
+    status = Signal(str)
+    series_loaded = Signal(str)  # series uid, every slice decoded
+    tags_loaded = Signal(object)  # list[TagRow]
+    index_loaded = Signal(object)  # the StudyIndex that was just added
+    busy_changed = Signal(bool)
+
+    def __init__(self, state: ViewerState, runner: JobRunner, parent: QObject | None = None,
+                 load_workers: int | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.runner = runner
+        self.load_workers = load_workers or None
+        self.series_load: Job | None = None
+        self.index_jobs: list[Job] = []
+        self.header_job: Job | None = None
+        self.thumb_jobs: list[Job] = []
+        self.timings: dict[str, float] = {}
+        self._header_timer = QTimer(self, singleShot=True, interval=120)
+        self._header_timer.timeout.connect(self._load_header)
+        state.viewport.events.slice_index.connect(lambda _i: self._header_timer.start())
+        state.hide_phi_changed.connect(lambda _h: self._header_timer.start())
+
+    # --- opening -------------------------------------------------------------------------
+    def open_paths(self, paths: Sequence[str]) -> Job | None:
+        paths = [str(p) for p in paths if str(p)]
+        if not paths:
+            return None
+        self.timings["open"] = time.perf_counter()
+        self.status.emit(f"Indexing {len(paths)} path(s)…")
+        job = self.runner.start(
+            "index files",
+            jobs.index_job,
+            paths,
+            on_progress=self._on_index_progress,
+            on_result=self._on_index,
+            on_error=lambda exc: self.state.add_errors([LoadError(", ".join(paths), str(exc))]),
+            on_finished=lambda j: self._job_done(self.index_jobs, j),
+        )
+        self.index_jobs.append(job)
+        self.busy_changed.emit(True)
+        return job
+
+    def _on_index_progress(self, args: Any) -> None:
+        if isinstance(args, tuple) and len(args) >= 2 and all(isinstance(a, int) for a in args[:2]):
+            self.status.emit(f"Indexing: {args[0]}/{args[1]} files")
+
+    def _on_index(self, index: StudyIndex) -> None:
+        self.timings["indexed"] = time.perf_counter()
+        new_series = [s for _p, _st, s in index.iter_series()]
+        self.state.add_index(index)
+        self.index_loaded.emit(index)
+        n_err = len(index.errors)
+        self.status.emit(f"Opened {len(new_series)} series" +
+                         (f"; {n_err} file(s) could not be read" if n_err else ""))
+        if self.state.series is None:
+            best = self.pick_series(new_series)
+            if best is not None:
+                self.open_series(best.series_instance_uid)
+        self.start_thumbnails(new_series)
+
+    @staticmethod
+    def pick_series(series: Sequence[Series]) -> Series | None:
+        """The series to show first: the one with the most images (the main stack)."""
+        with_images = [s for s in series if s.frame_count > 0]
+        return max(with_images, key=lambda s: s.frame_count) if with_images else None
+
+    # --- series ----------------------------------------------------------------------------
+    def open_series(self, series_uid: str) -> Job | None:
+        """Make a series current and load it progressively (cancels a load in progress)."""
+        self.cancel_series_load()
+        _p, _st, series = self.state.find_series(series_uid)
+        self.timings["series_open"] = time.perf_counter()
+        self.timings.pop("first_frame", None)
+        self.timings.pop("series_loaded", None)
+        self.state.set_series(series)
+        if not self.state.slice_count:
+            self.status.emit(f"Series '{series.description}' has no images")
+            return None
+        job = self.runner.start(
+            f"load series '{series.description or series_uid}'",
+            jobs.series_job,
+            series,
+            self.load_workers,
+            on_progress=lambda item, s=series: self._on_slice(s, item),
+            on_result=lambda _r, s=series: self._on_series_done(s),
+            on_error=lambda exc, s=series: self._on_series_error(s, exc),
+            on_finished=self._series_job_finished,
+        )
+        self.series_load = job
+        self.busy_changed.emit(True)
+        return job
+
+    def _on_slice(self, series: Series, item: tuple[int, Any]) -> None:
+        if self.state.series is not series:
+            return  # a late slice of a series no longer shown
+        index, frame = item
+        if "first_frame" not in self.timings:
+            self.timings["first_frame"] = time.perf_counter()
+        self.state.set_frame(index, frame)
+
+    def _on_series_done(self, series: Series) -> None:
+        if self.state.series is series:
+            self.timings["series_loaded"] = time.perf_counter()
+            self.status.emit(f"Loaded {self.state.loaded_count} images of "
+                             f"'{series.description or series.modality}'")
+            self.series_loaded.emit(series.series_instance_uid)
+
+    def _on_series_error(self, series: Series, exc: BaseException) -> None:
+        self.state.add_errors([LoadError(series.description or series.series_instance_uid,
+                                         f"series load failed: {exc}")])
+
+    def _series_job_finished(self, job: Job) -> None:
+        if self.series_load is job:
+            self.series_load = None
+        self.busy_changed.emit(self.busy)
+
+    def cancel_series_load(self) -> None:
+        if self.series_load is not None:
+            self.series_load.cancel()
+            self.status.emit("Series load cancelled")
+            self.series_load = None
+
+    @property
+    def busy(self) -> bool:
+        return self.runner.active > 0
+
+    # --- thumbnails and tags ---------------------------------------------------------------
+    def start_thumbnails(self, series: Sequence[Series]) -> None:
+        if not series:
+            return
+        job = self.runner.start(
+            "thumbnails", jobs.thumbnails_job, list(series),
+            on_progress=self._on_thumbnail,
+            on_finished=lambda j: self._job_done(self.thumb_jobs, j),
+        )
+        self.thumb_jobs.append(job)
+
+    thumbnail_ready = Signal(str, object)
+
+    def _on_thumbnail(self, item: tuple[str, Any]) -> None:
+        uid, result = item
+        if isinstance(result, str):
+            self.status.emit(f"No thumbnail for a series: {result}")
+            return
+        self.thumbnail_ready.emit(uid, result)
+
+    def _load_header(self) -> None:
+        ref = self.state.current_slice()
+        if ref is None:
+            return
+        if self.header_job is not None:
+            self.header_job.cancel()
+        path = ref.instance.path
+        self.header_job = self.runner.start(
+            "read header", jobs.header_job, ref.instance, self.state.hide_phi,
+            on_result=lambda rows, p=path: self._on_header(p, rows),
+            on_error=lambda exc: self.tags_loaded.emit(exc),
+        )
+
+    def _on_header(self, path: str, rows: list[TagRow]) -> None:
+        ref = self.state.current_slice()
+        if ref is not None and ref.instance.path == path:
+            self.tags_loaded.emit(rows)
+
+    def _job_done(self, bucket: list[Job], job: Job) -> None:
+        if job in bucket:
+            bucket.remove(job)
+        self.busy_changed.emit(self.busy)

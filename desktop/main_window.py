@@ -1,0 +1,246 @@
+"""The main window: composes the panels; behaviour lives in the controller and the state.
+
+Other features add themselves as dock panels with ``add_panel(widget, area, title)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QSlider,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.imaging.model import LoadError
+from core.viewer.state import ViewerState
+from core.viewer.tags import TagRow
+from desktop.actions import build_actions
+from desktop.browser import StudyBrowser
+from desktop.cine import CinePlayer
+from desktop.controller import ViewerController
+from desktop.panels import LoadErrorsPanel, TagBrowser
+from desktop.viewport_widget import Tool, ViewportWidget
+from desktop.workers import ErrorSink, JobRunner
+
+Area = Qt.DockWidgetArea
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, state: ViewerState | None = None, load_workers: int | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("DoctorAI Workstation")
+        self.setAcceptDrops(True)
+        self.resize(1440, 900)
+        self.state = state or ViewerState()
+        self.sink = ErrorSink(self)
+        self.runner = JobRunner(self.sink, self)
+        self.controller = ViewerController(self.state, self.runner, self, load_workers)
+        self.cine = CinePlayer(self.state, self)
+        self.actions_by_name: dict[str, QAction] = {}
+        self.preset_menu: QMenu | None = None
+        self.panels_menu: QMenu | None = None
+
+        self.viewport = ViewportWidget(self.state)
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setObjectName("sliceSlider")
+        self.slice_label = QLabel("")
+        central = QWidget()
+        col = QVBoxLayout(central)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        col.addWidget(self.viewport, 1)
+        row = QHBoxLayout()
+        row.setContentsMargins(8, 4, 8, 4)
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.slice_label)
+        col.addLayout(row)
+        self.setCentralWidget(central)
+
+        self.browser = StudyBrowser(self.state)
+        self.tags = TagBrowser()
+        self.errors = LoadErrorsPanel()
+        build_actions(self)
+        self.browser_dock = self.add_panel(self.browser, Area.LeftDockWidgetArea, "Studies")
+        self.tags_dock = self.add_panel(self.tags, Area.RightDockWidgetArea, "DICOM tags")
+        self.errors_dock = self.add_panel(self.errors, Area.BottomDockWidgetArea, "Load errors")
+        self.errors_dock.hide()
+        self.resizeDocks([self.browser_dock, self.tags_dock], [300, 400],
+                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.errors_dock], [130], Qt.Orientation.Vertical)
+        self._build_status_bar()
+        self._connect()
+
+    # --- composition -----------------------------------------------------------------------
+    def add_panel(self, widget: QWidget, area: Area = Area.RightDockWidgetArea,
+                  title: str = "") -> QDockWidget:
+        """Add a feature panel as a dock widget (listed under View > Panels)."""
+        dock = QDockWidget(title or widget.windowTitle(), self)
+        dock.setObjectName(f"dock_{widget.objectName() or title}")
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        if self.panels_menu is not None:
+            self.panels_menu.addAction(dock.toggleViewAction())
+        return dock
+
+    def _build_status_bar(self) -> None:
+        bar = self.statusBar()
+        self.pixel_label = QLabel("")
+        self.errors_button = QPushButton("")
+        self.errors_button.setFlat(True)
+        self.errors_button.setObjectName("warning")
+        self.errors_button.hide()
+        self.errors_button.clicked.connect(self.errors_dock.show)
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.setFormat("%v/%m slices")
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel_loading)
+        bar.addPermanentWidget(self.pixel_label)
+        bar.addPermanentWidget(self.errors_button)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _connect(self) -> None:
+        st, vp, ctl = self.state, self.state.viewport, self.controller
+        self.browser.series_activated.connect(ctl.open_series)
+        ctl.thumbnail_ready.connect(self.browser.set_thumbnail)
+        ctl.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
+        ctl.tags_loaded.connect(self._on_tags)
+        self.sink.message.connect(self._on_job_error)
+        st.errors_added.connect(self._on_load_errors)
+        st.series_changed.connect(self._on_series_changed)
+        st.load_progress.connect(self._on_load_progress)
+        st.hide_phi_changed.connect(lambda _h: self._update_title())
+        vp.events.slice_index.connect(self._on_slice)
+        self.slider.valueChanged.connect(st.set_slice)
+        self.viewport.installEventFilter(self)
+
+    def eventFilter(self, obj: object, event: object) -> bool:
+        if obj is self.viewport and self.viewport.status_text:
+            self.pixel_label.setText(self.viewport.status_text)
+        return False
+
+    # --- reactions to the state ------------------------------------------------------------
+    def _on_series_changed(self, _series: object) -> None:
+        n = self.state.slice_count
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(n - 1, 0))
+        self.slider.setValue(self.state.viewport.slice_index)
+        self.slider.blockSignals(False)
+        self._on_slice(self.state.viewport.slice_index)
+        self.progress.setRange(0, max(n, 1))
+        self.progress.setValue(0)
+        self.progress.setVisible(n > 0)
+        self.cancel_button.setVisible(n > 0)
+        self.tags.show_message("Reading header…")
+        self._update_title()
+
+    def _on_slice(self, index: int) -> None:
+        self.slider.blockSignals(True)
+        self.slider.setValue(index)
+        self.slider.blockSignals(False)
+        self.slice_label.setText(f"{index + 1} / {self.state.slice_count}")
+
+    def _on_load_progress(self, loaded: int, total: int) -> None:
+        self.progress.setValue(loaded)
+        done = loaded >= total
+        self.progress.setVisible(not done)
+        self.cancel_button.setVisible(not done)
+
+    def _on_tags(self, rows: list[TagRow] | BaseException) -> None:
+        ref = self.state.current_slice()
+        if isinstance(rows, BaseException):
+            self.tags.show_message(f"Cannot show tags: {rows}")
+            return
+        name = Path(ref.instance.path.split("::")[-1]).name if ref else ""
+        self.tags.set_rows(rows, f"{name}  ({len(rows)} elements)")
+
+    def _on_load_errors(self, errors: list[LoadError]) -> None:
+        self.errors.add_errors(errors)
+        n = self.errors.table.rowCount()
+        self.errors_button.setText(f"⚠ {n} load error(s)")
+        self.errors_button.show()
+        self.errors_dock.show()
+
+    def _on_job_error(self, job_name: str, text: str) -> None:
+        self._on_load_errors([LoadError(job_name, text)])
+        self.statusBar().showMessage(f"{job_name} failed: {text}", 10000)
+
+    def _update_title(self) -> None:
+        ctx = self.state.context()
+        if ctx is None or self.state.hide_phi:
+            self.setWindowTitle("DoctorAI Workstation")
+        else:
+            name = ctx[0].name.replace("^", " ").strip() or ctx[0].patient_id
+            self.setWindowTitle(f"{name} - DoctorAI Workstation")
+
+    # --- commands ---------------------------------------------------------------------------
+    def open_paths(self, paths: Sequence[str | Path]) -> None:
+        self.controller.open_paths([str(p) for p in paths])
+
+    def set_tool(self, tool: Tool) -> None:
+        self.viewport.tool = tool
+
+    def apply_preset(self, name: str) -> None:
+        try:
+            self.state.apply_preset(name)
+        except ValueError as exc:
+            self.statusBar().showMessage(str(exc), 5000)
+
+    def cancel_loading(self) -> None:
+        self.controller.cancel_series_load()
+        for job in list(self.controller.index_jobs):
+            job.cancel()
+        self.progress.hide()
+        self.cancel_button.hide()
+
+    def open_files_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM or image files")
+        self.open_paths(files)
+
+    def open_folder_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder (searched recursively)")
+        if folder:
+            self.open_paths([folder])
+
+    def open_zip_dialog(self) -> None:
+        files, _ = QFileDialog.getOpenFileNames(self, "Open zip archives", "", "Zip (*.zip)")
+        self.open_paths(files)
+
+    # --- drag and drop, shutdown ------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            self.open_paths(paths)
+            event.acceptProposedAction()
+
+    def shutdown(self, timeout_ms: int = 10_000) -> bool:
+        """Stop cine, cancel and await every background job (also run by closeEvent)."""
+        self.state.viewport.cine_playing = False
+        return self.runner.shutdown(timeout_ms)
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.shutdown()
+        super().closeEvent(event)
