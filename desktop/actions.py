@@ -25,9 +25,9 @@ def _act(win: MainWindow, text: str, slot: object, shortcut: str | None = None,
     action.setCheckable(checkable)
     action.setToolTip(f"{tip or text} ({shortcut})" if shortcut else (tip or text))
     if checkable:
-        action.toggled.connect(slot)  # type: ignore[arg-type]
+        action.toggled.connect(slot)
     else:
-        action.triggered.connect(slot)  # type: ignore[arg-type]
+        action.triggered.connect(slot)
     win.addAction(action)
     win.actions_by_name[text] = action
     return action
@@ -54,7 +54,8 @@ def build_actions(win: MainWindow) -> None:
     tools.setExclusive(True)
     for name, label, key in (("window", "W/L", "W"), ("pan", "Pan", "M"), ("zoom", "Zoom", "Z"),
                              ("length", "Length", "L"), ("roi", "ROI", "R")):
-        a = _act(win, label, lambda on, n=name: on and win.set_tool(n), key, checkable=True,
+        a = _act(win, label, lambda on, n=name: win.set_tool(n) if on else None, key,
+                 checkable=True,
                  tip={"window": "Window/level (left drag)", "pan": "Pan (left drag)",
                       "zoom": "Zoom (left drag)", "length": "Measure length",
                       "roi": "Rectangle ROI statistics"}[name])

@@ -7,6 +7,7 @@ With hide-PHI on, patients show as "Patient 1, 2, ..." and dates are blanked.
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
@@ -25,7 +26,7 @@ class StudyBrowser(QTreeWidget):
 
     def __init__(self, state: ViewerState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.state = state
+        self.viewer_state = state
         self.setObjectName("studyBrowser")
         self.setColumnCount(1)
         self.setHeaderHidden(True)
@@ -42,7 +43,7 @@ class StudyBrowser(QTreeWidget):
         state.series_changed.connect(self._select_current)
 
     def rebuild(self, index: StudyIndex) -> None:
-        hide = self.state.hide_phi
+        hide = self.viewer_state.hide_phi
         self.clear()
         self._series_items = {}
         for n, patient in enumerate(index.patients.values(), start=1):
@@ -74,9 +75,9 @@ class StudyBrowser(QTreeWidget):
                     s_item.addChild(item)
                     self._series_items[series.series_instance_uid] = item
         self.expandAll()
-        self._select_current(self.state.series)
+        self._select_current(self.viewer_state.series)
 
-    def set_thumbnail(self, series_uid: str, pixels: np.ndarray) -> None:  # type: ignore[type-arg]
+    def set_thumbnail(self, series_uid: str, pixels: npt.NDArray[np.uint8]) -> None:
         pix = QPixmap.fromImage(to_qimage(pixels))
         self._thumbs[series_uid] = pix
         item = self._series_items.get(series_uid)
@@ -96,5 +97,6 @@ class StudyBrowser(QTreeWidget):
 
     def _on_activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         uid = item.data(0, UID_ROLE)
-        if uid and (self.state.series is None or self.state.series.series_instance_uid != uid):
+        current = self.viewer_state.series
+        if uid and (current is None or current.series_instance_uid != uid):
             self.series_activated.emit(uid)

@@ -7,17 +7,21 @@ scrolled to before it has loaded shows its nearest loaded neighbour until it arr
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.imaging.model import LoadError, Series, StudyIndex
 from core.viewer.state import ViewerState
-from core.viewer.tags import TagRow
 from desktop import jobs
 from desktop.workers import Job, JobRunner
+
+if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
+    from core.viewer.tags import TagRow
 
 
 class ViewerController(QObject):
@@ -32,12 +36,14 @@ class ViewerController(QObject):
         super().__init__(parent)
         self.state = state
         self.runner = runner
-        self.load_workers = load_workers or None
+        # one core stays free for the GUI thread, so the event loop never waits on a busy CPU
+        self.load_workers = load_workers or max(1, (os.cpu_count() or 2) - 1)
         self.series_load: Job | None = None
         self.index_jobs: list[Job] = []
         self.header_job: Job | None = None
         self.thumb_jobs: list[Job] = []
         self.timings: dict[str, float] = {}
+        self._last_progress = 0.0
         self._header_timer = QTimer(self, singleShot=True, interval=120)
         self._header_timer.timeout.connect(self._load_header)
         state.viewport.events.slice_index.connect(lambda _i: self._header_timer.start())
@@ -46,7 +52,7 @@ class ViewerController(QObject):
     # --- opening -------------------------------------------------------------------------
     def open_paths(self, paths: Sequence[str]) -> Job | None:
         paths = [str(p) for p in paths if str(p)]
-        if not paths:
+        if not paths or self.runner.closed:
             return None
         self.timings["open"] = time.perf_counter()
         self.status.emit(f"Indexing {len(paths)} path(s)…")
@@ -54,6 +60,7 @@ class ViewerController(QObject):
             "index files",
             jobs.index_job,
             paths,
+            self.load_workers,
             on_progress=self._on_index_progress,
             on_result=self._on_index,
             on_error=lambda exc: self.state.add_errors([LoadError(", ".join(paths), str(exc))]),
@@ -64,7 +71,11 @@ class ViewerController(QObject):
         return job
 
     def _on_index_progress(self, args: Any) -> None:
-        if isinstance(args, tuple) and len(args) >= 2 and all(isinstance(a, int) for a in args[:2]):
+        if not (isinstance(args, tuple) and len(args) >= 2):
+            return
+        now = time.perf_counter()
+        if now - self._last_progress >= 0.1 or args[0] == args[1]:  # at most 10 updates/s
+            self._last_progress = now
             self.status.emit(f"Indexing: {args[0]}/{args[1]} files")
 
     def _on_index(self, index: StudyIndex) -> None:
@@ -75,6 +86,10 @@ class ViewerController(QObject):
         n_err = len(index.errors)
         self.status.emit(f"Opened {len(new_series)} series" +
                          (f"; {n_err} file(s) could not be read" if n_err else ""))
+        current = self.state.series
+        if current is not None and current.frame_count != self.state.slice_count:
+            # the new files added slices to the series on screen: reload it with them
+            self.open_series(current.series_instance_uid)
         if self.state.series is None:
             best = self.pick_series(new_series)
             if best is not None:
@@ -91,6 +106,8 @@ class ViewerController(QObject):
     def open_series(self, series_uid: str) -> Job | None:
         """Make a series current and load it progressively (cancels a load in progress)."""
         self.cancel_series_load()
+        if self.runner.closed:
+            return None
         _p, _st, series = self.state.find_series(series_uid)
         self.timings["series_open"] = time.perf_counter()
         self.timings.pop("first_frame", None)
@@ -104,9 +121,9 @@ class ViewerController(QObject):
             jobs.series_job,
             series,
             self.load_workers,
-            on_progress=lambda item, s=series: self._on_slice(s, item),
-            on_result=lambda _r, s=series: self._on_series_done(s),
-            on_error=lambda exc, s=series: self._on_series_error(s, exc),
+            on_progress=partial(self._on_slice, series),
+            on_result=partial(self._on_series_done, series),
+            on_error=partial(self._on_series_error, series),
             on_finished=self._series_job_finished,
         )
         self.series_load = job
@@ -121,7 +138,7 @@ class ViewerController(QObject):
             self.timings["first_frame"] = time.perf_counter()
         self.state.set_frame(index, frame)
 
-    def _on_series_done(self, series: Series) -> None:
+    def _on_series_done(self, series: Series, _result: object = None) -> None:
         if self.state.series is series:
             self.timings["series_loaded"] = time.perf_counter()
             self.status.emit(f"Loaded {self.state.loaded_count} images of "
@@ -129,8 +146,16 @@ class ViewerController(QObject):
             self.series_loaded.emit(series.series_instance_uid)
 
     def _on_series_error(self, series: Series, exc: BaseException) -> None:
-        self.state.add_errors([LoadError(series.description or series.series_instance_uid,
-                                         f"series load failed: {exc}")])
+        """Slices that failed (the rest of the series is shown), or the whole load failing."""
+        per_file = getattr(exc, "errors", None)  # core.imaging.volume.SeriesLoadError
+        if isinstance(per_file, list) and per_file:
+            self.state.add_errors(list(per_file))
+        else:
+            self.state.add_errors([LoadError(series.description or series.series_instance_uid,
+                                             f"series load failed: {exc}")])
+        if self.state.series is series:
+            self.timings["series_loaded"] = time.perf_counter()
+            self.series_loaded.emit(series.series_instance_uid)
 
     def _series_job_finished(self, job: Job) -> None:
         if self.series_load is job:
@@ -142,6 +167,10 @@ class ViewerController(QObject):
             self.series_load.cancel()
             self.status.emit("Series load cancelled")
             self.series_load = None
+
+    def stop(self) -> None:
+        """No more scheduled work (window closing); the runner then cancels what runs."""
+        self._header_timer.stop()
 
     @property
     def busy(self) -> bool:
@@ -169,14 +198,14 @@ class ViewerController(QObject):
 
     def _load_header(self) -> None:
         ref = self.state.current_slice()
-        if ref is None:
+        if ref is None or self.runner.closed:
             return
         if self.header_job is not None:
             self.header_job.cancel()
         path = ref.instance.path
         self.header_job = self.runner.start(
             "read header", jobs.header_job, ref.instance, self.state.hide_phi,
-            on_result=lambda rows, p=path: self._on_header(p, rows),
+            on_result=partial(self._on_header, path),
             on_error=lambda exc: self.tags_loaded.emit(exc),
         )
 

@@ -6,26 +6,28 @@ Each takes a ``JobContext`` first and checks ``ctx.cancelled`` between steps.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from core.imaging.model import Instance, Series, StudyIndex
-from core.viewer.tags import TagRow, header_rows
 from desktop.workers import JobContext
+
+if TYPE_CHECKING:
+    from core.viewer.tags import TagRow
 
 THUMB_SIZE = 96
 
 
-def index_job(ctx: JobContext, paths: Sequence[str]) -> StudyIndex:
+def index_job(ctx: JobContext, paths: Sequence[str], workers: int | None = None) -> StudyIndex:
     """Index headers of files/folders/zips; progress goes to ``ctx.report``."""
     from core.imaging.index import build_index
 
     def progress(*args: Any) -> None:
         ctx.report(args)
 
-    return build_index(list(paths), progress=progress, cancel=ctx.cancel_event)
+    return build_index(list(paths), workers=workers, progress=progress, cancel=ctx.cancel_event)
 
 
 def series_job(ctx: JobContext, series: Series, workers: int | None = None) -> Iterator[Any]:
@@ -40,9 +42,10 @@ def series_job(ctx: JobContext, series: Series, workers: int | None = None) -> I
 
 def thumbnail(series: Series) -> npt.NDArray[np.uint8]:
     """An 8-bit thumbnail of the series' middle image, at most THUMB_SIZE on each side."""
+    from PIL import Image
+
     from core.imaging.display import render
     from core.imaging.pixels import read_frame
-    from PIL import Image
 
     with_pixels = [i for i in series.instances if i.has_pixels]
     if not with_pixels:
@@ -67,6 +70,8 @@ def thumbnails_job(ctx: JobContext, series_list: Sequence[Series]) -> Iterator[A
 
 def header_job(ctx: JobContext, instance: Instance, hide_phi: bool) -> list[TagRow]:
     """The tag rows of one instance (plain images have no DICOM header)."""
+    from core.viewer.tags import TagRow, header_rows
+
     if instance.is_plain_image:
         return [TagRow("", "File", "", instance.path, 0),
                 TagRow("", "Note", "", "plain image: no DICOM header", 0)]

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -26,7 +27,6 @@ from PySide6.QtWidgets import (
 
 from core.imaging.model import LoadError
 from core.viewer.state import ViewerState
-from core.viewer.tags import TagRow
 from desktop.actions import build_actions
 from desktop.browser import StudyBrowser
 from desktop.cine import CinePlayer
@@ -34,6 +34,9 @@ from desktop.controller import ViewerController
 from desktop.panels import LoadErrorsPanel, TagBrowser
 from desktop.viewport_widget import Tool, ViewportWidget
 from desktop.workers import ErrorSink, JobRunner
+
+if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
+    from core.viewer.tags import TagRow
 
 Area = Qt.DockWidgetArea
 
@@ -80,6 +83,8 @@ class MainWindow(QMainWindow):
         self.resizeDocks([self.browser_dock, self.tags_dock], [300, 400],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.errors_dock], [130], Qt.Orientation.Vertical)
+        self._progress_timer = QTimer(self, singleShot=True, interval=100)
+        self._progress_timer.timeout.connect(self._show_load_progress)
         self._build_status_bar()
         self._connect()
 
@@ -127,7 +132,8 @@ class MainWindow(QMainWindow):
         self.sink.message.connect(self._on_job_error)
         st.errors_added.connect(self._on_load_errors)
         st.series_changed.connect(self._on_series_changed)
-        st.load_progress.connect(self._on_load_progress)
+        st.load_progress.connect(lambda _n, _t: self._progress_timer.isActive()
+                                 or self._progress_timer.start())
         st.hide_phi_changed.connect(lambda _h: self._update_title())
         vp.events.slice_index.connect(self._on_slice)
         self.slider.valueChanged.connect(st.set_slice)
@@ -159,7 +165,10 @@ class MainWindow(QMainWindow):
         self.slider.blockSignals(False)
         self.slice_label.setText(f"{index + 1} / {self.state.slice_count}")
 
-    def _on_load_progress(self, loaded: int, total: int) -> None:
+    def _show_load_progress(self) -> None:
+        """Throttled (10 Hz): a progress-bar repaint per arriving slice would stall the GUI."""
+        loaded, total = self.state.loaded_count, self.state.slice_count
+        self.viewport.update()  # the overlay's "Loading n/N" line
         self.progress.setValue(loaded)
         done = loaded >= total
         self.progress.setVisible(not done)
@@ -239,6 +248,7 @@ class MainWindow(QMainWindow):
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Stop cine, cancel and await every background job (also run by closeEvent)."""
         self.state.viewport.cine_playing = False
+        self.controller.stop()
         return self.runner.shutdown(timeout_ms)
 
     def closeEvent(self, event: QCloseEvent) -> None:

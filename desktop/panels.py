@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QHeaderView,
@@ -17,7 +19,9 @@ from PySide6.QtWidgets import (
 )
 
 from core.imaging.model import LoadError
-from core.viewer.tags import TagRow
+
+if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
+    from core.viewer.tags import TagRow
 
 
 class TagBrowser(QWidget):
@@ -35,7 +39,7 @@ class TagBrowser(QWidget):
         self.tree.setUniformRowHeights(True)
         header = self.tree.header()
         header.setStretchLastSection(True)
-        for col, width in ((0, 92), (1, 150), (2, 30)):
+        for col, width in ((0, 104), (1, 150), (2, 34)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.Interactive)
             header.resizeSection(col, width)
         self.tree.setIndentation(10)
@@ -71,6 +75,8 @@ class TagBrowser(QWidget):
         needle = text.strip().lower()
         for i in range(self.tree.topLevelItemCount()):
             item = self.tree.topLevelItem(i)
+            if item is None:
+                continue
             hay = " ".join(item.text(c) for c in range(4)).lower()
             item.setHidden(bool(needle) and needle not in hay)
 
@@ -116,8 +122,11 @@ class LoadErrorsPanel(QWidget):
         self.summary.setText(f"{n} file(s) or job(s) could not be opened; the rest loaded")
 
     def entries(self) -> list[tuple[str, str]]:
-        return [(self.table.item(r, 0).text(), self.table.item(r, 1).text())
-                for r in range(self.table.rowCount())]
+        def text(row: int, col: int) -> str:
+            item = self.table.item(row, col)
+            return item.text() if item is not None else ""
+
+        return [(text(r, 0), text(r, 1)) for r in range(self.table.rowCount())]
 
     def clear(self) -> None:
         self.table.setRowCount(0)

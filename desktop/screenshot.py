@@ -25,7 +25,12 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     loop = QEventLoop()
     timer = QTimer()
-    timer.timeout.connect(lambda: (predicate() or time.monotonic() > deadline) and loop.quit())
+
+    def check() -> None:
+        if predicate() or time.monotonic() > deadline:
+            loop.quit()
+
+    timer.timeout.connect(check)
     timer.start(20)
     if not predicate():
         loop.exec()
@@ -33,7 +38,7 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return predicate()
 
 
-def take(out: Path, path: Path, size: tuple[int, int] = (1600, 1000), hide_phi: bool = False,
+def take(out: Path, paths: list[Path], size: tuple[int, int] = (1600, 1000), hide_phi: bool = False,
          timeout_s: float = 120.0) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
@@ -48,11 +53,12 @@ def take(out: Path, path: Path, size: tuple[int, int] = (1600, 1000), hide_phi: 
     win.resize(*size)
     win.state.hide_phi = hide_phi
     win.show()
-    win.open_paths([str(path)])
+    win.open_paths([str(p) for p in paths])
     ctl, st = win.controller, win.state
     ok = wait_until(lambda: "series_loaded" in ctl.timings and not ctl.thumb_jobs, timeout_s)
     if not ok:
-        print(f"screenshot: '{path}' did not load within {timeout_s:.0f} s", file=sys.stderr)
+        print(f"screenshot: {[str(p) for p in paths]} did not load within {timeout_s:.0f} s",
+              file=sys.stderr)
         win.shutdown()
         return 1
     frame = st.current_frame()
@@ -83,12 +89,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", default="1600x1000", help="window size WxH")
     parser.add_argument("--hide-phi", action="store_true", help="hide patient-identifying text")
     args = parser.parse_args(argv)
-    path = args.path or (SHARED_CT if SHARED_CT.is_dir() else SAMPLE)
-    if not path.exists():
-        print(f"screenshot: '{path}' does not exist", file=sys.stderr)
+    # default: the shared CT (shown, as the biggest series) next to the bundled sample study
+    paths = [args.path] if args.path else [p for p in (SHARED_CT, SAMPLE) if p.is_dir()]
+    missing = [p for p in paths if not p.exists()]
+    if missing or not paths:
+        print(f"screenshot: '{missing[0] if missing else SAMPLE}' does not exist", file=sys.stderr)
         return 2
     w, h = (int(v) for v in args.size.lower().split("x"))
-    return take(args.out, path, (w, h), args.hide_phi)
+    return take(args.out, paths, (w, h), args.hide_phi)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 from core.imaging.model import Frame
 from core.viewer import measure
 from core.viewer.measure import Measurement
+from core.viewer.orientation import edge_labels
 from core.viewer.overlay import corner_text
 from core.viewer.state import ViewerState
 from core.viewer.transform import (
@@ -83,10 +84,10 @@ class ViewportWidget(QWidget):
         self.update()
 
     def _on_frame_loaded(self, index: int) -> None:
-        # repaint when the slice shown arrived, and now and then for the "Loading n/N" line
+        # repaint only when it changes what is shown; the main window refreshes the
+        # "Loading n/N" overlay line at a few Hz (a repaint per slice would stall the loop)
         st = self.state
-        if (index == st.viewport.slice_index or st.loaded_count % 16 in (0, 1)
-                or st.loaded_count == st.slice_count):
+        if index == st.viewport.slice_index or st.loaded_count in (1, st.slice_count):
             self.update()
 
     def _on_series_changed(self, _series: object) -> None:
@@ -161,6 +162,7 @@ class ViewportWidget(QWidget):
             p.restore()
             if own:
                 self._paint_measurements(p, frame, g)
+            self._paint_orientation(p, g)
         self._paint_overlay(p, frame)
         p.end()
         if frame is not None and own:
@@ -200,6 +202,25 @@ class ViewportWidget(QWidget):
             p.drawText(QPointF(at.x() + 1, y + 1), line)
             p.setPen(colour)
             p.drawText(QPointF(at.x(), y), line)
+
+    def _paint_orientation(self, p: QPainter, g: ViewGeometry) -> None:
+        ref = self.state.current_slice()
+        if ref is None:
+            return
+        labels = edge_labels(ref.instance.image_orientation, g)
+        fm = p.fontMetrics()
+        w, h, m = self.width(), self.height(), 8
+        spots = {
+            "left": QPointF(m, h / 2),
+            "right": QPointF(w - m - fm.horizontalAdvance(labels["right"]), h / 2),
+            "top": QPointF(w / 2 - fm.horizontalAdvance(labels["top"]) / 2, m + fm.ascent()),
+            "bottom": QPointF(w / 2 - fm.horizontalAdvance(labels["bottom"]) / 2,
+                              h - m - fm.descent() - fm.height()),
+        }
+        for edge, at in spots.items():
+            if labels[edge]:
+                self._text_block(p, QPointF(at.x(), at.y() - fm.height()), [labels[edge]],
+                                 OVERLAY_COLOUR)
 
     def _paint_overlay(self, p: QPainter, frame: Frame | None) -> None:
         font = QFont(self.font())
@@ -285,7 +306,11 @@ class ViewportWidget(QWidget):
                 self.update()
 
     def wheelEvent(self, event: QWheelEvent) -> None:
-        steps = event.angleDelta().y() // 120 or (1 if event.angleDelta().y() > 0 else -1)
+        dy = event.angleDelta().y()
+        if dy == 0:  # horizontal scrolling: not a slice change
+            event.ignore()
+            return
+        steps = int(dy / 120) or (1 if dy > 0 else -1)  # fine-grained touchpads: one step
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             self.state.viewport.update(
                 {"zoom": min(max(self.effective_zoom() * 1.15**steps, 1 / 64), 64.0),

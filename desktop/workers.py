@@ -54,7 +54,7 @@ class _JobSignals(QObject):
 class Job:
     """A started background job. Signals arrive on the GUI thread (queued connections)."""
 
-    def __init__(self, name: str, worker: WorkerBase, cancel_event: threading.Event,
+    def __init__(self, name: str, worker: WorkerBase[Any], cancel_event: threading.Event,
                  signals: _JobSignals) -> None:
         self.name = name
         self.worker = worker
@@ -82,6 +82,10 @@ class JobRunner(QObject):
         self.sink = sink
         self._jobs: set[Job] = set()
         self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     @property
     def active(self) -> int:
@@ -134,8 +138,10 @@ class JobRunner(QObject):
         def finished() -> None:
             job.done = True
             self._jobs.discard(job)
+            if self._closed:  # after shutdown the owner (and its widgets) may be gone
+                return
             self.active_changed.emit(len(self._jobs))
-            if on_finished is not None and not self._closed:
+            if on_finished is not None:
                 on_finished(job)
 
         signals.error.connect(errored)

@@ -1,10 +1,16 @@
 """Imaging: find files, index headers into Patient > Study > Series > Instance, decode pixels.
 
-Public API (stable names other packages use):
-- ``core.imaging.model``: LoadError, Instance, Series, Study, Patient, StudyIndex, Frame
-- ``core.imaging.index.build_index(paths, ...) -> StudyIndex``: headers only, in parallel
+Public API (stable names other packages use; details in each module):
+- ``core.imaging.model``: LoadError, Instance (+ PixelInfo), Series, Study, Patient, StudyIndex,
+  Frame
+- ``core.imaging.sources``: files / folders / zip members / DICOMDIR -> instance paths;
+  ``open_bytes``, ``open_stream``, ``read_dataset`` for any instance path
+- ``core.imaging.index.build_index(paths, ...) -> StudyIndex``: headers only, in parallel;
+  ``merge`` and ``add_paths`` to open more into an existing index
+- ``core.imaging.header.read_header(path)``: one file's header (``scan`` is its fast path)
 - ``core.imaging.pixels.read_frame(instance, frame=0) -> Frame``: decode + modality LUT
 - ``core.imaging.display.render(frame, window=None, invert=None) -> uint8 array``: VOI +
   presentation, exactly what the viewer paints and ``doctorai render`` writes
+- ``core.imaging.presets.CT_PRESETS``: CT windows as (center, width)
 - ``core.imaging.volume``: whole-series loading to a volume in modality units, progressive
 """

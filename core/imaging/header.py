@@ -17,13 +17,15 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
-from core.imaging import plain, sources
-from core.imaging.model import Instance, LoadError, PixelInfo
+from core.imaging import plain, scan, sources
+from core.imaging.model import Instance, Patient, PixelInfo, Series, Study
+from core.imaging.rawtags import RawTags, ScanTags, Tags
 
 # Parse the header from the first bytes of a file held in memory: pydicom's many small reads are
 # cheaper on a BytesIO than on a file, and the pixel data is never touched. Headers longer than
 # this (big enhanced multi-frame) fall back to reading the file itself.
-HEADER_PREFIX = 64 * 1024
+HEADER_PREFIX = 16 * 1024
+LONG_HEADER_PREFIX = 1024 * 1024
 # Sanity caps: a header may declare anything; we refuse to decode beyond these.
 MAX_FRAME_PIXELS = 2**28  # 16384 x 16384
 MAX_TOTAL_BYTES = 16 * 1024**3  # decoded size of all frames of one instance
@@ -35,6 +37,17 @@ _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"})
 
 
+# Top-level tags the indexer reads (the scanner keeps exactly these).
+WANTED = frozenset({
+    0x00080005, 0x00080016, 0x00080018, 0x00080020, 0x00080030, 0x00080050, 0x00080060,
+    0x00081030, 0x0008103E, 0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00180015,
+    0x0020000D, 0x0020000E, 0x00200011, 0x00200013, 0x00200032, 0x00200037, 0x00201041,
+    0x00280002, 0x00280004, 0x00280008, 0x00280010, 0x00280011, 0x00280030, 0x00280100,
+    0x00280101, 0x00280102, 0x00280103, 0x00281050, 0x00281051, 0x00281052, 0x00281053,
+    0x00281054, 0x00281056,
+})
+
+
 class HeaderError(ValueError):
     """A file that cannot be indexed; the message is the per-file reason shown to the user."""
 
@@ -44,9 +57,9 @@ class Header:
     """One indexed file: its instance plus the tree context (patient/study/series fields)."""
 
     instance: Instance
-    patient: dict[str, str]
-    study: dict[str, str]
-    series: dict[str, Any]
+    patient: Patient  # empty containers: the indexer fills the tree
+    study: Study
+    series: Series
 
 
 def _floats(value: Any, n: int) -> tuple[float, ...] | None:
@@ -162,11 +175,12 @@ def parse(fp: BinaryIO) -> Dataset:
         raise HeaderError(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
 
 
-def read_header(path: str, *, require_uids: bool = True) -> Header:
+def read_header(path: str, *, require_uids: bool = True, fast: bool = True) -> Header:
     """Index one file (see module docstring). Raises HeaderError with the reason.
 
     ``require_uids=False`` accepts a file lacking Study/Series/SOP Instance UIDs (their path
     stands in), for commands that handle one named file, such as ``doctorai render``.
+    ``fast=False`` skips the scanner (``core.imaging.scan``) and always uses pydicom.
     """
     zip_parts = sources.split_zip_path(path)
     if zip_parts is None:
@@ -179,6 +193,26 @@ def read_header(path: str, *, require_uids: bool = True) -> Header:
     if prefix[128:132] != b"DICM" and plain.looks_like_image(prefix):
         return _plain_header(path)
     partial = len(prefix) < size
+    scanned = scan.scan(prefix, WANTED, whole_file=not partial) if fast else None
+    if scanned is None and fast and partial and zip_parts is None:
+        # Long headers (e.g. Siemens CSA): one larger read before falling back to pydicom.
+        with open(path, "rb") as f:
+            prefix = f.read(LONG_HEADER_PREFIX)
+        partial = len(prefix) < size
+        scanned = scan.scan(prefix, WANTED, whole_file=not partial)
+    if scanned is not None:
+        ts = scanned.transfer_syntax
+        element = None
+        if scanned.pixel_tag_offset is not None:
+            bio = io.BytesIO(prefix)
+            bio.seek(scanned.pixel_tag_offset)
+            element = pixel_element(bio, ts)
+            if element is None:  # the element header itself was cut off: use pydicom
+                return read_header(path, require_uids=require_uids, fast=False)
+        if element is not None and element[1] == 0xFFFFFFFF:
+            check_fragments(path, element[0], ts)
+        tags = ScanTags(scanned.values, scanned.present, scanned.codec)
+        return _to_header(path, tags, None, ts, element, size, require_uids)
     bio = io.BytesIO(prefix)
     try:
         ds = parse(bio)
@@ -187,18 +221,24 @@ def read_header(path: str, *, require_uids: bool = True) -> Header:
             raise
         ds = Dataset()  # the cut fell inside an element: parse the whole file below
     ts = transfer_syntax(ds)
+    end = bio.tell()
     element = None if ts in DEFLATED else pixel_element(bio, ts)
     if partial and element is None and ts not in DEFLATED:
         # The header did not fit in the prefix: parse the file itself.
         with open(path, "rb") as f:
             ds = parse(f)
             ts = transfer_syntax(ds)
+            end = f.tell()
             element = None if ts in DEFLATED else pixel_element(f, ts)
+    if end > size and ts not in DEFLATED:
+        # pydicom skipped (deferred) a value whose declared length runs past the end of file.
+        raise HeaderError("a header element declares a length beyond the end of the file "
+                          "(corrupt or truncated)")
     if len(ds) == 0:
         raise HeaderError("no data elements could be read (truncated or corrupt file)")
     if element is not None and element[1] == 0xFFFFFFFF:
         check_fragments(path, element[0], ts)
-    return _to_header(path, ds, ts, element, size, require_uids)
+    return _to_header(path, RawTags(ds), ds, ts, element, size, require_uids)
 
 
 def check_fragments(path: str, offset: int, ts: str) -> None:
@@ -233,14 +273,13 @@ def check_fragments(path: str, offset: int, ts: str) -> None:
 def _plain_header(path: str) -> Header:
     try:
         inst, name = plain.plain_instance(path)
-    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad files
+    except Exception as exc:
         raise HeaderError(f"unreadable image file: {type(exc).__name__}: {exc}") from exc
     return Header(
         instance=inst,
-        patient={"name": name, "birth_date": "", "sex": ""},
-        study={"study_date": "", "study_time": "", "description": name, "accession_number": ""},
-        series={"modality": plain.PLAIN_MODALITY, "description": name, "series_number": None,
-                "body_part": ""},
+        patient=Patient(inst.patient_id, name=name),
+        study=Study(inst.study_instance_uid, description=name),
+        series=Series(inst.series_instance_uid, modality=plain.PLAIN_MODALITY, description=name),
     )
 
 
@@ -248,42 +287,49 @@ def transfer_syntax(ds: Dataset) -> str:
     return str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
 
 
+def _tuple(values: list[float], n: int) -> tuple[float, ...] | None:
+    return tuple(values) if len(values) == n else None
+
+
 def _to_header(
     path: str,
-    ds: Dataset,
+    t: Tags,
+    ds: Dataset | None,
     ts: str,
     element: tuple[int, int] | None,
     size: int,
     require_uids: bool = True,
 ) -> Header:
+    """The Header from tag values ``t``; ``ds`` (pydicom) is needed only for enhanced
+    multi-frame functional groups, which the scanner never handles."""
     uids = {}
-    for keyword, tag in (
-        ("SOPInstanceUID", "(0008,0018)"),
-        ("StudyInstanceUID", "(0020,000D)"),
-        ("SeriesInstanceUID", "(0020,000E)"),
+    for keyword, tag, name in (
+        ("SOPInstanceUID", 0x00080018, "(0008,0018)"),
+        ("StudyInstanceUID", 0x0020000D, "(0020,000D)"),
+        ("SeriesInstanceUID", 0x0020000E, "(0020,000E)"),
     ):
-        uids[keyword] = _str(ds, keyword)
+        uids[keyword] = t.text(tag)
         if not uids[keyword]:
             if require_uids:
-                raise HeaderError(f"missing required {tag} {keyword}")
+                raise HeaderError(f"missing required {name} {keyword}")
             uids[keyword] = path
-    rows, cols = _int(ds.get("Rows")), _int(ds.get("Columns"))
-    frames = max(_int(ds.get("NumberOfFrames"), 1) or 1, 1)
+    rows, cols = t.us(0x00280010), t.us(0x00280011)
+    frames = max(t.int_(0x00280008) or 1, 1)
     has_pixels = element is not None or (ts in DEFLATED and rows is not None)
     if rows is not None and cols is not None and not has_pixels:
         raise HeaderError(
             "header declares an image (Rows/Columns) but the file has no Pixel Data (truncated?)"
         )
-    modality = _str(ds, "Modality")
+    modality = t.text(0x00080060)
     pixel = None
     if has_pixels:
-        pixel = pixel_info(ds, ts, element, size, rows, cols, frames, modality)
+        pixel = pixel_info(t, ds, ts, element, size, rows, cols, frames, modality)
 
-    orientation = _floats(ds.get("ImageOrientationPatient"), 6)
-    position = _floats(ds.get("ImagePositionPatient"), 3)
-    spacing = _floats(ds.get("PixelSpacing"), 2)
+    orientation = _tuple(t.floats(0x00200037), 6)
+    position = _tuple(t.floats(0x00200032), 3)
+    spacing = _tuple(t.floats(0x00280030), 2)
     frame_positions: tuple[tuple[float, float, float], ...] | None = None
-    if "PerFrameFunctionalGroupsSequence" in ds or "SharedFunctionalGroupsSequence" in ds:
+    if ds is not None and (0x52009229 in ds or 0x52009230 in ds):  # functional groups
         positions = []
         for f in range(frames):
             item = functional_item(ds, f, "PlanePositionSequence")
@@ -299,12 +345,12 @@ def _to_header(
         if spacing is None and item is not None:
             spacing = _floats(item.get("PixelSpacing"), 2)
 
-    slice_location = _multi(ds.get("SliceLocation"))
+    slice_location = t.floats(0x00201041)
     instance = Instance(
         path=path,
         sop_instance_uid=uids["SOPInstanceUID"],
-        sop_class_uid=_str(ds, "SOPClassUID"),
-        instance_number=_int(ds.get("InstanceNumber")),
+        sop_class_uid=t.text(0x00080016),
+        instance_number=t.int_(0x00200013),
         number_of_frames=frames,
         rows=rows,
         columns=cols,
@@ -312,34 +358,37 @@ def _to_header(
         image_orientation=orientation,  # type: ignore[arg-type]
         pixel_spacing=spacing,  # type: ignore[arg-type]
         slice_location=slice_location[0] if slice_location else None,
-        photometric=_str(ds, "PhotometricInterpretation"),
+        photometric=t.text(0x00280004),
         transfer_syntax_uid=ts,
         has_pixels=has_pixels,
         frame_positions=frame_positions,
         series_instance_uid=uids["SeriesInstanceUID"],
         study_instance_uid=uids["StudyInstanceUID"],
-        patient_id=_str(ds, "PatientID"),
+        patient_id=t.person_text(0x00100020, "PatientID"),
         pixel=pixel,
     )
     return Header(
         instance=instance,
-        patient={
-            "name": _str(ds, "PatientName"),
-            "birth_date": _str(ds, "PatientBirthDate"),
-            "sex": _str(ds, "PatientSex"),
-        },
-        study={
-            "study_date": _str(ds, "StudyDate"),
-            "study_time": _str(ds, "StudyTime"),
-            "description": _str(ds, "StudyDescription"),
-            "accession_number": _str(ds, "AccessionNumber"),
-        },
-        series={
-            "modality": modality,
-            "description": _str(ds, "SeriesDescription"),
-            "series_number": _int(ds.get("SeriesNumber")),
-            "body_part": _str(ds, "BodyPartExamined"),
-        },
+        patient=Patient(
+            instance.patient_id,
+            name=t.person_text(0x00100010, "PatientName"),
+            birth_date=t.text(0x00100030),
+            sex=t.text(0x00100040),
+        ),
+        study=Study(
+            instance.study_instance_uid,
+            study_date=t.text(0x00080020),
+            study_time=t.text(0x00080030),
+            description=t.person_text(0x00081030, "StudyDescription"),
+            accession_number=t.person_text(0x00080050, "AccessionNumber"),
+        ),
+        series=Series(
+            instance.series_instance_uid,
+            modality=modality,
+            description=t.person_text(0x0008103E, "SeriesDescription"),
+            series_number=t.int_(0x00200011),
+            body_part=t.text(0x00180015),
+        ),
     )
 
 
@@ -365,7 +414,8 @@ def check_dimensions(
 
 
 def pixel_info(
-    ds: Dataset,
+    t: Tags,
+    ds: Dataset | None,
     ts: str,
     element: tuple[int, int] | None,
     size: int,
@@ -374,8 +424,9 @@ def pixel_info(
     frames: int,
     modality: str,
 ) -> PixelInfo:
-    samples = _int(ds.get("SamplesPerPixel"), 1) or 1
-    bits = _int(ds.get("BitsAllocated"), 16) or 16
+    """Decoding facts of a header; raises HeaderError if the pixel data cannot match it."""
+    samples = t.us(0x00280002) or 1
+    bits = t.us(0x00280100) or 16
     expected = check_dimensions(rows, cols, frames, samples, bits)
     offset = length = None
     if element is not None and element[1] != 0xFFFFFFFF:  # native (not encapsulated)
@@ -392,26 +443,35 @@ def pixel_info(
     elif element is not None and ts in NATIVE:
         raise HeaderError(f"encapsulated Pixel Data in a native transfer syntax '{ts}'")
     slopes, intercepts, windows, units = [], [], [], ""
-    per_frame = "PerFrameFunctionalGroupsSequence" in ds
-    for f in range(frames if per_frame else 1):
-        slope, intercept, rtype = rescale_of(ds, f)
-        slopes.append(slope)
-        intercepts.append(intercept)
-        windows.append(frame_windows(ds, f))
-        units = units or units_for(modality, rtype)
+    per_frame = ds is not None and 0x52009230 in ds
+    if ds is None or (not per_frame and 0x52009229 not in ds):
+        # Plain (not enhanced) header: the common case, read raw.
+        slopes = t.floats(0x00281053)[:1] or [1.0]
+        slopes = [v or 1.0 for v in slopes]
+        intercepts = t.floats(0x00281052)[:1] or [0.0]
+        centers, widths = t.floats(0x00281050), t.floats(0x00281051)
+        windows = [tuple((c, w) for c, w in zip(centers, widths, strict=False) if w > 0)]
+        units = units_for(modality, t.person_text(0x00281054, "RescaleType"))
+    else:
+        for f in range(frames if per_frame else 1):
+            slope, intercept, rtype = rescale_of(ds, f)
+            slopes.append(slope)
+            intercepts.append(intercept)
+            windows.append(frame_windows(ds, f))
+            units = units or units_for(modality, rtype)
     return PixelInfo(
         samples_per_pixel=samples,
         bits_allocated=bits,
-        bits_stored=_int(ds.get("BitsStored"), bits) or bits,
-        high_bit=_int(ds.get("HighBit"), bits - 1) or 0,
-        pixel_representation=_int(ds.get("PixelRepresentation"), 0) or 0,
+        bits_stored=t.us(0x00280101) or bits,
+        high_bit=t.us(0x00280102) if t.us(0x00280102) is not None else bits - 1,  # type: ignore[arg-type]
+        pixel_representation=t.us(0x00280103) or 0,
         slopes=tuple(slopes),
         intercepts=tuple(intercepts),
-        has_modality_lut_sequence="ModalityLUTSequence" in ds,
-        has_voi_lut_sequence="VOILUTSequence" in ds,
+        has_modality_lut_sequence=t.has(0x00283000),
+        has_voi_lut_sequence=t.has(0x00283010),
         windows=windows[0],
         frame_windows=tuple(windows) if per_frame else None,
-        voi_function=_str(ds, "VOILUTFunction").upper() or "LINEAR",
+        voi_function=t.text(0x00281056).upper() or "LINEAR",
         units=units or units_for(modality, ""),
         pixel_data_offset=offset,
         pixel_data_length=length,

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from core.imaging.header import Header, HeaderError, read_header
-from core.imaging.model import Instance, LoadError, Patient, Series, Study, StudyIndex
+from core.imaging.model import Instance, LoadError, Patient, StudyIndex
 from core.imaging.sources import enumerate_inputs
 
 log = logging.getLogger(__name__)
 
+CHUNK = 32  # files per indexing task
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool] | Any  # a callable, or an object with is_set() (threading.Event)
 
@@ -37,8 +39,9 @@ def cancel_check(cancel: Cancel | None) -> Callable[[], bool]:
 
 
 def default_workers() -> int:
-    # Header parsing is mostly Python (GIL-bound); a few threads overlap the file I/O.
-    return min(8, (os.cpu_count() or 1) + 2)
+    # Header parsing is Python (GIL-bound): more threads only add contention on a warm cache,
+    # while two overlap the file reads of a cold cache or a network share.
+    return 2
 
 
 def _read_one(path: str) -> Header | LoadError:
@@ -63,31 +66,30 @@ def read_headers(
     is_cancelled = cancel_check(cancel)
     results: list[Header | LoadError | None] = [None] * len(paths)
     total = len(paths)
-    n_workers = workers or default_workers()
-    if n_workers <= 1 or total <= 1:
-        for i, p in enumerate(paths):
-            if is_cancelled():
-                break
-            results[i] = _read_one(p)
-            if progress:
-                progress(i + 1, total)
-        return [r for r in results if r is not None]
+    n_workers = min(workers or default_workers(), max(total // CHUNK, 1))
+    lock = threading.Lock()
     done = 0
-    with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="dicom-index") as pool:
-        pending: dict[Future[Header | LoadError], int] = {
-            pool.submit(_read_one, p): i for i, p in enumerate(paths)
-        }
-        while pending:
-            finished, _ = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                results[pending.pop(fut)] = fut.result()
-                done += 1
-                if progress:
-                    progress(done, total)
+
+    def work(indices: range) -> None:
+        nonlocal done
+        for i in indices:
             if is_cancelled():
-                for fut in pending:
-                    fut.cancel()
-                break
+                return
+            results[i] = _read_one(paths[i])
+            if progress:
+                with lock:
+                    done += 1
+                    progress(done, total)
+
+    chunks = [range(s, min(s + CHUNK, total)) for s in range(0, total, CHUNK)]
+    if n_workers <= 1:
+        for chunk in chunks:
+            work(chunk)
+    else:
+        # Chunks, not one task per file: the per-file work is now small (see scan.py).
+        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="dicom-index") as pool:
+            for fut in [pool.submit(work, c) for c in chunks]:
+                fut.result()
     return [r for r in results if r is not None]
 
 
@@ -119,19 +121,10 @@ def sort_instances(instances: list[Instance]) -> list[Instance]:
 
 def _add(index: StudyIndex, header: Header) -> None:
     inst = header.instance
-    patient = index.patients.get(inst.patient_id)
-    if patient is None:
-        patient = index.patients[inst.patient_id] = Patient(inst.patient_id, **header.patient)
-    study = patient.studies.get(inst.study_instance_uid)
-    if study is None:
-        study = patient.studies[inst.study_instance_uid] = Study(
-            inst.study_instance_uid, **header.study
-        )
-    series = study.series.get(inst.series_instance_uid)
-    if series is None:
-        series = study.series[inst.series_instance_uid] = Series(
-            inst.series_instance_uid, **header.series
-        )
+    # The header's Patient/Study/Series are fresh objects per file: the first one seen is kept.
+    patient = index.patients.setdefault(inst.patient_id, header.patient)
+    study = patient.studies.setdefault(inst.study_instance_uid, header.study)
+    series = study.series.setdefault(inst.series_instance_uid, header.series)
     series.instances.append(inst)
 
 

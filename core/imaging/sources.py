@@ -8,6 +8,7 @@ them; the indexer and the pixel pipeline use only these.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import zipfile
@@ -38,26 +39,36 @@ def split_zip_path(path: str) -> tuple[str, str] | None:
     return archive, member
 
 
+@functools.lru_cache(maxsize=8)
+def _zip(archive: str, mtime_ns: int) -> zipfile.ZipFile:
+    """An open archive, reused: re-reading the central directory for every member of a big
+    zip would make indexing it quadratic. zipfile serialises reads of a shared handle."""
+    return zipfile.ZipFile(archive)
+
+
 def open_bytes(path: str) -> bytes:
     """The whole content of a file or zip member."""
     parts = split_zip_path(path)
     if parts is None:
         return Path(path).read_bytes()
     archive, member = parts
-    with zipfile.ZipFile(archive) as zf:
+    zf = _zip(archive, os.stat(archive).st_mtime_ns)
+    try:
         info = zf.getinfo(member)
-        if info.file_size > MAX_MEMBER_BYTES:
-            raise ValueError(
-                f"zip member '{path}' declares {info.file_size} bytes, over the "
-                f"{MAX_MEMBER_BYTES} byte limit"
-            )
-        return zf.read(info)
+    except KeyError:
+        raise FileNotFoundError(f"no member '{member}' in zip archive '{archive}'") from None
+    if info.file_size > MAX_MEMBER_BYTES:
+        raise ValueError(
+            f"zip member '{path}' declares {info.file_size} bytes, over the "
+            f"{MAX_MEMBER_BYTES} byte limit"
+        )
+    return zf.read(info)
 
 
 def open_stream(path: str) -> BinaryIO:
     """A binary file object for a file or zip member (use as a context manager)."""
     if split_zip_path(path) is None:
-        return open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
+        return open(path, "rb")
     return io.BytesIO(open_bytes(path))
 
 
@@ -148,6 +159,9 @@ def enumerate_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str]
     errors: list[LoadError] = []
     seen: set[str] = set()
 
+    def unreadable(exc: OSError) -> None:
+        errors.append(LoadError(str(exc.filename), f"cannot read folder: {exc.strerror or exc}"))
+
     def add(p: str) -> None:
         key = p if ZIP_SEP in p else os.path.realpath(p)
         if key not in seen:
@@ -159,7 +173,7 @@ def enumerate_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str]
         if ZIP_SEP in str(raw):
             add(str(raw))
         elif path.is_dir():
-            for dirpath, dirnames, filenames in os.walk(path):
+            for dirpath, dirnames, filenames in os.walk(path, onerror=unreadable):
                 dirnames.sort()
                 for name in sorted(filenames):
                     full = Path(dirpath) / name

@@ -1,4 +1,4 @@
-"""Window presets: named (center, width) pairs, and 'auto' (the file's window or full range).
+"""Viewer window presets: named (center, width) pairs, and 'auto' (file window or full range).
 
 Values are the usual radiology defaults in Hounsfield units; they apply to CT only. MR, CR and
 everything else default to 'auto' because their pixel values have no fixed physical scale.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.imaging.model import Frame
+from core.imaging.presets import CT_PRESETS as _CT_VALUES
 
 
 @dataclass(frozen=True)
@@ -22,12 +23,10 @@ class WindowPreset:
 
 AUTO = "auto"
 
-CT_PRESETS: tuple[WindowPreset, ...] = (
-    WindowPreset("lung", "Lung", -600.0, 1500.0, "1"),
-    WindowPreset("mediastinum", "Mediastinum", 50.0, 350.0, "2"),
-    WindowPreset("bone", "Bone", 400.0, 1800.0, "3"),
-    WindowPreset("brain", "Brain", 40.0, 80.0, "4"),
-    WindowPreset("abdomen", "Abdomen", 40.0, 400.0, "5"),
+# Values come from core.imaging.presets (one table); the viewer adds labels and keys.
+CT_PRESETS: tuple[WindowPreset, ...] = tuple(
+    WindowPreset(name, name.capitalize(), *_CT_VALUES[name], str(key))
+    for key, name in enumerate(("lung", "mediastinum", "bone", "brain", "abdomen"), start=1)
 )
 
 

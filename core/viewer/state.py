@@ -45,18 +45,10 @@ def slice_position(instance: Instance) -> float | None:
 
 
 def merge_index(into: StudyIndex, new: StudyIndex) -> None:
-    """Add patients/studies/series of ``new`` to ``into`` (series already open are kept)."""
-    for pid, patient in new.patients.items():
-        mine = into.patients.setdefault(
-            pid, Patient(pid, patient.name, patient.birth_date, patient.sex)
-        )
-        for suid, study in patient.studies.items():
-            my_study = mine.studies.setdefault(suid, study)
-            if my_study is study:
-                continue
-            for se_uid, series in study.series.items():
-                my_study.series.setdefault(se_uid, series)
-    into.errors.extend(new.errors)
+    """Add patients/studies/series (and new instances of open series) of ``new`` to ``into``."""
+    from core.imaging.index import merge
+
+    merge(into, new)
 
 
 class ViewerState:
@@ -77,6 +69,7 @@ class ViewerState:
         self.slices: list[SliceRef] = []
         self.frames: list[Frame | None] = []
         self.measurements: list[Measurement] = []
+        self._loaded = 0
         self._hide_phi = False
 
     # --- studies -------------------------------------------------------------------------
@@ -109,6 +102,7 @@ class ViewerState:
         self.series = series
         self.slices = slice_refs(series) if series is not None else []
         self.frames = [None] * len(self.slices)
+        self._loaded = 0
         self.measurements = []
         vp = self.viewport
         vp.update({"cine_playing": False, "preset": AUTO, "invert": False})
@@ -123,13 +117,15 @@ class ViewerState:
 
     @property
     def loaded_count(self) -> int:
-        return sum(f is not None for f in self.frames)
+        return self._loaded  # kept up to date by set_frame: O(1) per arriving slice
 
     def set_frame(self, index: int, frame: Frame) -> None:
         """Store a decoded slice; the first one of a series sets the 'auto' window."""
         if not 0 <= index < len(self.frames):
             raise IndexError(f"slice {index} outside series of {len(self.frames)} slices")
-        first = self.loaded_count == 0
+        first = self._loaded == 0
+        if self.frames[index] is None:
+            self._loaded += 1
         self.frames[index] = frame
         if first and self.viewport.preset == AUTO and not frame.is_color:
             center, width = window_for(AUTO, frame)

@@ -6,14 +6,12 @@ Identifying values are masked when asked to (the viewer's hide-PHI toggle).
 
 from __future__ import annotations
 
-import io
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 
+from core.imaging.sources import read_dataset
 from core.viewer.phi import HIDDEN, is_phi
 
 MAX_VALUE_CHARS = 200
@@ -28,21 +26,14 @@ class TagRow:
     depth: int  # 0 for top-level elements, +1 inside each sequence item
 
 
-def _read(path: str) -> Dataset:
-    """Read a header, following ``archive.zip::member`` paths into zip files."""
-    if "::" in path:
-        archive, member = path.split("::", 1)
-        with zipfile.ZipFile(archive) as zf:
-            data = zf.read(member)
-        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
-    return pydicom.dcmread(Path(path), stop_before_pixels=True)
-
-
 def _value_text(elem: pydicom.DataElement) -> str:
-    if elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
-        size = len(elem.value) if elem.value is not None else 0
-        return f"<{size} bytes>"
-    text = str(elem.value)
+    try:
+        if elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            size = len(elem.value) if elem.value is not None else 0
+            return f"<{size} bytes>"
+        text = str(elem.value)
+    except (OSError, ValueError) as exc:  # a deferred value whose source is gone
+        return f"<not read: {type(exc).__name__}>"
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
@@ -64,11 +55,9 @@ def header_rows(path: str, hide_phi: bool = False) -> list[TagRow]:
     """All header elements (file meta first) of the file at ``path``.
 
     Raises ``ValueError`` naming the file when it is not a readable DICOM header.
+    Deferred (large) values are shown as their size, never loaded.
     """
-    try:
-        ds = _read(path)
-    except (OSError, zipfile.BadZipFile, KeyError, pydicom.errors.InvalidDicomError) as exc:
-        raise ValueError(f"cannot read the DICOM header of '{path}': {exc}") from exc
+    ds = read_dataset(path, stop_before_pixels=True)  # follows archive.zip::member paths
     rows: list[TagRow] = []
     if ds.file_meta is not None:
         _rows(ds.file_meta, 0, hide_phi, rows)

@@ -65,5 +65,6 @@ def ct_index(ct_dir: Path) -> StudyIndex:
                     int(ds.SeriesNumber), instances=[instance_from(f) for f in files])
     study = Study(str(ds.StudyInstanceUID), str(ds.StudyDate), description=str(ds.StudyDescription),
                   series={series.series_instance_uid: series})
-    patient = Patient(str(ds.PatientID), str(ds.PatientName), studies={study.study_instance_uid: study})
+    patient = Patient(str(ds.PatientID), str(ds.PatientName),
+                      studies={study.study_instance_uid: study})
     return StudyIndex(patients={patient.patient_id: patient})

@@ -1,0 +1,48 @@
+"""Broken files in the shared data are listed with their reason, and the rest loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+
+BROKEN = ("emri_small_jpeg_2k_lossless_too_short.dcm", "GH177")
+
+
+def test_broken_files_listed_rest_loads(qtbot, window, dicom_data: Path) -> None:
+    win, st = window, window.state
+    # open by drag-and-drop, as a user would
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(dicom_data))])
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(win, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(win, drop)
+    qtbot.waitUntil(lambda: st.series is not None, timeout=60_000)
+    entries = win.errors.entries()
+    for name in BROKEN:
+        assert any(name in path for path, _reason in entries), (name, entries)
+    assert all(reason for _path, reason in entries)
+    assert win.errors_dock.isVisible()
+    assert not win.errors_button.isHidden()
+    n_series = sum(1 for _ in st.index.iter_series())
+    assert n_series >= 10  # CT, MR, CR, US, the transfer-syntax matrix, ...
+    assert win.browser.topLevelItemCount() == len(st.index.patients)
+    # the biggest series (the 134-slice CT) opens and loads despite the broken files
+    assert st.slice_count == 134
+    qtbot.waitUntil(lambda: "series_loaded" in win.controller.timings, timeout=60_000)
+    assert st.loaded_count == 134
+
+
+def test_per_slice_decode_error_is_shown(qtbot, window, dicom_data: Path) -> None:
+    truncated = next(dicom_data.rglob("MR_truncated.dcm"))
+    win = window
+    win.open_paths([truncated])
+    qtbot.waitUntil(lambda: any("MR_truncated" in p or "MR_truncated" in r
+                                for p, r in win.errors.entries()), timeout=30_000)
+    assert win.errors_dock.isVisible()

@@ -1,0 +1,194 @@
+"""The whole window on the real 134-slice CT: open, first slice, scroll, W/L drag, zoom,
+length and ROI measurements, tag browser, hide-PHI, cancel. Expected values are computed here
+from pydicom and PixelSpacing, independently of the viewer."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from core.viewer.overlay import corner_text
+from core.viewer.transform import image_to_screen
+
+LOAD_TIMEOUT_MS = 60_000
+
+
+def _screen(win, pt: tuple[float, float]) -> QPoint:
+    g = win.viewport.view_geometry()
+    x, y = image_to_screen(g, pt)
+    return QPoint(round(x), round(y))
+
+
+def _drag(qtbot, widget, button, a: QPoint, b: QPoint) -> None:
+    qtbot.mousePress(widget, button, pos=a)
+    mid = QPoint((a.x() + b.x()) // 2, (a.y() + b.y()) // 2)
+    qtbot.mouseMove(widget, mid)
+    qtbot.mouseMove(widget, b)
+    qtbot.mouseRelease(widget, button, pos=b)
+
+
+def _wheel(widget, steps: int) -> None:
+    centre = QPointF(widget.width() / 2, widget.height() / 2)
+    ev = QWheelEvent(centre, widget.mapToGlobal(centre), QPoint(0, 0), QPoint(0, 120 * steps),
+                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
+                     Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(widget, ev)
+
+
+def _open_ct(qtbot, win, ct_dir: Path) -> list[int]:
+    painted: list[int] = []
+    win.viewport.painted.connect(painted.append)
+    win.open_paths([ct_dir])
+    qtbot.waitUntil(lambda: bool(painted), timeout=LOAD_TIMEOUT_MS)
+    return painted
+
+
+def test_whole_window_on_real_ct(qtbot, window, ct_dir: Path) -> None:
+    win, st = window, window.state
+    painted = _open_ct(qtbot, win, ct_dir)
+    assert st.slice_count == 134
+    assert painted[0] == 67  # the middle slice is the first one painted
+    qtbot.waitUntil(lambda: "series_loaded" in win.controller.timings, timeout=LOAD_TIMEOUT_MS)
+    assert st.loaded_count == 134
+    text = corner_text(st).all_text()
+    assert "Im 68/134" in text
+
+    # scroll: wheel, keys, slider all move the same model value
+    vp = st.viewport
+    _wheel(win.viewport, -2)  # wheel towards the user: next slices
+    assert vp.slice_index == 69
+    win.viewport.setFocus()
+    qtbot.keyClick(win.viewport, Qt.Key.Key_Down)
+    assert vp.slice_index == 70
+    qtbot.keyClick(win.viewport, Qt.Key.Key_PageUp)
+    assert vp.slice_index == 60
+    assert win.slider.value() == 60
+    win.slider.setValue(66)
+    assert vp.slice_index == 66
+    ref = st.current_slice()
+    ds = pydicom.dcmread(ref.instance.path)
+    hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    np.testing.assert_allclose(st.current_frame().values, hu, atol=1e-3)
+
+    # window/level by left drag: right = wider, down = higher level
+    before = win.viewport.grab().toImage()
+    c0, w0 = vp.window_center, vp.window_width
+    centre = QPoint(win.viewport.width() // 2, win.viewport.height() // 2)
+    _drag(qtbot, win.viewport, Qt.MouseButton.LeftButton, centre, centre + QPoint(90, 45))
+    assert vp.window_width > w0 + 50
+    assert vp.window_center > c0 + 25
+    assert vp.preset == "custom"
+    assert win.viewport.grab().toImage() != before
+
+    # zoom by right drag upwards, then back to fit
+    z0 = win.viewport.effective_zoom()
+    _drag(qtbot, win.viewport, Qt.MouseButton.RightButton, centre, centre - QPoint(0, 80))
+    assert not vp.fit
+    assert vp.zoom > z0 * 1.3
+    win.actions_by_name["Fit"].trigger()
+    assert vp.fit
+    assert win.viewport.effective_zoom() == z0
+
+    # presets from the menu (lung: -600/1500 HU), invert, rotate, flip, 1:1, fit
+    lung = next(a for a in win.preset_menu.actions() if a.text().startswith("Lung"))
+    lung.trigger()
+    assert (vp.window_center, vp.window_width, vp.preset) == (-600.0, 1500.0, "lung")
+    assert "W 1500  L -600" in corner_text(st).all_text()
+    plain = win.viewport.grab().toImage()
+    win.actions_by_name["Invert"].trigger()
+    assert vp.invert
+    assert win.viewport.grab().toImage() != plain
+    win.actions_by_name["Invert"].trigger()
+    win.actions_by_name["Rot ⟳"].trigger()
+    win.actions_by_name["Flip H"].trigger()
+    assert (vp.rotation, vp.flip_h) == (90, True)
+    win.actions_by_name["Reset"].trigger()
+    assert (vp.rotation, vp.flip_h, vp.fit) == (0, False, True)
+    win.actions_by_name["1:1"].trigger()
+    assert (vp.zoom, vp.fit) == (1.0, False)
+    assert "Zoom 100%" in corner_text(st, win.viewport.effective_zoom()).all_text()
+    win.actions_by_name["Fit"].trigger()
+
+    # length: 300 image pixels horizontally = 300 * column spacing
+    rs, cs = (float(v) for v in ds.PixelSpacing)
+    win.actions_by_name["Length"].trigger()
+    a, b = (100.0, 256.0), (400.0, 256.0)
+    _drag(qtbot, win.viewport, Qt.MouseButton.LeftButton, _screen(win, a), _screen(win, b))
+    [m] = st.measurements_on_slice(66)
+    from core.viewer.measure import length, roi_stats
+
+    got = length(m.p0, m.p1, st.current_frame().pixel_spacing)
+    assert got.unit == "mm"
+    tol = 1.5 / win.viewport.effective_zoom() * cs * 2  # screen positions are whole pixels
+    assert math.isclose(got.value, 300 * cs, abs_tol=tol)
+
+    # ROI in air at the image corner: about -1000 HU, matching pydicom on the same pixels
+    win.actions_by_name["ROI"].trigger()
+    _drag(qtbot, win.viewport, Qt.MouseButton.LeftButton, _screen(win, (40, 40)),
+          _screen(win, (120, 120)))
+    roi = next(m for m in st.measurements_on_slice(66) if m.kind == "roi")
+    stats = roi_stats(st.current_frame().values, roi.p0, roi.p1, (rs, cs), "HU")
+    assert stats is not None
+    assert stats.units == "HU"
+    assert -1000 <= stats.mean <= -980
+    r0, r1 = sorted((roi.p0[1], roi.p1[1]))
+    c0_, c1_ = sorted((roi.p0[0], roi.p1[0]))
+    region = hu[math.ceil(r0 - 0.5):math.floor(r1 - 0.5) + 1,
+                math.ceil(c0_ - 0.5):math.floor(c1_ - 0.5) + 1]
+    assert stats.pixels == region.size
+    assert math.isclose(stats.mean, region.mean(), abs_tol=1e-3)
+
+    # tag browser shows the current instance's header
+    qtbot.waitUntil(lambda: win.tags.values_by_keyword().get("SOPInstanceUID")
+                    == str(ds.SOPInstanceUID), timeout=10_000)
+    assert win.tags.values_by_keyword()["PatientName"] == str(ds.PatientName)
+
+    # one toggle hides the patient everywhere: overlay, browser, title, tags
+    name = str(ds.PatientName)
+    assert name in corner_text(st).all_text()
+    win.actions_by_name["Hide patient info"].trigger()
+    assert st.hide_phi
+    assert name not in corner_text(st).all_text()
+    assert name not in win.windowTitle()
+    assert name not in win.browser.topLevelItem(0).text(0)
+    qtbot.waitUntil(lambda: win.tags.values_by_keyword().get("PatientName") == "***",
+                    timeout=10_000)
+
+    # cine plays through slices until stopped
+    vp.cine_fps = 60
+    start = vp.slice_index
+    win.actions_by_name["Cine"].trigger()
+    qtbot.waitUntil(lambda: vp.slice_index not in (start, start + 1), timeout=5_000)
+    win.actions_by_name["Cine"].trigger()
+    assert not vp.cine_playing
+    assert not win.cine.timer.isActive()
+
+
+def test_cancel_and_switching_series_cancels_load(qtbot, window, ct_dir: Path) -> None:
+    win, st, ctl = window, window.state, window.controller
+    _open_ct(qtbot, win, ct_dir)
+    qtbot.waitUntil(lambda: "series_loaded" in ctl.timings, timeout=LOAD_TIMEOUT_MS)
+    uid = st.series.series_instance_uid
+    job = ctl.open_series(uid)  # reload, then cancel at once
+    assert job is not None
+    assert st.loaded_count == 0
+    win.cancel_loading()
+    assert job.cancelled
+    assert ctl.series_load is None
+    qtbot.waitUntil(lambda: job.done, timeout=10_000)
+    assert st.loaded_count < st.slice_count
+    assert "series_loaded" not in ctl.timings
+    # switching series while loading cancels the previous load
+    first = ctl.open_series(uid)
+    second = ctl.open_series(uid)
+    assert first is not None
+    assert first.cancelled
+    assert second is not None
+    qtbot.waitUntil(lambda: "series_loaded" in ctl.timings, timeout=LOAD_TIMEOUT_MS)
+    assert st.loaded_count == st.slice_count
