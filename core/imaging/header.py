@@ -62,7 +62,7 @@ class Header:
     series: Series
 
 
-def _floats(value: Any, n: int) -> tuple[float, ...] | None:
+def floats_of(value: Any, n: int) -> tuple[float, ...] | None:
     try:
         out = tuple(float(v) for v in value)
     except (TypeError, ValueError):
@@ -70,14 +70,14 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     return out if len(out) == n else None
 
 
-def _int(value: Any, default: int | None = None) -> int | None:
+def int_of(value: Any, default: int | None = None) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
         return default
 
 
-def _str(ds: Dataset, keyword: str) -> str:
+def str_of(ds: Dataset, keyword: str) -> str:
     value = ds.get(keyword, "")
     return "" if value is None else str(value).strip()
 
@@ -128,7 +128,7 @@ def rescale_of(ds: Dataset, frame: int) -> tuple[float, float, str]:
         return 1.0, 0.0, ""
     slope = _multi(src.get("RescaleSlope")) or [1.0]
     intercept = _multi(src.get("RescaleIntercept")) or [0.0]
-    return slope[0] or 1.0, intercept[0], _str(src, "RescaleType")
+    return slope[0] or 1.0, intercept[0], str_of(src, "RescaleType")
 
 
 def frame_windows(ds: Dataset, frame: int) -> tuple[tuple[float, float], ...]:
@@ -333,17 +333,17 @@ def _to_header(
         positions = []
         for f in range(frames):
             item = functional_item(ds, f, "PlanePositionSequence")
-            pos = _floats(item.get("ImagePositionPatient"), 3) if item is not None else None
+            pos = floats_of(item.get("ImagePositionPatient"), 3) if item is not None else None
             positions.append(pos)
         if all(p is not None for p in positions):
             frame_positions = tuple(p for p in positions if p is not None)  # type: ignore[misc]
             position = position or frame_positions[0]
         item = functional_item(ds, 0, "PlaneOrientationSequence")
         if orientation is None and item is not None:
-            orientation = _floats(item.get("ImageOrientationPatient"), 6)
+            orientation = floats_of(item.get("ImageOrientationPatient"), 6)
         item = functional_item(ds, 0, "PixelMeasuresSequence")
         if spacing is None and item is not None:
-            spacing = _floats(item.get("PixelSpacing"), 2)
+            spacing = floats_of(item.get("PixelSpacing"), 2)
 
     slice_location = t.floats(0x00201041)
     instance = Instance(

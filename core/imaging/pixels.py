@@ -80,11 +80,11 @@ def _spacing(ds: Dataset, frame: int, instance: Instance) -> tuple[float, float]
         return instance.pixel_spacing
     for source in (ds, header.functional_item(ds, frame, "PixelMeasuresSequence")):
         if source is not None and "PixelSpacing" in source:
-            values = header._floats(source.PixelSpacing, 2)
+            values = header.floats_of(source.PixelSpacing, 2)
             if values is not None:
                 return (values[0], values[1])
     # Detector spacing (CR/DX without PixelSpacing): measurements are at the detector plane.
-    values = header._floats(ds.get("ImagerPixelSpacing"), 2)
+    values = header.floats_of(ds.get("ImagerPixelSpacing"), 2)
     return (values[0], values[1]) if values is not None else None
 
 
@@ -158,11 +158,11 @@ def _decode(path: str, frame: int, nframes: int) -> tuple[Dataset, PixelInfo, np
         try:
             if element is not None and element[1] == 0xFFFFFFFF:
                 header.check_fragments(path, element[0], ts)
-            rows, cols = header._int(ds.get("Rows")), header._int(ds.get("Columns"))
-            frames = max(header._int(ds.get("NumberOfFrames"), 1) or 1, 1)
-            info = header.pixel_info(
-                RawTags(ds), ds, ts, element, size, rows, cols, frames, header._str(ds, "Modality")
-            )
+            rows, cols = header.int_of(ds.get("Rows")), header.int_of(ds.get("Columns"))
+            frames = max(header.int_of(ds.get("NumberOfFrames"), 1) or 1, 1)
+            modality = header.str_of(ds, "Modality")
+            info = header.pixel_info(RawTags(ds), ds, ts, element, size, rows, cols, frames,
+                                     modality)
         except header.HeaderError as exc:
             raise PixelDecodeError(path, str(exc), ts) from exc
         if not 0 <= frame < frames:
@@ -202,7 +202,7 @@ def read_frame(instance: Instance, frame: int = 0) -> Frame:
         ds, info, arr = _decode(path, frame, instance.number_of_frames)
     except OSError as exc:
         raise PixelDecodeError(path, f"cannot read file: {exc}") from exc
-    photometric = header._str(ds, "PhotometricInterpretation").upper()
+    photometric = header.str_of(ds, "PhotometricInterpretation").upper()
     spacing = _spacing(ds, frame, instance)
     if photometric in _COLOR or info.samples_per_pixel > 1:
         rgb = _color(arr, ds, photometric, info.bits_stored)
