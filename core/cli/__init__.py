@@ -17,6 +17,7 @@ from core import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("core.cli.inspect_cmd", "index DICOM/image files and print the study tree"),
     "render": ("core.cli.render_cmd", "write the 8-bit image the viewer shows for one instance"),
+    "models": ("core.cli.models_cmd", "list and verify installed model packages"),
 }
 
 

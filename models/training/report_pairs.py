@@ -447,7 +447,9 @@ def sample_findings(rng: random.Random, normal_rate: float = 0.1) -> Findings:
     if body_part == "upper extremity" or body_part == "lower extremity":
         body_part = BONES[(location or "").split(" ", 1)[1]]
     pool = [n for n in NEGATIVES[body_part] if n not in spec.excludes]
-    negatives = tuple(rng.sample(pool, rng.randint(0, min(3, len(pool)))))
+    # A structured template lists its checkboxes in a fixed order, so negatives keep pool order.
+    chosen = set(rng.sample(pool, rng.randint(0, min(3, len(pool)))))
+    negatives = tuple(n for n in pool if n in chosen)
     return Findings(
         modality=modality,
         body_part=body_part,

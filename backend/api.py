@@ -1,0 +1,269 @@
+"""The versioned sync API (``/api/v1``): enrolment, tokens, batches, models, rollouts, admin."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend import catalogue, ingest
+from backend.auth import AuthError, enrol
+from backend.db import ModelPackage, Rollout, SecurityAlert
+from backend.deps import (
+    ApiError,
+    BackendState,
+    admin,
+    db_session,
+    device,
+    limit_by_address,
+    state,
+)
+from backend.downloads import serve
+from backend.ops import log
+from backend.rollout import assign_arm
+from core.sync.wire import (
+    API_PREFIX,
+    Assignment,
+    AssignmentList,
+    AuditBatch,
+    BatchResponse,
+    EnrolRequest,
+    EnrolResponse,
+    ErrorBody,
+    ModelCatalogue,
+    ModelEntry,
+    RefreshRequest,
+    ResultsBatch,
+    TokenRequest,
+    TokenResponse,
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    s: {"model": ErrorBody} for s in (400, 401, 403, 404, 409, 422, 429)
+}
+router = APIRouter(prefix=API_PREFIX, responses=ERRORS)
+Db = Annotated[Session, Depends(db_session)]
+State = Annotated[BackendState, Depends(state)]
+DeviceId = Annotated[str, Depends(device)]
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+
+
+def _auth_error(exc: AuthError) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
+
+
+@router.post("/enrol", tags=["auth"], dependencies=[Depends(limit_by_address)])
+def post_enrol(req: EnrolRequest, session: Db) -> EnrolResponse:
+    try:
+        device_id, secret = enrol(session, req.code, req.label)
+    except AuthError as exc:
+        raise _auth_error(exc) from exc
+    log(logging.INFO, "device enrolled", device=device_id)
+    return EnrolResponse(device_id=device_id, device_secret=secret)
+
+
+@router.post("/token", tags=["auth"], dependencies=[Depends(limit_by_address)])
+def post_token(req: TokenRequest, session: Db, st: State) -> TokenResponse:
+    try:
+        access, refresh = st.tokens.login(session, req.device_id, req.device_secret)
+    except AuthError as exc:
+        raise _auth_error(exc) from exc
+    return TokenResponse(
+        access_token=access, refresh_token=refresh, expires_in=st.settings.access_ttl_s
+    )
+
+
+@router.post("/token/refresh", tags=["auth"], dependencies=[Depends(limit_by_address)])
+def post_refresh(req: RefreshRequest, session: Db, st: State) -> TokenResponse:
+    try:
+        access, refresh = st.tokens.refresh(session, req.refresh_token)
+    except AuthError as exc:
+        session.rollback()
+        raise _auth_error(exc) from exc
+    return TokenResponse(
+        access_token=access, refresh_token=refresh, expires_in=st.settings.access_ttl_s
+    )
+
+
+def _idempotent(
+    session: Session,
+    st: BackendState,
+    device_id: str,
+    key: str | None,
+    endpoint: str,
+    batch: BaseModel,
+    store: Any,
+) -> Response:
+    """Run ``store`` once per (device, key); replays and concurrent twins get the first answer."""
+    if not key:
+        raise ApiError(400, "idempotency_key_required", "the Idempotency-Key header is required")
+    body_hash = ingest.request_hash(f"{endpoint}\n{batch.model_dump_json()}".encode())
+    for _attempt in range(3):
+        try:
+            rec = ingest.lookup_replay(session, device_id, key, endpoint, body_hash)
+        except ingest.IdempotencyMismatch as exc:
+            raise ApiError(422, "idempotency_key_reused", str(exc)) from exc
+        if rec is not None:
+            return Response(
+                rec.body,
+                status_code=rec.status_code,
+                media_type="application/json",
+                headers={"Idempotent-Replayed": "true"},
+            )
+        try:
+            result = store(session, device_id, batch)
+        except ingest.ChainError as exc:
+            session.rollback()
+            ingest.record_chain_alert(session, device_id, exc)
+            st.metrics.security_alerts.labels(exc.code).inc()
+            log(
+                logging.WARNING,
+                "security alert: audit chain refused",
+                device=device_id,
+                code=exc.code,
+                index=exc.data.get("index"),
+            )
+            raise ApiError(409, exc.code, exc.message, exc.data) from exc
+        body = result.model_dump_json().encode()
+        ingest.remember(session, device_id, key, endpoint, body_hash, body)
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()  # a concurrent request stored some of these first: look again
+            continue
+        kind = endpoint.split(":")[0]
+        st.metrics.items.labels(kind, "stored").inc(len(result.stored))
+        st.metrics.items.labels(kind, "duplicate").inc(len(result.duplicates))
+        return Response(body, media_type="application/json")
+    raise ApiError(
+        409,
+        "conflict_retry",
+        "concurrent writes collided; retry the request",
+        headers={"Retry-After": "1"},
+    )
+
+
+@router.post("/results:batch", tags=["sync"], response_model=BatchResponse)
+def post_results(
+    batch: ResultsBatch,
+    device_id: DeviceId,
+    session: Db,
+    st: State,
+    idempotency_key: IdemKey = None,
+) -> Response:
+    st.metrics.sync_lag.labels(device_id).set(
+        ingest.oldest_age_s([i.created_at for i in batch.items])
+    )
+    return _idempotent(
+        session, st, device_id, idempotency_key, "results:batch", batch, ingest.store_results
+    )
+
+
+@router.post("/audit-events:batch", tags=["sync"], response_model=BatchResponse)
+def post_audit(
+    batch: AuditBatch, device_id: DeviceId, session: Db, st: State, idempotency_key: IdemKey = None
+) -> Response:
+    st.metrics.sync_lag.labels(device_id).set(
+        ingest.oldest_age_s([e.created_at for e in batch.events])
+    )
+    return _idempotent(
+        session, st, device_id, idempotency_key, "audit-events:batch", batch, ingest.store_audit
+    )
+
+
+def _entry(p: ModelPackage) -> ModelEntry:
+    return ModelEntry(
+        model_id=p.model_id,
+        version=p.version,
+        sha256=p.sha256,
+        length=p.length,
+        target_path=p.target_path,
+        manifest=p.manifest,
+        created_at=p.created_at,
+    )
+
+
+@router.get("/models", tags=["models"])
+def get_models(_device: DeviceId, session: Db) -> ModelCatalogue:
+    rows = session.scalars(select(ModelPackage).order_by(ModelPackage.model_id, ModelPackage.id))
+    return ModelCatalogue(models=[_entry(p) for p in rows])
+
+
+@router.get("/models/{model_id}/{version}/file", tags=["models"])
+@router.head("/models/{model_id}/{version}/file", include_in_schema=False)
+def get_model_file(
+    model_id: str, version: str, request: Request, device_id: DeviceId, session: Db, st: State
+) -> Response:
+    pkg = session.scalar(
+        select(ModelPackage).where(
+            ModelPackage.model_id == model_id, ModelPackage.version == version
+        )
+    )
+    if pkg is None:
+        raise ApiError(404, "model_not_found", f"model {model_id!r} version {version!r} not found")
+    if request.method == "GET" and not request.headers.get("range"):
+        st.metrics.downloads.labels(model_id, version).inc()
+    log(
+        logging.INFO,
+        "model download",
+        device=device_id,
+        model=model_id,
+        version=version,
+        range=request.headers.get("range"),
+    )
+    return serve(request, st.storage, pkg.storage_key, pkg.length, pkg.sha256, "application/gzip")
+
+
+@router.get("/rollouts/assignment", tags=["rollouts"])
+def get_assignment(device_id: DeviceId, session: Db, st: State) -> AssignmentList:
+    out = []
+    for ro in session.scalars(select(Rollout).where(Rollout.status == "active")):
+        arm = assign_arm(device_id, ro.id, ro.split)
+        st.metrics.rollout_arms.labels(str(ro.id), arm).inc()
+        if arm == "candidate" and not ro.shadow:
+            shown, shadow = ro.candidate_version, None
+        elif arm == "candidate":
+            shown, shadow = ro.baseline_version, ro.candidate_version
+        else:
+            shown, shadow = ro.baseline_version, None
+        out.append(
+            Assignment(
+                rollout_id=ro.id,
+                model_id=ro.model_id,
+                arm=arm,  # type: ignore[arg-type]
+                version=shown,
+                shadow_version=shadow,
+            )
+        )
+    return AssignmentList(assignments=out)
+
+
+@router.get("/admin/rollouts/{rollout_id}/report", tags=["admin"])
+def get_report(
+    rollout_id: int, _admin: Annotated[str, Depends(admin)], session: Db
+) -> dict[str, Any]:
+    try:
+        return catalogue.report(session, rollout_id)
+    except catalogue.CatalogueError as exc:
+        raise ApiError(404, "rollout_not_found", str(exc)) from exc
+
+
+@router.get("/admin/security-alerts", tags=["admin"])
+def get_alerts(_admin: Annotated[str, Depends(admin)], session: Db) -> list[dict[str, Any]]:
+    rows = session.scalars(select(SecurityAlert).order_by(SecurityAlert.id.desc()).limit(500))
+    return [
+        {
+            "id": a.id,
+            "device_id": a.device_id,
+            "code": a.code,
+            "detail": a.detail,
+            "created_at": a.created_at.isoformat(),
+        }
+        for a in rows
+    ]

@@ -1,0 +1,147 @@
+"""The FastAPI application factory: wires settings, database, storage, TUF, metrics and routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from backend import api, tuf_routes
+from backend.auth import TokenIssuer
+from backend.config import Settings
+from backend.db import make_engine, make_sessionmaker
+from backend.deps import ApiError, BackendState
+from backend.ops import Metrics, RateLimiter, log
+from backend.storage import open_storage
+from backend.tuf_repo import TufError, TufRepository
+
+TIMESTAMP_CHECK_S = 3600.0
+MAX_BODY_BYTES = 32 * 2**20  # 1000 items per batch fit easily; anything larger is refused
+
+
+def build_state(settings: Settings) -> BackendState:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.effective_db_url)
+    storage = open_storage(
+        settings.storage_url, settings.data_dir / "artefacts", settings.s3_endpoint_url
+    )
+    return BackendState(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        storage=storage,
+        repo=TufRepository(settings, storage),
+        tokens=TokenIssuer(settings.secret(), settings.access_ttl_s, settings.refresh_ttl_s),
+        metrics=Metrics(),
+        limiter=RateLimiter(settings.rate_per_s, settings.rate_burst),
+    )
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    data: dict[str, object] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": message, "data": data or {}}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+async def _keep_timestamp_fresh(st: BackendState) -> None:
+    """timestamp.json expires in a day; re-sign it well before so clients never see it lapse."""
+    while True:
+        try:
+            with st.sessions() as session:
+                if st.repo.timestamp_expires_soon(session):
+                    st.repo.publish_timestamp(session)
+                    session.commit()
+                    log(logging.INFO, "re-signed timestamp.json")
+        except TufError as exc:
+            log(logging.WARNING, "cannot re-sign timestamp.json", reason=str(exc))
+        await asyncio.sleep(TIMESTAMP_CHECK_S)
+
+
+def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
+    st = st or build_state(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = None
+        if (settings.keys_dir / "timestamp.key").exists():
+            task = asyncio.create_task(_keep_timestamp_fresh(st))
+        yield
+        if task:
+            task.cancel()
+
+    app = FastAPI(
+        title="DoctorAI backend",
+        version="1",
+        lifespan=lifespan,
+        description="DoctorAI Workstation central backend: enrolment, sync, signed model updates.",
+    )
+    app.state.backend = st
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, exc.data, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        return _error(
+            422,
+            "invalid_request",
+            "request body or parameters are invalid",
+            {"problems": problems[:20]},
+        )
+
+    @app.middleware("http")
+    async def _observe(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        status = 500
+        try:
+            length = request.headers.get("content-length", "0")
+            if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+                status = 413
+                return _error(413, "body_too_large", f"request body over {MAX_BODY_BYTES} bytes")
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            elapsed = time.perf_counter() - start
+            st.metrics.requests.labels(request.method, route, str(status)).inc()
+            st.metrics.latency.labels(route).observe(elapsed)
+            log(
+                logging.INFO,
+                "request",
+                method=request.method,
+                route=route,
+                status=status,
+                ms=round(elapsed * 1000, 1),
+            )
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(api.router)
+    app.include_router(tuf_routes.router)
+    return app

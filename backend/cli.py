@@ -1,0 +1,195 @@
+"""``doctorai-backend``: serve the API and run admin tasks (codes, keys, models, rollouts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backend.config import Settings, settings_from_env
+
+if TYPE_CHECKING:
+    from backend.deps import BackendState
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return settings_from_env(args.data_dir, args.db_url, args.storage_url)
+
+
+def _state(args: argparse.Namespace) -> BackendState:
+    from backend.app import build_state
+
+    return build_state(_settings(args))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from backend.app import create_app
+    from backend.ops import configure_logging
+
+    configure_logging()
+    uvicorn.run(
+        create_app(_settings(args)),
+        host=args.host,
+        port=args.port,
+        log_config=None,
+        proxy_headers=args.proxy_headers,
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_keys_init(args: argparse.Namespace) -> int:
+    from backend.tuf_repo import init_keys
+
+    settings = _settings(args)
+    ids = init_keys(settings.keys_dir)
+    st = _state(args)
+    with st.sessions() as session:
+        st.repo.bootstrap(session)
+        session.commit()
+        root = st.repo.root_json_for_installer(session)
+    out = settings.data_dir / "root.json"
+    out.write_bytes(root)
+    for role, keyid in ids.items():
+        print(f"{role:<9} key {keyid}")
+    print(f"trusted root metadata for the installer: {out}")
+    return 0
+
+
+def cmd_enrol_code(args: argparse.Namespace) -> int:
+    from backend.auth import issue_enrol_code
+
+    st = _state(args)
+    with st.sessions() as session:
+        print(issue_enrol_code(session, ttl_s=int(args.days * 86400)))
+    return 0
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    st = _state(args)
+    print(st.tokens.access(args.name, role="admin", ttl_s=int(args.minutes * 60)))
+    return 0
+
+
+def cmd_add_model(args: argparse.Namespace) -> int:
+    from backend.catalogue import add_model
+
+    st = _state(args)
+    with st.sessions() as session:
+        pkg = add_model(session, st.repo, Path(args.package_dir))
+        print(
+            f"published {pkg.model_id} {pkg.version}: {pkg.target_path} "
+            f"({pkg.length} bytes, sha256 {pkg.sha256})"
+        )
+    return 0
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from backend import catalogue
+
+    st = _state(args)
+    with st.sessions() as session:
+        if args.action == "create":
+            ro = catalogue.create_rollout(
+                session, st.repo, args.model, args.baseline, args.candidate, args.split, args.shadow
+            )
+            print(
+                f"rollout {ro.id}: {ro.model_id} {ro.baseline_version} -> "
+                f"{ro.candidate_version} at {ro.split:.0%}{' (shadow)' if ro.shadow else ''}"
+            )
+        elif args.action == "report":
+            rep = catalogue.report(session, args.id)
+            print(json.dumps(rep, indent=2) if args.json else catalogue.format_report(rep))
+        elif args.action == "promote":
+            ro = catalogue.promote(session, st.repo, args.id)
+            print(f"rollout {ro.id} promoted: channel {ro.model_id} -> {ro.candidate_version}")
+        else:
+            ro = catalogue.rollback(session, st.repo, args.id)
+            print(f"rollout {ro.id} rolled back: channel {ro.model_id} -> {ro.baseline_version}")
+    return 0
+
+
+def cmd_tuf_timestamp(args: argparse.Namespace) -> int:
+    st = _state(args)
+    with st.sessions() as session:
+        version = st.repo.publish_timestamp(session)
+        session.commit()
+    print(f"timestamp.json version {version} signed")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir", help="keys, artefacts, SQLite (env DOCTORAI_BACKEND_DATA_DIR)"
+    )
+    common.add_argument("--db-url", help="SQLAlchemy URL (env DOCTORAI_BACKEND_DB_URL)")
+    common.add_argument(
+        "--storage-url", help="s3://bucket/prefix or a directory (env DOCTORAI_BACKEND_STORAGE_URL)"
+    )
+    parser = argparse.ArgumentParser(prog="doctorai-backend", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="run the API with uvicorn")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--proxy-headers", action="store_true", help="behind a load balancer")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", parents=[common], help="TUF signing keys")
+    p.add_argument("action", choices=["init"])
+    p.set_defaults(func=cmd_keys_init)
+
+    p = sub.add_parser("enrol-code", parents=[common], help="issue a one-time enrolment code")
+    p.add_argument("--days", type=float, default=7.0, help="validity (default 7 days)")
+    p.set_defaults(func=cmd_enrol_code)
+
+    p = sub.add_parser("admin-token", parents=[common], help="print a short-lived admin token")
+    p.add_argument("--name", default="admin")
+    p.add_argument("--minutes", type=float, default=60.0)
+    p.set_defaults(func=cmd_admin_token)
+
+    p = sub.add_parser("add-model", parents=[common], help="publish a model package folder")
+    p.add_argument("package_dir")
+    p.set_defaults(func=cmd_add_model)
+
+    p = sub.add_parser("tuf-timestamp", parents=[common], help="re-sign timestamp.json now")
+    p.set_defaults(func=cmd_tuf_timestamp)
+
+    p = sub.add_parser("rollout", help="model rollouts")
+    rs = p.add_subparsers(dest="action", required=True)
+    c = rs.add_parser("create", parents=[common])
+    c.add_argument("model")
+    c.add_argument("baseline")
+    c.add_argument("candidate")
+    c.add_argument("--split", type=float, default=0.1, help="share on the candidate (0..1)")
+    c.add_argument("--shadow", action="store_true", help="candidate runs, results not shown")
+    for name in ("report", "promote", "rollback"):
+        r = rs.add_parser(name, parents=[common])
+        r.add_argument("id", type=int)
+        if name == "report":
+            r.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rollout)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from backend.catalogue import CatalogueError
+    from backend.storage import StorageError
+    from backend.tuf_repo import TufError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (CatalogueError, TufError, StorageError, OSError) as exc:
+        print(f"doctorai-backend: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Shared state of one backend app and the FastAPI dependencies built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.auth import AuthError, Principal, TokenIssuer
+from backend.config import Settings
+from backend.ops import Metrics, RateLimiter, retry_after_header
+from backend.storage import Storage
+from backend.tuf_repo import TufRepository
+
+
+class ApiError(Exception):
+    """Rendered as ``{"error": {"code", "message", "data"}}`` with the given status."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        data: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.data, self.headers = data or {}, headers or {}
+
+
+@dataclass
+class BackendState:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    storage: Storage
+    repo: TufRepository
+    tokens: TokenIssuer
+    metrics: Metrics
+    limiter: RateLimiter
+
+
+def state(request: Request) -> BackendState:
+    st: BackendState = request.app.state.backend
+    return st
+
+
+def db_session(st: BackendState = Depends(state)) -> Iterator[Session]:  # noqa: B008
+    with st.sessions() as session:
+        yield session
+
+
+def rate_limit(st: BackendState, key: str) -> None:
+    wait = st.limiter.check(key)
+    if wait > 0:
+        st.metrics.rate_limited.inc()
+        raise ApiError(
+            429,
+            "rate_limited",
+            "too many requests; retry later",
+            {"retry_after_s": wait},
+            {"Retry-After": retry_after_header(wait)},
+        )
+
+
+def limit_by_address(request: Request, st: BackendState = Depends(state)) -> None:  # noqa: B008
+    rate_limit(st, f"addr:{request.client.host if request.client else '?'}")
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def principal(
+    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    st: BackendState = Depends(state),  # noqa: B008
+) -> Principal:
+    if creds is None:
+        raise ApiError(
+            401,
+            "auth_required",
+            "a bearer access token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    try:
+        return st.tokens.principal(creds.credentials)
+    except AuthError as exc:
+        raise ApiError(
+            exc.status, exc.code, exc.message, headers={"WWW-Authenticate": "Bearer"}
+        ) from exc
+
+
+def device(
+    p: Principal = Depends(principal),  # noqa: B008
+    st: BackendState = Depends(state),  # noqa: B008
+) -> str:
+    """The calling workstation's id; only device tokens pass, each rate-limited on its own."""
+    if p.role != "device":
+        raise ApiError(403, "forbidden", "this endpoint is for enrolled workstations")
+    rate_limit(st, f"device:{p.subject}")
+    return p.subject
+
+
+def admin(p: Principal = Depends(principal)) -> str:  # noqa: B008
+    if p.role != "admin":
+        raise ApiError(403, "forbidden", "this endpoint needs an admin token")
+    return p.subject

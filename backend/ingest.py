@@ -1,0 +1,173 @@
+"""Storing result and audit batches exactly once, and anchoring each workstation's audit chain.
+
+Idempotency has two layers: the Idempotency-Key of a request (a replay gets the first answer's
+bytes back), and the client id of every item (unique per device, so an item re-sent inside a
+different batch is reported as a duplicate and not stored twice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.auth import aware
+from backend.db import AuditEvent, Device, IdempotencyRecord, Result, SecurityAlert, utcnow
+from core.sync.wire import GENESIS_HASH, AuditBatch, BatchResponse, ChainHead, ResultsBatch
+
+
+class ChainError(Exception):
+    """The batch does not extend the stored chain head: history rewritten or an old DB restored."""
+
+    def __init__(self, code: str, message: str, data: dict[str, object]) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+class IdempotencyMismatch(Exception):
+    """The same Idempotency-Key came with a different body."""
+
+
+def request_hash(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
+
+
+def lookup_replay(
+    session: Session, device_id: str, key: str, endpoint: str, body_hash: str
+) -> IdempotencyRecord | None:
+    rec = session.get(IdempotencyRecord, (device_id, key))
+    if rec is None:
+        return None
+    if rec.endpoint != endpoint or rec.request_hash != body_hash:
+        raise IdempotencyMismatch(
+            f"Idempotency-Key {key!r} was already used for a different request"
+        )
+    return rec
+
+
+def remember(
+    session: Session, device_id: str, key: str, endpoint: str, body_hash: str, body: bytes
+) -> None:
+    session.add(
+        IdempotencyRecord(
+            device_id=device_id,
+            key=key,
+            endpoint=endpoint,
+            request_hash=body_hash,
+            status_code=200,
+            body=body,
+        )
+    )
+
+
+def oldest_age_s(times: list[datetime]) -> float:
+    return max(0.0, (utcnow() - min(aware(t) for t in times)).total_seconds())
+
+
+def store_results(session: Session, device_id: str, batch: ResultsBatch) -> BatchResponse:
+    ids = [i.client_id for i in batch.items]
+    seen = set(
+        session.scalars(
+            select(Result.client_id).where(Result.device_id == device_id, Result.client_id.in_(ids))
+        )
+    )
+    stored, dups = [], []
+    for item in batch.items:
+        if item.client_id in seen:
+            dups.append(item.client_id)
+            continue
+        seen.add(item.client_id)
+        stored.append(item.client_id)
+        session.add(
+            Result(
+                device_id=device_id,
+                client_id=item.client_id,
+                created_at=item.created_at,
+                model_id=item.model_id,
+                model_version=item.model_version,
+                decision=item.decision,
+                latency_ms=item.latency_ms,
+                shadow=item.shadow,
+                rollout_id=item.rollout_id,
+                study_ref=item.study_ref,
+                summary=item.summary,
+            )
+        )
+    return BatchResponse(stored=stored, duplicates=dups)
+
+
+def _alert(session: Session, device_id: str, code: str, detail: dict[str, object]) -> None:
+    session.add(SecurityAlert(device_id=device_id, code=code, detail=detail))
+
+
+def store_audit(session: Session, device_id: str, batch: AuditBatch) -> BatchResponse:
+    """Accept events that extend the head; events already held must match hash for hash."""
+    device = session.get(Device, device_id, with_for_update=True)
+    assert device is not None  # the token was checked against the device table
+    events = batch.events
+    for prev, ev in itertools.pairwise(events):
+        if ev.index != prev.index + 1 or ev.prev_hash != prev.hash:
+            raise ChainError(
+                "audit_chain_broken",
+                f"event {ev.event_id!r} (index {ev.index}) does not follow index {prev.index}",
+                {"index": ev.index},
+            )
+    head_index = -1 if device.head_index is None else device.head_index
+    head_hash = device.head_hash or GENESIS_HASH
+    held = {
+        e.index: e
+        for e in session.scalars(
+            select(AuditEvent).where(
+                AuditEvent.device_id == device_id,
+                AuditEvent.index.in_([e.index for e in events if e.index <= head_index]),
+            )
+        )
+    }
+    stored, dups = [], []
+    for ev in events:
+        if ev.index <= head_index:
+            old = held.get(ev.index)
+            if old is None or old.hash != ev.hash or old.event_id != ev.event_id:
+                raise ChainError(
+                    "audit_chain_fork",
+                    f"event at index {ev.index} differs from the one this server holds: the "
+                    "workstation's audit history was rewritten or an older database restored",
+                    {"index": ev.index, "server_head": {"index": head_index, "hash": head_hash}},
+                )
+            dups.append(ev.event_id)
+            continue
+        if ev.index != head_index + 1 or ev.prev_hash != head_hash:
+            raise ChainError(
+                "audit_chain_fork" if ev.index <= head_index + 1 else "audit_chain_gap",
+                f"event at index {ev.index} does not extend the server's chain head "
+                f"(index {head_index})",
+                {"index": ev.index, "server_head": {"index": head_index, "hash": head_hash}},
+            )
+        session.add(
+            AuditEvent(
+                device_id=device_id,
+                event_id=ev.event_id,
+                index=ev.index,
+                prev_hash=ev.prev_hash,
+                hash=ev.hash,
+                created_at=ev.created_at,
+                type=ev.type,
+                actor=ev.actor,
+                data=ev.data,
+            )
+        )
+        stored.append(ev.event_id)
+        head_index, head_hash = ev.index, ev.hash
+    device.head_index, device.head_hash = head_index, head_hash
+    device.last_sync_at = utcnow()
+    return BatchResponse(
+        stored=stored, duplicates=dups, head=ChainHead(index=head_index, hash=head_hash)
+    )
+
+
+def record_chain_alert(session: Session, device_id: str, err: ChainError) -> None:
+    _alert(session, device_id, err.code, {"message": err.message, **err.data})
+    session.commit()

@@ -1,0 +1,51 @@
+"""TUF repository over HTTP: ``/tuf/metadata/`` (versioned roles) and ``/tuf/targets/``.
+
+Public on purpose: metadata and packages are signed, not secret, and the TUF client verifies
+everything it fetches; access control on model files is on the ``/api/v1/models`` route.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from backend.deps import ApiError, BackendState, db_session, state
+from backend.downloads import serve
+from backend.tuf_repo import TufRepository, find_target
+
+router = APIRouter(prefix="/tuf", tags=["tuf"])
+_VERSIONED = re.compile(r"^(?:(\d+)\.)?(root|targets|snapshot|timestamp)\.json$")
+
+
+@router.get("/metadata/{name}")
+def metadata(name: str, session: Session = Depends(db_session)) -> Response:  # noqa: B008
+    m = _VERSIONED.match(name)
+    if m is None or (m.group(2) == "timestamp" and m.group(1)):
+        raise ApiError(404, "not_found", f"no TUF metadata named {name!r}")
+    version = int(m.group(1)) if m.group(1) else None
+    body = TufRepository.get(session, m.group(2), version)
+    if body is None:
+        raise ApiError(404, "not_found", f"TUF metadata {name!r} does not exist")
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/targets/{path:path}")
+@router.head("/targets/{path:path}", include_in_schema=False)
+def target(
+    path: str,
+    request: Request,
+    session: Session = Depends(db_session),  # noqa: B008
+    st: BackendState = Depends(state),  # noqa: B008
+) -> Response:
+    row = find_target(session, path)
+    if row is None:
+        raise ApiError(404, "not_found", f"no TUF target at {path!r}")
+    custom = row.custom or {}
+    if custom.get("kind") == "model" and request.method == "GET":
+        st.metrics.downloads.labels(custom.get("model_id", "?"), custom.get("version", "?")).inc()
+    return serve(
+        request, st.storage, row.storage_key, row.length, row.sha256, "application/octet-stream"
+    )

@@ -1,0 +1,139 @@
+"""``doctorai models list [--json]`` and ``doctorai models verify [ID...] [--eval]``.
+
+Model folders: the shipped zoo, then ``inference.model_dirs`` from the settings, then
+``<profile>/models``. ``list`` reads manifests only (fast, no framework import); ``verify``
+checks schema and every file's SHA-256, and with ``--eval`` recomputes the validation metrics
+and compares them with the manifest. Exit status 1 on any refusal or mismatch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    lister = sub.add_parser("list", help="list installed model packages")
+    lister.add_argument("--json", action="store_true", help="print JSON")
+    verify = sub.add_parser("verify", help="check hashes/schema (and metrics with --eval)")
+    verify.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: all)")
+    verify.add_argument("--eval", action="store_true",
+                        help="recompute validation metrics and compare with the manifest")
+    verify.add_argument("--device", choices=("auto", "cpu", "gpu"), default=None,
+                        help="device for --eval (default: the inference.device setting)")
+    verify.add_argument("--json", action="store_true", help="print JSON")
+
+
+def model_roots() -> list[Path]:
+    """Where packages are looked for, in priority order."""
+    from core.config import load_settings
+    from core.paths import profile_dir
+    from models.discovery import ZOO_DIR
+
+    settings = load_settings()
+    roots = [ZOO_DIR, *(Path(d).expanduser() for d in settings.inference.model_dirs)]
+    return [*roots, profile_dir() / "models"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.config import ConfigError
+
+    try:
+        roots = model_roots()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.action == "list":
+        return _list(roots, args.json)
+    return _verify(roots, args)
+
+
+def _row(package: Any) -> dict[str, Any]:
+    m = package.manifest
+    return {"id": m.id, "version": m.version, "framework": m.framework, "task": m.task,
+            "modalities": m.modalities, "demo_only": m.demo_only, "notice": m.demo_notice,
+            "name": m.name, "path": str(package.path)}
+
+
+def _list(roots: list[Path], as_json: bool) -> int:
+    from models.discovery import discover
+
+    packages, errors = discover(roots, verify_hashes=False)
+    if as_json:
+        json.dump({"models": [_row(p) for p in packages],
+                   "errors": [{"path": str(e.path), "error": str(e)} for e in errors]},
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for p in packages:
+            r = _row(p)
+            demo = "  [DEMO - not for clinical use]" if r["demo_only"] else ""
+            print(f"{r['id']:28} {r['version']:8} {r['framework']:12} {r['task']:15} "
+                  f"{','.join(r['modalities']) or '-':8} {r['path']}{demo}")
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+    return 0
+
+
+def _verify(roots: list[Path], args: argparse.Namespace) -> int:
+    from models.discovery import package_dirs
+    from models.manifest import PackageError, load_package, read_manifest
+
+    wanted = set(args.ids)
+    results: list[dict[str, Any]] = []
+    failed = False
+    seen: set[str] = set()
+    for folder in package_dirs(roots):
+        try:
+            manifest, _ = read_manifest(folder)
+            if wanted and manifest.id not in wanted:
+                continue
+            seen.add(manifest.id)
+            package = load_package(folder)
+        except PackageError as exc:
+            if wanted and exc.where == "manifest.json" and folder.name not in wanted:
+                continue
+            seen.add(folder.name)
+            failed = True
+            results.append({"path": str(folder), "ok": False, "problems": [str(exc)]})
+            continue
+        entry: dict[str, Any] = {"id": package.id, "path": str(folder), "ok": True,
+                                 "package_hash": package.package_hash, "problems": []}
+        if args.eval:
+            entry.update(_evaluate(package, args.device))
+            failed = failed or not entry["ok"]
+        results.append(entry)
+    for missing in sorted(wanted - seen):
+        failed = True
+        results.append({"id": missing, "ok": False, "problems": [f"no model '{missing}' found"]})
+    if args.json:
+        json.dump({"ok": not failed, "results": results}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for r in results:
+            status = "OK " if r["ok"] else "FAIL"
+            extra = ""
+            if "measured" in r:
+                extra = " " + " ".join(f"{k}={v:.4f}" for k, v in r["measured"].items())
+            print(f"{status} {r.get('id', r['path'])}{extra}")
+            for problem in r["problems"]:
+                print(f"     {problem}")
+    return 1 if failed else 0
+
+
+def _evaluate(package: Any, device: str | None) -> dict[str, Any]:
+    from core.config import load_settings
+    from models.evaluate import EvaluationError, compare, evaluate_package
+
+    chosen = device or load_settings().inference.device
+    try:
+        measured = evaluate_package(package, device=chosen)
+    except (EvaluationError, RuntimeError, ValueError, OSError) as exc:
+        return {"ok": False, "problems": [f"model '{package.id}': evaluation failed: {exc}"]}
+    problems = compare(package, measured)
+    return {"ok": not problems, "problems": problems,
+            "measured": {k: round(v, 4) for k, v in measured.items()}}

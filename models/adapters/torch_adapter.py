@@ -1,0 +1,97 @@
+"""PyTorch adapter: a TorchScript file, run under ``torch.inference_mode``; torch imported on use.
+
+Grad-CAM convention for TorchScript (hooks are not available on scripted modules): a package
+with ``heatmap.target_layer = "features"`` exports two methods, ``features(x)`` giving the target
+layer's activations and ``classify(feats)`` giving the logits, so ``forward = classify(features)``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.adapters.base import F32, LoadedModel, ModelLoadError, module_available, normalise_cam
+from models.manifest import ModelPackage
+from models.postprocess import probabilities
+
+FRAMEWORK = "torch"
+REQUIREMENT = "torch==2.13.0"
+
+
+def is_available() -> bool:
+    return module_available("torch")
+
+
+def gpu_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    return bool(oom is not None and isinstance(exc, oom))
+
+
+class TorchModel(LoadedModel):
+    def __init__(self, package: ModelPackage, device: str, module: Any) -> None:
+        super().__init__(package, device)
+        self._module = module
+
+    def _logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            out = self._module(x)
+            return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
+
+    def predict(self, batch: npt.NDArray[np.float32]) -> F32:
+        return probabilities(self._logits(batch), self.package.manifest.output)
+
+    def heatmap(self, batch: npt.NDArray[np.float32]) -> F32 | None:
+        spec = self.package.manifest.heatmap
+        if spec is None or spec.method != "gradcam":
+            return None
+        import torch
+
+        module = self._module
+        with torch.enable_grad():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            feats = module.features(x).detach().requires_grad_(True)
+            logits = module.classify(feats)
+            top = logits.argmax(dim=1)
+            chosen = logits.gather(1, top[:, None]).sum()
+            (grads,) = torch.autograd.grad(chosen, feats)
+            weights = grads.mean(dim=(2, 3), keepdim=True)
+            cam = torch.relu((weights * feats).sum(dim=1)).detach().cpu().numpy()
+        size = self.package.manifest.input.size or (cam.shape[1], cam.shape[2])
+        return normalise_cam(np.asarray(cam, dtype=np.float32), (size[0], size[1]))
+
+    def memory_bytes(self) -> int:
+        tensors = list(self._module.parameters()) + list(self._module.buffers())
+        return int(sum(t.numel() * t.element_size() for t in tensors))
+
+    def close(self) -> None:
+        self._module = None
+
+
+def load(package: ModelPackage, device: str) -> LoadedModel:
+    import torch
+
+    torch_device = "cuda:0" if device == "gpu" else "cpu"
+    path = package.file(package.manifest.weights)
+    try:
+        module = torch.jit.load(str(path), map_location=torch_device)
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise ModelLoadError(
+            f"model '{package.id}': cannot load TorchScript '{path}': {exc}"
+        ) from exc
+    module.eval()
+    return TorchModel(package, torch_device, module)

@@ -1,0 +1,156 @@
+"""Apply a manifest's declared preprocessing to images, giving the model's float32 input batch.
+
+The same code runs in the training scripts and in the app, so a model sees at inference exactly
+what it saw in training. A failing step is re-raised naming the step and the model (in the way
+MONAI's Compose names the transform that broke).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from models.manifest import (
+    AutoWindowStep,
+    InputSpec,
+    NormalizeStep,
+    PreprocessStep,
+    ResizeStep,
+    ScaleStep,
+    ToChannelsStep,
+    WindowStep,
+)
+
+F32 = npt.NDArray[np.float32]
+
+
+class PreprocessError(ValueError):
+    """A preprocessing step failed; ``step`` is its op name, ``model_id`` the model."""
+
+    def __init__(self, model_id: str, step: str, reason: str) -> None:
+        self.model_id = model_id
+        self.step = step
+        self.reason = reason
+        super().__init__(f"applying preprocessing step '{step}' of model '{model_id}': {reason}")
+
+
+class FrameLike(Protocol):
+    """core.imaging's Frame: ``values`` in modality units (or RGB uint8), ``invert`` MONOCHROME1."""
+
+    values: npt.NDArray[Any]
+    invert: bool
+
+
+def _as_hwc(image: npt.NDArray[Any]) -> F32:
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim == 2:
+        return arr[:, :, None]
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+        return arr[:, :, :3] if arr.shape[2] == 4 else arr
+    raise ValueError(f"expected a 2-D grey or (H, W, 3) RGB image, got shape {arr.shape}")
+
+
+def _window(x: F32, low: float, high: float, invert: bool) -> F32:
+    out = np.clip((x - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
+    return (1.0 - out) if invert else out
+
+
+def _resize(x: F32, size: tuple[int, int]) -> F32:
+    from PIL import Image  # pillow: antialiased bilinear on float images ('F' mode)
+
+    height, width = size
+    if x.shape[:2] == (height, width):
+        return x
+    planes = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(x[:, :, c]), mode="F")
+                   .resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+        for c in range(x.shape[2])
+    ]
+    return np.stack(planes, axis=2)
+
+
+def _per_channel(value: float | list[float], channels: int) -> F32:
+    arr = np.asarray(value, dtype=np.float32).reshape(-1)
+    if arr.size not in (1, channels):
+        raise ValueError(f"{arr.size} values given for {channels} channel(s)")
+    return arr
+
+
+def _apply(step: PreprocessStep, x: F32, invert: bool) -> F32:
+    if isinstance(step, WindowStep):
+        return _window(x, step.center - step.width / 2, step.center + step.width / 2, invert)
+    if isinstance(step, AutoWindowStep):
+        low, high = np.percentile(x, [step.low_percentile, step.high_percentile])
+        return _window(x, float(low), float(high), invert)
+    if isinstance(step, ScaleStep):
+        return (x * step.factor + step.offset).astype(np.float32)
+    if isinstance(step, ResizeStep):
+        return _resize(x, step.size)
+    if isinstance(step, NormalizeStep):
+        mean = _per_channel(step.mean, x.shape[2])
+        std = _per_channel(step.std, x.shape[2])
+        if np.any(std == 0):
+            raise ValueError("std must not be 0")
+        return ((x - mean) / std).astype(np.float32)
+    if isinstance(step, ToChannelsStep):
+        if x.shape[2] == step.n:
+            return x
+        if step.n == 1:
+            return x.mean(axis=2, keepdims=True, dtype=np.float32)
+        if x.shape[2] == 1:
+            return np.repeat(x, step.n, axis=2)
+        raise ValueError(f"cannot make {step.n} channels from {x.shape[2]}")
+    raise TypeError(f"unknown step {step!r}")
+
+
+def preprocess_image(
+    image: npt.NDArray[Any] | FrameLike, spec: InputSpec, model_id: str, *, invert: bool = False
+) -> F32:
+    """One image -> one model input (H, W, C) or (C, H, W) per the spec's layout.
+
+    ``image`` is a 2-D float array in modality units, an RGB array, or a Frame (its ``invert``
+    flag, MONOCHROME1, then flips the windowed intensities so the model sees MONOCHROME2).
+    """
+    if not isinstance(image, np.ndarray):
+        invert = invert or bool(getattr(image, "invert", False))
+        image = image.values
+    try:
+        x = _as_hwc(image)
+    except ValueError as exc:
+        raise PreprocessError(model_id, "input", str(exc)) from exc
+    for step in spec.preprocessing:
+        try:
+            x = _apply(step, x, invert)
+        except Exception as exc:  # re-raised with the step named; keeps the cause chained
+            raise PreprocessError(model_id, step.op, f"{type(exc).__name__}: {exc}") from exc
+    if spec.size is not None and x.shape[:2] != tuple(spec.size):
+        raise PreprocessError(model_id, "output", f"size {x.shape[:2]} != declared {spec.size}")
+    if spec.channels is not None and x.shape[2] != spec.channels:
+        raise PreprocessError(
+            model_id, "output", f"{x.shape[2]} channel(s) != declared {spec.channels}"
+        )
+    if not np.all(np.isfinite(x)):
+        raise PreprocessError(model_id, "output", "non-finite values after preprocessing")
+    return np.transpose(x, (2, 0, 1)).copy() if spec.layout == "NCHW" else x
+
+
+def preprocess_batch(
+    images: Sequence[npt.NDArray[Any] | FrameLike] | npt.NDArray[Any],
+    spec: InputSpec,
+    model_id: str,
+) -> F32:
+    """Images (or, for tabular models, rows) -> the model's (N, ...) float32 batch."""
+    if spec.kind == "tabular":
+        rows = np.asarray(images, dtype=np.float32)
+        if rows.ndim == 1:
+            rows = rows[None, :]
+        n_features = len(spec.features or [])
+        if rows.ndim != 2 or rows.shape[1] != n_features:
+            raise PreprocessError(
+                model_id, "input", f"expected (N, {n_features}) feature rows, got {rows.shape}"
+            )
+        return rows
+    return np.stack([preprocess_image(img, spec, model_id) for img in images]).astype(np.float32)

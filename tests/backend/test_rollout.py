@@ -1,0 +1,143 @@
+"""Rollouts: stable assignment near the split, the report's statistics, promote/rollback via TUF."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend import catalogue
+from backend.rollout import assign_arm
+from core.sync.wire import ChannelFile
+from tests.backend.conftest import LiveServer, make_package, result_item
+from tests.backend.test_models_tuf import _updater
+
+
+def test_assignment_is_stable_and_near_split() -> None:
+    devices = [str(uuid.uuid4()) for _ in range(4000)]
+    arms = [assign_arm(d, 7, 0.2) for d in devices]
+    assert arms == [assign_arm(d, 7, 0.2) for d in devices]
+    share = arms.count("candidate") / len(arms)
+    sd = (0.2 * 0.8 / len(arms)) ** 0.5
+    assert abs(share - 0.2) < 4 * sd
+    # a different rollout reshuffles: arms are not correlated across rollouts
+    other = [assign_arm(d, 8, 0.5) for d in devices]
+    both = sum(1 for a, b in zip(arms, other, strict=True) if a == b == "candidate")
+    assert abs(both / len(devices) - 0.1) < 0.03
+    assert {assign_arm(d, 1, 0.0) for d in devices[:200]} == {"baseline"}
+    assert {assign_arm(d, 1, 1.0) for d in devices[:200]} == {"candidate"}
+
+
+def _send(ws: object, items: list[dict]) -> None:
+    for i in range(0, len(items), 500):
+        ws.post("/results:batch", {"items": items[i : i + 500]}).raise_for_status()  # type: ignore[attr-defined]
+
+
+def _setup(server: LiveServer, tmp: Path, model: str, split: float, shadow: bool = False) -> int:
+    with server.state.sessions() as s:
+        for v in ("1.0", "2.0"):
+            catalogue.add_model(s, server.state.repo, make_package(tmp, model, v, size=4096))
+        return catalogue.create_rollout(s, server.state.repo, model, "1.0", "2.0", split, shadow).id
+
+
+def test_assignment_over_http(server: LiveServer, tmp_path: Path) -> None:
+    rid = _setup(server, tmp_path, "assign-model", 0.5, shadow=True)
+    ws = server.workstation()
+    got = [
+        a
+        for a in ws.http.get("/rollouts/assignment").json()["assignments"]
+        if a["rollout_id"] == rid
+    ]
+    assert len(got) == 1
+    a = got[0]
+    assert a["arm"] == assign_arm(ws.device_id, rid, 0.5)
+    assert a["version"] == "1.0"  # shadow mode: the baseline is what the radiologist sees
+    assert a["shadow_version"] == ("2.0" if a["arm"] == "candidate" else None)
+    again = ws.http.get("/rollouts/assignment").json()["assignments"]
+    assert [x for x in again if x["rollout_id"] == rid] == got
+    assert "doctorai_rollout_assignments_total{arm=" in httpx.get(f"{server.url}/metrics").text
+
+
+@pytest.mark.parametrize(
+    ("p_base", "p_cand", "expect_significant"), [(0.70, 0.85, True), (0.80, 0.80, False)]
+)
+def test_report_significance(
+    server: LiveServer, tmp_path: Path, p_base: float, p_cand: float, expect_significant: bool
+) -> None:
+    model = f"report-model-{int(p_cand * 100)}"
+    rid = _setup(server, tmp_path, model, 0.5)
+    rng = random.Random(1234)
+    lat = {
+        "1.0": [rng.gauss(200, 20) for _ in range(600)],
+        "2.0": [rng.gauss(150, 20) for _ in range(600)],
+    }
+    items = []
+    accepted = {"1.0": 0, "2.0": 0}
+    for version, p in (("1.0", p_base), ("2.0", p_cand)):
+        for ms in lat[version]:
+            ok = rng.random() < p
+            accepted[version] += ok
+            items.append(
+                result_item(
+                    model=model,
+                    version=version,
+                    latency=max(ms, 1.0),
+                    decision="accepted" if ok else "rejected",
+                )
+            )
+    _send(server.workstation(), items)
+    r = httpx.get(f"{server.api}/admin/rollouts/{rid}/report", headers=server.admin_headers())
+    assert r.status_code == 200
+    rep = r.json()
+    base, cand = rep["arms"]["baseline"], rep["arms"]["candidate"]
+    for arm, version in ((base, "1.0"), (cand, "2.0")):
+        assert arm["n_results"] == 600
+        assert arm["n_accepted"] == accepted[version]
+        rate = accepted[version] / 600
+        assert arm["acceptance_rate"] == pytest.approx(rate)
+        assert arm["ci_low"] < rate < arm["ci_high"]
+        assert 0.02 < arm["ci_high"] - arm["ci_low"] < 0.12  # ~ 2*1.96*sqrt(p(1-p)/600)
+        assert arm["latency_p50_ms"] == pytest.approx(statistics.median(lat[version]), rel=0.01)
+        assert arm["latency_p50_ms"] < arm["latency_p95_ms"]
+    assert rep["comparison"]["acceptance"]["significant"] is expect_significant
+    assert rep["comparison"]["latency"]["significant"] is True  # 200 ms vs 150 ms
+    text = catalogue.format_report(rep)
+    assert (
+        "SIGNIFICANT" in text.split("acceptance difference:")[1].split("\n")[0]
+    ) is expect_significant
+
+
+def test_promote_and_rollback_through_signed_channel(server: LiveServer, tmp_path: Path) -> None:
+    repo = server.state.repo
+    rid = _setup(server, tmp_path / "p", "promo-model", 0.1)
+
+    def channel(sub: str) -> ChannelFile:
+        (tmp_path / sub).mkdir()
+        up = _updater(server, tmp_path / sub)
+        up.refresh()
+        info = up.get_targetinfo("channels/promo-model.json")
+        assert info is not None
+        return ChannelFile.model_validate_json(Path(up.download_target(info)).read_bytes())
+
+    during = channel("a")
+    assert during.version == "1.0"
+    assert during.rollout is not None
+    assert during.rollout["split"] == 0.1
+    with server.state.sessions() as s:
+        before = repo.latest_version(s, "targets")
+        catalogue.promote(s, repo, rid)
+        assert repo.latest_version(s, "targets") == before + 1
+        with pytest.raises(catalogue.CatalogueError, match="already promoted"):
+            catalogue.rollback(s, repo, rid)
+    after = channel("b")
+    assert (after.version, after.rollout) == ("2.0", None)
+
+    rid2 = _setup(server, tmp_path / "r", "rb-model", 0.5)
+    with server.state.sessions() as s:
+        catalogue.rollback(s, repo, rid2)
+        status = catalogue.get_rollout(s, rid2).status
+    assert status == "rolled_back"

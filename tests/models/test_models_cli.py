@@ -1,0 +1,77 @@
+"""``doctorai models list/verify``: real packages, a tampered copy in the profile, --eval."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from core.cli import main
+from tests.models.conftest import ALL_MODELS, ZOO
+
+
+def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["id"]: r for r in out["models"]}
+    assert set(ALL_MODELS) <= set(rows)
+    pneu = rows["chest-xray-pneumonia"]
+    assert pneu["framework"] == "torch" and pneu["modalities"] == ["CR", "DX"]
+    assert pneu["demo_only"] is True and pneu["notice"] == "Demo model - not for clinical use"
+    assert rows["brain-tumour-mri"]["framework"] == "keras"
+    assert rows["tabular-breast-cancer"]["task"] == "tabular"
+
+
+def test_verify_all_ok_then_tampered_profile_copy_fails(
+    _isolated_profile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["models", "verify", *ALL_MODELS]) == 0
+    capsys.readouterr()
+    user_models = _isolated_profile / "models"
+    user_models.mkdir(parents=True)
+    copy = user_models / "my-tabular"
+    shutil.copytree(ZOO / "tabular-breast-cancer", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["id"] = "my-tabular"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert main(["models", "verify", "my-tabular"]) == 0  # a valid renamed copy passes
+    with (copy / "model.json").open("ab") as fh:
+        fh.write(b" ")
+    assert main(["models", "verify", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    bad = [r for r in report["results"] if not r["ok"]]
+    assert len(bad) == 1 and f"'{copy}'" in bad[0]["problems"][0]
+    assert "model.json: SHA-256 mismatch" in bad[0]["problems"][0]
+
+
+def test_verify_unknown_id_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "verify", "no-such-model"]) == 1
+    assert "no model 'no-such-model' found" in capsys.readouterr().out
+
+
+def test_verify_eval_reproduces_manifest_metrics(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "verify", "--eval", "--json", "tabular-breast-cancer",
+                 "breast-ultrasound"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for entry in report["results"]:
+        assert entry["ok"] and entry["problems"] == []
+        manifest = json.loads((Path(entry["path"]) / "manifest.json").read_text())
+        for name, value in entry["measured"].items():
+            assert abs(value - manifest["metrics"][name]) <= 0.01
+
+
+def test_verify_eval_detects_a_false_claim(
+    _isolated_profile: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from models.manifest import write_manifest
+
+    copy = _isolated_profile / "models" / "overclaimed"
+    shutil.copytree(ZOO / "tabular-breast-cancer", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["id"] = "overclaimed"
+    manifest["metrics"]["accuracy"] = round(manifest["metrics"]["accuracy"] - 0.05, 4)
+    write_manifest(copy, {k: v for k, v in manifest.items() if k != "files"})
+    assert main(["models", "verify", "--eval", "overclaimed"]) == 1
+    assert "accuracy manifest" in capsys.readouterr().out

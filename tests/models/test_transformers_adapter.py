@@ -1,0 +1,195 @@
+"""The transformers adapter on the real report-drafter package from the zoo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models.adapters import load_model
+from models.adapters import transformers_adapter as adapter
+from models.adapters.transformers_adapter import Seq2SeqModel
+from models.manifest import FileIntegrityError, ModelPackage, load_package
+from models.training.report_metrics import score
+from models.training.report_pairs import read_jsonl
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "models" / "zoo" / "report-drafter"
+
+
+@pytest.fixture(scope="module")
+def package() -> ModelPackage:
+    return load_package(PACKAGE)
+
+
+@pytest.fixture(scope="module")
+def drafter(package: ModelPackage) -> Iterator[Seq2SeqModel]:
+    loaded = adapter.load(package, "cpu")
+    yield loaded
+    loaded.close()
+
+
+def test_manifest_describes_a_demo_text_model(package: ModelPackage) -> None:
+    m = package.manifest
+    assert (m.task, m.framework, m.modalities, m.demo_only) == (
+        "text-generation",
+        "transformers",
+        [],
+        True,
+    )
+    assert m.metrics is not None
+    assert m.metrics.auc is None  # a text model claims no classifier figures
+    assert set(m.metrics.scores) == {"exact_match", "token_f1"}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(m.files)
+    size = sum(f.stat().st_size for f in PACKAGE.rglob("*") if f.is_file())
+    assert size < 20 * 1024 * 1024
+
+
+def test_loads_on_cpu_and_reports_its_memory(drafter: Seq2SeqModel) -> None:
+    assert drafter.device == "cpu"
+    weights = (PACKAGE / "model.safetensors").stat().st_size
+    # float32 parameters: the in-memory size is the weight file's size, give or take headers
+    assert drafter.memory_bytes() == pytest.approx(weights, rel=0.05)
+    assert drafter.heatmap([]) is None  # type: ignore[arg-type]
+
+
+def test_selftest_output_matches(package: ModelPackage, drafter: Seq2SeqModel) -> None:
+    assert package.manifest.selftest is not None
+    source = package.file(package.manifest.selftest.input).read_text(encoding="utf-8")
+    expected = package.file(package.manifest.selftest.expected).read_text(encoding="utf-8")
+    assert drafter.generate([source]) == [expected]
+
+
+def test_validation_metrics_reproduce_the_manifest(
+    package: ModelPackage, drafter: Seq2SeqModel
+) -> None:
+    assert package.manifest.metrics is not None
+    assert package.manifest.metrics.data_ref == "package:validation.jsonl"
+    pairs = read_jsonl(package.file("validation.jsonl"))
+    assert len(pairs) == package.manifest.metrics.n
+    drafts = drafter.generate([p.source for p in pairs])
+    measured = score(drafts, [p.target for p in pairs])
+    recorded = package.manifest.metrics.scores
+    assert measured.exact_match == pytest.approx(recorded["exact_match"], abs=0.01)
+    assert measured.token_f1 == pytest.approx(recorded["token_f1"], abs=0.01)
+    # a batch of 4 through predict() drafts the same as inside the full batched run
+    assert drafter.predict([p.source for p in pairs[:4]]) == drafts[:4]
+
+
+def test_trained_tokenizer_round_trips_every_validation_text(
+    package: ModelPackage, drafter: Seq2SeqModel
+) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(PACKAGE, local_files_only=True)
+    assert (tokenizer.pad_token_id, tokenizer.eos_token_id, tokenizer.unk_token_id) == (0, 1, 2)
+    for pair in read_jsonl(package.file("validation.jsonl"))[:100]:
+        for text in (pair.source, pair.target):
+            ids = tokenizer(text).input_ids
+            assert ids[-1] == tokenizer.eos_token_id
+            assert tokenizer.decode(ids, skip_special_tokens=True) == text
+
+
+def test_bad_input_is_named_and_empty_input_is_fine(drafter: Seq2SeqModel) -> None:
+    assert drafter.generate([]) == []
+    with pytest.raises(TypeError, match=r"model 'report-drafter'.*input 1 is int"):
+        drafter.generate(["modality: CT", 3])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json"])
+def test_tampered_file_is_refused(tmp_path: Path, name: str) -> None:
+    copy = tmp_path / "report-drafter"
+    shutil.copytree(PACKAGE, copy)
+    data = bytearray((copy / name).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit
+    (copy / name).write_bytes(bytes(data))
+    with pytest.raises(FileIntegrityError, match=rf"'{name}'|{name}: SHA-256 mismatch"):
+        load_package(copy)
+
+
+def test_registry_loads_it_with_device_choice(package: ModelPackage) -> None:
+    loaded = load_model(package, "cpu")
+    try:
+        assert isinstance(loaded, Seq2SeqModel)
+        assert loaded.device == "cpu"
+    finally:
+        loaded.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        loaded.generate(["x"])
+    assert loaded.memory_bytes() == 0
+
+
+def test_out_of_memory_is_recognised() -> None:
+    import torch
+
+    assert adapter.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried ..."))
+    assert adapter.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert not adapter.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not adapter.is_out_of_memory(ValueError("out of range"))
+
+
+def test_bad_manifest_option_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "report-drafter"
+    shutil.copytree(PACKAGE, copy)
+    manifest = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    manifest["extra"]["max_new_tokens"] = "lots"
+    (copy / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    with pytest.raises(adapter.ModelLoadError, match=r"extra.max_new_tokens.*'lots'"):
+        adapter.load(load_package(copy), "cpu")
+
+
+_LAZY_AND_OFFLINE = """
+import os, socket, sys
+from pathlib import Path
+from models.adapters import get_adapter
+from models.manifest import load_package
+
+package = load_package(Path(sys.argv[1]))
+module = get_adapter("transformers", model_id=package.id)
+assert module.is_available()
+heavy = sorted(m for m in ("transformers", "torch", "tokenizers") if m in sys.modules)
+assert heavy == [], f"imported before first use: {heavy}"
+
+def no_network(*args, **kwargs):
+    raise AssertionError(f"network access attempted: {args}")
+
+socket.socket.connect = no_network
+socket.create_connection = no_network
+loaded = module.load(package, "cpu")
+assert "transformers" in sys.modules and "torch" in sys.modules
+assert os.environ["HF_HUB_OFFLINE"] == "1"
+print(loaded.generate([package.file("selftest/input.txt").read_text(encoding="utf-8")])[0])
+"""
+
+
+def test_lazy_import_and_no_network(package: ModelPackage) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _LAZY_AND_OFFLINE, str(PACKAGE)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = package.file("selftest/expected.txt").read_text(encoding="utf-8")
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_gpu_drafts_match_cpu(package: ModelPackage, drafter: Seq2SeqModel) -> None:
+    if not adapter.gpu_available():
+        pytest.skip("no CUDA device visible to torch on this machine")
+    gpu = adapter.load(package, "gpu")
+    try:
+        assert gpu.device == "cuda:0"
+        pairs = read_jsonl(package.file("validation.jsonl"))[:16]
+        assert gpu.generate([p.source for p in pairs]) == drafter.generate(
+            [p.source for p in pairs]
+        )
+    finally:
+        gpu.close()
