@@ -23,6 +23,8 @@ def _gui_parser() -> argparse.ArgumentParser:
     parser.add_argument("paths", nargs="*", help="files, folders, zip archives or DICOMDIRs to open")
     parser.add_argument("--demo", action="store_true", help="use a throw-away demo profile")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None)
+    parser.add_argument("--selftest", action="store_true",
+                        help="check this installation offscreen (Qt, DICOM, a zoo model), print JSON")
     return parser
 
 
@@ -31,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if core_cli.is_subcommand(args):
         return core_cli.run(args)
     options = _gui_parser().parse_args(args)
+    if options.selftest:
+        from desktop.selftest import run as run_selftest
+
+        return run_selftest(options.paths[0] if options.paths else None, device=options.device)
     from desktop.app import run_gui  # Qt starts here, not before
 
     return run_gui(options)

@@ -8,6 +8,8 @@ Numpy (+ pillow for smooth noise) only.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -81,7 +83,7 @@ def brain_dataset(n: int, seed: int, size: int = 64) -> tuple[F32, npt.NDArray[n
     return np.stack(images), labels, np.stack(masks)
 
 
-def _discs(img: F32, rng: np.random.Generator, n: int, rad: tuple[float, float],
+def _discs(img: npt.NDArray[Any], rng: np.random.Generator, n: int, rad: tuple[float, float],
            color: tuple[float, float, float], jitter: float = 0.08,
            centers: npt.NDArray[np.float32] | None = None) -> None:
     size = img.shape[0]

@@ -18,7 +18,7 @@ F32 = npt.NDArray[np.float32]
 
 
 def _sigmoid(z: npt.NDArray[Any]) -> F32:
-    return (1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))).astype(np.float32)
+    return np.asarray(1.0 / (1.0 + np.exp(-np.clip(z, -60, 60))), dtype=np.float32)
 
 
 def probabilities(raw: npt.NDArray[Any], output: OutputSpec) -> F32:
@@ -33,7 +33,7 @@ def probabilities(raw: npt.NDArray[Any], output: OutputSpec) -> F32:
         z = z / cal.temperature
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
-        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+        return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float32)
     # sigmoid
     p = _sigmoid(cal.a * z + cal.b) if cal.method == "platt" else _sigmoid(z / cal.temperature)
     if p.shape[1] == 1 and len(output.labels) == 2:

@@ -55,7 +55,7 @@ def _as_hwc(image: npt.NDArray[Any]) -> F32:
 
 def _window(x: F32, low: float, high: float, invert: bool) -> F32:
     out = np.clip((x - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
-    return (1.0 - out) if invert else out
+    return np.asarray(1.0 - out, dtype=np.float32) if invert else out
 
 
 def _resize(x: F32, size: tuple[int, int]) -> F32:
@@ -99,7 +99,7 @@ def _apply(step: PreprocessStep, x: F32, invert: bool) -> F32:
         if x.shape[2] == step.n:
             return x
         if step.n == 1:
-            return x.mean(axis=2, keepdims=True, dtype=np.float32)
+            return np.asarray(x.mean(axis=2, keepdims=True), dtype=np.float32)
         if x.shape[2] == 1:
             return np.repeat(x, step.n, axis=2)
         raise ValueError(f"cannot make {step.n} channels from {x.shape[2]}")

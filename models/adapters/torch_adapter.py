@@ -8,6 +8,7 @@ layer's activations and ``classify(feats)`` giving the logits, so ``forward = cl
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,11 @@ def load(package: ModelPackage, device: str) -> LoadedModel:
     torch_device = "cuda:0" if device == "gpu" else "cpu"
     path = package.file(package.manifest.weights)
     try:
-        module = torch.jit.load(str(path), map_location=torch_device)
+        with warnings.catch_warnings():
+            # torch 2.13 marks TorchScript deprecated in favour of torch.export; the package
+            # format stays TorchScript until exported programs support our Grad-CAM split.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location=torch_device)  # type: ignore[no-untyped-call]
     except (RuntimeError, ValueError, OSError) as exc:
         raise ModelLoadError(
             f"model '{package.id}': cannot load TorchScript '{path}': {exc}"

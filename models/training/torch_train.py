@@ -73,7 +73,7 @@ class _DenseLayer(nn.Module):
 
 
 class TinyDenseNet(nn.Module):
-    """DenseNet-style: dense blocks (concatenated features) joined by 1x1-conv + pool transitions."""
+    """DenseNet-style: dense blocks (concatenated features), 1x1-conv + pool transitions."""
 
     def __init__(
         self, in_ch: int, n_classes: int, growth: int = 12, blocks: list[int] | None = None

@@ -18,15 +18,16 @@ MODEL_ID = "brain-tumour-mri"
 TRAIN_SEED, VAL_SEED, N_TRAIN, N_VAL = 301, 402, 2000, 400
 INPUT = {"kind": "image", "size": [64, 64], "channels": 1, "layout": "NHWC",
          "color": "grayscale", "frames": "middle",
-         "preprocessing": [{"op": "auto_window", "low_percentile": 0.5, "high_percentile": 99.5},
+         "preprocessing": [{"op": "auto_window", "low_percentile": 1.0, "high_percentile": 99.0},
                            {"op": "resize", "size": [64, 64]},
+                           {"op": "normalize", "mean": 0.4, "std": 0.3},
                            {"op": "to_channels", "n": 1}]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=common.ZOO / MODEL_ID)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=12)
     args = parser.parse_args()
     xtr, ytr, _ = phantoms.brain_dataset(N_TRAIN, TRAIN_SEED)
     xva, yva, _ = phantoms.brain_dataset(N_VAL, VAL_SEED)
@@ -43,7 +44,7 @@ def main() -> None:
                           f"(models.phantoms.brain_dataset, seed {TRAIN_SEED})"),
     }
     recipe = keras_image.Recipe(
-        manifest=manifest, xtr=xtr, ytr=ytr, xva=xva, yva=yva, epochs=args.epochs, lr=2e-3,
+        manifest=manifest, xtr=xtr, ytr=ytr, xva=xva, yva=yva, epochs=args.epochs, lr=3e-3,
         batch=32, seed=3,
         metrics_info={"dataset": "synthetic MR-like brain phantoms", "split": "val",
                       "data_ref": f"phantom:brain:seed={VAL_SEED}:n={N_VAL}",

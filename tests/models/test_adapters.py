@@ -55,7 +55,8 @@ def test_heatmap_shape_and_range(model_id: str, zoo_model: Getter) -> None:
     heat = model.heatmap(batch)
     assert heat is not None
     assert heat.shape == (len(batch), *package.manifest.input.size)  # type: ignore[misc]
-    assert heat.min() >= 0.0 and heat.max() <= 1.0
+    assert heat.min() >= 0.0
+    assert heat.max() <= 1.0
     assert np.all(heat.reshape(len(batch), -1).max(axis=1) > 0.99)  # normalised per image
 
 
@@ -65,7 +66,7 @@ def test_tabular_has_no_heatmap(zoo_model: Getter) -> None:
 
 
 def test_selftest_detects_a_wrong_expected_output(tmp_path: Path, zoo_model: Getter) -> None:
-    package, model = zoo_model("tabular-breast-cancer")
+    _, model = zoo_model("tabular-breast-cancer")
     copy = tmp_path / "pkg"
     shutil.copytree(ZOO / "tabular-breast-cancer", copy)
     expected = np.load(copy / "selftest" / "expected.npy")
@@ -73,7 +74,8 @@ def test_selftest_detects_a_wrong_expected_output(tmp_path: Path, zoo_model: Get
     manifest = json.loads((copy / "manifest.json").read_text())
     write_manifest(copy, {k: v for k, v in manifest.items() if k != "files"})
     result = run_selftest(load_package(copy), model)
-    assert not result.ok and "DIFFERS" in result.message
+    assert not result.ok
+    assert "DIFFERS" in result.message
     assert result.max_abs_diff > 0.5
 
 

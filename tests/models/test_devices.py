@@ -21,7 +21,8 @@ def test_choose_device(requested: str, gpu: bool, override: str | None, expected
 
 
 def test_gpu_requested_without_gpu_is_an_error_naming_framework_and_model() -> None:
-    with pytest.raises(DeviceError, match="gpu requested for model 'm1' but no GPU visible to torch"):
+    with pytest.raises(DeviceError,
+                       match="gpu requested for model 'm1' but no GPU visible to torch"):
         choose_device("auto", False, framework="torch", model_override="gpu", model_id="m1")
 
 

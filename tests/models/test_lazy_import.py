@@ -30,7 +30,8 @@ x = np.load(pkg.file(pkg.manifest.selftest.input))
 model.predict(preprocess_batch(list(x) if pkg.manifest.input.kind == "image" else x,
                                pkg.manifest.input, pkg.id))
 after = [m for m in FW if m in sys.modules]
-print(json.dumps({"ids": sorted(p.id for p in packages), "avail": {k: v[0] for k, v in avail.items()},
+print(json.dumps({"ids": sorted(p.id for p in packages),
+                  "avail": {k: v[0] for k, v in avail.items()},
                   "before": before, "after": after}))
 """
 

@@ -53,7 +53,8 @@ def test_bad_schema_names_the_field(package: Path) -> None:
     with pytest.raises(ManifestError) as err:
         load_package(package)
     assert err.value.where == "version"
-    assert f"'{package}'" in str(err.value) and "semantic version" in str(err.value)
+    assert f"'{package}'" in str(err.value)
+    assert "semantic version" in str(err.value)
 
 
 def test_unknown_framework_and_extra_field_refused(package: Path) -> None:
@@ -83,7 +84,8 @@ def test_wrong_hash_in_manifest(package: Path) -> None:
     (package / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(FileIntegrityError) as err:
         load_package(package)
-    assert err.value.where == "model.json" and "SHA-256 mismatch" in err.value.reason
+    assert err.value.where == "model.json"
+    assert "SHA-256 mismatch" in err.value.reason
 
 
 def test_tampered_weight_file(package: Path) -> None:

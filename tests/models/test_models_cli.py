@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,18 +19,24 @@ def test_list_json(capsys: pytest.CaptureFixture[str]) -> None:
     rows = {r["id"]: r for r in out["models"]}
     assert set(ALL_MODELS) <= set(rows)
     pneu = rows["chest-xray-pneumonia"]
-    assert pneu["framework"] == "torch" and pneu["modalities"] == ["CR", "DX"]
-    assert pneu["demo_only"] is True and pneu["notice"] == "Demo model - not for clinical use"
+    assert pneu["framework"] == "torch"
+    assert pneu["modalities"] == ["CR", "DX"]
+    assert pneu["demo_only"] is True
+    assert pneu["notice"] == "Demo model - not for clinical use"
     assert rows["brain-tumour-mri"]["framework"] == "keras"
     assert rows["tabular-breast-cancer"]["task"] == "tabular"
 
 
+def _profile() -> Path:
+    return Path(os.environ["DOCTORAI_HOME"])  # set per test by tests/conftest.py
+
+
 def test_verify_all_ok_then_tampered_profile_copy_fails(
-    _isolated_profile: Path, capsys: pytest.CaptureFixture[str]
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["models", "verify", *ALL_MODELS]) == 0
     capsys.readouterr()
-    user_models = _isolated_profile / "models"
+    user_models = _profile() / "models"
     user_models.mkdir(parents=True)
     copy = user_models / "my-tabular"
     shutil.copytree(ZOO / "tabular-breast-cancer", copy)
@@ -42,7 +49,8 @@ def test_verify_all_ok_then_tampered_profile_copy_fails(
     assert main(["models", "verify", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     bad = [r for r in report["results"] if not r["ok"]]
-    assert len(bad) == 1 and f"'{copy}'" in bad[0]["problems"][0]
+    assert len(bad) == 1
+    assert f"'{copy}'" in bad[0]["problems"][0]
     assert "model.json: SHA-256 mismatch" in bad[0]["problems"][0]
 
 
@@ -56,18 +64,16 @@ def test_verify_eval_reproduces_manifest_metrics(capsys: pytest.CaptureFixture[s
                  "breast-ultrasound"]) == 0
     report = json.loads(capsys.readouterr().out)
     for entry in report["results"]:
-        assert entry["ok"] and entry["problems"] == []
+        assert entry["ok"], entry["problems"]
         manifest = json.loads((Path(entry["path"]) / "manifest.json").read_text())
         for name, value in entry["measured"].items():
             assert abs(value - manifest["metrics"][name]) <= 0.01
 
 
-def test_verify_eval_detects_a_false_claim(
-    _isolated_profile: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_verify_eval_detects_a_false_claim(capsys: pytest.CaptureFixture[str]) -> None:
     from models.manifest import write_manifest
 
-    copy = _isolated_profile / "models" / "overclaimed"
+    copy = _profile() / "models" / "overclaimed"
     shutil.copytree(ZOO / "tabular-breast-cancer", copy)
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["id"] = "overclaimed"

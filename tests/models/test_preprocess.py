@@ -46,7 +46,8 @@ def test_resize_normalize_channels_and_layout() -> None:
     spec = _spec([{"op": "resize", "size": [4, 4]}, {"op": "normalize", "mean": 1.0, "std": 0.5},
                   {"op": "to_channels", "n": 3}], channels=3, layout="NCHW")
     out = preprocess_batch([image, image], spec, "m")
-    assert out.shape == (2, 3, 4, 4) and out.dtype == np.float32
+    assert out.shape == (2, 3, 4, 4)
+    assert out.dtype == np.float32
     np.testing.assert_allclose(out, 2.0, atol=1e-5)  # (2 - 1) / 0.5
 
 
@@ -70,7 +71,7 @@ def test_failing_step_is_named() -> None:
 
 def test_wrong_input_shape_and_declared_size_mismatch() -> None:
     spec = _spec([{"op": "auto_window"}])
-    with pytest.raises(PreprocessError, match="step 'input' of model 'm'.*shape"):
+    with pytest.raises(PreprocessError, match=r"step 'input' of model 'm'.*shape"):
         preprocess_image(np.zeros((2, 4, 4, 4), np.float32), spec, "m")
     with pytest.raises(PreprocessError, match=r"step 'output'.*size \(5, 5\) != declared"):
         preprocess_image(np.zeros((5, 5), np.float32), spec, "m")

@@ -1,0 +1,221 @@
+"""Installed model versions under ``<profile>/models``: staged, checked, switched atomically.
+
+Layout::
+
+    <profile>/models/.staging/<tmp>/          downloads and unpacking, never loaded from
+    <profile>/models/<id>/<version>/          one verified package per version
+    <profile>/models/<id>/current             {"version", "previous", "pinned"}, replaced atomically
+
+A new version is unpacked and checked entirely inside ``.staging`` (package hashes, the
+package's own self-test), moved next to the others with one rename, and becomes the one in
+use when ``current`` is replaced (``os.replace``, atomic on every platform). A crash at any
+point leaves the previous ``current`` valid. The previous version stays for one-click rollback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.sync.errors import SyncError
+
+POINTER = "current"
+STAGING = ".staging"
+MAX_UNPACKED_BYTES = 8 * 2**30
+MAX_MEMBERS = 10_000
+
+HealthCheck = Callable[[Path], tuple[bool, str]]
+
+
+class ModelInstallError(SyncError):
+    """A package that cannot be installed, or a rollback that cannot be done; names why."""
+
+    def __init__(self, model_id: str, reason: str) -> None:
+        super().__init__(f"model {model_id!r}: {reason}; the installed model is unchanged")
+        self.model_id, self.reason = model_id, reason
+
+
+@dataclass(frozen=True)
+class Pointer:
+    version: str
+    previous: str | None = None
+    pinned: bool = False
+
+
+def default_health_check(package_dir: Path) -> tuple[bool, str]:
+    """Load the package on the CPU and run its own self-test sample through it."""
+    from models.adapters import load_model
+    from models.selftest import run_selftest
+
+    from models.manifest import load_package
+
+    package = load_package(package_dir)
+    model = load_model(package, "cpu")
+    try:
+        result = run_selftest(package, model)
+    finally:
+        model.close()
+    return result.ok, result.message
+
+
+def _fsync_dir(path: Path) -> None:
+    if os.name == "posix":
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.staging = root / STAGING
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def pointer(self, model_id: str) -> Pointer | None:
+        path = self.root / model_id / POINTER
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return Pointer(str(raw["version"]), raw.get("previous"), bool(raw.get("pinned")))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelInstallError(model_id, f"pointer file '{path}' is unreadable: {exc}") from exc
+
+    def current_version(self, model_id: str) -> str | None:
+        ptr = self.pointer(model_id)
+        return None if ptr is None else ptr.version
+
+    def current_dir(self, model_id: str) -> Path | None:
+        ptr = self.pointer(model_id)
+        return None if ptr is None else self.root / model_id / ptr.version
+
+    def installed(self) -> dict[str, Pointer]:
+        out: dict[str, Pointer] = {}
+        if not self.root.is_dir():
+            return out
+        for child in sorted(self.root.iterdir()):
+            if child.name.startswith(".") or not (child / POINTER).is_file():
+                continue
+            ptr = self.pointer(child.name)
+            if ptr is not None:
+                out[child.name] = ptr
+        return out
+
+    def current_package_dirs(self) -> list[Path]:
+        """The folder in use for every installed model (for model discovery)."""
+        return [self.root / mid / p.version for mid, p in self.installed().items()]
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def _write_pointer(self, model_id: str, ptr: Pointer) -> None:
+        folder = self.root / model_id
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".current-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"version": ptr.version, "previous": ptr.previous, "pinned": ptr.pinned}, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, folder / POINTER)
+        _fsync_dir(folder)
+
+    def new_staging_dir(self) -> Path:
+        self.staging.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=self.staging, prefix="stage-"))
+
+    def _unpack(self, model_id: str, archive: Path, dest: Path) -> None:
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                members = tar.getmembers()
+                if len(members) > MAX_MEMBERS:
+                    raise ModelInstallError(model_id, f"package has {len(members)} entries")
+                total = sum(m.size for m in members)
+                if total > MAX_UNPACKED_BYTES:
+                    raise ModelInstallError(model_id, f"package unpacks to {total} bytes")
+                tar.extractall(dest, filter="data")  # refuses links/paths outside dest
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise ModelInstallError(model_id, f"package archive cannot be unpacked: {exc}") from exc
+
+    def install(
+        self,
+        model_id: str,
+        version: str,
+        archive: Path,
+        health_check: HealthCheck = default_health_check,
+    ) -> Pointer:
+        """Unpack, verify and self-test ``archive`` in staging, then switch to it atomically."""
+        from models.manifest import PackageError, load_package
+
+        stage = self.new_staging_dir()
+        try:
+            unpacked = stage / "package"
+            self._unpack(model_id, archive, unpacked)
+            try:
+                package = load_package(unpacked)
+            except PackageError as exc:
+                raise ModelInstallError(model_id, f"package check failed: {exc.reason} "
+                                        f"({exc.where})") from exc
+            if (package.id, package.version) != (model_id, version):
+                raise ModelInstallError(
+                    model_id,
+                    f"package contains {package.id!r} {package.version!r}, "
+                    f"but the signed channel says {model_id!r} {version!r}",
+                )
+            try:
+                ok, message = health_check(unpacked)
+            except Exception as exc:  # noqa: BLE001 - any failure of the check refuses the package
+                ok, message = False, f"{type(exc).__name__}: {exc}"
+            if not ok:
+                raise ModelInstallError(model_id, f"version {version} failed its self-test: {message}")
+            folder = self.root / model_id
+            folder.mkdir(parents=True, exist_ok=True)
+            final = folder / version
+            if final.exists():  # an older copy of the same version (e.g. the rollback target)
+                shutil.rmtree(final)
+            os.rename(unpacked, final)
+            _fsync_dir(folder)
+            old = self.pointer(model_id)
+            ptr = Pointer(version, old.version if old and old.version != version else
+                          (old.previous if old else None))
+            self._write_pointer(model_id, ptr)
+            self._prune(model_id, keep={ptr.version, *([ptr.previous] if ptr.previous else [])})
+            return ptr
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _prune(self, model_id: str, keep: set[str]) -> None:
+        for child in (self.root / model_id).iterdir():
+            if child.is_dir() and child.name not in keep:
+                shutil.rmtree(child, ignore_errors=True)
+
+    def rollback(self, model_id: str) -> Pointer:
+        """Switch back to the previous version (verified again) and pin it until unpinned."""
+        from models.manifest import PackageError, load_package
+
+        ptr = self.pointer(model_id)
+        if ptr is None:
+            raise ModelInstallError(model_id, "is not installed by sync, nothing to roll back")
+        if not ptr.previous:
+            raise ModelInstallError(model_id, f"version {ptr.version} has no previous version kept")
+        prev_dir = self.root / model_id / ptr.previous
+        try:
+            load_package(prev_dir)
+        except PackageError as exc:
+            raise ModelInstallError(
+                model_id, f"previous version {ptr.previous} no longer verifies: {exc.reason}"
+            ) from exc
+        new = Pointer(ptr.previous, ptr.version, pinned=True)
+        self._write_pointer(model_id, new)
+        return new
+
+    def unpin(self, model_id: str) -> None:
+        ptr = self.pointer(model_id)
+        if ptr is not None and ptr.pinned:
+            self._write_pointer(model_id, Pointer(ptr.version, ptr.previous, pinned=False))

@@ -1,0 +1,232 @@
+"""Signed model updates with The Update Framework (python-tuf's ngclient ``Updater``).
+
+Trust starts from the root metadata shipped with the installer; everything after that is
+verified by ngclient: signatures and thresholds, version numbers never going back (rollback),
+expiry (a frozen mirror), snapshot/targets consistency (mix-and-match), and each download's
+signed length and hash (tampering, endless data). Which version to run is itself a signed
+target, ``channels/<model>.json``, published by the backend (backend/catalogue.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import ValidationError
+from tuf.api import exceptions as tuf_exc
+from tuf.ngclient import Updater, UpdaterConfig
+
+from core.sync.client import check_server_url, make_http
+from core.sync.errors import SyncError
+from core.sync.model_store import HealthCheck, ModelInstallError, ModelStore, default_health_check
+from core.sync.tuf_fetch import HttpxFetcher
+from core.sync.wire import Assignment, ChannelFile
+
+DEFAULT_MAX_PACKAGE_BYTES = 4 * 2**30
+MAX_CHANNEL_BYTES = 64 * 1024
+
+Reason = Literal[
+    "signature", "rollback", "expired", "hash", "endless_data", "too_large", "metadata",
+    "network", "not_published", "package",
+]
+
+
+class ModelUpdateError(SyncError):
+    """An update refused or impossible; ``reason`` is a stable code, the message says why."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    model_id: str
+    action: Literal["installed", "up_to_date", "pinned"]
+    version: str
+    previous: str | None
+    message: str
+
+
+def explain(exc: Exception, what: str) -> ModelUpdateError:
+    """A clear, specific message for each kind of TUF refusal."""
+    tail = "; the installed model is unchanged"
+    if isinstance(exc, tuf_exc.ExpiredMetadataError):
+        return ModelUpdateError(
+            "expired",
+            f"{what}: the update server's signed metadata has expired ({exc}): the server may be "
+            "frozen or replaying old data (freeze attack), or a clock is wrong" + tail,
+        )
+    if isinstance(exc, tuf_exc.BadVersionNumberError):
+        return ModelUpdateError(
+            "rollback",
+            f"{what}: the update server offered metadata older than, or inconsistent with, what "
+            f"this workstation already trusts ({exc}): a rollback or mix-and-match attack" + tail,
+        )
+    if isinstance(exc, tuf_exc.UnsignedMetadataError):
+        return ModelUpdateError(
+            "signature",
+            f"{what}: update metadata is not signed by the trusted keys ({exc}): it was "
+            "tampered with or comes from an impostor" + tail,
+        )
+    if isinstance(exc, tuf_exc.DownloadLengthMismatchError):
+        return ModelUpdateError(
+            "endless_data",
+            f"{what}: the server sent more data than the signed length allows ({exc}): download "
+            "stopped (endless-data attack or a broken mirror)" + tail,
+        )
+    if isinstance(exc, tuf_exc.LengthOrHashMismatchError):
+        return ModelUpdateError(
+            "hash",
+            f"{what}: downloaded data does not match its signed length/hash ({exc}): it was "
+            "tampered with or corrupted in transit" + tail,
+        )
+    if isinstance(exc, tuf_exc.RepositoryError):
+        return ModelUpdateError(
+            "metadata", f"{what}: the update server's metadata was refused ({exc})" + tail
+        )
+    if isinstance(exc, tuf_exc.DownloadError | httpx.TransportError):
+        return ModelUpdateError(
+            "network", f"{what}: the update server could not be reached ({exc}); try later" + tail
+        )
+    raise exc
+
+
+class ModelUpdater:
+    """Refresh TUF metadata, read a model's channel, and install the version it names."""
+
+    def __init__(
+        self,
+        server_url: str,
+        trusted_root: bytes,
+        profile: Path,
+        *,
+        ca_bundle: str | None = None,
+        https_proxy: str | None = None,
+        timeout: float = 60.0,
+        max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
+        health_check: HealthCheck = default_health_check,
+        assignment: Callable[[str], Assignment | None] | None = None,
+    ) -> None:
+        self.server_url = check_server_url(server_url)
+        self.trusted_root = trusted_root
+        self.metadata_dir = profile / "tuf"
+        self.store = ModelStore(profile / "models")
+        self.max_package_bytes = max_package_bytes
+        self.health_check = health_check
+        self.assignment = assignment
+        self._http = make_http(ca_bundle, https_proxy, timeout)
+        self._updater: Updater | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def updater(self) -> Updater:
+        """One refreshed Updater per run (ngclient refreshes once per instance)."""
+        if self._updater is None:
+            self.metadata_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                up = Updater(
+                    str(self.metadata_dir),
+                    f"{self.server_url}/tuf/metadata/",
+                    str(self.store.staging),
+                    f"{self.server_url}/tuf/targets/",
+                    fetcher=HttpxFetcher(self._http),
+                    config=UpdaterConfig(app_user_agent="DoctorAI-Workstation"),
+                    bootstrap=self.trusted_root,
+                )
+                up.refresh()
+            except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as exc:
+                raise explain(exc, "refreshing model update metadata") from exc
+            except ValueError as exc:  # a shipped root that is not root metadata at all
+                raise ModelUpdateError(
+                    "signature", f"the trusted root metadata shipped with the installer is "
+                    f"invalid: {exc}"
+                ) from exc
+            self._updater = up
+        return self._updater
+
+    def _download(self, target_path: str, dest: Path, limit: int, what: str) -> Path:
+        up = self.updater()
+        try:
+            info = up.get_targetinfo(target_path)
+        except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as exc:
+            raise explain(exc, what) from exc
+        if info is None:
+            raise ModelUpdateError(
+                "not_published", f"{what}: {target_path!r} is not in the signed catalogue"
+            )
+        if info.length > limit:
+            raise ModelUpdateError(
+                "too_large",
+                f"{what}: {target_path!r} is {info.length} bytes, over the limit of {limit}; "
+                "the installed model is unchanged",
+            )
+        try:
+            return Path(up.download_target(info, str(dest)))
+        except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as exc:
+            raise explain(exc, what) from exc
+
+    def channel(self, model_id: str) -> ChannelFile:
+        stage = self.store.new_staging_dir()
+        try:
+            path = self._download(
+                f"channels/{model_id}.json", stage / "channel.json", MAX_CHANNEL_BYTES,
+                f"reading the update channel of model {model_id!r}",
+            )
+            try:
+                channel = ChannelFile.model_validate_json(path.read_bytes())
+            except ValidationError as exc:
+                raise ModelUpdateError("package", f"model {model_id!r}: channel file invalid: {exc}") from exc
+        finally:
+            import shutil
+
+            shutil.rmtree(stage, ignore_errors=True)
+        if channel.model_id != model_id:
+            raise ModelUpdateError(
+                "package", f"channel for {model_id!r} names model {channel.model_id!r}"
+            )
+        return channel
+
+    def wanted(self, model_id: str) -> tuple[str, str]:
+        """(version, target path) this workstation should run, honouring its rollout arm."""
+        channel = self.channel(model_id)
+        ro = channel.rollout or {}
+        if ro and self.assignment is not None:
+            got = self.assignment(model_id)
+            if got is not None and got.rollout_id == ro.get("id") and got.version == ro.get(
+                "candidate"
+            ):
+                return str(ro["candidate"]), str(ro["candidate_target_path"])
+        return channel.version, channel.target_path
+
+    def update(self, model_id: str, *, force: bool = False) -> UpdateResult:
+        """Install the signed channel's version of ``model_id`` unless it is already in use."""
+        ptr = self.store.pointer(model_id)
+        if ptr is not None and ptr.pinned and not force:
+            return UpdateResult(model_id, "pinned", ptr.version, ptr.previous,
+                                f"{model_id} stays at {ptr.version} (pinned by a local rollback)")
+        version, target = self.wanted(model_id)
+        if ptr is not None and ptr.version == version and not force:
+            return UpdateResult(model_id, "up_to_date", version, ptr.previous,
+                                f"{model_id} {version} is up to date")
+        stage = self.store.new_staging_dir()
+        try:
+            archive = self._download(
+                target, stage / "package.tar.gz", self.max_package_bytes,
+                f"downloading model {model_id!r} {version}",
+            )
+            try:
+                new = self.store.install(model_id, version, archive, self.health_check)
+            except ModelInstallError as exc:
+                raise ModelUpdateError("package", str(exc)) from exc
+        finally:
+            import shutil
+
+            shutil.rmtree(stage, ignore_errors=True)
+        return UpdateResult(model_id, "installed", new.version, new.previous,
+                            f"{model_id} {new.version} installed"
+                            + (f" (previous {new.previous} kept for rollback)" if new.previous else ""))

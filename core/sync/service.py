@@ -1,0 +1,106 @@
+"""Building the sync parts from the settings: one place that reads ``settings.sync``.
+
+The CLI and the GUI worker both start here, so IT's CA bundle, proxy and server URL apply
+the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from core.config import Settings
+from core.paths import profile_dir
+from core.sync.client import SyncClient, check_server_url
+from core.sync.engine import BackoffPolicy, SecurityAlert, SyncEngine
+from core.sync.errors import SyncConfigError
+from core.sync.model_update import ModelUpdater
+from core.sync.outbox import Outbox
+from core.sync.status import SyncStatus
+
+TRUSTED_ROOT_ENV = "DOCTORAI_TUF_ROOT"
+_PACKAGED_ROOT = Path(__file__).resolve().parents[2] / "resources" / "tuf" / "root.json"
+
+
+def trusted_root_path(settings: Settings) -> Path:
+    """The TUF root shipped with the installer: setting, environment, profile copy, package.
+
+    ``sync.tuf_root`` is read when the settings schema has it; until then the installer puts
+    the file at ``<profile>/tuf/trusted_root.json`` or sets DOCTORAI_TUF_ROOT.
+    """
+    configured = getattr(settings.sync, "tuf_root", None) or os.environ.get(TRUSTED_ROOT_ENV)
+    if configured:
+        return Path(configured).expanduser()
+    profile_copy = profile_dir() / "tuf" / "trusted_root.json"
+    return profile_copy if profile_copy.is_file() else _PACKAGED_ROOT
+
+
+def load_trusted_root(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SyncConfigError(
+            f"the trusted update root '{path}' cannot be read ({exc.strerror}); it ships with "
+            "the installer - reinstall, or IT points sync.tuf_root / DOCTORAI_TUF_ROOT at it"
+        ) from exc
+
+
+def make_client(settings: Settings, timeout: float = 30.0) -> SyncClient:
+    s = settings.sync
+    return SyncClient(
+        check_server_url(s.server_url), ca_bundle=s.ca_bundle, https_proxy=s.https_proxy,
+        timeout=timeout,
+    )
+
+
+def make_engine(
+    settings: Settings,
+    outbox: Outbox,
+    client: SyncClient,
+    *,
+    status: SyncStatus | None = None,
+    on_alert: Callable[[SecurityAlert], None] | None = None,
+    backoff: BackoffPolicy | None = None,
+) -> SyncEngine:
+    return SyncEngine(
+        outbox, client, batch_size=settings.sync.batch_size, backoff=backoff,
+        status=status, on_alert=on_alert,
+    )
+
+
+def make_updater(settings: Settings, client: SyncClient | None = None) -> ModelUpdater:
+    s = settings.sync
+    assignment = None
+    if client is not None:
+        from core.sync.wire import Assignment, AssignmentList
+
+        def assignment(model_id: str) -> Assignment | None:
+            got = AssignmentList.model_validate(
+                client.get_json("/rollouts/assignment", "reading rollout assignments")
+            )
+            return next((a for a in got.assignments if a.model_id == model_id), None)
+
+    return ModelUpdater(
+        check_server_url(s.server_url),
+        load_trusted_root(trusted_root_path(settings)),
+        profile_dir(),
+        ca_bundle=s.ca_bundle,
+        https_proxy=s.https_proxy,
+        assignment=assignment,
+    )
+
+
+def open_outbox() -> Outbox:
+    """The outbox table of the workstation's encrypted database (core.store).
+
+    The lead wires this to core.store once it lands; until then sync has nothing to drain.
+    """
+    try:
+        from core.store import open_outbox as store_outbox  # type: ignore[import-not-found,unused-ignore]
+    except ImportError as exc:
+        raise SyncConfigError(
+            "the workstation's encrypted database (core.store) is not available in this build"
+        ) from exc
+    outbox: Outbox = store_outbox()
+    return outbox
