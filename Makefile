@@ -36,3 +36,8 @@ screenshot: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Linux release (bundle, .tar.gz, .deb, SBOM, SHA256SUMS + signatures): see packaging/build.sh.
+.PHONY: package
+package: $(STAMP)
+	PY=$(PY) packaging/build.sh

@@ -24,7 +24,8 @@ def _gui_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="use a throw-away demo profile")
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None)
     parser.add_argument("--selftest", action="store_true",
-                        help="check this installation offscreen (Qt, DICOM, a zoo model), print JSON")
+                        help="check this installation offscreen (Qt, DICOM, a zoo model); "
+                        "prints JSON")
     return parser
 
 

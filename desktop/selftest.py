@@ -2,9 +2,9 @@
 
 Why: hospital IT installs the workstation silently on many machines and needs one command that
 says, with an exit code, whether *this* installation (a PyInstaller bundle, a .deb under /opt)
-can start Qt, decode a DICOM file with the bundled decoders, load a zoo model with its framework
-and run an inference. It prints one JSON object on stdout; exit 0 when every check passed,
-1 when any failed. Qt runs offscreen unless ``QT_QPA_PLATFORM`` says otherwise.
+can start Qt, decode a DICOM file with the bundled decoders, encrypt with SQLCipher, load a zoo
+model with its framework and run an inference. It prints one JSON object on stdout; exit 0 when
+every check passed, 1 when any failed. Qt runs offscreen unless ``QT_QPA_PLATFORM`` says otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 from core import __version__
 
 DEFAULT_MODEL = "chest-xray-pneumonia"
-SAMPLE_DICOM = Path(__file__).resolve().parents[1] / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+SAMPLE_DICOM = RESOURCES / "sample" / "chest_cr" / "RG1_J2KI.dcm"
 
 
 @dataclass
@@ -34,7 +35,9 @@ class Check:
     error: str | None = None
 
 
-def _timed(name: str, fn: Callable[[], dict[str, Any]], checks: list[Check]) -> dict[str, Any] | None:
+def _timed(
+    name: str, fn: Callable[[], dict[str, Any]], checks: list[Check]
+) -> dict[str, Any] | None:
     """Run one check; any failure is recorded with its reason instead of aborting the run."""
     start = time.perf_counter()
     try:
@@ -76,11 +79,13 @@ def _check_qt(ctx: _Context) -> dict[str, Any]:
         data = QByteArray()
         buf = QBuffer(data)
         buf.open(QIODevice.OpenModeFlag.WriteOnly)
-        if not image.save(buf, fmt):
+        # PySide6 takes a str here at run time although its stubs say bytes.
+        if not image.save(buf, fmt):  # type: ignore[call-overload]
             raise RuntimeError(f"Qt cannot encode {fmt} (image-format plugin missing?)")
         encoded[fmt] = data.size()
     formats = sorted(bytes(f.data()).decode() for f in QImageWriter.supportedImageFormats())
-    return {"platform": QGuiApplication.platformName(), "window": [grabbed.width(), grabbed.height()],
+    return {"platform": QGuiApplication.platformName(),
+            "window": [grabbed.width(), grabbed.height()],
             "encoded_bytes": encoded, "image_formats": formats}
 
 
@@ -100,6 +105,32 @@ def _check_dicom(ctx: _Context, path: Path) -> dict[str, Any]:
             "shape": list(ctx.image.shape), "mean_display_value": round(float(ctx.image.mean()), 2)}
 
 
+def _check_sqlcipher() -> dict[str, Any]:
+    """The audit trail needs SQLCipher: write and read back one row in an encrypted scratch file."""
+    import secrets
+    import tempfile
+
+    import sqlcipher3
+
+    with tempfile.TemporaryDirectory(prefix="doctorai-selftest-") as tmp:
+        path = Path(tmp) / "selftest.db"
+        con = sqlcipher3.connect(str(path))
+        try:
+            con.execute(f"PRAGMA key = \"x'{secrets.token_hex(32)}'\"")
+            con.execute("CREATE TABLE t (v TEXT)")
+            con.execute("INSERT INTO t VALUES ('ok')")
+            con.commit()
+            value = con.execute("SELECT v FROM t").fetchone()[0]
+            version = con.execute("PRAGMA cipher_version").fetchone()[0]
+        finally:
+            con.close()
+        if path.read_bytes()[:16] == b"SQLite format 3\x00":
+            raise RuntimeError("the scratch database was written unencrypted")
+    if value != "ok":
+        raise RuntimeError(f"read back {value!r} instead of 'ok'")
+    return {"cipher_version": str(version)}
+
+
 def _check_model(ctx: _Context, model_id: str, device: str) -> dict[str, Any]:
     from core.cli.models_cmd import model_roots
     from models.adapters import load_model
@@ -110,7 +141,8 @@ def _check_model(ctx: _Context, model_id: str, device: str) -> dict[str, Any]:
     packages, _errors = discover(model_roots(), verify_hashes=True)
     by_id = {p.id: p for p in packages}
     if model_id not in by_id:
-        raise LookupError(f"no model '{model_id}' installed (found: {', '.join(sorted(by_id)) or 'none'})")
+        found = ", ".join(sorted(by_id)) or "none"
+        raise LookupError(f"no model '{model_id}' installed (found: {found})")
     package = by_id[model_id]
     loaded = load_model(package, device)
     stored = run_selftest(package, loaded)
@@ -138,6 +170,7 @@ def run(dicom: str | None = None, model_id: str | None = None, device: str | Non
     start = time.perf_counter()
     _timed("qt", lambda: _check_qt(ctx), checks)
     _timed("dicom", lambda: _check_dicom(ctx, dicom_path), checks)
+    _timed("sqlcipher", _check_sqlcipher, checks)
     _timed("model", lambda: _check_model(ctx, chosen_model, device or "auto"), checks)
     ok = all(c.ok for c in checks)
     report = {"ok": ok, "version": __version__, "frozen": bool(getattr(sys, "frozen", False)),

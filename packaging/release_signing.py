@@ -264,7 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         key_file = os.environ.get(KEY_ENV)
         if not key_file:
-            print(f"error: set {KEY_ENV} to the signing key file (never commit it)", file=sys.stderr)
+            print(f"error: set {KEY_ENV} to the signing key file (never commit it)",
+                  file=sys.stderr)
             return 2
         key = load_secret_key(Path(key_file), _passphrase())
         for out in sign_release(args.directory, args.artefacts, key):

@@ -119,7 +119,7 @@ def _verify(roots: list[Path], args: argparse.Namespace) -> int:
             extra = ""
             if "measured" in r:
                 extra = " " + " ".join(f"{k}={v:.4f}" for k, v in r["measured"].items())
-            print(f"{status} {r.get('id', r['path'])}{extra}")
+            print(f"{status} {r.get('id') or r.get('path')}{extra}")
             for problem in r["problems"]:
                 print(f"     {problem}")
     return 1 if failed else 0

@@ -237,7 +237,9 @@ class SyncClient:
     def _login(self) -> str:
         creds = self.credentials.require_device()
         body = TokenRequest(device_id=creds.device_id, device_secret=creds.device_secret)
-        resp = self._send("POST", f"{self.api}/token", content=body.model_dump_json(), headers=_JSON)
+        resp = self._send(
+            "POST", f"{self.api}/token", content=body.model_dump_json(), headers=_JSON
+        )
         self._raise_for(resp, "login")
         return self._store_tokens(resp, "login")
 

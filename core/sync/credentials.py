@@ -8,12 +8,16 @@ says why (tests select keyrings.alt's file backend explicitly via PYTHON_KEYRING
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Any
+
+from core.sync.errors import AuthFailedError
 
 SERVICE_PREFIX = "DoctorAI sync"
 
 
-class CredentialError(Exception):
+class CredentialError(AuthFailedError):
     """No usable keyring, or the workstation is not enrolled with this server."""
 
 
@@ -23,7 +27,7 @@ class DeviceCredentials:
     device_secret: str
 
 
-def _keyring():  # type: ignore[no-untyped-def]
+def _keyring() -> Any:
     import keyring
     from keyring.backends import fail
 
@@ -53,10 +57,9 @@ class CredentialStore:
     def _delete(self, name: str) -> None:
         import keyring.errors
 
-        try:
+        # nothing stored under that name means it is already clear
+        with contextlib.suppress(keyring.errors.PasswordDeleteError):
             _keyring().delete_password(self.service, name)
-        except keyring.errors.PasswordDeleteError:
-            pass  # nothing stored under that name: already clear
 
     def device(self) -> DeviceCredentials | None:
         device_id, secret = self._get("device_id"), self._get("device_secret")
@@ -67,8 +70,9 @@ class CredentialStore:
     def require_device(self) -> DeviceCredentials:
         creds = self.device()
         if creds is None:
+            server = self.service[len(SERVICE_PREFIX) + 1 :]
             raise CredentialError(
-                f"this workstation is not enrolled with {self.service[len(SERVICE_PREFIX) + 1:]!r};"
+                f"this workstation is not enrolled with {server!r};"
                 " run 'doctorai sync enrol CODE' with a code from your administrator"
             )
         return creds

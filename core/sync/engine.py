@@ -147,19 +147,17 @@ class SyncEngine:
 
     def sync_once(self) -> SyncReport:
         report = SyncReport()
-        self.status.update(state="syncing", queue_length=self.outbox.count_unsent(), sent_this_run=0)
+        self.status.update(
+            state="syncing", queue_length=self.outbox.count_unsent(), sent_this_run=0
+        )
         try:
             while not self.stop_event.is_set():
                 rows = list(self.outbox.fetch_unsent(self.batch_size))
                 if not rows:
                     break
+                self._check_kinds(rows)
                 results = [r for r in rows if r.kind == "result"]
                 audit = [r for r in rows if r.kind == "audit"]
-                other = [r for r in rows if r.kind not in ENDPOINTS]
-                if other:
-                    msg = f"outbox row {other[0].id!r} has unknown kind {other[0].kind!r}"
-                    self.outbox.mark_failed([r.id for r in other], msg)
-                    raise _PassStopped(msg)
                 for kind, group in (("result", results), ("audit", audit)):
                     if group:
                         self._send_group(kind, group, report)
@@ -172,11 +170,20 @@ class SyncEngine:
         self._finish(report)
         return report
 
+    def _check_kinds(self, rows: Sequence[OutboxRow]) -> None:
+        other = [r for r in rows if r.kind not in ENDPOINTS]
+        if other:
+            msg = f"outbox row {other[0].id!r} has unknown kind {other[0].kind!r}"
+            self.outbox.mark_failed([r.id for r in other], msg)
+            raise _PassStopped(msg)
+
     def _finish(self, report: SyncReport) -> None:
         now = datetime.now(UTC)
         if report.alert is not None:
             self.status.update(
-                state="alert", queue_length=report.remaining, alert=report.alert.message,
+                state="alert",
+                queue_length=report.remaining,
+                alert=report.alert.message,
                 last_error=report.alert.message,
             )
         elif report.error is not None:
@@ -188,8 +195,11 @@ class SyncEngine:
             )
         else:
             self.status.update(
-                state="online", queue_length=report.remaining, last_success=now,
-                last_error=None, alert=None,
+                state="online",
+                queue_length=report.remaining,
+                last_success=now,
+                last_error=None,
+                alert=None,
             )
 
     # --- one batch ---------------------------------------------------------------------------
@@ -200,10 +210,11 @@ class SyncEngine:
             try:
                 data = payload_dict(row)
                 items.append(
-                    ResultItem.model_validate(data) if kind == "result"
+                    ResultItem.model_validate(data)
+                    if kind == "result"
                     else AuditEventItem.model_validate(data)
                 )
-            except (ValueError, ValidationError) as exc:
+            except (ValueError, TypeError, ValidationError) as exc:
                 msg = f"outbox row {row.id!r} ({kind}) is not a valid wire item: {exc}"
                 self.outbox.mark_failed([row.id], msg)
                 raise _PassStopped(msg) from exc
@@ -256,13 +267,16 @@ class SyncEngine:
                 self.backoff.cap_s,
             ),
             stop=stop_after_attempt(self.backoff.max_attempts) | _StopOnEvent(self.stop_event),
-            sleep=self.stop_event.wait,
+            sleep=self._sleep,
             before_sleep=note,
             reraise=True,
         )
         resp: BatchResponse = retrying(self.sender.post_batch, endpoint, body, key)
         self.status.update(state="syncing", last_error=None)
         return resp
+
+    def _sleep(self, seconds: float) -> None:
+        self.stop_event.wait(seconds)  # a stop request cuts a backoff wait short
 
     def stop(self) -> None:
         """Ask a running pass to finish after the current request (interrupts backoff sleeps)."""

@@ -51,9 +51,8 @@ class Pointer:
 def default_health_check(package_dir: Path) -> tuple[bool, str]:
     """Load the package on the CPU and run its own self-test sample through it."""
     from models.adapters import load_model
-    from models.selftest import run_selftest
-
     from models.manifest import load_package
+    from models.selftest import run_selftest
 
     package = load_package(package_dir)
     model = load_model(package, "cpu")
@@ -88,7 +87,9 @@ class ModelStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelInstallError(model_id, f"pointer file '{path}' is unreadable: {exc}") from exc
+            raise ModelInstallError(
+                model_id, f"pointer file '{path}' is unreadable: {exc}"
+            ) from exc
 
     def current_version(self, model_id: str) -> str | None:
         ptr = self.pointer(model_id)
@@ -160,8 +161,9 @@ class ModelStore:
             try:
                 package = load_package(unpacked)
             except PackageError as exc:
-                raise ModelInstallError(model_id, f"package check failed: {exc.reason} "
-                                        f"({exc.where})") from exc
+                raise ModelInstallError(
+                    model_id, f"package check failed: {exc.reason} ({exc.where})"
+                ) from exc
             if (package.id, package.version) != (model_id, version):
                 raise ModelInstallError(
                     model_id,
@@ -173,7 +175,9 @@ class ModelStore:
             except Exception as exc:  # noqa: BLE001 - any failure of the check refuses the package
                 ok, message = False, f"{type(exc).__name__}: {exc}"
             if not ok:
-                raise ModelInstallError(model_id, f"version {version} failed its self-test: {message}")
+                raise ModelInstallError(
+                    model_id, f"version {version} failed its self-test: {message}"
+                )
             folder = self.root / model_id
             folder.mkdir(parents=True, exist_ok=True)
             final = folder / version
@@ -182,8 +186,10 @@ class ModelStore:
             os.rename(unpacked, final)
             _fsync_dir(folder)
             old = self.pointer(model_id)
-            ptr = Pointer(version, old.version if old and old.version != version else
-                          (old.previous if old else None))
+            ptr = Pointer(
+                version,
+                old.version if old and old.version != version else (old.previous if old else None),
+            )
             self._write_pointer(model_id, ptr)
             self._prune(model_id, keep={ptr.version, *([ptr.previous] if ptr.previous else [])})
             return ptr

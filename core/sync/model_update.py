@@ -17,20 +17,30 @@ from typing import Literal
 import httpx
 from pydantic import ValidationError
 from tuf.api import exceptions as tuf_exc
-from tuf.ngclient import Updater, UpdaterConfig
+
+# documented import path; the package re-exports without __all__
+from tuf.ngclient import Updater, UpdaterConfig  # type: ignore[attr-defined]
 
 from core.sync.client import check_server_url, make_http
 from core.sync.errors import SyncError
 from core.sync.model_store import HealthCheck, ModelInstallError, ModelStore, default_health_check
-from core.sync.tuf_fetch import HttpxFetcher
+from core.sync.tuf_fetch import HttpxFetcher, download_verified
 from core.sync.wire import Assignment, ChannelFile
 
 DEFAULT_MAX_PACKAGE_BYTES = 4 * 2**30
 MAX_CHANNEL_BYTES = 64 * 1024
 
 Reason = Literal[
-    "signature", "rollback", "expired", "hash", "endless_data", "too_large", "metadata",
-    "network", "not_published", "package",
+    "signature",
+    "rollback",
+    "expired",
+    "hash",
+    "endless_data",
+    "too_large",
+    "metadata",
+    "network",
+    "not_published",
+    "package",
 ]
 
 
@@ -119,6 +129,7 @@ class ModelUpdater:
         self.health_check = health_check
         self.assignment = assignment
         self._http = make_http(ca_bundle, https_proxy, timeout)
+        self._fetcher = HttpxFetcher(self._http)
         self._updater: Updater | None = None
 
     def close(self) -> None:
@@ -134,7 +145,7 @@ class ModelUpdater:
                     f"{self.server_url}/tuf/metadata/",
                     str(self.store.staging),
                     f"{self.server_url}/tuf/targets/",
-                    fetcher=HttpxFetcher(self._http),
+                    fetcher=self._fetcher,
                     config=UpdaterConfig(app_user_agent="DoctorAI-Workstation"),
                     bootstrap=self.trusted_root,
                 )
@@ -143,8 +154,8 @@ class ModelUpdater:
                 raise explain(exc, "refreshing model update metadata") from exc
             except ValueError as exc:  # a shipped root that is not root metadata at all
                 raise ModelUpdateError(
-                    "signature", f"the trusted root metadata shipped with the installer is "
-                    f"invalid: {exc}"
+                    "signature",
+                    f"the trusted root metadata shipped with the installer is invalid: {exc}",
                 ) from exc
             self._updater = up
         return self._updater
@@ -166,7 +177,7 @@ class ModelUpdater:
                 "the installed model is unchanged",
             )
         try:
-            return Path(up.download_target(info, str(dest)))
+            return download_verified(self._fetcher, f"{self.server_url}/tuf/targets/", info, dest)
         except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as exc:
             raise explain(exc, what) from exc
 
@@ -174,13 +185,17 @@ class ModelUpdater:
         stage = self.store.new_staging_dir()
         try:
             path = self._download(
-                f"channels/{model_id}.json", stage / "channel.json", MAX_CHANNEL_BYTES,
+                f"channels/{model_id}.json",
+                stage / "channel.json",
+                MAX_CHANNEL_BYTES,
                 f"reading the update channel of model {model_id!r}",
             )
             try:
                 channel = ChannelFile.model_validate_json(path.read_bytes())
             except ValidationError as exc:
-                raise ModelUpdateError("package", f"model {model_id!r}: channel file invalid: {exc}") from exc
+                raise ModelUpdateError(
+                    "package", f"model {model_id!r}: channel file invalid: {exc}"
+                ) from exc
         finally:
             import shutil
 
@@ -196,9 +211,16 @@ class ModelUpdater:
         channel = self.channel(model_id)
         ro = channel.rollout or {}
         if ro and self.assignment is not None:
-            got = self.assignment(model_id)
-            if got is not None and got.rollout_id == ro.get("id") and got.version == ro.get(
-                "candidate"
+            try:
+                got = self.assignment(model_id)
+            except SyncError as exc:
+                raise ModelUpdateError(
+                    "network", f"model {model_id!r}: rollout assignment unavailable ({exc})"
+                ) from exc
+            if (
+                got is not None
+                and got.rollout_id == ro.get("id")
+                and got.version == ro.get("candidate")
             ):
                 return str(ro["candidate"]), str(ro["candidate_target_path"])
         return channel.version, channel.target_path
@@ -207,16 +229,24 @@ class ModelUpdater:
         """Install the signed channel's version of ``model_id`` unless it is already in use."""
         ptr = self.store.pointer(model_id)
         if ptr is not None and ptr.pinned and not force:
-            return UpdateResult(model_id, "pinned", ptr.version, ptr.previous,
-                                f"{model_id} stays at {ptr.version} (pinned by a local rollback)")
+            return UpdateResult(
+                model_id,
+                "pinned",
+                ptr.version,
+                ptr.previous,
+                f"{model_id} stays at {ptr.version} (pinned by a local rollback)",
+            )
         version, target = self.wanted(model_id)
         if ptr is not None and ptr.version == version and not force:
-            return UpdateResult(model_id, "up_to_date", version, ptr.previous,
-                                f"{model_id} {version} is up to date")
+            return UpdateResult(
+                model_id, "up_to_date", version, ptr.previous, f"{model_id} {version} is up to date"
+            )
         stage = self.store.new_staging_dir()
         try:
             archive = self._download(
-                target, stage / "package.tar.gz", self.max_package_bytes,
+                target,
+                stage / "package.tar.gz",
+                self.max_package_bytes,
                 f"downloading model {model_id!r} {version}",
             )
             try:
@@ -227,6 +257,11 @@ class ModelUpdater:
             import shutil
 
             shutil.rmtree(stage, ignore_errors=True)
-        return UpdateResult(model_id, "installed", new.version, new.previous,
-                            f"{model_id} {new.version} installed"
-                            + (f" (previous {new.previous} kept for rollback)" if new.previous else ""))
+        return UpdateResult(
+            model_id,
+            "installed",
+            new.version,
+            new.previous,
+            f"{model_id} {new.version} installed"
+            + (f" (previous {new.previous} kept for rollback)" if new.previous else ""),
+        )

@@ -54,7 +54,7 @@ def payload_dict(row: OutboxRow) -> dict[str, Any]:
     raw = row.payload
     data = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw)
     if not isinstance(data, dict):
-        raise ValueError(f"outbox row {row.id!r}: payload is not a JSON object")
+        raise TypeError(f"outbox row {row.id!r}: payload is not a JSON object")
     return data
 
 

@@ -18,6 +18,7 @@ from core.sync.errors import SyncConfigError
 from core.sync.model_update import ModelUpdater
 from core.sync.outbox import Outbox
 from core.sync.status import SyncStatus
+from core.sync.wire import Assignment, AssignmentList
 
 TRUSTED_ROOT_ENV = "DOCTORAI_TUF_ROOT"
 _PACKAGED_ROOT = Path(__file__).resolve().parents[2] / "resources" / "tuf" / "root.json"
@@ -49,7 +50,9 @@ def load_trusted_root(path: Path) -> bytes:
 def make_client(settings: Settings, timeout: float = 30.0) -> SyncClient:
     s = settings.sync
     return SyncClient(
-        check_server_url(s.server_url), ca_bundle=s.ca_bundle, https_proxy=s.https_proxy,
+        check_server_url(s.server_url),
+        ca_bundle=s.ca_bundle,
+        https_proxy=s.https_proxy,
         timeout=timeout,
     )
 
@@ -64,30 +67,36 @@ def make_engine(
     backoff: BackoffPolicy | None = None,
 ) -> SyncEngine:
     return SyncEngine(
-        outbox, client, batch_size=settings.sync.batch_size, backoff=backoff,
-        status=status, on_alert=on_alert,
+        outbox,
+        client,
+        batch_size=settings.sync.batch_size,
+        backoff=backoff,
+        status=status,
+        on_alert=on_alert,
     )
+
+
+def rollout_assignment(client: SyncClient) -> Callable[[str], Assignment | None]:
+    """This workstation's arm per model, as the backend assigns it (stable per device)."""
+
+    def assignment(model_id: str) -> Assignment | None:
+        got = AssignmentList.model_validate(
+            client.get_json("/rollouts/assignment", "reading rollout assignments")
+        )
+        return next((a for a in got.assignments if a.model_id == model_id), None)
+
+    return assignment
 
 
 def make_updater(settings: Settings, client: SyncClient | None = None) -> ModelUpdater:
     s = settings.sync
-    assignment = None
-    if client is not None:
-        from core.sync.wire import Assignment, AssignmentList
-
-        def assignment(model_id: str) -> Assignment | None:
-            got = AssignmentList.model_validate(
-                client.get_json("/rollouts/assignment", "reading rollout assignments")
-            )
-            return next((a for a in got.assignments if a.model_id == model_id), None)
-
     return ModelUpdater(
         check_server_url(s.server_url),
         load_trusted_root(trusted_root_path(settings)),
         profile_dir(),
         ca_bundle=s.ca_bundle,
         https_proxy=s.https_proxy,
-        assignment=assignment,
+        assignment=rollout_assignment(client) if client is not None else None,
     )
 
 

@@ -89,7 +89,7 @@ def run(recipe: Recipe, out: Path) -> dict[str, Any]:
     model = small_cnn(tuple(spec["size"]), spec["channels"], len(labels))
     model.compile(optimizer=keras.optimizers.Adam(recipe.lr),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    @tf.function
+    @tf.function  # type: ignore[untyped-decorator]
     def forward(x: Any) -> Any:
         return model(x, training=False)
 

@@ -49,11 +49,13 @@ class SmallCNN(nn.Module):
 
     @torch.jit.export
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        out: torch.Tensor = self.body(x)
+        return out
 
     @torch.jit.export
     def classify(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats.mean(dim=(2, 3)))
+        logits: torch.Tensor = self.head(feats.mean(dim=(2, 3)))
+        return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(x))
@@ -101,11 +103,13 @@ class TinyDenseNet(nn.Module):
 
     @torch.jit.export
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        out: torch.Tensor = self.body(x)
+        return out
 
     @torch.jit.export
     def classify(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.head(feats.mean(dim=(2, 3)))
+        logits: torch.Tensor = self.head(feats.mean(dim=(2, 3)))
+        return logits
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classify(self.features(x))
@@ -218,4 +222,4 @@ def train(
 
 def export_script(net: nn.Module, path: str) -> None:
     net.eval()
-    torch.jit.script(net).save(path)
+    torch.jit.script(net).save(path)  # type: ignore[no-untyped-call]

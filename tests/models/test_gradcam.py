@@ -41,3 +41,19 @@ def test_no_lesion_scores_low(zoo_model: Getter) -> None:
     images = [brain_slice(rng, lesion=False)[0] for _ in range(8)]
     probs = model.predict(preprocess_batch(images, package.manifest.input, package.id))
     assert np.all(probs[:, package.manifest.output.labels.index("tumour")] < 0.5)
+
+
+def test_heatmap_peaks_in_random_lesions(zoo_model: Getter) -> None:
+    """Lesions at generator-chosen positions and sizes (a seed the model never saw)."""
+    package, model = zoo_model("brain-tumour-mri")
+    rng = np.random.default_rng(999)
+    slices = [brain_slice(rng, lesion=True) for _ in range(12)]
+    batch = preprocess_batch([s[0] for s in slices], package.manifest.input, package.id)
+    heat = model.heatmap(batch)
+    assert heat is not None
+    misses = []
+    for i, (_, mask) in enumerate(slices):
+        peak = np.unravel_index(int(np.argmax(heat[i])), heat[i].shape)
+        if not mask[peak]:
+            misses.append((i, peak))
+    assert misses == []

@@ -44,6 +44,7 @@ def test_verify_all_ok_then_tampered_profile_copy_fails(
     manifest["id"] = "my-tabular"
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert main(["models", "verify", "my-tabular"]) == 0  # a valid renamed copy passes
+    assert "OK  my-tabular" in capsys.readouterr().out
     with (copy / "model.json").open("ab") as fh:
         fh.write(b" ")
     assert main(["models", "verify", "--json"]) == 1

@@ -45,7 +45,9 @@ def proxy(server: LiveServer) -> Iterator[FaultProxy]:
     p.close()
 
 
-def enrolled_client(server: LiveServer, url: str | None = None, timeout: float = 10.0) -> SyncClient:
+def enrolled_client(
+    server: LiveServer, url: str | None = None, timeout: float = 10.0
+) -> SyncClient:
     client = SyncClient(url or server.url, CredentialStore(url or server.url), timeout=timeout)
     client.enrol(server.enrol_code(), label="test-ws")
     return client

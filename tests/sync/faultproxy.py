@@ -10,6 +10,7 @@ a separate daemon, and the tests must control the fault of each request exactly.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -38,7 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
     def do_GET(self) -> None:
@@ -51,10 +52,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def finish(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):  # we reset the connection on purpose
             super().finish()
-        except (OSError, ValueError):
-            pass  # we reset the connection on purpose
 
     def _reset(self) -> None:
         self.close_connection = True
@@ -64,7 +63,9 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def _send(self, status: int, headers: dict[str, str], body: bytes, cut: int | None = None) -> None:
+    def _send(
+        self, status: int, headers: dict[str, str], body: bytes, cut: int | None = None
+    ) -> None:
         self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
@@ -160,7 +161,9 @@ class FaultProxy:
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def script(self, faults: Iterable[str], match: Callable[[str, str], bool] | None = None) -> None:
+    def script(
+        self, faults: Iterable[str], match: Callable[[str, str], bool] | None = None
+    ) -> None:
         with self._lock:
             self._plan = deque(faults)
             self._match = match or (lambda _m, _p: True)
@@ -181,7 +184,9 @@ class FaultProxy:
             self.on_request(n, method, path)
         return fault
 
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> httpx.Response:
+    def forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
         drop = {"host", "content-length", "connection", "transfer-encoding", "accept-encoding"}
         fwd = {k: v for k, v in headers.items() if k.lower() not in drop}
         return self._http.request(method, self.upstream + path, headers=fwd, content=body)

@@ -67,6 +67,7 @@ def test_gap_in_chain_raises_alert(server: LiveServer, tmp_path: Path) -> None:
     _add_events(outbox, chain, 2)
     alerts: list[SecurityAlert] = []
     report = SyncEngine(outbox, client, backoff=FAST, on_alert=alerts.append).sync_once()
-    assert report.alert is not None and report.alert.code == "audit_chain_gap"
+    assert report.alert is not None
+    assert report.alert.code == "audit_chain_gap"
     assert len(alerts) == 1
     assert outbox.count_unsent() == 2

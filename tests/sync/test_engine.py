@@ -21,7 +21,9 @@ FAST = BackoffPolicy(base_s=0.02, cap_s=0.3, max_attempts=40)
 
 def _server_counts(server: LiveServer, device_id: str) -> tuple[int, int, int, int | None]:
     with server.state.sessions() as s:
-        results = s.scalar(select(func.count()).select_from(Result).where(Result.device_id == device_id))
+        results = s.scalar(
+            select(func.count()).select_from(Result).where(Result.device_id == device_id)
+        )
         distinct = s.scalar(
             select(func.count(func.distinct(Result.client_id))).where(Result.device_id == device_id)
         )
@@ -71,7 +73,8 @@ def test_retry_after_is_honoured(server: LiveServer, proxy: FaultProxy, tmp_path
     start = time.monotonic()
     report = SyncEngine(outbox, client, backoff=FAST).sync_once()
     elapsed = time.monotonic() - start
-    assert report.ok and report.retries == 2
+    assert report.ok
+    assert report.retries == 2
     assert elapsed >= 4.0  # two Retry-After: 2 waits, although the jitter cap is 0.3 s
     assert outbox.count_unsent() == 0
 
@@ -121,9 +124,24 @@ def test_10000_items_through_faults_and_a_restart_exactly_once(tmp_path: Path) -
         queue(outbox, Chain(), 5000, 5000)  # queued while offline
         assert outbox.count_unsent() == 10_000
         faults = [
-            "reset_before", "pass", "503", "reset_after", "truncated", "500", "pass",
-            "timeout", "429", "reset_after", "pass", "truncated", "reset_before", "500",
-            "reset_after", "pass", "503", "truncated",
+            "reset_before",
+            "pass",
+            "503",
+            "reset_after",
+            "truncated",
+            "500",
+            "pass",
+            "timeout",
+            "429",
+            "reset_after",
+            "pass",
+            "truncated",
+            "reset_before",
+            "500",
+            "reset_after",
+            "pass",
+            "503",
+            "truncated",
         ]
         proxy.script(faults, match=lambda m, p: ":batch" in p)
         proxy.on_request = on_request

@@ -18,13 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.catalogue import add_model, package_path, set_channel
+from backend.catalogue import add_model, create_rollout, package_path, set_channel
 from backend.db import ModelPackage, TufMetadata
 from backend.storage import LocalStorage
 from core.sync.model_update import ModelUpdateError, ModelUpdater
+from core.sync.service import rollout_assignment
 from models.discovery import ZOO_DIR
 from models.manifest import load_package, write_manifest
 from tests.backend.conftest import LiveServer, base_settings
+from tests.sync.conftest import enrolled_client
 from tests.sync.faultproxy import FaultProxy
 
 MODEL = "tabular-breast-cancer"
@@ -50,8 +52,14 @@ def _package(tmp: Path, version: str, break_selftest: bool = False) -> Path:
     return dest
 
 
-def publish(server: LiveServer, tmp: Path, version: str, *, channel: bool = True,
-            break_selftest: bool = False) -> ModelPackage:
+def publish(
+    server: LiveServer,
+    tmp: Path,
+    version: str,
+    *,
+    channel: bool = True,
+    break_selftest: bool = False,
+) -> ModelPackage:
     with server.state.sessions() as s:
         pkg = add_model(s, server.state.repo, _package(tmp, version, break_selftest))
         if channel:
@@ -66,7 +74,9 @@ def trusted_root(server: LiveServer) -> bytes:
         return server.state.repo.root_json_for_installer(s)
 
 
-def updater(server: LiveServer, profile: Path, url: str | None = None, **kw: object) -> ModelUpdater:
+def updater(
+    server: LiveServer, profile: Path, url: str | None = None, **kw: object
+) -> ModelUpdater:
     return ModelUpdater(url or server.url, trusted_root(server), profile, **kw)  # type: ignore[arg-type]
 
 
@@ -91,8 +101,9 @@ def installed(live: LiveServer, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return profile, installed_state(profile)
 
 
-def _assert_refused(up: ModelUpdater, reason: str, words: str, profile: Path,
-                    before: dict[str, str]) -> None:
+def _assert_refused(
+    up: ModelUpdater, reason: str, words: str, profile: Path, before: dict[str, str]
+) -> None:
     with pytest.raises(ModelUpdateError) as err:
         up.update(MODEL)
     assert err.value.reason == reason, err.value
@@ -102,8 +113,9 @@ def _assert_refused(up: ModelUpdater, reason: str, words: str, profile: Path,
     assert not any((profile / "models" / ".staging").iterdir())
 
 
-def test_install_switch_and_rollback(live: LiveServer, tmp_path: Path,
-                                     installed: tuple[Path, dict[str, str]]) -> None:
+def test_install_switch_and_rollback(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
     profile, _ = installed
     up = updater(live, profile)
     store = up.store
@@ -117,7 +129,9 @@ def test_install_switch_and_rollback(live: LiveServer, tmp_path: Path,
     assert (res.action, res.version, res.previous) == ("installed", "1.1.0", "1.0.0")
     assert load_package(store.current_dir(MODEL)).version == "1.1.0"  # type: ignore[arg-type]
     assert sorted(p.name for p in (profile / "models" / MODEL).iterdir() if p.is_dir()) == [
-        "1.0.0", "1.1.0"]
+        "1.0.0",
+        "1.1.0",
+    ]
 
     back = store.rollback(MODEL)  # one click
     assert (back.version, back.previous, back.pinned) == ("1.0.0", "1.1.0", True)
@@ -126,15 +140,17 @@ def test_install_switch_and_rollback(live: LiveServer, tmp_path: Path,
     assert updater(live, profile).update(MODEL, force=True).version == "1.1.0"
 
 
-def test_failed_selftest_is_not_switched_in(live: LiveServer, tmp_path: Path,
-                                            installed: tuple[Path, dict[str, str]]) -> None:
+def test_failed_selftest_is_not_switched_in(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
     profile, before = installed
     publish(live, tmp_path, "1.2.0", break_selftest=True)
     _assert_refused(updater(live, profile), "package", "failed its self-test", profile, before)
 
 
-def test_tampered_package_refused(live: LiveServer, tmp_path: Path,
-                                  installed: tuple[Path, dict[str, str]]) -> None:
+def test_tampered_package_refused(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
     profile, before = installed
     pkg = publish(live, tmp_path, "1.3.0")
     storage = live.state.storage
@@ -146,8 +162,9 @@ def test_tampered_package_refused(live: LiveServer, tmp_path: Path,
     _assert_refused(updater(live, profile), "hash", "tampered", profile, before)
 
 
-def test_tampered_metadata_refused(live: LiveServer, tmp_path: Path,
-                                   installed: tuple[Path, dict[str, str]]) -> None:
+def test_tampered_metadata_refused(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
     profile, before = installed
     pkg = publish(live, tmp_path, "1.4.0")
     with live.state.sessions() as s:
@@ -157,12 +174,14 @@ def test_tampered_metadata_refused(live: LiveServer, tmp_path: Path,
         doc["signed"]["targets"][pkg.target_path]["length"] += 1  # edited, not re-signed
         row.body = json.dumps(doc).encode()
         s.commit()
-    _assert_refused(updater(live, profile), "signature", "not signed by the trusted keys",
-                    profile, before)
+    _assert_refused(
+        updater(live, profile), "signature", "not signed by the trusted keys", profile, before
+    )
 
 
-def test_metadata_rollback_refused(live: LiveServer, tmp_path: Path,
-                                   installed: tuple[Path, dict[str, str]]) -> None:
+def test_metadata_rollback_refused(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
     profile, before = installed
     with live.state.sessions() as s:  # the newest timestamp the workstation has already seen
         newest = live.state.repo.latest_version(s, "timestamp")
@@ -171,8 +190,9 @@ def test_metadata_rollback_refused(live: LiveServer, tmp_path: Path,
     _assert_refused(updater(live, profile), "rollback", "rollback", profile, before)
 
 
-def test_expired_timestamp_refused_then_recovers(live: LiveServer, tmp_path: Path,
-                                                 installed: tuple[Path, dict[str, str]]) -> None:
+def test_expired_timestamp_refused_then_recovers(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
     profile, before = installed
     publish(live, tmp_path, "1.5.0")
     with live.state.sessions() as s:
@@ -185,8 +205,9 @@ def test_expired_timestamp_refused_then_recovers(live: LiveServer, tmp_path: Pat
     assert updater(live, profile).update(MODEL).version == "1.5.0"
 
 
-def test_mix_and_match_refused(live: LiveServer, tmp_path: Path,
-                               installed: tuple[Path, dict[str, str]]) -> None:
+def test_mix_and_match_refused(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
     """A mirror answers the new N.targets.json with the older, genuinely signed, N-1."""
     profile, before = installed
     publish(live, tmp_path, "1.6.0")
@@ -197,18 +218,21 @@ def test_mix_and_match_refused(live: LiveServer, tmp_path: Path,
     mirror = FaultProxy(live.url)
     mirror.responder = lambda _m, path: (
         (200, {"Content-Type": "application/json"}, [old])
-        if path.endswith(f"/{n}.targets.json") else None
+        if path.endswith(f"/{n}.targets.json")
+        else None
     )
     try:
-        _assert_refused(updater(live, profile, mirror.url), "rollback", "mix-and-match",
-                        profile, before)
+        _assert_refused(
+            updater(live, profile, mirror.url), "rollback", "mix-and-match", profile, before
+        )
     finally:
         mirror.close()
 
 
 @pytest.mark.parametrize("where", ["package", "timestamp"])
-def test_endless_data_refused(live: LiveServer, tmp_path: Path, where: str,
-                              installed: tuple[Path, dict[str, str]]) -> None:
+def test_endless_data_refused(
+    live: LiveServer, tmp_path: Path, where: str, installed: tuple[Path, dict[str, str]]
+) -> None:
     profile, before = installed
     pkg = publish(live, tmp_path, "1.7.0")
     sha_name = f"{pkg.sha256}.{package_path(MODEL, '1.7.0').rsplit('/', 1)[1]}"
@@ -223,22 +247,45 @@ def test_endless_data_refused(live: LiveServer, tmp_path: Path, where: str,
     mirror = FaultProxy(live.url)
     mirror.responder = lambda _m, path: (
         (200, {"Content-Type": "application/octet-stream"}, endless())
-        if path.endswith(wanted) else None
+        if path.endswith(wanted)
+        else None
     )
     try:
-        _assert_refused(updater(live, profile, mirror.url), "endless_data", "endless-data",
-                        profile, before)
+        _assert_refused(
+            updater(live, profile, mirror.url), "endless_data", "endless-data", profile, before
+        )
     finally:
         mirror.close()
     assert sent["bytes"] < 64 * 2**20  # the client hung up (loopback buffers hold a few MB)
 
 
-def test_oversize_package_refused_before_download(live: LiveServer, tmp_path: Path,
-                                                  installed: tuple[Path, dict[str, str]]) -> None:
+def test_oversize_package_refused_before_download(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
     profile, before = installed
     publish(live, tmp_path, "1.8.0")
-    _assert_refused(updater(live, profile, max_package_bytes=1000), "too_large", "over the limit",
-                    profile, before)
+    _assert_refused(
+        updater(live, profile, max_package_bytes=1000),
+        "too_large",
+        "over the limit",
+        profile,
+        before,
+    )
+
+
+def test_rollout_candidate_arm_gets_the_candidate(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
+    profile, _ = installed
+    publish(live, tmp_path, "1.9.0", channel=False)
+    with live.state.sessions() as s:  # every workstation on the candidate arm
+        create_rollout(s, live.state.repo, MODEL, "1.0.0", "1.9.0", split=1.0)
+    client = enrolled_client(live)
+    up = updater(live, profile, assignment=rollout_assignment(client))
+    assert up.update(MODEL).version == "1.9.0"
+    # without an assignment (e.g. not enrolled) the signed channel's baseline is used
+    assert updater(live, tmp_path / "other").update(MODEL).version == "1.0.0"
+    client.close()
 
 
 def test_foreign_root_refused(live: LiveServer, tmp_path: Path) -> None:

@@ -1,0 +1,191 @@
+"""``doctorai sync``: one sync pass, status, enrolment, signed model updates and rollback.
+
+    doctorai sync [--once]             send queued results and audit events now (one pass)
+    doctorai sync status [--json]      server, enrolment, queue length, installed models
+    doctorai sync enrol CODE           enrol this workstation with a one-time code from an admin
+    doctorai sync models [ID...]       install the signed channel's version of each model
+    doctorai sync rollback ID          switch a model back to its previous version (pins it)
+
+Exit status: 0 done, 1 refused or offline (nothing lost; try again), 2 setup problem,
+3 SECURITY ALERT (the server's audit anchor does not match this workstation's history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from core.sync.outbox import Outbox
+
+OK, FAILED, SETUP, ALERT = 0, 1, 2, 3
+
+
+def _open_outbox() -> Outbox:
+    from core.sync.service import open_outbox
+
+    return open_outbox()
+
+
+# The CLI asks this for the outbox; tests and tools may point it at another implementation.
+OUTBOX_FACTORY: Callable[[], Outbox] = _open_outbox
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--once", action="store_true", help="one sync pass, then exit (default)")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION")
+    st = sub.add_parser("status", help="server, enrolment, queue and installed models")
+    st.add_argument("--json", action="store_true", help="print JSON")
+    en = sub.add_parser("enrol", help="enrol this workstation with a one-time code")
+    en.add_argument("code")
+    en.add_argument("--label", default="", help="name shown to admins (default: host name)")
+    mo = sub.add_parser("models", help="install signed model updates")
+    mo.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: all known)")
+    mo.add_argument("--force", action="store_true", help="reinstall, and override a pin")
+    rb = sub.add_parser("rollback", help="switch a model back to its previous version")
+    rb.add_argument("id", metavar="ID")
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.config import ConfigError, load_settings
+    from core.sync.credentials import CredentialError
+    from core.sync.errors import SyncConfigError, SyncError
+
+    try:
+        settings = load_settings()
+        action = args.action or "once"
+        return int(_ACTIONS[action](settings, args))
+    except (ConfigError, SyncConfigError, CredentialError) as exc:
+        print(f"doctorai sync: {exc}", file=sys.stderr)
+        return SETUP
+    except SyncError as exc:
+        print(f"doctorai sync: {exc}", file=sys.stderr)
+        return FAILED
+
+
+def _once(settings: Any, _args: argparse.Namespace) -> int:
+    from core.sync.engine import SecurityAlert
+    from core.sync.service import make_client, make_engine
+
+    def alert(a: SecurityAlert) -> None:
+        print(a.message, file=sys.stderr)
+
+    client = make_client(settings)
+    try:
+        outbox = OUTBOX_FACTORY()
+        report = make_engine(settings, outbox, client, on_alert=alert).sync_once()
+    finally:
+        client.close()
+    if report.alert is not None:
+        return ALERT
+    print(
+        f"sent {report.sent} item(s) in {report.batches} batch(es); {report.remaining} still queued"
+    )
+    if report.error:
+        print(f"doctorai sync: {report.error}", file=sys.stderr)
+        return FAILED
+    return OK
+
+
+def _status(settings: Any, args: argparse.Namespace) -> int:
+    from core.paths import profile_dir
+    from core.sync.client import check_server_url
+    from core.sync.credentials import CredentialStore
+    from core.sync.errors import SyncError
+    from core.sync.model_store import ModelStore
+
+    url = settings.sync.server_url
+    info: dict[str, Any] = {"server_url": url, "device_id": None, "queue_length": None}
+    if url:
+        creds = CredentialStore(check_server_url(url)).device()
+        info["device_id"] = creds.device_id if creds else None
+    try:
+        info["queue_length"] = OUTBOX_FACTORY().count_unsent()
+    except SyncError as exc:
+        info["queue_error"] = str(exc)
+    info["models"] = {
+        mid: {"version": p.version, "previous": p.previous, "pinned": p.pinned}
+        for mid, p in ModelStore(profile_dir() / "models").installed().items()
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return OK
+    print(f"server:     {url or 'not configured (sync.server_url)'}")
+    print(f"enrolled:   {'yes, device ' + info['device_id'] if info['device_id'] else 'no'}")
+    queue = info["queue_length"]
+    print(f"queued:     {queue if queue is not None else 'unknown - ' + info['queue_error']}")
+    for mid, m in info["models"].items():
+        extra = (f", previous {m['previous']}" if m["previous"] else "") + (
+            ", pinned" if m["pinned"] else ""
+        )
+        print(f"model:      {mid} {m['version']}{extra}")
+    return OK
+
+
+def _enrol(settings: Any, args: argparse.Namespace) -> int:
+    import socket
+
+    from core.sync.service import make_client
+
+    client = make_client(settings)
+    try:
+        creds = client.enrol(args.code, args.label or socket.gethostname())
+    finally:
+        client.close()
+    print(
+        f"enrolled with {client.server_url} as device {creds.device_id} "
+        "(credentials stored in the OS keyring)"
+    )
+    return OK
+
+
+def _models(settings: Any, args: argparse.Namespace) -> int:
+    from core.sync.model_update import ModelUpdateError
+    from core.sync.service import make_client, make_updater
+    from core.sync.wire import ModelCatalogue
+
+    client = make_client(settings)
+    updater = make_updater(settings, client)
+    status = OK
+    try:
+        ids = list(args.ids)
+        if not ids:
+            catalogue = ModelCatalogue.model_validate(
+                client.get_json("/models", "reading the model catalogue")
+            )
+            ids = sorted({m.model_id for m in catalogue.models} | set(updater.store.installed()))
+        for model_id in ids:
+            try:
+                if args.force:
+                    updater.store.unpin(model_id)
+                print(updater.update(model_id, force=args.force).message)
+            except ModelUpdateError as exc:
+                print(f"doctorai sync: {exc}", file=sys.stderr)
+                status = FAILED
+    finally:
+        updater.close()
+        client.close()
+    return status
+
+
+def _rollback(_settings: Any, args: argparse.Namespace) -> int:
+    from core.paths import profile_dir
+    from core.sync.model_store import ModelStore
+
+    ptr = ModelStore(profile_dir() / "models").rollback(args.id)
+    print(
+        f"{args.id} rolled back to {ptr.version} (pinned; 'doctorai sync models {args.id} "
+        f"--force' returns to the channel's version)"
+    )
+    return OK
+
+
+_ACTIONS: dict[str, Callable[[Any, argparse.Namespace], int]] = {
+    "once": _once,
+    "status": _status,
+    "enrol": _enrol,
+    "models": _models,
+    "rollback": _rollback,
+}

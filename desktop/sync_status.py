@@ -1,0 +1,171 @@
+"""Sync in the GUI: a background thread that runs the sync loop, and a status-bar widget.
+
+The engine and its ``SyncStatus`` live in core (no Qt). ``SyncThread`` calls
+``engine.sync_once()`` every ``interval_s`` (or at once after ``sync_now()``) and never lets
+an exception escape. ``SyncStatusWidget`` subscribes to ``SyncStatus.changed`` through a Qt
+signal, so updates made on the sync thread are painted on the GUI thread.
+
+Wiring (main window)::
+
+    status = SyncStatus()
+    bar.addPermanentWidget(SyncStatusWidget(status))
+    self.sync_thread = start_background_sync(settings, outbox, status, on_alert=...)
+    ... on close: if self.sync_thread: self.sync_thread.stop()
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
+
+from core.config import Settings
+from core.sync.engine import SecurityAlert, SyncEngine
+from core.sync.outbox import Outbox
+from core.sync.status import SyncSnapshot, SyncStatus
+
+log = logging.getLogger(__name__)
+
+_COLOURS = {
+    "online": "#3fb950",
+    "syncing": "#58a6ff",
+    "offline": "#d29922",
+    "error": "#f85149",
+    "alert": "#f85149",
+    "idle": "#8b949e",
+    "not_configured": "#8b949e",
+}
+
+
+def describe(snap: SyncSnapshot, now: datetime | None = None) -> tuple[str, str]:
+    """(short status-bar text, longer tooltip) in plain words."""
+    queued = f"{snap.queue_length} waiting to send" if snap.queue_length else "nothing waiting"
+    if snap.last_success is None:
+        last = "not synced yet in this session"
+    else:
+        local = snap.last_success.astimezone()
+        today = (now or datetime.now().astimezone()).date() == local.date()
+        last = f"last synced {local:%H:%M}" if today else f"last synced {local:%d %b %H:%M}"
+    if snap.state == "alert":
+        return ("Sync: SECURITY ALERT", f"{snap.alert}\n{queued}")
+    if snap.state == "offline":
+        return (
+            f"Sync: offline - {queued}",
+            "The sync server cannot be reached; nothing is lost, everything is sent when it "
+            f"is back.\n{last}\nDetail: {snap.last_error or 'no answer'}",
+        )
+    if snap.state == "error":
+        return (f"Sync: problem - {queued}", f"{snap.last_error}\n{last}")
+    if snap.state == "not_configured":
+        return ("Sync: off", snap.last_error or "No sync server is configured.")
+    if snap.state == "syncing":
+        return (f"Sync: sending - {queued}", last)
+    if snap.state == "online":
+        return (f"Sync: online - {queued} - {last}", last)
+    return (f"Sync: {queued}", last)
+
+
+class _Bridge(QObject):
+    changed = Signal(object)
+
+
+class SyncStatusWidget(QWidget):
+    """A coloured dot and one line of text; the tooltip explains and names the last error."""
+
+    def __init__(self, status: SyncStatus, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.status = status
+        self.dot = QLabel("\u25cf")
+        self.text = QLabel()
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(4, 0, 4, 0)
+        layout.addWidget(self.dot)
+        layout.addWidget(self.text)
+        self._bridge = _Bridge(self)
+        self._bridge.changed.connect(self.render)  # queued when emitted from the sync thread
+        status.changed.connect(self._bridge.changed.emit)
+        self.render(status.snapshot)
+
+    def render(self, snap: SyncSnapshot) -> None:
+        short, tip = describe(snap)
+        colour = _COLOURS.get(snap.state, "#8b949e")
+        self.dot.setStyleSheet(f"color: {colour};")
+        weight = "bold" if snap.state == "alert" else "normal"
+        self.text.setStyleSheet(
+            f"font-weight: {weight};" + (f" color: {colour};" if snap.state == "alert" else "")
+        )
+        self.text.setText(short)
+        self.setToolTip(tip)
+
+    def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.status.changed.disconnect(self._bridge.changed.emit)
+        super().closeEvent(event)
+
+
+class SyncThread(QThread):
+    """The sync loop off the GUI thread; ``alert`` carries a SecurityAlert to the GUI."""
+
+    alert = Signal(object)
+
+    def __init__(
+        self, engine: SyncEngine, interval_s: float = 30.0, parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.engine, self.interval_s = engine, interval_s
+        self._wake = threading.Event()
+        previous = engine.on_alert
+
+        def on_alert(a: SecurityAlert) -> None:
+            if previous is not None:
+                previous(a)
+            self.alert.emit(a)
+
+        engine.on_alert = on_alert
+
+    def run(self) -> None:
+        stop = self.engine.stop_event
+        while not stop.is_set():
+            try:
+                self.engine.sync_once()
+            except Exception as exc:
+                log.exception("sync pass failed")
+                self.engine.status.update(state="error", last_error=f"sync failed: {exc}")
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+
+    def sync_now(self) -> None:
+        self._wake.set()
+
+    def stop(self, wait_ms: int = 15000) -> None:
+        self.engine.stop()
+        self._wake.set()
+        self.wait(wait_ms)
+
+
+def start_background_sync(
+    settings: Settings,
+    outbox: Outbox,
+    status: SyncStatus,
+    on_alert: Callable[[SecurityAlert], None] | None = None,
+) -> SyncThread | None:
+    """Start the sync loop from the settings, or show 'Sync: off' with the reason and return None.
+
+    Missing setup (no server URL, a bad CA bundle path) is not an error for a workstation that
+    works offline: it is shown, and nothing else happens.
+    """
+    from core.sync.errors import SyncConfigError
+    from core.sync.service import make_client, make_engine
+
+    try:
+        client = make_client(settings)
+    except SyncConfigError as exc:
+        status.update(state="not_configured", last_error=str(exc))
+        return None
+    engine = make_engine(settings, outbox, client, status=status, on_alert=on_alert)
+    thread = SyncThread(engine, settings.sync.interval_s)
+    thread.start()
+    return thread

@@ -1,0 +1,115 @@
+"""The status-bar widget and the background sync thread, against a live backend (offscreen)."""
+
+from __future__ import annotations
+
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.sync.client import SyncClient
+from core.sync.credentials import CredentialStore
+from core.sync.engine import BackoffPolicy, SyncEngine
+from core.sync.outbox import SqliteOutbox
+from core.sync.status import SyncSnapshot, SyncStatus
+from desktop.sync_status import SyncStatusWidget, SyncThread, describe
+from tests.backend.conftest import LiveServer
+from tests.sync.conftest import Chain, enrolled_client, queue
+
+FAST = BackoffPolicy(base_s=0.02, cap_s=0.1, max_attempts=2)
+
+
+def test_describe_in_plain_words() -> None:
+    now = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
+    text, tip = describe(SyncSnapshot(state="offline", queue_length=12, last_error="refused"), now)
+    assert text == "Sync: offline - 12 waiting to send"
+    assert "nothing is lost" in tip
+    assert "refused" in tip
+    text, _ = describe(SyncSnapshot(state="online", last_success=now), now)
+    assert text.startswith("Sync: online - nothing waiting - last synced")
+
+
+def test_thread_drains_and_widget_follows(qtbot, server: LiveServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
+    queue(outbox, Chain(), 20, 20)
+    status = SyncStatus()
+    engine = SyncEngine(outbox, enrolled_client(server), status=status, backoff=FAST)
+    widget = SyncStatusWidget(status)
+    qtbot.addWidget(widget)
+    assert "40 waiting" not in widget.text.text()
+    thread = SyncThread(engine, interval_s=0.2)
+    thread.start()
+    try:
+        qtbot.waitUntil(
+            lambda: widget.text.text().startswith("Sync: online - nothing"), timeout=15000
+        )
+        assert outbox.count_unsent() == 0
+        outbox.add("result", {**_result(), "client_id": "late-1"})
+        thread.sync_now()
+        qtbot.waitUntil(lambda: outbox.count_unsent() == 0, timeout=10000)
+    finally:
+        thread.stop()
+    assert thread.isFinished()
+
+
+def test_offline_is_shown_and_nothing_lost(qtbot, server: LiveServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    with socket.socket() as s:  # a port nobody listens on: the server is "down"
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
+    queue(outbox, Chain(), 3, 0)
+    status = SyncStatus()
+    client = SyncClient(dead, CredentialStore(dead), timeout=2)
+    client.credentials.save_device(enrolled_client(server).credentials.require_device())
+    engine = SyncEngine(outbox, client, status=status, backoff=FAST)
+    widget = SyncStatusWidget(status)
+    qtbot.addWidget(widget)
+    thread = SyncThread(engine, interval_s=5)
+    thread.start()
+    try:
+        qtbot.waitUntil(
+            lambda: widget.text.text() == "Sync: offline - 3 waiting to send", timeout=15000
+        )
+        assert "cannot connect" in widget.toolTip()
+    finally:
+        thread.stop()
+    assert outbox.count_unsent() == 3
+
+
+def _result() -> dict[str, object]:
+    from tests.sync.conftest import result_payload
+
+    return result_payload()
+
+
+def test_security_alert_reaches_the_gui(qtbot, server: LiveServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
+    chain = Chain()
+    chain.next()  # index 0 never queued: the server sees a gap in the chain
+    outbox.add("audit", chain.next())
+    status = SyncStatus()
+    engine = SyncEngine(outbox, enrolled_client(server), status=status, backoff=FAST)
+    widget = SyncStatusWidget(status)
+    qtbot.addWidget(widget)
+    thread = SyncThread(engine, interval_s=5)
+    try:
+        with qtbot.waitSignal(thread.alert, timeout=15000) as got:
+            thread.start()
+        assert got.args[0].code == "audit_chain_gap"
+        qtbot.waitUntil(lambda: widget.text.text() == "Sync: SECURITY ALERT", timeout=5000)
+        assert "inform IT security" in widget.toolTip()
+    finally:
+        thread.stop()
+    assert outbox.count_unsent() == 1
+
+
+def test_unconfigured_sync_is_shown_as_off(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from core.config import Settings
+    from desktop.sync_status import start_background_sync
+
+    status = SyncStatus()
+    widget = SyncStatusWidget(status)
+    qtbot.addWidget(widget)
+    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
+    assert start_background_sync(Settings(), outbox, status) is None
+    assert widget.text.text() == "Sync: off"
+    assert "sync.server_url" in widget.toolTip()
