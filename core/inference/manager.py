@@ -1,0 +1,286 @@
+"""ModelManager: load each model on first use, once, and keep the loaded set under a budget.
+
+Loading imports the framework (seconds) and reads the weights, so it happens lazily, under a
+per-model lock (two jobs asking for the same cold model load it once), outside the global lock
+(loading one model never blocks using another). Models in use are pinned and never evicted
+mid-prediction; the least recently used unpinned ones are closed when the budget is exceeded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from psygnal import Signal
+
+from models.adapters.base import LoadedModel
+from models.manifest import ModelPackage, PackageError
+from models.selftest import SelftestResult
+
+Loader = Callable[..., LoadedModel]
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:
+        return f"no installed model package with id '{self.args[0]}'"
+
+
+@dataclass
+class HealthRecord:
+    ok: bool
+    message: str
+    checked_at: float
+    duration_ms: float
+
+
+@dataclass
+class ModelStatus:
+    """One row of the model manager view."""
+
+    model_id: str
+    name: str
+    version: str
+    framework: str
+    modalities: list[str]
+    demo_notice: str | None
+    path: str
+    loaded: bool
+    device: str | None
+    memory_bytes: int
+    load_ms: float | None
+    health: HealthRecord | None
+
+
+@dataclass
+class _Entry:
+    model: LoadedModel
+    load_ms: float
+    pins: int = 0
+    memory: int = 0
+
+
+@dataclass
+class _Meta:
+    health: HealthRecord | None = None
+    forced_cpu: bool = False
+    load_count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ModelManager:
+    """Thread-safe registry of installed packages and the models currently loaded."""
+
+    changed = Signal(str)  # model id whose status changed (loaded, evicted, health checked)
+
+    def __init__(
+        self,
+        packages: list[ModelPackage],
+        *,
+        budget_bytes: int = 4096 * 2**20,
+        device: str = "auto",
+        device_overrides: dict[str, str] | None = None,
+        loader: Loader | None = None,
+        package_errors: list[PackageError] | None = None,
+    ) -> None:
+        self._packages = {p.id: p for p in packages}
+        self.package_errors = list(package_errors or [])
+        self.budget_bytes = budget_bytes
+        self.device = device
+        self._overrides = dict(device_overrides or {})
+        self._loader = loader
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._meta = {pid: _Meta() for pid in self._packages}
+        self._lock = threading.RLock()
+
+    # -- catalogue ---------------------------------------------------------------------------
+    def packages(self) -> list[ModelPackage]:
+        return list(self._packages.values())
+
+    def package(self, model_id: str) -> ModelPackage:
+        try:
+            return self._packages[model_id]
+        except KeyError:
+            raise UnknownModelError(model_id) from None
+
+    def applicable(self, modality: str) -> list[ModelPackage]:
+        """Image models whose manifest lists this DICOM modality."""
+        return [
+            p for p in self._packages.values() if modality and modality in p.manifest.modalities
+        ]
+
+    # -- loading -----------------------------------------------------------------------------
+    def _load(self, package: ModelPackage, meta: _Meta) -> LoadedModel:
+        from models.adapters import load_model
+
+        loader: Loader = self._loader or load_model
+        device = "cpu" if meta.forced_cpu else self.device
+        return loader(package, device, model_override=self._overrides.get(package.id))
+
+    @contextmanager
+    def use(self, model_id: str) -> Iterator[LoadedModel]:
+        """The loaded model, pinned against eviction for the duration of the block."""
+        package = self.package(model_id)
+        meta = self._meta[model_id]
+        with meta.lock:
+            with self._lock:
+                entry = self._entries.get(model_id)
+            if entry is None:
+                start = time.perf_counter()
+                model = self._load(package, meta)
+                entry = _Entry(
+                    model, (time.perf_counter() - start) * 1000, memory=model.memory_bytes()
+                )
+                meta.load_count += 1
+                with self._lock:
+                    self._entries[model_id] = entry
+                self.changed.emit(model_id)
+            with self._lock:
+                entry.pins += 1
+                self._entries.move_to_end(model_id)
+        self._evict()
+        try:
+            yield entry.model
+        finally:
+            with self._lock:
+                entry.pins -= 1
+            self._evict()
+
+    def load_ms(self, model_id: str) -> float | None:
+        with self._lock:
+            entry = self._entries.get(model_id)
+            return entry.load_ms if entry else None
+
+    def load_count(self, model_id: str) -> int:
+        return self._meta[self.package(model_id).id].load_count
+
+    def loaded_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._entries)
+
+    def loaded_bytes(self) -> int:
+        with self._lock:
+            return sum(e.memory for e in self._entries.values())
+
+    def _evict(self) -> None:
+        victims: list[tuple[str, _Entry]] = []
+        with self._lock:
+            total = sum(e.memory for e in self._entries.values())
+            for model_id in list(self._entries):  # least recently used first
+                if total <= self.budget_bytes:
+                    break
+                entry = self._entries[model_id]
+                if entry.pins:
+                    continue
+                del self._entries[model_id]
+                total -= entry.memory
+                victims.append((model_id, entry))
+        for model_id, entry in victims:
+            entry.model.close()
+            self.changed.emit(model_id)
+
+    def unload(self, model_id: str) -> bool:
+        """Close a model now unless it is in use; returns whether it was unloaded."""
+        with self._lock:
+            entry = self._entries.get(model_id)
+            if entry is None or entry.pins:
+                return False
+            del self._entries[model_id]
+        entry.model.close()
+        self.changed.emit(model_id)
+        return True
+
+    def fall_back_to_cpu(self, model_id: str) -> None:
+        """After an out-of-GPU-memory error: reload this model on the CPU from now on."""
+        self._meta[model_id].forced_cpu = True
+        deadline = time.monotonic() + 30
+        while not self.unload(model_id) and model_id in self.loaded_ids():
+            if time.monotonic() > deadline:  # still pinned by another job: it keeps its GPU copy
+                return
+            time.sleep(0.01)
+
+    def preload(self, model_ids: list[str]) -> list[str]:
+        """Load the listed models (call from a background job); returns the problems, if any."""
+        problems = []
+        for model_id in model_ids:
+            try:
+                with self.use(model_id):
+                    pass
+            except Exception as exc:  # noqa: BLE001 - a bad preload entry must not stop the others
+                problems.append(f"preloading model '{model_id}': {exc}")
+        return problems
+
+    # -- health --------------------------------------------------------------------------------
+    def health_check(self, model_id: str) -> HealthRecord:
+        """Run the package's own self-test sample and compare with its stored expected output."""
+        from models.selftest import run_selftest
+
+        start = time.perf_counter()
+        try:
+            with self.use(model_id) as model:
+                outcome: SelftestResult = run_selftest(self.package(model_id), model)
+            record = HealthRecord(
+                outcome.ok, outcome.message, time.time(), (time.perf_counter() - start) * 1000
+            )
+        except Exception as exc:  # noqa: BLE001 - a failing model is a health result, not a crash
+            record = HealthRecord(
+                False,
+                f"{type(exc).__name__}: {exc}",
+                time.time(),
+                (time.perf_counter() - start) * 1000,
+            )
+        self._meta[model_id].health = record
+        self.changed.emit(model_id)
+        return record
+
+    def status(self) -> list[ModelStatus]:
+        rows = []
+        with self._lock:
+            for package in self._packages.values():
+                entry = self._entries.get(package.id)
+                m = package.manifest
+                rows.append(
+                    ModelStatus(
+                        model_id=package.id,
+                        name=m.name,
+                        version=m.version,
+                        framework=m.framework,
+                        modalities=list(m.modalities),
+                        demo_notice=m.demo_notice,
+                        path=str(package.path),
+                        loaded=entry is not None,
+                        device=entry.model.device if entry else None,
+                        memory_bytes=entry.memory if entry else 0,
+                        load_ms=entry.load_ms if entry else None,
+                        health=self._meta[package.id].health,
+                    )
+                )
+        return rows
+
+    def shutdown(self) -> None:
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+        for entry in entries:
+            entry.model.close()
+
+
+def manager_from_settings(device: str | None = None, **kwargs: Any) -> ModelManager:
+    """The manager over every installed package (shipped zoo, configured folders, profile)."""
+    from core.cli.models_cmd import model_roots
+    from core.config import load_settings
+    from models.discovery import discover
+
+    settings = load_settings()
+    packages, errors = discover(model_roots(), verify_hashes=True)  # refuse tampered packages
+    return ModelManager(
+        packages,
+        budget_bytes=settings.inference.memory_budget_mb * 2**20,
+        device=device or settings.inference.device,
+        package_errors=errors,
+        **kwargs,
+    )

@@ -1,0 +1,75 @@
+"""What one model run produced, with the provenance a reviewer or an auditor needs."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from core import __version__
+
+
+@dataclass(frozen=True)
+class InputRef:
+    """One image the model saw: the instance and the frame within it."""
+
+    sop_instance_uid: str
+    frame: int = 0
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+
+
+@dataclass
+class Provenance:
+    model_id: str
+    model_version: str
+    package_hash: str
+    framework: str
+    device: str
+    inputs: list[InputRef]
+    timings_ms: dict[str, float]
+    cache_hit: bool = False
+    app_version: str = __version__
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+@dataclass
+class InferenceResult:
+    """Per-image scores and decisions; ``heatmaps`` are (N, h, w) in [0, 1] at frame size."""
+
+    labels: list[str]
+    probabilities: npt.NDArray[np.float32]  # (N, len(labels)) calibrated
+    decisions: list[str]  # thresholded label per image
+    thresholds: dict[str, float]
+    provenance: Provenance
+    demo_notice: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    heatmaps: npt.NDArray[np.float32] | None = None
+    texts: list[str] | None = None  # text-generation models
+    result_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def scores(self, index: int = 0) -> dict[str, float]:
+        return {
+            label: float(p) for label, p in zip(self.labels, self.probabilities[index], strict=True)
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-able form for the results store, sync and ``doctorai infer --json``."""
+        prov = asdict(self.provenance)
+        return {
+            "result_id": self.result_id,
+            "model": {"id": prov.pop("model_id"), "version": prov.pop("model_version")},
+            "labels": self.labels,
+            "scores": [self.scores(i) for i in range(len(self.decisions))],
+            "decisions": self.decisions,
+            "thresholds": self.thresholds,
+            "texts": self.texts,
+            "demo_notice": self.demo_notice,
+            "warnings": self.warnings,
+            "has_heatmap": self.heatmaps is not None,
+            "provenance": prov,
+        }
