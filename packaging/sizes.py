@@ -29,8 +29,14 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "numpy / scipy": ("numpy", "numpy.libs", "scipy", "scipy.libs"),
     "DICOM decoders (pydicom, pylibjpeg, gdcm)": ("pydicom", "pylibjpeg", "libjpeg", "openjpeg",
                                                   "rle", "gdcm", "_gdcm", "python_gdcm.libs",
+                                                  "_libjpeg", "_openjpeg", "_CharLS",
                                                   "highdicom", "pillow.libs", "PIL"),
     "SQLCipher + SQLAlchemy": ("sqlcipher3", "sqlalchemy", "alembic"),
+    "Python runtime (libpython, stdlib)": ("libpython3.11.so.1.0", "python3.11", "base_library.zip",
+                                           "encodings", "collections", "importlib", "email",
+                                           "json", "xml", "asyncio", "unittest", "logging",
+                                           "multiprocessing", "concurrent", "http", "urllib",
+                                           "ctypes", "sqlite3", "lib-dynload"),
     "model zoo": ("models/zoo",),  # before "our code": its folder is inside models/
     "our code (core, desktop, models)": ("core", "desktop", "models", "doctorai_main"),
     "resources": ("resources",),
@@ -41,7 +47,7 @@ def _component_of(name: str) -> str:
     for component, names in COMPONENTS.items():
         if any(name == n or name.startswith(n + "/") or name.startswith(n + ".") for n in names):
             return component
-    return "other (Python runtime, stdlib, small libraries)"
+    return "other libraries (cryptography, pydantic, lxml, ...)"
 
 
 def _pyz_sizes(exe: Path) -> dict[str, int]:

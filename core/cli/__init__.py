@@ -18,6 +18,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("core.cli.inspect_cmd", "index DICOM/image files and print the study tree"),
     "render": ("core.cli.render_cmd", "write the 8-bit image the viewer shows for one instance"),
     "models": ("core.cli.models_cmd", "list and verify installed model packages"),
+    "infer": ("core.cli.infer_cmd", "run a model on images, a feature table or text"),
+    "selftest": ("core.cli.selftest_cmd", "devices seen and every model's health check"),
     "sync": ("core.cli.sync_cmd", "sync results/audit now, enrol, status, model updates"),
 }
 

@@ -1,0 +1,157 @@
+"""``doctorai infer --model ID PATH... [--device auto|cpu|gpu] [--heatmap OUT.png] [--json]``.
+
+Image models run on every image instance found under the paths (frame ``--frame``, default the
+middle one); tabular models read a CSV with a header of the manifest's feature names; text
+models take ``--text``. Prints scores, decisions, provenance and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="images / DICOM / CSV (tabular)")
+    parser.add_argument("--model", required=True, metavar="ID")
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None)
+    parser.add_argument("--frame", type=int, default=None, help="frame of multi-frame instances")
+    parser.add_argument(
+        "--heatmap", metavar="OUT.png", help="write the first image with its heatmap"
+    )
+    parser.add_argument("--text", action="append", default=[], help="input for text models")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _image_inputs(paths: list[str], frame: int | None) -> tuple[list[Any], list[Any], list[str]]:
+    from core.imaging.index import build_index
+    from core.imaging.pixels import PixelDecodeError, read_frame
+    from core.inference.result import InputRef
+
+    index = build_index(paths)
+    problems = [f"'{e.path}': {e.reason}" for e in index.errors]
+    frames, refs = [], []
+    for _patient, study, series in index.iter_series():
+        for inst in series.instances:
+            if not inst.has_pixels:
+                continue
+            number = frame if frame is not None else inst.number_of_frames // 2
+            try:
+                frames.append(read_frame(inst, number))
+            except PixelDecodeError as exc:
+                problems.append(str(exc))
+                continue
+            refs.append(
+                InputRef(
+                    inst.sop_instance_uid,
+                    number,
+                    study.study_instance_uid,
+                    series.series_instance_uid,
+                )
+            )
+    return frames, refs, problems
+
+
+def _tabular_rows(paths: list[str], features: list[str]) -> list[list[float]]:
+    rows: list[list[float]] = []
+    for path in paths:
+        with Path(path).open(newline="", encoding="utf-8") as fh:
+            for record in csv.DictReader(fh):
+                missing = [f for f in features if f not in record]
+                if missing:
+                    raise ValueError(f"'{path}' lacks feature column(s): {', '.join(missing[:5])}")
+                rows.append([float(record[f]) for f in features])
+    return rows
+
+
+def _write_heatmap(out: str, frame: Any, heat: Any) -> None:
+    from PIL import Image
+
+    from core.imaging.display import render
+    from core.inference.heatmap import blend
+
+    Image.fromarray(blend(render(frame), heat)).save(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.inference.manager import UnknownModelError, manager_from_settings
+    from core.inference.pipeline import run_images
+    from core.inference.result import InputRef
+
+    manager = manager_from_settings(device=args.device)
+    try:
+        package = manager.package(args.model)
+    except UnknownModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    spec = package.manifest.input
+    problems: list[str] = []
+    try:
+        if spec.kind == "text":
+            if not args.text:
+                print(f"error: model '{args.model}' is a text model: give --text", file=sys.stderr)
+                return 2
+            with manager.use(args.model) as model:
+                drafts = list(model.predict(args.text))  # type: ignore[arg-type]
+            output: dict[str, Any] = {
+                "model": {"id": package.id, "version": package.version},
+                "inputs": args.text,
+                "texts": drafts,
+                "demo_notice": package.manifest.demo_notice,
+            }
+        else:
+            if spec.kind == "tabular":
+                images: list[Any] = _tabular_rows(args.paths, list(spec.features or []))
+                refs = [InputRef(f"row-{i}") for i in range(len(images))]
+            else:
+                images, refs, problems = _image_inputs(args.paths, args.frame)
+            if not images:
+                print(f"error: no usable input for model '{args.model}'", file=sys.stderr)
+                for problem in problems:
+                    print(f"  {problem}", file=sys.stderr)
+                return 1
+            result = run_images(manager, args.model, images, refs, heatmap=bool(args.heatmap))
+            output = result.to_json()
+            output["problems"] = problems
+            if args.heatmap:
+                if result.heatmaps is None:
+                    problems.append(f"model '{args.model}' produces no heatmap")
+                else:
+                    _write_heatmap(args.heatmap, images[0], result.heatmaps[0])
+                    output["heatmap_png"] = args.heatmap
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(f"error: running model '{args.model}': {exc}", file=sys.stderr)
+        return 1
+    finally:
+        manager.shutdown()
+    if args.json:
+        print(json.dumps(output, indent=2))
+    else:
+        _print_text(output)
+    for problem in problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    return 0
+
+
+def _print_text(output: dict[str, Any]) -> None:
+    model = output["model"]
+    print(
+        f"{model['id']} {model['version']}"
+        + (f"  [{output['demo_notice']}]" if output.get("demo_notice") else "")
+    )
+    if output.get("texts"):
+        for text in output["texts"]:
+            print(f"  {text}")
+        return
+    prov = output["provenance"]
+    for ref, scores, decision in zip(
+        prov["inputs"], output["scores"], output["decisions"], strict=True
+    ):
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
+        print(f"  {ref['sop_instance_uid']}[{ref['frame']}]: {decision}  ({shown})")
+    timings = ", ".join(f"{k} {v:.0f} ms" for k, v in prov["timings_ms"].items())
+    print(f"  device {prov['device']}; {timings}")

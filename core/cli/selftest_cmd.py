@@ -1,0 +1,80 @@
+"""``doctorai selftest [--json] [--device ...]``: frameworks and GPUs seen, every model's health.
+
+Each installed model runs its package's own self-test sample and is compared with the expected
+output stored in the package. Exit 1 when any model fails (the installer's ``--selftest`` adds
+the Qt, DICOM and SQLCipher checks on top, see desktop/selftest.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None)
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--models", nargs="*", metavar="ID", help="only these models")
+
+
+def _frameworks(used: set[str]) -> dict[str, Any]:
+    """Per framework: installed, and whether it sees a GPU (asked only for frameworks in use)."""
+    from models.adapters import availability, get_adapter
+
+    seen: dict[str, Any] = {}
+    for framework, (installed, requirement) in availability().items():
+        row: dict[str, Any] = {"installed": installed, "requirement": requirement}
+        if installed and framework in used:
+            try:
+                row["gpu"] = bool(get_adapter(framework).gpu_available())
+            except Exception as exc:  # noqa: BLE001 - a broken framework is a finding, not a crash
+                row["error"] = f"{type(exc).__name__}: {exc}"
+        seen[framework] = row
+    return seen
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.inference.manager import manager_from_settings
+
+    manager = manager_from_settings(device=args.device)
+    wanted = args.models or [p.id for p in manager.packages()]
+    models: list[dict[str, Any]] = []
+    try:
+        for model_id in wanted:
+            try:
+                package = manager.package(model_id)
+            except KeyError as exc:
+                models.append({"id": model_id, "ok": False, "message": str(exc)})
+                continue
+            record = manager.health_check(model_id)
+            status = next(s for s in manager.status() if s.model_id == model_id)
+            models.append(
+                {
+                    "id": model_id,
+                    "version": package.version,
+                    "framework": package.manifest.framework,
+                    "device": status.device,
+                    "ok": record.ok,
+                    "message": record.message,
+                    "seconds": round(record.duration_ms / 1000, 3),
+                }
+            )
+            manager.unload(model_id)
+        frameworks = _frameworks({p.manifest.framework for p in manager.packages()})
+    finally:
+        manager.shutdown()
+    refused = [str(e) for e in manager.package_errors]
+    ok = all(m["ok"] for m in models) and not refused
+    report = {"ok": ok, "frameworks": frameworks, "models": models, "refused_packages": refused}
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, row in frameworks.items():
+            gpu = {True: "GPU visible", False: "no GPU"}.get(row.get("gpu"), "not checked")
+            print(f"{name:13s} {'installed' if row['installed'] else 'MISSING'}  {gpu}")
+        for m in models:
+            print(f"{'ok  ' if m['ok'] else 'FAIL'} {m['id']} ({m.get('device')}): {m['message']}")
+        for r in refused:
+            print(f"FAIL {r}")
+    return 0 if ok else 1

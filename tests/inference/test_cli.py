@@ -1,0 +1,69 @@
+"""``doctorai infer`` and ``doctorai selftest`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _doctorai(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "desktop.launcher", *args],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+
+
+def test_infer_json_and_heatmap_on_shared_cr(dicom_data: Path, tmp_path: Path) -> None:
+    src = dicom_data / "pydicom__pydicom-data" / "data_store" / "data" / "RG1_J2KI.dcm"
+    out_png = tmp_path / "heat.png"
+    proc = _doctorai("infer", "--model", "chest-xray-pneumonia", str(src), "--device", "cpu",
+                     "--heatmap", str(out_png), "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["model"]["id"] == "chest-xray-pneumonia"
+    assert report["provenance"]["device"] == "cpu"
+    assert report["provenance"]["inputs"][0]["sop_instance_uid"].startswith("1.3.6.1.4.1.5962")
+    scores = report["scores"][0]
+    assert set(scores) == {"normal", "pneumonia"}
+    assert abs(sum(scores.values()) - 1) < 1e-4
+    image = np.asarray(Image.open(out_png))
+    assert image.shape == (1955, 1841, 3)
+    assert not np.array_equal(image[..., 0], image[..., 2])  # colour was blended in
+
+
+def test_infer_unknown_model_and_no_input(tmp_path: Path) -> None:
+    proc = _doctorai("infer", "--model", "nope", str(tmp_path))
+    assert proc.returncode == 2 and "'nope'" in proc.stderr
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not dicom")
+    proc = _doctorai("infer", "--model", "chest-xray-pneumonia", str(junk))
+    assert proc.returncode == 1 and "junk.dcm" in proc.stderr
+
+
+def test_infer_tabular_csv(tmp_path: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()
+    csv = tmp_path / "rows.csv"
+    header = ",".join(data.feature_names)
+    rows = "\n".join(",".join(f"{v:.6g}" for v in row) for row in data.data[:3])
+    csv.write_text(f"{header}\n{rows}\n")
+    proc = _doctorai("infer", "--model", "tabular-breast-cancer", str(csv), "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert len(json.loads(proc.stdout)["decisions"]) == 3
+
+
+def test_selftest_reports_each_model() -> None:
+    proc = _doctorai("selftest", "--json", "--device", "cpu", "--models",
+                     "chest-xray-pneumonia", "tabular-breast-cancer", "no-such-model")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 1  # the unknown model fails the run
+    by_id = {m["id"]: m for m in report["models"]}
+    assert by_id["chest-xray-pneumonia"]["ok"] and by_id["tabular-breast-cancer"]["ok"]
+    assert not by_id["no-such-model"]["ok"]
+    assert report["frameworks"]["torch"]["gpu"] is False  # no GPU on this machine
