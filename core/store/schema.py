@@ -1,0 +1,80 @@
+"""Tables of the workstation database (the migrations in core/store/migrations create them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("created_at", String(32), nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("workstation", String(64), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("outcome", Integer, nullable=False),
+    Column("objects", Text, nullable=False),
+    Column("details", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("sent_at", String(32)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text),
+)
+
+results = Table(
+    "results",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("model_id", String(64), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("study_uid", String(64), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("audit_idx", Integer, ForeignKey("audit_events.idx"), nullable=False),
+)
+
+decisions = Table(
+    "decisions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("result_id", String(36), ForeignKey("results.id"), nullable=False),
+    Column("decision", String(16), nullable=False),
+    Column("comment", Text, nullable=False),
+    Column("user", String(128), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("audit_idx", Integer, ForeignKey("audit_events.idx"), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("username", String(64), primary_key=True),
+    Column("password_hash", Text, nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", String(32)),
+    Column("disabled", Integer, nullable=False, default=0),
+)
+
+properties = Table(
+    "properties",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
