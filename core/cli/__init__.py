@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "models": ("core.cli.models_cmd", "list and verify installed model packages"),
     "infer": ("core.cli.infer_cmd", "run a model on images, a feature table or text"),
     "selftest": ("core.cli.selftest_cmd", "devices seen and every model's health check"),
+    "audit": ("core.cli.audit_cmd", "verify, show the head of, or export the audit trail"),
     "sync": ("core.cli.sync_cmd", "sync results/audit now, enrol, status, model updates"),
 }
 

@@ -77,7 +77,11 @@ class Database:
         problems: list[str] = []
         with self.engine.connect() as conn:
             for pragma in ("integrity_check", "cipher_integrity_check"):
-                rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}")]
+                try:
+                    rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}")]
+                except (SADatabaseError, sqlcipher3.DatabaseError) as exc:
+                    problems.append(f"{pragma}: {exc}")  # a page failing its HMAC aborts it
+                    continue
                 problems += [f"{pragma}: {r}" for r in rows if r != "ok"]
         return problems
 

@@ -14,15 +14,29 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _doctorai(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "desktop.launcher", *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop.launcher", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
 
 
 def test_infer_json_and_heatmap_on_shared_cr(dicom_data: Path, tmp_path: Path) -> None:
     src = dicom_data / "pydicom__pydicom-data" / "data_store" / "data" / "RG1_J2KI.dcm"
     out_png = tmp_path / "heat.png"
-    proc = _doctorai("infer", "--model", "chest-xray-pneumonia", str(src), "--device", "cpu",
-                     "--heatmap", str(out_png), "--json")
+    proc = _doctorai(
+        "infer",
+        "--model",
+        "chest-xray-pneumonia",
+        str(src),
+        "--device",
+        "cpu",
+        "--heatmap",
+        str(out_png),
+        "--json",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["model"]["id"] == "chest-xray-pneumonia"
@@ -38,11 +52,13 @@ def test_infer_json_and_heatmap_on_shared_cr(dicom_data: Path, tmp_path: Path) -
 
 def test_infer_unknown_model_and_no_input(tmp_path: Path) -> None:
     proc = _doctorai("infer", "--model", "nope", str(tmp_path))
-    assert proc.returncode == 2 and "'nope'" in proc.stderr
+    assert proc.returncode == 2
+    assert "'nope'" in proc.stderr
     junk = tmp_path / "junk.dcm"
     junk.write_bytes(b"not dicom")
     proc = _doctorai("infer", "--model", "chest-xray-pneumonia", str(junk))
-    assert proc.returncode == 1 and "junk.dcm" in proc.stderr
+    assert proc.returncode == 1
+    assert "junk.dcm" in proc.stderr
 
 
 def test_infer_tabular_csv(tmp_path: Path) -> None:
@@ -59,11 +75,20 @@ def test_infer_tabular_csv(tmp_path: Path) -> None:
 
 
 def test_selftest_reports_each_model() -> None:
-    proc = _doctorai("selftest", "--json", "--device", "cpu", "--models",
-                     "chest-xray-pneumonia", "tabular-breast-cancer", "no-such-model")
+    proc = _doctorai(
+        "selftest",
+        "--json",
+        "--device",
+        "cpu",
+        "--models",
+        "chest-xray-pneumonia",
+        "tabular-breast-cancer",
+        "no-such-model",
+    )
     report = json.loads(proc.stdout)
     assert proc.returncode == 1  # the unknown model fails the run
     by_id = {m["id"]: m for m in report["models"]}
-    assert by_id["chest-xray-pneumonia"]["ok"] and by_id["tabular-breast-cancer"]["ok"]
+    assert by_id["chest-xray-pneumonia"]["ok"]
+    assert by_id["tabular-breast-cancer"]["ok"]
     assert not by_id["no-such-model"]["ok"]
     assert report["frameworks"]["torch"]["gpu"] is False  # no GPU on this machine

@@ -136,7 +136,8 @@ def test_result_provenance_and_cache_hit(packages: list[Any], cr_frame: Any) -> 
     assert first.probabilities.shape == (1, 2)
     assert np.isclose(first.probabilities.sum(), 1.0, atol=1e-5)
     assert first.decisions[0] in first.labels
-    assert first.heatmaps is not None and first.heatmaps.shape == (1, *cr_frame.values.shape)
+    assert first.heatmaps is not None
+    assert first.heatmaps.shape == (1, *cr_frame.values.shape)
     assert first.demo_notice == "Demo model - not for clinical use"
     assert not prov.cache_hit
     second = run_images(manager, TORCH_A, [cr_frame], [ref], cache=cache)
@@ -152,8 +153,15 @@ def test_batches_progress_and_cancel(packages: list[Any], cr_frame: Any) -> None
     frames = [cr_frame] * 5
     refs = [InputRef("1.2.3", i) for i in range(5)]
     steps: list[tuple[int, int]] = []
-    result = run_images(manager, TORCH_A, frames, refs, batch_size=2, heatmap=False,
-                        progress=lambda d, t: steps.append((d, t)))
+    result = run_images(
+        manager,
+        TORCH_A,
+        frames,
+        refs,
+        batch_size=2,
+        heatmap=False,
+        progress=lambda d, t: steps.append((d, t)),
+    )
     assert steps == [(1, 3), (2, 3), (3, 3)]
     assert result.probabilities.shape == (5, 2)
     calls = {"n": 0}
@@ -198,13 +206,21 @@ def test_out_of_gpu_memory_falls_back_to_cpu(packages: list[Any], cr_frame: Any)
 
 @pytest.mark.parametrize(
     "model_id",
-    ["chest-xray-pneumonia", "breast-ultrasound", "lung-colon-histopathology",
-     "brain-tumour-mri", "skin-lesion", "tabular-breast-cancer"],
+    [
+        "chest-xray-pneumonia",
+        "breast-ultrasound",
+        "lung-colon-histopathology",
+        "brain-tumour-mri",
+        "skin-lesion",
+        "tabular-breast-cancer",
+    ],
 )
 def test_health_check_on_real_package(packages: list[Any], model_id: str) -> None:
     manager = ModelManager(packages, device="cpu")
     record = manager.health_check(model_id)
     assert record.ok, record.message
     status = {s.model_id: s for s in manager.status()}[model_id]
-    assert status.loaded and status.health is record and status.memory_bytes > 0
+    assert status.loaded
+    assert status.health is record
+    assert status.memory_bytes > 0
     manager.shutdown()

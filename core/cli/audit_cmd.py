@@ -1,0 +1,64 @@
+"""``doctorai audit verify|head|export``: check and export the tamper-evident audit trail."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad index")
+    sub.add_parser("head", help="print the chain head (index and hash)")
+    export = sub.add_parser("export", help="export events (audited as 'Audit Log Used')")
+    export.add_argument("--format", choices=["json", "csv", "dicom-xml"], default="json")
+    export.add_argument("--since", help="ISO date/time, UTC (e.g. 2026-11-01)")
+    export.add_argument("--out", help="file to write (default: standard output)")
+    parser.add_argument("--db", help="database file (default: the profile's)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.audit.export import EXPORTERS
+    from core.audit.log import AuditEvent, AuditLog, AuditObject
+    from core.audit.vocabulary import EventType
+    from core.store.database import open_database
+    from core.store.errors import DatabaseError
+
+    try:
+        db = open_database(Path(args.db) if args.db else None)
+    except DatabaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        log = AuditLog(db)
+        if args.action == "head":
+            index, digest = log.chain_head()
+            print(f"{index} {digest}")
+            return 0
+        if args.action == "verify":
+            result = log.verify()
+            if result.ok:
+                print(f"ok: {result.checked} events, chain intact")
+                return 0
+            print(f"TAMPERED at index {result.first_bad_index}: {result.reason}", file=sys.stderr)
+            return 1
+        text = EXPORTERS[args.format](log.iter_events(since=args.since))
+        if args.out:
+            Path(args.out).write_text(text, encoding="utf-8")
+        else:
+            sys.stdout.write(text)
+        target = args.out or "<stdout>"
+        log.append(
+            AuditEvent(
+                EventType.AUDIT_LOG_USED,
+                user=getpass.getuser(),
+                role="cli",
+                objects=[AuditObject("file", target)],
+                details={"format": args.format, "since": args.since},
+            )
+        )
+        return 0
+    finally:
+        db.close()

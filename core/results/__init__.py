@@ -1,0 +1,1 @@
+"""AI results and the radiologist's decisions, in the encrypted database."""
