@@ -1,0 +1,1 @@
+"""Local accounts, roles and the session (login, automatic lock) - all audited."""

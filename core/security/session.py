@@ -1,0 +1,83 @@
+"""The signed-in session: permission checks and the automatic lock after inactivity
+(HIPAA 164.312(a)(2)(iii) automatic logoff). The GUI feeds it activity; it owns the rules."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from core.audit.log import AuditEvent
+from core.audit.vocabulary import EventType
+from core.security.users import AuthError, Permission, PermissionDenied, User, UserStore
+
+
+class Session:
+    def __init__(self, store: UserStore, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.user: User | None = None
+        self.locked = False
+        self._clock = clock
+        self._last_activity = clock()
+
+    @property
+    def timeout_s(self) -> float:
+        return self.store.settings.lock_timeout_min * 60
+
+    def login(self, username: str, password: str) -> User:
+        self.user = self.store.authenticate(username, password)
+        self.locked = False
+        self.touch()
+        return self.user
+
+    def logout(self) -> None:
+        if self.user is not None:
+            self._audit("logout")
+        self.user = None
+        self.locked = False
+
+    def touch(self) -> None:
+        """User activity (a key press, a mouse move): restarts the inactivity clock."""
+        self._last_activity = self._clock()
+
+    def lock_if_idle(self) -> bool:
+        """Lock when idle for longer than the timeout; returns whether it locked now."""
+        if self.user is None or self.locked:
+            return False
+        if self._clock() - self._last_activity < self.timeout_s:
+            return False
+        self.lock(reason="inactivity")
+        return True
+
+    def lock(self, reason: str = "user") -> None:
+        if self.user is not None and not self.locked:
+            self.locked = True
+            self._audit("lock", reason=reason)
+
+    def unlock(self, password: str) -> None:
+        """Re-authenticate the same user (audited like a login)."""
+        if self.user is None:
+            raise AuthError("nobody is signed in")
+        self.store.authenticate(self.user.username, password)
+        self.locked = False
+        self.touch()
+
+    def require(self, permission: Permission) -> User:
+        if self.user is None or self.locked:
+            raise PermissionDenied("sign in (or unlock) first")
+        if not self.user.can(permission):
+            raise PermissionDenied(
+                f"user '{self.user.username}' ({self.user.role.value}) may not {permission.value}"
+            )
+        return self.user
+
+    def _audit(self, action: str, **details: str) -> None:
+        if self.user is None:
+            return
+        self.store.audit.append(
+            AuditEvent(
+                EventType.USER_AUTHENTICATION,
+                user=self.user.username,
+                role=self.user.role.value,
+                details={"action": action, **details},
+            )
+        )

@@ -1,0 +1,178 @@
+"""Local user accounts with argon2 password hashes, roles, and lockout after failed logins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select, update
+
+from core.audit.log import AuditEvent, AuditLog, AuditObject
+from core.audit.vocabulary import EventType, Outcome
+from core.config import SecuritySettings
+from core.store.schema import users
+
+MIN_PASSWORD_LENGTH = 10
+
+
+class Role(StrEnum):
+    RADIOLOGIST = "radiologist"
+    TECHNOLOGIST = "technologist"
+    ADMIN = "admin"
+    AUDITOR = "auditor"
+
+
+class Permission(StrEnum):
+    VIEW = "view"
+    LOAD = "load"
+    RUN_AI = "run-ai"
+    DECIDE = "decide"
+    MANAGE_MODELS = "manage-models"
+    MANAGE_USERS = "manage-users"
+    SETTINGS = "settings"
+    READ_AUDIT = "read-audit"
+
+
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.RADIOLOGIST: frozenset(
+        {Permission.VIEW, Permission.LOAD, Permission.RUN_AI, Permission.DECIDE}
+    ),
+    Role.TECHNOLOGIST: frozenset({Permission.VIEW, Permission.LOAD}),
+    Role.ADMIN: frozenset(
+        {
+            Permission.VIEW,
+            Permission.LOAD,
+            Permission.MANAGE_MODELS,
+            Permission.MANAGE_USERS,
+            Permission.SETTINGS,
+        }
+    ),
+    Role.AUDITOR: frozenset({Permission.READ_AUDIT}),
+}
+
+
+class AuthError(Exception):
+    """Login refused; the message never says whether the user name exists."""
+
+
+class AccountLockedError(AuthError):
+    pass
+
+
+class PermissionDenied(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: Role
+
+    def can(self, permission: Permission) -> bool:
+        return permission in ROLE_PERMISSIONS[self.role]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UserStore:
+    def __init__(self, audit: AuditLog, settings: SecuritySettings | None = None) -> None:
+        self.audit = audit
+        self.db = audit.db
+        self.settings = settings or SecuritySettings()
+        self._hasher = PasswordHasher()
+
+    def has_users(self) -> bool:
+        with self.db.engine.connect() as conn:
+            return bool(conn.execute(select(func.count()).select_from(users)).scalar_one())
+
+    def create_user(self, username: str, password: str, role: Role, *, by: str) -> User:
+        """Add an account. The very first account must be an admin (first-run set-up)."""
+        username = username.strip()
+        if not username or len(username) > 64:
+            raise ValueError("a user name needs 1 to 64 characters")
+        if len(password) < MIN_PASSWORD_LENGTH:
+            raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        if not self.has_users() and role is not Role.ADMIN:
+            raise ValueError("the first account must be an admin")
+        with self.db.transaction() as conn:
+            if conn.execute(select(users.c.username).where(users.c.username == username)).first():
+                raise ValueError(f"user '{username}' already exists")
+            conn.execute(
+                users.insert().values(
+                    username=username,
+                    password_hash=self._hasher.hash(password),
+                    role=role.value,
+                    created_at=_now().isoformat(),
+                    failed_logins=0,
+                    disabled=0,
+                )
+            )
+            self.audit.append(
+                AuditEvent(
+                    EventType.SECURITY_ALERT,
+                    user=by,
+                    role="admin",
+                    objects=[AuditObject("user", username)],
+                    details={"action": "user-created", "role": role.value},
+                ),
+                conn=conn,
+            )
+        return User(username, role)
+
+    def authenticate(self, username: str, password: str) -> User:
+        """Check a password; failures are audited and repeated ones lock the account."""
+        with self.db.transaction() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).first()
+            now = _now()
+            reason = ""
+            if row is None or row.disabled:
+                reason = "unknown or disabled account"
+            elif row.locked_until and datetime.fromisoformat(row.locked_until) > now:
+                reason = "account locked after repeated failures"
+            else:
+                try:
+                    self._hasher.verify(row.password_hash, password)
+                except (VerificationError, InvalidHashError):
+                    reason = "wrong password"
+            if not reason and row is not None:
+                conn.execute(
+                    update(users)
+                    .where(users.c.username == username)
+                    .values(failed_logins=0, locked_until=None)
+                )
+                self.audit.append(
+                    AuditEvent(
+                        EventType.USER_AUTHENTICATION,
+                        user=username,
+                        role=row.role,
+                        details={"action": "login"},
+                    ),
+                    conn=conn,
+                )
+                return User(username, Role(row.role))
+            details: dict[str, object] = {"action": "login", "reason": reason}
+            if row is not None and reason == "wrong password":
+                failures = row.failed_logins + 1
+                values: dict[str, object] = {"failed_logins": failures}
+                if failures >= self.settings.max_failed_logins:
+                    until = now + timedelta(minutes=self.settings.lockout_min)
+                    values.update(failed_logins=0, locked_until=until.isoformat())
+                    details["locked_until"] = until.isoformat()
+                conn.execute(update(users).where(users.c.username == username).values(**values))
+            self.audit.append(
+                AuditEvent(
+                    EventType.USER_AUTHENTICATION,
+                    user=username,
+                    outcome=Outcome.MINOR_FAILURE,
+                    details=details,
+                ),
+                conn=conn,
+            )
+        if reason.startswith("account locked"):
+            raise AccountLockedError(f"account '{username}' is locked; try again later")
+        raise AuthError("user name or password not accepted")

@@ -1,0 +1,94 @@
+"""Accounts, roles, lockout and the inactivity lock, on a real encrypted database."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.audit.log import AuditLog
+from core.audit.vocabulary import EventType, Outcome
+from core.config import SecuritySettings
+from core.security.session import Session
+from core.security.users import (
+    AccountLockedError,
+    AuthError,
+    Permission,
+    PermissionDenied,
+    Role,
+    UserStore,
+)
+from core.store.database import Database
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def store(db: Database) -> UserStore:
+    users = UserStore(AuditLog(db), SecuritySettings(max_failed_logins=3, lockout_min=5,
+                                                     lock_timeout_min=1))
+    users.create_user("admin", PASSWORD, Role.ADMIN, by="setup")
+    users.create_user("rad", PASSWORD, Role.RADIOLOGIST, by="admin")
+    return users
+
+
+def test_first_account_must_be_admin_and_passwords_are_hashed(db: Database) -> None:
+    users = UserStore(AuditLog(db))
+    assert not users.has_users()
+    with pytest.raises(ValueError, match="first account must be an admin"):
+        users.create_user("rad", PASSWORD, Role.RADIOLOGIST, by="setup")
+    with pytest.raises(ValueError, match="at least 10"):
+        users.create_user("admin", "short", Role.ADMIN, by="setup")
+    users.create_user("admin", PASSWORD, Role.ADMIN, by="setup")
+    with db.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT password_hash FROM users").scalar_one()
+    assert stored.startswith("$argon2id$")
+    assert PASSWORD not in stored
+
+
+def test_roles_grant_exactly_their_permissions(store: UserStore) -> None:
+    session = Session(store)
+    session.login("rad", PASSWORD)
+    assert session.require(Permission.RUN_AI).username == "rad"
+    with pytest.raises(PermissionDenied, match="'rad' \\(radiologist\\) may not manage-users"):
+        session.require(Permission.MANAGE_USERS)
+    store.create_user("audit", PASSWORD, Role.AUDITOR, by="admin")
+    session.login("audit", PASSWORD)
+    session.require(Permission.READ_AUDIT)
+    with pytest.raises(PermissionDenied):
+        session.require(Permission.VIEW)
+
+
+def test_failed_logins_are_audited_and_lock_the_account(store: UserStore) -> None:
+    for _ in range(3):
+        with pytest.raises(AuthError):
+            store.authenticate("rad", "wrong password!")
+    with pytest.raises(AccountLockedError, match="'rad' is locked"):
+        store.authenticate("rad", PASSWORD)  # right password, but locked for 5 minutes
+    with pytest.raises(AuthError, match="not accepted"):
+        store.authenticate("nobody", PASSWORD)
+    failures = [e for e in store.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
+                if e.outcome == Outcome.MINOR_FAILURE]
+    assert [e.details["reason"] for e in failures] == ["wrong password"] * 3 + [
+        "account locked after repeated failures", "unknown or disabled account"]
+    assert "locked_until" in failures[2].details
+
+
+def test_inactivity_locks_and_unlock_reauthenticates(store: UserStore) -> None:
+    now = [1000.0]
+    session = Session(store, clock=lambda: now[0])
+    session.login("rad", PASSWORD)
+    now[0] += 59
+    assert not session.lock_if_idle()
+    session.touch()
+    now[0] += 61
+    assert session.lock_if_idle()
+    with pytest.raises(PermissionDenied, match="unlock"):
+        session.require(Permission.VIEW)
+    with pytest.raises(AuthError):
+        session.unlock("wrong password!")
+    assert session.locked
+    session.unlock(PASSWORD)
+    session.require(Permission.VIEW)
+    actions = [e.details.get("action") for e in
+               store.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)]
+    assert actions == ["login", "lock", "login", "login"]  # failed unlock, then unlock
+    assert store.audit.verify().ok
