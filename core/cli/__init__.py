@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("core.cli.infer_cmd", "run a model on images, a feature table or text"),
     "selftest": ("core.cli.selftest_cmd", "devices seen and every model's health check"),
     "audit": ("core.cli.audit_cmd", "verify, show the head of, or export the audit trail"),
+    "users": ("core.cli.users_cmd", "add or list local accounts"),
     "sync": ("core.cli.sync_cmd", "sync results/audit now, enrol, status, model updates"),
 }
 

@@ -23,8 +23,9 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture
 def store(db: Database) -> UserStore:
-    users = UserStore(AuditLog(db), SecuritySettings(max_failed_logins=3, lockout_min=5,
-                                                     lock_timeout_min=1))
+    users = UserStore(
+        AuditLog(db), SecuritySettings(max_failed_logins=3, lockout_min=5, lock_timeout_min=1)
+    )
     users.create_user("admin", PASSWORD, Role.ADMIN, by="setup")
     users.create_user("rad", PASSWORD, Role.RADIOLOGIST, by="admin")
     return users
@@ -65,10 +66,15 @@ def test_failed_logins_are_audited_and_lock_the_account(store: UserStore) -> Non
         store.authenticate("rad", PASSWORD)  # right password, but locked for 5 minutes
     with pytest.raises(AuthError, match="not accepted"):
         store.authenticate("nobody", PASSWORD)
-    failures = [e for e in store.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
-                if e.outcome == Outcome.MINOR_FAILURE]
+    failures = [
+        e
+        for e in store.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
+        if e.outcome == Outcome.MINOR_FAILURE
+    ]
     assert [e.details["reason"] for e in failures] == ["wrong password"] * 3 + [
-        "account locked after repeated failures", "unknown or disabled account"]
+        "account locked after repeated failures",
+        "unknown or disabled account",
+    ]
     assert "locked_until" in failures[2].details
 
 
@@ -88,7 +94,36 @@ def test_inactivity_locks_and_unlock_reauthenticates(store: UserStore) -> None:
     assert session.locked
     session.unlock(PASSWORD)
     session.require(Permission.VIEW)
-    actions = [e.details.get("action") for e in
-               store.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)]
+    actions = [
+        e.details.get("action")
+        for e in store.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
+    ]
     assert actions == ["login", "lock", "login", "login"]  # failed unlock, then unlock
     assert store.audit.verify().ok
+
+
+def test_users_cli_first_admin_then_others(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    def cli(*args: str, password: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "desktop.launcher", "users", *args],
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    refused = cli("add", "rad", "--role", "radiologist", "--password-stdin", password=PASSWORD)
+    assert refused.returncode == 1
+    assert "first account must be an admin" in refused.stderr
+    assert (
+        cli("add", "boss", "--role", "admin", "--password-stdin", password=PASSWORD).returncode == 0
+    )
+    assert (
+        cli("add", "rad", "--role", "radiologist", "--password-stdin", password=PASSWORD).returncode
+        == 0
+    )
+    listed = cli("list", password="")
+    assert listed.stdout.split() == ["boss", "admin", "rad", "radiologist"]
