@@ -26,7 +26,7 @@ def run_gui(options: Namespace) -> int:
     except ConfigError as exc:
         print(f"doctorai: {exc}; using default viewer settings", file=sys.stderr)
         workers, hide = None, False
-    window = MainWindow(load_workers=workers)
+    window = MainWindow(load_workers=workers, ai_device=getattr(options, "device", None))
     window.state.hide_phi = hide
     paths = list(getattr(options, "paths", []) or [])
     if not paths and getattr(options, "demo", False):

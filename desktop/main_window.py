@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from core.imaging.model import LoadError
 from core.viewer.state import ViewerState
 from desktop.actions import build_actions
+from desktop.ai_panel import install_ai
 from desktop.browser import StudyBrowser
 from desktop.cine import CinePlayer
 from desktop.controller import ViewerController
@@ -42,7 +43,8 @@ Area = Qt.DockWidgetArea
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, state: ViewerState | None = None, load_workers: int | None = None) -> None:
+    def __init__(self, state: ViewerState | None = None, load_workers: int | None = None,
+                 ai_device: str | None = None) -> None:
         super().__init__()
         self.setWindowTitle("DoctorAI Workstation")
         self.setAcceptDrops(True)
@@ -80,6 +82,7 @@ class MainWindow(QMainWindow):
         self.tags_dock = self.add_panel(self.tags, Area.RightDockWidgetArea, "DICOM tags")
         self.errors_dock = self.add_panel(self.errors, Area.BottomDockWidgetArea, "Load errors")
         self.errors_dock.hide()
+        self.ai = install_ai(self, device=ai_device)  # AI panel + model manager view
         self.resizeDocks([self.browser_dock, self.tags_dock], [300, 400],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.errors_dock], [130], Qt.Orientation.Vertical)
@@ -249,7 +252,9 @@ class MainWindow(QMainWindow):
         """Stop cine, cancel and await every background job (also run by closeEvent)."""
         self.state.viewport.cine_playing = False
         self.controller.stop()
-        return self.runner.shutdown(timeout_ms)
+        stopped = self.runner.shutdown(timeout_ms)
+        self.ai.shutdown()
+        return stopped
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.shutdown()

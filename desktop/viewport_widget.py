@@ -73,6 +73,13 @@ class ViewportWidget(QWidget):
         self._cache_img: QImage | None = None
         self._drag: dict[str, Any] | None = None
         self.status_text = ""  # pixel value under the mouse, shown by the main window
+        # AI heatmaps of the current series: slice index -> (rows, cols) uint8 heat (0..255)
+        self.heatmaps: dict[int, np.ndarray[Any, Any]] = {}
+        self.heatmap_visible = True
+        self.heatmap_opacity = 0.5
+        self.heatmap_painted: int | None = None  # slice whose heatmap the last paint drew
+        self._heat_key: tuple[Any, ...] | None = None
+        self._heat_img: QImage | None = None
         state.viewport.events.connect(self._on_viewport_event)
         state.frame_loaded.connect(self._on_frame_loaded)
         state.series_changed.connect(self._on_series_changed)
@@ -93,7 +100,41 @@ class ViewportWidget(QWidget):
     def _on_series_changed(self, _series: object) -> None:
         self._cache_key = None
         self._cache_img = None
+        self.clear_heatmaps()
+
+    # --- AI heatmap overlay ----------------------------------------------------------------
+    def set_heatmaps(self, maps: dict[int, np.ndarray[Any, Any]]) -> None:
+        """Add/replace heatmaps per slice index ((rows, cols) uint8, 0..255 = cold..hot)."""
+        self.heatmaps.update(maps)
         self.update()
+
+    def clear_heatmaps(self) -> None:
+        self.heatmaps = {}
+        self._heat_key = self._heat_img = None
+        self.update()
+
+    def set_heatmap_visible(self, visible: bool) -> None:
+        self.heatmap_visible = visible
+        self.update()
+
+    def set_heatmap_opacity(self, opacity: float) -> None:
+        self.heatmap_opacity = min(max(opacity, 0.0), 1.0)
+        self.update()
+
+    def _heat_image(self, heat: np.ndarray[Any, Any]) -> QImage:
+        from core.inference.heatmap import colormap
+
+        key = (id(heat), self.heatmap_opacity)
+        if key != self._heat_key or self._heat_img is None:
+            rgba = np.empty((*heat.shape, 4), dtype=np.uint8)
+            rgba[..., :3] = colormap(heat.astype(np.float32) / 255.0)
+            # opacity grows with the heat, so cold regions leave the anatomy visible
+            rgba[..., 3] = np.round(heat.astype(np.float32) * self.heatmap_opacity)
+            h, w = heat.shape
+            img = QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888)
+            self._heat_img = img.copy()
+            self._heat_key = key
+        return self._heat_img
 
     # --- geometry --------------------------------------------------------------------------
     def shown_frame(self) -> tuple[Frame | None, bool]:
@@ -159,6 +200,11 @@ class ViewportWidget(QWidget):
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, g.zoom < 4)
             p.setTransform(QTransform(m[0, 0], m[1, 0], m[0, 1], m[1, 1], m[0, 2], m[1, 2]))
             p.drawImage(QPointF(0, 0), self._image(frame, index))
+            heat = self.heatmaps.get(index) if own and self.heatmap_visible else None
+            self.heatmap_painted = None
+            if heat is not None and heat.shape == frame.shape:
+                p.drawImage(QPointF(0, 0), self._heat_image(heat))
+                self.heatmap_painted = index
             p.restore()
             if own:
                 self._paint_measurements(p, frame, g)

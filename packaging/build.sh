@@ -52,7 +52,7 @@ rm -f "$REL"/*
 step tar.gz tar -C "dist/$FLAVOUR" -czf "$REL/$STEM.tar.gz" doctorai
 step deb "$PY" packaging/deb.py --bundle "$BUNDLE" --out "$REL" --version "$VERSION" \
     --arch "$ARCH" --compression "${DOCTORAI_DEB_COMPRESSION:-gzip}"
-step sbom "$PY" packaging/sbom.py --python "$PY" --bundled "$WORK/bundled-top-level.txt" \
+step sbom "$PY" packaging/sbom.py --python "$PY" --bundled "$WORK/doctorai/bundled-top-level.txt" \
     --out "$REL/$STEM-sbom.cdx.json" --flavour "$FLAVOUR"
 
 mapfile -t ARTEFACTS < <(find "$REL" -maxdepth 1 -type f \( -name '*.deb' -o -name '*.tar.gz' \

@@ -54,6 +54,12 @@ grep -q "REFUSED" "$T/refusal.txt" || fail "no clear refusal message"
 pass "tampered .deb refused: $(head -c 200 "$T/refusal.txt")"
 
 echo "== 3. install the .deb into a temporary root"
+if command -v apt-get > /dev/null; then  # do the Depends resolve on this distribution?
+    apt-get install -s "$REPO/$DEB" > "$T/apt-sim.txt" 2>&1 \
+        || { tail -20 "$T/apt-sim.txt"; fail "apt-get cannot resolve the .deb's dependencies"; }
+    pass "apt-get install -s ./$(basename "$DEB"): dependencies resolve ($(grep -c '^Inst ' \
+        "$T/apt-sim.txt") packages would be installed)"
+fi
 ROOT=$T/root
 mkdir -p "$ROOT/var/lib/dpkg/info" "$ROOT/var/lib/dpkg/updates" "$ROOT/home/alice/.local/share"
 touch "$ROOT/var/lib/dpkg/status"

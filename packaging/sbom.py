@@ -6,7 +6,7 @@ names it bundled (build/.../bundled-top-level.txt); this script keeps only the d
 that provide one of them, plus their dependency edges, so the SBOM describes the installer.
 
     python packaging/sbom.py --python .venv/bin/python --bundled build/pyinstaller-cpu/\
-bundled-top-level.txt --out dist/release/doctorai-0.1.0-sbom.cdx.json
+doctorai/bundled-top-level.txt --out dist/release/doctorai-0.1.0-sbom.cdx.json
 """
 
 from __future__ import annotations

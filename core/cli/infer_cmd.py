@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: model '{args.model}' is a text model: give --text", file=sys.stderr)
                 return 2
             with manager.use(args.model) as model:
-                drafts = list(model.predict(args.text))  # type: ignore[arg-type]
+                drafts = list(model.predict(args.text))
             output: dict[str, Any] = {
                 "model": {"id": package.id, "version": package.version},
                 "inputs": args.text,

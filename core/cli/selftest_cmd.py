@@ -16,6 +16,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None)
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.add_argument("--models", nargs="*", metavar="ID", help="only these models")
+    parser.add_argument(
+        "--open", metavar="PATH", help="also decode and render this DICOM/image file"
+    )
+
+
+def open_and_render(path: str) -> dict[str, Any]:
+    """Decode one file with the installed decoders and render it as the viewer would.
+
+    Never raises: a file that cannot be opened is a failed check with the reason."""
+    import time
+
+    start = time.perf_counter()
+    try:
+        from core.imaging.display import render
+        from core.imaging.header import read_header
+        from core.imaging.pixels import read_frame
+
+        instance = read_header(path, require_uids=False).instance
+        frame = read_frame(instance, instance.number_of_frames // 2)
+        image = render(frame)
+    except Exception as exc:  # noqa: BLE001 - a self-test reports the failure, never crashes
+        return {
+            "path": path,
+            "ok": False,
+            "message": f"cannot open '{path}': {type(exc).__name__}: {exc}",
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+    return {
+        "path": path,
+        "ok": True,
+        "transfer_syntax": instance.transfer_syntax_uid,
+        "shape": list(image.shape),
+        "mean_grey": round(float(image.mean()), 2),
+        "seconds": round(time.perf_counter() - start, 3),
+    }
 
 
 def _frameworks(used: set[str]) -> dict[str, Any]:
@@ -66,7 +101,16 @@ def run(args: argparse.Namespace) -> int:
         manager.shutdown()
     refused = [str(e) for e in manager.package_errors]
     ok = all(m["ok"] for m in models) and not refused
-    report = {"ok": ok, "frameworks": frameworks, "models": models, "refused_packages": refused}
+    report: dict[str, Any] = {
+        "ok": ok,
+        "frameworks": frameworks,
+        "models": models,
+        "refused_packages": refused,
+    }
+    if args.open:
+        opened = open_and_render(args.open)
+        report["open"] = opened
+        report["ok"] = ok = ok and bool(opened["ok"])
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -77,4 +121,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'ok  ' if m['ok'] else 'FAIL'} {m['id']} ({m.get('device')}): {m['message']}")
         for r in refused:
             print(f"FAIL {r}")
+        if args.open:
+            o = report["open"]
+            detail = f"{o['shape']} in {o['seconds']} s" if o["ok"] else o["message"]
+            print(f"{'ok  ' if o['ok'] else 'FAIL'} open {o['path']}: {detail}")
     return 0 if ok else 1

@@ -50,7 +50,8 @@ class ModelStatus:
     demo_notice: str | None
     path: str
     loaded: bool
-    device: str | None
+    device: str | None  # the framework's device name while loaded
+    device_setting: str  # auto | cpu | gpu: what the next load asks for
     memory_bytes: int
     load_ms: float | None
     health: HealthRecord | None
@@ -109,17 +110,41 @@ class ModelManager:
 
     def applicable(self, modality: str) -> list[ModelPackage]:
         """Image models whose manifest lists this DICOM modality."""
-        return [
-            p for p in self._packages.values() if modality and modality in p.manifest.modalities
-        ]
+        from core.inference.catalog import applicable
+
+        return applicable(self._packages.values(), modality)
+
+    # -- devices -------------------------------------------------------------------------------
+    def device_setting(self, model_id: str) -> str:
+        """What this model asks for: its override, else the global setting ("cpu" after OOM)."""
+        if self._meta[self.package(model_id).id].forced_cpu:
+            return "cpu"
+        return self._overrides.get(model_id, self.device)
+
+    def device_override(self, model_id: str) -> str | None:
+        return self._overrides.get(model_id)
+
+    def set_device_override(self, model_id: str, device: str | None) -> None:
+        """Per-model device ("auto", "cpu", "gpu"; None = follow the global setting).
+
+        The model reloads on its new device at next use (now, if it is idle)."""
+        meta = self._meta[self.package(model_id).id]
+        if device is None:
+            self._overrides.pop(model_id, None)
+        else:
+            self._overrides[model_id] = device
+        meta.forced_cpu = False
+        self.unload(model_id)
+        self.changed.emit(model_id)
 
     # -- loading -----------------------------------------------------------------------------
     def _load(self, package: ModelPackage, meta: _Meta) -> LoadedModel:
         from models.adapters import load_model
 
         loader: Loader = self._loader or load_model
-        device = "cpu" if meta.forced_cpu else self.device
-        return loader(package, device, model_override=self._overrides.get(package.id))
+        if meta.forced_cpu:  # after an out-of-GPU-memory error the CPU wins over any override
+            return loader(package, "cpu", model_override=None)
+        return loader(package, self.device, model_override=self._overrides.get(package.id))
 
     @contextmanager
     def use(self, model_id: str) -> Iterator[LoadedModel]:
@@ -203,6 +228,20 @@ class ModelManager:
                 return
             time.sleep(0.01)
 
+    def start_preload(
+        self, model_ids: list[str], on_done: Callable[[list[str]], None] | None = None
+    ) -> threading.Thread:
+        """Preload in a daemon thread so start-up never waits on a framework import."""
+
+        def work() -> None:
+            problems = self.preload(model_ids)
+            if on_done is not None:
+                on_done(problems)
+
+        thread = threading.Thread(target=work, name="doctorai-preload", daemon=True)
+        thread.start()
+        return thread
+
     def preload(self, model_ids: list[str]) -> list[str]:
         """Load the listed models (call from a background job); returns the problems, if any."""
         problems = []
@@ -254,6 +293,7 @@ class ModelManager:
                         path=str(package.path),
                         loaded=entry is not None,
                         device=entry.model.device if entry else None,
+                        device_setting=self.device_setting(package.id),
                         memory_bytes=entry.memory if entry else 0,
                         load_ms=entry.load_ms if entry else None,
                         health=self._meta[package.id].health,
@@ -269,18 +309,26 @@ class ModelManager:
             entry.model.close()
 
 
-def manager_from_settings(device: str | None = None, **kwargs: Any) -> ModelManager:
-    """The manager over every installed package (shipped zoo, configured folders, profile)."""
-    from core.cli.models_cmd import model_roots
+def manager_from_settings(
+    device: str | None = None, *, preload: bool = False, **kwargs: Any
+) -> ModelManager:
+    """The manager over every installed package (shipped zoo, configured folders, profile).
+
+    ``device`` is the global ``--device`` override; ``preload=True`` starts loading
+    ``settings.inference.preload`` in the background (the GUI does, the CLI does not).
+    """
     from core.config import load_settings
-    from models.discovery import discover
+    from core.inference.catalog import load_catalog
 
     settings = load_settings()
-    packages, errors = discover(model_roots(), verify_hashes=True)  # refuse tampered packages
-    return ModelManager(
-        packages,
+    catalog = load_catalog(verify_hashes=True)  # refuse tampered packages
+    manager = ModelManager(
+        catalog.packages,
         budget_bytes=settings.inference.memory_budget_mb * 2**20,
         device=device or settings.inference.device,
-        package_errors=errors,
+        package_errors=catalog.errors,
         **kwargs,
     )
+    if preload and settings.inference.preload:
+        manager.start_preload(list(settings.inference.preload))
+    return manager

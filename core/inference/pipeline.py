@@ -7,7 +7,10 @@ batches; an out-of-GPU-memory error reruns the job on the CPU and says so in the
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -87,11 +90,11 @@ def run_images(
     timings: dict[str, float] = {}
     key = None
     if cache is not None:
+        start = time.perf_counter()
         key = (pixel_hash(*[getattr(i, "values", i) for i in images]), package.id, manifest.version)
         hit = cache.get(key)
         if hit is not None:
-            hit.provenance.cache_hit = True
-            return hit
+            return _from_cache(hit, images, inputs, (time.perf_counter() - start) * 1000)
 
     start = time.perf_counter()
     batch_all = preprocess_batch(list(images), manifest.input, package.id)
@@ -128,15 +131,8 @@ def run_images(
     start = time.perf_counter()
     probabilities = np.concatenate(probs, axis=0)
     decisions = decide(probabilities, manifest.output)
-    maps = None
-    if heats:
-        raw_maps = np.concatenate(heats, axis=0)
-        maps = np.stack(
-            [
-                _resize_map(raw_maps[i], tuple(np.asarray(getattr(img, "values", img)).shape[:2]))
-                for i, img in enumerate(images)
-            ]
-        )
+    raw_maps = np.concatenate(heats, axis=0) if heats else None
+    maps = _frame_maps(raw_maps, images)
     timings["postprocess"] = (time.perf_counter() - start) * 1000
 
     result = InferenceResult(
@@ -156,7 +152,45 @@ def run_images(
         demo_notice=manifest.demo_notice,
         warnings=warnings,
         heatmaps=maps,
+        raw_heatmaps=raw_maps,
     )
     if cache is not None and key is not None:
-        cache.put(key, result)
+        # the frame-size maps are rebuilt from the small model-size ones on a hit, so a cache
+        # of hundreds of entries holds kilobytes per entry, not a full-size float map per image
+        cache.put(key, replace(result, heatmaps=None))
     return result
+
+
+def _frame_maps(
+    raw_maps: npt.NDArray[np.float32] | None, images: Sequence[Any]
+) -> npt.NDArray[np.float32] | None:
+    if raw_maps is None:
+        return None
+    return np.stack(
+        [
+            _resize_map(raw_maps[i], tuple(np.asarray(getattr(img, "values", img)).shape[:2]))
+            for i, img in enumerate(images)
+        ]
+    )
+
+
+def _from_cache(
+    hit: InferenceResult, images: Sequence[Any], inputs: Sequence[InputRef], lookup_ms: float
+) -> InferenceResult:
+    """A new result (own id, time, inputs) with the cached outputs and ``cache_hit`` set."""
+    start = time.perf_counter()
+    maps = _frame_maps(hit.raw_heatmaps, images)
+    provenance = replace(
+        hit.provenance,
+        inputs=list(inputs),
+        cache_hit=True,
+        timings_ms={"cache": lookup_ms, "postprocess": (time.perf_counter() - start) * 1000},
+        created_at=datetime.now(UTC).isoformat(),
+    )
+    return replace(
+        hit,
+        provenance=provenance,
+        heatmaps=maps,
+        warnings=list(hit.warnings),
+        result_id=str(uuid.uuid4()),
+    )

@@ -49,6 +49,7 @@ class InferenceResult:
     demo_notice: str | None = None
     warnings: list[str] = field(default_factory=list)
     heatmaps: npt.NDArray[np.float32] | None = None
+    raw_heatmaps: npt.NDArray[np.float32] | None = None  # (N, h, w) at model input size
     texts: list[str] | None = None  # text-generation models
     result_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 

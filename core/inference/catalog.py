@@ -1,0 +1,61 @@
+"""Which model packages are installed, which were refused, and which apply to a series.
+
+Packages live in the zoo shipped with the app, the folders named in
+``settings.inference.model_dirs`` and ``<profile>/models`` (in that priority order). A refused
+package (bad manifest, hash mismatch, too new) is listed with its reason: a broken package must
+be visible to the user, yet never stop the others from loading.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from models.manifest import ModelPackage, PackageError
+
+
+@dataclass
+class Catalog:
+    """The installed packages (first id wins) and the refused ones with their errors."""
+
+    packages: list[ModelPackage] = field(default_factory=list)
+    errors: list[PackageError] = field(default_factory=list)
+
+    def ids(self) -> list[str]:
+        return [p.id for p in self.packages]
+
+    def get(self, model_id: str) -> ModelPackage | None:
+        return next((p for p in self.packages if p.id == model_id), None)
+
+    def applicable(self, modality: str) -> list[ModelPackage]:
+        """Image models whose manifest lists this DICOM modality (none for an empty one)."""
+        return applicable(self.packages, modality)
+
+
+def applicable(packages: Iterable[ModelPackage], modality: str) -> list[ModelPackage]:
+    """The image models among ``packages`` that declare ``modality``."""
+    modality = modality.strip().upper()
+    return [
+        p
+        for p in packages
+        if modality and p.manifest.input.kind == "image" and modality in p.manifest.modalities
+    ]
+
+
+def model_roots() -> list[Path]:
+    """Zoo, configured folders, profile folder: the same list ``doctorai models`` uses."""
+    from core.cli.models_cmd import model_roots as roots
+
+    return roots()
+
+
+def load_catalog(roots: Iterable[Path] | None = None, *, verify_hashes: bool = True) -> Catalog:
+    """Validate every package under ``roots`` (default: ``model_roots()``); never raises for a
+    bad package. Hashes are checked by default so a tampered model is refused before use."""
+    from models.discovery import discover
+
+    packages, errors = discover(
+        list(roots) if roots is not None else model_roots(), verify_hashes=verify_hashes
+    )
+    return Catalog(packages, errors)

@@ -1,0 +1,465 @@
+"""The AI panel: models that apply to the current series, Run, the visible queue, per-class
+scores, the heatmap overlay (toggle, opacity, colour bar) and accept / reject / comment.
+
+Everything slow runs as a job (finding packages, loading a model, predicting, health checks);
+the panel only reacts to signals, so the GUI thread never waits on a model. Verdicts go to a
+``DecisionSink`` (in memory by default; the results store plugs in behind it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QScrollArea,
+    QSlider,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.inference.cache import PredictionCache
+from core.inference.decisions import DecisionSink, InMemoryDecisionSink, Verdict
+from core.inference.heatmap import colormap
+from core.inference.manager import ModelManager
+from core.inference.result import InferenceResult
+from core.viewer.state import ViewerState
+from desktop.inference_jobs import InferenceQueue, QueueRow
+from desktop.model_manager_view import ModelManagerView
+from desktop.viewport_widget import ViewportWidget
+from desktop.workers import JobContext, JobRunner
+
+DEMO_STYLE = "background:#7a2e00;color:#fff3e0;font-weight:bold;padding:4px;border-radius:3px;"
+
+
+def build_manager_job(_ctx: JobContext, device: str | None) -> ModelManager:
+    """Find and hash-check the packages (worker thread), start the preload list loading."""
+    from core.inference.manager import manager_from_settings
+
+    return manager_from_settings(device=device, preload=True)
+
+
+def colour_bar(width: int = 160, height: int = 12) -> QPixmap:
+    """Cold (left) to hot (right) in the overlay's colour map."""
+    ramp = colormap(np.linspace(0.0, 1.0, width, dtype=np.float32))
+    rgb = np.ascontiguousarray(np.repeat(ramp[None, :, :], height, axis=0))
+    img = QImage(rgb.data, width, height, rgb.strides[0], QImage.Format.Format_RGB888)
+    return QPixmap.fromImage(img.copy())
+
+
+class AIPanel(QWidget):
+    def __init__(
+        self,
+        state: ViewerState,
+        viewport: ViewportWidget,
+        runner: JobRunner,
+        sink: DecisionSink | None = None,
+        manager: ModelManager | None = None,
+        device: str | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("aiPanel")
+        self.setWindowTitle("AI")
+        self.state = state
+        self.viewport = viewport
+        self.runner = runner
+        self.sink: DecisionSink = sink if sink is not None else InMemoryDecisionSink()
+        self.device = device
+        self.manager: ModelManager | None = None
+        self.cache: PredictionCache[InferenceResult] = PredictionCache(256)
+        self.queue = InferenceQueue(runner, self.cache, parent=self)
+        self.manager_view = ModelManagerView(runner)
+        # (series uid, slice index) -> (queue row, image index within its result)
+        self.by_slice: dict[tuple[str, int], tuple[QueueRow, int]] = {}
+        self._build()
+        self._connect()
+        if manager is not None:
+            self.set_manager(manager)
+        else:
+            self.runner.start("finding AI models", build_manager_job, device,
+                              on_result=self.set_manager)
+
+    # --- layout --------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.models_label = QLabel("Models: open a series")
+        self.models = QListWidget()
+        self.models.setMaximumHeight(110)
+        self.demo_banner = QLabel("")
+        self.demo_banner.setObjectName("demoBanner")
+        self.demo_banner.setStyleSheet(DEMO_STYLE)
+        self.demo_banner.setWordWrap(True)
+        self.demo_banner.hide()
+        self.intended_use = QLabel("")
+        self.intended_use.setWordWrap(True)
+        self.run_image_button = QPushButton("Run on current image")
+        self.run_series_button = QPushButton("Run on whole series")
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.run_image_button)
+        run_row.addWidget(self.run_series_button)
+
+        self.queue_table = QTableWidget(0, 4)
+        self.queue_table.setHorizontalHeaderLabels(["Model", "On", "Status", "Progress"])
+        self.queue_table.verticalHeader().setVisible(False)
+        self.queue_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.queue_table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.queue_table.horizontalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.queue_table.setMaximumHeight(120)
+        self.cancel_button = QPushButton("Cancel selected")
+        self.cancel_all_button = QPushButton("Cancel all")
+        self.clear_button = QPushButton("Clear finished")
+        queue_buttons = QHBoxLayout()
+        for b in (self.cancel_button, self.cancel_all_button, self.clear_button):
+            queue_buttons.addWidget(b)
+        queue_box = QGroupBox("Queue")
+        qv = QVBoxLayout(queue_box)
+        qv.addWidget(self.queue_table)
+        qv.addLayout(queue_buttons)
+
+        self.result_title = QLabel("No result for this image")
+        self.result_title.setWordWrap(True)
+        self.result_demo = QLabel("")
+        self.result_demo.setStyleSheet(DEMO_STYLE)
+        self.result_demo.hide()
+        self.scores = QTableWidget(0, 3)
+        self.scores.setHorizontalHeaderLabels(["Class", "Score", "Threshold"])
+        self.scores.verticalHeader().setVisible(False)
+        self.scores.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.scores.horizontalHeader().setStretchLastSection(True)
+        self.scores.setMaximumHeight(110)
+        self.provenance = QLabel("")
+        self.provenance.setWordWrap(True)
+        self.provenance.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.warnings = QLabel("")
+        self.warnings.setObjectName("warning")
+        self.warnings.setWordWrap(True)
+        self.warnings.hide()
+
+        self.heat_toggle = QCheckBox("Show heatmap")
+        self.heat_toggle.setChecked(True)
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(50)
+        self.opacity.setToolTip("Heatmap opacity")
+        self.colour_bar = QLabel()
+        self.colour_bar.setPixmap(colour_bar())
+        self.colour_bar.setToolTip("Model attention: low (left) to high (right)")
+        heat_row = QHBoxLayout()
+        heat_row.addWidget(self.heat_toggle)
+        heat_row.addWidget(QLabel("Opacity"))
+        heat_row.addWidget(self.opacity, 1)
+        bar_row = QHBoxLayout()
+        bar_row.addWidget(QLabel("low"))
+        bar_row.addWidget(self.colour_bar)
+        bar_row.addWidget(QLabel("high"))
+        bar_row.addStretch(1)
+
+        self.accept_button = QPushButton("Accept")
+        self.reject_button = QPushButton("Reject")
+        self.comment = QLineEdit(placeholderText="Comment on this result")
+        self.comment_button = QPushButton("Comment")
+        self.verdict = QLabel("")
+        decide_row = QHBoxLayout()
+        decide_row.addWidget(self.accept_button)
+        decide_row.addWidget(self.reject_button)
+        comment_row = QHBoxLayout()
+        comment_row.addWidget(self.comment, 1)
+        comment_row.addWidget(self.comment_button)
+        result_box = QGroupBox("Result")
+        rv = QVBoxLayout(result_box)
+        for w in (self.result_title, self.result_demo, self.scores, self.provenance,
+                  self.warnings):
+            rv.addWidget(w)
+        rv.addLayout(heat_row)
+        rv.addLayout(bar_row)
+        rv.addLayout(decide_row)
+        rv.addLayout(comment_row)
+        rv.addWidget(self.verdict)
+
+        self.manager_button = QPushButton("Model manager…")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.models_label)
+        layout.addWidget(self.models)
+        layout.addWidget(self.demo_banner)
+        layout.addWidget(self.intended_use)
+        layout.addLayout(run_row)
+        layout.addWidget(queue_box)
+        layout.addWidget(result_box)
+        layout.addStretch(1)
+        layout.addWidget(self.manager_button)
+        self._set_run_enabled()
+        self._show_result(None)
+
+    def _connect(self) -> None:
+        self.models.currentItemChanged.connect(lambda *_: self._on_model_selected())
+        self.run_image_button.clicked.connect(self.run_current_image)
+        self.run_series_button.clicked.connect(self.run_series)
+        self.cancel_button.clicked.connect(self._cancel_selected)
+        self.cancel_all_button.clicked.connect(self.queue.cancel_all)
+        self.clear_button.clicked.connect(self.queue.clear_finished)
+        self.queue.changed.connect(self._refresh_queue)
+        self.queue.result_ready.connect(self._on_result)
+        self.queue.failed.connect(self._on_failed)
+        self.heat_toggle.toggled.connect(self.viewport.set_heatmap_visible)
+        self.opacity.valueChanged.connect(lambda v: self.viewport.set_heatmap_opacity(v / 100))
+        self.viewport.set_heatmap_opacity(self.opacity.value() / 100)
+        self.accept_button.clicked.connect(lambda: self.decide("accepted"))
+        self.reject_button.clicked.connect(lambda: self.decide("rejected"))
+        self.comment_button.clicked.connect(lambda: self.decide("comment"))
+        self.comment.returnPressed.connect(lambda: self.decide("comment"))
+        self.manager_button.clicked.connect(self.show_manager)
+        self.state.series_changed.connect(self._on_series_changed)
+        self.state.viewport.events.slice_index.connect(lambda _i: self._show_current())
+
+    # --- models --------------------------------------------------------------------------
+    def set_manager(self, manager: ModelManager) -> None:
+        self.manager = manager
+        self.manager_view.set_manager(manager)
+        self._fill_models()
+
+    def _modality(self) -> str:
+        return self.state.series.modality if self.state.series is not None else ""
+
+    def _fill_models(self) -> None:
+        self.models.clear()
+        if self.manager is None:
+            self.models_label.setText("Models: looking for installed models…")
+            return
+        modality = self._modality()
+        found = self.manager.applicable(modality)
+        if self.state.series is None:
+            self.models_label.setText("Models: open a series")
+        elif not found:
+            self.models_label.setText(f"No installed model applies to modality '{modality}'")
+        else:
+            self.models_label.setText(f"Models for {modality}:")
+        for package in found:
+            m = package.manifest
+            item = QListWidgetItem(f"{m.name}  ({m.version}, {m.framework})")
+            item.setData(Qt.ItemDataRole.UserRole, package.id)
+            item.setToolTip(f"{package.id}\n{m.intended_use}")
+            self.models.addItem(item)
+        if found:
+            self.models.setCurrentRow(0)
+        self._on_model_selected()
+
+    def selected_model(self) -> str | None:
+        item = self.models.currentItem()
+        return str(item.data(Qt.ItemDataRole.UserRole)) if item is not None else None
+
+    def select_model(self, model_id: str) -> None:
+        for i in range(self.models.count()):
+            item = self.models.item(i)
+            if item is not None and item.data(Qt.ItemDataRole.UserRole) == model_id:
+                self.models.setCurrentRow(i)
+                return
+        raise KeyError(f"model '{model_id}' does not apply to the current series")
+
+    def _on_model_selected(self) -> None:
+        model_id = self.selected_model()
+        notice, use = None, ""
+        if model_id is not None and self.manager is not None:
+            m = self.manager.package(model_id).manifest
+            notice, use = m.demo_notice, m.intended_use
+        self.demo_banner.setText(notice or "")
+        self.demo_banner.setVisible(bool(notice))
+        self.intended_use.setText(f"Intended use: {use}" if use else "")
+        self._set_run_enabled()
+
+    def _set_run_enabled(self) -> None:
+        ok = self.selected_model() is not None and self.state.slice_count > 0
+        self.run_image_button.setEnabled(ok)
+        self.run_series_button.setEnabled(ok)
+
+    def _on_series_changed(self, _series: object) -> None:
+        self._fill_models()
+        self._show_current()
+
+    # --- running -------------------------------------------------------------------------
+    def run_current_image(self) -> QueueRow | None:
+        index = self.state.viewport.slice_index
+        return self._run([index], f"slice {index + 1}")
+
+    def run_series(self) -> QueueRow | None:
+        n = self.state.slice_count
+        return self._run(list(range(n)), f"series ({n} images)")
+
+    def _run(self, indices: list[int], scope: str) -> QueueRow | None:
+        model_id = self.selected_model()
+        series = self.state.series
+        if self.manager is None or model_id is None or series is None or not indices:
+            return None
+        refs = [self.state.slices[i] for i in indices]
+        frames = [self.state.frames[i] for i in indices]  # None: decoded by the job
+        return self.queue.submit(self.manager, model_id, series.series_instance_uid, indices,
+                                 refs, frames, scope)
+
+    def _cancel_selected(self) -> None:
+        for index in self.queue_table.selectionModel().selectedRows():
+            item = self.queue_table.item(index.row(), 0)
+            if item is not None:
+                self.queue.cancel(int(item.data(Qt.ItemDataRole.UserRole)))
+
+    def _refresh_queue(self) -> None:
+        rows = self.queue.rows
+        self.queue_table.setRowCount(len(rows))
+        for i, r in enumerate(rows):
+            status = r.state + (f": {r.message}" if r.message else "")
+            cells = [r.model_id, r.scope, status, f"{r.done}/{r.total}"]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, r.row_id)
+                if col == 2:
+                    item.setToolTip(status)
+                self.queue_table.setItem(i, col, item)
+
+    def _on_result(self, row: QueueRow) -> None:
+        assert row.result is not None
+        self.sink.result_created(row.result.to_json())
+        for k, index in enumerate(row.slice_indices):
+            self.by_slice[(row.series_uid, index)] = (row, k)
+        series = self.state.series
+        if row.maps is not None and series is not None \
+                and series.series_instance_uid == row.series_uid:
+            self.viewport.set_heatmaps(dict(zip(row.slice_indices, row.maps, strict=True)))
+        self._show_current()
+
+    def _on_failed(self, row: QueueRow) -> None:
+        self.result_title.setText(f"Model '{row.model_id}' failed on {row.scope}: {row.message}")
+
+    # --- the result of the current image -------------------------------------------------
+    def current_result(self) -> tuple[InferenceResult, int] | None:
+        series = self.state.series
+        if series is None:
+            return None
+        found = self.by_slice.get((series.series_instance_uid, self.state.viewport.slice_index))
+        if found is None or found[0].result is None:
+            return None
+        return found[0].result, found[1]
+
+    def _show_current(self) -> None:
+        self._show_result(self.current_result())
+
+    def _show_result(self, found: tuple[InferenceResult, int] | None) -> None:
+        has = found is not None
+        for w in (self.accept_button, self.reject_button, self.comment, self.comment_button):
+            w.setEnabled(has)
+        if found is None:
+            self.result_title.setText("No result for this image")
+            self.scores.setRowCount(0)
+            self.provenance.setText("")
+            self.result_demo.hide()
+            self.warnings.hide()
+            self.verdict.setText("")
+            return
+        result, k = found
+        prov = result.provenance
+        self.result_title.setText(f"{prov.model_id} {prov.model_version}: "
+                                  f"<b>{result.decisions[k]}</b>")
+        self.result_demo.setText(result.demo_notice or "")
+        self.result_demo.setVisible(bool(result.demo_notice))
+        scores = result.scores(k)
+        self.scores.setRowCount(len(scores))
+        for i, (label, score) in enumerate(scores.items()):
+            threshold = result.thresholds.get(label)
+            cells = [label, f"{score:.3f}", f"{threshold:.3f}" if threshold is not None else "-"]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if label == result.decisions[k]:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.scores.setItem(i, col, item)
+        timings = ", ".join(f"{name} {ms:.0f} ms" for name, ms in prov.timings_ms.items())
+        ref = prov.inputs[k]
+        self.provenance.setText(
+            f"device {prov.device} · {timings}{' · from cache' if prov.cache_hit else ''}\n"
+            f"package {prov.package_hash[:12]} · instance …{ref.sop_instance_uid[-12:]} "
+            f"frame {ref.frame}"
+        )
+        self.warnings.setText("\n".join(result.warnings))
+        self.warnings.setVisible(bool(result.warnings))
+        self._show_verdict(result.result_id)
+
+    def _show_verdict(self, result_id: str) -> None:
+        latest = getattr(self.sink, "latest", None)
+        verdict = latest(result_id) if callable(latest) else None
+        self.verdict.setText(f"Your decision: {verdict}" if verdict else "Not reviewed yet")
+
+    def decide(self, decision: Verdict) -> bool:
+        """Record accept / reject / comment on the current image's result."""
+        found = self.current_result()
+        if found is None:
+            return False
+        result = found[0]
+        comment = self.comment.text().strip()
+        if decision == "comment" and not comment:
+            self.verdict.setText("Type a comment first")
+            return False
+        try:
+            self.sink.decide(result.result_id, decision, comment)
+        except (KeyError, ValueError, OSError) as exc:
+            self.verdict.setText(f"Could not record the decision: {exc}")
+            return False
+        self.comment.clear()
+        self._show_verdict(result.result_id)
+        if decision == "comment":
+            self.verdict.setText(self.verdict.text() + " · comment saved")
+        return True
+
+    def show_manager(self) -> None:
+        dock: Any = self.manager_view.parent()
+        if dock is not None and hasattr(dock, "show"):
+            dock.show()
+            dock.raise_()
+        else:
+            self.manager_view.show()
+        self.manager_view.refresh()
+
+    def shutdown(self) -> None:
+        """Close the loaded models (after the runner stopped every job)."""
+        if self.manager is not None:
+            self.manager.shutdown()
+
+
+def install_ai(window: Any, device: str | None = None,
+               sink: DecisionSink | None = None) -> AIPanel:
+    """Add the AI panel and the model manager view to a MainWindow (via ``add_panel``)."""
+    area = Qt.DockWidgetArea
+    panel = AIPanel(window.state, window.viewport, window.runner, sink=sink, device=device)
+    scroll = QScrollArea()  # the panel is tall: scroll rather than force the window taller
+    scroll.setObjectName("aiPanel")
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(panel)
+    window.ai_dock = window.add_panel(scroll, area.RightDockWidgetArea, "AI")
+    tags_dock = getattr(window, "tags_dock", None)
+    if tags_dock is not None:
+        window.tabifyDockWidget(tags_dock, window.ai_dock)
+    window.ai_dock.raise_()
+    window.models_dock = window.add_panel(panel.manager_view, area.BottomDockWidgetArea,
+                                          "Model manager")
+    window.models_dock.hide()
+    for action in window.menuBar().actions():
+        menu = action.menu()
+        if menu is not None and action.text().replace("&", "") == "Tools":
+            menu.addSeparator()
+            menu.addAction("Model manager…", panel.show_manager)
+    panel.queue.failed.connect(
+        lambda row: window.statusBar().showMessage(
+            f"AI model '{row.model_id}' failed: {row.message}", 10000))
+    return panel

@@ -1,0 +1,202 @@
+"""Model runs as background jobs, and the queue of them the user sees and can cancel.
+
+Each run is one ``JobRunner`` job (the viewer's job shape): progress per batch, result, error and
+cancellation arrive as queued signals on the GUI thread. Slices of a series that the viewer has
+not decoded yet are decoded in the job, never on the GUI thread; the GUI never waits on a model.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PySide6.QtCore import QObject, Signal
+
+from core.imaging.model import Frame
+from core.inference.cache import PredictionCache
+from core.inference.manager import ModelManager
+from core.inference.result import InferenceResult, InputRef
+from core.viewer.state import SliceRef
+from desktop.workers import Job, JobContext, JobRunner
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+
+
+class JobCancelled(Exception):
+    """Cancelled before the model ran (while queued or decoding)."""
+
+
+def display_maps(result: InferenceResult) -> list[npt.NDArray[np.uint8]] | None:
+    """The heatmaps as 8-bit (what the viewport overlays): a quarter of the float memory."""
+    if result.heatmaps is None:
+        return None
+    return [np.round(np.clip(h, 0, 1) * 255).astype(np.uint8) for h in result.heatmaps]
+
+
+@dataclass
+class RunOutput:
+    result: InferenceResult
+    maps: list[npt.NDArray[np.uint8]] | None  # per input image, frame size, uint8
+
+
+def inference_job(
+    ctx: JobContext,
+    manager: ModelManager,
+    model_id: str,
+    refs: Sequence[SliceRef],
+    frames: Sequence[Frame | None],
+    cache: PredictionCache[InferenceResult] | None = None,
+    batch_size: int = 16,
+) -> RunOutput:
+    """Decode what is missing, then run the model batch by batch (runs in a worker thread)."""
+    from core.imaging.volume import load_slice
+    from core.inference.pipeline import run_images
+
+    if ctx.cancelled:
+        raise JobCancelled()
+    ctx.report((RUNNING, 0, len(refs)))
+    ready: list[Frame] = []
+    for ref, frame in zip(refs, frames, strict=True):
+        if ctx.cancelled:
+            raise JobCancelled()
+        ready.append(frame if frame is not None else load_slice(ref.instance, ref.frame))
+    inputs = [
+        InputRef(
+            r.instance.sop_instance_uid,
+            r.frame,
+            r.instance.study_instance_uid,
+            r.instance.series_instance_uid,
+        )
+        for r in refs
+    ]
+    result = run_images(
+        manager,
+        model_id,
+        ready,
+        inputs,
+        batch_size=batch_size,
+        cancel=ctx.cancel_event.is_set,
+        progress=lambda done, total: ctx.report((RUNNING, done, total)),
+        cache=cache,
+    )
+    return RunOutput(result, display_maps(result))
+
+
+@dataclass
+class QueueRow:
+    """One run in the visible queue."""
+
+    row_id: int
+    model_id: str
+    scope: str  # "slice 12" / "series (40 images)"
+    series_uid: str
+    slice_indices: list[int]
+    state: str = QUEUED
+    done: int = 0
+    total: int = 0
+    message: str = ""
+    result: InferenceResult | None = None
+    maps: list[npt.NDArray[np.uint8]] | None = field(default=None, repr=False)
+    job: Job | None = field(default=None, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (DONE, FAILED, CANCELLED)
+
+
+class InferenceQueue(QObject):
+    """Submits runs to the JobRunner and keeps their rows; every change is a signal."""
+
+    changed = Signal()  # some row changed (state, progress)
+    result_ready = Signal(object)  # QueueRow whose result just arrived
+    failed = Signal(object)  # QueueRow that failed (message set)
+
+    def __init__(
+        self,
+        runner: JobRunner,
+        cache: PredictionCache[InferenceResult] | None = None,
+        batch_size: int = 16,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.cache = cache
+        self.batch_size = batch_size
+        self.rows: list[QueueRow] = []
+        self._ids = itertools.count(1)
+
+    def submit(
+        self,
+        manager: ModelManager,
+        model_id: str,
+        series_uid: str,
+        slice_indices: list[int],
+        refs: Sequence[SliceRef],
+        frames: Sequence[Frame | None],
+        scope: str,
+    ) -> QueueRow:
+        row = QueueRow(next(self._ids), model_id, scope, series_uid, list(slice_indices))
+        row.total = len(refs)
+        self.rows.append(row)
+
+        def progress(value: Any) -> None:
+            row.state, row.done, row.total = value
+            self.changed.emit()
+
+        def result(value: RunOutput) -> None:
+            row.result, row.maps, row.state, row.done = value.result, value.maps, DONE, row.total
+            row.message = "; ".join(value.result.warnings)
+            self.changed.emit()
+            self.result_ready.emit(row)
+
+        def error(exc: BaseException) -> None:
+            row.state, row.message = FAILED, f"{type(exc).__name__}: {exc}"
+            self.changed.emit()
+            self.failed.emit(row)
+
+        def finished(job: Job) -> None:
+            if job.cancelled and not row.finished:
+                row.state = CANCELLED
+            self.changed.emit()
+
+        row.job = self.runner.start(
+            f"AI model '{model_id}' on {scope}",
+            inference_job,
+            manager,
+            model_id,
+            list(refs),
+            list(frames),
+            self.cache,
+            self.batch_size,
+            on_progress=progress,
+            on_result=result,
+            on_error=error,
+            on_finished=finished,
+        )
+        self.changed.emit()
+        return row
+
+    def cancel(self, row_id: int) -> None:
+        for row in self.rows:
+            if row.row_id == row_id and row.job is not None and not row.finished:
+                row.job.cancel()
+                row.state = CANCELLED
+        self.changed.emit()
+
+    def cancel_all(self) -> None:
+        for row in self.rows:
+            if row.job is not None and not row.finished:
+                row.job.cancel()
+                row.state = CANCELLED
+        self.changed.emit()
+
+    def active(self) -> list[QueueRow]:
+        return [r for r in self.rows if not r.finished]
+
+    def clear_finished(self) -> None:
+        self.rows = [r for r in self.rows if not r.finished]
+        self.changed.emit()
