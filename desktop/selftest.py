@@ -131,33 +131,39 @@ def _check_sqlcipher() -> dict[str, Any]:
     return {"cipher_version": str(version)}
 
 
-def _check_model(ctx: _Context, model_id: str, device: str) -> dict[str, Any]:
-    from core.cli.models_cmd import model_roots
-    from models.adapters import load_model
-    from models.discovery import discover
+def _check_model(ctx: _Context, model_id: str, device: str | None) -> dict[str, Any]:
+    """Through the same ModelManager as the GUI and ``doctorai selftest``: the package's own
+    health check (stored sample vs expected output), then one inference on the opened file."""
+    from core.inference.manager import UnknownModelError, manager_from_settings
     from models.preprocess import preprocess_batch
-    from models.selftest import run_selftest
 
-    packages, _errors = discover(model_roots(), verify_hashes=True)
-    by_id = {p.id: p for p in packages}
-    if model_id not in by_id:
-        found = ", ".join(sorted(by_id)) or "none"
-        raise LookupError(f"no model '{model_id}' installed (found: {found})")
-    package = by_id[model_id]
-    loaded = load_model(package, device)
-    stored = run_selftest(package, loaded)
-    if not stored.ok:
-        raise RuntimeError(f"model '{model_id}' self-test failed: {stored.message}")
-    detail: dict[str, Any] = {"model": model_id, "version": package.manifest.version,
-                              "framework": package.manifest.framework, "device": str(loaded.device),
-                              "stored_sample": stored.message}
-    if ctx.frame is not None and package.manifest.input.kind == "image":
-        probs = loaded.predict(preprocess_batch([ctx.frame], package.manifest.input, model_id))[0]
-        if not (abs(float(probs.sum()) - 1.0) < 1e-3 and float(probs.min()) >= 0.0):
-            raise RuntimeError(f"model '{model_id}' gave invalid probabilities {probs.tolist()}")
-        detail["dicom_prediction"] = dict(zip(package.manifest.output.labels,
-                                              (round(float(p), 4) for p in probs), strict=True))
-    return detail
+    manager = manager_from_settings(device=device)
+    try:
+        try:
+            package = manager.package(model_id)
+        except UnknownModelError:
+            found = ", ".join(sorted(p.id for p in manager.packages())) or "none"
+            raise LookupError(f"no model '{model_id}' installed (found: {found})") from None
+        record = manager.health_check(model_id)
+        if not record.ok:
+            raise RuntimeError(f"model '{model_id}' health check failed: {record.message}")
+        detail: dict[str, Any] = {"model": model_id, "version": package.manifest.version,
+                                  "framework": package.manifest.framework,
+                                  "stored_sample": record.message}
+        with manager.use(model_id) as loaded:
+            detail["device"] = str(loaded.device)
+            if ctx.frame is not None and package.manifest.input.kind == "image":
+                batch = preprocess_batch([ctx.frame], package.manifest.input, model_id)
+                probs = loaded.predict(batch)[0]
+                if not (abs(float(probs.sum()) - 1.0) < 1e-3 and float(probs.min()) >= 0.0):
+                    raise RuntimeError(
+                        f"model '{model_id}' gave invalid probabilities {probs.tolist()}")
+                detail["dicom_prediction"] = dict(zip(
+                    package.manifest.output.labels, (round(float(p), 4) for p in probs),
+                    strict=True))
+        return detail
+    finally:
+        manager.shutdown()
 
 
 def run(dicom: str | None = None, model_id: str | None = None, device: str | None = None) -> int:
@@ -171,7 +177,7 @@ def run(dicom: str | None = None, model_id: str | None = None, device: str | Non
     _timed("qt", lambda: _check_qt(ctx), checks)
     _timed("dicom", lambda: _check_dicom(ctx, dicom_path), checks)
     _timed("sqlcipher", _check_sqlcipher, checks)
-    _timed("model", lambda: _check_model(ctx, chosen_model, device or "auto"), checks)
+    _timed("model", lambda: _check_model(ctx, chosen_model, device), checks)
     ok = all(c.ok for c in checks)
     report = {"ok": ok, "version": __version__, "frozen": bool(getattr(sys, "frozen", False)),
               "python": sys.version.split()[0], "seconds": round(time.perf_counter() - start, 3),

@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "audit": ("core.cli.audit_cmd", "verify, show the head of, or export the audit trail"),
     "users": ("core.cli.users_cmd", "add or list local accounts"),
     "sync": ("core.cli.sync_cmd", "sync results/audit now, enrol, status, model updates"),
+    "pacs": ("core.cli.pacs_cmd", "PACS: search, retrieve, store (DICOMweb), secrets, cache"),
 }
 
 

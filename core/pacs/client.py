@@ -137,6 +137,9 @@ class PacsClient:
             from dicomweb_client import DICOMwebClient
 
             self._dw = DICOMwebClient(self.base, session=self.session, timeout=self.timeout)
+            # its default retries any exception with back-off (30 s for a server that is down);
+            # the user sees the failure at once and retries by hand instead
+            self._dw.set_http_retry_params(retry=False)
         return self._dw
 
     def close(self) -> None:

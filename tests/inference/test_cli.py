@@ -92,3 +92,22 @@ def test_selftest_reports_each_model() -> None:
     assert by_id["tabular-breast-cancer"]["ok"]
     assert not by_id["no-such-model"]["ok"]
     assert report["frameworks"]["torch"]["gpu"] is False  # no GPU on this machine
+
+
+def test_selftest_open_renders_a_file(dicom_data: Path, tmp_path: Path) -> None:
+    src = dicom_data / "pydicom__pydicom-data" / "data_store" / "data" / "RG1_J2KI.dcm"
+    proc = _doctorai(
+        "selftest", "--json", "--device", "cpu", "--models", "tabular-breast-cancer",
+        "--open", str(src),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    opened = json.loads(proc.stdout)["open"]
+    assert opened["ok"]
+    assert opened["shape"] == [1955, 1841]
+    junk = tmp_path / "junk.dcm"
+    junk.write_bytes(b"not dicom")
+    proc = _doctorai("selftest", "--json", "--models", "tabular-breast-cancer", "--open", str(junk))
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    assert not report["ok"]
+    assert "junk.dcm" in report["open"]["message"]

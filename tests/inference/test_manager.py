@@ -140,10 +140,17 @@ def test_result_provenance_and_cache_hit(packages: list[Any], cr_frame: Any) -> 
     assert first.heatmaps.shape == (1, *cr_frame.values.shape)
     assert first.demo_notice == "Demo model - not for clinical use"
     assert not prov.cache_hit
-    second = run_images(manager, TORCH_A, [cr_frame], [ref], cache=cache)
+    ref2 = InputRef("1.2.3.4", 0)  # same pixels under another instance
+    second = run_images(manager, TORCH_A, [cr_frame], [ref2], cache=cache)
     assert second.provenance.cache_hit
     assert cache.hits == 1
     np.testing.assert_array_equal(second.probabilities, first.probabilities)
+    assert second.decisions == first.decisions
+    np.testing.assert_allclose(second.heatmaps, first.heatmaps, atol=1e-6)
+    assert second.result_id != first.result_id  # its own result, to accept or reject
+    assert second.provenance.inputs == [ref2]
+    assert sum(second.provenance.timings_ms.values()) < sum(prov.timings_ms.values())
+    assert not first.provenance.cache_hit  # the first result is not rewritten
     json.dumps(first.to_json())  # JSON-able as it is
     manager.shutdown()
 
@@ -223,4 +230,30 @@ def test_health_check_on_real_package(packages: list[Any], model_id: str) -> Non
     assert status.loaded
     assert status.health is record
     assert status.memory_bytes > 0
+    manager.shutdown()
+
+
+def test_device_override_and_background_preload(packages: list[Any]) -> None:
+    from models.devices import DeviceError
+
+    events: list[str] = []
+    manager = ModelManager(packages, device="cpu")
+    manager.changed.connect(events.append)
+    manager.set_device_override("tabular-breast-cancer", "gpu")
+    assert manager.device_setting("tabular-breast-cancer") == "gpu"
+    with pytest.raises(DeviceError, match="'tabular-breast-cancer'"), manager.use(
+        "tabular-breast-cancer"
+    ):
+        pass  # no GPU here: the per-model override is honoured and refused by name
+    manager.set_device_override("tabular-breast-cancer", None)
+    assert manager.device_setting("tabular-breast-cancer") == "cpu"
+    done: list[list[str]] = []
+    thread = manager.start_preload(["tabular-breast-cancer", "no-such-model"], done.append)
+    thread.join(60)
+    assert manager.loaded_ids() == ["tabular-breast-cancer"]
+    assert len(done) == 1
+    assert "'no-such-model'" in done[0][0]
+    status = {s.model_id: s for s in manager.status()}["tabular-breast-cancer"]
+    assert (status.loaded, status.device, status.device_setting) == (True, "cpu", "cpu")
+    assert "tabular-breast-cancer" in events
     manager.shutdown()

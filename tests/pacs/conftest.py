@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,8 +9,6 @@ import pytest
 
 from tests.conftest import DICOM_DATA
 from tests.pacs.orthanc import OrthancServer, orthanc_server, unavailable_reason
-
-os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
 
 CT3_DIR = DICOM_DATA / "QIICR__dcmqi" / "data" / "segmentations" / "ct-3slice"
 LIVER_SEG = DICOM_DATA / "QIICR__dcmqi" / "data" / "segmentations" / "liver.dcm"
@@ -24,16 +21,47 @@ def ct_subset() -> list[Path]:
     return sorted(CT_STACK.glob("*.dcm"))[:CT_SUBSET]
 
 
-@pytest.fixture(scope="session")
-def orthanc() -> Iterator[OrthancServer]:
+def _require() -> None:
     reason = unavailable_reason()
     if reason:
         pytest.skip(reason)
     if not CT3_DIR.is_dir() or not CT_STACK.is_dir():
         pytest.skip(f"shared DICOM data not found under '{DICOM_DATA}'")
+
+
+@pytest.fixture(autouse=True)
+def isolated_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """keyrings.alt's file keyring under tmp_path (PACS secrets, the audit database key)."""
+    import keyring
+    from keyrings.alt.file import PlaintextKeyring
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(PlaintextKeyring())
+    yield home
+    keyring.set_keyring(previous)
+
+
+@pytest.fixture(scope="session")
+def orthanc() -> Iterator[OrthancServer]:
+    """Read-only for the tests: two studies (3-slice CT and 24 slices of a pancreas CT)."""
+    _require()
     with orthanc_server() as server:
         server.upload(sorted(CT3_DIR.glob("*.dcm")))
         server.upload(ct_subset())
+        yield server
+
+
+@pytest.fixture(scope="module")
+def orthanc_rw() -> Iterator[OrthancServer]:
+    """A server of its own for tests that store into it (the 3-slice CT uploaded)."""
+    _require()
+    with orthanc_server() as server:
+        server.upload(sorted(CT3_DIR.glob("*.dcm")))
         yield server
 
 

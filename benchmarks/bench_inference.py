@@ -1,0 +1,343 @@
+"""The inference pipeline against the bare framework calls of the same model, in one run.
+
+1. Per-image latency (warm model, batch 1): the whole pipeline (decode + preprocess + predict
+   + postprocess) and the pipeline on an already-decoded frame (what the viewer hands over),
+   as ratios to the bare compiled forward pass (torch ``inference_mode`` on the TorchScript
+   module, keras ``tf.function``); the naive ``model.predict`` / eager call alongside.
+2. Series throughput: ``run_images`` over the real 24-slice MR series (batches of 24) vs the
+   bare batched forward on the same preprocessed batch.
+3. Cold start per framework: fresh subprocess, time from "run" to the first result
+   (framework import + load + predict), next to the interpreter's own start-up.
+4. Memory: all zoo models cycled under a budget smaller than their sum; peak RSS over the
+   baseline (app + frameworks imported) vs the budget.
+5. GUI: the largest gap between 5 ms timer ticks while four inference jobs run vs idle.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CR = REPO / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
+MR_DIR = REPO.parent / "shared" / "data" / "dicom" / "plotly__dash-vtk" / "demos" / "data"
+MR_DIR = MR_DIR / "mri_brain"
+
+
+def _median(fn: Callable[[], Any], repeat: int = 15) -> float:
+    fn()
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def _manager(device: str = "cpu") -> Any:
+    from core.inference.catalog import load_catalog
+    from core.inference.manager import ModelManager
+
+    return ModelManager(load_catalog().packages, device=device)
+
+
+def _bare(model: Any) -> Callable[[np.ndarray], Any]:
+    """The framework's own compiled forward pass of the loaded model, nothing around it."""
+    framework = model.package.manifest.framework
+    if framework == "torch":
+        import torch
+
+        module = model._module
+
+        def call(x: np.ndarray) -> Any:
+            with torch.inference_mode():
+                return module(torch.from_numpy(x)).numpy()
+
+        return call
+    import tensorflow as tf
+
+    graph = model._forward
+    return lambda x: graph(tf.convert_to_tensor(x)).numpy()
+
+
+def _naive(model: Any) -> tuple[str, Callable[[np.ndarray], Any]]:
+    if model.package.manifest.framework == "torch":
+        import torch
+
+        module = model._module
+        return "autograd-on call", lambda x: module(torch.from_numpy(x)).detach().numpy()
+    keras_model = model._model
+    return "model.predict", lambda x: keras_model.predict(x, verbose=0)
+
+
+def _slices(series_dir: Path) -> tuple[list[Any], list[Any]]:
+    from core.imaging.index import build_index
+    from core.viewer.state import slice_refs
+
+    index = build_index([str(series_dir)])
+    _p, _s, series = next(index.iter_series())
+    refs = slice_refs(series)
+    return [r.instance for r in refs], refs
+
+
+def latency() -> None:
+    from core.imaging.header import read_header
+    from core.imaging.pixels import read_frame
+    from core.inference.pipeline import run_images
+    from core.inference.result import InputRef
+    from models.preprocess import preprocess_batch
+
+    manager = _manager()
+    cases = [("chest-xray-pneumonia", CR)]
+    if MR_DIR.is_dir():
+        cases.append(("brain-tumour-mri", sorted(MR_DIR.glob("*.dcm"))[12]))
+    for model_id, path in cases:
+        package = manager.package(model_id)
+        ref = [InputRef("bench")]
+        instance = read_header(str(path), require_uids=False).instance
+        frame = read_frame(instance)
+        x = preprocess_batch([frame], package.manifest.input, model_id)
+        with manager.use(model_id) as model:
+            bare_fn = _bare(model)
+            bare = _median(lambda: bare_fn(x))  # noqa: B023
+            naive_name, naive_fn = _naive(model)
+            naive = _median(lambda: naive_fn(x))  # noqa: B023
+            on_frame = _median(
+                lambda: run_images(manager, model_id, [frame], ref, heatmap=False)  # noqa: B023
+            )
+            whole = _median(
+                lambda: run_images(
+                    manager, model_id, [read_frame(instance)], ref, heatmap=False  # noqa: B023
+                )
+            )
+            with_cam = _median(lambda: run_images(manager, model_id, [frame], ref))  # noqa: B023
+            decode = _median(lambda: read_frame(instance))  # noqa: B023
+            prep = _median(
+                lambda: preprocess_batch([frame], package.manifest.input, model_id)  # noqa: B023
+            )
+        rows, cols = frame.shape
+        print(
+            f"latency {model_id} ({package.manifest.framework}) on {path.name} {rows}x{cols}: "
+            f"bare compiled forward {bare * 1e3:.2f} ms = 1.00x\n"
+            f"  pipeline on decoded frame (preprocess+predict+postprocess) {on_frame / bare:.2f}x"
+            f" [preprocess alone {prep / bare:.2f}x]\n"
+            f"  whole pipeline incl. decode {whole / bare:.2f}x [decode alone {decode / bare:.2f}x]"
+            f"; with Grad-CAM heatmap (decoded frame) {with_cam / bare:.2f}x\n"
+            f"  naive {naive_name} {naive / bare:.2f}x"
+        )
+    manager.shutdown()
+
+
+def throughput() -> None:
+    if not MR_DIR.is_dir():
+        print(f"throughput: skipped, the shared MR series is not at '{MR_DIR}'")
+        return
+    from core.imaging.volume import load_slice
+    from core.inference.pipeline import run_images
+    from core.inference.result import InputRef
+    from models.preprocess import preprocess_batch
+
+    _instances, refs = _slices(MR_DIR)
+    frames = [load_slice(r.instance, r.frame) for r in refs]
+    inputs = [InputRef(r.instance.sop_instance_uid, r.frame) for r in refs]
+    n = len(frames)
+    manager = _manager()
+    model_id = "brain-tumour-mri"
+    spec = manager.package(model_id).manifest.input
+    x = preprocess_batch(frames, spec, model_id)
+    stages: list[float] = []
+
+    def pipeline() -> None:
+        r = run_images(manager, model_id, frames, inputs, heatmap=False, batch_size=n)
+        stages.append(r.provenance.timings_ms["inference"] / 1000)
+
+    with manager.use(model_id) as model:
+        bare_fn = _bare(model)
+        bare = _median(lambda: bare_fn(x), repeat=7)
+        pipe = _median(pipeline, repeat=7)
+        stage = float(np.median(stages))
+        one_by_one = _median(
+            lambda: run_images(manager, model_id, frames, inputs, heatmap=False, batch_size=1),
+            repeat=3,
+        )
+    print(
+        f"throughput {model_id} on the {n}-slice MR series: bare batched forward "
+        f"{n / bare:.0f} img/s = 1.00x; run_images batch {n}: its batched predict stage "
+        f"(manager + adapter + batching) {bare / stage:.2f}x, end to end incl. preprocessing "
+        f"{bare / pipe:.2f}x; run_images batch 1 end to end {bare / one_by_one:.2f}x"
+    )
+    manager.shutdown()
+
+
+_COLD = """
+import sys, time
+t0 = time.perf_counter()
+from core.inference.catalog import load_catalog
+from core.inference.manager import ModelManager
+from core.inference.pipeline import run_images
+from core.inference.result import InputRef
+import numpy as np
+m = ModelManager(load_catalog().packages, device="cpu")
+package = m.package(sys.argv[1])
+kind = package.manifest.input.kind
+x = [np.zeros(len(package.manifest.input.features or []), np.float32)] if kind == "tabular" \\
+    else [np.full((256, 256), 100.0, np.float32)]
+t1 = time.perf_counter()
+r = run_images(m, sys.argv[1], x, [InputRef("cold")], heatmap=False)
+t2 = time.perf_counter()
+print(t1 - t0, t2 - t1, r.provenance.timings_ms["load"] / 1000)
+"""
+
+
+def cold_start() -> None:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    interp = time.perf_counter() - start
+    for model_id in ("tabular-breast-cancer", "chest-xray-pneumonia", "brain-tumour-mri"):
+        out = subprocess.run(
+            [sys.executable, "-c", _COLD, model_id],
+            capture_output=True, text=True, cwd=REPO, check=True,
+        )
+        setup, first, load = (float(v) for v in out.stdout.split())
+        print(
+            f"cold start {model_id}: run -> first result {first:.2f} s (of which import+load "
+            f"{load:.2f} s) = {first / interp:.0f}x a bare interpreter start ({interp:.2f} s); "
+            f"app start-up without the framework {setup:.2f} s"
+        )
+
+
+_MEMORY = """
+import json, threading, time
+import psutil
+proc = psutil.Process()
+import torch, tensorflow, xgboost  # noqa: F401 - frameworks are part of the baseline
+from core.inference.catalog import load_catalog
+from core.inference.manager import ModelManager
+from models.adapters import load_model
+packages = [p for p in load_catalog().packages if p.manifest.framework != "transformers"]
+sizes = {}
+for p in packages:  # measure each model's size once (then closed)
+    m = load_model(p, "cpu"); sizes[p.id] = m.memory_bytes(); m.close()
+import gc; gc.collect()
+baseline = proc.memory_info().rss
+budget = sum(sizes.values()) // 2
+peak = [baseline]
+stop = threading.Event()
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss); time.sleep(0.002)
+t = threading.Thread(target=sample, daemon=True); t.start()
+mgr = ModelManager(packages, device="cpu", budget_bytes=budget)
+most = 0
+rounds = []
+for _ in range(5):
+    for p in packages:
+        with mgr.use(p.id):
+            pass
+        most = max(most, mgr.loaded_bytes())
+    gc.collect()
+    rounds.append(proc.memory_info().rss)
+stop.set(); t.join()
+print(json.dumps({"baseline": baseline, "peak": peak[0], "budget": budget, "rounds": rounds,
+                  "sum": sum(sizes.values()), "most_loaded": most, "n": len(packages)}))
+"""
+
+
+def memory() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY], capture_output=True, text=True, cwd=REPO, check=True
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    mb = 2**20
+    over = (r["peak"] - r["baseline"]) / mb
+    rounds = ", ".join(f"{(x - r['baseline']) / mb:+.1f}" for x in r["rounds"])
+    print(
+        f"memory: {r['n']} zoo models, weights {r['sum'] / mb:.2f} MB in all, budget "
+        f"{r['budget'] / mb:.2f} MB; most loaded at once {r['most_loaded'] / mb:.2f} MB "
+        f"({r['most_loaded'] / r['budget']:.2f}x budget); peak RSS {r['peak'] / mb:.0f} MB = "
+        f"baseline {r['baseline'] / mb:.0f} MB + {over:.1f} MB "
+        f"({'under' if over <= r['budget'] / mb else 'OVER'} budget + baseline; "
+        f"{over / (r['budget'] / mb):.1f}x the budget); RSS after each of 5 rounds "
+        f"{rounds} MB over baseline"
+    )
+
+
+def gui_stall() -> None:
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from core.imaging.volume import load_slice
+    from desktop.inference_jobs import InferenceQueue
+    from desktop.workers import ErrorSink, JobRunner
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert app is not None
+    runner = JobRunner(ErrorSink())
+    queue = InferenceQueue(runner, cache=None, batch_size=8)
+    manager = _manager()
+    _instances, refs = _slices(MR_DIR)
+    frames = [load_slice(r.instance, r.frame) for r in refs]
+
+    def max_gap(seconds: float, busy: Callable[[], bool] | None = None) -> float:
+        clock, loop, timer = QElapsedTimer(), QEventLoop(), QTimer()
+        gaps: list[float] = []
+        clock.start()
+        last = [clock.nsecsElapsed()]
+        end = time.monotonic() + seconds
+
+        def tick() -> None:
+            now = clock.nsecsElapsed()
+            gaps.append((now - last[0]) / 1e6)
+            last[0] = now
+            if (busy is None and time.monotonic() > end) or (busy is not None and not busy()):
+                loop.quit()
+
+        timer.timeout.connect(tick)
+        timer.start(5)
+        loop.exec()
+        timer.stop()
+        return max(gaps[1:]) if len(gaps) > 1 else 0.0
+
+    idle = max_gap(1.0)
+    with manager.use("brain-tumour-mri"):
+        pass  # warm: cold start is measured separately
+    uid = "bench"
+    rows = [
+        queue.submit(manager, "brain-tumour-mri", uid, list(range(len(refs))), refs, frames, "s")
+        for _ in range(4)
+    ]
+    start = time.perf_counter()
+    busy = max_gap(120, busy=lambda: any(not r.finished for r in rows))
+    took = time.perf_counter() - start
+    states = sorted({r.state for r in rows})
+    print(
+        f"GUI: 4 jobs x {len(refs)} MR slices (with Grad-CAM) in {took:.1f} s: largest gap "
+        f"between 5 ms ticks {busy:.1f} ms (goal < 50 ms) vs {idle:.1f} ms idle "
+        f"({busy / max(idle, 1e-3):.1f}x); job states {states}"
+    )
+    runner.shutdown()
+    manager.shutdown()
+
+
+def main() -> None:
+    latency()
+    throughput()
+    cold_start()
+    memory()
+    if MR_DIR.is_dir():
+        gui_stall()
+
+
+if __name__ == "__main__":
+    main()
