@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.config import ConfigError
+from core.config import ConfigError, Settings
+from core.pacs.audit import AuditSink
 from core.pacs.cache import PacsCache
 from core.pacs.client import PacsClient, SeriesHit, StudyHit, StudyQuery
 from core.pacs.errors import PacsError
@@ -134,6 +135,10 @@ class PacsSearchPanel(QWidget):
         )
 
     def _client(self) -> PacsClient | None:
+        if not self.node.currentText():
+            self.status.setText("No PACS configured: add a [[pacs]] table (name, url, auth) "
+                                "to the settings")
+            return None
         try:
             return self.client_for(self.node.currentText())
         except (PacsError, ConfigError, ValueError, OSError) as exc:  # shown, never raised
@@ -252,3 +257,52 @@ class PacsDialog(QDialog):
                                      lambda paths: window.open_paths(paths), cache)
         col = QVBoxLayout(self)
         col.addWidget(self.panel)
+
+
+def install_pacs(window: Any, audit: AuditSink, settings: Settings | None = None,
+                 cache: PacsCache | None = None) -> PacsSearchPanel:
+    """Add the PACS panel (a dock, View > Panels) and Ctrl+Shift+P to ``window``.
+
+    ``audit`` is the session's sink (``core.pacs.audit.audit_log_sink(log, user, role)``).
+    """
+    from PySide6.QtGui import QAction, QKeySequence
+
+    from core.pacs.dimse import DimseClient, is_dimse
+    from core.pacs.nodes import list_nodes
+
+    try:
+        nodes = list_nodes(settings)
+        problem = "" if nodes else ("No PACS configured: add a [[pacs]] table (name, url, auth) "
+                                    "to the settings")
+    except ConfigError as exc:
+        nodes, problem = [], str(exc)
+    clients: dict[str, PacsClient] = {}
+
+    def client_for(name: str) -> PacsClient:
+        if name not in clients:
+            node = next((n for n in nodes if n.name == name), None)
+            if node is None:
+                raise ValueError(f"no PACS node named '{name}'")
+            if is_dimse(node):
+                clients[name] = DimseClient(node, audit)  # type: ignore[assignment]
+            else:
+                clients[name] = PacsClient(node, audit)
+        return clients[name]
+
+    panel = PacsSearchPanel(window.runner, client_for, [n.name for n in nodes],
+                            lambda paths: window.open_paths(paths), cache)
+    panel.status.setText(problem)
+    dock = window.add_panel(panel, Qt.DockWidgetArea.LeftDockWidgetArea, "PACS")
+    dock.hide()
+    action = QAction("Search PACS…", window)
+    action.setShortcut(QKeySequence("Ctrl+Shift+P"))
+
+    def show() -> None:
+        dock.show()
+        dock.raise_()
+        panel.patient_name.setFocus()
+
+    action.triggered.connect(show)
+    window.addAction(action)
+    panel.show_action = action  # type: ignore[attr-defined]
+    return panel

@@ -18,7 +18,8 @@ from typing import Any
 def _node_args(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--node", help="a PACS node named in the settings")
-    where.add_argument("--url", help="a DICOMweb base URL (no authentication)")
+    where.add_argument("--url", help="a DICOMweb base URL (no authentication), or "
+                       "dicom://CALLED_AET@host:port for DIMSE")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,12 +57,15 @@ def _sink() -> Any:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from core.pacs.client import PacsClient, client_for_url
+    from core.config import PacsNode
+    from core.pacs.client import PacsClient
+    from core.pacs.dimse import DimseClient, is_dimse
     from core.pacs.nodes import get_node
 
-    if args.url:
-        return client_for_url(args.url, _sink())
-    return PacsClient(get_node(args.node), _sink())
+    node = PacsNode(name="ad hoc", url=args.url) if args.url else get_node(args.node)
+    if is_dimse(node):
+        return DimseClient(node, _sink())
+    return PacsClient(node, _sink())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,6 +137,8 @@ def _store(args: argparse.Namespace) -> int:
         except Exception as exc:  # pydicom raises many types for broken files
             raise ValueError(f"cannot read '{name}': {exc}") from exc
     client = _client(args)
+    if not hasattr(client, "store"):
+        raise ValueError("storing to a DIMSE node (C-STORE) is not supported; use DICOMweb")
     # a manual store: audited as an Export with no model attached
     finding = AiFinding(model_id="manual", model_version="-", labels=[], scores={}, decision="",
                         input_sop_uids=[], result_id="cli-store")

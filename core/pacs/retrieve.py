@@ -14,11 +14,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.pacs import audit as A
 from core.pacs.cache import PacsCache
 from core.pacs.client import PacsClient
 from core.pacs.errors import PacsError
+
+if TYPE_CHECKING:
+    from core.pacs.dimse import DimseClient
 
 # (path, instances done, instances expected or 0 when the server did not say)
 OnInstance = Callable[[Path, int, int], None]
@@ -57,7 +61,7 @@ def sop_uid_of(blob: bytes) -> str:
 
 
 def retrieve_series(
-    client: PacsClient,
+    client: PacsClient | DimseClient,
     cache: PacsCache,
     study_uid: str,
     series_uid: str,
@@ -67,6 +71,9 @@ def retrieve_series(
     expected: int | None = None,
 ) -> RetrieveResult:
     """Fetch one series (or take it from the cache); ``on_instance`` runs in this thread."""
+    if not isinstance(client, PacsClient):  # a DIMSE node: C-GET
+        return client.get_series(cache, study_uid, series_uid, on_instance=on_instance,
+                                 cancel=cancel, expected=expected)
     start = time.perf_counter()
     result = RetrieveResult(study_uid, series_uid)
     cache.series_dir(study_uid, series_uid)  # validates both UIDs before any request
@@ -127,7 +134,7 @@ def retrieve_series(
 
 
 def retrieve_study(
-    client: PacsClient,
+    client: PacsClient | DimseClient,
     cache: PacsCache,
     study_uid: str,
     *,

@@ -55,6 +55,8 @@ class OrthancServer:
     url: str  # http://127.0.0.1:PORT
     storage: Path
     auth: tuple[str, str] | None = None
+    dicom_port: int = 0
+    aet: str = "ORTHANC"
 
     @property
     def dicomweb(self) -> str:
@@ -93,13 +95,16 @@ def orthanc_server(
     if binary is None or plugin is None:
         raise RuntimeError(str(unavailable_reason()))
     tmp = Path(tempfile.mkdtemp(prefix="doctorai-orthanc-"))
-    port = _free_port()
+    port, dicom_port = _free_port(), _free_port()
     config = {
         "Name": "DOCTORAI_TEST",
         "StorageDirectory": str(tmp / "db"),
         "IndexDirectory": str(tmp / "db"),
         "HttpPort": port,
-        "DicomPort": _free_port(),
+        "DicomPort": dicom_port,
+        "DicomAet": "ORTHANC",
+        "DicomAlwaysAllowFind": True,  # any calling AET may query and C-GET (tests only)
+        "DicomAlwaysAllowGet": True,
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": bool(users),
         "RegisteredUsers": dict(users or {}),
@@ -131,7 +136,7 @@ def orthanc_server(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Orthanc did not answer on {url} within {startup_timeout_s} s")
             time.sleep(0.1)
-        yield OrthancServer(url=url, storage=tmp / "db", auth=auth)
+        yield OrthancServer(url=url, storage=tmp / "db", auth=auth, dicom_port=dicom_port)
     finally:
         proc.terminate()
         try:

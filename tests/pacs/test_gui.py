@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from tests.desktop.conftest import _no_leaked_workers, window  # noqa: E402, F401 - fixtures
-from tests.pacs.conftest import CT3_DIR, LIVER_SEG, SR_EXAMPLE, RecordingSink, ct_subset  # noqa: E402
+from tests.desktop.conftest import _no_leaked_workers, window  # noqa: F401 - fixtures
+from tests.pacs.conftest import CT3_DIR, LIVER_SEG, SR_EXAMPLE, RecordingSink, ct_subset
 
 
 def test_search_retrieve_opens_while_downloading(window, qtbot, orthanc, tmp_path) -> None:  # noqa: F811
@@ -77,3 +77,33 @@ def test_seg_overlay_and_sr_panel(window, qtbot, dicom_data) -> None:  # noqa: F
     assert tinted.mean() > 0.02  # the liver covers a visible part of the image
     red_shift = (a[..., 0] - a[..., 2])[tinted].mean() - (b[..., 0] - b[..., 2])[tinted].mean()
     assert red_shift > 10  # the liver's reddish colour, not just any change
+
+
+def test_install_pacs_uses_configured_nodes(window, qtbot, orthanc) -> None:  # noqa: F811
+    from core.config import PacsNode, Settings
+    from desktop.pacs_dialog import install_pacs
+
+    sink = RecordingSink()
+    settings = Settings(pacs=[PacsNode(name="local-orthanc", url=orthanc.dicomweb)])
+    panel = install_pacs(window, sink, settings)
+    assert panel.node.currentText() == "local-orthanc"
+    assert not panel.isVisible()
+    panel.show_action.trigger()
+    assert panel.isVisible()
+    panel.patient_id.setText("99000")
+    panel.search_button.click()
+    qtbot.waitUntil(lambda: panel.results.topLevelItemCount() == 1, timeout=10_000)
+    item = panel.results.topLevelItem(0)
+    item.setExpanded(True)  # lists the study's series
+    qtbot.waitUntil(lambda: item.childCount() == 1, timeout=10_000)
+    assert item.child(0).text(5) == "3"
+    assert [e[3]["node"] for e in sink.of("Query")] == ["local-orthanc", "local-orthanc"]
+
+
+def test_install_pacs_without_nodes_says_what_to_do(window) -> None:  # noqa: F811
+    from core.config import Settings
+    from desktop.pacs_dialog import install_pacs
+
+    panel = install_pacs(window, RecordingSink(), Settings())
+    assert "No PACS configured" in panel.status.text()
+    assert panel.run_search() is None
