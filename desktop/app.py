@@ -28,6 +28,9 @@ def run_gui(options: Namespace) -> int:
         workers, hide = None, False
     window = MainWindow(load_workers=workers, ai_device=getattr(options, "device", None))
     window.state.hide_phi = hide
+    from desktop.seg_overlay import install as install_seg_overlay
+
+    install_seg_overlay(window)  # SEG masks over their source slices, SR summaries in a panel
     paths = list(getattr(options, "paths", []) or [])
     if not paths and getattr(options, "demo", False):
         paths = [str(SAMPLE)]
