@@ -1,1 +1,2 @@
-"""Benchmarks: each ``bench_*.py`` measures against a named baseline in the same run, prints ratios."""
+"""Benchmarks: each ``bench_*.py`` measures against a named baseline in the same run and
+prints ratios."""

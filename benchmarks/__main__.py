@@ -15,7 +15,8 @@ import benchmarks
 
 
 def main(argv: list[str]) -> int:
-    names = sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__) if m.name.startswith("bench_"))
+    found = pkgutil.iter_modules(benchmarks.__path__)
+    names = sorted(m.name for m in found if m.name.startswith("bench_"))
     wanted = [n if n.startswith("bench_") else f"bench_{n}" for n in argv] or names
     failed = 0
     for name in wanted:

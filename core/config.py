@@ -97,7 +97,9 @@ def load_settings(machine_file: Path | None = None, user_file: Path | None = Non
     machine = _read_toml(machine_path)
     user = _read_toml(user_path)
     locked = {str(k) for k in machine.get("locked", [])}
-    merged: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in machine.items()}
+    merged: dict[str, Any] = {
+        k: (dict(v) if isinstance(v, dict) else v) for k, v in machine.items()
+    }
     _merge(merged, user, locked)
     try:
         return Settings.model_validate(merged)

@@ -1,4 +1,5 @@
-"""Where the workstation keeps its state: one profile directory, and the machine-wide config file."""
+"""Where the workstation keeps its state: one profile directory, and the machine-wide config
+file."""
 
 from __future__ import annotations
 

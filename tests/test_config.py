@@ -8,9 +8,11 @@ from core.config import ConfigError, load_settings
 from core.paths import profile_dir
 
 
-def test_profile_dir_follows_doctorai_home(_isolated_profile: Path) -> None:
-    assert profile_dir() == _isolated_profile
-    assert _isolated_profile.is_dir()
+def test_profile_dir_follows_doctorai_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "elsewhere"
+    monkeypatch.setenv("DOCTORAI_HOME", str(home))
+    assert profile_dir() == home
+    assert home.is_dir()
 
 
 def test_user_overrides_machine_but_not_locked_keys(tmp_path: Path) -> None:
@@ -33,7 +35,7 @@ def test_user_overrides_machine_but_not_locked_keys(tmp_path: Path) -> None:
 def test_bad_file_is_named_in_the_error(tmp_path: Path) -> None:
     user = tmp_path / "user.toml"
     user.write_text("[viewer\n")
-    with pytest.raises(ConfigError, match="user.toml"):
+    with pytest.raises(ConfigError, match=r"user\.toml"):
         load_settings(tmp_path / "none.toml", user)
 
 
