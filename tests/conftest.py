@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,22 @@ def _isolated_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DOCTORAI_HOME", str(home))
     monkeypatch.setenv("DOCTORAI_MACHINE_CONFIG", str(tmp_path / "machine-config.toml"))
     return home
+
+
+@pytest.fixture(autouse=True)
+def _isolated_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """keyrings.alt's file keyring under tmp_path: commands that audit (inspect, render, ...)
+    create a database key, and it must never land in the developer's or CI's real keyring."""
+    import keyring
+    from keyrings.alt.file import PlaintextKeyring
+
+    data_home = tmp_path / "xdg-data"
+    monkeypatch.setenv("XDG_DATA_HOME", str(data_home))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+    previous = keyring.get_keyring()
+    keyring.set_keyring(PlaintextKeyring())
+    yield
+    keyring.set_keyring(previous)
 
 
 @pytest.fixture

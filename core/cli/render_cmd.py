@@ -10,6 +10,10 @@ import argparse
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.cli.cli_audit import CliAudit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,15 +26,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from PIL import Image
-
-    from core.imaging.display import render
-    from core.imaging.header import HeaderError, read_header
-    from core.imaging.pixels import PixelDecodeError, read_frame
+    from core.cli.cli_audit import EXIT_NO_AUDIT, CliAudit
 
     if args.window is not None and args.window[1] <= 0:
         print(f"error: window width must be positive, got {args.window[1]:g}", file=sys.stderr)
         return 2
+    audit = CliAudit.open_or_explain("render")  # before any patient data is read
+    if audit is None:
+        return EXIT_NO_AUDIT
+    try:
+        return _render(args, audit)
+    finally:
+        audit.close()
+
+
+def _render(args: argparse.Namespace, audit: CliAudit) -> int:
+    from PIL import Image
+
+    from core.audit.log import AuditObject
+    from core.audit.vocabulary import EventType, Outcome
+    from core.cli.cli_audit import instance_objects
+    from core.imaging.display import render
+    from core.imaging.header import HeaderError, read_header
+    from core.imaging.pixels import PixelDecodeError, read_frame
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -46,11 +65,15 @@ def run(args: argparse.Namespace) -> int:
     invert = (not frame.invert) if args.invert else None
     image = render(frame, window=window, invert=invert)
     out = Path(args.out)
+    objects = [*instance_objects([instance]), AuditObject("file", str(out.resolve()))]
     try:
         Image.fromarray(image).save(out, format="PNG")
     except OSError as exc:
+        audit.record(EventType.EXPORT, objects, Outcome.MINOR_FAILURE, command="render",
+                     reason=str(exc))
         print(f"error: cannot write '{out}': {exc}", file=sys.stderr)
         return 1
+    audit.record(EventType.EXPORT, objects, command="render", frame=args.frame)
     print(f"wrote '{out}' ({image.shape[1]}x{image.shape[0]}"
           f"{' RGB' if image.ndim == 3 else ''}, frame {args.frame})")
     return 0

@@ -88,3 +88,49 @@ def test_render_subprocess_colour(dicom_data: Path, tmp_path: Path) -> None:
     img = np.asarray(Image.open(out))
     assert img.shape == (480, 640, 3)
     np.testing.assert_array_equal(img, read_frame(instance(path)).values)
+
+
+def test_inspect_and_render_are_audited(dicom_data: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Reading patient data from the CLI leaves an Instances Accessed / Export event each."""
+    from core.audit.log import AuditLog
+    from core.audit.vocabulary import EventType
+    from core.store.database import open_database
+
+    path = dicom_data / CT_TS / "CTImage.dcm"
+    out = tmp_path / "slice.png"
+    assert cli.main(["inspect", str(path), "--json"]) == 0
+    assert cli.main(["render", str(path), "--out", str(out)]) == 0
+    capsys.readouterr()
+    db = open_database()
+    try:
+        log = AuditLog(db)
+        events = list(log.iter_events())
+        assert log.verify().ok
+    finally:
+        db.close()
+    kinds = [e.event_type for e in events]
+    assert kinds == [EventType.INSTANCES_ACCESSED, EventType.EXPORT]
+    accessed, export = events
+    assert accessed.details["command"] == "inspect"
+    assert accessed.role == "cli"
+    header = instance(path)
+    assert {"kind": "study", "id": header.study_instance_uid, "name": ""} in accessed.objects
+    assert any(o["kind"] == "file" and o["id"] == str(out.resolve()) for o in export.objects)
+    assert any(o["id"] == header.sop_instance_uid for o in export.objects)
+
+
+def test_commands_refuse_to_run_unaudited(dicom_data: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """No keyring (so no audit trail): the command reads nothing and says why."""
+    import keyring
+    from keyring.backends.fail import Keyring as FailKeyring
+
+    keyring.set_keyring(FailKeyring())
+    out = tmp_path / "never.png"
+    assert cli.main(["render", str(dicom_data / CT_TS / "CTImage.dcm"), "--out", str(out)]) == 3
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "audit trail" in err
+    assert "keyring" in err.lower()
