@@ -12,7 +12,10 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.cli.cli_audit import CliAudit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +81,43 @@ def _write_heatmap(out: str, frame: Any, heat: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.cli.cli_audit import EXIT_NO_AUDIT, CliAudit
+
+    audit = CliAudit.open_or_explain("infer")  # before any patient data is read
+    if audit is None:
+        return EXIT_NO_AUDIT
+    try:
+        code, output = _run(args)
+        if output is not None:
+            _audit_run(audit, args, output)
+        return code
+    finally:
+        audit.close()
+
+
+def _audit_run(audit: CliAudit, args: argparse.Namespace, output: dict[str, Any]) -> None:
+    """Model Run (model + the instances it read); the heatmap PNG is also an Export."""
+    from core.audit.log import AuditObject
+    from core.audit.vocabulary import EventType
+
+    model = output["model"]
+    objects = [AuditObject("model", f"{model['id']}@{model['version']}")]
+    seen: set[tuple[str, str]] = set()
+    for ref in output.get("provenance", {}).get("inputs", []):
+        for kind, uid in (("study", ref.get("study_instance_uid", "")),
+                          ("instance", ref.get("sop_instance_uid", ""))):
+            if uid and (kind, uid) not in seen and not uid.startswith("row-"):
+                seen.add((kind, uid))
+                objects.append(AuditObject(kind, uid))
+    audit.record(EventType.MODEL_RUN, objects, command="infer",
+                 result_id=str(output.get("result_id", "")))
+    if output.get("heatmap_png"):
+        out = str(Path(output["heatmap_png"]).resolve())
+        audit.record(EventType.EXPORT, [*objects[1:], AuditObject("file", out)],
+                     command="infer --heatmap")
+
+
+def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     from core.inference.manager import UnknownModelError, manager_from_settings
     from core.inference.pipeline import run_images
     from core.inference.result import InputRef
@@ -87,14 +127,14 @@ def run(args: argparse.Namespace) -> int:
         package = manager.package(args.model)
     except UnknownModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
     spec = package.manifest.input
     problems: list[str] = []
     try:
         if spec.kind == "text":
             if not args.text:
                 print(f"error: model '{args.model}' is a text model: give --text", file=sys.stderr)
-                return 2
+                return 2, None
             with manager.use(args.model) as model:
                 drafts = list(model.predict(args.text))
             output: dict[str, Any] = {
@@ -113,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"error: no usable input for model '{args.model}'", file=sys.stderr)
                 for problem in problems:
                     print(f"  {problem}", file=sys.stderr)
-                return 1
+                return 1, None
             result = run_images(manager, args.model, images, refs, heatmap=bool(args.heatmap))
             output = result.to_json()
             output["problems"] = problems
@@ -125,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
                     output["heatmap_png"] = args.heatmap
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: running model '{args.model}': {exc}", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         manager.shutdown()
     if args.json:
@@ -134,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         _print_text(output)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
-    return 0
+    return 0, output
 
 
 def _print_text(output: dict[str, Any]) -> None:

@@ -48,6 +48,26 @@ def test_infer_json_and_heatmap_on_shared_cr(dicom_data: Path, tmp_path: Path) -
     image = np.asarray(Image.open(out_png))
     assert image.shape == (1955, 1841, 3)
     assert not np.array_equal(image[..., 0], image[..., 2])  # colour was blended in
+    _assert_audited(report, out_png)
+
+
+def _assert_audited(report: dict[str, object], heatmap: Path) -> None:
+    """The run is in the profile's audit trail: Model Run, then Export of the heatmap PNG."""
+    from core.audit.log import AuditLog
+    from core.audit.vocabulary import EventType
+    from core.store.database import open_database
+
+    db = open_database()
+    try:
+        events = list(AuditLog(db).iter_events())
+    finally:
+        db.close()
+    assert [e.event_type for e in events] == [EventType.MODEL_RUN, EventType.EXPORT]
+    run, export = events
+    assert run.details["result_id"] == report["result_id"]
+    assert {"kind": "model", "id": "chest-xray-pneumonia@" + report["model"]["version"],  # type: ignore[index]
+            "name": ""} in run.objects
+    assert any(o["id"] == str(heatmap.resolve()) for o in export.objects)
 
 
 def test_infer_unknown_model_and_no_input(tmp_path: Path) -> None:
