@@ -2,7 +2,9 @@
 
 Figures (ratios against baselines measured in this run):
 - open -> first slice painted, as a fraction of open -> whole series loaded (400 x 512x512 CT
-  generated from the real 134-slice CT; goal < 10%);
+  generated from the real 134-slice CT; goal < 10%), both from File > Open of the folder
+  (``MainWindow.open_paths([folder])``: a provisional first image shows while the headers are
+  still being indexed) and from activating the already-indexed series;
 - the GUI event loop's longest gap while that series loads, measured by a 5 ms QTimer
   (goal < 50 ms), against the same timer on an idle loop;
 - ``doctorai --version`` (goal < 0.5 s) and the main window painted from a cold start
@@ -102,6 +104,7 @@ def measure_load(folder: Path) -> dict[str, float]:
         "open_first_paint": painted["first_paint"] - t_open,
         "open_loaded": t["series_loaded"] - t_open,
         "index": t["indexed"] - t_open,
+        "first_image": t.get("first_image", float("nan")) - t_open,
         "idle_max_gap": idle_max,
         "load_max_gap": load_max_gap,
         "slices": float(win.state.loaded_count),
@@ -193,9 +196,13 @@ def main() -> None:
         r = measure_load(folder)
     print(f"\nopen -> first slice painted vs open -> whole series loaded "
           f"({r['slices']:.0f} slices, baseline = whole load)")
-    print(f"  from File>Open (incl. indexing {r['index'] * 1000:.0f} ms): "
-          f"{r['open_first_paint'] * 1000:.0f} ms / {r['open_loaded'] * 1000:.0f} ms "
-          f"= {r['open_first_paint'] / r['open_loaded']:.1%}")
+    before = "before" if r["open_first_paint"] < r["index"] else "AFTER"
+    print(f"  from File>Open of the folder:     {r['open_first_paint'] * 1000:.0f} ms / "
+          f"{r['open_loaded'] * 1000:.0f} ms = "
+          f"{r['open_first_paint'] / r['open_loaded']:.1%}   (goal < 10%)")
+    print(f"    painted {before} indexing ended ({r['index'] * 1000:.0f} ms = "
+          f"{r['index'] / r['open_loaded']:.1%} of the load; provisional image decoded at "
+          f"{r['first_image'] * 1000:.0f} ms)")
     print(f"  from series open (index known):   {r['series_first_paint'] * 1000:.0f} ms / "
           f"{r['series_loaded'] * 1000:.0f} ms = "
           f"{r['series_first_paint'] / r['series_loaded']:.1%}   (goal < 10%)")

@@ -3,25 +3,71 @@
 The GUI thread only receives finished pieces (an index, one decoded slice, a thumbnail) and
 puts them into ``ViewerState``. Opening another series cancels the load in progress; a slice
 scrolled to before it has loaded shows its nearest loaded neighbour until it arrives.
+
+Opening a folder with nothing on screen shows a *provisional* first image while the headers are
+still being indexed (``core.imaging.progressive``): the indexing job decodes one frame of the
+middle file before it reads the other headers and reports it as progress, so it reaches the GUI
+before the index does. When the index arrives, the series' slice list is rebuilt in geometric
+order (``ViewerState.refresh_slices``: the image on screen, W/L, zoom and measurements stay) and
+only the missing slices load.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from core.imaging.model import LoadError, Series, StudyIndex
-from core.viewer.state import ViewerState
+from core.imaging.model import Frame, Instance, LoadError, Series, StudyIndex
+from core.viewer.state import ViewerState, slice_refs
 from desktop import jobs
-from desktop.workers import Job, JobRunner
+from desktop.workers import Job, JobContext, JobRunner
 
 if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
+    from core.imaging.progressive import FirstImage
     from core.viewer.tags import TagRow
+
+log = logging.getLogger(__name__)
+
+
+def progressive_index_job(ctx: JobContext, paths: Sequence[str], workers: int | None,
+                          want_first: bool) -> StudyIndex:
+    """Index ``paths``; with ``want_first``, first report a decoded ``FirstImage`` (progress)."""
+    from core.imaging.index import build_index
+    from core.imaging.progressive import first_image
+
+    def on_files(files: list[str]) -> None:
+        if not want_first or not files or ctx.cancelled:
+            return
+        try:
+            first = first_image(files, cancel=ctx.cancel_event)
+        except Exception:  # a provisional image is optional: never let it stop the indexing
+            log.exception("no provisional first image for %d file(s)", len(files))
+            return
+        if first is not None:
+            ctx.report(first)
+
+    def progress(*args: Any) -> None:
+        ctx.report(args)
+
+    return build_index(list(paths), workers=workers, progress=progress, cancel=ctx.cancel_event,
+                       on_files=on_files)
+
+
+def slices_job(ctx: JobContext, refs: Sequence[tuple[Instance, int]], order: Sequence[int],
+               workers: int | None = None) -> Iterator[tuple[int, Frame]]:
+    """Yield ``(slice index, Frame)`` for ``refs[i]``, i in ``order`` (missing slices only)."""
+    from core.imaging.volume import iter_load_slices
+
+    for index, frame in iter_load_slices(refs, order, workers=workers, cancel=ctx.cancel_event):
+        if ctx.cancelled:
+            return
+        yield index, frame
 
 
 class ViewerController(QObject):
@@ -30,6 +76,8 @@ class ViewerController(QObject):
     tags_loaded = Signal(object)  # list[TagRow]
     index_loaded = Signal(object)  # the StudyIndex that was just added
     busy_changed = Signal(bool)
+    # a provisional first image is on screen (series uid) and the folder is still being indexed
+    first_image_shown = Signal(str)
 
     def __init__(self, state: ViewerState, runner: JobRunner, parent: QObject | None = None,
                  load_workers: int | None = None) -> None:
@@ -43,6 +91,9 @@ class ViewerController(QObject):
         self.header_job: Job | None = None
         self.thumb_jobs: list[Job] = []
         self.timings: dict[str, float] = {}
+        # the series shown from a provisional first image, until its indexing job ends
+        self.provisional: Series | None = None
+        self._provisional_job: Job | None = None
         self._last_progress = 0.0
         self._header_timer = QTimer(self, singleShot=True, interval=120)
         self._header_timer.timeout.connect(self._load_header)
@@ -55,30 +106,86 @@ class ViewerController(QObject):
         if not paths or self.runner.closed:
             return None
         self.timings["open"] = time.perf_counter()
+        for key in ("first_image", "indexed"):
+            self.timings.pop(key, None)
         self.status.emit(f"Indexing {len(paths)} path(s)…")
+        want_first = self.state.series is None and self.provisional is None
+        cell: list[Job] = []  # callbacks run later on this thread, once the job is known
         job = self.runner.start(
             "index files",
-            jobs.index_job,
+            progressive_index_job,
             paths,
             self.load_workers,
-            on_progress=self._on_index_progress,
-            on_result=self._on_index,
+            want_first,
+            on_progress=lambda args: self._on_index_progress(args, cell[0]),
+            on_result=lambda index: self._on_index(index, cell[0]),
             on_error=lambda exc: self.state.add_errors([LoadError(", ".join(paths), str(exc))]),
-            on_finished=lambda j: self._job_done(self.index_jobs, j),
+            on_finished=self._index_finished,
         )
+        cell.append(job)
         self.index_jobs.append(job)
         self.busy_changed.emit(True)
         return job
 
-    def _on_index_progress(self, args: Any) -> None:
-        if not (isinstance(args, tuple) and len(args) >= 2):
+    @property
+    def indexing(self) -> bool:
+        """True until every indexing job has finished (a provisional image may be shown)."""
+        return bool(self.index_jobs)
+
+    def _on_index_progress(self, args: Any, job: Job | None = None) -> None:
+        if not isinstance(args, tuple):
+            from core.imaging.progressive import FirstImage
+
+            if isinstance(args, FirstImage):
+                self._show_first_image(args, job)
+            return
+        if len(args) < 2:
             return
         now = time.perf_counter()
         if now - self._last_progress >= 0.1 or args[0] == args[1]:  # at most 10 updates/s
             self._last_progress = now
             self.status.emit(f"Indexing: {args[0]}/{args[1]} files")
 
-    def _on_index(self, index: StudyIndex) -> None:
+    def _show_first_image(self, first: FirstImage, job: Job | None) -> None:
+        """Show a provisional first image (indexing goes on); ignored if a series is shown."""
+        if self.state.series is not None or self.provisional is not None or self.runner.closed:
+            return
+        self.state.add_index(first.index)
+        try:
+            _p, _st, series = self.state.find_series(first.series.series_instance_uid)
+        except KeyError:
+            return
+        self.cancel_series_load()
+        now = time.perf_counter()
+        self.timings["series_open"] = now
+        self.timings.pop("first_frame", None)
+        self.timings.pop("series_loaded", None)
+        self.state.set_series(series)
+        self.provisional, self._provisional_job = series, job
+        where = next((i for i, r in enumerate(self.state.slices)
+                      if r.instance.path == first.instance.path
+                      and r.frame == first.frame_number), None)
+        if where is None:  # cannot happen for a one-instance index; the full load covers it
+            return
+        self.state.set_slice(where)
+        self.timings["first_frame"] = self.timings["first_image"] = time.perf_counter()
+        self.state.set_frame(where, first.frame)
+        self.status.emit("Showing the first image; indexing continues…")
+        self.first_image_shown.emit(series.series_instance_uid)
+
+    def _index_finished(self, job: Job) -> None:
+        self._job_done(self.index_jobs, job)
+        if self._provisional_job is job and self.provisional is not None:
+            # no index arrived (cancelled or failed): keep the image, load what is known
+            self._end_provisional()
+            if not job.cancelled:
+                self.refresh_series()
+
+    def _end_provisional(self) -> Series | None:
+        prov, self.provisional, self._provisional_job = self.provisional, None, None
+        return prov
+
+    def _on_index(self, index: StudyIndex, job: Job | None = None) -> None:
         self.timings["indexed"] = time.perf_counter()
         new_series = [s for _p, _st, s in index.iter_series()]
         self.state.add_index(index)
@@ -86,10 +193,20 @@ class ViewerController(QObject):
         n_err = len(index.errors)
         self.status.emit(f"Opened {len(new_series)} series" +
                          (f"; {n_err} file(s) could not be read" if n_err else ""))
+        prov = self._end_provisional() if job is not None and job is self._provisional_job \
+            else None
         current = self.state.series
-        if current is not None and current.frame_count != self.state.slice_count:
-            # the new files added slices to the series on screen: reload it with them
-            self.open_series(current.series_instance_uid)
+        if current is not None and current is prov:
+            best = self.pick_series(new_series)
+            if (best is not None and best.series_instance_uid != current.series_instance_uid
+                    and best.frame_count > current.frame_count and not self.state.measurements):
+                # the provisional guess was a side series (a scout): show the main stack
+                self.open_series(best.series_instance_uid)
+            else:
+                self.refresh_series()
+        elif current is not None and len(slice_refs(current)) != self.state.slice_count:
+            # the new files added slices to the series on screen: keep the view, load them
+            self.refresh_series()
         if self.state.series is None:
             best = self.pick_series(new_series)
             if best is not None:
@@ -109,6 +226,8 @@ class ViewerController(QObject):
         if self.runner.closed:
             return None
         _p, _st, series = self.state.find_series(series_uid)
+        if self.provisional is not None and self.provisional is not series:
+            self._end_provisional()  # the user chose another series while indexing
         self.timings["series_open"] = time.perf_counter()
         self.timings.pop("first_frame", None)
         self.timings.pop("series_loaded", None)
@@ -130,6 +249,39 @@ class ViewerController(QObject):
         self.busy_changed.emit(True)
         return job
 
+    def refresh_series(self) -> Job | None:
+        """Bring the series on screen up to date with its (re-sorted, grown) instance list:
+        loaded slices, the slice on screen, W/L, zoom and measurements are kept; only the
+        missing slices load, nearest to the current one first."""
+        series = self.state.series
+        if series is None or self.runner.closed:
+            return None
+        if self.series_load is not None:  # its slice indices are about to change
+            self.series_load.cancel()
+            self.series_load = None
+        missing = self.state.refresh_slices()
+        self._header_timer.start()
+        if not missing:
+            self._on_series_done(series)
+            return None
+        cur = self.state.viewport.slice_index
+        order = sorted(missing, key=lambda i: (abs(i - cur), i))
+        refs = [(r.instance, r.frame) for r in self.state.slices]
+        job = self.runner.start(
+            f"load series '{series.description or series.series_instance_uid}'",
+            slices_job,
+            refs,
+            order,
+            self.load_workers,
+            on_progress=partial(self._on_slice, series),
+            on_result=partial(self._on_series_done, series),
+            on_error=partial(self._on_series_error, series),
+            on_finished=self._series_job_finished,
+        )
+        self.series_load = job
+        self.busy_changed.emit(True)
+        return job
+
     def _on_slice(self, series: Series, item: tuple[int, Any]) -> None:
         if self.state.series is not series:
             return  # a late slice of a series no longer shown
@@ -139,7 +291,7 @@ class ViewerController(QObject):
         self.state.set_frame(index, frame)
 
     def _on_series_done(self, series: Series, _result: object = None) -> None:
-        if self.state.series is series:
+        if self.state.series is series and self.provisional is not series:
             self.timings["series_loaded"] = time.perf_counter()
             self.status.emit(f"Loaded {self.state.loaded_count} images of "
                              f"'{series.description or series.modality}'")

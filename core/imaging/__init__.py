@@ -12,5 +12,10 @@ Public API (stable names other packages use; details in each module):
 - ``core.imaging.display.render(frame, window=None, invert=None) -> uint8 array``: VOI +
   presentation, exactly what the viewer paints and ``doctorai render`` writes
 - ``core.imaging.presets.CT_PRESETS``: CT windows as (center, width)
-- ``core.imaging.volume``: whole-series loading to a volume in modality units, progressive
+- ``core.imaging.volume``: whole-series loading to a volume in modality units, progressive;
+  ``iter_load_slices(refs, order)`` loads only the given slices
+- ``core.imaging.progressive.first_image(files) -> FirstImage | None``: one decoded frame of the
+  middle file, shown while a folder is still being indexed (``build_index(on_files=...)``)
+- ``core.imaging.frame_order``: display order of enhanced multi-frame frames
+  (``Instance.frame_order``; ``model.display_frames(instance)``)
 """

@@ -18,6 +18,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
 from core.imaging import plain, scan, sources
+from core.imaging.frame_order import frame_order, group_keys
 from core.imaging.model import Instance, Patient, PixelInfo, Series, Study
 from core.imaging.rawtags import RawTags, ScanTags, Tags
 
@@ -329,6 +330,7 @@ def _to_header(
     position = _tuple(t.floats(0x00200032), 3)
     spacing = _tuple(t.floats(0x00280030), 2)
     frame_positions: tuple[tuple[float, float, float], ...] | None = None
+    order: tuple[int, ...] | None = None
     if ds is not None and (0x52009229 in ds or 0x52009230 in ds):  # functional groups
         positions = []
         for f in range(frames):
@@ -344,6 +346,8 @@ def _to_header(
         item = functional_item(ds, 0, "PixelMeasuresSequence")
         if spacing is None and item is not None:
             spacing = floats_of(item.get("PixelSpacing"), 2)
+        if frames > 1:
+            order = frame_order(frame_positions, orientation, group_keys(ds, frames))
 
     slice_location = t.floats(0x00201041)
     instance = Instance(
@@ -362,6 +366,7 @@ def _to_header(
         transfer_syntax_uid=ts,
         has_pixels=has_pixels,
         frame_positions=frame_positions,
+        frame_order=order,
         series_instance_uid=uids["SeriesInstanceUID"],
         study_instance_uid=uids["StudyInstanceUID"],
         patient_id=t.person_text(0x00100020, "PatientID"),

@@ -134,13 +134,18 @@ def build_index(
     workers: int | None = None,
     progress: Progress | None = None,
     cancel: Cancel | None = None,
+    on_files: Callable[[list[str]], None] | None = None,
 ) -> StudyIndex:
     """Index files, folders (recursive), zip archives and DICOMDIRs; headers only.
 
     ``progress(done, total)`` is called from worker threads. When cancelled, the index holds
     what was read so far. Never raises for a bad file: see ``StudyIndex.errors``.
+    ``on_files(files)`` sees the instance paths once they are listed, before any header is read
+    (the viewer decodes a provisional first image there: ``core.imaging.progressive``).
     """
     files, errors = enumerate_inputs(paths)
+    if on_files is not None:
+        on_files(files)
     index = StudyIndex(errors=list(errors))
     for result in read_headers(files, workers=workers, progress=progress, cancel=cancel):
         if isinstance(result, LoadError):

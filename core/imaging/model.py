@@ -5,7 +5,7 @@ These are the names the viewer, the CLI and inference share; keep them stable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,8 @@ class Instance:
     is_plain_image: bool = False  # PNG/JPEG/TIFF opened through Pillow
     # Added by the indexer (all defaulted, so older callers keep working):
     frame_positions: tuple[tuple[float, float, float], ...] | None = None  # enhanced MF, per frame
+    # Enhanced MF: file frame numbers in display order (along the slice normal); None = file order
+    frame_order: tuple[int, ...] | None = None
     series_instance_uid: str = ""
     study_instance_uid: str = ""
     patient_id: str = ""
@@ -86,6 +88,13 @@ class Series:
     @property
     def frame_count(self) -> int:
         return sum(i.number_of_frames for i in self.instances if i.has_pixels)
+
+
+def display_frames(inst: Instance) -> Sequence[int]:
+    """The file frame numbers of an instance in display order (see ``Instance.frame_order``)."""
+    n = max(inst.number_of_frames, 1)
+    order = inst.frame_order
+    return order if order is not None and len(order) == n else range(n)
 
 
 @dataclass

@@ -162,8 +162,8 @@ def enumerate_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str]
     def unreadable(exc: OSError) -> None:
         errors.append(LoadError(str(exc.filename), f"cannot read folder: {exc.strerror or exc}"))
 
-    def add(p: str) -> None:
-        key = p if ZIP_SEP in p else os.path.realpath(p)
+    def add(p: str, key: str | None = None) -> None:
+        key = key or (p if ZIP_SEP in p else os.path.realpath(p))
         if key not in seen:
             seen.add(key)
             out.append(p)
@@ -175,16 +175,18 @@ def enumerate_inputs(paths: Iterable[str | os.PathLike[str]]) -> tuple[list[str]
         elif path.is_dir():
             for dirpath, dirnames, filenames in os.walk(path, onerror=unreadable):
                 dirnames.sort()
+                # one realpath per folder, not per file (it costs a syscall per path part)
+                real_dir = os.path.realpath(dirpath)
                 for name in sorted(filenames):
-                    full = Path(dirpath) / name
+                    full = os.path.join(dirpath, name)
                     if _is_dicomdir_name(name):
-                        for f in _dicomdir(full, errors):
+                        for f in _dicomdir(Path(full), errors):
                             add(f)
-                    elif is_zip(full):
-                        for m in _zip_members(full, errors):
+                    elif name.lower().endswith(".zip") and is_zip(Path(full)):
+                        for m in _zip_members(Path(full), errors):
                             add(m)
                     elif not _is_ignored(name):
-                        add(str(full))
+                        add(full, None if os.path.islink(full) else os.path.join(real_dir, name))
         elif path.is_file():
             if _is_dicomdir_name(path.name):
                 for f in _dicomdir(path, errors):

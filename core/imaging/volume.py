@@ -12,7 +12,7 @@ paths give identical values.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from core.imaging import sources
 from core.imaging.index import Cancel, cancel_check
-from core.imaging.model import Frame, Instance, LoadError, PixelInfo, Series
+from core.imaging.model import Frame, Instance, LoadError, PixelInfo, Series, display_frames
 from core.imaging.pixels import PixelDecodeError, gray_frame, read_frame, rescale
 
 SliceRef = tuple[Instance, int]
@@ -45,7 +45,7 @@ def slice_refs(series: Series) -> list[SliceRef]:
         (inst, f)
         for inst in series.instances
         if inst.has_pixels
-        for f in range(max(inst.number_of_frames, 1))
+        for f in display_frames(inst)
     ]
 
 
@@ -139,19 +139,18 @@ def load_slice(inst: Instance, frame: int, out: npt.NDArray[np.float32] | None =
 
 
 def _iterate(
-    series: Series,
+    refs: Sequence[SliceRef],
+    order: Sequence[int],
     workers: int | None,
     cancel: Cancel | None,
     out: npt.NDArray[np.float32] | None,
     want_frames: bool,
 ) -> Iterator[tuple[int, Frame | None]]:
-    refs = slice_refs(series)
-    if not refs:
+    """Load ``refs[i]`` for each i of ``order``; ``order[0]`` is yielded before any other."""
+    if not refs or not order:
         return
     is_cancelled = cancel_check(cancel)
     errors: list[LoadError] = []
-    first = first_slice(len(refs))
-    order = [first] + [i for i in range(len(refs)) if i != first]
 
     def task(i: int) -> Frame | None:
         if is_cancelled():
@@ -210,7 +209,24 @@ def iter_load(
 ) -> Iterator[tuple[int, Frame]]:
     """Yield ``(slice index, Frame)`` as slices decode, the middle slice first (see
     ``first_slice``); failed slices raise SeriesLoadError after all good ones; cancel stops."""
-    for i, frame in _iterate(series, workers, cancel, None, True):
+    refs = slice_refs(series)
+    first = first_slice(len(refs))
+    order = [first] + [i for i in range(len(refs)) if i != first]
+    for i, frame in _iterate(refs, order, workers, cancel, None, True):
+        assert frame is not None
+        yield i, frame
+
+
+def iter_load_slices(
+    refs: Sequence[SliceRef], order: Sequence[int], workers: int | None = None,
+    cancel: Cancel | None = None,
+) -> Iterator[tuple[int, Frame]]:
+    """Yield ``(i, Frame)`` for the slices ``refs[i]``, i in ``order`` (the first one first).
+
+    For loading only the slices still missing after a series' slice list changed (indexing
+    finished after a provisional first image); errors and cancel work as in ``iter_load``.
+    """
+    for i, frame in _iterate(refs, order, workers, cancel, None, True):
         assert frame is not None
         yield i, frame
 
@@ -239,7 +255,7 @@ def load_volume(
         raise ValueError(f"series '{series.series_instance_uid}' has no image size")
     volume = np.empty((len(refs), rows, cols), dtype=np.float32)
     done = 0
-    for _ in _iterate(series, workers, cancel, volume, False):
+    for _ in _iterate(refs, range(len(refs)), workers, cancel, volume, False):
         done += 1
         if progress:
             progress(done, len(refs))

@@ -57,7 +57,7 @@ def corner_text(state: ViewerState, zoom: float | None = None) -> Corners:
     if state.slice_count:
         line = f"Im {vp.slice_index + 1}/{state.slice_count}"
         ref = state.current_slice()
-        pos = slice_position(ref.instance) if ref is not None else None
+        pos = slice_position(ref.instance, ref.frame) if ref is not None else None
         if pos is not None:
             line += f"  Pos {pos:.1f} mm"
         corners.bottom_left.append(line)

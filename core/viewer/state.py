@@ -11,7 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 from psygnal import Signal
 
-from core.imaging.model import Frame, Instance, LoadError, Patient, Series, Study, StudyIndex
+from core.imaging.model import (
+    Frame,
+    Instance,
+    LoadError,
+    Patient,
+    Series,
+    Study,
+    StudyIndex,
+    display_frames,
+)
 from core.viewer.measure import Measurement
 from core.viewer.presets import AUTO, window_for
 from core.viewer.viewport import Viewport
@@ -31,16 +40,26 @@ def slice_refs(series: Series) -> list[SliceRef]:
         SliceRef(inst, f)
         for inst in series.instances
         if inst.has_pixels
-        for f in range(max(inst.number_of_frames, 1))
+        for f in display_frames(inst)
     ]
 
 
-def slice_position(instance: Instance) -> float | None:
-    """Position along the slice normal in mm (ImagePositionPatient . normal), else SliceLocation."""
-    if instance.image_position is not None and instance.image_orientation is not None:
+def _key(ref: SliceRef) -> tuple[str, int]:
+    """What identifies a slice across re-sorts: instance paths are unique within an index."""
+    return ref.instance.path, ref.frame
+
+
+def slice_position(instance: Instance, frame: int = 0) -> float | None:
+    """Position along the slice normal in mm (ImagePositionPatient . normal), else SliceLocation.
+
+    For an enhanced multi-frame instance, ``frame``'s own position (PlanePositionSequence)."""
+    position = instance.image_position
+    if instance.frame_positions is not None and 0 <= frame < len(instance.frame_positions):
+        position = instance.frame_positions[frame]
+    if position is not None and instance.image_orientation is not None:
         o = instance.image_orientation
         normal = np.cross(np.array(o[:3]), np.array(o[3:]))
-        return float(np.dot(np.array(instance.image_position), normal))
+        return float(np.dot(np.array(position), normal))
     return instance.slice_location
 
 
@@ -56,7 +75,7 @@ class ViewerState:
 
     index_changed = Signal(object)  # the merged StudyIndex
     errors_added = Signal(list)  # list[LoadError], only the new ones
-    series_changed = Signal(object)  # Series | None
+    series_changed = Signal(object)  # Series | None; also when its slice list is refreshed
     frame_loaded = Signal(int)  # slice index now available
     load_progress = Signal(int, int)  # (loaded, total)
     measurements_changed = Signal()
@@ -110,6 +129,43 @@ class ViewerState:
         vp.slice_index = len(self.slices) // 2 if len(self.slices) > 2 else 0
         self.series_changed.emit(series)
         self.measurements_changed.emit()
+
+    def refresh_slices(self) -> list[int]:
+        """Recompute the slice list after the current series gained or re-sorted instances
+        (indexing finished after a provisional first image, or more files were opened).
+
+        Loaded frames and measurements follow their (instance, frame), so they stay on the right
+        image; the slice on screen stays on screen at its new position; window, zoom and pan are
+        kept. ``series_changed`` fires again (slider range, caches). Returns the slice indices
+        still to load.
+        """
+        series = self.series
+        if series is None:
+            return []
+        new = slice_refs(series)
+        where = {_key(r): i for i, r in enumerate(new)}
+        frames: list[Frame | None] = [None] * len(new)
+        for ref, frame in zip(self.slices, self.frames, strict=True):
+            j = where.get(_key(ref))
+            if j is not None and frame is not None:
+                frames[j] = frame
+        kept: list[Measurement] = []
+        for m in self.measurements:
+            j = where.get(_key(self.slices[m.slice_index])) if m.slice_index < len(
+                self.slices) else None
+            if j is not None:
+                m.slice_index = j
+                kept.append(m)
+        current = self.current_slice()
+        target = where.get(_key(current)) if current is not None else None
+        if target is None:
+            target = len(new) // 2 if len(new) > 2 else 0
+        self.slices, self.frames, self.measurements = new, frames, kept
+        self._loaded = sum(f is not None for f in frames)
+        self.viewport.slice_index = target
+        self.series_changed.emit(series)
+        self.measurements_changed.emit()
+        return [i for i, f in enumerate(frames) if f is None]
 
     @property
     def slice_count(self) -> int:

@@ -23,6 +23,8 @@ def _open(qtbot, win, path: Path) -> None:
     win.viewport.painted.connect(painted.append)
     win.open_paths([path])
     qtbot.waitUntil(lambda: bool(painted), timeout=TIMEOUT_MS)
+    # the first paint may be a provisional image shown while the folder is still indexed
+    qtbot.waitUntil(lambda: not win.controller.indexing, timeout=TIMEOUT_MS)
     qtbot.waitUntil(lambda: win.ai.manager is not None, timeout=TIMEOUT_MS)
 
 

@@ -23,7 +23,9 @@ def test_broken_files_listed_rest_loads(qtbot, window, dicom_data: Path) -> None
     drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(win, drop)
-    qtbot.waitUntil(lambda: st.series is not None, timeout=60_000)
+    # a provisional first image may show before indexing ends: wait for the index itself
+    qtbot.waitUntil(lambda: "indexed" in win.controller.timings and st.series is not None,
+                    timeout=60_000)
     entries = win.errors.entries()
     for name in BROKEN:
         assert any(name in path for path, _reason in entries), (name, entries)

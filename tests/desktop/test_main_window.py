@@ -41,34 +41,55 @@ def _wheel(widget, steps: int) -> None:
     QApplication.sendEvent(widget, ev)
 
 
-def _open_ct(qtbot, win, ct_dir: Path) -> list[int]:
-    painted: list[int] = []
-    win.viewport.painted.connect(painted.append)
+def _open_ct(qtbot, win, ct_dir: Path) -> list[str]:
+    """Open the CT folder; returns the paths of the instances painted, in paint order, up to
+    the end of indexing (a provisional first image may be painted before)."""
+    painted: list[str] = []
+    st = win.state
+    win.viewport.painted.connect(lambda i: painted.append(st.slices[i].instance.path))
     win.open_paths([ct_dir])
     qtbot.waitUntil(lambda: bool(painted), timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: "indexed" in win.controller.timings, timeout=LOAD_TIMEOUT_MS)
     return painted
+
+
+def _geometric_order(ct_dir: Path) -> list[str]:
+    """The CT's files sorted along the slice normal, computed here with pydicom and numpy."""
+    keyed = []
+    for f in ct_dir.glob("*.dcm"):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        o = np.array([float(v) for v in ds.ImageOrientationPatient])
+        normal = np.cross(o[:3], o[3:])
+        keyed.append((float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)),
+                      str(f)))
+    return [path for _pos, path in sorted(keyed)]
 
 
 def test_whole_window_on_real_ct(qtbot, window, ct_dir: Path) -> None:
     win, st = window, window.state
     painted = _open_ct(qtbot, win, ct_dir)
     assert st.slice_count == 134
-    assert painted[0] == 67  # the middle slice is the first one painted
+    order = _geometric_order(ct_dir)
+    assert [r.instance.path for r in st.slices] == order
+    # the first image painted is a middle file; it stays on screen at its sorted position
+    start = order.index(painted[0])
+    assert 50 <= start <= 84
+    assert st.viewport.slice_index == start
     qtbot.waitUntil(lambda: "series_loaded" in win.controller.timings, timeout=LOAD_TIMEOUT_MS)
     assert st.loaded_count == 134
     text = corner_text(st).all_text()
-    assert "Im 68/134" in text
+    assert f"Im {start + 1}/134" in text
 
     # scroll: wheel, keys, slider all move the same model value
     vp = st.viewport
     _wheel(win.viewport, -2)  # wheel towards the user: next slices
-    assert vp.slice_index == 69
+    assert vp.slice_index == start + 2
     win.viewport.setFocus()
     qtbot.keyClick(win.viewport, Qt.Key.Key_Down)
-    assert vp.slice_index == 70
+    assert vp.slice_index == start + 3
     qtbot.keyClick(win.viewport, Qt.Key.Key_PageUp)
-    assert vp.slice_index == 60
-    assert win.slider.value() == 60
+    assert vp.slice_index == start - 7
+    assert win.slider.value() == start - 7
     win.slider.setValue(66)
     assert vp.slice_index == 66
     ref = st.current_slice()
