@@ -156,16 +156,18 @@ def bench(folder: Path, label: str) -> None:
           f"SimpleITK (GetGDCMSeriesFileNames + Execute) {t_sitk_e2e * 1e3:7.1f} ms | "
           f"speed vs SimpleITK {ratio(t_sitk_e2e, t_ours_e2e)}")
 
+    # The issue's < 10% goal is stated for a 400-slice series; smaller series only report.
+    goal = " (goal < 10%)" if len(names) >= 400 else " (goal stated for 400 slices)"
     firsts = [first_slice_time(series) for _ in range(REPEATS)]
     t_first = min(f for f, _ in firsts)
     t_all = min(a for _, a in firsts)
     print(f"progressive: first slice {t_first * 1e3:6.1f} ms, all {t_all * 1e3:7.1f} ms -> "
-          f"first/whole = {t_first / t_all:6.1%} (goal < 10%); first slice vs whole "
+          f"first/whole = {t_first / t_all:6.1%}{goal}; first slice vs whole "
           f"load_volume {t_first / t_ours:6.1%}")
     t_provisional = best_of(lambda: open_folder_first_image(folder))
     print(f"open folder -> provisional first image (list files, middle file's header, decode; "
           f"core.imaging.progressive) {t_provisional * 1e3:6.1f} ms vs open folder -> volume "
-          f"{t_ours_e2e * 1e3:7.1f} ms = {t_provisional / t_ours_e2e:6.1%} (goal < 10%)")
+          f"{t_ours_e2e * 1e3:7.1f} ms = {t_provisional / t_ours_e2e:6.1%}{goal}")
     _image, sitk_vol = simpleitk_reader(folder, names)
     same = np.allclose(sitk_vol, reference, atol=1e-3)
     print(f"check: our volume equals SimpleITK's voxel for voxel: {same}; threads "
