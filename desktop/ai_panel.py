@@ -83,8 +83,10 @@ class AIPanel(QWidget):
         self.cache: PredictionCache[InferenceResult] = PredictionCache(256)
         self.queue = InferenceQueue(runner, self.cache, parent=self)
         self.manager_view = ModelManagerView(runner)
-        # (series uid, slice index) -> (queue row, image index within its result)
-        self.by_slice: dict[tuple[str, int], tuple[QueueRow, int]] = {}
+        # (SOP instance UID, frame) -> (queue row, image index within its result). Keyed by
+        # instance, not slice index: a series' slice order can change under a finished result
+        # (the provisional first image is re-sorted when indexing ends).
+        self.by_ref: dict[tuple[str, int], tuple[QueueRow, int]] = {}
         self._build()
         self._connect()
         if manager is not None:
@@ -288,7 +290,18 @@ class AIPanel(QWidget):
 
     def _on_series_changed(self, _series: object) -> None:
         self._fill_models()
+        self._restore_heatmaps()
         self._show_current()
+
+    def _restore_heatmaps(self) -> None:
+        """Put this series' heatmaps back at the slices their instances now occupy."""
+        maps = {}
+        for i, ref in enumerate(self.state.slices):
+            found = self.by_ref.get((ref.instance.sop_instance_uid, ref.frame))
+            if found is not None and found[0].maps is not None:
+                maps[i] = found[0].maps[found[1]]
+        if maps:
+            self.viewport.set_heatmaps(maps)
 
     # --- running -------------------------------------------------------------------------
     def run_current_image(self) -> QueueRow | None:
@@ -331,12 +344,11 @@ class AIPanel(QWidget):
     def _on_result(self, row: QueueRow) -> None:
         assert row.result is not None
         self.sink.result_created(row.result.to_json())
-        for k, index in enumerate(row.slice_indices):
-            self.by_slice[(row.series_uid, index)] = (row, k)
+        for k, ref in enumerate(row.result.provenance.inputs):
+            self.by_ref[(ref.sop_instance_uid, ref.frame)] = (row, k)
         series = self.state.series
-        if row.maps is not None and series is not None \
-                and series.series_instance_uid == row.series_uid:
-            self.viewport.set_heatmaps(dict(zip(row.slice_indices, row.maps, strict=True)))
+        if series is not None and series.series_instance_uid == row.series_uid:
+            self._restore_heatmaps()
         self._show_current()
 
     def _on_failed(self, row: QueueRow) -> None:
@@ -347,7 +359,11 @@ class AIPanel(QWidget):
         series = self.state.series
         if series is None:
             return None
-        found = self.by_slice.get((series.series_instance_uid, self.state.viewport.slice_index))
+        index = self.state.viewport.slice_index
+        if not 0 <= index < len(self.state.slices):
+            return None
+        ref = self.state.slices[index]
+        found = self.by_ref.get((ref.instance.sop_instance_uid, ref.frame))
         if found is None or found[0].result is None:
             return None
         return found[0].result, found[1]

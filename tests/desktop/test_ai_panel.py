@@ -158,3 +158,15 @@ def test_whole_mr_series_in_batches(qtbot, window, dicom_data: Path) -> None:
     win.state.set_slice(3)
     qtbot.waitUntil(lambda: win.viewport.heatmap_painted == 3, timeout=5000)
     assert panel.current_result()[1] == 3
+    # the slice order changes under the finished result (as when indexing re-sorts a
+    # provisional series): results and heatmaps follow their instances, not the old indices
+    shown_uid = win.state.slices[3].instance.sop_instance_uid
+    heat_of_shown = win.viewport.heatmaps[3].copy()
+    win.state.series.instances.reverse()
+    win.state.refresh_slices()
+    new_index = [s.instance.sop_instance_uid for s in win.state.slices].index(shown_uid)
+    assert new_index == n - 1 - 3
+    np.testing.assert_array_equal(win.viewport.heatmaps[new_index], heat_of_shown)
+    win.state.set_slice(new_index)
+    result, k = panel.current_result()
+    assert result.provenance.inputs[k].sop_instance_uid == shown_uid
