@@ -9,9 +9,14 @@ from typing import Any
 GENESIS_HASH = "0" * 64  # the same genesis the backend anchors on (core.sync.wire.GENESIS_HASH)
 
 
-def canonical(content: dict[str, Any]) -> str:
+# One encoder for every call: json.dumps(..., sort_keys=True, ...) builds a new one each time,
+# and this runs several times per audit event on the append path. Same output as dumps.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical(content: Any) -> str:
     """Deterministic JSON: sorted keys, no spaces, UTF-8 text kept as is."""
-    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(content)
 
 
 def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:

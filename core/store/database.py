@@ -9,7 +9,7 @@ BEGIN IMMEDIATE so writers (threads or processes) serialise cleanly instead of f
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,8 @@ class Database:
         self.engine.dispose()
 
 
-def _migrate(engine: Engine) -> None:
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
     from alembic import command
     from alembic.config import Config
 
@@ -100,32 +101,41 @@ def _migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def open_database(path: Path | None = None) -> Database:
-    """Open (creating on first run) the encrypted database; never falls back to plaintext."""
-    db_path = (path or profile_dir() / "doctorai.db").resolve()
-    key = get_or_create_key(db_path)
-    _check_key(db_path, key)
+#: WAL pages after which a commit also checkpoints (SQLite's default, stated so it is kept):
+#: measured in benchmarks/bench_audit.py, the occasional checkpoint is not an append stall.
+WAL_AUTOCHECKPOINT_PAGES = 1000
 
+
+def build_engine(creator: Callable[[], Any]) -> Engine:
+    """A pooled engine whose connections run in WAL with synchronous=FULL and whose
+    transactions start with BEGIN IMMEDIATE. ``creator`` makes one DB-API connection (opened
+    with isolation_level=None); the benchmark gives plain sqlite3 here for its baseline."""
     engine = create_engine(
-        "sqlite://",
-        creator=lambda: _connect(db_path, key),
-        poolclass=QueuePool,
-        pool_size=4,
-        max_overflow=4,
+        "sqlite://", creator=creator, poolclass=QueuePool, pool_size=4, max_overflow=4
     )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_con: Any, _record: Any) -> None:
         dbapi_con.execute("PRAGMA journal_mode = WAL")
-        dbapi_con.execute("PRAGMA synchronous = FULL")
+        dbapi_con.execute("PRAGMA synchronous = FULL")  # every COMMIT waits for the disk
+        dbapi_con.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
         dbapi_con.execute("PRAGMA foreign_keys = ON")
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
+    return engine
+
+
+def open_database(path: Path | None = None) -> Database:
+    """Open (creating on first run) the encrypted database; never falls back to plaintext."""
+    db_path = (path or profile_dir() / "doctorai.db").resolve()
+    key = get_or_create_key(db_path)
+    _check_key(db_path, key)
+    engine = build_engine(lambda: _connect(db_path, key))
     try:
-        _migrate(engine)
+        migrate(engine)
         return Database(db_path, engine)
     except SADatabaseError as exc:
         engine.dispose()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, literal_column, select, update
 
 from core.store.schema import outbox
 
@@ -34,6 +34,23 @@ def enqueue(
     return row_id
 
 
+OUTBOX_INSERT_SQL = (
+    "INSERT INTO outbox (id, kind, payload, created_at, attempts) VALUES (?, ?, ?, ?, 0)"
+)
+
+
+def outbox_rows(kind: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, ...]]:
+    """Parameters of OUTBOX_INSERT_SQL for (id, payload) items (for DB-API executemany)."""
+    now = _now()
+    return [(item_id, kind, json.dumps(payload), now) for item_id, payload in items]
+
+
+def enqueue_many(conn: Connection, kind: str, items: Sequence[tuple[str, dict[str, Any]]]) -> None:
+    """Queue (id, payload) items in one executemany inside the caller's transaction."""
+    if items:
+        conn.exec_driver_sql(OUTBOX_INSERT_SQL, outbox_rows(kind, items))
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     id: str
@@ -48,11 +65,13 @@ class StoreOutbox:
         self.db = db
 
     def fetch_unsent(self, limit: int) -> Sequence[OutboxItem]:
+        """Oldest first, in insertion order: one group commit queues many events at the same
+        created_at, and the backend takes audit events only in chain order."""
         with self.db.engine.connect() as conn:
             rows = conn.execute(
                 select(outbox.c.id, outbox.c.kind, outbox.c.payload)
                 .where(outbox.c.sent_at.is_(None))
-                .order_by(outbox.c.created_at, outbox.c.id)
+                .order_by(outbox.c.created_at, literal_column("outbox.rowid"))
                 .limit(limit)
             ).fetchall()
         return [OutboxItem(r.id, r.kind, json.loads(r.payload)) for r in rows]
