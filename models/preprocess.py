@@ -7,6 +7,7 @@ MONAI's Compose names the transform that broke).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -53,9 +54,58 @@ def _as_hwc(image: npt.NDArray[Any]) -> F32:
     raise ValueError(f"expected a 2-D grey or (H, W, 3) RGB image, got shape {arr.shape}")
 
 
+# Percentile statistics for auto_window are taken on a regular-grid subsample of at most this
+# many pixels. Measured on the real 1955x1841 CR: np.percentile over all 3.6 M pixels took 33 ms
+# (of a 63 ms preprocess, for a 0.9 ms forward pass); on a 1/8-strided view 0.5 ms, and the
+# preprocessed model input moved by at most 0.005 (in the [0, 1] windowed range; the 320x260 MR:
+# 0.002). tests/models/test_preprocess.py holds that bound on the real images. Images at or
+# below this size (all training and validation data: MedMNIST 28 px, phantoms) use every pixel,
+# so the shipped metrics are untouched.
+STATS_MAX_PIXELS = 1 << 16
+
+
+def stats_view(x: npt.NDArray[Any], max_pixels: int | None = None) -> npt.NDArray[Any]:
+    """``x`` itself, or a strided view of it holding at most ``max_pixels`` pixels (H*W)
+    (default :data:`STATS_MAX_PIXELS`, read at call time)."""
+    max_pixels = STATS_MAX_PIXELS if max_pixels is None else max_pixels
+    height, width = x.shape[:2]
+    if height * width <= max_pixels:
+        return x
+    stride = math.ceil(math.sqrt(height * width / max_pixels))
+    while math.ceil(height / stride) * math.ceil(width / stride) > max_pixels:
+        stride += 1
+    return x[::stride, ::stride]
+
+
+def percentiles(x: npt.NDArray[Any], qs: Sequence[float]) -> list[float]:
+    """np.percentile's default ("linear") estimate of ``qs`` over :func:`stats_view` of ``x``.
+
+    Written out (one in-place ``partition`` on a private copy of the sample) rather than via
+    ``np.percentile``, whose Python-level set-up cost as much as the partition itself on a
+    320x260 MR slice (0.12 of 0.29 ms per image), which matters when a series streams through.
+    """
+    sample = np.array(stats_view(x), dtype=np.float32).reshape(-1)  # own copy: sorted in place
+    n = sample.size
+    if n == 0:
+        raise ValueError("empty image")
+    positions = [min(max(q, 0.0), 100.0) / 100.0 * (n - 1) for q in qs]
+    below = [math.floor(p) for p in positions]
+    sample.partition(sorted({*below, *(min(b + 1, n - 1) for b in below)}))
+    out = []
+    for pos, lo in zip(positions, below, strict=True):
+        a, b = float(sample[lo]), float(sample[min(lo + 1, n - 1)])
+        out.append(a + (b - a) * (pos - lo))
+    return out
+
+
 def _window(x: F32, low: float, high: float, invert: bool) -> F32:
-    out = np.clip((x - low) / max(high - low, 1e-6), 0.0, 1.0).astype(np.float32)
-    return np.asarray(1.0 - out, dtype=np.float32) if invert else out
+    # in place on one new array: three passes instead of five temporaries on a 14 MB CR frame
+    out = np.subtract(x, np.float32(low), dtype=np.float32)
+    out *= np.float32(1.0 / max(high - low, 1e-6))
+    np.clip(out, 0.0, 1.0, out=out)
+    if invert:
+        np.subtract(np.float32(1.0), out, out=out)
+    return out
 
 
 def _resize(x: F32, size: tuple[int, int]) -> F32:
@@ -83,8 +133,8 @@ def _apply(step: PreprocessStep, x: F32, invert: bool) -> F32:
     if isinstance(step, WindowStep):
         return _window(x, step.center - step.width / 2, step.center + step.width / 2, invert)
     if isinstance(step, AutoWindowStep):
-        low, high = np.percentile(x, [step.low_percentile, step.high_percentile])
-        return _window(x, float(low), float(high), invert)
+        low, high = percentiles(x, [step.low_percentile, step.high_percentile])
+        return _window(x, low, high, invert)
     if isinstance(step, ScaleStep):
         return (x * step.factor + step.offset).astype(np.float32)
     if isinstance(step, ResizeStep):

@@ -26,9 +26,19 @@ def is_available() -> bool:
     return module_available("keras") and module_available("tensorflow")
 
 
+def _bind_sqlcipher_first() -> None:
+    """TensorFlow's shared libraries carry a plain SQLite. If they load before the sqlcipher3
+    extension, its sqlite3_* symbols resolve to TF's copy and every encrypted database in the
+    process then reads as "file is not a database". Loading sqlcipher3 first keeps them bound
+    to SQLCipher (found when a CLI child process had written the audit trail)."""
+    if module_available("sqlcipher3"):
+        import sqlcipher3  # noqa: F401
+
+
 def _import_tf() -> Any:
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter quiet
+    _bind_sqlcipher_first()
     import tensorflow as tf
 
     return tf

@@ -84,7 +84,7 @@ class TorchModel(LoadedModel):
         self._module = None
 
 
-def _configure_threads(torch: Any) -> None:
+def configure_threads(torch: Any) -> None:
     """One intra-op thread unless DOCTORAI_TORCH_THREADS says otherwise.
 
     Measured here (2 shared cores, load ~5): the 28 px CNN took 190 ms per image with torch's
@@ -99,7 +99,7 @@ def _configure_threads(torch: Any) -> None:
 def load(package: ModelPackage, device: str) -> LoadedModel:
     import torch
 
-    _configure_threads(torch)
+    configure_threads(torch)
 
     torch_device = "cuda:0" if device == "gpu" else "cpu"
     path = package.file(package.manifest.weights)

@@ -162,6 +162,62 @@ class Seq2SeqModel(LoadedModel):
             torch.cuda.empty_cache()
 
 
+def _as_seq2seq(package: ModelPackage, model: LoadedModel) -> Seq2SeqModel:
+    if not isinstance(model, Seq2SeqModel):
+        raise TypeError(
+            f"model '{package.id}': expected a transformers Seq2SeqModel, "
+            f"got {type(model).__name__}"
+        )
+    return model
+
+
+def selftest(package: ModelPackage, model: LoadedModel) -> tuple[bool, float, str]:
+    """The package's health check: draft its stored sample, compare with the stored draft.
+
+    Greedy decoding is deterministic, so the comparison is an exact string match; the
+    returned "diff" is 1 - word F1 of the draft against the expected one (0.0 when equal), a
+    readable measure of how far a failing draft is off.
+    """
+    from models.training.report_metrics import token_f1
+
+    spec = package.manifest.selftest
+    if spec is None:
+        return False, float("nan"), f"model '{package.id}' ships no self-test sample"
+    source = package.file(spec.input).read_text(encoding="utf-8").strip()
+    expected = package.file(spec.expected).read_text(encoding="utf-8").strip()
+    (draft,) = _as_seq2seq(package, model).generate([source])
+    diff = 1.0 - token_f1(draft.strip(), expected)
+    if draft.strip() == expected:
+        return True, 0.0, f"draft matches expected text exactly on device {model.device}"
+    return False, diff, (
+        f"draft DIFFERS from expected on device {model.device}: "
+        f"got {draft.strip()!r}, expected {expected!r}"
+    )
+
+
+def evaluate(package: ModelPackage, model: LoadedModel) -> dict[str, float]:
+    """exact_match and token_f1 of greedy drafts on the package's validation pairs.
+
+    ``metrics.data_ref`` must be ``package:<file.jsonl>`` (pairs shipped inside the
+    package, hashed with it); scoring is the training script's own ``report_metrics.score``.
+    """
+    from models.training.report_metrics import score
+    from models.training.report_pairs import read_jsonl
+
+    metrics = package.manifest.metrics
+    ref = metrics.data_ref if metrics is not None else ""
+    kind, _, rel = (ref or "").partition(":")
+    if kind != "package" or not rel:
+        raise ModelLoadError(
+            f"model '{package.id}': metrics.data_ref {ref!r} must name a file in the "
+            "package as 'package:<file.jsonl>'"
+        )
+    pairs = read_jsonl(package.file(rel))
+    drafts = _as_seq2seq(package, model).generate([p.source for p in pairs])
+    scores = score(drafts, [p.target for p in pairs])
+    return {"exact_match": scores.exact_match, "token_f1": scores.token_f1}
+
+
 def load(package: ModelPackage, device: str) -> Seq2SeqModel:
     """Load the package's seq2seq model on "cpu" or "gpu" (CUDA), from local files only."""
     _go_offline()
@@ -169,7 +225,13 @@ def load(package: ModelPackage, device: str) -> Seq2SeqModel:
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
+    from models.adapters.torch_adapter import configure_threads
+
     hf_logging.disable_progress_bar()  # no tqdm bars on the app's stderr
+    # Same policy as the torch adapter (one intra-op thread unless DOCTORAI_TORCH_THREADS):
+    # measured here under shared load, 96 validation drafts took 17-34 s with torch's default
+    # 2 threads and 1.6-2.4 s with 1 thread.
+    configure_threads(torch)
     if device not in ("cpu", "gpu"):
         raise ModelLoadError(f"model '{package.id}': device must be 'cpu' or 'gpu', not {device!r}")
     folder = package.path

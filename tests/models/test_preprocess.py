@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from models.manifest import InputSpec
-from models.preprocess import PreprocessError, preprocess_batch, preprocess_image
+from models.preprocess import (
+    STATS_MAX_PIXELS,
+    PreprocessError,
+    preprocess_batch,
+    preprocess_image,
+    stats_view,
+)
 
 
 def _spec(steps: list[dict[str, Any]], size: tuple[int, int] = (4, 4), channels: int = 1,
@@ -82,3 +90,50 @@ def test_tabular_rows_checked() -> None:
     assert preprocess_batch(np.ones((2, 3)), spec, "t").shape == (2, 3)
     with pytest.raises(PreprocessError, match=r"expected \(N, 3\) feature rows"):
         preprocess_batch(np.ones((2, 4)), spec, "t")
+
+
+_REPO = Path(__file__).resolve().parents[2]
+_CR = _REPO / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
+_MR = Path("plotly__dash-vtk") / "demos" / "data" / "mri_brain"
+
+
+def _real_frames(dicom_data: Path) -> list[tuple[str, Any]]:
+    from core.imaging.header import read_header
+    from core.imaging.pixels import read_frame
+
+    paths = [("CR 1955x1841", _CR)]
+    mr = sorted((dicom_data / _MR).glob("*.dcm"))
+    if mr:
+        paths.append(("MR 320x260", mr[len(mr) // 2]))
+    return [(name, read_frame(read_header(str(p), require_uids=False).instance))
+            for name, p in paths]
+
+
+def test_stats_view_bounds_the_sample_and_keeps_small_images_whole() -> None:
+    big = np.zeros((1955, 1841), np.float32)
+    view = stats_view(big)
+    assert view.shape[0] * view.shape[1] <= STATS_MAX_PIXELS
+    assert view.shape[0] * view.shape[1] > STATS_MAX_PIXELS // 4  # not needlessly coarse
+    assert np.shares_memory(view, big)  # a view, no copy
+    small = np.zeros((28, 28), np.float32)  # training/validation images: every pixel counts
+    assert stats_view(small) is small
+
+
+def test_strided_window_statistics_match_full_ones_on_real_images(
+    dicom_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path's model input stays within 0.01 (of the [0, 1] window) of the exact one."""
+    import models.preprocess as prep
+
+    for model_id in ("chest-xray-pneumonia", "brain-tumour-mri"):
+        manifest = json.loads((_REPO / "models" / "zoo" / model_id / "manifest.json").read_text())
+        steps = [s for s in manifest["input"]["preprocessing"] if s["op"] != "normalize"]
+        spec = _spec(steps, size=tuple(manifest["input"]["size"]))
+        for name, frame in _real_frames(dicom_data):
+            fast = preprocess_image(frame, spec, model_id)
+            with monkeypatch.context() as m:
+                m.setattr(prep, "STATS_MAX_PIXELS", 1 << 40)  # every pixel: the exact path
+                exact = preprocess_image(frame, spec, model_id)
+            diff = float(np.max(np.abs(fast - exact)))
+            assert diff <= 0.01, f"{model_id} on {name}: max |diff| {diff}"
+            assert float(exact.std()) > 0.0  # a real image, not a flat one

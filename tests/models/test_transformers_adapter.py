@@ -68,17 +68,67 @@ def test_selftest_output_matches(package: ModelPackage, drafter: Seq2SeqModel) -
 def test_validation_metrics_reproduce_the_manifest(
     package: ModelPackage, drafter: Seq2SeqModel
 ) -> None:
+    """`models verify --eval` path: the adapter's evaluate hook on the shipped val pairs."""
+    from models.evaluate import compare, evaluate_package
+
     assert package.manifest.metrics is not None
     assert package.manifest.metrics.data_ref == "package:validation.jsonl"
     pairs = read_jsonl(package.file("validation.jsonl"))
     assert len(pairs) == package.manifest.metrics.n
-    drafts = drafter.generate([p.source for p in pairs])
-    measured = score(drafts, [p.target for p in pairs])
-    recorded = package.manifest.metrics.scores
-    assert measured.exact_match == pytest.approx(recorded["exact_match"], abs=0.01)
-    assert measured.token_f1 == pytest.approx(recorded["token_f1"], abs=0.01)
-    # a batch of 4 through predict() drafts the same as inside the full batched run
-    assert drafter.predict([p.source for p in pairs[:4]]) == drafts[:4]
+    measured = evaluate_package(package, drafter)
+    assert set(measured) == {"exact_match", "token_f1"}
+    assert compare(package, measured) == []
+    # an independent scoring of a slice agrees with the hook's per-pair behaviour
+    drafts = drafter.predict([p.source for p in pairs[:8]])
+    assert drafts == drafter.generate([p.source for p in pairs[:8]])
+    assert 0.0 < score(drafts, [p.target for p in pairs[:8]]).token_f1 <= 1.0
+    # a claim the model cannot reproduce is reported, naming the figure
+    inflated = {**measured, "exact_match": measured["exact_match"] + 0.05}
+    assert any("exact_match" in p for p in compare(package, inflated))
+
+
+def test_selftest_hook_passes_on_the_shipped_package(
+    package: ModelPackage, drafter: Seq2SeqModel
+) -> None:
+    from models.selftest import run_selftest
+
+    result = run_selftest(package, drafter)
+    assert result.ok, result.message
+    assert result.max_abs_diff == 0.0
+
+
+def test_selftest_hook_fails_on_a_wrong_expected_draft(
+    tmp_path: Path, drafter: Seq2SeqModel
+) -> None:
+    from models.manifest import write_manifest
+    from models.selftest import run_selftest
+
+    copy = tmp_path / "report-drafter"
+    shutil.copytree(PACKAGE, copy)
+    (copy / "selftest" / "expected.txt").write_text("No acute findings.", encoding="utf-8")
+    raw = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    raw.pop("files")
+    write_manifest(copy, raw)  # re-hash: the package is valid, only its expectation is wrong
+    result = run_selftest(load_package(copy), drafter)
+    assert not result.ok
+    assert 0.0 < result.max_abs_diff <= 1.0
+    assert "DIFFERS" in result.message
+    assert "No acute findings." in result.message
+
+
+def test_evaluate_refuses_a_data_ref_outside_the_package(
+    tmp_path: Path, drafter: Seq2SeqModel
+) -> None:
+    from models.manifest import write_manifest
+
+    copy = tmp_path / "report-drafter"
+    shutil.copytree(PACKAGE, copy)
+    raw = json.loads((copy / "manifest.json").read_text(encoding="utf-8"))
+    raw.pop("files")
+    raw["metrics"]["data_ref"] = "medmnist:pneumoniamnist:val"
+    write_manifest(copy, raw)
+    with pytest.raises(adapter.ModelLoadError, match=r"report-drafter.*data_ref"):
+        adapter.evaluate(load_package(copy), drafter)
 
 
 def test_trained_tokenizer_round_trips_every_validation_text(
