@@ -66,6 +66,7 @@ class Settings(_Section):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     pacs: list[PacsNode] = Field(default_factory=list)
+    pacs_cache_gb: float = Field(default=10.0, gt=0)  # retrieve cache limit, LRU by series
     locked: list[str] = Field(default_factory=list)
 
 

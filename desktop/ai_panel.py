@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -30,12 +30,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from core.inference.cache import PredictionCache
 from core.inference.decisions import DecisionSink, InMemoryDecisionSink, Verdict
 from core.inference.heatmap import colormap
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult
+from core.security.users import PermissionDenied
 from core.viewer.state import ViewerState
 from desktop.inference_jobs import InferenceQueue, QueueRow
 from desktop.model_manager_view import ModelManagerView
@@ -61,6 +63,9 @@ def colour_bar(width: int = 160, height: int = 12) -> QPixmap:
 
 
 class AIPanel(QWidget):
+    #: The shown result or its verdict changed (hooks such as PACS export follow it).
+    result_changed = Signal()
+
     def __init__(
         self,
         state: ViewerState,
@@ -87,6 +92,7 @@ class AIPanel(QWidget):
         # instance, not slice index: a series' slice order can change under a finished result
         # (the provisional first image is re-sorted when indexing ends).
         self.by_ref: dict[tuple[str, int], tuple[QueueRow, int]] = {}
+        self.run_blocked = ""  # why the signed-in user may not run models ("" = may)
         self._build()
         self._connect()
         if manager is not None:
@@ -283,8 +289,16 @@ class AIPanel(QWidget):
         self.intended_use.setText(f"Intended use: {use}" if use else "")
         self._set_run_enabled()
 
+    def block_runs(self, reason: str) -> None:
+        """The signed-in role may not run models: the buttons stay off and say why."""
+        self.run_blocked = reason
+        for button in (self.run_image_button, self.run_series_button):
+            button.setToolTip(reason)
+        self._set_run_enabled()
+
     def _set_run_enabled(self) -> None:
-        ok = self.selected_model() is not None and self.state.slice_count > 0
+        ok = self.selected_model() is not None and self.state.slice_count > 0 \
+            and not self.run_blocked
         self.run_image_button.setEnabled(ok)
         self.run_series_button.setEnabled(ok)
 
@@ -343,7 +357,13 @@ class AIPanel(QWidget):
 
     def _on_result(self, row: QueueRow) -> None:
         assert row.result is not None
-        self.sink.result_created(row.result.to_json())
+        try:
+            self.sink.result_created(row.result.to_json())
+        except (PermissionDenied, ValueError, OSError, SQLAlchemyError) as exc:
+            # not stored means not shown: a result nobody can decide on must not look final
+            self.result_title.setText(f"The result of '{row.model_id}' could not be stored: "
+                                      f"{exc}")
+            return
         for k, ref in enumerate(row.result.provenance.inputs):
             self.by_ref[(ref.sop_instance_uid, ref.frame)] = (row, k)
         series = self.state.series
@@ -382,6 +402,7 @@ class AIPanel(QWidget):
             self.result_demo.hide()
             self.warnings.hide()
             self.verdict.setText("")
+            self.result_changed.emit()
             return
         result, k = found
         prov = result.provenance
@@ -416,6 +437,20 @@ class AIPanel(QWidget):
         latest = getattr(self.sink, "latest", None)
         verdict = latest(result_id) if callable(latest) else None
         self.verdict.setText(f"Your decision: {verdict}" if verdict else "Not reviewed yet")
+        self.result_changed.emit()
+
+    def current_verdict(self) -> Verdict | None:
+        """The latest accept/reject of the shown result (None: none, or no result shown)."""
+        found = self.current_result()
+        latest = getattr(self.sink, "latest", None)
+        return latest(found[0].result_id) if found is not None and callable(latest) else None
+
+    def add_result_widget(self, widget: QWidget) -> None:
+        """Add a widget (e.g. an export button) at the foot of the Result box."""
+        box = self.verdict.parentWidget()
+        layout = box.layout() if box is not None else None
+        if layout is not None:
+            layout.addWidget(widget)
 
     def decide(self, decision: Verdict) -> bool:
         """Record accept / reject / comment on the current image's result."""
@@ -429,7 +464,7 @@ class AIPanel(QWidget):
             return False
         try:
             self.sink.decide(result.result_id, decision, comment)
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, PermissionDenied, SQLAlchemyError) as exc:
             self.verdict.setText(f"Could not record the decision: {exc}")
             return False
         self.comment.clear()

@@ -1,42 +1,179 @@
-"""Starts the workstation window (called by ``desktop.launcher.main``)."""
+"""Starts the workstation (called by ``desktop.launcher.main``).
+
+Order: settings, the encrypted workstation database (refusing to start without it, the file
+untouched), the login dialog, then the main window; signing out returns to the login dialog.
+``--demo`` (what ``make run`` uses) makes a throw-away profile with two generated accounts and
+signs in as the radiologist, so a first look needs no set-up and no default password ships.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
+import shutil
 import sys
+import tempfile
 from argparse import Namespace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.config import SecuritySettings, Settings
+    from core.security.workstation import Workstation
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
+DEMO_ADMIN, DEMO_USER = "demo-admin", "demo"
+CANNOT_START = "DoctorAI Workstation cannot start"
 
 
 def run_gui(options: Namespace) -> int:
-    """Open the main window on ``options.paths`` (``--demo`` with no path: the sample study)."""
+    """Sign in, then open the main window on ``options.paths`` (``--demo``: the sample)."""
     from PySide6.QtWidgets import QApplication
 
-    from core.config import ConfigError, load_settings
-    from desktop.main_window import MainWindow
+    from core.config import ConfigError, SecuritySettings, load_settings
+    from core.store.errors import DatabaseError
     from desktop.theme import apply_dark_theme
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("DoctorAI Workstation")
     apply_dark_theme(app)  # type: ignore[arg-type]
+    demo = bool(getattr(options, "demo", False))
+    demo_dir = make_demo_profile() if demo else None
+    settings: Settings | None = None
     try:
         settings = load_settings()
         workers, hide = settings.viewer.load_workers or None, settings.viewer.hide_patient_info
+        security = settings.security
     except ConfigError as exc:
-        print(f"doctorai: {exc}; using default viewer settings", file=sys.stderr)
-        workers, hide = None, False
-    window = MainWindow(load_workers=workers, ai_device=getattr(options, "device", None))
-    window.state.hide_phi = hide
+        print(f"doctorai: {exc}; using default settings (sync off)", file=sys.stderr)
+        settings, workers, hide, security = None, None, False, SecuritySettings()
+    ws = None
+    try:
+        try:
+            ws = open_workstation(security, demo_dir)
+        except DatabaseError as exc:
+            print(f"doctorai: {exc}", file=sys.stderr)
+            _critical(CANNOT_START, str(exc))
+            return 2
+        if demo and not ws.users.has_users():
+            sign_in_demo(ws)
+        paths = list(getattr(options, "paths", []) or []) or ([str(SAMPLE)] if demo else [])
+        while True:
+            if ws.session.user is None and not sign_in(ws):
+                return 1
+            window = _open_window(ws, options, workers, hide, paths, settings)
+            sync = _start_sync(window, ws, settings)
+            code = int(app.exec())
+            if sync is not None:
+                sync.stop(5.0)
+            window.shutdown()
+            if not window.signed_out:
+                return code
+            paths = []  # the next user opens their own studies
+    finally:
+        if ws is not None:
+            if ws.session.user is not None:
+                ws.session.logout()  # the session ends with the app: audited
+            ws.close()
+        if demo_dir is not None:
+            remove_demo_profile(demo_dir)
+
+
+def _open_window(ws: Workstation, options: Namespace, workers: int | None, hide: bool,
+                 paths: list[str], settings: Settings | None) -> Any:
+    from desktop.main_window import MainWindow
+    from desktop.pacs_panel import install_pacs
     from desktop.seg_overlay import install as install_seg_overlay
 
+    lock_ms = int(getattr(options, "lock_check_ms", 5_000))
+    window = MainWindow(load_workers=workers, ai_device=getattr(options, "device", None),
+                        workstation=ws, lock_check_ms=lock_ms)
+    window.state.hide_phi = hide
     install_seg_overlay(window)  # SEG masks over their source slices, SR summaries in a panel
-    paths = list(getattr(options, "paths", []) or [])
-    if not paths and getattr(options, "demo", False):
-        paths = [str(SAMPLE)]
+    install_pacs(window, ws, settings)  # File > Search PACS…, Export to PACS (as the user)
     window.show()
     if paths:
         window.open_paths(paths)
-    code = app.exec()
-    window.shutdown()
-    return int(code)
+    return window
+
+
+def _start_sync(window: Any, ws: Workstation, settings: Settings | None) -> Any:
+    """Background sync with the backend (desktop.sync_worker); None when not configured."""
+    if settings is None:
+        return None
+    from desktop.sync_worker import install_sync
+
+    return install_sync(window, ws, settings)
+
+
+def _critical(title: str, text: str) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    QMessageBox.critical(None, title, text)
+
+
+def sign_in(ws: Workstation) -> bool:
+    """The login dialog (first run: create the administrator); False when the user quits."""
+    from desktop.login import LoginDialog
+
+    return bool(LoginDialog(ws).exec()) and ws.session.user is not None
+
+
+# --- the throw-away demo profile -----------------------------------------------------------
+def make_demo_profile() -> Path | None:
+    """A temp profile under the system temp dir, unless DOCTORAI_HOME names one explicitly
+    (then that profile is used and kept)."""
+    if os.environ.get("DOCTORAI_HOME"):
+        return None
+    path = Path(tempfile.mkdtemp(prefix="doctorai-demo-"))
+    os.environ["DOCTORAI_HOME"] = str(path)
+    return path
+
+
+def open_workstation(security: SecuritySettings, demo_dir: Path | None) -> Workstation:
+    """Open the profile's workstation. Only a throw-away demo profile may keep its key in a
+    file (inside itself) when the OS has no keyring; a real profile fails with the reason."""
+    from core.security.workstation import Workstation
+    from core.store.errors import KeyringUnavailableError
+    from core.store.keys import use_file_keyring
+
+    try:
+        return Workstation.open(security=security)
+    except KeyringUnavailableError as exc:
+        if demo_dir is None:
+            raise
+        print(f"doctorai: no OS keyring ({exc.reason}).\nThe throw-away demo profile keeps its "
+              f"database key in a file inside itself ('{demo_dir}'), deleted on exit; a real "
+              "profile never does this.", file=sys.stderr)
+    use_file_keyring(demo_dir / "demo-keyring.cfg")
+    return Workstation.open(security=security)
+
+
+def sign_in_demo(ws: Workstation) -> dict[str, str]:
+    """Create the demo accounts with generated passwords (printed once, stored only as argon2
+    hashes) and sign in as the radiologist."""
+    from core.security.users import Role
+
+    accounts = ((DEMO_ADMIN, Role.ADMIN), (DEMO_USER, Role.RADIOLOGIST))
+    passwords = {name: secrets.token_urlsafe(12) for name, _ in accounts}
+    for name, role in accounts:
+        ws.users.create_user(name, passwords[name], role, by="demo set-up")
+    print("DoctorAI demo profile (throw-away). Accounts, shown only this once:")
+    for name, role in accounts:
+        print(f"  {name:<11} {role.value:<12} password: {passwords[name]}")
+    ws.session.login(DEMO_USER, passwords[DEMO_USER])
+    return passwords
+
+
+def remove_demo_profile(path: Path) -> None:
+    """Delete the throw-away profile and its key (from whichever keyring holds it)."""
+    from core.store.keys import SERVICE, key_entry_name
+
+    try:
+        import keyring
+
+        keyring.delete_password(SERVICE, key_entry_name(path / "doctorai.db"))
+    except Exception:  # noqa: BLE001 - the entry may never have been written
+        pass
+    shutil.rmtree(path, ignore_errors=True)
+    os.environ.pop("DOCTORAI_HOME", None)

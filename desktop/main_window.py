@@ -37,15 +37,25 @@ from desktop.viewport_widget import Tool, ViewportWidget
 from desktop.workers import ErrorSink, JobRunner
 
 if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
+    from core.security.workstation import Workstation
     from core.viewer.tags import TagRow
+    from desktop.audit_hooks import AuditHooks
+    from desktop.session_lock import InactivityLock
 
 Area = Qt.DockWidgetArea
 
 
 class MainWindow(QMainWindow):
     def __init__(self, state: ViewerState | None = None, load_workers: int | None = None,
-                 ai_device: str | None = None) -> None:
+                 ai_device: str | None = None, workstation: Workstation | None = None,
+                 lock_check_ms: int = 5_000) -> None:
+        """``workstation``: the signed-in encrypted profile (login, lock, audit); without it
+        (tests, the offscreen screenshot) the window is a bare viewer that records nothing."""
         super().__init__()
+        self.workstation = workstation
+        self.session_lock: InactivityLock | None = None
+        self.audit_hooks: AuditHooks | None = None
+        self.signed_out = False  # the user signed out (the app returns to the login dialog)
         self.setWindowTitle("DoctorAI Workstation")
         self.setAcceptDrops(True)
         self.resize(1440, 900)
@@ -82,7 +92,8 @@ class MainWindow(QMainWindow):
         self.tags_dock = self.add_panel(self.tags, Area.RightDockWidgetArea, "DICOM tags")
         self.errors_dock = self.add_panel(self.errors, Area.BottomDockWidgetArea, "Load errors")
         self.errors_dock.hide()
-        self.ai = install_ai(self, device=ai_device)  # AI panel + model manager view
+        sink = workstation.decision_sink() if workstation is not None else None
+        self.ai = install_ai(self, device=ai_device, sink=sink)  # AI panel + model manager
         self.resizeDocks([self.browser_dock, self.tags_dock], [300, 400],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.errors_dock], [130], Qt.Orientation.Vertical)
@@ -90,6 +101,8 @@ class MainWindow(QMainWindow):
         self._progress_timer.timeout.connect(self._show_load_progress)
         self._build_status_bar()
         self._connect()
+        if workstation is not None:
+            self._attach_workstation(workstation, lock_check_ms)
 
     # --- composition -----------------------------------------------------------------------
     def add_panel(self, widget: QWidget, area: Area = Area.RightDockWidgetArea,
@@ -105,6 +118,24 @@ class MainWindow(QMainWindow):
         if self.panels_menu is not None:
             self.panels_menu.addAction(dock.toggleViewAction())
         return dock
+
+    def _attach_workstation(self, ws: Workstation, lock_check_ms: int) -> None:
+        """Session menu, inactivity lock, audit hooks and viewer, AI permissions."""
+        from core.security.users import Permission
+        from desktop.audit_hooks import AuditHooks
+        from desktop.session_lock import InactivityLock
+
+        self.session_lock = InactivityLock(self, ws, check_ms=lock_check_ms)
+        self.session_lock.signed_out.connect(self._on_signed_out)
+        self.audit_hooks = AuditHooks(self, ws, menu=self.session_lock.menu)
+        user = ws.session.user
+        if user is None or not user.can(Permission.RUN_AI):
+            role = user.role.value if user else "signed-out"
+            self.ai.block_runs(f"The {role} role may not run AI models.")
+
+    def _on_signed_out(self) -> None:
+        self.signed_out = True
+        self.close()
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
@@ -206,7 +237,22 @@ class MainWindow(QMainWindow):
 
     # --- commands ---------------------------------------------------------------------------
     def open_paths(self, paths: Sequence[str | Path]) -> None:
-        self.controller.open_paths([str(p) for p in paths])
+        if self._may_load():
+            self.controller.open_paths([str(p) for p in paths])
+
+    def _may_load(self) -> bool:
+        """Signed in with a workstation: only roles with the LOAD permission open studies (an
+        auditor reads the trail, not images)."""
+        if self.workstation is None:
+            return True
+        from core.security.users import Permission, PermissionDenied
+
+        try:
+            self.workstation.session.require(Permission.LOAD)
+        except PermissionDenied as exc:
+            self.statusBar().showMessage(f"Cannot open studies: {exc}", 10_000)
+            return False
+        return True
 
     def set_tool(self, tool: Tool) -> None:
         self.viewport.tool = tool
@@ -254,6 +300,11 @@ class MainWindow(QMainWindow):
         self.controller.stop()
         stopped = self.runner.shutdown(timeout_ms)
         self.ai.shutdown()
+        if self.session_lock is not None:
+            self.session_lock.stop()
+        if self.audit_hooks is not None:
+            self.audit_hooks.shutdown()
+            self.audit_hooks = None  # shutdown runs again from closeEvent
         return stopped
 
     def closeEvent(self, event: QCloseEvent) -> None:

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.config import ConfigError, Settings
+from core.config import ConfigError, PacsNode, Settings
 from core.pacs.audit import AuditSink
 from core.pacs.cache import PacsCache
 from core.pacs.client import PacsClient, SeriesHit, StudyHit, StudyQuery
@@ -83,8 +83,10 @@ class PacsSearchPanel(QWidget):
         self.patient_id = QLineEdit()
         self.accession = QLineEdit()
         self.use_dates = QCheckBox("between")
-        self.date_from = QDateEdit(QDate.currentDate().addYears(-1), calendarPopup=True)
-        self.date_to = QDateEdit(QDate.currentDate(), calendarPopup=True)
+        self.date_from = QDateEdit(QDate.currentDate().addYears(-1))
+        self.date_to = QDateEdit(QDate.currentDate())
+        for edit in (self.date_from, self.date_to):
+            edit.setCalendarPopup(True)
         self.modality = QComboBox()
         self.modality.addItems([m or "any" for m in MODALITIES])
         form = QFormLayout()
@@ -136,8 +138,7 @@ class PacsSearchPanel(QWidget):
 
     def _client(self) -> PacsClient | None:
         if not self.node.currentText():
-            self.status.setText("No PACS configured: add a [[pacs]] table (name, url, auth) "
-                                "to the settings")
+            self.status.setText(NO_NODES)
             return None
         try:
             return self.client_for(self.node.currentText())
@@ -259,23 +260,24 @@ class PacsDialog(QDialog):
         col.addWidget(self.panel)
 
 
-def install_pacs(window: Any, audit: AuditSink, settings: Settings | None = None,
-                 cache: PacsCache | None = None) -> PacsSearchPanel:
-    """Add the PACS panel (a dock, View > Panels) and Ctrl+Shift+P to ``window``.
+NO_NODES = "No PACS configured: add a [[pacs]] table (name, url, auth) to the settings"
 
-    ``audit`` is the session's sink (``core.pacs.audit.audit_log_sink(log, user, role)``).
-    """
-    from PySide6.QtGui import QAction, QKeySequence
 
-    from core.pacs.dimse import DimseClient, is_dimse
+def configured_nodes(settings: Settings | None) -> tuple[list[PacsNode], str]:
+    """The ``[[pacs]]`` nodes, and what to tell the user when there are none (or bad settings)."""
     from core.pacs.nodes import list_nodes
 
     try:
         nodes = list_nodes(settings)
-        problem = "" if nodes else ("No PACS configured: add a [[pacs]] table (name, url, auth) "
-                                    "to the settings")
     except ConfigError as exc:
-        nodes, problem = [], str(exc)
+        return [], str(exc)
+    return nodes, "" if nodes else NO_NODES
+
+
+def client_factory(nodes: list[PacsNode], audit: AuditSink) -> Callable[[str], PacsClient]:
+    """One client per node name, made on first use (DICOMweb, or DIMSE for dicom:// nodes)."""
+    from core.pacs.dimse import DimseClient, is_dimse
+
     clients: dict[str, PacsClient] = {}
 
     def client_for(name: str) -> PacsClient:
@@ -289,20 +291,5 @@ def install_pacs(window: Any, audit: AuditSink, settings: Settings | None = None
                 clients[name] = PacsClient(node, audit)
         return clients[name]
 
-    panel = PacsSearchPanel(window.runner, client_for, [n.name for n in nodes],
-                            lambda paths: window.open_paths(paths), cache)
-    panel.status.setText(problem)
-    dock = window.add_panel(panel, Qt.DockWidgetArea.LeftDockWidgetArea, "PACS")
-    dock.hide()
-    action = QAction("Search PACS…", window)
-    action.setShortcut(QKeySequence("Ctrl+Shift+P"))
+    return client_for
 
-    def show() -> None:
-        dock.show()
-        dock.raise_()
-        panel.patient_name.setFocus()
-
-    action.triggered.connect(show)
-    window.addAction(action)
-    panel.show_action = action  # type: ignore[attr-defined]
-    return panel

@@ -45,7 +45,7 @@ def describe(snap: SyncSnapshot, now: datetime | None = None) -> tuple[str, str]
     """(short status-bar text, longer tooltip) in plain words."""
     queued = f"{snap.queue_length} waiting to send" if snap.queue_length else "nothing waiting"
     if snap.last_success is None:
-        last = "not synced yet in this session"
+        last = "not synced yet"
     else:
         local = snap.last_success.astimezone()
         today = (now or datetime.now().astimezone()).date() == local.date()
@@ -61,7 +61,7 @@ def describe(snap: SyncSnapshot, now: datetime | None = None) -> tuple[str, str]
     if snap.state == "error":
         return (f"Sync: problem - {queued}", f"{snap.last_error}\n{last}")
     if snap.state == "not_configured":
-        return ("Sync: off", snap.last_error or "No sync server is configured.")
+        return ("Sync not configured", snap.last_error or "No sync server is configured.")
     if snap.state == "syncing":
         return (f"Sync: sending - {queued}", last)
     if snap.state == "online":
@@ -74,7 +74,11 @@ class _Bridge(QObject):
 
 
 class SyncStatusWidget(QWidget):
-    """A coloured dot and one line of text; the tooltip explains and names the last error."""
+    """A coloured dot and one line of text; the tooltip explains and names the last error.
+
+    ``set_note`` adds a line (model updates) to the tooltip; a click emits ``clicked``."""
+
+    clicked = Signal()
 
     def __init__(self, status: SyncStatus, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -85,12 +89,13 @@ class SyncStatusWidget(QWidget):
         layout.setContentsMargins(4, 0, 4, 0)
         layout.addWidget(self.dot)
         layout.addWidget(self.text)
+        self.note = ""
         self._bridge = _Bridge(self)
-        self._bridge.changed.connect(self.render)  # queued when emitted from the sync thread
+        self._bridge.changed.connect(self.show_snapshot)  # queued when emitted from the sync thread
         status.changed.connect(self._bridge.changed.emit)
-        self.render(status.snapshot)
+        self.show_snapshot(status.snapshot)
 
-    def render(self, snap: SyncSnapshot) -> None:
+    def show_snapshot(self, snap: SyncSnapshot) -> None:
         short, tip = describe(snap)
         colour = _COLOURS.get(snap.state, "#8b949e")
         self.dot.setStyleSheet(f"color: {colour};")
@@ -99,7 +104,15 @@ class SyncStatusWidget(QWidget):
             f"font-weight: {weight};" + (f" color: {colour};" if snap.state == "alert" else "")
         )
         self.text.setText(short)
-        self.setToolTip(tip)
+        self.setToolTip(tip + (f"\n{self.note}" if self.note else ""))
+
+    def set_note(self, note: str) -> None:
+        self.note = note
+        self.show_snapshot(self.status.snapshot)
+
+    def mouseReleaseEvent(self, event) -> None:  # type: ignore[no-untyped-def]
+        self.clicked.emit()
+        super().mouseReleaseEvent(event)
 
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
         self.status.changed.disconnect(self._bridge.changed.emit)
@@ -152,7 +165,7 @@ def start_background_sync(
     status: SyncStatus,
     on_alert: Callable[[SecurityAlert], None] | None = None,
 ) -> SyncThread | None:
-    """Start the sync loop from the settings, or show 'Sync: off' with the reason and return None.
+    """Start the sync loop from the settings, or show 'Sync not configured' (and why); None.
 
     Missing setup (no server URL, a bad CA bundle path) is not an error for a workstation that
     works offline: it is shown, and nothing else happens.

@@ -16,8 +16,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.paths import profile_dir
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
@@ -133,6 +137,12 @@ class PacsCache:
             else:
                 child.unlink(missing_ok=True)
         return freed
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> PacsCache:
+        """The profile's cache, bounded by ``pacs_cache_gb`` (IT or the user sets it)."""
+        limit = settings.pacs_cache_gb if settings is not None else DEFAULT_MAX_BYTES / 1024**3
+        return cls(max_bytes=int(limit * 1024**3))
 
     @staticmethod
     def _drop_empty(folder: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from pathlib import Path
 
@@ -17,6 +18,40 @@ def key_entry_name(db_path: Path) -> str:
     return f"database-key-{digest}"
 
 
+#: A keyring file that the caller chose on purpose (the throw-away demo profile), or None.
+_chosen_file_keyring: Path | None = None
+
+
+def use_file_keyring(path: Path) -> None:
+    """Keep keys in keyrings.alt's file backend at ``path``: only for a throw-away profile
+    (``doctorai --demo`` on a machine without an OS keyring), never for a real one."""
+    global _chosen_file_keyring
+    import keyring
+    from keyrings.alt.file import PlaintextKeyring
+
+    backend = PlaintextKeyring()
+    backend.file_path = str(path)
+    keyring.set_keyring(backend)
+    _chosen_file_keyring = path
+
+
+def _is_file_backend(backend: object) -> bool:
+    members = getattr(backend, "backends", None) or [backend]  # keyring's chainer
+    return all(type(b).__module__.startswith("keyrings.alt") for b in members)
+
+
+def _file_backend_chosen() -> bool:
+    """keyring picks keyrings.alt's plaintext file on its own when no OS keyring answers; that
+    is only acceptable when someone chose it (the env variable, keyring's config, the demo)."""
+    import keyring
+    from keyring.core import load_config
+
+    chosen = _chosen_file_keyring is not None and getattr(
+        keyring.get_keyring(), "file_path", None
+    ) == str(_chosen_file_keyring)
+    return bool(os.environ.get("PYTHON_KEYRING_BACKEND") or chosen or load_config() is not None)
+
+
 def _keyring() -> object:
     import keyring
     from keyring.backends import fail
@@ -24,6 +59,12 @@ def _keyring() -> object:
     backend = keyring.get_keyring()
     if isinstance(backend, fail.Keyring):
         raise RuntimeError("no OS keyring backend is available")  # noqa: TRY004 - not a type error
+    if _is_file_backend(backend) and not _file_backend_chosen():
+        raise RuntimeError(
+            "no OS keyring answered (start the desktop's keyring service, e.g. GNOME Keyring or "
+            "KWallet); keyring would fall back to a plaintext key file, which DoctorAI refuses "
+            "unless PYTHON_KEYRING_BACKEND chooses it explicitly"
+        )
     return keyring
 
 

@@ -79,17 +79,23 @@ def test_seg_overlay_and_sr_panel(window, qtbot, dicom_data) -> None:  # noqa: F
     assert red_shift > 10  # the liver's reddish colour, not just any change
 
 
-def test_install_pacs_uses_configured_nodes(window, qtbot, orthanc) -> None:  # noqa: F811
+def _panel(main, settings, sink):  # type: ignore[no-untyped-def]
+    from desktop.pacs_dialog import PacsSearchPanel, client_factory, configured_nodes
+
+    nodes, problem = configured_nodes(settings)
+    panel = PacsSearchPanel(main.runner, client_factory(nodes, sink), [n.name for n in nodes],
+                            main.open_paths, None)
+    panel.status.setText(problem)
+    return panel
+
+
+def test_panel_uses_configured_nodes(window, qtbot, orthanc) -> None:  # noqa: F811
     from core.config import PacsNode, Settings
-    from desktop.pacs_dialog import install_pacs
 
     sink = RecordingSink()
     settings = Settings(pacs=[PacsNode(name="local-orthanc", url=orthanc.dicomweb)])
-    panel = install_pacs(window, sink, settings)
+    panel = _panel(window, settings, sink)
     assert panel.node.currentText() == "local-orthanc"
-    assert not panel.isVisible()
-    panel.show_action.trigger()
-    assert panel.isVisible()
     panel.patient_id.setText("99000")
     panel.search_button.click()
     qtbot.waitUntil(lambda: panel.results.topLevelItemCount() == 1, timeout=10_000)
@@ -100,10 +106,9 @@ def test_install_pacs_uses_configured_nodes(window, qtbot, orthanc) -> None:  # 
     assert [e[3]["node"] for e in sink.of("Query")] == ["local-orthanc", "local-orthanc"]
 
 
-def test_install_pacs_without_nodes_says_what_to_do(window) -> None:  # noqa: F811
+def test_panel_without_nodes_says_what_to_do(window) -> None:  # noqa: F811
     from core.config import Settings
-    from desktop.pacs_dialog import install_pacs
 
-    panel = install_pacs(window, RecordingSink(), Settings())
+    panel = _panel(window, Settings(), RecordingSink())
     assert "No PACS configured" in panel.status.text()
     assert panel.run_search() is None

@@ -111,5 +111,5 @@ def test_unconfigured_sync_is_shown_as_off(qtbot, tmp_path: Path) -> None:  # ty
     qtbot.addWidget(widget)
     outbox = SqliteOutbox(tmp_path / "o.sqlite3")
     assert start_background_sync(Settings(), outbox, status) is None
-    assert widget.text.text() == "Sync: off"
+    assert widget.text.text() == "Sync not configured"
     assert "sync.server_url" in widget.toolTip()

@@ -1,0 +1,236 @@
+"""PACS in the workstation: File > Search PACS… and "Export to PACS" in the AI panel.
+
+Both act as the signed-in user: every QIDO query, WADO retrieve and STOW export goes through
+``core.pacs.audit.audit_log_sink`` on the workstation's encrypted trail, naming the user and role
+signed in at that moment. The search dialog is ``desktop.pacs_dialog.PacsDialog`` (retrieves into
+the size-bounded profile cache and opens the first instance at once). An export builds, for the
+accepted result of the image on screen, a TID 1500 Comprehensive 3D SR and, where highdicom can
+encode it for that image, a Parametric Map of the heatmap (core.pacs.export), and stores them with
+STOW-RS in a background job; "Export" is audited, failures included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from core.config import Settings
+from core.pacs.audit import AuditObjects, AuditSink, audit_log_sink
+from core.pacs.cache import PacsCache
+from core.pacs.errors import PacsError
+from desktop.pacs_dialog import PacsDialog, client_factory, configured_nodes
+from desktop.workers import Job, JobContext
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pydicom import Dataset
+
+    from core.inference.result import InferenceResult
+    from core.pacs.client import PacsClient
+    from core.security.workstation import Workstation
+
+
+def session_sink(ws: Workstation) -> AuditSink:
+    """An audit sink that names whoever is signed in when the event happens."""
+
+    def sink(event_type: str, outcome: int, objects: AuditObjects,
+             details: dict[str, str]) -> None:
+        audit_log_sink(ws.audit, ws.user_name, ws.role_name)(event_type, outcome, objects,
+                                                             details)
+
+    return sink
+
+
+@dataclass(frozen=True)
+class ExportOutcome:
+    node: str
+    study_uid: str
+    stored: list[str]
+    kinds: list[str]  # Modality of each stored object: SR, and RWV for a Parametric Map
+    note: str = ""  # what was left out, and why
+
+
+def export_job(ctx: JobContext, client: PacsClient, result: InferenceResult, index: int,
+               source_path: str, model_name: str = "") -> ExportOutcome:
+    """Build SR (+ Parametric Map) for image ``index`` of ``result`` and STOW them (worker)."""
+    from core.imaging.sources import read_dataset
+    from core.pacs.export import build_heatmap, build_sr, finding_from_result, store_objects
+
+    ds = read_dataset(source_path, stop_before_pixels=False)
+    finding = finding_from_result(result, index, model_name=model_name)
+    # the export is of the image the radiologist looked at and accepted
+    finding = dataclasses.replace(finding, input_sop_uids=[str(ds.SOPInstanceUID)])
+    objects: list[Dataset] = [build_sr(finding, [ds])]
+    note = ""
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if result.heatmaps is not None and frames == 1:
+        try:
+            objects.append(build_heatmap(result.heatmaps[index:index + 1], [ds], finding))
+        except (ValueError, RuntimeError, AttributeError, TypeError) as exc:
+            # highdicom (0.28) cannot encode a Parametric Map over some projection images
+            note = f"the heatmap was not exported: no Parametric Map can be built for it ({exc})"
+    elif result.heatmaps is not None:
+        note = "the heatmap was not exported: its source is a multi-frame image"
+    if ctx.cancelled:
+        raise PacsError("export cancelled before anything was sent")
+    stored = store_objects(client, objects, finding)
+    return ExportOutcome(client.node.name, str(ds.StudyInstanceUID), stored,
+                         [str(o.Modality) for o in objects], note)
+
+
+class PacsExport(QObject):
+    """The "Export to PACS" row in the AI panel: enabled for an accepted result only."""
+
+    def __init__(self, window: Any, node_names: list[str],
+                 client_for: Callable[[str], PacsClient], problem: str = "") -> None:
+        super().__init__(window)
+        self.window, self.panel = window, window.ai
+        self.client_for, self.problem = client_for, problem
+        self.job: Job | None = None
+        self.last: ExportOutcome | None = None
+        self.node = QComboBox()
+        self.node.addItems(node_names)
+        self.node.setToolTip("The PACS that receives the AI result")
+        self.button = QPushButton("Export to PACS")
+        self.button.clicked.connect(self.export)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.widget = QWidget()
+        self.widget.setObjectName("pacsExport")
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.node, 1)
+        row.addWidget(self.button)
+        col = QVBoxLayout(self.widget)
+        col.setContentsMargins(0, 4, 0, 0)
+        col.addLayout(row)
+        col.addWidget(self.status)
+        self.panel.add_result_widget(self.widget)
+        self.panel.result_changed.connect(self.refresh)
+        self.refresh()
+
+    def _why_not(self) -> str:
+        if self.problem or not self.node.count():
+            return self.problem or "No PACS configured"
+        if self.job is not None and not self.job.done:
+            return "Exporting…"
+        if self.panel.current_result() is None:
+            return "No AI result on this image"
+        if self.panel.current_verdict() != "accepted":
+            return "Only an accepted result can be exported: accept it first"
+        return ""
+
+    def refresh(self) -> None:
+        why = self._why_not()
+        self.button.setEnabled(not why)
+        self.button.setToolTip(why or "Send the result as DICOM SR (and heatmap) to the PACS")
+
+    def _source_path(self, sop_uid: str) -> str | None:
+        for ref in self.window.state.slices:
+            if ref.instance.sop_instance_uid == sop_uid:
+                return str(ref.instance.path)
+        return None
+
+    def export(self) -> Job | None:
+        why = self._why_not()
+        found = self.panel.current_result()
+        if why or found is None or self.window.runner.closed:
+            self.status.setText(why)
+            return None
+        result, k = found
+        sop = result.provenance.inputs[k].sop_instance_uid
+        path = self._source_path(sop)
+        node = self.node.currentText()
+        if path is None:
+            self.status.setText(f"The source image '{sop}' is no longer open; open its series "
+                                "again to export")
+            return None
+        try:
+            client = self.client_for(node)
+        except (PacsError, ValueError, OSError) as exc:
+            self.status.setText(f"Cannot use PACS '{node}': {exc}")
+            return None
+        manager = self.panel.manager
+        name = ""
+        if manager is not None:
+            try:
+                name = manager.package(result.provenance.model_id).manifest.name
+            except KeyError:
+                name = ""
+        self.status.setText(f"Exporting to '{node}'…")
+        self.job = self.window.runner.start(
+            "PACS export", export_job, client, result, k, path, name,
+            on_result=self._done, on_error=self._failed,
+            on_finished=lambda _j: self.refresh())
+        self.refresh()
+        return self.job
+
+    def _done(self, outcome: ExportOutcome) -> None:
+        self.last = outcome
+        what = " + ".join("Parametric Map" if k == "RWV" else k for k in outcome.kinds)
+        text = f"Exported to '{outcome.node}': {what} ({len(outcome.stored)} object(s) stored)"
+        if outcome.note:
+            text += f"; {outcome.note}"
+        self.status.setText(text)
+        self.window.statusBar().showMessage(text, 10_000)
+
+    def _failed(self, exc: BaseException) -> None:
+        kind = "" if isinstance(exc, PacsError | ValueError | OSError) else \
+            f" ({type(exc).__name__})"
+        text = f"Export to PACS '{self.node.currentText()}' failed{kind}: {exc}"
+        self.status.setText(text)
+        self.window.statusBar().showMessage(text, 15_000)
+
+
+@dataclass
+class PacsGui:
+    action: QAction
+    dialog: PacsDialog
+    export: PacsExport | None
+    cache: PacsCache
+
+    def show_search(self) -> None:
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
+        self.dialog.panel.patient_name.setFocus()
+
+
+def _file_menu(window: Any) -> Any:
+    for menu_action in window.menuBar().actions():
+        menu = menu_action.menu()
+        if menu is not None and menu_action.text().replace("&", "") == "File":
+            return menu
+    return window.menuBar().addMenu("&File")
+
+
+def install_pacs(window: Any, ws: Workstation, settings: Settings | None,
+                 cache: PacsCache | None = None) -> PacsGui:
+    """File > Search PACS… (Ctrl+Shift+P) and the AI panel's Export to PACS, as ``ws``'s user.
+
+    With no ``[[pacs]]`` node configured both still appear and say what to configure."""
+    nodes, problem = configured_nodes(settings)
+    names = [n.name for n in nodes]
+    client_for = client_factory(nodes, session_sink(ws))
+    cache = cache or PacsCache.from_settings(settings)
+    dialog = PacsDialog(window, client_for, names, cache)
+    dialog.panel.status.setText(problem)
+    action = QAction("Search PACS…", window)
+    action.setShortcut(QKeySequence("Ctrl+Shift+P"))
+    menu = _file_menu(window)
+    before = next((a for a in menu.actions() if a.isSeparator()), None)
+    if before is not None:
+        menu.insertAction(before, action)
+    else:
+        menu.addAction(action)
+    export = PacsExport(window, names, client_for, problem) if hasattr(window, "ai") else None
+    gui = PacsGui(action, dialog, export, cache)
+    action.triggered.connect(gui.show_search)
+    window.pacs = gui
+    return gui
