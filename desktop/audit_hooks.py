@@ -72,7 +72,14 @@ class AuditHooks(QObject):
         self.window.addAction(self.export_action)
         file_menu = next((a.menu() for a in self.window.menuBar().actions()
                           if a.text() == "&File"), None)
-        (file_menu if isinstance(file_menu, QMenu) else menu).addAction(self.export_action)
+        if isinstance(file_menu, QMenu):  # above "Quit", which ends the menu
+            quit_action = next((a for a in file_menu.actions() if a.text() == "Quit"), None)
+            if quit_action is not None:
+                file_menu.insertAction(quit_action, self.export_action)
+            else:
+                file_menu.addAction(self.export_action)
+        else:
+            menu.addAction(self.export_action)
 
     # --- recording -------------------------------------------------------------------------
     def record(self, event_type: EventType, objects: list[AuditObject],

@@ -66,3 +66,20 @@ def test_startup_imports_nothing_heavy() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.strip() == ""
+
+
+def test_runtime_code_never_imports_the_training_scripts() -> None:
+    """Installers leave models.training out (packaging/doctorai.spec): the workstation must run
+    without it (the report-drafter's self-test once imported its metrics from there)."""
+    offenders = []
+    for package in ("core", "models", "desktop"):
+        for p in (REPO / package).rglob("*.py"):
+            if "training" in p.parts:
+                continue
+            tree = ast.parse(p.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                if any(m == "models.training" or m.startswith("models.training.") for m in mods):
+                    offenders.append(str(p.relative_to(REPO)))
+    assert offenders == []

@@ -178,7 +178,7 @@ def selftest(package: ModelPackage, model: LoadedModel) -> tuple[bool, float, st
     returned "diff" is 1 - word F1 of the draft against the expected one (0.0 when equal), a
     readable measure of how far a failing draft is off.
     """
-    from models.training.report_metrics import token_f1
+    from models.report_metrics import token_f1
 
     spec = package.manifest.selftest
     if spec is None:
@@ -201,8 +201,7 @@ def evaluate(package: ModelPackage, model: LoadedModel) -> dict[str, float]:
     ``metrics.data_ref`` must be ``package:<file.jsonl>`` (pairs shipped inside the
     package, hashed with it); scoring is the training script's own ``report_metrics.score``.
     """
-    from models.training.report_metrics import score
-    from models.training.report_pairs import read_jsonl
+    from models.report_metrics import read_jsonl, score
 
     metrics = package.manifest.metrics
     ref = metrics.data_ref if metrics is not None else ""

@@ -47,7 +47,7 @@ def build_manifest(report: dict[str, Any]) -> dict[str, Any]:
             "scores": {"exact_match": exact, "token_f1": f1},
             "note": (
                 "greedy drafts scored against the reference impressions in validation.jsonl "
-                "by models.training.report_metrics.score: exact_match = fraction identical, "
+                "by models.report_metrics.score: exact_match = fraction identical, "
                 "token_f1 = mean word-level F1; synthetic data, no clinical accuracy implied"
             ),
         },

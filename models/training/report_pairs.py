@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from models.report_metrics import Pair, read_jsonl  # noqa: F401 - shared with the adapter
+
 LOBES = (
     "right upper lobe",
     "right middle lobe",
@@ -126,14 +128,6 @@ class Findings:
     comparison: str = "none"  # none | new | stable | increased | decreased
     prior_mm: int | None = None
     negatives: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Pair:
-    """A model input (rendered findings) and its target impression."""
-
-    source: str
-    target: str
 
 
 def render_input(f: Findings) -> str:
@@ -489,17 +483,3 @@ def write_jsonl(pairs: Iterable[Pair], path: Path) -> None:
     with path.open("w", encoding="utf-8") as out:
         for pair in pairs:
             out.write(json.dumps(asdict(pair), ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path: Path) -> list[Pair]:
-    """Pairs written by :func:`write_jsonl`; a malformed line names the file and line."""
-    pairs = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            pairs.append(Pair(source=str(record["source"]), target=str(record["target"])))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"'{path}' line {number}: not a source/target pair ({exc})") from exc
-    return pairs

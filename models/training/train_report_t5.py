@@ -31,9 +31,9 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
+from models.report_metrics import Pair, score
 from models.training.report_manifest import VALIDATION_FILE, write_package_manifest
-from models.training.report_metrics import score
-from models.training.report_pairs import Pair, train_val_split, write_jsonl
+from models.training.report_pairs import train_val_split, write_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO / "models" / "zoo" / "report-drafter"

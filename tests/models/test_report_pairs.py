@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from models.training.report_metrics import score, token_f1
+from models.report_metrics import score, token_f1
 from models.training.report_pairs import (
     Findings,
     generate_pairs,

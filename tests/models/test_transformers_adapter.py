@@ -15,8 +15,7 @@ from models.adapters import load_model
 from models.adapters import transformers_adapter as adapter
 from models.adapters.transformers_adapter import Seq2SeqModel
 from models.manifest import FileIntegrityError, ModelPackage, load_package
-from models.training.report_metrics import score
-from models.training.report_pairs import read_jsonl
+from models.report_metrics import read_jsonl, score
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "models" / "zoo" / "report-drafter"

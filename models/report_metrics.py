@@ -1,4 +1,6 @@
-"""Quality metrics for generated impressions: exact match and word-level F1.
+"""Quality metrics for generated impressions (exact match, word-level F1) and the pair files
+they are computed on. Run-time code (the transformers adapter's self-test and ``models verify
+--eval``) uses it, so it lives outside models.training, which installers leave out.
 
 A text model has no AUC; these two say how often the draft is exactly the reference and how
 much of it overlaps word for word. Written here (a few lines) rather than pulling in an
@@ -7,9 +9,34 @@ evaluation library for two well-known formulas (the SQuAD-style bag-of-words F1)
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A model input (rendered findings) and its target impression."""
+
+    source: str
+    target: str
+
+
+def read_jsonl(path: Path) -> list[Pair]:
+    """Pairs written by ``models.training.report_pairs.write_jsonl``; a malformed line names
+    the file and line."""
+    pairs = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            pairs.append(Pair(source=str(record["source"]), target=str(record["target"])))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"'{path}' line {number}: not a source/target pair ({exc})") from exc
+    return pairs
 
 
 @dataclass(frozen=True)
