@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db import ModelPackage, Result, Rollout, utcnow
-from backend.rollout import arm_stats, compare
+from backend.rollout import agreement, arm_stats, compare
 from backend.tuf_repo import TufRepository
 from core.sync.wire import ChannelFile
 
@@ -226,6 +226,18 @@ def report(session: Session, rollout_id: int) -> dict[str, Any]:
         rows = session.execute(q).all()
         raw[arm] = [float(r[1]) for r in rows]
         arms[arm] = arm_stats(arm, version, [r[0] for r in rows], raw[arm])
+    shadow = None
+    if ro.shadow:
+        summaries = session.scalars(
+            select(Result.summary).where(
+                Result.rollout_id == ro.id,
+                Result.shadow.is_(True),
+                Result.model_version == ro.candidate_version,
+            )
+        )
+        flags = [s["agrees_with_shown"] for s in summaries if isinstance(s, dict)
+                 and isinstance(s.get("agrees_with_shown"), bool)]
+        shadow = agreement(flags)
     return {
         "rollout": {
             "id": ro.id,
@@ -235,6 +247,7 @@ def report(session: Session, rollout_id: int) -> dict[str, Any]:
             "status": ro.status,
         },
         "arms": {k: asdict(v) for k, v in arms.items()},
+        "shadow_agreement": shadow,
         "comparison": compare(
             arms["baseline"], arms["candidate"], raw["baseline"], raw["candidate"]
         ),
@@ -261,6 +274,17 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append(
             f"  {arm['arm']:<9} v{arm['version']}: n={arm['n_results']} "
             f"decided={arm['n_decided']} accepted {rate}; latency {lat}"
+        )
+    agree = rep.get("shadow_agreement")
+    if agree is not None:
+        lines.append(
+            "  shadow agreement with the shown model: "
+            + (
+                "n/a (no shadow results yet)"
+                if agree["rate"] is None
+                else f"{agree['rate']:.1%} (95% CI {agree['ci_low']:.1%}-{agree['ci_high']:.1%}) "
+                f"of {agree['n']} results"
+            )
         )
     acc = rep["comparison"]["acceptance"]
     if acc["p_value"] is None:

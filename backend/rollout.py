@@ -49,6 +49,18 @@ def arm_stats(arm: str, version: str, decisions: list[str], latencies: list[floa
     return ArmStats(arm, version, len(decisions), len(decided), k, rate, ci_low, ci_high, p50, p95)
 
 
+def agreement(flags: list[bool]) -> dict[str, Any]:
+    """Shadow mode: how often the candidate's findings matched the shown model's (95% Wilson
+    interval). A shadow result has no verdict of its own, so this replaces acceptance."""
+    from scipy.stats import binomtest
+
+    n, k = len(flags), sum(flags)
+    if n == 0:
+        return {"n": 0, "agreed": 0, "rate": None, "ci_low": None, "ci_high": None}
+    ci = binomtest(k, n).proportion_ci(0.95, method="wilson")
+    return {"n": n, "agreed": k, "rate": k / n, "ci_low": float(ci.low), "ci_high": float(ci.high)}
+
+
 def compare(a: ArmStats, b: ArmStats, lat_a: list[float], lat_b: list[float]) -> dict[str, Any]:
     """Acceptance: Fisher's exact test for small counts, else chi-square; latency: Mann-Whitney."""
     from scipy.stats import chi2_contingency, fisher_exact, mannwhitneyu

@@ -8,6 +8,7 @@ the panel only reacts to signals, so the GUI thread never waits on a model. Verd
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -37,12 +38,15 @@ from core.inference.decisions import DecisionSink, InMemoryDecisionSink, Verdict
 from core.inference.heatmap import colormap
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult
+from core.inference.shadow import ShadowModels
 from core.security.users import PermissionDenied
 from core.viewer.state import ViewerState
-from desktop.inference_jobs import InferenceQueue, QueueRow
+from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
 from desktop.model_manager_view import ModelManagerView
 from desktop.viewport_widget import ViewportWidget
 from desktop.workers import JobContext, JobRunner
+
+log = logging.getLogger(__name__)
 
 DEMO_STYLE = "background:#7a2e00;color:#fff3e0;font-weight:bold;padding:4px;border-radius:3px;"
 
@@ -52,6 +56,13 @@ def build_manager_job(_ctx: JobContext, device: str | None) -> ModelManager:
     from core.inference.manager import manager_from_settings
 
     return manager_from_settings(device=device, preload=True)
+
+
+def build_shadow_job(_ctx: JobContext, device: str | None) -> ShadowModels:
+    """The rollout candidates this workstation runs in shadow mode (hash-checked)."""
+    from core.config import load_settings
+
+    return ShadowModels.from_profile(device=device or load_settings().inference.device)
 
 
 def colour_bar(width: int = 160, height: int = 12) -> QPixmap:
@@ -65,6 +76,8 @@ def colour_bar(width: int = 160, height: int = 12) -> QPixmap:
 class AIPanel(QWidget):
     #: The shown result or its verdict changed (hooks such as PACS export follow it).
     result_changed = Signal()
+    #: A shadow candidate's result item was recorded (dict) — never shown, only reported.
+    shadow_recorded = Signal(object)
 
     def __init__(
         self,
@@ -75,6 +88,7 @@ class AIPanel(QWidget):
         manager: ModelManager | None = None,
         device: str | None = None,
         parent: QWidget | None = None,
+        shadow: ShadowModels | None = None,
     ) -> None:
         super().__init__(parent)
         self.setObjectName("aiPanel")
@@ -85,6 +99,7 @@ class AIPanel(QWidget):
         self.sink: DecisionSink = sink if sink is not None else InMemoryDecisionSink()
         self.device = device
         self.manager: ModelManager | None = None
+        self.shadow: ShadowModels | None = shadow
         self.cache: PredictionCache[InferenceResult] = PredictionCache(256)
         self.queue = InferenceQueue(runner, self.cache, parent=self)
         self.manager_view = ModelManagerView(runner)
@@ -100,6 +115,8 @@ class AIPanel(QWidget):
         else:
             self.runner.start("finding AI models", build_manager_job, device,
                               on_result=self.set_manager)
+            self.runner.start("finding shadow models", build_shadow_job, device,
+                              on_result=self.set_shadow)
 
     # --- layout --------------------------------------------------------------------------
     def _build(self) -> None:
@@ -240,6 +257,9 @@ class AIPanel(QWidget):
         self.manager_view.set_manager(manager)
         self._fill_models()
 
+    def set_shadow(self, shadow: ShadowModels) -> None:
+        self.shadow = shadow
+
     def _modality(self) -> str:
         return self.state.series.modality if self.state.series is not None else ""
 
@@ -370,6 +390,35 @@ class AIPanel(QWidget):
         if series is not None and series.series_instance_uid == row.series_uid:
             self._restore_heatmaps()
         self._show_current()
+        self._start_shadow(row)
+
+    def _start_shadow(self, row: QueueRow) -> None:
+        """Run the rollout's shadow candidate (if any) on what the shown model saw."""
+        sources, row.sources = row.sources, None
+        shadow = self.shadow
+        if shadow is None or sources is None or row.result is None:
+            return
+        if shadow.get(row.model_id) is None:
+            return
+        record = getattr(self.sink, "shadow_result", None)
+        if record is None:
+            return
+
+        def recorded(item: dict[str, Any]) -> None:
+            try:
+                record(item)
+            except (PermissionDenied, ValueError, OSError, SQLAlchemyError) as exc:
+                log.warning("shadow result of '%s' not recorded: %s", row.model_id, exc)
+                return
+            self.shadow_recorded.emit(item)
+
+        refs, frames = sources
+        self.runner.start(
+            f"shadow model '{row.model_id}' on {row.scope}", shadow_job, shadow, row.model_id,
+            refs, frames, row.result.to_json(),
+            on_result=recorded,
+            on_error=lambda exc: log.warning("shadow model '%s' failed: %s", row.model_id, exc),
+        )
 
     def _on_failed(self, row: QueueRow) -> None:
         self.result_title.setText(f"Model '{row.model_id}' failed on {row.scope}: {row.message}")
@@ -486,6 +535,8 @@ class AIPanel(QWidget):
         """Close the loaded models (after the runner stopped every job)."""
         if self.manager is not None:
             self.manager.shutdown()
+        if self.shadow is not None:
+            self.shadow.shutdown()
 
 
 def install_ai(window: Any, device: str | None = None,

@@ -20,6 +20,7 @@ from core.imaging.model import Frame
 from core.inference.cache import PredictionCache
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult, InputRef
+from core.inference.shadow import ShadowModels
 from core.viewer.state import SliceRef
 from desktop.workers import Job, JobContext, JobRunner
 
@@ -43,6 +44,48 @@ class RunOutput:
     maps: list[npt.NDArray[np.uint8]] | None  # per input image, frame size, uint8
 
 
+def _decoded(ctx: JobContext, refs: Sequence[SliceRef], frames: Sequence[Frame | None]
+             ) -> list[Frame]:
+    from core.imaging.volume import load_slice
+
+    ready: list[Frame] = []
+    for ref, frame in zip(refs, frames, strict=True):
+        if ctx.cancelled:
+            raise JobCancelled()
+        loaded = frame if frame is not None else load_slice(ref.instance, ref.frame)
+        assert loaded is not None  # want_frame=True always returns a frame
+        ready.append(loaded)
+    return ready
+
+
+def _input_refs(refs: Sequence[SliceRef]) -> list[InputRef]:
+    return [
+        InputRef(
+            r.instance.sop_instance_uid,
+            r.frame,
+            r.instance.study_instance_uid,
+            r.instance.series_instance_uid,
+        )
+        for r in refs
+    ]
+
+
+def shadow_job(
+    ctx: JobContext,
+    shadow: ShadowModels,
+    model_id: str,
+    refs: Sequence[SliceRef],
+    frames: Sequence[Frame | None],
+    shown: dict[str, Any],
+) -> dict[str, Any]:
+    """Run the shadow candidate on the images of a shown result (worker thread; after the
+    shown result reached the screen, so the radiologist never waits for it)."""
+    if ctx.cancelled:
+        raise JobCancelled()
+    ready = _decoded(ctx, refs, frames)
+    return shadow.run(model_id, ready, _input_refs(refs), shown, cancel=ctx.cancel_event.is_set)
+
+
 def inference_job(
     ctx: JobContext,
     manager: ModelManager,
@@ -53,26 +96,13 @@ def inference_job(
     batch_size: int = 16,
 ) -> RunOutput:
     """Decode what is missing, then run the model batch by batch (runs in a worker thread)."""
-    from core.imaging.volume import load_slice
     from core.inference.pipeline import run_images
 
     if ctx.cancelled:
         raise JobCancelled()
     ctx.report((RUNNING, 0, len(refs)))
-    ready: list[Frame] = []
-    for ref, frame in zip(refs, frames, strict=True):
-        if ctx.cancelled:
-            raise JobCancelled()
-        ready.append(frame if frame is not None else load_slice(ref.instance, ref.frame))
-    inputs = [
-        InputRef(
-            r.instance.sop_instance_uid,
-            r.frame,
-            r.instance.study_instance_uid,
-            r.instance.series_instance_uid,
-        )
-        for r in refs
-    ]
+    ready = _decoded(ctx, refs, frames)
+    inputs = _input_refs(refs)
     result = run_images(
         manager,
         model_id,
@@ -102,6 +132,8 @@ class QueueRow:
     result: InferenceResult | None = None
     maps: list[npt.NDArray[np.uint8]] | None = field(default=None, repr=False)
     job: Job | None = field(default=None, repr=False)
+    # what the run saw, kept until a shadow candidate (if any) has been started on it
+    sources: tuple[list[SliceRef], list[Frame | None]] | None = field(default=None, repr=False)
 
     @property
     def finished(self) -> bool:
@@ -141,6 +173,7 @@ class InferenceQueue(QObject):
     ) -> QueueRow:
         row = QueueRow(next(self._ids), model_id, scope, series_uid, list(slice_indices))
         row.total = len(refs)
+        row.sources = (list(refs), list(frames))
         self.rows.append(row)
 
         def progress(value: Any) -> None:
@@ -154,13 +187,13 @@ class InferenceQueue(QObject):
             self.result_ready.emit(row)
 
         def error(exc: BaseException) -> None:
-            row.state, row.message = FAILED, f"{type(exc).__name__}: {exc}"
+            row.state, row.message, row.sources = FAILED, f"{type(exc).__name__}: {exc}", None
             self.changed.emit()
             self.failed.emit(row)
 
         def finished(job: Job) -> None:
             if job.cancelled and not row.finished:
-                row.state = CANCELLED
+                row.state, row.sources = CANCELLED, None
             self.changed.emit()
 
         row.job = self.runner.start(

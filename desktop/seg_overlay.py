@@ -69,7 +69,7 @@ class SegOverlayLayer(QWidget):
 
     def __init__(self, viewport: Any, state: ViewerState) -> None:
         super().__init__(viewport)
-        self.viewport = viewport
+        self.viewport: QWidget = viewport
         self.state = state
         self.overlays: list[SegOverlay] = []
         self._cache: dict[tuple[str, str, int], QImage] = {}

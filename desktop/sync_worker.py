@@ -86,19 +86,30 @@ def save_last_success(db: Database, when: datetime) -> None:
 # --- model updates -------------------------------------------------------------------------------
 
 def check_model_updates(settings: Settings, client: SyncClient) -> list[str]:
-    """Install the signed channel's version of each model this workstation got through sync.
+    """Install the signed channel's version of each model the centre publishes (and of each
+    installed earlier), with the rollout's shadow candidate where this workstation runs one.
 
-    Returns a plain-words line per installed update; a refused update raises (ModelUpdateError
-    says why, and leaves the installed model unchanged)."""
-    from core.sync.service import make_updater
+    Returns a plain-words line per change; a model without a published channel is skipped;
+    another refusal is raised after the other models were tried (ModelUpdateError says why and
+    leaves that model unchanged)."""
+    from core.sync.model_update import ModelUpdateError
+    from core.sync.service import make_updater, models_to_update
 
     updater = make_updater(settings, client)
     try:
-        done = []
-        for model_id in sorted(updater.store.installed()):
-            result = updater.update(model_id)
+        done: list[str] = []
+        refused: list[ModelUpdateError] = []
+        for model_id in models_to_update(client, updater):
+            try:
+                result = updater.update(model_id)
+            except ModelUpdateError as exc:
+                if exc.reason != "not_published":
+                    refused.append(exc)
+                continue
             if result.action == "installed":
                 done.append(result.message)
+        if refused:
+            raise refused[0]
         return done
     finally:
         updater.close()

@@ -1,19 +1,22 @@
 """``doctorai models list [--json]`` and ``doctorai models verify [ID...] [--eval]``.
 
-Model folders: the shipped zoo, then ``inference.model_dirs`` from the settings, then
-``<profile>/models``. ``list`` reads manifests only (fast, no framework import); ``verify``
-checks schema and every file's SHA-256, and with ``--eval`` recomputes the validation metrics
-and compares them with the manifest. Exit status 1 on any refusal or mismatch.
+Model folders: versions installed by signed update, the shipped zoo, then
+``inference.model_dirs`` from the settings, then ``<profile>/models``. ``list`` reads
+manifests only (fast, no framework import); ``verify`` checks schema and every file's
+SHA-256, and with ``--eval`` recomputes the validation metrics and compares them with the
+manifest. Exit status 1 on any refusal or mismatch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -29,14 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def model_roots() -> list[Path]:
-    """Where packages are looked for, in priority order."""
+    """Where packages are looked for, in priority order (the first package of an id wins).
+
+    Versions installed by signed update (``doctorai sync models``) come first: the centre's
+    signed channel decides which version runs, also for a model the installer shipped. Then
+    the shipped zoo, IT's configured folders and packages dropped into ``<profile>/models``.
+    """
     from core.config import load_settings
     from core.paths import profile_dir
+    from core.sync.model_store import ModelInstallError, ModelStore
     from models.discovery import ZOO_DIR
 
     settings = load_settings()
+    store = ModelStore(profile_dir() / "models")
+    try:
+        signed = store.current_package_dirs()
+    except ModelInstallError as exc:  # a damaged pointer: fall back to the shipped version
+        log.warning("signed model updates ignored: %s", exc)
+        signed = []
     roots = [ZOO_DIR, *(Path(d).expanduser() for d in settings.inference.model_dirs)]
-    return [*roots, profile_dir() / "models"]
+    return [*signed, *roots, profile_dir() / "models"]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -105,10 +105,16 @@ def _status(settings: Any, args: argparse.Namespace) -> int:
         info["queue_length"] = OUTBOX_FACTORY().count_unsent()
     except SyncError as exc:
         info["queue_error"] = str(exc)
+    store = ModelStore(profile_dir() / "models")
     info["models"] = {
         mid: {"version": p.version, "previous": p.previous, "pinned": p.pinned}
-        for mid, p in ModelStore(profile_dir() / "models").installed().items()
+        for mid, p in store.installed().items()
     }
+    for folder, rollout_id in store.shadow_package_dirs():
+        entry = info["models"].setdefault(
+            folder.parent.name, {"version": None, "previous": None, "pinned": False}
+        )
+        entry["shadow"] = {"version": folder.name, "rollout_id": rollout_id}
     if args.json:
         print(json.dumps(info, indent=2))
         return OK
@@ -120,7 +126,10 @@ def _status(settings: Any, args: argparse.Namespace) -> int:
         extra = (f", previous {m['previous']}" if m["previous"] else "") + (
             ", pinned" if m["pinned"] else ""
         )
-        print(f"model:      {mid} {m['version']}{extra}")
+        if "shadow" in m:
+            sh = m["shadow"]
+            extra += f", shadow {sh['version']} (rollout {sh['rollout_id']}, not shown)"
+        print(f"model:      {mid} {m['version'] or 'shipped version'}{extra}")
     return OK
 
 
@@ -143,19 +152,13 @@ def _enrol(settings: Any, args: argparse.Namespace) -> int:
 
 def _models(settings: Any, args: argparse.Namespace) -> int:
     from core.sync.model_update import ModelUpdateError
-    from core.sync.service import make_client, make_updater
-    from core.sync.wire import ModelCatalogue
+    from core.sync.service import make_client, make_updater, models_to_update
 
     client = make_client(settings)
     updater = make_updater(settings, client)
     status = OK
     try:
-        ids = list(args.ids)
-        if not ids:
-            catalogue = ModelCatalogue.model_validate(
-                client.get_json("/models", "reading the model catalogue")
-            )
-            ids = sorted({m.model_id for m in catalogue.models} | set(updater.store.installed()))
+        ids = list(args.ids) or models_to_update(client, updater)
         for model_id in ids:
             try:
                 if args.force:

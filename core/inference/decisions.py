@@ -32,6 +32,9 @@ class DecisionSink(Protocol):
     def decide(self, result_id: str, decision: Verdict, comment: str = "") -> None:
         """The user accepted, rejected or commented on a stored result."""
 
+    def shadow_result(self, item: dict[str, Any]) -> None:
+        """A shadow-mode candidate produced ``item`` (a sync ResultItem); record, never show."""
+
 
 class InMemoryDecisionSink:
     """Session-only default; thread-safe so a worker may report results directly."""
@@ -40,6 +43,7 @@ class InMemoryDecisionSink:
         self._lock = threading.Lock()
         self.results: dict[str, dict[str, Any]] = {}
         self.decisions: list[DecisionEntry] = []
+        self.shadow_results: list[dict[str, Any]] = []
 
     def result_created(self, result: dict[str, Any]) -> None:
         with self._lock:
@@ -52,6 +56,10 @@ class InMemoryDecisionSink:
             if result_id not in self.results:
                 raise KeyError(f"no AI result '{result_id}' in this session")
             self.decisions.append(DecisionEntry(result_id, decision, comment))
+
+    def shadow_result(self, item: dict[str, Any]) -> None:
+        with self._lock:
+            self.shadow_results.append(item)
 
     def for_result(self, result_id: str) -> list[DecisionEntry]:
         with self._lock:

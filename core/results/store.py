@@ -109,6 +109,31 @@ class ResultsStore:
             )
         return str(result["result_id"])
 
+    def record_shadow(self, item: dict[str, Any], user: str, role: str = "radiologist") -> str:
+        """Audit a shadow-mode model run and queue its result item for the backend, in one
+        transaction. Not stored as a result: nobody sees it or decides on it (core.inference.
+        shadow)."""
+        if not item.get("shadow"):
+            raise ValueError("record_shadow takes shadow result items only")
+        with self.db.transaction() as conn:
+            self.audit.append(
+                AuditEvent(
+                    EventType.MODEL_RUN,
+                    user=user,
+                    role=role,
+                    objects=[AuditObject("model", f"{item['model_id']}@{item['model_version']}")],
+                    details={
+                        "result_id": item["client_id"],
+                        "shadow": True,
+                        "rollout_id": item.get("rollout_id"),
+                        "shown_result_id": item.get("summary", {}).get("shown_result_id"),
+                    },
+                ),
+                conn=conn,
+            )
+            enqueue(conn, "result", item, item_id=str(item["client_id"]))
+        return str(item["client_id"])
+
     def decide(
         self,
         result_id: str,

@@ -93,6 +93,10 @@ class ResultsDecisionSink:
         patient = str(result.get("patient_id", "") or "")
         self.ws.results.save(result, user.username, user.role.value, patient_id=patient)
 
+    def shadow_result(self, item: dict[str, Any]) -> None:
+        user = self.ws.session.require(Permission.RUN_AI)
+        self.ws.results.record_shadow(item, user.username, user.role.value)
+
     def decide(self, result_id: str, decision: Verdict, comment: str = "") -> None:
         user = self.ws.session.require(Permission.DECIDE)
         self.ws.results.decide(result_id, decision, user.username, comment, user.role.value)

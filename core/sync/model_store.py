@@ -5,11 +5,14 @@ Layout::
     <profile>/models/.staging/<tmp>/          downloads and unpacking, never loaded from
     <profile>/models/<id>/<version>/          one verified package per version
     <profile>/models/<id>/current             {"version", "previous", "pinned"}, replaced atomically
+    <profile>/models/<id>/shadow              {"version", "rollout_id"}: run, never shown
 
 A new version is unpacked and checked entirely inside ``.staging`` (package hashes, the
 package's own self-test), moved next to the others with one rename, and becomes the one in
 use when ``current`` is replaced (``os.replace``, atomic on every platform). A crash at any
 point leaves the previous ``current`` valid. The previous version stays for one-click rollback.
+A rollout in shadow mode installs its candidate the same way (verified, self-tested) but points
+``shadow`` at it instead: the workstation runs it beside the shown model and only reports it.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from core.sync.errors import SyncError
 
 POINTER = "current"
+SHADOW = "shadow"
 STAGING = ".staging"
 MAX_UNPACKED_BYTES = 8 * 2**30
 MAX_MEMBERS = 10_000
@@ -46,6 +50,12 @@ class Pointer:
     version: str
     previous: str | None = None
     pinned: bool = False
+
+
+@dataclass(frozen=True)
+class ShadowPointer:
+    version: str
+    rollout_id: int
 
 
 def default_health_check(package_dir: Path) -> tuple[bool, str]:
@@ -91,6 +101,32 @@ class ModelStore:
                 model_id, f"pointer file '{path}' is unreadable: {exc}"
             ) from exc
 
+    def shadow(self, model_id: str) -> ShadowPointer | None:
+        """The rollout candidate this workstation runs in shadow mode for ``model_id``."""
+        path = self.root / model_id / SHADOW
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return ShadowPointer(str(raw["version"]), int(raw["rollout_id"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelInstallError(
+                model_id, f"shadow pointer file '{path}' is unreadable: {exc}"
+            ) from exc
+
+    def shadow_package_dirs(self) -> list[tuple[Path, int]]:
+        """(package folder, rollout id) of every model with a shadow version installed."""
+        out: list[tuple[Path, int]] = []
+        if not self.root.is_dir():
+            return out
+        for child in sorted(self.root.iterdir()):
+            if child.name.startswith(".") or not (child / SHADOW).is_file():
+                continue
+            ptr = self.shadow(child.name)
+            if ptr is not None:
+                out.append((child / ptr.version, ptr.rollout_id))
+        return out
+
     def current_version(self, model_id: str) -> str | None:
         ptr = self.pointer(model_id)
         return None if ptr is None else ptr.version
@@ -118,14 +154,29 @@ class ModelStore:
     # --- writing -----------------------------------------------------------------------------
 
     def _write_pointer(self, model_id: str, ptr: Pointer) -> None:
+        data = {"version": ptr.version, "previous": ptr.previous, "pinned": ptr.pinned}
+        self._write_json(model_id, POINTER, data)
+
+    def _write_json(self, model_id: str, name: str, data: Mapping[str, object]) -> None:
         folder = self.root / model_id
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".current-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}-")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"version": ptr.version, "previous": ptr.previous, "pinned": ptr.pinned}, fh)
+            json.dump(data, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, folder / POINTER)
+        os.replace(tmp, folder / name)
         _fsync_dir(folder)
+
+    def _kept(self, model_id: str) -> set[str]:
+        """Versions still referenced: in use, kept for rollback, running in shadow."""
+        keep: set[str] = set()
+        ptr = self.pointer(model_id)
+        if ptr is not None:
+            keep |= {ptr.version, *([ptr.previous] if ptr.previous else [])}
+        shadow = self.shadow(model_id)
+        if shadow is not None:
+            keep.add(shadow.version)
+        return keep
 
     def new_staging_dir(self) -> Path:
         self.staging.mkdir(parents=True, exist_ok=True)
@@ -144,14 +195,11 @@ class ModelStore:
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise ModelInstallError(model_id, f"package archive cannot be unpacked: {exc}") from exc
 
-    def install(
-        self,
-        model_id: str,
-        version: str,
-        archive: Path,
-        health_check: HealthCheck = default_health_check,
-    ) -> Pointer:
-        """Unpack, verify and self-test ``archive`` in staging, then switch to it atomically."""
+    def _verified_in_place(
+        self, model_id: str, version: str, archive: Path, health_check: HealthCheck, reuse: bool
+    ) -> None:
+        """Unpack, verify and self-test ``archive`` in staging, then move it to its version
+        folder (``reuse``: a folder of this version already kept stays as it is)."""
         from models.manifest import PackageError, load_package
 
         stage = self.new_staging_dir()
@@ -181,20 +229,48 @@ class ModelStore:
             folder = self.root / model_id
             folder.mkdir(parents=True, exist_ok=True)
             final = folder / version
+            if reuse and final.is_dir() and version in self._kept(model_id):
+                return
             if final.exists():  # an older copy of the same version (e.g. the rollback target)
                 shutil.rmtree(final)
             os.rename(unpacked, final)
             _fsync_dir(folder)
-            old = self.pointer(model_id)
-            ptr = Pointer(
-                version,
-                old.version if old and old.version != version else (old.previous if old else None),
-            )
-            self._write_pointer(model_id, ptr)
-            self._prune(model_id, keep={ptr.version, *([ptr.previous] if ptr.previous else [])})
-            return ptr
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+
+    def install(
+        self,
+        model_id: str,
+        version: str,
+        archive: Path,
+        health_check: HealthCheck = default_health_check,
+    ) -> Pointer:
+        """Install ``archive`` (verified, self-tested) and switch to it atomically."""
+        self._verified_in_place(model_id, version, archive, health_check, reuse=False)
+        old = self.pointer(model_id)
+        ptr = Pointer(
+            version,
+            old.version if old and old.version != version else (old.previous if old else None),
+        )
+        self._write_pointer(model_id, ptr)
+        self._prune(model_id, keep=self._kept(model_id))
+        return ptr
+
+    def install_shadow(
+        self,
+        model_id: str,
+        version: str,
+        archive: Path,
+        rollout_id: int,
+        health_check: HealthCheck = default_health_check,
+    ) -> ShadowPointer:
+        """Install ``archive`` as the model's shadow for ``rollout_id``: verified and
+        self-tested like any update, run beside the version in use, never shown."""
+        self._verified_in_place(model_id, version, archive, health_check, reuse=True)
+        ptr = ShadowPointer(version, rollout_id)
+        self._write_json(model_id, SHADOW, {"version": version, "rollout_id": rollout_id})
+        self._prune(model_id, keep=self._kept(model_id))
+        return ptr
 
     def _prune(self, model_id: str, keep: set[str]) -> None:
         for child in (self.root / model_id).iterdir():
@@ -220,6 +296,16 @@ class ModelStore:
         new = Pointer(ptr.previous, ptr.version, pinned=True)
         self._write_pointer(model_id, new)
         return new
+
+    def clear_shadow(self, model_id: str) -> bool:
+        """Stop running a shadow version (its rollout ended); True if there was one."""
+        path = self.root / model_id / SHADOW
+        if not path.is_file():
+            return False
+        path.unlink()
+        _fsync_dir(path.parent)
+        self._prune(model_id, keep=self._kept(model_id))
+        return True
 
     def unpin(self, model_id: str) -> None:
         ptr = self.pointer(model_id)

@@ -9,6 +9,7 @@ target, ``channels/<model>.json``, published by the backend (backend/catalogue.p
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,7 @@ class UpdateResult:
     version: str
     previous: str | None
     message: str
+    shadow: str | None = None  # the rollout candidate run in shadow mode, if any
 
 
 def explain(exc: Exception, what: str) -> ModelUpdateError:
@@ -103,6 +105,18 @@ def explain(exc: Exception, what: str) -> ModelUpdateError:
             "network", f"{what}: the update server could not be reached ({exc}); try later" + tail
         )
     raise exc
+
+
+def shipped_version(model_id: str) -> str | None:
+    """The version the installer shipped in the zoo (no download needed when it is wanted)."""
+    from models.discovery import ZOO_DIR
+    from models.manifest import MANIFEST_NAME
+
+    try:
+        raw = json.loads((ZOO_DIR / model_id / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return str(raw.get("version")) if raw.get("id") == model_id else None
 
 
 class ModelUpdater:
@@ -206,27 +220,82 @@ class ModelUpdater:
             )
         return channel
 
-    def wanted(self, model_id: str) -> tuple[str, str]:
-        """(version, target path) this workstation should run, honouring its rollout arm."""
+    def _assignment(self, model_id: str) -> Assignment | None:
+        if self.assignment is None:
+            return None
+        try:
+            return self.assignment(model_id)
+        except SyncError as exc:
+            raise ModelUpdateError(
+                "network", f"model {model_id!r}: rollout assignment unavailable ({exc})"
+            ) from exc
+
+    def plan(self, model_id: str) -> tuple[str, str, tuple[str, str, int] | None]:
+        """(version, target path) to run, honouring this workstation's rollout arm, and the
+        (version, target path, rollout id) to run in shadow mode beside it, if any."""
         channel = self.channel(model_id)
         ro = channel.rollout or {}
-        if ro and self.assignment is not None:
+        got = self._assignment(model_id) if ro else None
+        if got is None or got.rollout_id != ro.get("id"):
+            return channel.version, channel.target_path, None
+        candidate = (str(ro["candidate"]), str(ro["candidate_target_path"]))
+        if ro.get("shadow"):
+            if got.shadow_version == candidate[0]:
+                return channel.version, channel.target_path, (*candidate, int(ro["id"]))
+        elif got.version == candidate[0]:
+            return (*candidate, None)
+        return channel.version, channel.target_path, None
+
+    def wanted(self, model_id: str) -> tuple[str, str]:
+        """(version, target path) this workstation should run, honouring its rollout arm."""
+        version, target, _shadow = self.plan(model_id)
+        return version, target
+
+    def _fetch_and_install(
+        self, model_id: str, version: str, target: str, shadow_rollout: int | None = None
+    ) -> None:
+        what = "shadow model" if shadow_rollout is not None else "model"
+        stage = self.store.new_staging_dir()
+        try:
+            archive = self._download(
+                target,
+                stage / "package.tar.gz",
+                self.max_package_bytes,
+                f"downloading {what} {model_id!r} {version}",
+            )
             try:
-                got = self.assignment(model_id)
-            except SyncError as exc:
-                raise ModelUpdateError(
-                    "network", f"model {model_id!r}: rollout assignment unavailable ({exc})"
-                ) from exc
-            if (
-                got is not None
-                and got.rollout_id == ro.get("id")
-                and got.version == ro.get("candidate")
-            ):
-                return str(ro["candidate"]), str(ro["candidate_target_path"])
-        return channel.version, channel.target_path
+                if shadow_rollout is None:
+                    self.store.install(model_id, version, archive, self.health_check)
+                else:
+                    self.store.install_shadow(
+                        model_id, version, archive, shadow_rollout, self.health_check
+                    )
+            except ModelInstallError as exc:
+                raise ModelUpdateError("package", str(exc)) from exc
+        finally:
+            import shutil
+
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _update_shadow(self, model_id: str, shadow: tuple[str, str, int] | None) -> str:
+        """Install, keep or stop the shadow version; a plain-words note ("" if unchanged)."""
+        try:
+            have = self.store.shadow(model_id)
+        except ModelInstallError:
+            have = None  # an unreadable pointer is replaced below (or removed)
+        if shadow is None:
+            if self.store.clear_shadow(model_id):
+                return f"; shadow run of {have.version if have else 'a candidate'} stopped"
+            return ""
+        version, target, rollout_id = shadow
+        if have is not None and (have.version, have.rollout_id) == (version, rollout_id):
+            return ""
+        self._fetch_and_install(model_id, version, target, rollout_id)
+        return f"; {version} installed to run in shadow mode (rollout {rollout_id}, not shown)"
 
     def update(self, model_id: str, *, force: bool = False) -> UpdateResult:
-        """Install the signed channel's version of ``model_id`` unless it is already in use."""
+        """Install the signed channel's version of ``model_id`` unless it is already in use,
+        and the rollout's shadow version if this workstation runs one."""
         ptr = self.store.pointer(model_id)
         if ptr is not None and ptr.pinned and not force:
             return UpdateResult(
@@ -236,32 +305,29 @@ class ModelUpdater:
                 ptr.previous,
                 f"{model_id} stays at {ptr.version} (pinned by a local rollback)",
             )
-        version, target = self.wanted(model_id)
-        if ptr is not None and ptr.version == version and not force:
+        version, target, shadow = self.plan(model_id)
+        current = ptr.version if ptr is not None else shipped_version(model_id)
+        if current == version and not force:
+            note = self._update_shadow(model_id, shadow)
             return UpdateResult(
-                model_id, "up_to_date", version, ptr.previous, f"{model_id} {version} is up to date"
+                model_id,
+                "installed" if note else "up_to_date",
+                version,
+                ptr.previous if ptr is not None else None,
+                f"{model_id} {version} is up to date{note}",
+                shadow[0] if shadow else None,
             )
-        stage = self.store.new_staging_dir()
-        try:
-            archive = self._download(
-                target,
-                stage / "package.tar.gz",
-                self.max_package_bytes,
-                f"downloading model {model_id!r} {version}",
-            )
-            try:
-                new = self.store.install(model_id, version, archive, self.health_check)
-            except ModelInstallError as exc:
-                raise ModelUpdateError("package", str(exc)) from exc
-        finally:
-            import shutil
-
-            shutil.rmtree(stage, ignore_errors=True)
+        self._fetch_and_install(model_id, version, target)
+        new = self.store.pointer(model_id)
+        assert new is not None  # just written
+        note = self._update_shadow(model_id, shadow)
         return UpdateResult(
             model_id,
             "installed",
             new.version,
             new.previous,
             f"{model_id} {new.version} installed"
-            + (f" (previous {new.previous} kept for rollback)" if new.previous else ""),
+            + (f" (previous {new.previous} kept for rollback)" if new.previous else "")
+            + note,
+            shadow[0] if shadow else None,
         )

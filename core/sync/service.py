@@ -88,6 +88,17 @@ def rollout_assignment(client: SyncClient) -> Callable[[str], Assignment | None]
     return assignment
 
 
+def models_to_update(client: SyncClient, updater: ModelUpdater) -> list[str]:
+    """Every model the centre publishes, and every one installed here before: a model the
+    installer shipped receives its first signed update too."""
+    from core.sync.wire import ModelCatalogue
+
+    catalogue = ModelCatalogue.model_validate(
+        client.get_json("/models", "reading the model catalogue")
+    )
+    return sorted({m.model_id for m in catalogue.models} | set(updater.store.installed()))
+
+
 def make_updater(settings: Settings, client: SyncClient | None = None) -> ModelUpdater:
     s = settings.sync
     return ModelUpdater(

@@ -65,3 +65,34 @@ def test_unknown_result_and_decision_are_refused(db: Database) -> None:
     rid = store.save(_result(), user="u")
     with pytest.raises(ValueError, match="unknown decision"):
         store.decide(rid, "maybe", user="u")  # type: ignore[arg-type]
+
+
+def test_shadow_result_is_audited_and_queued_never_stored_as_shown(db: Database) -> None:
+    log = AuditLog(db)
+    store = ResultsStore(log)
+    outbox = StoreOutbox(db)
+    item = {
+        "client_id": uuid.uuid4().hex,
+        "created_at": "2026-11-24T10:00:00+00:00",
+        "model_id": "chest-xray-pneumonia",
+        "model_version": "1.1.0",
+        "decision": "none",
+        "latency_ms": 20.0,
+        "shadow": True,
+        "rollout_id": 3,
+        "summary": {"decisions": ["normal"], "agrees_with_shown": False, "shown_result_id": "r1"},
+    }
+    assert store.record_shadow(item, user="dr-a") == item["client_id"]
+    with pytest.raises(KeyError):
+        store.get(item["client_id"])  # nobody sees it, nobody decides on it
+    (event,) = list(log.iter_events())
+    assert event.event_type == EventType.MODEL_RUN
+    assert event.details == {
+        "result_id": item["client_id"], "shadow": True, "rollout_id": 3, "shown_result_id": "r1"
+    }
+    queued = {i.kind: i for i in outbox.fetch_unsent(10)}
+    assert queued["result"].id == item["client_id"]  # the idempotency key is the result id
+    assert queued["result"].payload == item
+    assert "audit" in queued
+    with pytest.raises(ValueError, match="shadow result items only"):
+        store.record_shadow({**item, "shadow": False}, user="dr-a")

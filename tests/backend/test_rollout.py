@@ -141,3 +141,35 @@ def test_promote_and_rollback_through_signed_channel(server: LiveServer, tmp_pat
         catalogue.rollback(s, repo, rid2)
         status = catalogue.get_rollout(s, rid2).status
     assert status == "rolled_back"
+
+
+def test_shadow_report_gives_agreement_with_the_shown_model(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    rid = _setup(server, tmp_path, "shadow-model", 1.0, shadow=True)
+    items = [
+        result_item(model="shadow-model", version="1.0", decision="accepted") for _ in range(40)
+    ]
+    flags = [i % 10 != 0 for i in range(40)]  # 36 of 40 agree
+    items += [
+        result_item(
+            model="shadow-model",
+            version="2.0",
+            decision="none",
+            shadow=True,
+            rollout_id=rid,
+            summary={"decisions": ["x"], "agrees_with_shown": agrees},
+        )
+        for agrees in flags
+    ]
+    _send(server.workstation(), items)
+    r = httpx.get(f"{server.api}/admin/rollouts/{rid}/report", headers=server.admin_headers())
+    rep = r.json()
+    agree = rep["shadow_agreement"]
+    assert (agree["n"], agree["agreed"]) == (40, 36)
+    assert agree["ci_low"] < 0.9 < agree["ci_high"] < 1.0
+    assert rep["arms"]["candidate"]["n_results"] == 40
+    assert rep["arms"]["candidate"]["n_decided"] == 0  # never shown, never decided
+    text = catalogue.format_report(rep)
+    assert "shadow agreement with the shown model: 90.0%" in text
+    assert "acceptance difference: not testable" in text

@@ -170,3 +170,27 @@ def test_whole_mr_series_in_batches(qtbot, window, dicom_data: Path) -> None:
     win.state.set_slice(new_index)
     result, k = panel.current_result()
     assert result.provenance.inputs[k].sop_instance_uid == shown_uid
+
+
+def test_shadow_candidate_runs_after_the_shown_result_and_is_only_reported(
+    qtbot, window, tmp_path: Path
+) -> None:
+    from core.inference.shadow import ShadowModels
+    from tests.inference.test_shadow import candidate
+
+    win, panel = window, window.ai
+    _open(qtbot, win, CR)
+    panel.set_shadow(ShadowModels.from_dirs([(candidate(tmp_path, "1.1.0"), 5)], device="cpu"))
+    with qtbot.waitSignal(panel.shadow_recorded, timeout=TIMEOUT_MS) as got:
+        row = panel.run_current_image()
+    item = got.args[0]
+    assert row.state == "done"
+    assert row.sources is None
+    assert (item["model_version"], item["shadow"], item["rollout_id"]) == ("1.1.0", True, 5)
+    assert item["summary"]["shown_result_id"] == row.result.result_id
+    assert item["summary"]["agrees_with_shown"] is True
+    assert panel.sink.shadow_results == [item]
+    # the radiologist sees the shipped model's result only: one queue row, one stored result
+    assert panel.queue_table.rowCount() == 1
+    assert list(panel.sink.results) == [row.result.result_id]
+    assert panel.result_title.text().startswith("chest-xray-pneumonia 1.0.0:")

@@ -94,7 +94,7 @@ def installed_state(profile: Path) -> dict[str, str]:
 def installed(live: LiveServer, tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """Version 1.0.0 installed through the update channel; returns (profile, file state)."""
     profile = tmp_path / "profile"
-    publish(live, tmp_path, "1.0.0")
+    publish(live, tmp_path, "1.0.1")
     up = updater(live, profile)
     assert up.update(MODEL).action == "installed"
     up.close()
@@ -119,23 +119,23 @@ def test_install_switch_and_rollback(
     profile, _ = installed
     up = updater(live, profile)
     store = up.store
-    assert store.current_version(MODEL) == "1.0.0"
-    assert load_package(store.current_dir(MODEL)).version == "1.0.0"  # type: ignore[arg-type]
+    assert store.current_version(MODEL) == "1.0.1"
+    assert load_package(store.current_dir(MODEL)).version == "1.0.1"  # type: ignore[arg-type]
     assert up.update(MODEL).action == "up_to_date"
 
     publish(live, tmp_path, "1.1.0")
     up = updater(live, profile)  # a later run
     res = up.update(MODEL)
-    assert (res.action, res.version, res.previous) == ("installed", "1.1.0", "1.0.0")
+    assert (res.action, res.version, res.previous) == ("installed", "1.1.0", "1.0.1")
     assert load_package(store.current_dir(MODEL)).version == "1.1.0"  # type: ignore[arg-type]
     assert sorted(p.name for p in (profile / "models" / MODEL).iterdir() if p.is_dir()) == [
-        "1.0.0",
+        "1.0.1",
         "1.1.0",
     ]
 
     back = store.rollback(MODEL)  # one click
-    assert (back.version, back.previous, back.pinned) == ("1.0.0", "1.1.0", True)
-    assert store.current_package_dirs() == [profile / "models" / MODEL / "1.0.0"]
+    assert (back.version, back.previous, back.pinned) == ("1.0.1", "1.1.0", True)
+    assert store.current_package_dirs() == [profile / "models" / MODEL / "1.0.1"]
     assert updater(live, profile).update(MODEL).action == "pinned"
     assert updater(live, profile).update(MODEL, force=True).version == "1.1.0"
 
@@ -279,19 +279,19 @@ def test_rollout_candidate_arm_gets_the_candidate(
     profile, _ = installed
     publish(live, tmp_path, "1.9.0", channel=False)
     with live.state.sessions() as s:  # every workstation on the candidate arm
-        create_rollout(s, live.state.repo, MODEL, "1.0.0", "1.9.0", split=1.0)
+        create_rollout(s, live.state.repo, MODEL, "1.0.1", "1.9.0", split=1.0)
     client = enrolled_client(live)
     up = updater(live, profile, assignment=rollout_assignment(client))
     assert up.update(MODEL).version == "1.9.0"
     # without an assignment (e.g. not enrolled) the signed channel's baseline is used
-    assert updater(live, tmp_path / "other").update(MODEL).version == "1.0.0"
+    assert updater(live, tmp_path / "other").update(MODEL).version == "1.0.1"
     client.close()
 
 
 def test_foreign_root_refused(live: LiveServer, tmp_path: Path) -> None:
     other = LiveServer(base_settings(tmp_path / "other"))  # different keys, never started
     try:
-        publish(live, tmp_path, "1.0.0")
+        publish(live, tmp_path, "1.0.1")
         up = ModelUpdater(live.url, trusted_root(other), tmp_path / "p")
         with pytest.raises(ModelUpdateError) as err:
             up.update(MODEL)
@@ -299,3 +299,94 @@ def test_foreign_root_refused(live: LiveServer, tmp_path: Path) -> None:
         assert not (tmp_path / "p" / "models" / MODEL).exists()
     finally:
         other.state.engine.dispose()
+
+
+def test_shipped_version_is_not_downloaded_again(live: LiveServer, tmp_path: Path) -> None:
+    shipped = load_package(ZOO_DIR / MODEL).version
+    publish(live, tmp_path, shipped)
+    res = updater(live, tmp_path / "p").update(MODEL)
+    assert (res.action, res.version) == ("up_to_date", shipped)
+    assert not (tmp_path / "p" / "models" / MODEL).exists()
+
+
+def test_signed_update_replaces_the_shipped_model_in_the_catalog(
+    installed: tuple[Path, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from core.inference.catalog import load_catalog
+
+    profile, _ = installed
+    monkeypatch.setenv("DOCTORAI_HOME", str(profile))
+    package = load_catalog().get(MODEL)
+    assert package is not None
+    assert (package.version, package.path) == ("1.0.1", profile / "models" / MODEL / "1.0.1")
+    (profile / "models" / MODEL / "current").write_text("{not json")  # damaged pointer
+    package = load_catalog().get(MODEL)
+    assert package is not None
+    assert package.path == ZOO_DIR / MODEL
+
+
+def test_shadow_rollout_installs_the_candidate_beside_the_shown_version(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
+    from backend.catalogue import promote
+
+    profile, _ = installed
+    publish(live, tmp_path, "1.9.1", channel=False)
+    with live.state.sessions() as s:  # every workstation gets the candidate, in shadow
+        rid = create_rollout(s, live.state.repo, MODEL, "1.0.1", "1.9.1", 1.0, shadow=True).id
+    client = enrolled_client(live)
+    try:
+        up = updater(live, profile, assignment=rollout_assignment(client))
+        res = up.update(MODEL)
+        assert (res.version, res.shadow) == ("1.0.1", "1.9.1")
+        assert "1.9.1 installed to run in shadow mode" in res.message
+        store = up.store
+        assert store.current_version(MODEL) == "1.0.1"  # what the radiologist sees is unchanged
+        shadow = store.shadow(MODEL)
+        assert shadow is not None
+        assert (shadow.version, shadow.rollout_id) == ("1.9.1", rid)
+        assert store.shadow_package_dirs() == [(profile / "models" / MODEL / "1.9.1", rid)]
+        assert load_package(profile / "models" / MODEL / "1.9.1").version == "1.9.1"
+        assert store.current_package_dirs() == [profile / "models" / MODEL / "1.0.1"]
+        assert updater(live, profile, assignment=rollout_assignment(client)).update(
+            MODEL
+        ).action == "up_to_date"
+        # not enrolled / no assignment: no shadow run
+        assert updater(live, tmp_path / "other").update(MODEL).shadow is None
+
+        with live.state.sessions() as s:
+            promote(s, live.state.repo, rid)
+        res = updater(live, profile, assignment=rollout_assignment(client)).update(MODEL)
+        assert (res.action, res.version, res.previous, res.shadow) == (
+            "installed", "1.9.1", "1.0.1", None
+        )
+        assert store.shadow(MODEL) is None
+        assert store.shadow_package_dirs() == []
+        assert sorted(p.name for p in (profile / "models" / MODEL).iterdir() if p.is_dir()) == [
+            "1.0.1", "1.9.1"
+        ]
+    finally:
+        client.close()
+
+
+def test_shadow_candidate_failing_its_selftest_is_refused(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]]
+) -> None:
+    from backend.catalogue import rollback
+
+    profile, before = installed
+    publish(live, tmp_path, "1.9.2", channel=False, break_selftest=True)
+    with live.state.sessions() as s:
+        rid = create_rollout(s, live.state.repo, MODEL, "1.0.1", "1.9.2", 1.0, shadow=True).id
+    client = enrolled_client(live)
+    try:
+        up = updater(live, profile, assignment=rollout_assignment(client))
+        _assert_refused(up, "package", "failed its self-test", profile, before)
+        assert up.store.shadow(MODEL) is None
+        with live.state.sessions() as s:
+            rollback(s, live.state.repo, rid)
+        assert updater(live, profile, assignment=rollout_assignment(client)).update(
+            MODEL
+        ).action == "up_to_date"
+    finally:
+        client.close()

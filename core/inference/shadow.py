@@ -1,0 +1,128 @@
+"""Shadow mode: a rollout's candidate model runs beside the model shown, and is only reported.
+
+The centre can roll a candidate out "in shadow" (backend rollouts with ``--shadow``): the
+workstation installs it through the signed update channel into the model's shadow slot
+(core.sync.model_store), runs it on the same images after the shown result arrived, and sends
+its result upstream marked ``shadow`` with the rollout id. The radiologist never sees it, so it
+carries no verdict of its own; it carries its latency, its findings and whether they agree with
+the shown model's (same decision per image), which is what the centre compares before promoting.
+
+Shadow packages get their own ModelManager (same lazy load and budget rules), so a candidate
+with the same id as a shown model never replaces it in the shown manager.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.inference.manager import Loader, ModelManager
+from core.inference.result import InputRef
+from models.manifest import ModelPackage, PackageError, load_package
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShadowModel:
+    package: ModelPackage
+    rollout_id: int
+
+
+class ShadowModels:
+    """The shadow candidates installed on this workstation, and the manager that runs them."""
+
+    def __init__(
+        self,
+        models: Sequence[ShadowModel],
+        *,
+        budget_bytes: int = 1024 * 2**20,
+        device: str = "auto",
+        loader: Loader | None = None,
+        errors: Sequence[PackageError] = (),
+    ) -> None:
+        self._by_id = {m.package.id: m for m in models}
+        self.errors = list(errors)
+        self.manager = ModelManager(
+            [m.package for m in models], budget_bytes=budget_bytes, device=device, loader=loader
+        )
+
+    @classmethod
+    def from_dirs(cls, dirs: Sequence[tuple[Path, int]], **kwargs: Any) -> ShadowModels:
+        """Packages verified again (hashes) before use; a refused one is logged and skipped."""
+        models, errors = [], []
+        for folder, rollout_id in dirs:
+            try:
+                models.append(ShadowModel(load_package(folder, verify_hashes=True), rollout_id))
+            except PackageError as exc:
+                log.warning("shadow model refused: %s", exc)
+                errors.append(exc)
+        return cls(models, errors=errors, **kwargs)
+
+    @classmethod
+    def from_profile(cls, **kwargs: Any) -> ShadowModels:
+        """What ``doctorai sync models`` installed as shadow under ``<profile>/models``."""
+        from core.paths import profile_dir
+        from core.sync.model_store import ModelInstallError, ModelStore
+
+        try:
+            dirs = ModelStore(profile_dir() / "models").shadow_package_dirs()
+        except ModelInstallError as exc:
+            log.warning("shadow models ignored: %s", exc)
+            dirs = []
+        return cls.from_dirs(dirs, **kwargs)
+
+    def ids(self) -> list[str]:
+        return sorted(self._by_id)
+
+    def get(self, model_id: str) -> ShadowModel | None:
+        return self._by_id.get(model_id)
+
+    def run(
+        self,
+        model_id: str,
+        images: Sequence[Any],
+        inputs: Sequence[InputRef],
+        shown: dict[str, Any],
+        *,
+        cancel: Callable[[], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Run the shadow candidate of ``model_id`` on the images of the ``shown`` result
+        (``InferenceResult.to_json()``); returns the upstream result item (no patient data)."""
+        from core.inference.pipeline import run_images
+        from core.sync.wire import ResultItem
+
+        shadow = self._by_id.get(model_id)
+        if shadow is None:
+            raise KeyError(f"no shadow model installed for '{model_id}'")
+        result = run_images(self.manager, model_id, images, inputs, heatmap=False, cancel=cancel)
+        mine = result.to_json()
+        same_labels = mine["labels"] == shown.get("labels")
+        item = ResultItem.model_validate(
+            {
+                "client_id": mine["result_id"],
+                "created_at": mine["provenance"]["created_at"],
+                "model_id": mine["model"]["id"],
+                "model_version": mine["model"]["version"],
+                "decision": "none",
+                "latency_ms": float(sum(mine["provenance"]["timings_ms"].values())),
+                "shadow": True,
+                "rollout_id": shadow.rollout_id,
+                "summary": {
+                    "labels": mine["labels"],
+                    "decisions": mine["decisions"],
+                    "device": mine["provenance"]["device"],
+                    "shown_result_id": shown.get("result_id"),
+                    "shown_version": shown.get("model", {}).get("version"),
+                    "agrees_with_shown": same_labels
+                    and mine["decisions"] == shown.get("decisions"),
+                },
+            }
+        )
+        return item.model_dump(mode="json")
+
+    def shutdown(self) -> None:
+        self.manager.shutdown()
