@@ -8,6 +8,8 @@
 #   DOCTORAI_SIGNING_KEY_PASSPHRASE=...  still writes SHA256SUMS but says UNSIGNED.
 #   DOCTORAI_DEB_COMPRESSION=gzip|xz|zstd (default gzip: fast on small build machines)
 #   DOCTORAI_SKIP_PYINSTALLER=1          reuse an existing dist/<flavour>/doctorai
+#   DOCTORAI_XGBOOST_CPU_WHEEL=/path.whl  (cpu) the xgboost-cpu wheel; default: pip download it
+#                                        (hash-pinned in packaging/cpu-flavour-wheels.txt)
 # Outputs: dist/<flavour>/doctorai/ (bundle), dist/release/ (artefacts), build/package-*.txt
 # (timings, sizes).
 set -euo pipefail
@@ -33,6 +35,17 @@ step() {  # step NAME CMD...: run and record wall time
     echo "$name $((SECONDS - t0)) s" | tee -a "$TIMINGS"
 }
 
+if [ "$FLAVOUR" = cpu ] && [ -z "${DOCTORAI_XGBOOST_CPU_WHEEL:-}" ] \
+        && [ "${DOCTORAI_SKIP_PYINSTALLER:-0}" != 1 ]; then
+    # The CPU-only build of xgboost (see packaging/cpu-flavour-wheels.txt), hash-checked.
+    step wheels "$PY" -m pip download --quiet --no-deps --only-binary :all: --require-hashes \
+        -r packaging/cpu-flavour-wheels.txt -d build/wheels
+    XGB=$("$PY" -c 'import importlib.metadata as m; print(m.version("xgboost"))')
+    DOCTORAI_XGBOOST_CPU_WHEEL=$(ls build/wheels/xgboost_cpu-"$XGB"-*.whl 2>/dev/null | head -1)
+    [ -n "$DOCTORAI_XGBOOST_CPU_WHEEL" ] || { echo "no xgboost-cpu $XGB wheel in build/wheels:" \
+        "update packaging/cpu-flavour-wheels.txt" >&2; exit 1; }
+    export DOCTORAI_XGBOOST_CPU_WHEEL
+fi
 if [ "${DOCTORAI_SKIP_PYINSTALLER:-0}" != 1 ]; then
     step pyinstaller env DOCTORAI_FLAVOUR="$FLAVOUR" "$PY" -m PyInstaller --noconfirm \
         --log-level WARN --workpath "$WORK" --distpath "dist/$FLAVOUR" packaging/doctorai.spec
@@ -45,7 +58,13 @@ if [ "$FLAVOUR" = cpu ]; then
     if [ -n "$cuda" ]; then
         echo "CPU bundle contains CUDA libraries:" >&2; echo "$cuda" >&2; exit 1
     fi
-    echo "CPU bundle: no libcu*/libnvidia*/libnccl*/libcudnn* files"
+    # CUDA device code linked into an otherwise CPU library (xgboost's PyPI wheel does this).
+    fatbin=$(find "$BUNDLE" -type f -name '*.so*' -exec readelf -SW {} + 2>/dev/null \
+        | awk '/^File: /{f=$2} /\.nv_fatbin/{print f}' | sort -u)
+    if [ -n "$fatbin" ]; then
+        echo "CPU bundle contains CUDA device code (.nv_fatbin):" >&2; echo "$fatbin" >&2; exit 1
+    fi
+    echo "CPU bundle: no libcu*/libnvidia*/libnccl*/libcudnn* files, no .nv_fatbin sections"
 fi
 
 rm -f "$REL"/*

@@ -70,9 +70,35 @@ APP=$ROOT/opt/doctorai/doctorai
 [ -x "$APP" ] && [ -f "$ROOT/etc/doctorai/config.toml" ] && [ -x "$ROOT/usr/bin/doctorai" ] \
     || fail "installed layout incomplete"
 pass "installed into $ROOT"
-if find "$ROOT/opt/doctorai" -name 'libcu*' -o -name 'libnvidia*' | grep -q .; then
-    [ "$FLAVOUR" = gpu ] || fail "CUDA libraries in the CPU package"
+CUDA_FILES=$(find "$ROOT/opt/doctorai" \( -name 'libcu*' -o -name 'libnvidia*' -o -name 'libnccl*' \
+    -o -name 'libcudnn*' -o -name 'libnvrtc*' -o -name 'libnvJitLink*' -o -path '*/nvidia/*' \
+    -o -path '*/triton/*' \) -print)
+if [ "$FLAVOUR" = cpu ]; then
+    [ -z "$CUDA_FILES" ] || { echo "$CUDA_FILES" | head; fail "CUDA libraries in the CPU package"; }
+    # No bundled ELF may ask the dynamic linker for a CUDA library either.
+    CUDA_NEEDED=$(find "$ROOT/opt/doctorai" -type f -name '*.so*' -exec readelf -d {} + 2>/dev/null \
+        | grep -E 'NEEDED.*\[lib(cuda|cudart|cublas|cudnn|nccl|nvrtc|nvJitLink|cufft|curand|cusparse)' \
+        | sort -u || true)
+    [ -z "$CUDA_NEEDED" ] || { echo "$CUDA_NEEDED"; fail "a bundled library links against CUDA"; }
+    # ... nor carry CUDA device code linked in (xgboost's PyPI wheel: 147 MiB of it).
+    FATBIN=$(find "$ROOT/opt/doctorai" -type f -name '*.so*' -exec readelf -SW {} + 2>/dev/null \
+        | awk '/^File: /{f=$2} /\.nv_fatbin/{print f}' | sort -u)
+    [ -z "$FATBIN" ] || { echo "$FATBIN"; fail "CUDA device code (.nv_fatbin) in the CPU package"; }
+    pass "CPU package: no CUDA library files, no NEEDED entry for a CUDA library, no .nv_fatbin"
 fi
+QT=$ROOT/opt/doctorai/_internal/PySide6
+# Qt plugins: only the categories the workstation uses (see KEEP_PLUGINS in doctorai.spec).
+EXTRA_PLUGINS=$(cd "$QT/Qt/plugins" && find . -type f | grep -vE '^\./(platforms/libq(xcb|offscreen|wayland)|imageformats/libqjpeg|xcbglintegrations/|platforminputcontexts/|platformthemes/libqxdgdesktopportal|wayland-[a-z-]+/|styles/)' || true)
+[ -z "$EXTRA_PLUGINS" ] || { echo "$EXTRA_PLUGINS"; fail "unused Qt plugins in the bundle"; }
+[ ! -e "$QT/Qt/translations" ] || fail "Qt translations bundled (the workstation loads none)"
+# Every Qt library must be needed by some other bundled Qt binary (else it is dead weight).
+for lib in "$QT"/Qt/lib/*.so*; do
+    name=$(basename "$lib")
+    find "$QT" -type f -name '*.so*' ! -path "$lib" -exec readelf -d {} + > "$T/needed.txt" 2>/dev/null \
+        || true
+    grep -qF "[$name]" "$T/needed.txt" || fail "Qt library $name is bundled but nothing links against it"
+done
+pass "Qt: $(find "$QT/Qt/plugins" -type f | wc -l) plugins, $(ls "$QT"/Qt/lib | wc -l) libraries, all used"
 
 echo "== 4. --selftest offscreen, one model per framework"
 export QT_QPA_PLATFORM=offscreen
@@ -118,6 +144,11 @@ if (root / "MANIFEST.csv").is_file():
             seen.add(r["ts"]); print(p)
 EOF
 )
+if [ "${#FILES[@]}" -eq 0 ]; then  # no shared data (e.g. a GitHub runner): the repo's samples
+    echo "no $SHARED/dicom/MANIFEST.csv: comparing the repository's sample DICOM files instead"
+    mapfile -t FILES < <(find resources/sample -name '*.dcm' | sort | head -5)
+fi
+[ "${#FILES[@]}" -gt 0 ] || fail "no DICOM files to render"
 n=0
 for f in "${FILES[@]}"; do
     "$APP" render "$f" --out "$T/bundle.png" > /dev/null 2> "$T/render.err" \

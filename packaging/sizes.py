@@ -23,7 +23,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
                            "h5py", "h5py.libs", "optree", "jax", "google", "absl", "grpc",
                            "flatbuffers", "opt_einsum", "namex", "rich", "wrapt", "gast",
                            "termcolor", "astunparse"),
-    "xgboost": ("xgboost", "xgboost.libs"),
+    "xgboost": ("xgboost", "xgboost.libs", "xgboost_cpu.libs"),
     "transformers (+ tokenizers, safetensors, hub)": ("transformers", "tokenizers", "safetensors",
                                                       "huggingface_hub", "hf_xet", "regex"),
     "numpy / scipy": ("numpy", "numpy.libs", "scipy", "scipy.libs"),
