@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -235,11 +235,18 @@ class ViewerController(QObject):
         if not self.state.slice_count:
             self.status.emit(f"Series '{series.description}' has no images")
             return None
+        return self._start_series_load(
+            series, series_uid, jobs.series_job, series, self.load_workers
+        )
+
+    def _start_series_load(
+        self, series: Series, name: str, func: Callable[..., Any], *args: Any
+    ) -> Job:
+        """Start a job that loads slices of ``series`` (the one on screen) and track it."""
         job = self.runner.start(
-            f"load series '{series.description or series_uid}'",
-            jobs.series_job,
-            series,
-            self.load_workers,
+            f"load series '{series.description or name}'",
+            func,
+            *args,
             on_progress=partial(self._on_slice, series),
             on_result=partial(self._on_series_done, series),
             on_error=partial(self._on_series_error, series),
@@ -267,20 +274,9 @@ class ViewerController(QObject):
         cur = self.state.viewport.slice_index
         order = sorted(missing, key=lambda i: (abs(i - cur), i))
         refs = [(r.instance, r.frame) for r in self.state.slices]
-        job = self.runner.start(
-            f"load series '{series.description or series.series_instance_uid}'",
-            slices_job,
-            refs,
-            order,
-            self.load_workers,
-            on_progress=partial(self._on_slice, series),
-            on_result=partial(self._on_series_done, series),
-            on_error=partial(self._on_series_error, series),
-            on_finished=self._series_job_finished,
+        return self._start_series_load(
+            series, series.series_instance_uid, slices_job, refs, order, self.load_workers
         )
-        self.series_load = job
-        self.busy_changed.emit(True)
-        return job
 
     def _on_slice(self, series: Series, item: tuple[int, Any]) -> None:
         if self.state.series is not series:

@@ -1,31 +1,18 @@
-"""Sync in the GUI: a background thread that runs the sync loop, and a status-bar widget.
+"""The sync status in the status bar: online/offline, items waiting, last success, errors.
 
-The engine and its ``SyncStatus`` live in core (no Qt). ``SyncThread`` calls
-``engine.sync_once()`` every ``interval_s`` (or at once after ``sync_now()``) and never lets
-an exception escape. ``SyncStatusWidget`` subscribes to ``SyncStatus.changed`` through a Qt
-signal, so updates made on the sync thread are painted on the GUI thread.
-
-Wiring (main window)::
-
-    status = SyncStatus()
-    bar.addPermanentWidget(SyncStatusWidget(status))
-    self.sync_thread = start_background_sync(settings, outbox, status, on_alert=...)
-    ... on close: if self.sync_thread: self.sync_thread.stop()
+The engine and its ``SyncStatus`` live in core (no Qt); the loop that drives them is
+``desktop.sync_worker.SyncLoop``. ``SyncStatusWidget`` subscribes to ``SyncStatus.changed``
+through a Qt signal, so updates made on the sync thread are painted on the GUI thread.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from datetime import datetime
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QWidget
 
-from core.config import Settings
-from core.sync.engine import SecurityAlert, SyncEngine
-from core.sync.outbox import Outbox
 from core.sync.status import SyncSnapshot, SyncStatus
 
 log = logging.getLogger(__name__)
@@ -117,68 +104,3 @@ class SyncStatusWidget(QWidget):
     def closeEvent(self, event) -> None:  # type: ignore[no-untyped-def]
         self.status.changed.disconnect(self._bridge.changed.emit)
         super().closeEvent(event)
-
-
-class SyncThread(QThread):
-    """The sync loop off the GUI thread; ``alert`` carries a SecurityAlert to the GUI."""
-
-    alert = Signal(object)
-
-    def __init__(
-        self, engine: SyncEngine, interval_s: float = 30.0, parent: QObject | None = None
-    ) -> None:
-        super().__init__(parent)
-        self.engine, self.interval_s = engine, interval_s
-        self._wake = threading.Event()
-        previous = engine.on_alert
-
-        def on_alert(a: SecurityAlert) -> None:
-            if previous is not None:
-                previous(a)
-            self.alert.emit(a)
-
-        engine.on_alert = on_alert
-
-    def run(self) -> None:
-        stop = self.engine.stop_event
-        while not stop.is_set():
-            try:
-                self.engine.sync_once()
-            except Exception as exc:
-                log.exception("sync pass failed")
-                self.engine.status.update(state="error", last_error=f"sync failed: {exc}")
-            self._wake.wait(self.interval_s)
-            self._wake.clear()
-
-    def sync_now(self) -> None:
-        self._wake.set()
-
-    def stop(self, wait_ms: int = 15000) -> None:
-        self.engine.stop()
-        self._wake.set()
-        self.wait(wait_ms)
-
-
-def start_background_sync(
-    settings: Settings,
-    outbox: Outbox,
-    status: SyncStatus,
-    on_alert: Callable[[SecurityAlert], None] | None = None,
-) -> SyncThread | None:
-    """Start the sync loop from the settings, or show 'Sync not configured' (and why); None.
-
-    Missing setup (no server URL, a bad CA bundle path) is not an error for a workstation that
-    works offline: it is shown, and nothing else happens.
-    """
-    from core.sync.errors import SyncConfigError
-    from core.sync.service import make_client, make_engine
-
-    try:
-        client = make_client(settings)
-    except SyncConfigError as exc:
-        status.update(state="not_configured", last_error=str(exc))
-        return None
-    engine = make_engine(settings, outbox, client, status=status, on_alert=on_alert)
-    thread = SyncThread(engine, settings.sync.interval_s)
-    thread.start()
-    return thread

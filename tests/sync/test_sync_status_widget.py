@@ -11,7 +11,8 @@ from core.sync.credentials import CredentialStore
 from core.sync.engine import BackoffPolicy, SyncEngine
 from core.sync.outbox import SqliteOutbox
 from core.sync.status import SyncSnapshot, SyncStatus
-from desktop.sync_status import SyncStatusWidget, SyncThread, describe
+from desktop.sync_status import SyncStatusWidget, describe
+from desktop.sync_worker import SyncLoop
 from tests.backend.conftest import LiveServer
 from tests.sync.conftest import Chain, enrolled_client, queue
 
@@ -36,7 +37,7 @@ def test_thread_drains_and_widget_follows(qtbot, server: LiveServer, tmp_path: P
     widget = SyncStatusWidget(status)
     qtbot.addWidget(widget)
     assert "40 waiting" not in widget.text.text()
-    thread = SyncThread(engine, interval_s=0.2)
+    thread = SyncLoop(engine, interval_s=0.2)
     thread.start()
     try:
         qtbot.waitUntil(
@@ -47,7 +48,8 @@ def test_thread_drains_and_widget_follows(qtbot, server: LiveServer, tmp_path: P
         thread.sync_now()
         qtbot.waitUntil(lambda: outbox.count_unsent() == 0, timeout=10000)
     finally:
-        thread.stop()
+        thread.request_stop()
+        thread.wait(15000)
     assert thread.isFinished()
 
 
@@ -63,7 +65,7 @@ def test_offline_is_shown_and_nothing_lost(qtbot, server: LiveServer, tmp_path: 
     engine = SyncEngine(outbox, client, status=status, backoff=FAST)
     widget = SyncStatusWidget(status)
     qtbot.addWidget(widget)
-    thread = SyncThread(engine, interval_s=5)
+    thread = SyncLoop(engine, interval_s=5)
     thread.start()
     try:
         qtbot.waitUntil(
@@ -71,7 +73,8 @@ def test_offline_is_shown_and_nothing_lost(qtbot, server: LiveServer, tmp_path: 
         )
         assert "cannot connect" in widget.toolTip()
     finally:
-        thread.stop()
+        thread.request_stop()
+        thread.wait(15000)
     assert outbox.count_unsent() == 3
 
 
@@ -90,7 +93,7 @@ def test_security_alert_reaches_the_gui(qtbot, server: LiveServer, tmp_path: Pat
     engine = SyncEngine(outbox, enrolled_client(server), status=status, backoff=FAST)
     widget = SyncStatusWidget(status)
     qtbot.addWidget(widget)
-    thread = SyncThread(engine, interval_s=5)
+    thread = SyncLoop(engine, interval_s=5)
     try:
         with qtbot.waitSignal(thread.alert, timeout=15000) as got:
             thread.start()
@@ -98,18 +101,6 @@ def test_security_alert_reaches_the_gui(qtbot, server: LiveServer, tmp_path: Pat
         qtbot.waitUntil(lambda: widget.text.text() == "Sync: SECURITY ALERT", timeout=5000)
         assert "inform IT security" in widget.toolTip()
     finally:
-        thread.stop()
+        thread.request_stop()
+        thread.wait(15000)
     assert outbox.count_unsent() == 1
-
-
-def test_unconfigured_sync_is_shown_as_off(qtbot, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from core.config import Settings
-    from desktop.sync_status import start_background_sync
-
-    status = SyncStatus()
-    widget = SyncStatusWidget(status)
-    qtbot.addWidget(widget)
-    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
-    assert start_background_sync(Settings(), outbox, status) is None
-    assert widget.text.text() == "Sync not configured"
-    assert "sync.server_url" in widget.toolTip()
