@@ -91,20 +91,57 @@ def _merge(base: dict[str, Any], over: dict[str, Any], locked: set[str], prefix:
             base[key] = value
 
 
+def _plain(exc: ValidationError) -> str:
+    """pydantic's errors as 'key: message' pairs (no documentation links)."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or '(top level)'}: {err['msg']}"
+        for err in exc.errors()
+    )
+
+
+def _validate(data: dict[str, Any], where: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"Invalid settings in {where}: {_plain(exc)}") from exc
+
+
+# The GUI resolves the settings once at start and pins them here, so the background jobs that
+# read settings (model discovery, sync) see the same ones instead of failing on their own.
+_pinned: Settings | None = None
+
+
+def pin_settings(settings: Settings | None) -> None:
+    global _pinned
+    _pinned = settings
+
+
 def load_settings(machine_file: Path | None = None, user_file: Path | None = None) -> Settings:
-    """Read and validate the layered settings."""
+    """Read and validate the layered settings; an error names the file that holds it."""
+    if _pinned is not None and machine_file is None and user_file is None:
+        return _pinned
     machine_path = machine_file or machine_config_path()
     user_path = user_file or user_config_path()
     machine = _read_toml(machine_path)
+    _validate(machine, f"the machine-wide file '{machine_path}'")
     user = _read_toml(user_path)
     locked = {str(k) for k in machine.get("locked", [])}
     merged: dict[str, Any] = {
         k: (dict(v) if isinstance(v, dict) else v) for k, v in machine.items()
     }
     _merge(merged, user, locked)
+    return _validate(merged, f"the user file '{user_path}'")
+
+
+def load_settings_keeping_it(
+    machine_file: Path | None = None, user_file: Path | None = None
+) -> tuple[Settings, str | None]:
+    """The settings, or, when only the user's own file is wrong, IT's machine-wide settings
+    alone (their locked keys still hold), with the reason to show the user. A wrong machine
+    file still raises: there is nothing trustworthy to fall back to."""
     try:
-        return Settings.model_validate(merged)
-    except ValidationError as exc:
-        raise ConfigError(
-            f"Invalid settings (machine file '{machine_path}', user file '{user_path}'): {exc}"
-        ) from exc
+        return load_settings(machine_file, user_file), None
+    except ConfigError as exc:
+        machine_path = machine_file or machine_config_path()
+        machine = _validate(_read_toml(machine_path), f"the machine-wide file '{machine_path}'")
+        return machine, f"{exc}. Your own settings are ignored until this is fixed."

@@ -59,10 +59,15 @@ def build_manager_job(_ctx: JobContext, device: str | None) -> ModelManager:
 
 
 def build_shadow_job(_ctx: JobContext, device: str | None) -> ShadowModels:
-    """The rollout candidates this workstation runs in shadow mode (hash-checked)."""
-    from core.config import load_settings
+    """The rollout candidates this workstation runs in shadow mode (hash-checked). Never
+    fails: without them the workstation simply runs no shadow model."""
+    from core.config import ConfigError, load_settings
 
-    return ShadowModels.from_profile(device=device or load_settings().inference.device)
+    try:
+        return ShadowModels.from_profile(device=device or load_settings().inference.device)
+    except (ConfigError, OSError) as exc:
+        log.warning("no shadow models: %s", exc)
+        return ShadowModels([])
 
 
 def colour_bar(width: int = 160, height: int = 12) -> QPixmap:
@@ -114,7 +119,7 @@ class AIPanel(QWidget):
             self.set_manager(manager)
         else:
             self.runner.start("finding AI models", build_manager_job, device,
-                              on_result=self.set_manager)
+                              on_result=self.set_manager, on_error=self._manager_failed)
             self.runner.start("finding shadow models", build_shadow_job, device,
                               on_result=self.set_shadow)
 
@@ -256,6 +261,10 @@ class AIPanel(QWidget):
         self.manager = manager
         self.manager_view.set_manager(manager)
         self._fill_models()
+
+    def _manager_failed(self, exc: BaseException) -> None:
+        self.models_label.setText(f"AI models unavailable: {exc}")
+        self.models_label.setWordWrap(True)
 
     def set_shadow(self, shadow: ShadowModels) -> None:
         self.shadow = shadow

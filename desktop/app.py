@@ -30,7 +30,7 @@ def run_gui(options: Namespace) -> int:
     """Sign in, then open the main window on ``options.paths`` (``--demo``: the sample)."""
     from PySide6.QtWidgets import QApplication
 
-    from core.config import ConfigError, SecuritySettings, load_settings
+    from core.config import ConfigError, SecuritySettings, load_settings_keeping_it, pin_settings
     from core.store.errors import DatabaseError
     from desktop.theme import apply_dark_theme
 
@@ -40,13 +40,19 @@ def run_gui(options: Namespace) -> int:
     demo = bool(getattr(options, "demo", False))
     demo_dir = make_demo_profile() if demo else None
     settings: Settings | None = None
+    settings_problem: str | None = None
     try:
-        settings = load_settings()
+        # a wrong user file falls back to IT's machine-wide settings (locks included), not to
+        # defaults; only a wrong machine file leaves nothing trustworthy but the defaults
+        settings, settings_problem = load_settings_keeping_it()
         workers, hide = settings.viewer.load_workers or None, settings.viewer.hide_patient_info
         security = settings.security
     except ConfigError as exc:
-        print(f"doctorai: {exc}; using default settings (sync off)", file=sys.stderr)
+        settings_problem = f"{exc}. Default settings are used (sync off)."
         settings, workers, hide, security = None, None, False, SecuritySettings()
+    if settings_problem:
+        print(f"doctorai: {settings_problem}", file=sys.stderr)
+    pin_settings(settings)  # background jobs read these, not the files again
     ws = None
     try:
         try:
@@ -62,6 +68,8 @@ def run_gui(options: Namespace) -> int:
             if ws.session.user is None and not sign_in(ws):
                 return 1
             window = _open_window(ws, options, workers, hide, paths, settings)
+            if settings_problem:
+                _warn_later(window, "Settings problem", settings_problem)
             sync = _start_sync(window, ws, settings)
             code = int(app.exec())
             if sync is not None:
@@ -75,6 +83,7 @@ def run_gui(options: Namespace) -> int:
             if ws.session.user is not None:
                 ws.session.logout()  # the session ends with the app: audited
             ws.close()
+        pin_settings(None)
         if demo_dir is not None:
             remove_demo_profile(demo_dir)
 
@@ -104,6 +113,16 @@ def _start_sync(window: Any, ws: Workstation, settings: Settings | None) -> Any:
     from desktop.sync_worker import install_sync
 
     return install_sync(window, ws, settings)
+
+
+def _warn_later(window: Any, title: str, text: str) -> None:
+    """Shown in the window (status bar, and a dialog once the event loop runs), not only on a
+    terminal the radiologist never sees."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QMessageBox
+
+    window.statusBar().showMessage(f"{title}: {text}", 60_000)
+    QTimer.singleShot(0, lambda: QMessageBox.warning(window, title, text))
 
 
 def _critical(title: str, text: str) -> None:

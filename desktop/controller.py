@@ -298,9 +298,16 @@ class ViewerController(QObject):
         per_file = getattr(exc, "errors", None)  # core.imaging.volume.SeriesLoadError
         if isinstance(per_file, list) and per_file:
             self.state.add_errors(list(per_file))
+            if self.state.series is series:
+                for index, error in zip(getattr(exc, "indices", []), per_file, strict=False):
+                    self.state.mark_failed(index, error.reason)
         else:
             self.state.add_errors([LoadError(series.description or series.series_instance_uid,
                                              f"series load failed: {exc}")])
+            if self.state.series is series:
+                for index, frame in enumerate(self.state.frames):
+                    if frame is None:
+                        self.state.mark_failed(index, f"series load failed: {exc}")
         if self.state.series is series:
             self.timings["series_loaded"] = time.perf_counter()
             self.series_loaded.emit(series.series_instance_uid)

@@ -204,7 +204,7 @@ class MainWindow(QMainWindow):
         loaded, total = self.state.loaded_count, self.state.slice_count
         self.viewport.update()  # the overlay's "Loading n/N" line
         self.progress.setValue(loaded)
-        done = loaded >= total
+        done = self.state.settled_count >= total
         self.progress.setVisible(not done)
         self.cancel_button.setVisible(not done)
 

@@ -142,6 +142,8 @@ class ViewportWidget(QWidget):
         frame = self.state.current_frame()
         if frame is not None:
             return frame, True
+        if self.state.current_failure() is not None:
+            return None, False  # never another slice's pixels in place of a broken one
         return self.state.nearest_loaded(self.state.viewport.slice_index), False
 
     def effective_zoom(self, frame: Frame | None = None) -> float:
@@ -292,6 +294,13 @@ class ViewportWidget(QWidget):
             p.setPen(QColor("#6b7078"))
             p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
                        "Open a file, folder or zip (Ctrl+O) or drop it here")
+        failure = self.state.current_failure()
+        if failure is not None and self.state.series is not None:
+            p.setPen(QColor("#ff7b72"))
+            box = self.rect().adjusted(40, 0, -40, 0)
+            p.drawText(box, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                       f"Image {self.state.viewport.slice_index + 1} cannot be displayed:\n"
+                       f"{failure}")
 
     # --- mouse and keys --------------------------------------------------------------------
     def mousePressEvent(self, event: QMouseEvent) -> None:

@@ -44,3 +44,31 @@ def test_unknown_value_is_refused(tmp_path: Path) -> None:
     user.write_text('[inference]\ndevice = "tpu"\n')
     with pytest.raises(ConfigError, match="device"):
         load_settings(tmp_path / "none.toml", user)
+
+
+def test_a_wrong_user_file_keeps_it_settings_and_names_the_file(tmp_path: Path) -> None:
+    from core.config import load_settings_keeping_it
+
+    machine = tmp_path / "machine.toml"
+    user = tmp_path / "user.toml"
+    machine.write_text(
+        'locked = ["viewer.hide_patient_info"]\n'
+        "[viewer]\nhide_patient_info = true\n[security]\nlock_timeout_min = 1\n"
+    )
+    user.write_text("[viewer]\nfoo = 1\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(machine, user)
+    message = str(err.value)
+    assert f"the user file '{user}'" in message
+    assert "viewer.foo" in message
+    assert "machine.toml" not in message  # the machine file is fine: not blamed
+    assert "pydantic.dev" not in message
+    settings, problem = load_settings_keeping_it(machine, user)
+    assert settings.viewer.hide_patient_info is True  # IT's lock still holds
+    assert settings.security.lock_timeout_min == 1
+    assert problem is not None
+    assert "viewer.foo" in problem
+    assert "ignored" in problem
+    machine.write_text("[security]\nlock_timeout_min = -3\n")
+    with pytest.raises(ConfigError, match="machine-wide file"):
+        load_settings_keeping_it(machine, user)  # nothing trustworthy to fall back to

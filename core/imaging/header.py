@@ -7,6 +7,7 @@ the declared dimensions so a truncated or absurd file is rejected before anyone 
 from __future__ import annotations
 
 import io
+import math
 import os
 import struct
 from dataclasses import dataclass
@@ -69,6 +70,16 @@ def floats_of(value: Any, n: int) -> tuple[float, ...] | None:
     except (TypeError, ValueError):
         return None
     return out if len(out) == n else None
+
+
+def spacing_of(values: tuple[float, ...] | None) -> tuple[float, float] | None:
+    """A usable pixel spacing, or None: a zero, negative or non-finite spacing (some CR files
+    carry 0\\0) means "unknown", so measurements fall back to pixels instead of reading 0 mm."""
+    if values is None or len(values) != 2:
+        return None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return None
+    return (values[0], values[1])
 
 
 def int_of(value: Any, default: int | None = None) -> int | None:
@@ -328,7 +339,7 @@ def _to_header(
 
     orientation = _tuple(t.floats(0x00200037), 6)
     position = _tuple(t.floats(0x00200032), 3)
-    spacing = _tuple(t.floats(0x00280030), 2)
+    spacing = spacing_of(_tuple(t.floats(0x00280030), 2))
     frame_positions: tuple[tuple[float, float, float], ...] | None = None
     order: tuple[int, ...] | None = None
     if ds is not None and (0x52009229 in ds or 0x52009230 in ds):  # functional groups
@@ -345,7 +356,7 @@ def _to_header(
             orientation = floats_of(item.get("ImageOrientationPatient"), 6)
         item = functional_item(ds, 0, "PixelMeasuresSequence")
         if spacing is None and item is not None:
-            spacing = floats_of(item.get("PixelSpacing"), 2)
+            spacing = spacing_of(floats_of(item.get("PixelSpacing"), 2))
         if frames > 1:
             order = frame_order(frame_positions, orientation, group_keys(ds, frames))
 
@@ -360,7 +371,7 @@ def _to_header(
         columns=cols,
         image_position=position,  # type: ignore[arg-type]
         image_orientation=orientation,  # type: ignore[arg-type]
-        pixel_spacing=spacing,  # type: ignore[arg-type]
+        pixel_spacing=spacing,
         slice_location=slice_location[0] if slice_location else None,
         photometric=t.text(0x00280004),
         transfer_syntax_uid=ts,

@@ -80,12 +80,11 @@ def _spacing(ds: Dataset, frame: int, instance: Instance) -> tuple[float, float]
         return instance.pixel_spacing
     for source in (ds, header.functional_item(ds, frame, "PixelMeasuresSequence")):
         if source is not None and "PixelSpacing" in source:
-            values = header.floats_of(source.PixelSpacing, 2)
+            values = header.spacing_of(header.floats_of(source.PixelSpacing, 2))
             if values is not None:
-                return (values[0], values[1])
+                return values
     # Detector spacing (CR/DX without PixelSpacing): measurements are at the detector plane.
-    values = header.floats_of(ds.get("ImagerPixelSpacing"), 2)
-    return (values[0], values[1]) if values is not None else None
+    return header.spacing_of(header.floats_of(ds.get("ImagerPixelSpacing"), 2))
 
 
 def gray_frame(

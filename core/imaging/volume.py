@@ -31,8 +31,9 @@ _COLOR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PA
 class SeriesLoadError(ValueError):
     """Some slices of a series failed; the others were delivered. ``errors`` says which/why."""
 
-    def __init__(self, errors: list[LoadError]) -> None:
+    def __init__(self, errors: list[LoadError], indices: list[int] | None = None) -> None:
         self.errors = errors
+        self.indices = indices or []  # the failed slices' positions, matching ``errors``
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         super().__init__(f"{len(errors)} slice(s) failed to load: '{first.path}': "
@@ -151,6 +152,7 @@ def _iterate(
         return
     is_cancelled = cancel_check(cancel)
     errors: list[LoadError] = []
+    failed: list[int] = []
 
     def task(i: int) -> Frame | None:
         if is_cancelled():
@@ -193,6 +195,7 @@ def _iterate(
                         frame = fut.result()
                     except Exception as exc:  # noqa: BLE001 - one bad slice must not stop the rest
                         errors.append(error_of(i, exc))
+                        failed.append(i)
                         continue
                     if is_cancelled():
                         return
@@ -201,7 +204,7 @@ def _iterate(
             for fut in futures:
                 fut.cancel()
     if errors:
-        raise SeriesLoadError(errors)
+        raise SeriesLoadError(errors, failed)
 
 
 def iter_load(

@@ -61,8 +61,11 @@ def corner_text(state: ViewerState, zoom: float | None = None) -> Corners:
         if pos is not None:
             line += f"  Pos {pos:.1f} mm"
         corners.bottom_left.append(line)
-        if state.loaded_count < state.slice_count:
+        if state.settled_count < state.slice_count:
             corners.bottom_left.append(f"Loading {state.loaded_count}/{state.slice_count}")
+        elif state.failed:
+            corners.bottom_left.append(f"{len(state.failed)} of {state.slice_count} images "
+                                       "could not be decoded")
     frame = state.current_frame()
     if frame is not None and not frame.is_color:
         corners.bottom_right.append(f"W {vp.window_width:.0f}  L {vp.window_center:.0f}"

@@ -88,6 +88,7 @@ class ViewerState:
         self.slices: list[SliceRef] = []
         self.frames: list[Frame | None] = []
         self.measurements: list[Measurement] = []
+        self.failed: dict[int, str] = {}  # slice index -> why it cannot be shown
         self._loaded = 0
         self._hide_phi = False
 
@@ -122,6 +123,7 @@ class ViewerState:
         self.slices = slice_refs(series) if series is not None else []
         self.frames = [None] * len(self.slices)
         self._loaded = 0
+        self.failed = {}
         self.measurements = []
         vp = self.viewport
         vp.update({"cine_playing": False, "preset": AUTO, "invert": False})
@@ -162,6 +164,7 @@ class ViewerState:
             target = len(new) // 2 if len(new) > 2 else 0
         self.slices, self.frames, self.measurements = new, frames, kept
         self._loaded = sum(f is not None for f in frames)
+        self.failed = {}  # slices still missing are tried again
         self.viewport.slice_index = target
         self.series_changed.emit(series)
         self.measurements_changed.emit()
@@ -188,6 +191,21 @@ class ViewerState:
             self.viewport.set_window(center, width, preset=AUTO)
         self.frame_loaded.emit(index)
         self.load_progress.emit(self.loaded_count, len(self.frames))
+
+    @property
+    def settled_count(self) -> int:
+        """Slices whose load has ended: decoded, or failed with a reason."""
+        return self._loaded + len(self.failed)
+
+    def mark_failed(self, index: int, reason: str) -> None:
+        """A slice that cannot be decoded: shown as such, never as a neighbour's pixels."""
+        if 0 <= index < len(self.frames) and self.frames[index] is None:
+            self.failed[index] = reason
+            self.frame_loaded.emit(index)
+            self.load_progress.emit(self.loaded_count, len(self.frames))
+
+    def current_failure(self) -> str | None:
+        return self.failed.get(self.viewport.slice_index)
 
     def current_frame(self) -> Frame | None:
         i = self.viewport.slice_index

@@ -48,3 +48,42 @@ def test_per_slice_decode_error_is_shown(qtbot, window, dicom_data: Path) -> Non
     qtbot.waitUntil(lambda: any("MR_truncated" in p or "MR_truncated" in r
                                 for p, r in win.errors.entries()), timeout=30_000)
     assert win.errors_dock.isVisible()
+
+
+def test_undecodable_slice_is_shown_as_such_and_the_load_ends(
+    qtbot, window, ct_dir: Path, tmp_path: Path
+) -> None:
+    """A slice whose pixels cannot be decoded must never show a neighbour's image."""
+    import shutil
+
+    import pydicom
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    from core.viewer.overlay import corner_text
+
+    files = sorted(ct_dir.glob("*.dcm"))[40:51]
+    for f in files:
+        shutil.copy(f, tmp_path / f.name)
+    bad = tmp_path / files[5].name
+    ds = pydicom.dcmread(bad)  # junk JPEG: the header indexes, the pixels cannot decode
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8\xff\xe0" + b"\x00" * 200])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(bad, enforce_file_format=True)
+    win, st = window, window.state
+    win.open_paths([tmp_path])
+    qtbot.waitUntil(lambda: st.slice_count == 11 and not win.controller.indexing, timeout=60_000)
+    qtbot.waitUntil(lambda: st.settled_count == 11, timeout=60_000)
+    assert st.loaded_count == 10
+    (index,) = st.failed
+    assert st.slices[index].instance.path == str(bad)
+    assert any(bad.name in path for path, _reason in win.errors.entries())
+    qtbot.waitUntil(lambda: win.progress.isHidden(), timeout=5_000)  # loading has ended
+    st.set_slice(index)
+    assert win.viewport.shown_frame() == (None, False)  # no neighbour's pixels in its place
+    assert "1 of 11 images could not be decoded" in corner_text(st).bottom_left
+    st.set_slice(index + 1 if index + 1 < 11 else index - 1)
+    frame, own = win.viewport.shown_frame()
+    assert own
+    assert frame is not None

@@ -288,3 +288,26 @@ def test_modality_lut_sequence_applied(dicom_data: Path, tmp_path: Path) -> None
     assert inst.pixel is not None
     assert inst.pixel.has_modality_lut_sequence
     np.testing.assert_array_equal(read_frame(inst).values, expected)
+
+
+def test_zero_pixel_spacing_means_unknown_not_zero_mm() -> None:
+    """The sample chest CR carries PixelSpacing 0\\0 and no ImagerPixelSpacing: a length on it
+    must be given in pixels, never as 0.0 mm."""
+    from pathlib import Path
+
+    import pydicom
+
+    from core.imaging.header import read_header
+    from core.imaging.pixels import read_frame
+    from core.viewer.measure import length
+
+    path = Path(__file__).resolve().parents[2] / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
+    ds = pydicom.dcmread(path, stop_before_pixels=True)
+    assert [float(v) for v in ds.PixelSpacing] == [0.0, 0.0]
+    instance = read_header(str(path), require_uids=False).instance
+    assert instance.pixel_spacing is None
+    frame = read_frame(instance)
+    assert frame.pixel_spacing is None
+    measured = length((10.0, 10.0), (40.0, 50.0), frame.pixel_spacing)
+    assert measured.value == 50.0
+    assert measured.unit == "px"
