@@ -48,6 +48,9 @@ class SyncSettings(_Section):
     enrolment_code: str | None = None
     ca_bundle: str | None = None
     https_proxy: str | None = None
+    # the TUF root metadata IT distributes with the installer (the trust anchor of model
+    # updates); default: <profile>/tuf/trusted_root.json, else resources/tuf/root.json
+    tuf_root: str | None = None
     interval_s: float = Field(default=30.0, gt=0)
     batch_size: int = Field(default=200, ge=1, le=10_000)
 

@@ -269,6 +269,14 @@ class AIPanel(QWidget):
     def set_shadow(self, shadow: ShadowModels) -> None:
         self.shadow = shadow
 
+    def _is_color(self) -> bool | None:
+        """Whether the series' images are colour (from the header), None when unknown."""
+        series = self.state.series
+        photometric = series.instances[0].photometric.upper() if series and series.instances else ""
+        if not photometric:
+            return None
+        return not photometric.startswith("MONOCHROME")
+
     def _modality(self) -> str:
         return self.state.series.modality if self.state.series is not None else ""
 
@@ -278,7 +286,7 @@ class AIPanel(QWidget):
             self.models_label.setText("Models: looking for installed models…")
             return
         modality = self._modality()
-        found = self.manager.applicable(modality)
+        found = self.manager.applicable(modality, self._is_color())
         if self.state.series is None:
             self.models_label.setText("Models: open a series")
         elif not found:

@@ -171,6 +171,10 @@ def preprocess_image(
         x = _as_hwc(image)
     except ValueError as exc:
         raise PreprocessError(model_id, "input", str(exc)) from exc
+    if spec.color == "rgb" and x.shape[2] == 1:
+        raise PreprocessError(
+            model_id, "input", "the model is made for colour (RGB) images; this one is greyscale"
+        )
     for step in spec.preprocessing:
         try:
             x = _apply(step, x, invert)

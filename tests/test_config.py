@@ -72,3 +72,12 @@ def test_a_wrong_user_file_keeps_it_settings_and_names_the_file(tmp_path: Path) 
     machine.write_text("[security]\nlock_timeout_min = -3\n")
     with pytest.raises(ConfigError, match="machine-wide file"):
         load_settings_keeping_it(machine, user)  # nothing trustworthy to fall back to
+
+
+def test_it_can_point_at_the_trusted_update_root(tmp_path: Path) -> None:
+    from core.sync.service import trusted_root_path
+
+    machine = tmp_path / "machine.toml"
+    machine.write_text('[sync]\ntuf_root = "/etc/doctorai/root.json"\n')
+    settings = load_settings(machine, tmp_path / "none.toml")
+    assert trusted_root_path(settings) == Path("/etc/doctorai/root.json")

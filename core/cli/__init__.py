@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -48,7 +49,19 @@ def run(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"doctorai {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(list(argv[1:]))
-    code: int = module.run(args)
+    try:
+        code: int = module.run(args)
+    except BrokenPipeError:
+        # the reader went away (e.g. `| head`): stop quietly, as other command-line tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        print(f"doctorai {name}: cancelled (no input)", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a profile path that is a file, a full disk, a permission...
+        where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
+        print(f"doctorai {name}: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return code
 
 

@@ -19,6 +19,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="database file (default: the profile's)")
 
 
+def _since(text: str) -> str:
+    """An ISO date or date-time (UTC when no offset), as the stored timestamps compare."""
+    from datetime import UTC, datetime
+
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"--since '{text}' is not an ISO date or date-time (e.g. 2026-11-01 or "
+            "2026-11-01T08:00)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).isoformat()
+
+
 def run(args: argparse.Namespace) -> int:
     from core.audit.export import EXPORTERS
     from core.audit.log import AuditEvent, AuditLog, AuditObject
@@ -26,6 +42,17 @@ def run(args: argparse.Namespace) -> int:
     from core.store.database import open_database
     from core.store.errors import DatabaseError
 
+    if args.db and not Path(args.db).is_file():
+        # opening would create an empty database and report "0 events, chain intact"
+        print(f"error: audit database '{args.db}' does not exist", file=sys.stderr)
+        return 2
+    since = None
+    if getattr(args, "since", None):
+        try:
+            since = _since(args.since)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         db = open_database(Path(args.db) if args.db else None)
     except DatabaseError as exc:
@@ -44,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             print(f"TAMPERED at index {result.first_bad_index}: {result.reason}", file=sys.stderr)
             return 1
-        text = EXPORTERS[args.format](log.iter_events(since=args.since))
+        text = EXPORTERS[args.format](log.iter_events(since=since))
         if args.out:
             Path(args.out).write_text(text, encoding="utf-8")
         else:
@@ -56,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                 user=getpass.getuser(),
                 role="cli",
                 objects=[AuditObject("file", target)],
-                details={"format": args.format, "since": args.since},
+                details={"format": args.format, "since": since},
             )
         )
         return 0

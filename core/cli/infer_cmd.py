@@ -28,9 +28,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--text", action="append", default=[], help="input for text models")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--any-modality",
+        action="store_true",
+        help="also run on DICOM images of modalities the model was not made for",
+    )
 
 
-def _image_inputs(paths: list[str], frame: int | None) -> tuple[list[Any], list[Any], list[str]]:
+UNKNOWN_MODALITIES = ("", "OT")  # plain images and DICOM "other": nothing to check against
+
+
+def _image_inputs(
+    paths: list[str], frame: int | None, modalities: list[str] | None = None, model_id: str = ""
+) -> tuple[list[Any], list[Any], list[str]]:
+    """Frames of every image under ``paths``; with ``modalities``, DICOM images of another
+    modality are left out with a problem naming them (a CT through a chest X-ray model would
+    give a confident, meaningless answer)."""
     from core.imaging.index import build_index
     from core.imaging.pixels import PixelDecodeError, read_frame
     from core.inference.result import InputRef
@@ -39,6 +52,15 @@ def _image_inputs(paths: list[str], frame: int | None) -> tuple[list[Any], list[
     problems = [f"'{e.path}': {e.reason}" for e in index.errors]
     frames, refs = [], []
     for _patient, study, series in index.iter_series():
+        modality = (series.modality or "").upper()
+        if modalities and modality not in modalities and modality not in UNKNOWN_MODALITIES:
+            problems += [
+                f"'{inst.path}': modality {modality} is not one model '{model_id}' was made "
+                f"for ({', '.join(modalities)}); --any-modality runs it anyway"
+                for inst in series.instances
+                if inst.has_pixels
+            ]
+            continue
         for inst in series.instances:
             if not inst.has_pixels:
                 continue
@@ -135,6 +157,10 @@ def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             if not args.text:
                 print(f"error: model '{args.model}' is a text model: give --text", file=sys.stderr)
                 return 2, None
+            if any(not t.strip() for t in args.text):
+                print("error: --text is empty: a text model drafts from findings, give some",
+                      file=sys.stderr)
+                return 2, None
             with manager.use(args.model) as model:
                 drafts = list(model.predict(args.text))
             output: dict[str, Any] = {
@@ -148,7 +174,8 @@ def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
                 images: list[Any] = _tabular_rows(args.paths, list(spec.features or []))
                 refs = [InputRef(f"row-{i}") for i in range(len(images))]
             else:
-                images, refs, problems = _image_inputs(args.paths, args.frame)
+                wanted = None if args.any_modality else list(package.manifest.modalities)
+                images, refs, problems = _image_inputs(args.paths, args.frame, wanted, args.model)
             if not images:
                 print(f"error: no usable input for model '{args.model}'", file=sys.stderr)
                 for problem in problems:

@@ -50,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.config import ConfigError, load_settings
+    from core.store.errors import DatabaseError
     from core.sync.credentials import CredentialError
     from core.sync.errors import SyncConfigError, SyncError
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings()
         action = args.action or "once"
         return int(_ACTIONS[action](settings, args))
-    except (ConfigError, SyncConfigError, CredentialError) as exc:
+    except (ConfigError, SyncConfigError, CredentialError, DatabaseError) as exc:
         print(f"doctorai sync: {exc}", file=sys.stderr)
         return SETUP
     except SyncError as exc:

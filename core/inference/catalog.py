@@ -28,18 +28,25 @@ class Catalog:
     def get(self, model_id: str) -> ModelPackage | None:
         return next((p for p in self.packages if p.id == model_id), None)
 
-    def applicable(self, modality: str) -> list[ModelPackage]:
+    def applicable(self, modality: str, is_color: bool | None = None) -> list[ModelPackage]:
         """Image models whose manifest lists this DICOM modality (none for an empty one)."""
-        return applicable(self.packages, modality)
+        return applicable(self.packages, modality, is_color)
 
 
-def applicable(packages: Iterable[ModelPackage], modality: str) -> list[ModelPackage]:
-    """The image models among ``packages`` that declare ``modality``."""
+def applicable(
+    packages: Iterable[ModelPackage], modality: str, is_color: bool | None = None
+) -> list[ModelPackage]:
+    """The image models among ``packages`` that declare ``modality``; with ``is_color`` known,
+    not the ones made for the other kind (a colour histopathology model on a greyscale PNG)."""
     modality = modality.strip().upper()
+    wanted = {True: "rgb", False: "grayscale"}.get(is_color) if is_color is not None else None
     return [
         p
         for p in packages
-        if modality and p.manifest.input.kind == "image" and modality in p.manifest.modalities
+        if modality
+        and p.manifest.input.kind == "image"
+        and modality in p.manifest.modalities
+        and (wanted is None or p.manifest.input.color in (None, wanted))
     ]
 
 

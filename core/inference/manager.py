@@ -144,11 +144,11 @@ class ModelManager:
         except KeyError:
             raise UnknownModelError(model_id) from None
 
-    def applicable(self, modality: str) -> list[ModelPackage]:
-        """Image models whose manifest lists this DICOM modality."""
+    def applicable(self, modality: str, is_color: bool | None = None) -> list[ModelPackage]:
+        """Image models whose manifest lists this DICOM modality (and colour, when known)."""
         from core.inference.catalog import applicable
 
-        return applicable(self._packages.values(), modality)
+        return applicable(self._packages.values(), modality, is_color)
 
     # -- devices -------------------------------------------------------------------------------
     def device_setting(self, model_id: str) -> str:

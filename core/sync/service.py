@@ -25,12 +25,9 @@ _PACKAGED_ROOT = Path(__file__).resolve().parents[2] / "resources" / "tuf" / "ro
 
 
 def trusted_root_path(settings: Settings) -> Path:
-    """The TUF root shipped with the installer: setting, environment, profile copy, package.
-
-    ``sync.tuf_root`` is read when the settings schema has it; until then the installer puts
-    the file at ``<profile>/tuf/trusted_root.json`` or sets DOCTORAI_TUF_ROOT.
-    """
-    configured = getattr(settings.sync, "tuf_root", None) or os.environ.get(TRUSTED_ROOT_ENV)
+    """The TUF root shipped with the installer: ``sync.tuf_root`` (IT's setting), then
+    DOCTORAI_TUF_ROOT, then ``<profile>/tuf/trusted_root.json``, then the packaged copy."""
+    configured = settings.sync.tuf_root or os.environ.get(TRUSTED_ROOT_ENV)
     if configured:
         return Path(configured).expanduser()
     profile_copy = profile_dir() / "tuf" / "trusted_root.json"

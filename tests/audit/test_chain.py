@@ -170,3 +170,24 @@ def test_cli_verify_export_and_export_is_audited(
     bad = _cli("verify", db_path=db_path)
     assert bad.returncode == 1
     assert "index 2" in bad.stderr
+
+
+def test_cli_refuses_a_missing_database_and_a_bad_date(
+    db: Database, db_path: Path, tmp_path: Path
+) -> None:
+    _fill(AuditLog(db), 2)
+    db.close()
+    missing = tmp_path / "typo.db"
+    res = _cli("verify", db_path=missing)
+    assert res.returncode == 2
+    assert f"'{missing}' does not exist" in res.stderr
+    assert not missing.exists()  # not created as an empty, "intact" trail
+    for bad in ("yesterday", "2026-13-01"):
+        res = _cli("export", "--since", bad, db_path=db_path)
+        assert res.returncode == 2
+        assert f"--since '{bad}' is not an ISO date" in res.stderr
+    future = _cli("export", "--since", "2999-01-01", db_path=db_path)
+    assert future.returncode == 0
+    assert json.loads(future.stdout) == []
+    past = _cli("export", "--since", "2000-01-01", db_path=db_path)
+    assert len(json.loads(past.stdout)) == 3  # the 2 events + the first export, audited

@@ -92,3 +92,28 @@ def test_in_memory_decision_sink() -> None:
         sink.decide("r2", "accepted")
     with pytest.raises(ValueError, match="'maybe'"):
         sink.decide("r1", "maybe")  # type: ignore[arg-type]
+
+
+def test_colour_models_do_not_apply_to_greyscale_images() -> None:
+    from core.inference.catalog import load_catalog
+
+    catalog = load_catalog(verify_hashes=False)
+    colour = {"lung-colon-histopathology", "skin-lesion"}
+    assert colour <= {p.id for p in catalog.applicable("OT")}  # colour unknown: all listed
+    assert colour <= {p.id for p in catalog.applicable("OT", is_color=True)}
+    assert not colour & {p.id for p in catalog.applicable("OT", is_color=False)}
+
+
+def test_a_greyscale_image_into_a_colour_model_is_refused_by_name() -> None:
+    import numpy as np
+    import pytest
+
+    from core.inference.catalog import load_catalog
+    from models.preprocess import PreprocessError, preprocess_image
+
+    package = load_catalog(verify_hashes=False).get("lung-colon-histopathology")
+    assert package is not None
+    with pytest.raises(PreprocessError, match="made for colour \\(RGB\\) images; this one is grey"):
+        preprocess_image(np.zeros((64, 64), np.float32), package.manifest.input, package.id)
+    rgb = preprocess_image(np.zeros((64, 64, 3), np.float32), package.manifest.input, package.id)
+    assert rgb.shape == (3, 32, 32)

@@ -131,3 +131,20 @@ def test_selftest_open_renders_a_file(dicom_data: Path, tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert not report["ok"]
     assert "junk.dcm" in report["open"]["message"]
+
+
+def test_infer_refuses_a_modality_the_model_was_not_made_for(dicom_data: Path) -> None:
+    ct = dicom_data / "pyvista__vtk-data" / "Data" / "DICOM_Stack" / "1-001.dcm"
+    refused = _doctorai("infer", "--model", "chest-xray-pneumonia", str(ct), "--device", "cpu")
+    assert refused.returncode == 1
+    assert "modality CT is not one model 'chest-xray-pneumonia' was made for (CR, DX)" in (
+        refused.stderr
+    )
+    assert "--any-modality" in refused.stderr
+    forced = _doctorai(
+        "infer", "--model", "chest-xray-pneumonia", str(ct), "--device", "cpu", "--any-modality"
+    )
+    assert forced.returncode == 0, forced.stderr
+    empty = _doctorai("infer", "--model", "report-drafter", "--text", "  ")
+    assert empty.returncode == 2
+    assert "--text is empty" in empty.stderr
