@@ -35,12 +35,17 @@ def mask_image(masks: list[tuple[Any, np.ndarray[Any, Any]]]) -> QImage:
     return img.copy()
 
 
+StudyReport = tuple[str, SrSummary]  # (study instance UID, the SR's summary)
+
+
 def read_objects_job(ctx: JobContext, seg: list[Instance], sr: list[Instance],
-                     index: StudyIndex) -> tuple[list[SegOverlay], list[SrSummary], list[str]]:
+                     index: StudyIndex) -> tuple[list[SegOverlay], list[StudyReport], list[str]]:
     """Read SEG/SR instances (worker thread); problems come back as text, never raised."""
     from core.imaging.overlays import OverlayError, read_seg, read_sr
 
-    overlays, reports, problems = [], [], []
+    overlays: list[SegOverlay] = []
+    reports: list[StudyReport] = []
+    problems: list[str] = []
     for inst in seg:
         if ctx.cancelled:
             break
@@ -58,7 +63,7 @@ def read_objects_job(ctx: JobContext, seg: list[Instance], sr: list[Instance],
         if ctx.cancelled:
             break
         try:
-            reports.append(read_sr(inst.path))
+            reports.append((inst.study_instance_uid, read_sr(inst.path)))
         except OverlayError as exc:
             problems.append(str(exc))
     return overlays, reports, problems
@@ -137,7 +142,8 @@ class ResultsObjectsPanel(QWidget):
         self.state, self.runner, self.layer = state, runner, layer
         self.seen: set[str] = set()
         self.overlays: list[SegOverlay] = []
-        self.reports: list[SrSummary] = []
+        self.reports: list[StudyReport] = []
+        self.problems: list[str] = []
         self.show_masks = QCheckBox("Show segmentations over the image")
         self.show_masks.setChecked(True)
         self.show_masks.toggled.connect(layer.setVisible)
@@ -150,6 +156,7 @@ class ResultsObjectsPanel(QWidget):
         col.addWidget(self.summary)
         col.addWidget(self.text, 1)
         state.index_changed.connect(self._scan)
+        state.series_changed.connect(lambda _s: self._show())
 
     def _scan(self, index: StudyIndex) -> None:
         seg, sr = [], []
@@ -167,20 +174,33 @@ class ResultsObjectsPanel(QWidget):
         self.runner.start("read SEG/SR", read_objects_job, seg, sr, index,
                           on_result=self._on_objects)
 
-    def _on_objects(self, result: tuple[list[SegOverlay], list[SrSummary], list[str]]) -> None:
+    def _on_objects(self, result: tuple[list[SegOverlay], list[StudyReport], list[str]]) -> None:
         overlays, reports, problems = result
         self.overlays += overlays
         self.reports += reports
+        self.problems += problems
         self.layer.set_overlays(self.overlays)
-        self.summary.setText(f"{len(self.overlays)} segmentation(s), {len(self.reports)} "
-                             f"report(s)" + (f"; {len(problems)} unreadable" if problems else ""))
+        self._show()
+
+    def _show(self) -> None:
+        """Reports of the study on screen only: another patient's findings never sit beside
+        this patient's images."""
+        context = self.state.context()
+        study_uid = context[1].study_instance_uid if context is not None else None
+        mine = [r for uid, r in self.reports if uid == study_uid]
+        others = len(self.reports) - len(mine)
+        self.summary.setText(
+            f"{len(self.overlays)} segmentation(s) in the open studies; "
+            f"{len(mine)} report(s) of this study"
+            + (f" ({others} of other studies not shown)" if others else "")
+            + (f"; {len(self.problems)} unreadable" if self.problems else ""))
         blocks = []
-        for r in self.reports:
+        for r in mine:
             head = f"{r.title} ({r.template})" if r.template else r.title
             if r.contributing:
                 head += "\n  by: " + "; ".join(r.contributing)
             blocks.append(head + "\n" + "\n".join(r.lines))
-        blocks += [f"! {p}" for p in problems]
+        blocks += [f"! {p}" for p in self.problems]
         self.text.setPlainText("\n\n".join(blocks))
 
 

@@ -55,11 +55,18 @@ def test_seg_overlay_and_sr_panel(window, qtbot, dicom_data) -> None:  # noqa: F
     panel = install(window)
     window.open_paths([str(CT3_DIR), str(LIVER_SEG), str(SR_EXAMPLE)])
     qtbot.waitUntil(lambda: len(panel.overlays) == 1 and len(panel.reports) == 1, timeout=15_000)
+    sr = next(s for _p, _st, s in window.state.index.iter_series() if s.modality == "SR")
+    window.controller.open_series(sr.series_instance_uid)
+    qtbot.waitUntil(lambda: window.state.series is sr, timeout=15_000)
     assert "Tracking Identifier: primary tumor" in panel.text.toPlainText()
+    assert "1 report(s) of this study" in panel.summary.text()
     ct = next(s for _p, _st, s in window.state.index.iter_series() if s.modality == "CT")
     window.controller.open_series(ct.series_instance_uid)
     qtbot.waitUntil(lambda: window.state.series is ct and window.state.loaded_count == 3,
                     timeout=15_000)
+    # the SR belongs to another patient's study: not shown beside this CT
+    assert "primary tumor" not in panel.text.toPlainText()
+    assert "0 report(s) of this study (1 of other studies not shown)" in panel.summary.text()
     layer = panel.layer
     with_masks = window.viewport.grab().toImage()
     assert layer.painted_masks == 1
