@@ -207,11 +207,27 @@ class ViewerController(QObject):
         elif current is not None and len(slice_refs(current)) != self.state.slice_count:
             # the new files added slices to the series on screen: keep the view, load them
             self.refresh_series()
+        elif current is not None and self._opened_another_study(index):
+            best = self.pick_series(new_series)
+            if best is not None and not self.state.measurements:
+                self.open_series(best.series_instance_uid)  # the user opened it to read it
+            elif best is not None:
+                self.status.emit(f"Opened {len(new_series)} series of another study; it is in "
+                                 "the study browser (the measurements on screen are kept)")
         if self.state.series is None:
             best = self.pick_series(new_series)
             if best is not None:
                 self.open_series(best.series_instance_uid)
         self.start_thumbnails(new_series)
+
+    def _opened_another_study(self, index: StudyIndex) -> bool:
+        """The new files are all of studies other than the one on screen (more series of the
+        study being read, e.g. a PACS retrieve arriving in batches, keep the view)."""
+        context = self.state.context()
+        if context is None:
+            return False
+        studies = {study.study_instance_uid for _p, study, _s in index.iter_series()}
+        return bool(studies) and context[1].study_instance_uid not in studies
 
     @staticmethod
     def pick_series(series: Sequence[Series]) -> Series | None:

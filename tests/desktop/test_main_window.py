@@ -213,3 +213,28 @@ def test_cancel_and_switching_series_cancels_load(qtbot, window, ct_dir: Path) -
     assert second is not None
     qtbot.waitUntil(lambda: "series_loaded" in ctl.timings, timeout=LOAD_TIMEOUT_MS)
     assert st.loaded_count == st.slice_count
+
+
+def test_opening_another_study_shows_it_unless_measurements_would_be_lost(
+    qtbot, window, dicom_data: Path
+) -> None:
+    from core.viewer.measure import Measurement
+
+    win, st = window, window.state
+    mr = dicom_data / "plotly__dash-vtk" / "demos" / "data" / "mri_brain"
+    cr = Path(__file__).resolve().parents[2] / "resources" / "sample" / "chest_cr"
+    win.open_paths([mr])
+    qtbot.waitUntil(lambda: st.series is not None and st.series.modality == "MR"
+                    and not win.controller.indexing, timeout=60_000)
+    win.open_paths([cr])
+    qtbot.waitUntil(lambda: st.series.modality == "CR", timeout=60_000)  # the study just opened
+    mr_series = next(s for _p, _st, s in st.index.iter_series() if s.modality == "MR")
+    win.controller.open_series(mr_series.series_instance_uid)
+    qtbot.waitUntil(lambda: st.series is mr_series, timeout=10_000)
+    st.add_measurement(Measurement("length", st.viewport.slice_index, (1.0, 1.0), (20.0, 1.0)))
+    messages: list[str] = []
+    win.controller.status.connect(messages.append)
+    win.open_paths([dicom_data / "pyvista__vtk-data" / "Data" / "DICOM_Stack" / "1-001.dcm"])
+    qtbot.waitUntil(lambda: any("another study" in m for m in messages), timeout=60_000)
+    assert st.series is mr_series  # the radiologist's measurement stays on screen
+    assert len(st.measurements) == 1
