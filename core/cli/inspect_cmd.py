@@ -1,7 +1,8 @@
 """``doctorai inspect PATH... [--json]``: index files and print the study tree and per-file errors.
 
 Exit code 0 even when some files fail: they are listed (on stderr in text mode, in ``errors``
-with --json). Patient names appear in this output on purpose (it is the user's own listing).
+with --json); 1 when nothing usable was found. Patient names appear in this output on purpose
+(it is the user's own listing).
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
         _print_tree(index)
         for err in index.errors:
             print(f"error: '{err.path}': {err.reason}", file=sys.stderr)
+        for warning in index.warnings:
+            print(f"'{warning.path}': {warning.reason}", file=sys.stderr)
+    if not any(True for _ in index.iter_series()):
+        return 1  # nothing usable at all: every path failed, or none held an image
     return 0
 
 

@@ -169,11 +169,12 @@ def _cache(args: argparse.Namespace) -> int:
 
     cache = PacsCache()
     if args.purge:
-        print(f"purged {cache.purge() / 1e6:.1f} MB from {cache.root}")
+        print(f"purged {cache.purge() / 2**20:.1f} MiB from {cache.root}")
         return 0
     entries = cache.entries()
-    print(f"{cache.root}: {len(entries)} series, {sum(e.size_bytes for e in entries) / 1e6:.1f} MB"
-          f" (limit {cache.max_bytes / 1e9:.1f} GB)")
+    used = sum(e.size_bytes for e in entries) / 2**20
+    print(f"{cache.root}: {len(entries)} series, {used:.1f} MiB"
+          f" (limit {cache.max_bytes / 2**30:.1f} GiB, setting pacs_cache_gb)")
     return 0
 
 

@@ -43,6 +43,11 @@ def run(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace, audit: CliAudit) -> int:
     from PIL import Image
 
+    if Path(args.out).suffix.lower() != ".png":
+        # lossless only: a JPEG would change the grey levels a reader compares
+        print(f"error: --out '{args.out}' must be a .png file", file=sys.stderr)
+        return 2
+
     from core.audit.log import AuditObject
     from core.audit.vocabulary import EventType, Outcome
     from core.cli.cli_audit import instance_objects

@@ -119,10 +119,37 @@ def sort_instances(instances: list[Instance]) -> list[Instance]:
     return sorted(instances, key=lambda i: (number(i), i.path))
 
 
-def _add(index: StudyIndex, header: Header) -> None:
+def _same_name(a: str, b: str) -> bool:
+    """DICOM person names compared as a reader would: case, spaces, empty trailing parts."""
+    def norm(name: str) -> str:
+        return "^".join(part.strip().upper() for part in name.split("^")).rstrip("^")
+
+    return norm(a) == norm(b)
+
+
+def _name_conflict(patient: Patient, name: str, path: str) -> LoadError | None:
+    if not name or not patient.name or _same_name(patient.name, name):
+        return None
+    return LoadError(path, f"warning: patient ID '{patient.patient_id}' is also used with the "
+                           f"name '{patient.name}', this file says '{name}': check that they "
+                           "are the same patient before reading")
+
+
+def _add(index: StudyIndex, header: Header, seen: dict[str, str]) -> None:
+    """``seen``: SOP Instance UID -> path of the files indexed so far (duplicates are refused:
+    a copy of a file, shown twice, would read as two slices at one position)."""
     inst = header.instance
+    if inst.sop_instance_uid:
+        other = seen.setdefault(inst.sop_instance_uid, inst.path)
+        if other != inst.path:
+            index.errors.append(LoadError(
+                inst.path, f"same SOP Instance UID as '{other}': duplicate not loaded"))
+            return
     # The header's Patient/Study/Series are fresh objects per file: the first one seen is kept.
     patient = index.patients.setdefault(inst.patient_id, header.patient)
+    conflict = _name_conflict(patient, header.patient.name, inst.path)
+    if conflict is not None:
+        index.warnings.append(conflict)
     study = patient.studies.setdefault(inst.study_instance_uid, header.study)
     series = study.series.setdefault(inst.series_instance_uid, header.series)
     series.instances.append(inst)
@@ -147,11 +174,12 @@ def build_index(
     if on_files is not None:
         on_files(files)
     index = StudyIndex(errors=list(errors))
+    seen: dict[str, str] = {}
     for result in read_headers(files, workers=workers, progress=progress, cancel=cancel):
         if isinstance(result, LoadError):
             index.errors.append(result)
         else:
-            _add(index, result)
+            _add(index, result, seen)
     for _, _, series in index.iter_series():
         series.instances[:] = sort_instances(series.instances)
     log.info("indexed %d files: %d series, %d errors", len(files),
@@ -165,6 +193,9 @@ def merge(into: StudyIndex, new: StudyIndex) -> StudyIndex:
     for pid, patient in new.patients.items():
         mine = into.patients.setdefault(pid, Patient(pid, patient.name, patient.birth_date,
                                                      patient.sex))
+        conflict = _name_conflict(mine, patient.name, f"patient '{pid}'")
+        if conflict is not None:
+            new.warnings.append(conflict)
         for st_uid, study in patient.studies.items():
             my_study = mine.studies.get(st_uid)
             if my_study is None:
@@ -176,10 +207,21 @@ def merge(into: StudyIndex, new: StudyIndex) -> StudyIndex:
                     my_study.series[se_uid] = series
                     continue
                 known = {i.path for i in my_series.instances}
-                added = [i for i in series.instances if i.path not in known]
+                uids = {i.sop_instance_uid: i.path for i in my_series.instances}
+                added = []
+                for i in series.instances:
+                    if i.path in known:
+                        continue
+                    if i.sop_instance_uid and i.sop_instance_uid in uids:
+                        new.errors.append(LoadError(
+                            i.path, f"same SOP Instance UID as '{uids[i.sop_instance_uid]}': "
+                                    "duplicate not loaded"))
+                        continue
+                    added.append(i)
                 if added:
                     my_series.instances[:] = sort_instances(my_series.instances + added)
     into.errors.extend(new.errors)
+    into.warnings.extend(new.warnings)
     return into
 
 

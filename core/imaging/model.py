@@ -120,6 +120,8 @@ class Patient:
 class StudyIndex:
     patients: dict[str, Patient] = field(default_factory=dict)
     errors: list[LoadError] = field(default_factory=list)
+    # files that loaded but need the reader's attention (one patient ID with two names)
+    warnings: list[LoadError] = field(default_factory=list)
 
     def iter_series(self) -> Iterator[tuple[Patient, Study, Series]]:
         for patient in self.patients.values():
@@ -157,6 +159,7 @@ class StudyIndex:
                 for p in self.patients.values()
             ],
             "errors": [{"path": e.path, "reason": e.reason} for e in self.errors],
+            "warnings": [{"path": w.path, "reason": w.reason} for w in self.warnings],
         }
 
 

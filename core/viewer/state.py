@@ -95,8 +95,8 @@ class ViewerState:
     # --- studies -------------------------------------------------------------------------
     def add_index(self, new: StudyIndex) -> None:
         merge_index(self.index, new)
-        if new.errors:
-            self.errors_added.emit(list(new.errors))
+        if new.errors or new.warnings:
+            self.errors_added.emit(list(new.errors) + list(new.warnings))
         self.index_changed.emit(self.index)
 
     def add_errors(self, errors: list[LoadError]) -> None:

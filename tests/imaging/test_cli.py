@@ -43,6 +43,7 @@ def test_inspect_text_lists_errors_on_stderr(dicom_data: Path,
     out, err = capsys.readouterr()
     assert "1 instance(s), 64 frame(s)" in out
     assert f"'{missing}': no such file or folder" in err
+    assert cli.main(["inspect", missing]) == 1  # nothing usable at all
 
 
 def test_render_writes_exactly_the_displayed_image(dicom_data: Path, tmp_path: Path) -> None:

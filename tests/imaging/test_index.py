@@ -232,3 +232,49 @@ def test_fast_scanner_and_pydicom_index_every_shared_file_alike(dicom_data: Path
         assert outcomes[0] == outcomes[1], path
         checked += 1
     assert checked > 150
+
+
+def test_duplicate_instance_uids_and_two_names_for_one_patient(tmp_path: Path) -> None:
+    """A copy of a file is refused by name (two slices at one position otherwise); one patient
+    ID under two names loads but is flagged, never merged silently."""
+    import shutil
+
+    import pydicom
+
+    from core.imaging.index import build_index, merge
+
+    src = Path(__file__).resolve().parents[2] / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
+    a, copy = tmp_path / "a.dcm", tmp_path / "copy.dcm"
+    shutil.copy(src, a)
+    shutil.copy(src, copy)
+    index = build_index([a, copy])
+    assert sum(len(s.instances) for _p, _st, s in index.iter_series()) == 1
+    (error,) = index.errors
+    assert "same SOP Instance UID as" in error.reason
+    assert {error.path, error.reason.split("'")[1]} == {str(a), str(copy)}
+
+    other = tmp_path / "other" / "b.dcm"
+    other.parent.mkdir()
+    ds = pydicom.dcmread(src)
+    ds.PatientName = "SMYTHE^ANNE"
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(other)
+    both = build_index([a, other])
+    assert len(both.patients) == 1
+    (warning,) = both.warnings
+    assert warning.path == str(other)
+    assert "also used with the name" in warning.reason
+    assert "SMYTHE^ANNE" in warning.reason
+    assert both.errors == []
+    # the same when the second file is opened later into the open studies
+    first = build_index([a])
+    later = build_index([other])
+    merge(first, later)
+    assert len(later.warnings) == 1
+    assert len(first.warnings) == 1
+    same = tmp_path / "same" / "c.dcm"
+    same.parent.mkdir()
+    ds.PatientName = str(pydicom.dcmread(src).PatientName).lower() + "^"
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(same)
+    assert build_index([a, same]).warnings == []  # case and empty parts are not a conflict
