@@ -82,3 +82,19 @@ def test_verify_eval_detects_a_false_claim(capsys: pytest.CaptureFixture[str]) -
     write_manifest(copy, {k: v for k, v in manifest.items() if k != "files"})
     assert main(["models", "verify", "--eval", "overclaimed"]) == 1
     assert "accuracy manifest" in capsys.readouterr().out
+
+
+def test_list_refuses_a_package_missing_a_listed_file(capsys: pytest.CaptureFixture[str]) -> None:
+    user_models = _profile() / "models"
+    user_models.mkdir(parents=True)
+    copy = user_models / "skin-missing"
+    shutil.copytree(ZOO / "skin-lesion", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["id"] = "skin-missing"
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    (copy / manifest["weights"]).unlink()
+    assert main(["models", "list", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert "skin-missing" not in {r["id"] for r in out["models"]}
+    (error,) = [e for e in out["errors"] if "skin-missing" in e["path"]]
+    assert f"{manifest['weights']}: listed file is missing" in error["error"]
