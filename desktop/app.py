@@ -62,7 +62,7 @@ def run_gui(options: Namespace) -> int:
             _critical(CANNOT_START, str(exc))
             return 2
         if demo and not ws.users.has_users():
-            sign_in_demo(ws)
+            sign_in_demo(ws, kept=demo_dir is None)
         paths = list(getattr(options, "paths", []) or []) or ([str(SAMPLE)] if demo else [])
         while True:
             if ws.session.user is None and not sign_in(ws):
@@ -168,7 +168,7 @@ def open_workstation(security: SecuritySettings, demo_dir: Path | None) -> Works
     return Workstation.open(security=security)
 
 
-def sign_in_demo(ws: Workstation) -> dict[str, str]:
+def sign_in_demo(ws: Workstation, kept: bool = False) -> dict[str, str]:
     """Create the demo accounts with generated passwords (printed once, stored only as argon2
     hashes) and sign in as the radiologist."""
     from core.security.users import Role
@@ -177,7 +177,13 @@ def sign_in_demo(ws: Workstation) -> dict[str, str]:
     passwords = {name: secrets.token_urlsafe(12) for name, _ in accounts}
     for name, role in accounts:
         ws.users.create_user(name, passwords[name], role, by="demo set-up")
-    print("DoctorAI demo profile (throw-away). Accounts, shown only this once:")
+    if kept:
+        print(f"DoctorAI demo accounts created in the profile '{os.environ.get('DOCTORAI_HOME')}' "
+              "(KEPT: DOCTORAI_HOME was set; delete them with the admin account or remove "
+              "the profile). Shown only this once:")
+    else:
+        print("DoctorAI demo profile (throw-away, removed on exit). Accounts, shown only this "
+              "once:")
     for name, role in accounts:
         print(f"  {name:<11} {role.value:<12} password: {passwords[name]}")
     ws.session.login(DEMO_USER, passwords[DEMO_USER])
