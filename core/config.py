@@ -109,6 +109,22 @@ def _validate(data: dict[str, Any], where: str) -> Settings:
         raise ConfigError(f"Invalid settings in {where}: {_plain(exc)}") from exc
 
 
+def _is_setting(dotted: str) -> bool:
+    """Whether ``dotted`` (e.g. "sync.server_url" or a whole section "sync") names a setting."""
+    model: type[BaseModel] = Settings
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        elif i != len(parts) - 1:
+            return False
+    return True
+
+
 # The GUI resolves the settings once at start and pins them here, so the background jobs that
 # read settings (model discovery, sync) see the same ones instead of failing on their own.
 _pinned: Settings | None = None
@@ -127,6 +143,12 @@ def load_settings(machine_file: Path | None = None, user_file: Path | None = Non
     user_path = user_file or user_config_path()
     machine = _read_toml(machine_path)
     _validate(machine, f"the machine-wide file '{machine_path}'")
+    unknown = [k for k in machine.get("locked", []) if not _is_setting(str(k))]
+    if unknown:  # a typo here would silently leave the setting IT meant to lock unlocked
+        raise ConfigError(
+            f"Invalid settings in the machine-wide file '{machine_path}': locked names "
+            f"{', '.join(repr(k) for k in unknown)}, which is not a setting"
+        )
     user = _read_toml(user_path)
     locked = {str(k) for k in machine.get("locked", [])}
     merged: dict[str, Any] = {

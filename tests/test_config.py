@@ -81,3 +81,12 @@ def test_it_can_point_at_the_trusted_update_root(tmp_path: Path) -> None:
     machine.write_text('[sync]\ntuf_root = "/etc/doctorai/root.json"\n')
     settings = load_settings(machine, tmp_path / "none.toml")
     assert trusted_root_path(settings) == Path("/etc/doctorai/root.json")
+
+
+def test_a_locked_name_that_is_no_setting_is_refused(tmp_path: Path) -> None:
+    machine = tmp_path / "machine.toml"
+    machine.write_text('locked = ["sync.server_url", "viewer.hide_patient_info", "security"]\n')
+    load_settings(machine, tmp_path / "none.toml")  # real keys and a whole section
+    machine.write_text('locked = ["sync.server_ulr"]\n')
+    with pytest.raises(ConfigError, match="locked names 'sync.server_ulr', which is not a setting"):
+        load_settings(machine, tmp_path / "none.toml")

@@ -178,11 +178,16 @@ def pixel_element(fp: BinaryIO, ts: str) -> tuple[int, int] | None:
     return start + 8, struct.unpack(">H" if big else "<H", head[6:8])[0]
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
 def parse(fp: BinaryIO) -> Dataset:
     try:
         return pydicom.dcmread(fp, stop_before_pixels=True, defer_size="1 MB")
     except InvalidDicomError as exc:
-        raise HeaderError(f"not a DICOM file ({exc})") from exc
+        # pydicom's own hint ("Use force=True ...") is advice for programmers, not users
+        reason = str(exc).split(" Use force=True")[0].rstrip()
+        raise HeaderError(f"not a DICOM file ({reason})") from exc
     except Exception as exc:
         raise HeaderError(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
 
@@ -204,6 +209,11 @@ def read_header(path: str, *, require_uids: bool = True, fast: bool = True) -> H
         size, prefix = len(data), data
     if prefix[128:132] != b"DICM" and plain.looks_like_image(prefix):
         return _plain_header(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if prefix[128:132] != b"DICM" and suffix in IMAGE_SUFFIXES:
+        raise HeaderError(f"not a readable {suffix[1:].upper()} image (its content is not one)")
+    if prefix[128:132] != b"DICM" and suffix == ".zip":
+        raise HeaderError("not a readable zip archive (damaged or truncated)")
     partial = len(prefix) < size
     scanned = scan.scan(prefix, WANTED, whole_file=not partial) if fast else None
     if scanned is None and fast and partial and zip_parts is None:

@@ -278,3 +278,17 @@ def test_duplicate_instance_uids_and_two_names_for_one_patient(tmp_path: Path) -
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
     ds.save_as(same)
     assert build_index([a, same]).warnings == []  # case and empty parts are not a conflict
+
+
+def test_damaged_zip_and_image_files_are_named_as_what_they_claim(tmp_path: Path) -> None:
+    from core.imaging.index import build_index
+
+    junk = bytes(range(256)) * 12
+    for name in ("scan.png", "photo.jpeg", "study.zip", "plain.bin"):
+        (tmp_path / name).write_bytes(junk)
+    reasons = {Path(e.path).name: e.reason for e in build_index([tmp_path]).errors}
+    assert reasons["scan.png"] == "not a readable PNG image (its content is not one)"
+    assert reasons["photo.jpeg"] == "not a readable JPEG image (its content is not one)"
+    assert reasons["study.zip"] == "not a readable zip archive (damaged or truncated)"
+    assert reasons["plain.bin"].startswith("not a DICOM file")
+    assert "force=True" not in reasons["plain.bin"]
