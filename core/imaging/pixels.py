@@ -48,6 +48,14 @@ def _unsupported_reason(ts: str, exc: Exception) -> str:
             "(pylibjpeg, openjpeg, gdcm, pillow) have none for it: convert the file (e.g. "
             "with DCMTK dcmdjpeg or gdcmconv --raw) to view it"
         )
+    text = str(exc)
+    if "exceptions were raised by all available plugins" in text:
+        # pydicom lists every plugin's exception; a reader needs the verdict and one cause
+        causes = [line.strip() for line in text.splitlines()[1:] if ":" in line]
+        useful = [c for c in causes if not c.startswith("gdcm:")] or causes
+        detail = f" ({useful[0][:160]})" if useful else ""
+        return ("the compressed pixel data is damaged or in a form no installed decoder reads"
+                + detail)
     return f"{type(exc).__name__}: {exc}"
 
 

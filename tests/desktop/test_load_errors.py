@@ -78,6 +78,7 @@ def test_undecodable_slice_is_shown_as_such_and_the_load_ends(
     assert st.loaded_count == 10
     (index,) = st.failed
     assert st.slices[index].instance.path == str(bad)
+    assert st.failed[index].startswith("the compressed pixel data is damaged or in a form no ")
     assert any(bad.name in path for path, _reason in win.errors.entries())
     qtbot.waitUntil(lambda: win.progress.isHidden(), timeout=5_000)  # loading has ended
     st.set_slice(index)
