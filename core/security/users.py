@@ -111,8 +111,11 @@ class UserStore:
         if not self.has_users() and role is not Role.ADMIN:
             raise ValueError("the first account must be an admin")
         with self.db.transaction() as conn:
-            if conn.execute(select(users.c.username).where(users.c.username == username)).first():
-                raise ValueError(f"user '{username}' already exists")
+            clash = conn.execute(
+                select(users.c.username).where(func.lower(users.c.username) == username.lower())
+            ).first()
+            if clash is not None:  # 'Admin1' beside 'admin1' would be two look-alike accounts
+                raise ValueError(f"user '{clash.username}' already exists")
             conn.execute(
                 users.insert().values(
                     username=username,

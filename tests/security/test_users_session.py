@@ -127,3 +127,10 @@ def test_users_cli_first_admin_then_others(tmp_path: object) -> None:
     )
     listed = cli("list", password="")
     assert listed.stdout.split() == ["boss", "admin", "rad", "radiologist"]
+
+
+def test_user_names_differing_only_in_case_are_one_account(store: UserStore) -> None:
+    with pytest.raises(ValueError, match="user 'rad' already exists"):
+        store.create_user("RAD", PASSWORD, Role.RADIOLOGIST, by="admin")
+    with pytest.raises(ValueError, match="user 'admin' already exists"):
+        store.create_user(" Admin ", PASSWORD, Role.ADMIN, by="admin")
