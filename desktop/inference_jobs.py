@@ -110,7 +110,10 @@ def inference_job(
         inputs,
         batch_size=batch_size,
         cancel=ctx.cancel_event.is_set,
-        progress=lambda done, total: ctx.report((RUNNING, done, total)),
+        # run_images counts batches; the queue shows images ("24/24", not "2/2")
+        progress=lambda done, _batches: ctx.report(
+            (RUNNING, min(done * batch_size, len(refs)), len(refs))
+        ),
         cache=cache,
     )
     return RunOutput(result, display_maps(result))
