@@ -214,6 +214,8 @@ class MainWindow(QMainWindow):
             self.tags.show_message(f"Cannot show tags: {rows}")
             return
         name = Path(ref.instance.path.split("::")[-1]).name if ref else ""
+        if self.state.hide_phi:  # file names often carry the patient's name
+            name = f"image {self.state.viewport.slice_index + 1}"
         self.tags.set_rows(rows, f"{name}  ({len(rows)} elements)")
 
     def _on_load_errors(self, errors: list[LoadError]) -> None:

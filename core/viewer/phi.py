@@ -29,6 +29,19 @@ def is_phi(keyword: str) -> bool:
     return keyword in PHI_KEYWORDS
 
 
+def is_phi_element(group: int, keyword: str, vr: str, private: bool) -> bool:
+    """The keyword list, and by rule what it cannot list: the whole patient group (0010,xxxx:
+    weight, size, ...), every person name (PN), free-text comments, and private elements,
+    which may hold anything."""
+    return (
+        is_phi(keyword)
+        or group == 0x0010
+        or vr == "PN"
+        or keyword.endswith("Comments")
+        or private
+    )
+
+
 def shown(value: str, hide: bool) -> str:
     """The text to display for an identifying value."""
     return HIDDEN if hide and value else value

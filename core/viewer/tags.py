@@ -12,7 +12,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from core.imaging.sources import read_dataset
-from core.viewer.phi import HIDDEN, is_phi
+from core.viewer.phi import HIDDEN, is_phi_element
 
 MAX_VALUE_CHARS = 200
 
@@ -47,7 +47,9 @@ def _rows(ds: Dataset, depth: int, hide_phi: bool, out: list[TagRow]) -> None:
                 out.append(TagRow("", f"Item {i + 1}", "", "", depth + 1))
                 _rows(item, depth + 2, hide_phi, out)
             continue
-        value = HIDDEN if hide_phi and is_phi(elem.keyword) and elem.value else _value_text(elem)
+        hide = hide_phi and bool(elem.value) and is_phi_element(
+            elem.tag.group, elem.keyword, str(elem.VR), elem.tag.is_private)
+        value = HIDDEN if hide else _value_text(elem)
         out.append(TagRow(tag, name, str(elem.VR), value, depth))
 
 

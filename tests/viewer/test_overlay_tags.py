@@ -67,3 +67,21 @@ def test_header_rows_bad_file_names_it(tmp_path: Path) -> None:
     bad.write_bytes(b"hello")
     with pytest.raises(ValueError, match=r"not-dicom\.dcm"):
         header_rows(str(bad))
+
+
+def test_phi_mask_covers_what_a_keyword_list_cannot(tmp_path: Path, ct_dir: Path) -> None:
+    ds = pydicom.dcmread(ct_dir / "1-001.dcm", stop_before_pixels=True)
+    ds.PatientWeight = 71.5
+    ds.ImageComments = "patient John Doe, bed 4"
+    ds.add_new(0x00091001, "LO", "private: DOE^JOHN")
+    ds.OperatorsName = "SMITH^JANE"
+    ds.ReviewerName = "ROE^RICHARD"  # a person name not on the keyword list
+    path = tmp_path / "x.dcm"
+    ds.save_as(path)
+    plain = {r.tag: r.value for r in header_rows(str(path)) if r.depth == 0}
+    masked = {r.tag: r.value for r in header_rows(str(path), hide_phi=True) if r.depth == 0}
+    for tag in ("(0010,1030)", "(0020,4000)", "(0009,1001)", "(0008,1070)", "(300E,0008)"):
+        assert plain[tag] != "***"
+        assert masked[tag] == "***", tag
+    assert masked["(0008,0060)"] == "CT"  # not identifying: shown
+    assert masked["(0028,0010)"] == plain["(0028,0010)"]
