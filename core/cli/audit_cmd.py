@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         text = EXPORTERS[args.format](log.iter_events(since=since))
         if args.out:
             Path(args.out).write_text(text, encoding="utf-8")
+            print(f"wrote the audit trail ({args.format}) to '{args.out}'")
         else:
             sys.stdout.write(text)
         target = args.out or "<stdout>"

@@ -85,11 +85,19 @@ def _tabular_rows(paths: list[str], features: list[str]) -> list[list[float]]:
     rows: list[list[float]] = []
     for path in paths:
         with Path(path).open(newline="", encoding="utf-8") as fh:
-            for record in csv.DictReader(fh):
+            for line, record in enumerate(csv.DictReader(fh), start=2):  # line 1: the header
                 missing = [f for f in features if f not in record]
                 if missing:
                     raise ValueError(f"'{path}' lacks feature column(s): {', '.join(missing[:5])}")
-                rows.append([float(record[f]) for f in features])
+                row = []
+                for f in features:
+                    try:
+                        row.append(float(record[f]))
+                    except (TypeError, ValueError):
+                        raise ValueError(
+                            f"'{path}' line {line}, column '{f}': {record[f]!r} is not a number"
+                        ) from None
+                rows.append(row)
     return rows
 
 

@@ -42,8 +42,12 @@ def run(args: argparse.Namespace) -> int:
         store = UserStore(AuditLog(db), settings.security)
         if args.action == "list":
             with db.engine.connect() as conn:
-                for row in conn.execute(select(users.c.username, users.c.role)):
-                    print(f"{row.username}\t{row.role}")
+                accounts = conn.execute(select(users.c.username, users.c.role)).fetchall()
+            for row in accounts:
+                print(f"{row.username}\t{row.role}")
+            if not accounts:
+                print("no accounts yet: the first one ('doctorai users add NAME --role admin', or "
+                      "the first start of the window) must be an admin")
             return 0
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\n")

@@ -92,6 +92,12 @@ def test_infer_tabular_csv(tmp_path: Path) -> None:
     proc = _doctorai("infer", "--model", "tabular-breast-cancer", str(csv), "--json")
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)["decisions"]) == 3
+    values = [f"{v:.6g}" for v in data.data[1]]
+    values[4] = "abc"
+    csv.write_text(f"{header}\n{rows.splitlines()[0]}\n{','.join(values)}\n")
+    bad = _doctorai("infer", "--model", "tabular-breast-cancer", str(csv))
+    assert bad.returncode == 1
+    assert f"line 3, column '{data.feature_names[4]}': 'abc' is not a number" in bad.stderr
 
 
 def test_selftest_reports_each_model() -> None:
