@@ -8,6 +8,7 @@ MONAI's Compose names the transform that broke).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -98,9 +99,24 @@ def percentiles(x: npt.NDArray[Any], qs: Sequence[float]) -> list[float]:
     return out
 
 
-def _window(x: F32, low: float, high: float, invert: bool) -> F32:
-    # in place on one new array: three passes instead of five temporaries on a 14 MB CR frame
-    out = np.subtract(x, np.float32(low), dtype=np.float32)
+# Scratch for a window that a resize consumes at once, one per thread (the prefetch thread and
+# the caller). A fresh frame-size array per image costs more than the windowing itself: a 14 MB
+# allocation goes to mmap and every page faults in again (measured on the 1955x1841 CR: window
+# + resize 24 ms with a fresh array, 14 ms reusing one). Only the last shape is kept.
+_scratch = threading.local()
+
+
+def _scratch_like(x: F32) -> F32:
+    buf: F32 | None = getattr(_scratch, "buf", None)
+    if buf is None or buf.shape != x.shape:
+        buf = np.empty(x.shape, dtype=np.float32)
+        _scratch.buf = buf
+    return buf
+
+
+def _window(x: F32, low: float, high: float, invert: bool, out: F32 | None = None) -> F32:
+    # in place on one array: three passes instead of five temporaries on a 14 MB CR frame
+    out = np.subtract(x, np.float32(low), dtype=np.float32, out=out)
     out *= np.float32(1.0 / max(high - low, 1e-6))
     np.clip(out, 0.0, 1.0, out=out)
     if invert:
@@ -129,12 +145,15 @@ def _per_channel(value: float | list[float], channels: int) -> F32:
     return arr
 
 
-def _apply(step: PreprocessStep, x: F32, invert: bool) -> F32:
+def _apply(step: PreprocessStep, x: F32, invert: bool, scratch: bool = False) -> F32:
+    """One step; ``scratch``: the result is consumed by the next step (a resize) at once, so a
+    window may write into this thread's reused buffer."""
+    out = _scratch_like(x) if scratch and x.dtype == np.float32 else None
     if isinstance(step, WindowStep):
-        return _window(x, step.center - step.width / 2, step.center + step.width / 2, invert)
+        return _window(x, step.center - step.width / 2, step.center + step.width / 2, invert, out)
     if isinstance(step, AutoWindowStep):
         low, high = percentiles(x, [step.low_percentile, step.high_percentile])
-        return _window(x, low, high, invert)
+        return _window(x, low, high, invert, out)
     if isinstance(step, ScaleStep):
         return (x * step.factor + step.offset).astype(np.float32)
     if isinstance(step, ResizeStep):
@@ -175,9 +194,17 @@ def preprocess_image(
         raise PreprocessError(
             model_id, "input", "the model is made for colour (RGB) images; this one is greyscale"
         )
-    for step in spec.preprocessing:
+    steps = list(spec.preprocessing)
+    for i, step in enumerate(steps):
+        # a window straight into a resize (that makes a new, small array) may use scratch
+        nxt = steps[i + 1] if i + 1 < len(steps) else None
+        scratch = (
+            isinstance(step, WindowStep | AutoWindowStep)
+            and isinstance(nxt, ResizeStep)
+            and tuple(nxt.size) != x.shape[:2]
+        )
         try:
-            x = _apply(step, x, invert)
+            x = _apply(step, x, invert, scratch)
         except Exception as exc:  # re-raised with the step named; keeps the cause chained
             raise PreprocessError(model_id, step.op, f"{type(exc).__name__}: {exc}") from exc
     if spec.size is not None and x.shape[:2] != tuple(spec.size):

@@ -137,3 +137,24 @@ def test_strided_window_statistics_match_full_ones_on_real_images(
             diff = float(np.max(np.abs(fast - exact)))
             assert diff <= 0.01, f"{model_id} on {name}: max |diff| {diff}"
             assert float(exact.std()) > 0.0  # a real image, not a flat one
+
+
+def test_the_reused_window_buffer_never_leaks_into_a_result() -> None:
+    """A window feeding a resize writes into a per-thread scratch buffer: every result must
+    still be its own array, equal to what a fresh computation gives."""
+    rng = np.random.default_rng(3)
+    first, second = (rng.normal(100, 40, (300, 260)).astype(np.float32) for _ in range(2))
+    steps = [{"op": "auto_window", "low_percentile": 1, "high_percentile": 99},
+             {"op": "resize", "size": [32, 32]}]
+    resized = _spec(steps, (32, 32))
+    a = preprocess_image(first, resized, "m")
+    b = preprocess_image(second, resized, "m")
+    np.testing.assert_array_equal(preprocess_image(first, resized, "m"), a)
+    assert not np.array_equal(a, b)
+    assert not np.shares_memory(a, b)
+    window_only = _spec(steps[:1], (300, 260))  # no resize: the window is the result
+    c = preprocess_image(first, window_only, "m")
+    d = preprocess_image(second, window_only, "m")
+    assert not np.shares_memory(c, d)
+    assert c.shape == (300, 260, 1)
+    assert not np.array_equal(c, d)
