@@ -114,17 +114,23 @@ class ModelStore:
                 model_id, f"shadow pointer file '{path}' is unreadable: {exc}"
             ) from exc
 
+    def _models_with(self, pointer_name: str) -> list[str]:
+        """Ids of the models whose folder holds the pointer file ``pointer_name``."""
+        if not self.root.is_dir():
+            return []
+        return [
+            child.name
+            for child in sorted(self.root.iterdir())
+            if not child.name.startswith(".") and (child / pointer_name).is_file()
+        ]
+
     def shadow_package_dirs(self) -> list[tuple[Path, int]]:
         """(package folder, rollout id) of every model with a shadow version installed."""
         out: list[tuple[Path, int]] = []
-        if not self.root.is_dir():
-            return out
-        for child in sorted(self.root.iterdir()):
-            if child.name.startswith(".") or not (child / SHADOW).is_file():
-                continue
-            ptr = self.shadow(child.name)
+        for model_id in self._models_with(SHADOW):
+            ptr = self.shadow(model_id)
             if ptr is not None:
-                out.append((child / ptr.version, ptr.rollout_id))
+                out.append((self.root / model_id / ptr.version, ptr.rollout_id))
         return out
 
     def current_version(self, model_id: str) -> str | None:
@@ -137,14 +143,10 @@ class ModelStore:
 
     def installed(self) -> dict[str, Pointer]:
         out: dict[str, Pointer] = {}
-        if not self.root.is_dir():
-            return out
-        for child in sorted(self.root.iterdir()):
-            if child.name.startswith(".") or not (child / POINTER).is_file():
-                continue
-            ptr = self.pointer(child.name)
+        for model_id in self._models_with(POINTER):
+            ptr = self.pointer(model_id)
             if ptr is not None:
-                out[child.name] = ptr
+                out[model_id] = ptr
         return out
 
     def current_package_dirs(self) -> list[Path]:

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,18 +32,24 @@ def _profile() -> Path:
     return Path(os.environ["DOCTORAI_HOME"])  # set per test by tests/conftest.py
 
 
+def _renamed_copy(model: str, new_id: str) -> tuple[Path, dict[str, Any]]:
+    """A zoo package copied into the profile under another id (its hashes stay valid)."""
+    user_models = _profile() / "models"
+    user_models.mkdir(parents=True, exist_ok=True)
+    copy = user_models / new_id
+    shutil.copytree(ZOO / model, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["id"] = new_id
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy, manifest
+
+
 def test_verify_all_ok_then_tampered_profile_copy_fails(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["models", "verify", *ALL_MODELS]) == 0
     capsys.readouterr()
-    user_models = _profile() / "models"
-    user_models.mkdir(parents=True)
-    copy = user_models / "my-tabular"
-    shutil.copytree(ZOO / "tabular-breast-cancer", copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["id"] = "my-tabular"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    copy, _manifest = _renamed_copy("tabular-breast-cancer", "my-tabular")
     assert main(["models", "verify", "my-tabular"]) == 0  # a valid renamed copy passes
     assert "OK  my-tabular" in capsys.readouterr().out
     with (copy / "model.json").open("ab") as fh:
@@ -85,13 +92,7 @@ def test_verify_eval_detects_a_false_claim(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_list_refuses_a_package_missing_a_listed_file(capsys: pytest.CaptureFixture[str]) -> None:
-    user_models = _profile() / "models"
-    user_models.mkdir(parents=True)
-    copy = user_models / "skin-missing"
-    shutil.copytree(ZOO / "skin-lesion", copy)
-    manifest = json.loads((copy / "manifest.json").read_text())
-    manifest["id"] = "skin-missing"
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    copy, manifest = _renamed_copy("skin-lesion", "skin-missing")
     (copy / manifest["weights"]).unlink()
     assert main(["models", "list", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
