@@ -42,6 +42,7 @@ from core.inference.shadow import ShadowModels
 from core.security.users import PermissionDenied
 from core.viewer.state import ViewerState
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
+from desktop.menus import find_menu
 from desktop.model_manager_view import ModelManagerView
 from desktop.viewport_widget import ViewportWidget
 from desktop.workers import JobContext, JobRunner
@@ -573,11 +574,10 @@ def install_ai(window: Any, device: str | None = None,
     window.models_dock = window.add_panel(panel.manager_view, area.BottomDockWidgetArea,
                                           "Model manager")
     window.models_dock.hide()
-    for action in window.menuBar().actions():
-        menu = action.menu()
-        if menu is not None and action.text().replace("&", "") == "Tools":
-            menu.addSeparator()
-            menu.addAction("Model manager…", panel.show_manager)
+    tools = find_menu(window, "Tools")
+    if tools is not None:
+        tools.addSeparator()
+        tools.addAction("Model manager…", panel.show_manager)
     panel.queue.failed.connect(
         lambda row: window.statusBar().showMessage(
             f"AI model '{row.model_id}' failed: {row.message}", 10000))

@@ -24,6 +24,7 @@ from core.imaging.model import Series
 from core.security.users import Permission
 from core.security.workstation import Workstation
 from desktop.audit_viewer import AuditViewer
+from desktop.menus import find_menu
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
@@ -70,9 +71,8 @@ class AuditHooks(QObject):
         self.export_action = QAction("Export view as PNG…", self.window)
         self.export_action.triggered.connect(self.export_view_dialog)
         self.window.addAction(self.export_action)
-        file_menu = next((a.menu() for a in self.window.menuBar().actions()
-                          if a.text() == "&File"), None)
-        if isinstance(file_menu, QMenu):  # above "Quit", which ends the menu
+        file_menu = find_menu(self.window, "File")
+        if file_menu is not None:  # above "Quit", which ends the menu
             quit_action = next((a for a in file_menu.actions() if a.text() == "Quit"), None)
             if quit_action is not None:
                 file_menu.insertAction(quit_action, self.export_action)

@@ -23,6 +23,7 @@ from core.config import Settings
 from core.pacs.audit import AuditObjects, AuditSink, audit_log_sink
 from core.pacs.cache import PacsCache
 from core.pacs.errors import PacsError
+from desktop.menus import find_menu
 from desktop.pacs_dialog import PacsDialog, client_factory, configured_nodes
 from desktop.workers import Job, JobContext
 
@@ -203,11 +204,7 @@ class PacsGui:
 
 
 def _file_menu(window: Any) -> Any:
-    for menu_action in window.menuBar().actions():
-        menu = menu_action.menu()
-        if menu is not None and menu_action.text().replace("&", "") == "File":
-            return menu
-    return window.menuBar().addMenu("&File")
+    return find_menu(window, "File") or window.menuBar().addMenu("&File")
 
 
 def install_pacs(window: Any, ws: Workstation, settings: Settings | None,

@@ -38,6 +38,7 @@ from core.sync.engine import BackoffPolicy, SecurityAlert, SyncEngine, SyncRepor
 from core.sync.errors import SyncConfigError, SyncError
 from core.sync.status import SyncStatus
 from core.sync.wire import BatchResponse
+from desktop.menus import find_menu
 from desktop.sync_status import SyncStatusWidget
 
 if TYPE_CHECKING:
@@ -363,12 +364,11 @@ class SyncController(QObject):
 
 def _add_action(window: Any, action: QAction) -> None:
     """Tools > Sync now when the window has a Tools menu, else a Sync menu of its own."""
-    for menu_action in window.menuBar().actions():
-        menu = menu_action.menu()
-        if menu is not None and menu_action.text().replace("&", "") == "Tools":
-            menu.addSeparator()
-            menu.addAction(action)
-            return
+    tools = find_menu(window, "Tools")
+    if tools is not None:
+        tools.addSeparator()
+        tools.addAction(action)
+        return
     window.menuBar().addMenu("S&ync").addAction(action)
 
 

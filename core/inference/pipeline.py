@@ -117,14 +117,18 @@ def _predict(
     with_heatmap: bool,
     cancel: Cancel | None,
     progress: Progress | None,
-    seen: list[npt.NDArray[np.float32]],
+    seen: list[npt.NDArray[np.float32]] | None,
 ) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]] | None, float]:
-    """Model outputs per batch, and the seconds spent in the model (not waiting for input)."""
+    """Model outputs per batch, and the seconds spent in the model (not waiting for input).
+
+    ``seen`` collects the batches already used, for a rerun on the CPU after an
+    out-of-GPU-memory error; None on the CPU, where there is no such rerun."""
     probs: list[npt.NDArray[np.float32]] = []
     heats: list[npt.NDArray[np.float32]] | None = [] if with_heatmap else None
     busy = 0.0
     for done, batch in enumerate(batches):
-        seen.append(batch)  # kept for a rerun on the CPU after an out-of-GPU-memory error
+        if seen is not None:
+            seen.append(batch)
         if cancel is not None and cancel():
             raise InferenceCancelled()
         start = time.perf_counter()
@@ -185,7 +189,8 @@ def run_images(
             timings["load"] = (time.perf_counter() - start) * 1000  # ~0 when already loaded
             try:
                 probs, heats, busy = _predict(
-                    model, batches, len(prefetch), heatmap, cancel, progress, seen
+                    model, batches, len(prefetch), heatmap, cancel, progress,
+                    seen if model.device != "cpu" else None,
                 )
                 device = model.device
             except InferenceCancelled:
@@ -205,7 +210,7 @@ def run_images(
             rest = itertools.chain(list(seen), batches)  # the same generator goes on
             with manager.use(model_id) as model:
                 probs, heats, busy = _predict(
-                    model, rest, len(prefetch), heatmap, cancel, progress, []
+                    model, rest, len(prefetch), heatmap, cancel, progress, None
                 )
                 device = model.device
     finally:

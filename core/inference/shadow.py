@@ -93,6 +93,7 @@ class ShadowModels:
         """Run the shadow candidate of ``model_id`` on the images of the ``shown`` result
         (``InferenceResult.to_json()``); returns the upstream result item (no patient data)."""
         from core.inference.pipeline import run_images
+        from core.results.upstream import result_item
         from core.sync.wire import ResultItem
 
         shadow = self._by_id.get(model_id)
@@ -100,25 +101,21 @@ class ShadowModels:
             raise KeyError(f"no shadow model installed for '{model_id}'")
         result = run_images(self.manager, model_id, images, inputs, heatmap=False, cancel=cancel)
         mine = result.to_json()
-        same_labels = mine["labels"] == shown.get("labels")
+        base = result_item(mine, "none")
+        agrees = mine["labels"] == shown.get("labels") and mine["decisions"] == shown.get(
+            "decisions"
+        )
         item = ResultItem.model_validate(
             {
-                "client_id": mine["result_id"],
-                "created_at": mine["provenance"]["created_at"],
-                "model_id": mine["model"]["id"],
-                "model_version": mine["model"]["version"],
-                "decision": "none",
-                "latency_ms": float(sum(mine["provenance"]["timings_ms"].values())),
+                **base,
                 "shadow": True,
                 "rollout_id": shadow.rollout_id,
                 "summary": {
-                    "labels": mine["labels"],
-                    "decisions": mine["decisions"],
+                    **base["summary"],
                     "device": mine["provenance"]["device"],
                     "shown_result_id": shown.get("result_id"),
                     "shown_version": shown.get("model", {}).get("version"),
-                    "agrees_with_shown": same_labels
-                    and mine["decisions"] == shown.get("decisions"),
+                    "agrees_with_shown": agrees,
                 },
             }
         )

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from core.audit.log import AuditEvent, AuditLog, AuditObject
 from core.audit.vocabulary import EventType
+from core.results.upstream import result_item
 from core.store.outbox import enqueue
 from core.store.schema import decisions, results
 
@@ -53,20 +54,6 @@ class StoredResult:
 def _study_uid(result: dict[str, Any]) -> str:
     inputs = result.get("provenance", {}).get("inputs", [])
     return str(inputs[0].get("study_instance_uid", "")) if inputs else ""
-
-
-def _sync_payload(result: dict[str, Any], decision: str) -> dict[str, Any]:
-    """The backend's ResultItem: model, decision, latency and scores; no patient data."""
-    prov = result.get("provenance", {})
-    return {
-        "client_id": result["result_id"],
-        "created_at": prov.get("created_at"),
-        "model_id": result["model"]["id"],
-        "model_version": result["model"]["version"],
-        "decision": decision if decision in ("accepted", "rejected") else "none",
-        "latency_ms": float(sum(prov.get("timings_ms", {}).values())),
-        "summary": {"labels": result.get("labels"), "decisions": result.get("decisions")},
-    }
 
 
 class ResultsStore:
@@ -170,7 +157,7 @@ class ResultsStore:
                 )
             )
             if decision != "comment":
-                enqueue(conn, "result", _sync_payload(json.loads(row.payload), decision))
+                enqueue(conn, "result", result_item(json.loads(row.payload), decision))
         return DecisionRecord(decision, comment, user, now, event.index)
 
     def get(self, result_id: str) -> StoredResult:

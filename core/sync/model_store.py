@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from core.sync.errors import SyncError
 
@@ -35,6 +36,7 @@ MAX_UNPACKED_BYTES = 8 * 2**30
 MAX_MEMBERS = 10_000
 
 HealthCheck = Callable[[Path], tuple[bool, str]]
+_P = TypeVar("_P")
 
 
 class ModelInstallError(SyncError):
@@ -89,30 +91,30 @@ class ModelStore:
 
     # --- reading -----------------------------------------------------------------------------
 
-    def pointer(self, model_id: str) -> Pointer | None:
-        path = self.root / model_id / POINTER
+    def _read_pointer(
+        self, model_id: str, name: str, what: str, parse: Callable[[Any], _P]
+    ) -> _P | None:
+        """A pointer file parsed (None when absent); an unreadable one is an error naming it."""
+        path = self.root / model_id / name
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            return Pointer(str(raw["version"]), raw.get("previous"), bool(raw.get("pinned")))
+            return parse(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelInstallError(
-                model_id, f"pointer file '{path}' is unreadable: {exc}"
-            ) from exc
+            raise ModelInstallError(model_id, f"{what} file '{path}' is unreadable: {exc}") from exc
+
+    def pointer(self, model_id: str) -> Pointer | None:
+        return self._read_pointer(
+            model_id, POINTER, "pointer",
+            lambda raw: Pointer(str(raw["version"]), raw.get("previous"), bool(raw.get("pinned"))),
+        )
 
     def shadow(self, model_id: str) -> ShadowPointer | None:
         """The rollout candidate this workstation runs in shadow mode for ``model_id``."""
-        path = self.root / model_id / SHADOW
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            return ShadowPointer(str(raw["version"]), int(raw["rollout_id"]))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelInstallError(
-                model_id, f"shadow pointer file '{path}' is unreadable: {exc}"
-            ) from exc
+        return self._read_pointer(
+            model_id, SHADOW, "shadow pointer",
+            lambda raw: ShadowPointer(str(raw["version"]), int(raw["rollout_id"])),
+        )
 
     def _models_with(self, pointer_name: str) -> list[str]:
         """Ids of the models whose folder holds the pointer file ``pointer_name``."""

@@ -11,21 +11,12 @@ from PySide6.QtCore import Qt
 
 from core.inference.heatmap import colormap
 from core.viewer.transform import image_to_screen
+from tests.desktop.helpers import open_for_ai
 
 REPO = Path(__file__).resolve().parents[2]
 CR = REPO / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
 MR_PARTS = ("plotly__dash-vtk", "demos", "data", "mri_brain")
 TIMEOUT_MS = 120_000
-
-
-def _open(qtbot, win, path: Path) -> None:
-    painted: list[int] = []
-    win.viewport.painted.connect(painted.append)
-    win.open_paths([path])
-    qtbot.waitUntil(lambda: bool(painted), timeout=TIMEOUT_MS)
-    # the first paint may be a provisional image shown while the folder is still indexed
-    qtbot.waitUntil(lambda: not win.controller.indexing, timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: win.ai.manager is not None, timeout=TIMEOUT_MS)
 
 
 def _pixels(widget) -> np.ndarray:
@@ -38,7 +29,7 @@ def _pixels(widget) -> np.ndarray:
 
 def test_run_on_chest_cr_shows_overlay_and_records_decisions(qtbot, window) -> None:
     win, panel = window, window.ai
-    _open(qtbot, win, CR)
+    open_for_ai(qtbot, win, CR)
     assert win.state.series.modality == "CR"
     assert panel.selected_model() == "chest-xray-pneumonia"
     assert panel.models.count() == 1  # only the CR/DX model applies
@@ -110,7 +101,7 @@ def test_run_on_chest_cr_shows_overlay_and_records_decisions(qtbot, window) -> N
 
 def test_queue_cancel_and_model_manager(qtbot, window) -> None:
     win, panel = window, window.ai
-    _open(qtbot, win, CR)
+    open_for_ai(qtbot, win, CR)
     rows = [panel.run_current_image() for _ in range(4)]
     panel.queue.cancel_all()
     for row in rows:
@@ -138,7 +129,7 @@ def test_queue_cancel_and_model_manager(qtbot, window) -> None:
 def test_whole_mr_series_in_batches(qtbot, window, dicom_data: Path) -> None:
     mr = dicom_data.joinpath(*MR_PARTS)
     win, panel = window, window.ai
-    _open(qtbot, win, mr)
+    open_for_ai(qtbot, win, mr)
     assert win.state.series.modality == "MR"
     panel.select_model("brain-tumour-mri")
     panel.queue.batch_size = 8
@@ -180,7 +171,7 @@ def test_shadow_candidate_runs_after_the_shown_result_and_is_only_reported(
     from tests.inference.test_shadow import candidate
 
     win, panel = window, window.ai
-    _open(qtbot, win, CR)
+    open_for_ai(qtbot, win, CR)
     panel.set_shadow(ShadowModels.from_dirs([(candidate(tmp_path, "1.1.0"), 5)], device="cpu"))
     with qtbot.waitSignal(panel.shadow_recorded, timeout=TIMEOUT_MS) as got:
         row = panel.run_current_image()

@@ -19,6 +19,7 @@ from core.pacs.client import PacsClient
 from core.security.users import Role
 from core.security.workstation import SYSTEM_USER, Workstation
 from desktop.pacs_panel import install_pacs
+from tests.desktop.helpers import open_for_ai
 from tests.pacs.conftest import CT3_DIR
 from tests.pacs.orthanc import OrthancServer, orthanc_server, unavailable_reason
 
@@ -109,11 +110,7 @@ def test_export_of_accepted_result_lands_in_orthanc(qtbot, window, ws: Workstati
     export = gui.export
     assert export is not None
     window.ai.sink = ws.decision_sink()
-    painted: list[int] = []
-    window.viewport.painted.connect(painted.append)
-    window.open_paths([CR])
-    qtbot.waitUntil(lambda: bool(painted) and window.ai.manager is not None, timeout=120_000)
-    qtbot.waitUntil(lambda: not window.controller.indexing, timeout=60_000)
+    open_for_ai(qtbot, window, CR)
     assert not export.button.isEnabled()
     window.ai.run_image_button.click()
     row = window.ai.queue.rows[-1]

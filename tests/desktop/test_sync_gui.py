@@ -34,6 +34,7 @@ from core.sync.credentials import CredentialStore
 from core.sync.engine import BackoffPolicy
 from desktop.sync_worker import _RUNNING, install_sync, load_last_success
 from tests.backend.conftest import LiveServer, base_settings
+from tests.desktop.helpers import open_for_ai
 
 REPO = Path(__file__).resolve().parents[2]
 CR = REPO / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
@@ -171,11 +172,7 @@ def test_not_configured_says_so_and_runs_nothing(qtbot, ws: Workstation) -> None
 def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignore[no-untyped-def]
         qtbot, window, ws: Workstation, remote: RemoteServer) -> None:
     window.ai.sink = ws.decision_sink()
-    painted: list[int] = []
-    window.viewport.painted.connect(painted.append)
-    window.open_paths([CR])
-    qtbot.waitUntil(lambda: bool(painted) and window.ai.manager is not None, timeout=120_000)
-    qtbot.waitUntil(lambda: not window.controller.indexing, timeout=60_000)
+    open_for_ai(qtbot, window, CR)
     window.ai.run_image_button.click()
     row = window.ai.queue.rows[-1]
     qtbot.waitUntil(lambda: row.state == "done", timeout=120_000)
