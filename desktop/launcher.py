@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from core import __version__
-from core import cli as core_cli
+import cli as core_cli
 
 
 def _gui_parser() -> argparse.ArgumentParser:

@@ -58,7 +58,7 @@ def test_no_heavy_framework_at_module_level() -> None:
 
 def test_startup_imports_nothing_heavy() -> None:
     code = (
-        "import sys, desktop.launcher, core.cli, core.config;"
+        "import sys, desktop.launcher, cli, core.config;"
         f"heavy = sorted(m for m in {sorted(HEAVY | {'PySide6'})!r} if m in sys.modules);"
         "print(','.join(heavy))"
     )

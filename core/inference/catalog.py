@@ -8,11 +8,14 @@ be visible to the user, yet never stop the others from loading.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from models.manifest import ModelPackage, PackageError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,10 +54,26 @@ def applicable(
 
 
 def model_roots() -> list[Path]:
-    """Zoo, configured folders, profile folder: the same list ``doctorai models`` uses."""
-    from core.cli.models_cmd import model_roots as roots
+    """Where packages are looked for, in priority order (the first package of an id wins).
 
-    return roots()
+    Versions installed by signed update (``doctorai sync models``) come first: the centre's
+    signed channel decides which version runs, also for a model the installer shipped. Then
+    the shipped zoo, IT's configured folders and packages dropped into ``<profile>/models``.
+    """
+    from core.config import load_settings
+    from core.paths import profile_dir
+    from core.sync.model_store import ModelInstallError, ModelStore
+    from models.discovery import ZOO_DIR
+
+    settings = load_settings()
+    store = ModelStore(profile_dir() / "models")
+    try:
+        signed = store.current_package_dirs()
+    except ModelInstallError as exc:  # a damaged pointer: fall back to the shipped version
+        log.warning("signed model updates ignored: %s", exc)
+        signed = []
+    roots = [ZOO_DIR, *(Path(d).expanduser() for d in settings.inference.model_dirs)]
+    return [*signed, *roots, profile_dir() / "models"]
 
 
 def load_catalog(roots: Iterable[Path] | None = None, *, verify_hashes: bool = True) -> Catalog:

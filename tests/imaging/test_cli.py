@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core import cli
+import cli
 from core.imaging.display import render
 from core.imaging.pixels import read_frame
 from tests.imaging.refdata import CT_TS, PYDICOM_TF, WG04, instance

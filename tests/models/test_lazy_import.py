@@ -18,7 +18,7 @@ from models.manifest import load_package
 from models.preprocess import preprocess_batch
 import models.evaluate, models.selftest, models.devices, models.postprocess, models.phantoms
 import models.adapters.torch_adapter, models.adapters.keras_adapter, models.adapters.xgboost_adapter
-import core.cli.models_cmd
+import cli.models_cmd
 FW = json.loads(sys.argv[2])
 packages, errors = discover([ZOO_DIR])
 avail = availability()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from core.cli import main
+from cli import main
 from tests.models.conftest import ALL_MODELS, ZOO
 
 

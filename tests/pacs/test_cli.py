@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core import cli
+import cli
 from tests.pacs.conftest import CT3_DIR
 
 

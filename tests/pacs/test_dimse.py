@@ -66,7 +66,7 @@ def test_dimse_errors_name_the_node() -> None:
 
 
 def test_cli_and_retrieve_dispatch_to_dimse(orthanc, capsys: pytest.CaptureFixture[str]) -> None:
-    from core import cli
+    import cli
 
     url = f"dicom://{orthanc.aet}@127.0.0.1:{orthanc.dicom_port}"
     assert cli.main(["pacs", "search", "--url", url, "--patient-id", "99000", "--json"]) == 0

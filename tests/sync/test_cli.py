@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from core.cli import main, sync_cmd
+from cli import main, sync_cmd
 from core.sync.outbox import SqliteOutbox
 from tests.backend.conftest import LiveServer
 from tests.sync.conftest import Chain, queue

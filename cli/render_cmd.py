@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from core.cli.cli_audit import CliAudit
+    from cli.cli_audit import CliAudit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.cli.cli_audit import EXIT_NO_AUDIT, CliAudit
+    from cli.cli_audit import EXIT_NO_AUDIT, CliAudit
 
     if args.window is not None and args.window[1] <= 0:
         print(f"error: window width must be positive, got {args.window[1]:g}", file=sys.stderr)
@@ -50,7 +50,7 @@ def _render(args: argparse.Namespace, audit: CliAudit) -> int:
 
     from core.audit.log import AuditObject
     from core.audit.vocabulary import EventType, Outcome
-    from core.cli.cli_audit import instance_objects
+    from cli.cli_audit import instance_objects
     from core.imaging.display import render
     from core.imaging.header import HeaderError, read_header
     from core.imaging.pixels import PixelDecodeError, read_frame

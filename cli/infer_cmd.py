@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from core.cli.cli_audit import CliAudit
+    from cli.cli_audit import CliAudit
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,7 +111,7 @@ def _write_heatmap(out: str, frame: Any, heat: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.cli.cli_audit import EXIT_NO_AUDIT, CliAudit
+    from cli.cli_audit import EXIT_NO_AUDIT, CliAudit
 
     audit = CliAudit.open_or_explain("infer")  # before any patient data is read
     if audit is None:

@@ -31,33 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     verify.add_argument("--json", action="store_true", help="print JSON")
 
 
-def model_roots() -> list[Path]:
-    """Where packages are looked for, in priority order (the first package of an id wins).
-
-    Versions installed by signed update (``doctorai sync models``) come first: the centre's
-    signed channel decides which version runs, also for a model the installer shipped. Then
-    the shipped zoo, IT's configured folders and packages dropped into ``<profile>/models``.
-    """
-    from core.config import load_settings
-    from core.paths import profile_dir
-    from core.sync.model_store import ModelInstallError, ModelStore
-    from models.discovery import ZOO_DIR
-
-    settings = load_settings()
-    store = ModelStore(profile_dir() / "models")
-    try:
-        signed = store.current_package_dirs()
-    except ModelInstallError as exc:  # a damaged pointer: fall back to the shipped version
-        log.warning("signed model updates ignored: %s", exc)
-        signed = []
-    roots = [ZOO_DIR, *(Path(d).expanduser() for d in settings.inference.model_dirs)]
-    return [*signed, *roots, profile_dir() / "models"]
-
-
 def run(args: argparse.Namespace) -> int:
     from core.config import ConfigError
 
     try:
+        from core.inference.catalog import model_roots
+
         roots = model_roots()
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

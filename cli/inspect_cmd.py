@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from core.audit.vocabulary import EventType
-    from core.cli.cli_audit import EXIT_NO_AUDIT, CliAudit, index_objects
+    from cli.cli_audit import EXIT_NO_AUDIT, CliAudit, index_objects
     from core.imaging.index import build_index
 
     audit = CliAudit.open_or_explain("inspect")  # before any patient data is read

@@ -16,15 +16,15 @@ from core import __version__
 
 # name -> (module, one-line help). Add a line here to add a command.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "inspect": ("core.cli.inspect_cmd", "index DICOM/image files and print the study tree"),
-    "render": ("core.cli.render_cmd", "write the 8-bit image the viewer shows for one instance"),
-    "models": ("core.cli.models_cmd", "list and verify installed model packages"),
-    "infer": ("core.cli.infer_cmd", "run a model on images, a feature table or text"),
-    "selftest": ("core.cli.selftest_cmd", "devices seen and every model's health check"),
-    "audit": ("core.cli.audit_cmd", "verify, show the head of, or export the audit trail"),
-    "users": ("core.cli.users_cmd", "add or list local accounts"),
-    "sync": ("core.cli.sync_cmd", "sync results/audit now, enrol, status, model updates"),
-    "pacs": ("core.cli.pacs_cmd", "PACS: search, retrieve, store (DICOMweb), secrets, cache"),
+    "inspect": ("cli.inspect_cmd", "index DICOM/image files and print the study tree"),
+    "render": ("cli.render_cmd", "write the 8-bit image the viewer shows for one instance"),
+    "models": ("cli.models_cmd", "list and verify installed model packages"),
+    "infer": ("cli.infer_cmd", "run a model on images, a feature table or text"),
+    "selftest": ("cli.selftest_cmd", "devices seen and every model's health check"),
+    "audit": ("cli.audit_cmd", "verify, show the head of, or export the audit trail"),
+    "users": ("cli.users_cmd", "add or list local accounts"),
+    "sync": ("cli.sync_cmd", "sync results/audit now, enrol, status, model updates"),
+    "pacs": ("cli.pacs_cmd", "PACS: search, retrieve, store (DICOMweb), secrets, cache"),
 }
 
 
