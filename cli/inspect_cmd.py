@@ -21,8 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from core.audit.vocabulary import EventType
     from cli.cli_audit import EXIT_NO_AUDIT, CliAudit, index_objects
+    from core.audit.vocabulary import EventType
     from core.imaging.index import build_index
 
     audit = CliAudit.open_or_explain("inspect")  # before any patient data is read

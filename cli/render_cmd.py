@@ -48,9 +48,9 @@ def _render(args: argparse.Namespace, audit: CliAudit) -> int:
         print(f"error: --out '{args.out}' must be a .png file", file=sys.stderr)
         return 2
 
+    from cli.cli_audit import instance_objects
     from core.audit.log import AuditObject
     from core.audit.vocabulary import EventType, Outcome
-    from cli.cli_audit import instance_objects
     from core.imaging.display import render
     from core.imaging.header import HeaderError, read_header
     from core.imaging.pixels import PixelDecodeError, read_frame

@@ -16,12 +16,11 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal
 
-from core.imaging.model import Frame
+from core.imaging.model import Frame, SliceRef
 from core.inference.cache import PredictionCache
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult, InputRef
 from core.inference.shadow import ShadowModels
-from core.viewer.state import SliceRef
 from desktop.workers import Job, JobContext, JobRunner
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"

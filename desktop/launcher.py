@@ -10,8 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from core import __version__
 import cli as core_cli
+from core import __version__
 
 
 def _gui_parser() -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +51,15 @@ class Instance:
     study_instance_uid: str = ""
     patient_id: str = ""
     pixel: PixelInfo | None = None  # header facts for decoding; read-only for callers
+
+
+class SliceRef(NamedTuple):
+    """One slice of a series in display order: an instance and which of its frames.
+
+    The one name for this concept (viewer, loading, inference); a tuple so loaders unpack it."""
+
+    instance: Instance
+    frame: int
 
 
 @dataclass(frozen=True)

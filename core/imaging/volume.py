@@ -21,10 +21,17 @@ import numpy.typing as npt
 
 from core.imaging import sources
 from core.imaging.index import Cancel, cancel_check
-from core.imaging.model import Frame, Instance, LoadError, PixelInfo, Series, display_frames
+from core.imaging.model import (
+    Frame,
+    Instance,
+    LoadError,
+    PixelInfo,
+    Series,
+    SliceRef,
+    display_frames,
+)
 from core.imaging.pixels import PixelDecodeError, gray_frame, read_frame, rescale
 
-SliceRef = tuple[Instance, int]
 _COLOR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR"})
 
 
@@ -43,7 +50,7 @@ class SeriesLoadError(ValueError):
 def slice_refs(series: Series) -> list[SliceRef]:
     """Slices in display order: each frame of each instance with pixels (the viewer's order)."""
     return [
-        (inst, f)
+        SliceRef(inst, f)
         for inst in series.instances
         if inst.has_pixels
         for f in display_frames(inst)

@@ -6,8 +6,6 @@ slices arrive, in any order, and views repaint on ``frame_loaded``. Nothing here
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from psygnal import Signal
 
@@ -17,31 +15,14 @@ from core.imaging.model import (
     LoadError,
     Patient,
     Series,
+    SliceRef,
     Study,
     StudyIndex,
-    display_frames,
 )
+from core.imaging.volume import slice_refs
 from core.viewer.measure import Measurement
 from core.viewer.presets import AUTO, window_for
 from core.viewer.viewport import Viewport
-
-
-@dataclass(frozen=True)
-class SliceRef:
-    """Which instance (and which frame of it) a slice index of the series shows."""
-
-    instance: Instance
-    frame: int
-
-
-def slice_refs(series: Series) -> list[SliceRef]:
-    """Slices of a series in display order: each frame of each instance with pixels."""
-    return [
-        SliceRef(inst, f)
-        for inst in series.instances
-        if inst.has_pixels
-        for f in display_frames(inst)
-    ]
 
 
 def _key(ref: SliceRef) -> tuple[str, int]:
