@@ -10,13 +10,19 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
-    sub.add_parser("verify", help="walk the hash chain; exit 1 naming the first bad index")
-    sub.add_parser("head", help="print the chain head (index and hash)")
+    verify = sub.add_parser(
+        "verify",
+        help="walk the hash chain and run the page HMAC and SQLite integrity checks; exit 1 "
+        "naming the check that failed (and the first bad index or page)",
+    )
+    head = sub.add_parser("head", help="print the chain head (index and hash)")
     export = sub.add_parser("export", help="export events (audited as 'Audit Log Used')")
     export.add_argument("--format", choices=["json", "csv", "dicom-xml"], default="json")
     export.add_argument("--since", help="ISO date/time, UTC (e.g. 2026-11-01)")
     export.add_argument("--out", help="file to write (default: standard output)")
     parser.add_argument("--db", help="database file (default: the profile's)")
+    for action in (verify, head, export):  # `audit verify --db F` as well as `audit --db F verify`
+        action.add_argument("--db", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
 def _since(text: str) -> str:
@@ -65,11 +71,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"{index} {digest}")
             return 0
         if args.action == "verify":
-            result = log.verify()
+            result = log.check()
+            for ok, line in result.lines():
+                print(line, file=sys.stdout if ok else sys.stderr)
             if result.ok:
-                print(f"ok: {result.checked} events, chain intact")
+                print(f"ok: {result.checked} events, chain intact, every page intact")
                 return 0
-            print(f"TAMPERED at index {result.first_bad_index}: {result.reason}", file=sys.stderr)
+            print(
+                f"FAILED: {', '.join(result.failed())} ({db.path}). Keep this file for "
+                "investigation and restore the database from backup.",
+                file=sys.stderr,
+            )
             return 1
         text = EXPORTERS[args.format](log.iter_events(since=since))
         if args.out:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.audit.export import EXPORTERS
-from core.audit.log import AuditObject, StoredEvent, VerifyResult
+from core.audit.log import AuditObject, StoredEvent, TrailCheck
 from core.audit.vocabulary import EventType, Outcome
 from core.security.users import Permission, PermissionDenied
 from core.security.workstation import Workstation
@@ -82,8 +82,8 @@ def _load(_ctx: JobContext, ws: Workstation, flt: AuditFilter) -> list[StoredEve
     return _events(ws, flt)[-MAX_ROWS:][::-1]
 
 
-def _verify(_ctx: JobContext, ws: Workstation) -> VerifyResult:
-    return ws.audit.verify()
+def _verify(_ctx: JobContext, ws: Workstation) -> TrailCheck:
+    return ws.audit.check()  # the hash chain, the page HMACs and SQLite's integrity check
 
 
 def _export(_ctx: JobContext, ws: Workstation, flt: AuditFilter, path: Path, fmt: str) -> int:
@@ -100,7 +100,7 @@ def objects_text(event: StoredEvent) -> str:
 class AuditViewer(QWidget):
     audited = Signal()  # the viewer appended to the trail (the chain head moved)
     loaded = Signal()  # rows shown (tests, status)
-    verified = Signal(object)  # VerifyResult
+    verified = Signal(object)  # TrailCheck
     exported = Signal(str)  # path, or "" on failure
 
     def __init__(self, ws: Workstation, runner: JobRunner, parent: QWidget | None = None) -> None:
@@ -110,7 +110,7 @@ class AuditViewer(QWidget):
         self.ws = ws
         self.runner = runner
         self.events: list[StoredEvent] = []
-        self.last_verify: VerifyResult | None = None
+        self.last_verify: TrailCheck | None = None
 
         self.user = QLineEdit()
         self.user.setPlaceholderText("any user")
@@ -237,23 +237,33 @@ class AuditViewer(QWidget):
     def verify(self) -> None:
         if not self._allowed():
             return
-        self.status.setText("Verifying the chain…")
+        self.status.setText("Verifying the chain and every page of the database…")
         self.runner.start("verifying the audit chain", _verify, self.ws,
                           on_result=self._verified, on_error=self._failed)
 
-    def _verified(self, result: VerifyResult) -> None:
+    def _verified(self, result: TrailCheck) -> None:
         self.last_verify = result
-        if result.ok:
+        chain = result.chain
+        if chain.ok:
             index, head = self.ws.audit.chain_head()
-            self.status.setText(f"Chain OK: {result.checked} event(s) verified; head #{index} "
-                                f"{head[:12]}.")
+            text = f"Chain OK: {chain.checked} event(s) verified; head #{index} {head[:12]}."
+        elif chain.first_bad_index is None:
+            text = f"Chain NOT VERIFIED: {chain.reason}."
         else:
-            self.status.setText(f"TAMPERED: the chain breaks at event #{result.first_bad_index}"
-                                f" ({result.reason}). Keep this database for investigation.")
-            self._select_index(result.first_bad_index)
+            text = (f"TAMPERED: the chain breaks at event #{chain.first_bad_index}"
+                    f" ({chain.reason}).")
+            self._select_index(chain.first_bad_index)
+        damaged = [str(c) for c in result.storage if not c.ok]
+        if damaged:
+            text += " DAMAGED FILE: " + "; ".join(damaged) + "."
+        else:
+            text += " " + "; ".join(str(c) for c in result.storage) + "."
+        if not result.ok:
+            text += " Keep this database for investigation."
+        self.status.setText(text)
         self._record(Outcome.SUCCESS if result.ok else Outcome.SERIOUS_FAILURE,
                      action="verify", ok=result.ok, checked=result.checked,
-                     first_bad_index=result.first_bad_index)
+                     first_bad_index=result.first_bad_index, failed=result.failed())
         self.verified.emit(result)
 
     def _select_index(self, index: int | None) -> None:

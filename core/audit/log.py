@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError
 from core.audit.chain import GENESIS_HASH, canonical, chain_hash
 from core.audit.group_commit import GroupCommit
 from core.audit.vocabulary import EventType, Outcome
-from core.store.database import Database
+from core.store.database import READ_ERRORS, Database, StorageCheck, quiet_sqlcipher
 from core.store.outbox import OUTBOX_INSERT_SQL, enqueue_many, outbox_rows
 from core.store.schema import audit_events
 
@@ -86,6 +86,46 @@ class VerifyResult:
     checked: int
     first_bad_index: int | None = None
     reason: str = ""
+
+
+CHAIN_CHECK = "hash chain"
+
+
+@dataclass(frozen=True)
+class TrailCheck:
+    """``doctorai audit verify`` and the viewer's Verify: the hash chain over the audit rows
+    plus the file's own checks (page HMACs, SQLite integrity), each reported by name."""
+
+    chain: VerifyResult
+    storage: tuple[StorageCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        return self.chain.ok and all(c.ok for c in self.storage)
+
+    @property
+    def checked(self) -> int:
+        return self.chain.checked
+
+    @property
+    def first_bad_index(self) -> int | None:
+        return self.chain.first_bad_index
+
+    def chain_line(self) -> str:
+        if self.chain.ok:
+            return f"{CHAIN_CHECK}: ok ({self.chain.checked} events, chain intact)"
+        if self.chain.first_bad_index is None:
+            return f"{CHAIN_CHECK}: {self.chain.reason}"
+        return f"{CHAIN_CHECK}: TAMPERED at index {self.chain.first_bad_index}: {self.chain.reason}"
+
+    def lines(self) -> list[tuple[bool, str]]:
+        """(ok, "name: what it found") per check, the chain first."""
+        return [(self.chain.ok, self.chain_line())] + [(c.ok, str(c)) for c in self.storage]
+
+    def failed(self) -> list[str]:
+        """The names of the checks that failed."""
+        names = [] if self.chain.ok else [CHAIN_CHECK]
+        return names + [c.name for c in self.storage if not c.ok]
 
 
 def _content(
@@ -368,6 +408,18 @@ class AuditLog:
             ):
                 continue
             yield event
+
+    def check(self) -> TrailCheck:
+        """Everything ``verify`` checks plus SQLCipher's page HMAC check and SQLite's
+        integrity check over the whole file: pages outside the audit rows count too."""
+        storage = tuple(self.db.check_storage())
+        try:
+            with quiet_sqlcipher():
+                chain = self.verify()
+        except READ_ERRORS as exc:  # an audit page that fails its HMAC cannot be read at all
+            reason = getattr(exc, "orig", None) or exc
+            chain = VerifyResult(False, 0, None, f"the audit rows cannot be read ({reason})")
+        return TrailCheck(chain, storage)
 
     def verify(self) -> VerifyResult:
         """Walk the chain; name the first index whose row was changed, removed, moved or added."""

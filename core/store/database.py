@@ -8,9 +8,11 @@ BEGIN IMMEDIATE so writers (threads or processes) serialise cleanly instead of f
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,100 @@ def _check_key(path: Path, key: str) -> None:
         con.close()
 
 
+#: What reading a damaged page raises: SQLAlchemy wraps only the sqlite3 module's errors (the
+#: "sqlite://" dialect's DB-API), so sqlcipher3's own escape some statements unwrapped.
+READ_ERRORS: tuple[type[Exception], ...] = (SADatabaseError, sqlcipher3.DatabaseError)
+
+PAGE_HMAC_CHECK = "page HMAC check"
+SQLITE_INTEGRITY_CHECK = "SQLite integrity check"
+_FAILED_PAGE = re.compile(r"HMAC verification failed for page (\d+)")
+_TREE = re.compile(r"^Tree (\d+) ")
+_MAX_PROBLEM_CHARS = 200  # one problem as quoted in a summary line
+_SQLITE_MAX_ERRORS = 100  # PRAGMA integrity_check stops after this many
+
+
+@dataclass(frozen=True)
+class StorageCheck:
+    """What one of the file's own checks found: SQLCipher's page HMAC check (every page of
+    the file still carries the HMAC it was written with) or SQLite's integrity check (the
+    B-trees, indexes and free list are consistent). Independent of the audit hash chain: a
+    damaged page that holds no audit row fails here while the chain still verifies."""
+
+    name: str  # PAGE_HMAC_CHECK | SQLITE_INTEGRITY_CHECK
+    problems: tuple[str, ...] = ()
+    summary: str = "ok"  # e.g. "3 pages fail (first: page 12)"
+    failed_pages: tuple[int, ...] = ()  # page HMAC check: the pages whose HMAC fails
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.summary}"
+
+
+def _short(problem: str) -> str:
+    problem = " ".join(problem.split())
+    return problem if len(problem) <= _MAX_PROBLEM_CHARS else problem[:_MAX_PROBLEM_CHARS] + "…"
+
+
+def _page_hmac_check(conn: Connection) -> StorageCheck:
+    try:
+        rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA cipher_integrity_check")]
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+    except READ_ERRORS as exc:
+        problem = f"the check could not run ({getattr(exc, 'orig', None) or exc})"
+        return StorageCheck(PAGE_HMAC_CHECK, (problem,), problem)
+    if not rows:
+        return StorageCheck(PAGE_HMAC_CHECK, summary=f"ok ({pages} pages)")
+    failed = tuple(int(m.group(1)) for r in rows if (m := _FAILED_PAGE.search(r)))
+    others = [r for r in rows if not _FAILED_PAGE.search(r)]
+    parts = []
+    if failed:
+        noun = "page fails" if len(failed) == 1 else "pages fail"
+        parts.append(f"{len(failed)} {noun} (first: page {failed[0]})")
+    if others:
+        parts.append(
+            f"{_short(others[0])}" + (f" (and {len(others) - 1} more)" if len(others) > 1 else "")
+        )
+    return StorageCheck(PAGE_HMAC_CHECK, tuple(rows), "; ".join(parts), failed)
+
+
+def _sqlite_integrity_check(conn: Connection) -> StorageCheck:
+    try:  # read before the check: a page failing its HMAC can poison later reads
+        tables = {
+            int(root): f"{kind} {name}"
+            for kind, name, root in conn.exec_driver_sql(
+                "SELECT type, name, rootpage FROM sqlite_master WHERE rootpage > 0"
+            )
+        }
+    except READ_ERRORS:
+        tables = {}
+    try:
+        rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA integrity_check")]
+    except READ_ERRORS as exc:
+        problem = f"the check could not run ({getattr(exc, 'orig', None) or exc})"
+        return StorageCheck(SQLITE_INTEGRITY_CHECK, (problem,), problem)
+    problems = [
+        line.strip()
+        for row in rows
+        for line in row.splitlines()
+        if line.strip() and line.strip() != "ok" and not line.startswith("***")
+    ]
+    if not problems:
+        return StorageCheck(SQLITE_INTEGRITY_CHECK)
+
+    def named(problem: str) -> str:  # "Tree 3 page 9: ..." -> "Tree 3 (table users) page 9: ..."
+        m = _TREE.match(problem)
+        where = tables.get(int(m.group(1))) if m else None
+        return f"Tree {m.group(1)} ({where}) {problem[m.end() :]}" if m and where else problem
+
+    noun = "problem" if len(problems) == 1 else "problems"
+    count = f"at least {len(problems)}" if len(problems) >= _SQLITE_MAX_ERRORS else len(problems)
+    summary = f"{count} {noun} (first: {_short(named(problems[0]))})"
+    return StorageCheck(SQLITE_INTEGRITY_CHECK, tuple(problems), summary)
+
+
 class Database:
     """The open database: an SQLAlchemy engine plus the profile's workstation id."""
 
@@ -72,21 +168,39 @@ class Database:
                 conn.execute(properties.insert().values(key="workstation_id", value=value))
             return str(value)
 
+    def check_storage(self) -> list[StorageCheck]:
+        """Run SQLCipher's page HMAC check and SQLite's integrity check over the whole file
+        (every table, not only the audit trail); read-only. Pages still in the WAL are read
+        by the integrity check; the page HMAC check reads the main file."""
+        with quiet_sqlcipher(), self.engine.connect() as conn:
+            checks = [_page_hmac_check(conn), _sqlite_integrity_check(conn)]
+            if not all(c.ok for c in checks):
+                conn.invalidate()  # a connection that met a bad page is not reused
+        return checks
+
     def integrity_check(self) -> list[str]:
         """Problems found by SQLite's integrity_check and SQLCipher's page HMAC check."""
-        problems: list[str] = []
-        with self.engine.connect() as conn:
-            for pragma in ("integrity_check", "cipher_integrity_check"):
-                try:
-                    rows = [str(r[0]) for r in conn.exec_driver_sql(f"PRAGMA {pragma}")]
-                except (SADatabaseError, sqlcipher3.DatabaseError) as exc:
-                    problems.append(f"{pragma}: {exc}")  # a page failing its HMAC aborts it
-                    continue
-                problems += [f"{pragma}: {r}" for r in rows if r != "ok"]
-        return problems
+        return [f"{c.name}: {p}" for c in self.check_storage() for p in c.problems]
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def quiet_sqlcipher() -> Iterator[None]:
+    """Keep SQLCipher from logging each bad page to stderr while a check reports them
+    (cipher_log_level is process-wide: restored afterwards)."""
+    con = sqlcipher3.connect(":memory:")
+    try:
+        previous = str(con.execute("PRAGMA cipher_log_level").fetchone()[0])
+        con.execute("PRAGMA cipher_log_level = NONE")
+        try:
+            yield
+        finally:
+            if previous.isalpha():
+                con.execute(f"PRAGMA cipher_log_level = {previous}")
+    finally:
+        con.close()
 
 
 def migrate(engine: Engine) -> None:
