@@ -21,11 +21,47 @@ class DatabaseError(Exception):
         super().__init__(f"cannot open the encrypted database '{path}': {reason}")
 
 
+KEYRING_HELP = (
+    "To fix: start the desktop's keyring service and unlock it (Linux: a Secret Service such "
+    "as GNOME Keyring or KWallet, normally started with the desktop session; macOS: Keychain; "
+    "Windows: Credential Locker), then start DoctorAI again; or choose a keyring backend "
+    "explicitly with the PYTHON_KEYRING_BACKEND environment variable or keyring's "
+    "configuration file (`python -m keyring diagnose` shows where it is read)"
+)
+
+
 class KeyringUnavailableError(DatabaseError):
-    """No usable OS keyring (locked, missing backend) or no key stored for an existing file."""
+    """No key stored for an existing file (or an unusable one): restore it from the backup."""
 
     def __str__(self) -> str:
         return f"{super().__str__()}. {RECOVERY}"
+
+
+class NoKeyringError(KeyringUnavailableError):
+    """The OS keyring itself cannot be used (no backend, no service, locked, refused): nothing
+    is known to be wrong with the database or its key, so the way out is the keyring, not a
+    backup. ``new_profile``: the database file does not exist yet (first run)."""
+
+    def __init__(self, path: Path, reason: str, *, backend: str, new_profile: bool) -> None:
+        self.backend = backend
+        self.new_profile = new_profile
+        super().__init__(path, reason)
+
+    def __str__(self) -> str:
+        where = f"(keyring's backend: {self.backend})"
+        if self.new_profile:
+            return (
+                f"cannot create the encrypted database '{self.path}': {self.reason} {where}. "
+                "DoctorAI keeps the database key only in the OS keyring, so nothing was "
+                f"created. {KEYRING_HELP}. (`doctorai --demo` runs a throw-away profile "
+                "without a keyring.)"
+            )
+        return (
+            f"cannot open the encrypted database '{self.path}': {self.reason} {where}. Its key "
+            "is kept in the OS keyring (service 'DoctorAI Workstation'); the file was left "
+            f"untouched. {KEYRING_HELP}. Never delete the file to 'fix' this: it holds the "
+            "audit trail."
+        )
 
 
 class WrongKeyError(DatabaseError):

@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from core.store.errors import KeyringUnavailableError
+from core.store.errors import KeyringUnavailableError, NoKeyringError
 
 SERVICE = "DoctorAI Workstation"
 
@@ -52,18 +52,34 @@ def _file_backend_chosen() -> bool:
     return bool(os.environ.get("PYTHON_KEYRING_BACKEND") or chosen or load_config() is not None)
 
 
+def backend_name() -> str:
+    """The backend keyring uses now, as keyring names it (a chainer lists its members)."""
+    import keyring
+
+    def name(b: object) -> str:
+        return f"{type(b).__module__}.{type(b).__qualname__}"
+
+    backend = keyring.get_keyring()
+    members = getattr(backend, "backends", None)
+    return f"{name(backend)} of {', '.join(map(name, members))}" if members else name(backend)
+
+
+class _NoKeyring(RuntimeError):
+    """Why the keyring cannot be used at all (not an error of a particular key)."""
+
+
 def _keyring() -> object:
     import keyring
     from keyring.backends import fail
 
     backend = keyring.get_keyring()
     if isinstance(backend, fail.Keyring):
-        raise RuntimeError("no OS keyring backend is available")  # noqa: TRY004 - not a type error
+        raise _NoKeyring("no OS keyring is available")
     if _is_file_backend(backend) and not _file_backend_chosen():
-        raise RuntimeError(
-            "no OS keyring answered (start the desktop's keyring service, e.g. GNOME Keyring or "
-            "KWallet); keyring would fall back to a plaintext key file, which DoctorAI refuses "
-            "unless PYTHON_KEYRING_BACKEND chooses it explicitly"
+        raise _NoKeyring(
+            "no OS keyring answered, and keyring would fall back to a plaintext key file, which "
+            "DoctorAI refuses unless PYTHON_KEYRING_BACKEND or keyring's configuration chooses "
+            "it explicitly"
         )
     return keyring
 
@@ -71,20 +87,28 @@ def _keyring() -> object:
 def get_or_create_key(db_path: Path) -> str:
     """The 64-hex-digit key; a new one only when the database file does not exist yet."""
     entry = key_entry_name(db_path)
+    new_profile = not db_path.exists()
     try:
         import keyring
 
         _keyring()
         stored = keyring.get_password(SERVICE, entry)
+    except _NoKeyring as exc:
+        raise NoKeyringError(
+            db_path, str(exc), backend=backend_name(), new_profile=new_profile
+        ) from exc
     except Exception as exc:  # keyring raises backend-specific errors (locked, D-Bus, ...)
-        raise KeyringUnavailableError(
-            db_path, f"the OS keyring could not be read ({type(exc).__name__}: {exc})"
+        raise NoKeyringError(
+            db_path,
+            f"the OS keyring could not be read ({type(exc).__name__}: {exc})",
+            backend=backend_name(),
+            new_profile=new_profile,
         ) from exc
     if stored:
         if len(stored) != 64 or any(c not in "0123456789abcdef" for c in stored):
             raise KeyringUnavailableError(db_path, f"keyring entry '{entry}' is not a 256-bit key")
         return stored
-    if db_path.exists():
+    if not new_profile:
         raise KeyringUnavailableError(
             db_path, f"the file exists but the keyring holds no key '{entry}'"
         )
@@ -92,7 +116,10 @@ def get_or_create_key(db_path: Path) -> str:
     try:
         keyring.set_password(SERVICE, entry, key)
     except Exception as exc:
-        raise KeyringUnavailableError(
-            db_path, f"the new key could not be stored in the OS keyring ({exc})"
+        raise NoKeyringError(
+            db_path,
+            f"the new key could not be stored in the OS keyring ({type(exc).__name__}: {exc})",
+            backend=backend_name(),
+            new_profile=True,
         ) from exc
     return key
