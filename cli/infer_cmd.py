@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cli.cli_audit import CliAudit
+    from core.app.workstation import Workstation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,7 +51,7 @@ def _image_inputs(
     index = build_index(paths)
     problems = [f"'{e.path}': {e.reason}" for e in index.errors]
     frames, refs = [], []
-    for _patient, study, series in index.iter_series():
+    for _patient, _study, series in index.iter_series():
         modality = (series.modality or "").upper()
         if modalities and modality not in modalities and modality not in UNKNOWN_MODALITIES:
             problems += [
@@ -70,14 +70,7 @@ def _image_inputs(
             except PixelDecodeError as exc:
                 problems.append(str(exc))
                 continue
-            refs.append(
-                InputRef(
-                    inst.sop_instance_uid,
-                    number,
-                    study.study_instance_uid,
-                    series.series_instance_uid,
-                )
-            )
+            refs.append(InputRef.of(inst, number))
     return frames, refs, problems
 
 
@@ -111,66 +104,56 @@ def _write_heatmap(out: str, frame: Any, heat: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.cli_audit import EXIT_NO_AUDIT, CliAudit
+    from sqlalchemy.exc import SQLAlchemyError
 
-    audit = CliAudit.open_or_explain("infer")  # before any patient data is read
-    if audit is None:
+    from cli.profile import EXIT_NO_AUDIT, open_or_explain
+    from core.security.users import PermissionDenied
+
+    ws = open_or_explain("infer")  # before any patient data is read
+    if ws is None:
         return EXIT_NO_AUDIT
     try:
-        code, output = _run(args)
-        if output is not None:
-            _audit_run(audit, args, output)
-        return code
+        return _run(args, ws)
+    except PermissionDenied as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # the run could not be recorded: nothing is shown for it
+        print(f"error: the audit trail cannot record this model run: "
+              f"{getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return EXIT_NO_AUDIT
     finally:
-        audit.close()
+        ws.close()
 
 
-def _audit_run(audit: CliAudit, args: argparse.Namespace, output: dict[str, Any]) -> None:
-    """Model Run (model + the instances it read); the heatmap PNG is also an Export."""
-    from core.audit.log import AuditObject
-    from core.audit.vocabulary import EventType
-
-    model = output["model"]
-    objects = [AuditObject("model", f"{model['id']}@{model['version']}")]
-    seen: set[tuple[str, str]] = set()
-    for ref in output.get("provenance", {}).get("inputs", []):
-        for kind, uid in (("study", ref.get("study_instance_uid", "")),
-                          ("instance", ref.get("sop_instance_uid", ""))):
-            if uid and (kind, uid) not in seen and not uid.startswith("row-"):
-                seen.add((kind, uid))
-                objects.append(AuditObject(kind, uid))
-    audit.record(EventType.MODEL_RUN, objects, command="infer",
-                 result_id=str(output.get("result_id", "")))
-    if output.get("heatmap_png"):
-        out = str(Path(output["heatmap_png"]).resolve())
-        audit.record(EventType.EXPORT, [*objects[1:], AuditObject("file", out)],
-                     command="infer --heatmap")
-
-
-def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
+def _run(args: argparse.Namespace, ws: Workstation) -> int:
+    from core.app.exports import export_file
+    from core.app.model_runs import record_text_run, run_model
+    from core.app.results import StoredResults, input_participants
     from core.inference.manager import UnknownModelError, manager_from_settings
-    from core.inference.pipeline import run_images
     from core.inference.result import InputRef
+    from core.security.users import Permission
 
     manager = manager_from_settings(device=args.device)
     try:
         package = manager.package(args.model)
     except UnknownModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2, None
+        return 2
     spec = package.manifest.input
     problems: list[str] = []
     try:
         if spec.kind == "text":
             if not args.text:
                 print(f"error: model '{args.model}' is a text model: give --text", file=sys.stderr)
-                return 2, None
+                return 2
             if any(not t.strip() for t in args.text):
                 print("error: --text is empty: a text model drafts from findings, give some",
                       file=sys.stderr)
-                return 2, None
+                return 2
+            ws.require(Permission.RUN_AI)
             with manager.use(args.model) as model:
                 drafts = list(model.predict(args.text))
+            record_text_run(ws, package.id, package.version, len(args.text), command="infer")
             output: dict[str, Any] = {
                 "model": {"id": package.id, "version": package.version},
                 "inputs": args.text,
@@ -188,19 +171,24 @@ def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
                 print(f"error: no usable input for model '{args.model}'", file=sys.stderr)
                 for problem in problems:
                     print(f"  {problem}", file=sys.stderr)
-                return 1, None
-            result = run_images(manager, args.model, images, refs, heatmap=bool(args.heatmap))
+                return 1
+            result = run_model(StoredResults(ws), manager, args.model, images, refs,
+                               heatmap=bool(args.heatmap), command="infer")
             output = result.to_json()
             output["problems"] = problems
             if args.heatmap:
                 if result.heatmaps is None:
                     problems.append(f"model '{args.model}' produces no heatmap")
                 else:
-                    _write_heatmap(args.heatmap, images[0], result.heatmaps[0])
+                    first = input_participants(output["provenance"]["inputs"][:1])
+                    heat = result.heatmaps[0]
+                    export_file(ws, first, Path(args.heatmap),
+                                lambda p: _write_heatmap(str(p), images[0], heat),
+                                command="infer --heatmap")
                     output["heatmap_png"] = args.heatmap
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: running model '{args.model}': {exc}", file=sys.stderr)
-        return 1, None
+        return 1
     finally:
         manager.shutdown()
     if args.json:
@@ -209,7 +197,7 @@ def _run(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
         _print_text(output)
     for problem in problems:
         print(f"warning: {problem}", file=sys.stderr)
-    return 0, output
+    return 0
 
 
 def _print_text(output: dict[str, Any]) -> None:

@@ -21,22 +21,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.cli_audit import EXIT_NO_AUDIT, CliAudit, index_objects
-    from core.audit.vocabulary import EventType
+    from cli.profile import EXIT_NO_AUDIT, open_or_explain
+    from core.app.access import index_read
     from core.imaging.index import build_index
 
-    audit = CliAudit.open_or_explain("inspect")  # before any patient data is read
-    if audit is None:
+    ws = open_or_explain("inspect")  # before any patient data is read
+    if ws is None:
         return EXIT_NO_AUDIT
     try:
         with warnings.catch_warnings():
             # pydicom warns about oddities it tolerates; the per-file errors are what we report.
             warnings.simplefilter("ignore")
             index = build_index(args.paths, workers=args.workers)
-        audit.record(EventType.INSTANCES_ACCESSED, index_objects(index), command="inspect",
-                     paths=[str(p) for p in args.paths], errors=len(index.errors))
+        index_read(ws, index, command="inspect", paths=[str(p) for p in args.paths],
+                   errors=len(index.errors))
     finally:
-        audit.close()
+        ws.close()
     if args.json:
         json.dump(index.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")

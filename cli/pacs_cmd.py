@@ -49,11 +49,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _sink() -> Any:
-    from core.audit.log import AuditLog
-    from core.pacs.audit import audit_log_sink
-    from core.store.database import open_database
+    from core.app.pacs_audit import pacs_audit
+    from core.app.workstation import Workstation
 
-    return audit_log_sink(AuditLog(open_database()), user=getpass.getuser(), role="cli")
+    return pacs_audit(Workstation.open_for_cli())
 
 
 def _client(args: argparse.Namespace) -> Any:

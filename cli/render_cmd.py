@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cli.cli_audit import CliAudit
+    from core.app.workstation import Workstation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,21 +26,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.cli_audit import EXIT_NO_AUDIT, CliAudit
+    from cli.profile import EXIT_NO_AUDIT, open_or_explain
 
     if args.window is not None and args.window[1] <= 0:
         print(f"error: window width must be positive, got {args.window[1]:g}", file=sys.stderr)
         return 2
-    audit = CliAudit.open_or_explain("render")  # before any patient data is read
-    if audit is None:
+    ws = open_or_explain("render")  # before any patient data is read
+    if ws is None:
         return EXIT_NO_AUDIT
     try:
-        return _render(args, audit)
+        return _render(args, ws)
     finally:
-        audit.close()
+        ws.close()
 
 
-def _render(args: argparse.Namespace, audit: CliAudit) -> int:
+def _render(args: argparse.Namespace, ws: Workstation) -> int:
     from PIL import Image
 
     if Path(args.out).suffix.lower() != ".png":
@@ -48,9 +48,11 @@ def _render(args: argparse.Namespace, audit: CliAudit) -> int:
         print(f"error: --out '{args.out}' must be a .png file", file=sys.stderr)
         return 2
 
-    from cli.cli_audit import instance_objects
-    from core.audit.log import AuditObject
-    from core.audit.vocabulary import EventType, Outcome
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cli.profile import EXIT_NO_AUDIT
+    from core.app.exports import export_file
+    from core.audit.events import Participants
     from core.imaging.display import render
     from core.imaging.header import HeaderError, read_header
     from core.imaging.pixels import PixelDecodeError, read_frame
@@ -70,15 +72,17 @@ def _render(args: argparse.Namespace, audit: CliAudit) -> int:
     invert = (not frame.invert) if args.invert else None
     image = render(frame, window=window, invert=invert)
     out = Path(args.out)
-    objects = [*instance_objects([instance]), AuditObject("file", str(out.resolve()))]
     try:
-        Image.fromarray(image).save(out, format="PNG")
+        export_file(ws, Participants().instances([instance]), out,
+                    lambda p: Image.fromarray(image).save(p, format="PNG"),
+                    command="render", frame=args.frame)
     except OSError as exc:
-        audit.record(EventType.EXPORT, objects, Outcome.MINOR_FAILURE, command="render",
-                     reason=str(exc))
-        print(f"error: cannot write '{out}': {exc}", file=sys.stderr)
+        print(f"error: cannot write '{out}': {exc.strerror or exc}", file=sys.stderr)
         return 1
-    audit.record(EventType.EXPORT, objects, command="render", frame=args.frame)
+    except SQLAlchemyError as exc:  # the Export event could not be written: no file either
+        print(f"error: the audit trail cannot record this export, so '{out}' was not written: "
+              f"{getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        return EXIT_NO_AUDIT
     print(f"wrote '{out}' ({image.shape[1]}x{image.shape[0]}"
           f"{' RGB' if image.ndim == 3 else ''}, frame {args.frame})")
     return 0

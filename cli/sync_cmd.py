@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from cli.profile import add_sign_in_arguments
 from core.sync.outbox import Outbox
 
 OK, FAILED, SETUP, ALERT = 0, 1, 2, 3
@@ -44,8 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mo = sub.add_parser("models", help="install signed model updates")
     mo.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: all known)")
     mo.add_argument("--force", action="store_true", help="reinstall, and override a pin")
+    add_sign_in_arguments(mo)
     rb = sub.add_parser("rollback", help="switch a model back to its previous version")
     rb.add_argument("id", metavar="ID")
+    add_sign_in_arguments(rb)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,10 +154,34 @@ def _enrol(settings: Any, args: argparse.Namespace) -> int:
     return OK
 
 
+def _as_admin(args: argparse.Namespace) -> Any:
+    """The profile, signed in as ``--user`` (managing models needs the manage-models
+    permission, as in the window); None after printing why not."""
+    from cli.profile import open_or_explain, sign_in
+
+    ws = open_or_explain("sync")
+    if ws is None:
+        return None
+    if not args.user:
+        print("error: changing installed models needs an admin: give --user NAME",
+              file=sys.stderr)
+        ws.close()
+        return None
+    if not sign_in(ws, args):
+        ws.close()
+        return None
+    return ws
+
+
 def _models(settings: Any, args: argparse.Namespace) -> int:
+    from core.app.model_admin import install_update
+    from core.security.users import PermissionDenied
     from core.sync.model_update import ModelUpdateError
     from core.sync.service import make_client, make_updater, models_to_update
 
+    ws = _as_admin(args)
+    if ws is None:
+        return SETUP
     client = make_client(settings)
     updater = make_updater(settings, client)
     status = OK
@@ -162,26 +189,44 @@ def _models(settings: Any, args: argparse.Namespace) -> int:
         ids = list(args.ids) or models_to_update(client, updater)
         for model_id in ids:
             try:
-                if args.force:
-                    updater.store.unpin(model_id)
-                print(updater.update(model_id, force=args.force).message)
+                print(install_update(ws, updater, model_id, force=args.force).message)
             except ModelUpdateError as exc:
                 print(f"doctorai sync: {exc}", file=sys.stderr)
                 status = FAILED
+    except PermissionDenied as exc:
+        print(f"doctorai sync: {exc}", file=sys.stderr)
+        status = SETUP
     finally:
         updater.close()
         client.close()
+        ws.session.logout()
+        ws.close()
     return status
 
 
 def _rollback(_settings: Any, args: argparse.Namespace) -> int:
+    from core.app.model_admin import rollback_model
     from core.paths import profile_dir
-    from core.sync.model_store import ModelStore
+    from core.security.users import PermissionDenied
+    from core.sync.model_store import ModelInstallError, ModelStore
 
-    ptr = ModelStore(profile_dir() / "models").rollback(args.id)
+    ws = _as_admin(args)
+    if ws is None:
+        return SETUP
+    try:
+        ptr = rollback_model(ws, ModelStore(profile_dir() / "models"), args.id)
+    except PermissionDenied as exc:
+        print(f"doctorai sync: {exc}", file=sys.stderr)
+        return SETUP
+    except ModelInstallError as exc:
+        print(f"doctorai sync: {exc}", file=sys.stderr)
+        return FAILED
+    finally:
+        ws.session.logout()
+        ws.close()
     print(
         f"{args.id} rolled back to {ptr.version} (pinned; 'doctorai sync models {args.id} "
-        f"--force' returns to the channel's version)"
+        f"--force --user NAME' returns to the channel's version)"
     )
     return OK
 

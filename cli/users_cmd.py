@@ -17,31 +17,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("username")
     add.add_argument("--role", required=True,
                      choices=["radiologist", "technologist", "admin", "auditor"])
-    add.add_argument("--password-stdin", action="store_true")
-    add.add_argument("--by", default=None, help="who creates it (default: the OS user)")
+    add.add_argument("--password-stdin", action="store_true",
+                     help="read the new password (first line) from standard input; with "
+                          "--admin-password-stdin the admin's password comes first")
+    add.add_argument("--admin", metavar="NAME", default=None,
+                     help="the admin who creates it (needed once any account exists)")
+    add.add_argument("--admin-password-stdin", action="store_true",
+                     help="read --admin's password from standard input")
     sub.add_parser("list", help="list accounts and roles")
 
 
 def run(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from core.audit.log import AuditLog
-    from core.config import ConfigError, load_settings
-    from core.security.users import Role, UserStore
-    from core.store.database import open_database
-    from core.store.errors import DatabaseError
+    from cli.profile import open_or_explain
+    from core.app.accounts import add_account
+    from core.security.users import AuthError, PermissionDenied, Role
     from core.store.schema import users
 
-    try:
-        db = open_database()
-        settings = load_settings()
-    except (DatabaseError, ConfigError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    ws = open_or_explain("users")
+    if ws is None:
         return 2
     try:
-        store = UserStore(AuditLog(db), settings.security)
         if args.action == "list":
-            with db.engine.connect() as conn:
+            with ws.db.engine.connect() as conn:
                 accounts = conn.execute(select(users.c.username, users.c.role)).fetchall()
             for row in accounts:
                 print(f"{row.username}\t{row.role}")
@@ -49,6 +48,20 @@ def run(args: argparse.Namespace) -> int:
                 print("no accounts yet: the first one ('doctorai users add NAME --role admin', or "
                       "the first start of the window) must be an admin")
             return 0
+        if ws.users.has_users():
+            if not args.admin:
+                print("error: accounts exist already: an admin creates new ones "
+                      "(--admin NAME; the password is asked for)", file=sys.stderr)
+                return 2
+            if args.admin_password_stdin:
+                admin_password = sys.stdin.readline().rstrip("\n")
+            else:
+                admin_password = getpass.getpass(f"password of admin '{args.admin}': ")
+            try:
+                ws.session.login(args.admin, admin_password)
+            except AuthError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 1
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\n")
         else:
@@ -57,12 +70,16 @@ def run(args: argparse.Namespace) -> int:
                 print("error: the passwords differ", file=sys.stderr)
                 return 1
         try:
-            store.create_user(args.username, password, Role(args.role),
-                              by=args.by or getpass.getuser())
+            add_account(ws, args.username, password, Role(args.role))
+        except PermissionDenied as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(f"created '{args.username}' ({args.role})")
         return 0
     finally:
-        db.close()
+        if ws.session.user is not None:
+            ws.session.logout()
+        ws.close()

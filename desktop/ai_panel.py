@@ -3,7 +3,9 @@ scores, the heatmap overlay (toggle, opacity, colour bar) and accept / reject / 
 
 Everything slow runs as a job (finding packages, loading a model, predicting, health checks);
 the panel only reacts to signals, so the GUI thread never waits on a model. Verdicts go to a
-``DecisionSink`` (in memory by default; the results store plugs in behind it).
+``ReadingResults`` (core.app.results: the workstation's encrypted, audited store, or the
+session's memory in a window without a profile); runs are recorded and decisions stored in
+worker jobs, never on the GUI thread.
 """
 
 from __future__ import annotations
@@ -31,15 +33,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
+from core.app.results import ReadingResults, SessionResults
 from core.inference.cache import PredictionCache
-from core.inference.decisions import DecisionSink, InMemoryDecisionSink, Verdict
 from core.inference.heatmap import colormap
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult
 from core.inference.shadow import ShadowModels
-from core.security.users import PermissionDenied
+from core.results.store import Decision
 from core.viewer.state import ViewerState
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
 from desktop.menus import find_menu
@@ -53,10 +54,17 @@ DEMO_STYLE = "background:#7a2e00;color:#fff3e0;font-weight:bold;padding:4px;bord
 
 
 def build_manager_job(_ctx: JobContext, device: str | None) -> ModelManager:
-    """Find and hash-check the packages (worker thread), start the preload list loading."""
+    """Find and hash-check the packages (worker thread)."""
     from core.inference.manager import manager_from_settings
 
-    return manager_from_settings(device=device, preload=True)
+    return manager_from_settings(device=device)
+
+
+def preload_job(_ctx: JobContext, manager: ModelManager) -> list[str]:
+    """Load the models IT listed in ``inference.preload`` (worker thread); the problems."""
+    from core.config import load_settings
+
+    return manager.preload(list(load_settings().inference.preload))
 
 
 def build_shadow_job(_ctx: JobContext, device: str | None) -> ShadowModels:
@@ -69,6 +77,11 @@ def build_shadow_job(_ctx: JobContext, device: str | None) -> ShadowModels:
     except (ConfigError, OSError) as exc:
         log.warning("no shadow models: %s", exc)
         return ShadowModels([])
+
+
+def decide_job(_ctx: JobContext, results: ReadingResults, result_id: str, decision: Decision,
+               comment: str) -> None:
+    results.decide(result_id, decision, comment)
 
 
 def colour_bar(width: int = 160, height: int = 12) -> QPixmap:
@@ -84,13 +97,15 @@ class AIPanel(QWidget):
     result_changed = Signal()
     #: A shadow candidate's result item was recorded (dict) — never shown, only reported.
     shadow_recorded = Signal(object)
+    #: A decision (result id, decision) was recorded.
+    decided = Signal(str, str)
 
     def __init__(
         self,
         state: ViewerState,
         viewport: ViewportWidget,
         runner: JobRunner,
-        sink: DecisionSink | None = None,
+        results: ReadingResults | None = None,
         manager: ModelManager | None = None,
         device: str | None = None,
         parent: QWidget | None = None,
@@ -102,12 +117,13 @@ class AIPanel(QWidget):
         self.state = state
         self.viewport = viewport
         self.runner = runner
-        self.sink: DecisionSink = sink if sink is not None else InMemoryDecisionSink()
+        self.results: ReadingResults = results if results is not None else SessionResults()
+        self.verdicts: dict[str, Decision] = {}  # result id -> latest accept/reject recorded
         self.device = device
         self.manager: ModelManager | None = None
         self.shadow: ShadowModels | None = shadow
         self.cache: PredictionCache[InferenceResult] = PredictionCache(256)
-        self.queue = InferenceQueue(runner, self.cache, parent=self)
+        self.queue = InferenceQueue(runner, self.results, self.cache, parent=self)
         self.manager_view = ModelManagerView(runner)
         # (SOP instance UID, frame) -> (queue row, image index within its result). Keyed by
         # instance, not slice index: a series' slice order can change under a finished result
@@ -120,7 +136,7 @@ class AIPanel(QWidget):
             self.set_manager(manager)
         else:
             self.runner.start("finding AI models", build_manager_job, device,
-                              on_result=self.set_manager, on_error=self._manager_failed)
+                              on_result=self._manager_found, on_error=self._manager_failed)
             self.runner.start("finding shadow models", build_shadow_job, device,
                               on_result=self.set_shadow)
 
@@ -263,9 +279,18 @@ class AIPanel(QWidget):
         self.manager_view.set_manager(manager)
         self._fill_models()
 
+    def _manager_found(self, manager: ModelManager) -> None:
+        self.set_manager(manager)
+        self.runner.start("preloading AI models", preload_job, manager,
+                          on_result=lambda problems: [log.warning("%s", p) for p in problems])
+
     def _manager_failed(self, exc: BaseException) -> None:
         self.models_label.setText(f"AI models unavailable: {exc}")
         self.models_label.setWordWrap(True)
+
+    def set_results(self, results: ReadingResults) -> None:
+        """Where runs and decisions are recorded from now on (a profile opened later)."""
+        self.results = self.queue.results = results
 
     def set_shadow(self, shadow: ShadowModels) -> None:
         self.shadow = shadow
@@ -394,14 +419,9 @@ class AIPanel(QWidget):
                 self.queue_table.setItem(i, col, item)
 
     def _on_result(self, row: QueueRow) -> None:
+        """A run finished and was recorded by its job (one that could not be recorded fails,
+        and is never shown as if it were final)."""
         assert row.result is not None
-        try:
-            self.sink.result_created(row.result.to_json())
-        except (PermissionDenied, ValueError, OSError, SQLAlchemyError) as exc:
-            # not stored means not shown: a result nobody can decide on must not look final
-            self.result_title.setText(f"The result of '{row.model_id}' could not be stored: "
-                                      f"{exc}")
-            return
         for k, ref in enumerate(row.result.provenance.inputs):
             self.by_ref[(ref.sop_instance_uid, ref.frame)] = (row, k)
         series = self.state.series
@@ -418,23 +438,11 @@ class AIPanel(QWidget):
             return
         if shadow.get(row.model_id) is None:
             return
-        record = getattr(self.sink, "shadow_result", None)
-        if record is None:
-            return
-
-        def recorded(item: dict[str, Any]) -> None:
-            try:
-                record(item)
-            except (PermissionDenied, ValueError, OSError, SQLAlchemyError) as exc:
-                log.warning("shadow result of '%s' not recorded: %s", row.model_id, exc)
-                return
-            self.shadow_recorded.emit(item)
-
         refs, frames = sources
         self.runner.start(
-            f"shadow model '{row.model_id}' on {row.scope}", shadow_job, shadow, row.model_id,
-            refs, frames, row.result.to_json(),
-            on_result=recorded,
+            f"shadow model '{row.model_id}' on {row.scope}", shadow_job, self.results, shadow,
+            row.model_id, refs, frames, row.result.to_json(),
+            on_result=self.shadow_recorded.emit,
             on_error=lambda exc: log.warning("shadow model '%s' failed: %s", row.model_id, exc),
         )
 
@@ -501,16 +509,14 @@ class AIPanel(QWidget):
         self._show_verdict(result.result_id)
 
     def _show_verdict(self, result_id: str) -> None:
-        latest = getattr(self.sink, "latest", None)
-        verdict = latest(result_id) if callable(latest) else None
+        verdict = self.verdicts.get(result_id)
         self.verdict.setText(f"Your decision: {verdict}" if verdict else "Not reviewed yet")
         self.result_changed.emit()
 
-    def current_verdict(self) -> Verdict | None:
+    def current_verdict(self) -> Decision | None:
         """The latest accept/reject of the shown result (None: none, or no result shown)."""
         found = self.current_result()
-        latest = getattr(self.sink, "latest", None)
-        return latest(found[0].result_id) if found is not None and callable(latest) else None
+        return self.verdicts.get(found[0].result_id) if found is not None else None
 
     def add_result_widget(self, widget: QWidget) -> None:
         """Add a widget (e.g. an export button) at the foot of the Result box."""
@@ -519,25 +525,36 @@ class AIPanel(QWidget):
         if layout is not None:
             layout.addWidget(widget)
 
-    def decide(self, decision: Verdict) -> bool:
-        """Record accept / reject / comment on the current image's result."""
+    def decide(self, decision: Decision) -> bool:
+        """Record accept / reject / comment on the current image's result (in a job: the
+        decision, its audit event and its upstream item are one encrypted transaction)."""
         found = self.current_result()
         if found is None:
             return False
-        result = found[0]
+        result_id = found[0].result_id
         comment = self.comment.text().strip()
         if decision == "comment" and not comment:
             self.verdict.setText("Type a comment first")
             return False
-        try:
-            self.sink.decide(result.result_id, decision, comment)
-        except (KeyError, ValueError, OSError, PermissionDenied, SQLAlchemyError) as exc:
+
+        def recorded(_none: object) -> None:
+            if decision != "comment":
+                self.verdicts[result_id] = decision
+            else:
+                self.comment.clear()
+            current = self.current_result()
+            if current is not None and current[0].result_id == result_id:
+                self._show_verdict(result_id)
+                if decision == "comment":
+                    self.verdict.setText(self.verdict.text() + " · comment saved")
+            self.decided.emit(result_id, decision)
+
+        def failed(exc: BaseException) -> None:
             self.verdict.setText(f"Could not record the decision: {exc}")
-            return False
-        self.comment.clear()
-        self._show_verdict(result.result_id)
-        if decision == "comment":
-            self.verdict.setText(self.verdict.text() + " · comment saved")
+
+        self.verdict.setText("Recording…")
+        self.runner.start(f"recording '{decision}'", decide_job, self.results, result_id,
+                          decision, comment, on_result=recorded, on_error=failed)
         return True
 
     def show_manager(self) -> None:
@@ -558,10 +575,11 @@ class AIPanel(QWidget):
 
 
 def install_ai(window: Any, device: str | None = None,
-               sink: DecisionSink | None = None) -> AIPanel:
+               results: ReadingResults | None = None) -> AIPanel:
     """Add the AI panel and the model manager view to a MainWindow (via ``add_panel``)."""
     area = Qt.DockWidgetArea
-    panel = AIPanel(window.state, window.viewport, window.runner, sink=sink, device=device)
+    panel = AIPanel(window.state, window.viewport, window.runner, results=results,
+                    device=device)
     scroll = QScrollArea()  # the panel is tall: scroll rather than force the window taller
     scroll.setObjectName("aiPanel")
     scroll.setWidgetResizable(True)

@@ -1,30 +1,34 @@
 """Audits what the user does with patient data in the window (HIPAA 164.312(b)).
 
 Hooks the viewer's signals instead of editing the controller: showing a series is "DICOM
-Instances Accessed" (once per series opened, not per slice; local files count as accessed, not
-imported), saving the current view as an image is "Export". AI runs and decisions are audited by
-the results store behind the AI panel's sink (core.security.workstation.ResultsDecisionSink).
-Appends run on one writer thread, in order, so an fsync never stalls the GUI; a failed append
-is shown to the user, never swallowed. The status bar shows the chain head (what sync anchors).
+Instances Accessed" (core.app.access; once per series opened, not per slice), saving the current
+view as an image is "Export" (core.app.exports: audited first, written only once recorded). AI
+runs and decisions are recorded by the AI panel's jobs (core.app.results). The use cases run as
+jobs, one at a time and in order (``SerialJobs``), so an fsync never stalls the GUI; a failed
+append is shown to the user, never swallowed. The status bar shows the chain head.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction
+from PySide6.QtCore import QCoreApplication, QEventLoop, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QImage
 from PySide6.QtWidgets import QFileDialog, QLabel, QMenu
 
-from core.audit.log import AuditEvent, AuditObject
-from core.audit.vocabulary import EventType, Outcome
+from core.app.access import series_participants, series_viewed
+from core.app.exports import export_file
+from core.app.workstation import Workstation
+from core.audit.events import Participants
+from core.audit.vocabulary import EventType
 from core.imaging.model import Series
 from core.security.users import Permission
-from core.security.workstation import Workstation
 from desktop.audit_viewer import AuditViewer
 from desktop.menus import find_menu
+from desktop.workers import JobContext, SerialJobs
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
@@ -38,7 +42,7 @@ class AuditHooks(QObject):
         super().__init__(window)
         self.window = window
         self.ws = ws
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-writer")
+        self._serial = SerialJobs(window.runner, self)
         self._last_series: str | None = None
         self.head_label = QLabel("")
         self.head_label.setObjectName("chainHead")
@@ -56,7 +60,7 @@ class AuditHooks(QObject):
         self._head_timer = QTimer(self, interval=3_000)
         self._head_timer.timeout.connect(self.refresh_head)
         self._head_timer.start()
-        self.record(EventType.APPLICATION_ACTIVITY, [], action="start")
+        self.record(EventType.APPLICATION_ACTIVITY, action="start")
         self.refresh_head()
 
     def _build_actions(self, menu: QMenu) -> None:
@@ -82,38 +86,31 @@ class AuditHooks(QObject):
             menu.addAction(self.export_action)
 
     # --- recording -------------------------------------------------------------------------
-    def record(self, event_type: EventType, objects: list[AuditObject],
-               outcome: Outcome = Outcome.SUCCESS, **details: Any) -> None:
-        """Append on the writer thread, in the name of whoever is signed in now."""
-        event = AuditEvent(event_type, user=self.ws.user_name, role=self.ws.role_name,
-                           outcome=outcome, objects=objects, details=details)
+    def run(self, what: str, use_case: Callable[..., Any], *args: Any,
+            on_done: Callable[[Any], None] | None = None, **kwargs: Any) -> None:
+        """Run an audited use case as the next serial job; failures reach the status bar."""
 
-        def write() -> None:
-            try:
-                self.ws.audit.append(event)
-            except Exception as exc:  # noqa: BLE001 - any failure must reach the user
-                self.audit_failed.emit(f"{event_type.meaning}: {exc}")
-            else:
-                self.audited.emit()
+        def job(_ctx: JobContext) -> Any:
+            return use_case(*args, **kwargs)
 
-        self._writer.submit(write)
+        def done(value: Any) -> None:
+            self.audited.emit()
+            if on_done is not None:
+                on_done(value)
 
-    def flush(self) -> None:
-        """Wait until the queued appends are durable (tests, shutdown)."""
-        self._writer.submit(lambda: None).result()
+        self._serial.submit(what, job, on_result=done,
+                            on_error=lambda exc: self.audit_failed.emit(f"{what}: {exc}"))
 
-    def context_objects(self) -> list[AuditObject]:
-        """Patient (id + name), study and series of what is on screen."""
-        state = self.window.state
-        objects: list[AuditObject] = []
-        ctx = state.context()
-        if ctx is not None:
-            patient, study = ctx
-            objects += [AuditObject("patient", patient.patient_id, patient.name),
-                        AuditObject("study", study.study_instance_uid)]
-        if state.series is not None:
-            objects.append(AuditObject("series", state.series.series_instance_uid))
-        return objects
+    def record(self, event_type: EventType, **details: Any) -> None:
+        """An application event (start, stop) in the name of whoever is signed in now."""
+        self.run(event_type.meaning, self.ws.record, event_type, **details)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Process events until the queued use cases are done (tests, shutdown)."""
+        deadline = time.monotonic() + timeout_s
+        while self._serial.pending and time.monotonic() < deadline:
+            QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+            time.sleep(0.002)
 
     def _on_series_changed(self, series: Series | None) -> None:
         """A new series on screen; refreshes of the same series are not new access.
@@ -123,8 +120,9 @@ class AuditHooks(QObject):
         if series is None or series.series_instance_uid == self._last_series:
             return
         self._last_series = series.series_instance_uid
-        self.record(EventType.INSTANCES_ACCESSED, self.context_objects(), action="view",
-                    modality=series.modality)
+        ctx = self.window.state.context()
+        patient, study = ctx if ctx is not None else (None, None)
+        self.run("Instances Accessed", series_viewed, self.ws, patient, study, series)
 
     # --- export ----------------------------------------------------------------------------
     def export_view_dialog(self) -> None:
@@ -134,19 +132,27 @@ class AuditHooks(QObject):
             self.export_view(Path(path))
 
     def export_view(self, path: Path) -> bool:
-        """Save what the viewport shows (overlay included) and audit it as Export."""
-        ref = self.window.state.current_slice()
-        if ref is None:
+        """Save what the viewport shows (overlay included): audited first, written in a job."""
+        state = self.window.state
+        ref = state.current_slice()
+        if ref is None or state.series is None:
             self.window.statusBar().showMessage("Nothing to export: open a series first", 8000)
             return False
-        objects = [*self.context_objects(), AuditObject("instance", ref.instance.sop_instance_uid),
-                   AuditObject("file", str(path))]
-        saved = bool(self.window.viewport.grab().save(str(path), "PNG"))
-        outcome = Outcome.SUCCESS if saved else Outcome.MINOR_FAILURE
-        self.record(EventType.EXPORT, objects, outcome, action="export-view", format="png")
-        self.window.statusBar().showMessage(
-            f"View exported to '{path}'" if saved else f"Cannot write '{path}'", 8000)
-        return saved
+        ctx = state.context()
+        patient, study = ctx if ctx is not None else (None, None)
+        participants: Participants = series_participants(patient, study, state.series)
+        participants.instances([ref.instance])
+        image: QImage = self.window.viewport.grab().toImage()  # pixels copied on this thread
+
+        def write(target: Path) -> None:
+            if not image.save(str(target), "PNG"):
+                raise OSError(f"Qt could not write a PNG to '{target}'")
+
+        bar = self.window.statusBar()
+        self.run("Export", export_file, self.ws, participants, path, write,
+                 action="export-view", format="png",
+                 on_done=lambda _: bar.showMessage(f"View exported to '{path}'", 8000))
+        return True
 
     # --- status and the viewer -------------------------------------------------------------
     def refresh_head(self) -> None:
@@ -168,7 +174,8 @@ class AuditHooks(QObject):
         self.viewer.open_trail()
 
     def shutdown(self) -> None:
+        """Record the stop and wait for every queued event (before the runner shuts down)."""
         self._head_timer.stop()
         if self.ws.session.user is not None:
-            self.record(EventType.APPLICATION_ACTIVITY, [], action="stop")
-        self._writer.shutdown(wait=True)
+            self.record(EventType.APPLICATION_ACTIVITY, action="stop")
+        self.flush()

@@ -1,8 +1,9 @@
 """Model runs as background jobs, and the queue of them the user sees and can cancel.
 
-Each run is one ``JobRunner`` job (the viewer's job shape): progress per batch, result, error and
-cancellation arrive as queued signals on the GUI thread. Slices of a series that the viewer has
-not decoded yet are decoded in the job, never on the GUI thread; the GUI never waits on a model.
+Each run is one ``JobRunner`` job (the viewer's job shape) that also records the run (core.app:
+store, audit, upstream), so no database transaction happens on the GUI thread. Progress per
+batch, result, error and cancellation arrive as queued signals on the GUI thread. Slices the
+viewer has not decoded yet are decoded in the job; the GUI never waits on a model.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 from PySide6.QtCore import QObject, Signal
 
+from core.app.model_runs import run_model
+from core.app.results import ReadingResults
 from core.imaging.model import Frame, SliceRef
 from core.inference.cache import PredictionCache
 from core.inference.manager import ModelManager
@@ -58,35 +61,31 @@ def _decoded(ctx: JobContext, refs: Sequence[SliceRef], frames: Sequence[Frame |
 
 
 def _input_refs(refs: Sequence[SliceRef]) -> list[InputRef]:
-    return [
-        InputRef(
-            r.instance.sop_instance_uid,
-            r.frame,
-            r.instance.study_instance_uid,
-            r.instance.series_instance_uid,
-        )
-        for r in refs
-    ]
+    return [InputRef.of(r.instance, r.frame) for r in refs]
 
 
 def shadow_job(
     ctx: JobContext,
+    results: ReadingResults,
     shadow: ShadowModels,
     model_id: str,
     refs: Sequence[SliceRef],
     frames: Sequence[Frame | None],
     shown: dict[str, Any],
 ) -> dict[str, Any]:
-    """Run the shadow candidate on the images of a shown result (worker thread; after the
-    shown result reached the screen, so the radiologist never waits for it)."""
+    """Run the shadow candidate on the images of a shown result and record it (worker thread;
+    after the shown result reached the screen, so the radiologist never waits for it)."""
     if ctx.cancelled:
         raise JobCancelled()
     ready = _decoded(ctx, refs, frames)
-    return shadow.run(model_id, ready, _input_refs(refs), shown, cancel=ctx.cancel_event.is_set)
+    item = shadow.run(model_id, ready, _input_refs(refs), shown, cancel=ctx.cancel_event.is_set)
+    results.record_shadow(item)
+    return item
 
 
 def inference_job(
     ctx: JobContext,
+    results: ReadingResults,
     manager: ModelManager,
     model_id: str,
     refs: Sequence[SliceRef],
@@ -94,15 +93,15 @@ def inference_job(
     cache: PredictionCache[InferenceResult] | None = None,
     batch_size: int = 16,
 ) -> RunOutput:
-    """Decode what is missing, then run the model batch by batch (runs in a worker thread)."""
-    from core.inference.pipeline import run_images
-
+    """Decode what is missing, run the model batch by batch and record the run (store, audit,
+    upstream: core.app.model_runs), all in a worker thread."""
     if ctx.cancelled:
         raise JobCancelled()
     ctx.report((RUNNING, 0, len(refs)))
     ready = _decoded(ctx, refs, frames)
     inputs = _input_refs(refs)
-    result = run_images(
+    result = run_model(
+        results,
         manager,
         model_id,
         ready,
@@ -114,6 +113,7 @@ def inference_job(
             (RUNNING, min(done * batch_size, len(refs)), len(refs))
         ),
         cache=cache,
+        scope=f"{len(refs)} image(s)",
     )
     return RunOutput(result, display_maps(result))
 
@@ -152,12 +152,14 @@ class InferenceQueue(QObject):
     def __init__(
         self,
         runner: JobRunner,
+        results: ReadingResults,
         cache: PredictionCache[InferenceResult] | None = None,
         batch_size: int = 16,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
         self.runner = runner
+        self.results = results
         self.cache = cache
         self.batch_size = batch_size
         self.rows: list[QueueRow] = []
@@ -201,6 +203,7 @@ class InferenceQueue(QObject):
         row.job = self.runner.start(
             f"AI model '{model_id}' on {scope}",
             inference_job,
+            self.results,
             manager,
             model_id,
             list(refs),

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from core.security.users import MIN_PASSWORD_LENGTH, AuthError, Role
-from core.security.workstation import Workstation
+from core.app.workstation import Workstation
 from core.store.errors import DatabaseError
 
 

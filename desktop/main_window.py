@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.app.results import StoredResults
 from core.imaging.model import LoadError
 from core.viewer.state import ViewerState
 from desktop.actions import build_actions
@@ -37,7 +38,7 @@ from desktop.viewport_widget import Tool, ViewportWidget
 from desktop.workers import ErrorSink, JobRunner
 
 if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
-    from core.security.workstation import Workstation
+    from core.app.workstation import Workstation
     from core.viewer.tags import TagRow
     from desktop.audit_hooks import AuditHooks
     from desktop.session_lock import InactivityLock
@@ -92,8 +93,8 @@ class MainWindow(QMainWindow):
         self.tags_dock = self.add_panel(self.tags, Area.RightDockWidgetArea, "DICOM tags")
         self.errors_dock = self.add_panel(self.errors, Area.BottomDockWidgetArea, "Load errors")
         self.errors_dock.hide()
-        sink = workstation.decision_sink() if workstation is not None else None
-        self.ai = install_ai(self, device=ai_device, sink=sink)  # AI panel + model manager
+        results = StoredResults(workstation) if workstation is not None else None
+        self.ai = install_ai(self, device=ai_device, results=results)  # AI panel + model manager
         self.resizeDocks([self.browser_dock, self.tags_dock], [300, 400],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.errors_dock], [130], Qt.Orientation.Vertical)
@@ -300,13 +301,13 @@ class MainWindow(QMainWindow):
         """Stop cine, cancel and await every background job (also run by closeEvent)."""
         self.state.viewport.cine_playing = False
         self.controller.stop()
+        if self.audit_hooks is not None:  # its queued events are written before jobs stop
+            self.audit_hooks.shutdown()
+            self.audit_hooks = None  # shutdown runs again from closeEvent
         stopped = self.runner.shutdown(timeout_ms)
         self.ai.shutdown()
         if self.session_lock is not None:
             self.session_lock.stop()
-        if self.audit_hooks is not None:
-            self.audit_hooks.shutdown()
-            self.audit_hooks = None  # shutdown runs again from closeEvent
         return stopped
 
     def closeEvent(self, event: QCloseEvent) -> None:

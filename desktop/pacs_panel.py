@@ -1,7 +1,7 @@
 """PACS in the workstation: File > Search PACS… and "Export to PACS" in the AI panel.
 
 Both act as the signed-in user: every QIDO query, WADO retrieve and STOW export goes through
-``core.pacs.audit.audit_log_sink`` on the workstation's encrypted trail, naming the user and role
+``core.app.pacs_audit`` on the workstation's encrypted trail, naming the user and role
 signed in at that moment. The search dialog is ``desktop.pacs_dialog.PacsDialog`` (retrieves into
 the size-bounded profile cache and opens the first instance at once). An export builds, for the
 accepted result of the image on screen, a TID 1500 Comprehensive 3D SR and, where highdicom can
@@ -19,8 +19,8 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from core.app.pacs_audit import pacs_audit
 from core.config import Settings
-from core.pacs.audit import AuditObjects, AuditSink, audit_log_sink
 from core.pacs.cache import PacsCache
 from core.pacs.errors import PacsError
 from desktop.menus import find_menu
@@ -32,20 +32,9 @@ if TYPE_CHECKING:
 
     from pydicom import Dataset
 
+    from core.app.workstation import Workstation
     from core.inference.result import InferenceResult
     from core.pacs.client import PacsClient
-    from core.security.workstation import Workstation
-
-
-def session_sink(ws: Workstation) -> AuditSink:
-    """An audit sink that names whoever is signed in when the event happens."""
-
-    def sink(event_type: str, outcome: int, objects: AuditObjects,
-             details: dict[str, str]) -> None:
-        audit_log_sink(ws.audit, ws.user_name, ws.role_name)(event_type, outcome, objects,
-                                                             details)
-
-    return sink
 
 
 @dataclass(frozen=True)
@@ -214,7 +203,7 @@ def install_pacs(window: Any, ws: Workstation, settings: Settings | None,
     With no ``[[pacs]]`` node configured both still appear and say what to configure."""
     nodes, problem = configured_nodes(settings)
     names = [n.name for n in nodes]
-    client_for = client_factory(nodes, session_sink(ws))
+    client_for = client_factory(nodes, pacs_audit(ws))
     cache = cache or PacsCache.from_settings(settings)
     dialog = PacsDialog(window, client_for, names, cache)
     dialog.panel.status.setText(problem)

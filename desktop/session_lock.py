@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.security.workstation import Workstation
+from core.app.workstation import Workstation
 from desktop.login import LoginDialog, Mode
 
 _ACTIVITY = {

@@ -42,7 +42,7 @@ from desktop.menus import find_menu
 from desktop.sync_status import SyncStatusWidget
 
 if TYPE_CHECKING:
-    from core.security.workstation import Workstation
+    from core.app.workstation import Workstation
     from core.store.database import Database
     from core.sync.client import SyncClient
     from core.sync.outbox import Outbox

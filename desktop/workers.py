@@ -165,3 +165,43 @@ class JobRunner(QObject):
             log.warning("background jobs did not stop within %d ms", timeout_ms)
             return False
         return QThreadPool.globalInstance().activeThreadCount() == 0
+
+
+class SerialJobs(QObject):
+    """Jobs that must run one at a time, in the order given (audit appends: the trail records
+    actions in the order they happened), as ordinary ``JobRunner`` jobs."""
+
+    idle = Signal()  # the queue ran empty
+
+    def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self._queue: list[tuple[str, Callable[..., Any], tuple[Any, ...], dict[str, Any]]] = []
+        self._running = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue) + int(self._running)
+
+    def submit(self, name: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """``kwargs`` are JobRunner.start's (on_result, on_error, ...) and the job's own."""
+        self._queue.append((name, func, args, kwargs))
+        if not self._running:
+            self._next()
+
+    def _next(self) -> None:
+        if not self._queue or self.runner.closed:
+            self._running = False
+            self._queue.clear()
+            self.idle.emit()
+            return
+        self._running = True
+        name, func, args, kwargs = self._queue.pop(0)
+        user_finished = kwargs.pop("on_finished", None)
+
+        def finished(job: Job) -> None:
+            if user_finished is not None:
+                user_finished(job)
+            self._next()
+
+        self.runner.start(name, func, *args, on_finished=finished, **kwargs)

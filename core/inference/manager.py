@@ -20,6 +20,7 @@ from typing import Any
 
 from psygnal import Signal
 
+from core.heap import freeze_long_lived, thaw
 from models.adapters.base import LoadedModel
 from models.manifest import ModelPackage, PackageError
 from models.selftest import SelftestResult
@@ -46,11 +47,15 @@ def release_freed_memory() -> None:
     Keras/TF and torch objects hold cycles, so a closed model's memory waits for the cyclic
     collector; and glibc keeps freed pages mapped until ``malloc_trim``, so without it the
     process RSS would ratchet up as models are cycled (measured: +3.4 MB over 5 rounds of the
-    zoo, ``python -m benchmarks inference``). Runs only on eviction, which follows a load.
+    zoo, ``python -m benchmarks inference``). Runs when models are closed (eviction, which
+    follows a load, and ``unload``). Loads freeze what is alive (core.heap), so the closed
+    models' objects are thawed first, and what survives is frozen again after the collection.
     """
     import gc
 
+    thaw()
     gc.collect()
+    gc.freeze()
     if sys.platform.startswith("linux"):
         import ctypes
         import ctypes.util
@@ -200,6 +205,9 @@ class ModelManager:
                 meta.load_count += 1
                 with self._lock:
                     self._entries[model_id] = entry
+                # The framework's modules and the model live until the model is closed: out of
+                # the collector's full walks, which otherwise stall the GUI (core.heap).
+                freeze_long_lived()
                 self.changed.emit(model_id)
             with self._lock:
                 entry.pins += 1
@@ -257,6 +265,7 @@ class ModelManager:
                 return False
             del self._entries[model_id]
         entry.model.close()
+        release_freed_memory()  # its objects were frozen after its load (core.heap)
         self.changed.emit(model_id)
         return True
 
@@ -268,20 +277,6 @@ class ModelManager:
             if time.monotonic() > deadline:  # still pinned by another job: it keeps its GPU copy
                 return
             time.sleep(0.01)
-
-    def start_preload(
-        self, model_ids: list[str], on_done: Callable[[list[str]], None] | None = None
-    ) -> threading.Thread:
-        """Preload in a daemon thread so start-up never waits on a framework import."""
-
-        def work() -> None:
-            problems = self.preload(model_ids)
-            if on_done is not None:
-                on_done(problems)
-
-        thread = threading.Thread(target=work, name="doctorai-preload", daemon=True)
-        thread.start()
-        return thread
 
     def preload(self, model_ids: list[str]) -> list[str]:
         """Load the listed models (call from a background job); returns the problems, if any."""
@@ -350,13 +345,12 @@ class ModelManager:
             entry.model.close()
 
 
-def manager_from_settings(
-    device: str | None = None, *, preload: bool = False, **kwargs: Any
-) -> ModelManager:
+def manager_from_settings(device: str | None = None, **kwargs: Any) -> ModelManager:
     """The manager over every installed package (shipped zoo, configured folders, profile).
 
-    ``device`` is the global ``--device`` override; ``preload=True`` starts loading
-    ``settings.inference.preload`` in the background (the GUI does, the CLI does not).
+    ``device`` is the global ``--device`` override. The models of
+    ``settings.inference.preload`` are loaded by ``preload`` from a background job (the
+    window's; the CLI loads on first use only).
     """
     from core.config import load_settings
     from core.inference.catalog import load_catalog
@@ -370,6 +364,4 @@ def manager_from_settings(
         package_errors=catalog.errors,
         **kwargs,
     )
-    if preload and settings.inference.preload:
-        manager.start_preload(list(settings.inference.preload))
     return manager

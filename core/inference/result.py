@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core import __version__
+from core.imaging.model import Instance
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,19 @@ class InputRef:
     frame: int = 0
     study_instance_uid: str = ""
     series_instance_uid: str = ""
+    patient_id: str = ""  # stays in the encrypted store and its audit event; never upstream
+
+    @classmethod
+    def of(cls, instance: Instance, frame: int = 0) -> InputRef:
+        """The reference to ``frame`` of ``instance`` with the patient, study and series it
+        belongs to (what the Model Run audit event names)."""
+        return cls(
+            instance.sop_instance_uid,
+            frame,
+            instance.study_instance_uid,
+            instance.series_instance_uid,
+            instance.patient_id,
+        )
 
 
 @dataclass

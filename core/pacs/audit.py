@@ -1,26 +1,24 @@
 """What the PACS layer tells the audit trail: a small callable protocol, so core.pacs does not
 depend on how (or whether) the encrypted audit log is open.
 
-Event types are the PS3.15 / DICOM CID 400 meanings, spelled as ``core.audit.vocabulary``
-spells them, so ``EventType.from_name(event_type)`` maps them one to one.
+Event types and outcomes are ``core.audit.vocabulary``'s own members (PS3.15 / DICOM CID 400);
+the application's sink (``core.app.pacs_audit``) records them in the current actor's name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from core.audit.log import AuditLog
+from core.audit.vocabulary import EventType, Outcome
 
-QUERY = "Query"
-TRANSFERRED = "DICOM Instances Transferred"
-EXPORT = "Export"
+QUERY = EventType.QUERY
+TRANSFERRED = EventType.INSTANCES_TRANSFERRED
+EXPORT = EventType.EXPORT
 
-# PS3.15 EventOutcomeIndicator values (same numbers as core.audit.vocabulary.Outcome)
-SUCCESS = 0
-MINOR_FAILURE = 4
-SERIOUS_FAILURE = 8
+SUCCESS = Outcome.SUCCESS
+MINOR_FAILURE = Outcome.MINOR_FAILURE
+SERIOUS_FAILURE = Outcome.SERIOUS_FAILURE
 
 AuditObjects = Sequence[tuple[str, str]]  # (kind, id): kind is study | series | instance | ...
 
@@ -29,33 +27,12 @@ class AuditSink(Protocol):
     """Called once per query, retrieve and export, after it finished (or failed)."""
 
     def __call__(
-        self, event_type: str, outcome: int, objects: AuditObjects, details: dict[str, str]
+        self, event_type: EventType, outcome: Outcome, objects: AuditObjects,
+        details: dict[str, str],
     ) -> None: ...
 
 
 def null_sink(
-    event_type: str, outcome: int, objects: AuditObjects, details: dict[str, str]
+    event_type: EventType, outcome: Outcome, objects: AuditObjects, details: dict[str, str]
 ) -> None:
-    """For callers that audit elsewhere (pure parsing); the app always passes a real sink."""
-
-
-def audit_log_sink(log: AuditLog, user: str, role: str = "") -> AuditSink:
-    """Adapt the encrypted ``core.audit.log.AuditLog`` to the sink protocol."""
-    from core.audit.log import AuditEvent, AuditObject
-    from core.audit.vocabulary import EventType, Outcome
-
-    def sink(
-        event_type: str, outcome: int, objects: AuditObjects, details: dict[str, str]
-    ) -> None:
-        log.append(
-            AuditEvent(
-                event_type=EventType.from_name(event_type),
-                user=user,
-                role=role,
-                outcome=Outcome(outcome),
-                objects=[AuditObject(kind, oid) for kind, oid in objects],
-                details=dict(details),
-            )
-        )
-
-    return sink
+    """For callers that audit elsewhere (pure parsing, benchmarks); the app passes a real sink."""

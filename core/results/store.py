@@ -1,5 +1,4 @@
-"""Results with provenance and decisions; each write also appends its audit event and queues
-both for sync, all in one transaction (nothing recorded without its audit trail)."""
+"""AI results with their provenance and the radiologist's decisions, in the encrypted store."""
 
 from __future__ import annotations
 
@@ -8,20 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
-from core.audit.log import AuditEvent, AuditLog, AuditObject
-from core.audit.vocabulary import EventType
-from core.results.upstream import result_item
-from core.store.outbox import enqueue
+from core.store.database import Database
 from core.store.schema import decisions, results
 
+#: The radiologist's verdict on an AI result (the one name for it: GUI, CLI, store, sync).
 Decision = Literal["accepted", "rejected", "comment"]
-_EVENT = {
-    "accepted": EventType.RESULT_ACCEPTED,
-    "rejected": EventType.RESULT_REJECTED,
-    "comment": EventType.RESULT_COMMENTED,
-}
+DECISIONS: tuple[Decision, ...] = ("accepted", "rejected", "comment")
 
 
 @dataclass(frozen=True)
@@ -51,114 +44,71 @@ class StoredResult:
         return final[-1].decision if final else "none"
 
 
-def _study_uid(result: dict[str, Any]) -> str:
+def study_uid(result: dict[str, Any]) -> str:
     inputs = result.get("provenance", {}).get("inputs", [])
     return str(inputs[0].get("study_instance_uid", "")) if inputs else ""
 
 
 class ResultsStore:
-    def __init__(self, audit: AuditLog) -> None:
-        self.audit = audit
-        self.db = audit.db
+    """Rows of results and decisions. Writes take the caller's connection: the use cases
+    (core.app.results) write them in the same transaction as their audit event and outbox item,
+    so nothing is recorded without its audit trail."""
 
-    def save(
-        self, result: dict[str, Any], user: str, role: str = "radiologist", patient_id: str = ""
-    ) -> str:
-        """Store an InferenceResult.to_json() and audit the model run."""
-        objects = [AuditObject("model", f"{result['model']['id']}@{result['model']['version']}")]
-        if patient_id:
-            objects.append(AuditObject("patient", patient_id))
-        study = _study_uid(result)
-        if study:
-            objects.append(AuditObject("study", study))
-        with self.db.transaction() as conn:
-            event = self.audit.append(
-                AuditEvent(
-                    EventType.MODEL_RUN,
-                    user=user,
-                    role=role,
-                    objects=objects,
-                    details={"result_id": result["result_id"]},
-                ),
-                conn=conn,
-            )
-            conn.execute(
-                results.insert().values(
-                    id=result["result_id"],
-                    created_at=event.created_at,
-                    user=user,
-                    model_id=result["model"]["id"],
-                    model_version=result["model"]["version"],
-                    study_uid=study,
-                    payload=json.dumps(result),
-                    audit_idx=event.index,
-                )
-            )
-        return str(result["result_id"])
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-    def record_shadow(self, item: dict[str, Any], user: str, role: str = "radiologist") -> str:
-        """Audit a shadow-mode model run and queue its result item for the backend, in one
-        transaction. Not stored as a result: nobody sees it or decides on it (core.inference.
-        shadow)."""
-        if not item.get("shadow"):
-            raise ValueError("record_shadow takes shadow result items only")
-        with self.db.transaction() as conn:
-            self.audit.append(
-                AuditEvent(
-                    EventType.MODEL_RUN,
-                    user=user,
-                    role=role,
-                    objects=[AuditObject("model", f"{item['model_id']}@{item['model_version']}")],
-                    details={
-                        "result_id": item["client_id"],
-                        "shadow": True,
-                        "rollout_id": item.get("rollout_id"),
-                        "shown_result_id": item.get("summary", {}).get("shown_result_id"),
-                    },
-                ),
-                conn=conn,
+    def insert_result(
+        self, conn: Connection, result: dict[str, Any], user: str, created_at: str, audit_idx: int
+    ) -> None:
+        conn.execute(
+            results.insert().values(
+                id=result["result_id"],
+                created_at=created_at,
+                user=user,
+                model_id=result["model"]["id"],
+                model_version=result["model"]["version"],
+                study_uid=study_uid(result),
+                payload=json.dumps(result),
+                audit_idx=audit_idx,
             )
-            enqueue(conn, "result", item, item_id=str(item["client_id"]))
-        return str(item["client_id"])
+        )
 
-    def decide(
-        self,
-        result_id: str,
-        decision: Decision,
-        user: str,
-        comment: str = "",
-        role: str = "radiologist",
+    def payload(self, conn: Connection, result_id: str) -> dict[str, Any]:
+        """The stored ``InferenceResult.to_json()``; KeyError naming the id when there is none."""
+        row = conn.execute(select(results.c.payload).where(results.c.id == result_id)).first()
+        if row is None:
+            raise KeyError(f"no stored AI result '{result_id}'")
+        payload: dict[str, Any] = json.loads(row.payload)
+        return payload
+
+    def insert_decision(
+        self, conn: Connection, result_id: str, decision: Decision, comment: str, user: str,
+        audit_idx: int,
     ) -> DecisionRecord:
-        if decision not in _EVENT:
-            raise ValueError(f"unknown decision '{decision}' (accepted, rejected or comment)")
-        with self.db.transaction() as conn:
-            row = conn.execute(select(results).where(results.c.id == result_id)).first()
-            if row is None:
-                raise KeyError(f"no stored AI result '{result_id}'")
-            event = self.audit.append(
-                AuditEvent(
-                    _EVENT[decision],
-                    user=user,
-                    role=role,
-                    objects=[AuditObject("result", result_id), AuditObject("study", row.study_uid)],
-                    details={"comment": comment} if comment else {},
-                ),
-                conn=conn,
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        conn.execute(
+            decisions.insert().values(
+                result_id=result_id,
+                decision=decision,
+                comment=comment,
+                user=user,
+                created_at=now,
+                audit_idx=audit_idx,
             )
-            now = datetime.now(UTC).isoformat(timespec="microseconds")
-            conn.execute(
-                decisions.insert().values(
-                    result_id=result_id,
-                    decision=decision,
-                    comment=comment,
-                    user=user,
-                    created_at=now,
-                    audit_idx=event.index,
-                )
-            )
-            if decision != "comment":
-                enqueue(conn, "result", result_item(json.loads(row.payload), decision))
-        return DecisionRecord(decision, comment, user, now, event.index)
+        )
+        return DecisionRecord(decision, comment, user, now, audit_idx)
+
+    def latest_decision(self, result_id: str) -> Decision | None:
+        """The last accept/reject (comments do not change the verdict); None if undecided or
+        unknown."""
+        with self.db.engine.connect() as conn:
+            row = conn.execute(
+                select(decisions.c.decision)
+                .where(decisions.c.result_id == result_id, decisions.c.decision != "comment")
+                .order_by(decisions.c.id.desc())
+                .limit(1)
+            ).first()
+        return row.decision if row is not None else None  # type: ignore[no-any-return]
 
     def get(self, result_id: str) -> StoredResult:
         found = self._load(select(results).where(results.c.id == result_id))

@@ -5,11 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 
-def result_item(result: dict[str, Any], decision: str) -> dict[str, Any]:
-    """Model, verdict, latency and findings of an ``InferenceResult.to_json()``; shown results
-    (core.results.store) and shadow runs (core.inference.shadow) both go upstream in this form."""
+def result_item(
+    result: dict[str, Any], decision: str = "none", decided_at: str | None = None
+) -> dict[str, Any]:
+    """Model, verdict, latency and findings of an ``InferenceResult.to_json()``.
+
+    A shown result goes up when it is made (decision "none"); each accept or reject follows as
+    the same ``client_id`` with its ``decided_at``, so the backend keeps the latest verdict and
+    the history (core.app.results). Shadow runs (core.inference.shadow) use the same form."""
     prov = result.get("provenance", {})
-    return {
+    item = {
         "client_id": result["result_id"],
         "created_at": prov.get("created_at"),
         "model_id": result["model"]["id"],
@@ -18,3 +23,6 @@ def result_item(result: dict[str, Any], decision: str) -> dict[str, Any]:
         "latency_ms": float(sum(prov.get("timings_ms", {}).values())),
         "summary": {"labels": result.get("labels"), "decisions": result.get("decisions")},
     }
+    if decided_at is not None:
+        item["decided_at"] = decided_at
+    return item

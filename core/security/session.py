@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from core.audit.log import AuditEvent
+from core.audit.events import Actor, event
 from core.audit.vocabulary import EventType
 from core.security.users import AuthError, Permission, PermissionDenied, User, UserStore
 
@@ -73,11 +73,7 @@ class Session:
     def _audit(self, action: str, **details: str) -> None:
         if self.user is None:
             return
+        actor = Actor(self.user.username, self.user.role.value)
         self.store.audit.append(
-            AuditEvent(
-                EventType.USER_AUTHENTICATION,
-                user=self.user.username,
-                role=self.user.role.value,
-                details={"action": action, **details},
-            )
+            event(EventType.USER_AUTHENTICATION, actor, action=action, **details)
         )

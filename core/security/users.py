@@ -10,7 +10,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select, update
 
-from core.audit.log import AuditEvent, AuditLog, AuditObject
+from core.audit.events import Actor, Participants, event
+from core.audit.log import AuditLog
 from core.audit.vocabulary import EventType, Outcome
 from core.config import SecuritySettings
 from core.store.schema import users
@@ -101,7 +102,9 @@ class UserStore:
         with self.db.engine.connect() as conn:
             return bool(conn.execute(select(func.count()).select_from(users)).scalar_one())
 
-    def create_user(self, username: str, password: str, role: Role, *, by: str) -> User:
+    def create_user(
+        self, username: str, password: str, role: Role, *, by: str, by_role: str = "admin"
+    ) -> User:
         """Add an account. The very first account must be an admin (first-run set-up)."""
         username = username.strip()
         if not username or len(username) > 64:
@@ -127,13 +130,9 @@ class UserStore:
                 )
             )
             self.audit.append(
-                AuditEvent(
-                    EventType.SECURITY_ALERT,
-                    user=by,
-                    role="admin",
-                    objects=[AuditObject("user", username)],
-                    details={"action": "user-created", "role": role.value},
-                ),
+                event(EventType.SECURITY_ALERT, Actor(by, by_role),
+                      Participants().add("user", username),
+                      action="user-created", role=role.value),
                 conn=conn,
             )
         return User(username, role)
@@ -160,12 +159,8 @@ class UserStore:
                     .values(failed_logins=0, locked_until=None)
                 )
                 self.audit.append(
-                    AuditEvent(
-                        EventType.USER_AUTHENTICATION,
-                        user=username,
-                        role=row.role,
-                        details={"action": "login"},
-                    ),
+                    event(EventType.USER_AUTHENTICATION, Actor(username, row.role),
+                          action="login"),
                     conn=conn,
                 )
                 return User(username, Role(row.role))
@@ -179,12 +174,8 @@ class UserStore:
                     details["locked_until"] = until.isoformat()
                 conn.execute(update(users).where(users.c.username == username).values(**values))
             self.audit.append(
-                AuditEvent(
-                    EventType.USER_AUTHENTICATION,
-                    user=username,
-                    outcome=Outcome.MINOR_FAILURE,
-                    details=details,
-                ),
+                event(EventType.USER_AUTHENTICATION, Actor(username), (), Outcome.MINOR_FAILURE,
+                      **details),
                 conn=conn,
             )
         if reason.startswith("account locked") and row is not None:

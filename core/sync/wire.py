@@ -78,6 +78,9 @@ class ResultItem(_Wire):
     model_id: str = Field(pattern=_ID)
     model_version: str = Field(pattern=_ID)
     decision: Literal["accepted", "rejected", "none"] = "none"
+    decided_at: datetime | None = Field(
+        default=None, description="when the decision was made; the latest one wins"
+    )
     latency_ms: float = Field(ge=0, le=3_600_000)
     shadow: bool = Field(default=False, description="computed in shadow mode, not shown")
     rollout_id: int | None = None

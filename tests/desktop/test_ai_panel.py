@@ -79,15 +79,16 @@ def test_run_on_chest_cr_shows_overlay_and_records_decisions(qtbot, window) -> N
     panel.opacity.setValue(100)
     assert win.viewport.heatmap_opacity == 1.0
 
-    qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)
-    assert panel.sink.latest(result.result_id) == "accepted"
+    with qtbot.waitSignal(panel.decided, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)
+    assert panel.results.latest(result.result_id) == "accepted"
     assert "accepted" in panel.verdict.text()
     panel.comment.setText("consolidation right lower zone")
-    qtbot.mouseClick(panel.comment_button, Qt.MouseButton.LeftButton)
-    entries = panel.sink.for_result(result.result_id)
-    assert [e.decision for e in entries] == ["accepted", "comment"]
-    assert entries[1].comment == "consolidation right lower zone"
-    assert panel.sink.results[result.result_id]["model"]["id"] == "chest-xray-pneumonia"
+    with qtbot.waitSignal(panel.decided, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.comment_button, Qt.MouseButton.LeftButton)
+    entries = [(d, c) for r, d, c in panel.results.decisions if r == result.result_id]
+    assert entries == [("accepted", ""), ("comment", "consolidation right lower zone")]
+    assert panel.results.results[result.result_id]["model"]["id"] == "chest-xray-pneumonia"
 
     # the same pixels again: served from the prediction cache, a new result of its own
     panel.run_current_image()
@@ -181,8 +182,8 @@ def test_shadow_candidate_runs_after_the_shown_result_and_is_only_reported(
     assert (item["model_version"], item["shadow"], item["rollout_id"]) == ("1.1.0", True, 5)
     assert item["summary"]["shown_result_id"] == row.result.result_id
     assert item["summary"]["agrees_with_shown"] is True
-    assert panel.sink.shadow_results == [item]
+    assert panel.results.shadow_results == [item]
     # the radiologist sees the shipped model's result only: one queue row, one stored result
     assert panel.queue_table.rowCount() == 1
-    assert list(panel.sink.results) == [row.result.result_id]
+    assert list(panel.results.results) == [row.result.result_id]
     assert panel.result_title.text().startswith("chest-xray-pneumonia 1.0.0:")

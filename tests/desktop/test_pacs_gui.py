@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from core.app.results import StoredResults
+from core.app.workstation import Workstation
+from core.audit.events import SYSTEM_USER
 from core.audit.vocabulary import EventType
 from core.config import PacsNode, Settings
 from core.pacs.audit import null_sink
 from core.pacs.cache import PacsCache
 from core.pacs.client import PacsClient
 from core.security.users import Role
-from core.security.workstation import SYSTEM_USER, Workstation
 from desktop.pacs_panel import install_pacs
 from tests.desktop.helpers import open_for_ai
 from tests.pacs.conftest import CT3_DIR
@@ -109,7 +111,7 @@ def test_export_of_accepted_result_lands_in_orthanc(qtbot, window, ws: Workstati
     gui = install_pacs(window, ws, Settings(pacs=nodes))
     export = gui.export
     assert export is not None
-    window.ai.sink = ws.decision_sink()
+    window.ai.set_results(StoredResults(ws))
     open_for_ai(qtbot, window, CR)
     assert not export.button.isEnabled()
     window.ai.run_image_button.click()

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from core.inference.catalog import load_catalog, model_roots
-from core.inference.decisions import InMemoryDecisionSink
 from models.discovery import ZOO_DIR
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,20 +77,6 @@ def test_catalog_never_imports_a_framework() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.strip() == "[]"
-
-
-def test_in_memory_decision_sink() -> None:
-    sink = InMemoryDecisionSink()
-    sink.result_created({"result_id": "r1", "model": {"id": "m", "version": "1"}})
-    sink.decide("r1", "accepted")
-    sink.decide("r1", "comment", "looks right")
-    sink.decide("r1", "rejected")
-    assert sink.latest("r1") == "rejected"
-    assert [d.decision for d in sink.for_result("r1")] == ["accepted", "comment", "rejected"]
-    with pytest.raises(KeyError, match="'r2'"):
-        sink.decide("r2", "accepted")
-    with pytest.raises(ValueError, match="'maybe'"):
-        sink.decide("r1", "maybe")  # type: ignore[arg-type]
 
 
 def test_colour_models_do_not_apply_to_greyscale_images() -> None:

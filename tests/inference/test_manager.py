@@ -247,12 +247,10 @@ def test_device_override_and_background_preload(packages: list[Any]) -> None:
         pass  # no GPU here: the per-model override is honoured and refused by name
     manager.set_device_override("tabular-breast-cancer", None)
     assert manager.device_setting("tabular-breast-cancer") == "cpu"
-    done: list[list[str]] = []
-    thread = manager.start_preload(["tabular-breast-cancer", "no-such-model"], done.append)
-    thread.join(60)
+    problems = manager.preload(["tabular-breast-cancer", "no-such-model"])
     assert manager.loaded_ids() == ["tabular-breast-cancer"]
-    assert len(done) == 1
-    assert "'no-such-model'" in done[0][0]
+    assert len(problems) == 1
+    assert "'no-such-model'" in problems[0]
     status = {s.model_id: s for s in manager.status()}["tabular-breast-cancer"]
     assert (status.loaded, status.device, status.device_setting) == (True, "cpu", "cpu")
     assert "tabular-breast-cancer" in events

@@ -1,5 +1,5 @@
-"""The Workstation context on a real encrypted database: who the trail names, and the AI panel's
-decision sink (permission checks, stored + audited + queued for sync exactly once)."""
+"""The Workstation context on a real encrypted database: who the trail names, and the results
+use cases (permission checks, stored + audited + queued for sync exactly once)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from core.audit.vocabulary import EventType
 from core.config import SecuritySettings
 from core.inference.result import InferenceResult, InputRef, Provenance
 from core.security.users import PermissionDenied, Role
-from core.security.workstation import SYSTEM_USER, Workstation
+from core.app.results import StoredResults
+from core.app.workstation import Workstation
+from core.audit.events import SYSTEM_USER
 from core.store.outbox import StoreOutbox
 
 PASSWORD = "correct horse battery"
@@ -44,13 +46,12 @@ def _result(dicom_data: Path) -> dict:
             package_hash="0" * 64,
             framework="onnx",
             device="cpu",
-            inputs=[InputRef(ds.SOPInstanceUID, 0, ds.StudyInstanceUID, ds.SeriesInstanceUID)],
+            inputs=[InputRef(ds.SOPInstanceUID, 0, ds.StudyInstanceUID, ds.SeriesInstanceUID,
+                             str(ds.PatientID))],
             timings_ms={"preprocess": 4.0, "inference": 20.0},
         ),
     )
-    payload = result.to_json()
-    payload["patient_id"] = str(ds.PatientID)
-    return payload
+    return result.to_json()
 
 
 def test_open_creates_an_encrypted_database_and_reopens_it(tmp_path: Path) -> None:
@@ -87,17 +88,17 @@ def test_record_names_system_before_sign_in_then_the_signed_in_user(ws: Workstat
 
 
 def test_technologist_cannot_run_ai_or_decide(ws: Workstation, dicom_data: Path) -> None:
-    sink = ws.decision_sink()
+    sink = StoredResults(ws)
     result = _result(dicom_data)
     ws.session.login("rad", PASSWORD)
-    sink.result_created(result)
+    sink.record(result)
     ws.session.login("tech", PASSWORD)
     head = ws.audit.chain_head()
     outbox_before = StoreOutbox(ws.db).count_unsent()
     with pytest.raises(PermissionDenied, match="'tech' \\(technologist\\) may not decide"):
         sink.decide(result["result_id"], "accepted")
     with pytest.raises(PermissionDenied, match="may not run-ai"):
-        sink.result_created(_result(dicom_data))
+        sink.record(_result(dicom_data))
     assert ws.results.get(result["result_id"]).decisions == []
     assert ws.audit.chain_head() == head  # a refused action leaves no decision behind
     assert StoreOutbox(ws.db).count_unsent() == outbox_before
@@ -107,11 +108,11 @@ def test_technologist_cannot_run_ai_or_decide(ws: Workstation, dicom_data: Path)
 def test_radiologists_accept_is_stored_audited_and_queued_once(
     ws: Workstation, dicom_data: Path
 ) -> None:
-    sink = ws.decision_sink()
+    sink = StoredResults(ws)
     result = _result(dicom_data)
     rid = result["result_id"]
     ws.session.login("rad", PASSWORD)
-    sink.result_created(result)
+    sink.record(result)
     sink.decide(rid, "accepted", "agree with the finding")
     sink.decide(rid, "comment", "follow up in 6 months")
 
@@ -131,18 +132,26 @@ def test_radiologists_accept_is_stored_audited_and_queued_once(
     assert {"kind": "result", "id": rid, "name": ""} in accepted.objects
     run = events[stored.audit_index]
     assert run.event_type is EventType.MODEL_RUN
-    assert {"kind": "patient", "id": result["patient_id"], "name": ""} in run.objects
+    patient = result["provenance"]["inputs"][0]["patient_id"]
+    assert patient  # the run names the patient, study, series and instance the model read
+    assert [o["kind"] for o in run.objects] == [
+        "patient", "study", "series", "instance", "model", "result"]
+    assert {"kind": "patient", "id": patient, "name": ""} in run.objects
+    assert [o["kind"] for o in accepted.objects][:4] == ["patient", "study", "series", "instance"]
 
+    # the result went up when it was made, the accept follows with its time (comments stay)
     queued = [i for i in StoreOutbox(ws.db).fetch_unsent(1000) if i.kind == "result"]
-    assert [(i.payload["client_id"], i.payload["decision"]) for i in queued] == [(rid, "accepted")]
+    assert [(i.payload["client_id"], i.payload["decision"]) for i in queued] == [
+        (rid, "none"), (rid, "accepted")]
+    assert "decided_at" not in queued[0].payload and queued[1].payload["decided_at"]
     assert ws.audit.verify().ok
 
 
 def test_locked_session_cannot_decide(ws: Workstation, dicom_data: Path) -> None:
-    sink = ws.decision_sink()
+    sink = StoredResults(ws)
     result = _result(dicom_data)
     ws.session.login("rad", PASSWORD)
-    sink.result_created(result)
+    sink.record(result)
     ws.session.lock()
     with pytest.raises(PermissionDenied, match="sign in"):
         sink.decide(result["result_id"], "rejected")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from core.app.workstation import Workstation
 from core.config import SecuritySettings
-from core.security.workstation import Workstation
 from desktop.main_window import MainWindow
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from core.app.workstation import Workstation
 from core.audit.vocabulary import EventType
 from core.security.users import Role
-from core.security.workstation import Workstation
 
 PASSWORD = "correct horse battery"
 REPO = Path(__file__).resolve().parents[3]

@@ -11,9 +11,9 @@ import pydicom
 from PySide6.QtCore import Qt
 from sqlalchemy import update
 
+from core.app.workstation import Workstation
 from core.audit.log import AuditEvent, AuditObject
 from core.audit.vocabulary import EventType, Outcome
-from core.security.workstation import Workstation
 from core.store.schema import audit_events
 from tests.desktop.workstation.helpers import CR, PASSWORD, add_users
 
@@ -193,7 +193,8 @@ def test_ai_result_and_decision_are_stored_in_the_results_store(qtbot, ws: Works
     result, _k = panel.current_result()
     stored = ws.results.get(result.result_id)
     assert stored.decisions == []
-    qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(panel.decided, timeout=TIMEOUT_MS):  # stored by a job, off the GUI
+        qtbot.mouseClick(panel.accept_button, Qt.MouseButton.LeftButton)
     assert "accepted" in panel.verdict.text()
     stored = ws.results.get(result.result_id)
     assert [(d.decision, d.user) for d in stored.decisions] == [("accepted", "rad")]
@@ -205,5 +206,6 @@ def test_ai_result_and_decision_are_stored_in_the_results_store(qtbot, ws: Works
 
     ws.session.lock()  # a locked session may not decide: said in plain words, nothing stored
     qtbot.mouseClick(panel.reject_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Could not record" in panel.verdict.text(), timeout=TIMEOUT_MS)
     assert "Could not record the decision: sign in (or unlock) first" in panel.verdict.text()
     assert [d.decision for d in ws.results.get(result.result_id).decisions] == ["accepted"]

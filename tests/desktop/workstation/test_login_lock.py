@@ -12,10 +12,10 @@ import numpy as np
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QDockWidget
 
+from core.app.workstation import Workstation
 from core.audit.vocabulary import EventType, Outcome
 from core.security.session import Session
 from core.security.users import MIN_PASSWORD_LENGTH, Role
-from core.security.workstation import Workstation
 from desktop.login import LoginDialog, Mode
 from desktop.main_window import MainWindow
 from tests.desktop.workstation.helpers import CR, PASSWORD, Clock, add_users, auth_events, rgb

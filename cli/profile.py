@@ -1,0 +1,61 @@
+"""The profile as the CLI uses it: the workstation's use cases act as the operating-system
+account (role "cli"), or as an account signed in with ``--user`` for what only some roles may do.
+
+Commands that read patient data open the profile *before* they touch any file and refuse to run
+when its audit trail cannot be written (fail closed): an unaudited read of patient data is
+exactly what the trail must prevent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.app.workstation import Workstation
+
+#: Exit code of a command refused because its audit trail could not be opened.
+EXIT_NO_AUDIT = 3
+
+
+def open_or_explain(command: str) -> Workstation | None:
+    """Open the profile, or print why not (with the recovery path) and return None."""
+    from core.app.workstation import Workstation
+    from core.config import ConfigError, load_settings
+    from core.store.errors import DatabaseError
+
+    try:
+        return Workstation.open_for_cli(security=load_settings().security)
+    except (DatabaseError, ConfigError) as exc:
+        print(f"error: 'doctorai {command}' needs the audit trail and it cannot be opened: "
+              f"{exc}", file=sys.stderr)
+        return None
+
+
+def add_sign_in_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--user", metavar="NAME", default=None,
+                        help="act as this account (password from the terminal)")
+    parser.add_argument("--password-stdin", action="store_true", dest="user_password_stdin",
+                        help="read --user's password from the first line of standard input")
+
+
+def sign_in(ws: Workstation, args: argparse.Namespace) -> bool:
+    """Sign in as ``--user`` when given (audited like a sign-in in the window); False with a
+    message when refused. Without ``--user`` the OS account acts."""
+    from core.security.users import AuthError
+
+    name = getattr(args, "user", None)
+    if not name:
+        return True
+    if getattr(args, "user_password_stdin", False):
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for '{name}': ")
+    try:
+        ws.session.login(name, password)
+    except AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return False
+    return True
