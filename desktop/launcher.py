@@ -40,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from desktop.selftest import run as run_selftest
 
         return run_selftest(options.paths[0] if options.paths else None, device=options.device)
+    from desktop.xcb_check import missing_xcb_message
+
+    problem = missing_xcb_message()  # Qt's own message would not say which library is missing
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     from desktop.app import run_gui  # Qt starts here, not before
 
     return run_gui(options)
