@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Connection, func, literal_column, select, update
 
 from core.store.schema import outbox
+from core.sync.wire import AuditEventItem, ResultItem
 
 if TYPE_CHECKING:
     from core.store.database import Database
@@ -21,10 +23,35 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+#: What each kind of item must be on the wire: checked when it is queued, so a malformed item
+#: fails the action that made it (and rolls back with it), not a sync pass hours later.
+_SCHEMAS: dict[str, type[BaseModel]] = {"result": ResultItem, "audit": AuditEventItem}
+
+
+class OutboxItemError(ValueError):
+    """An item that the backend would refuse: its kind and the first problem."""
+
+
+def check_item(kind: str, payload: dict[str, Any]) -> None:
+    schema = _SCHEMAS.get(kind)
+    if schema is None:
+        raise OutboxItemError(f"unknown outbox item kind '{kind}' (result or audit)")
+    try:
+        schema.model_validate(payload)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "item"
+        raise OutboxItemError(
+            f"{kind} item not valid for the backend: '{where}': {first['msg']}"
+        ) from None
+
+
 def enqueue(
     conn: Connection, kind: str, payload: dict[str, Any], *, item_id: str | None = None
 ) -> str:
-    """Queue one item inside the caller's transaction; its id is the idempotency key."""
+    """Queue one item inside the caller's transaction; its id is the idempotency key.
+    Raises OutboxItemError for an item the wire schema refuses."""
+    check_item(kind, payload)
     row_id = item_id or str(uuid.uuid4())
     conn.execute(
         outbox.insert().values(
@@ -40,7 +67,10 @@ OUTBOX_INSERT_SQL = (
 
 
 def outbox_rows(kind: str, items: Sequence[tuple[str, dict[str, Any]]]) -> list[tuple[str, ...]]:
-    """Parameters of OUTBOX_INSERT_SQL for (id, payload) items (for DB-API executemany)."""
+    """Parameters of OUTBOX_INSERT_SQL for (id, payload) items (for DB-API executemany); each
+    payload is checked against the wire schema first."""
+    for _item_id, payload in items:
+        check_item(kind, payload)
     now = _now()
     return [(item_id, kind, json.dumps(payload), now) for item_id, payload in items]
 

@@ -139,3 +139,20 @@ def test_session_results_keep_runs_and_verdicts_for_the_session() -> None:
         results.decide("r2", "accepted")
     with pytest.raises(ValueError, match="'maybe'"):
         results.decide("r1", "maybe")  # type: ignore[arg-type]
+
+
+def test_a_result_the_backend_would_refuse_is_refused_when_recorded(ws: Workstation) -> None:
+    """Checked against the wire schema when queued: the run fails now, with its reason, and
+    leaves nothing half-recorded (not a sync error hours later)."""
+    from core.store.outbox import OutboxItemError
+
+    results = StoredResults(ws)
+    head, unsent = ws.audit.chain_head(), StoreOutbox(ws.db).count_unsent()
+    bad = _result()
+    bad["model"]["version"] = "1.0 beta / 2"  # not an id the backend takes
+    with pytest.raises(OutboxItemError, match="'model_version'"):
+        results.record(bad)
+    with pytest.raises(KeyError):
+        ws.results.get(bad["result_id"])
+    assert ws.audit.chain_head() == head
+    assert StoreOutbox(ws.db).count_unsent() == unsent
