@@ -87,11 +87,26 @@ class Result(Base):
     model_id: Mapped[str] = mapped_column(String(128), index=True)
     model_version: Mapped[str] = mapped_column(String(128))
     decision: Mapped[str] = mapped_column(String(16))
+    # when the current decision was made on the workstation; a later one replaces it
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
     latency_ms: Mapped[float] = mapped_column(Float)
     shadow: Mapped[bool] = mapped_column(Boolean, default=False)
     rollout_id: Mapped[int | None] = mapped_column(Integer, default=None)
     study_ref: Mapped[str | None] = mapped_column(String(128), default=None)
     summary: Mapped[dict[str, Any]]
+
+
+class ResultDecision(Base):
+    """Every decision a workstation sent for a result, in the order made (the history)."""
+
+    __tablename__ = "result_decisions"
+    __table_args__ = (UniqueConstraint("device_id", "client_id", "decided_at"),)
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    client_id: Mapped[str] = mapped_column(String(128))
+    decision: Mapped[str] = mapped_column(String(16))
+    decided_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -15,8 +15,23 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.auth import aware
-from backend.db import AuditEvent, Device, IdempotencyRecord, Result, SecurityAlert, utcnow
-from core.sync.wire import GENESIS_HASH, AuditBatch, BatchResponse, ChainHead, ResultsBatch
+from backend.db import (
+    AuditEvent,
+    Device,
+    IdempotencyRecord,
+    Result,
+    ResultDecision,
+    SecurityAlert,
+    utcnow,
+)
+from core.sync.wire import (
+    GENESIS_HASH,
+    AuditBatch,
+    BatchResponse,
+    ChainHead,
+    ResultItem,
+    ResultsBatch,
+)
 
 
 class ChainError(Exception):
@@ -63,39 +78,71 @@ def remember(
     )
 
 
+def _keep_decision(session: Session, device_id: str, item: ResultItem) -> bool:
+    """Add the decision to the history; False when this very decision is there already."""
+    seen = session.scalar(
+        select(ResultDecision.id).where(
+            ResultDecision.device_id == device_id,
+            ResultDecision.client_id == item.client_id,
+            ResultDecision.decided_at == item.decided_at,
+        )
+    )
+    if seen is not None:
+        return False
+    assert item.decided_at is not None
+    session.add(ResultDecision(device_id=device_id, client_id=item.client_id,
+                               decision=item.decision, decided_at=item.decided_at))
+    session.flush()
+    return True
+
+
 def oldest_age_s(times: list[datetime]) -> float:
     return max(0.0, (utcnow() - min(aware(t) for t in times)).total_seconds())
 
 
 def store_results(session: Session, device_id: str, batch: ResultsBatch) -> BatchResponse:
+    """New results are stored; a decision on a known result (same client id, a ``decided_at``)
+    is kept in the history and replaces the current one when it was made later. A replay of
+    what is stored already is a duplicate."""
     ids = [i.client_id for i in batch.items]
-    seen = set(
-        session.scalars(
-            select(Result.client_id).where(Result.device_id == device_id, Result.client_id.in_(ids))
+    known = {
+        r.client_id: r
+        for r in session.scalars(
+            select(Result).where(Result.device_id == device_id, Result.client_id.in_(ids))
         )
-    )
+    }
     stored, dups = [], []
     for item in batch.items:
-        if item.client_id in seen:
+        if item.decided_at is not None and _keep_decision(session, device_id, item):
+            stored.append(item.client_id)
+            current = known.get(item.client_id)
+            if current is not None and (
+                current.decided_at is None or aware(current.decided_at) < aware(item.decided_at)
+            ):
+                current.decision, current.decided_at = item.decision, item.decided_at
+            if current is not None:
+                continue
+        elif item.client_id in known or item.decided_at is not None:  # a replay
             dups.append(item.client_id)
             continue
-        seen.add(item.client_id)
-        stored.append(item.client_id)
-        session.add(
-            Result(
-                device_id=device_id,
-                client_id=item.client_id,
-                created_at=item.created_at,
-                model_id=item.model_id,
-                model_version=item.model_version,
-                decision=item.decision,
-                latency_ms=item.latency_ms,
-                shadow=item.shadow,
-                rollout_id=item.rollout_id,
-                study_ref=item.study_ref,
-                summary=item.summary,
-            )
+        else:
+            stored.append(item.client_id)
+        result = Result(
+            device_id=device_id,
+            client_id=item.client_id,
+            created_at=item.created_at,
+            model_id=item.model_id,
+            model_version=item.model_version,
+            decision=item.decision,
+            decided_at=item.decided_at,
+            latency_ms=item.latency_ms,
+            shadow=item.shadow,
+            rollout_id=item.rollout_id,
+            study_ref=item.study_ref,
+            summary=item.summary,
         )
+        session.add(result)
+        known[item.client_id] = result
     return BatchResponse(stored=stored, duplicates=dups)
 
 

@@ -116,3 +116,31 @@ def test_oversized_body_refused(ws: Workstation) -> None:
     )
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "body_too_large"
+
+
+def test_a_changed_decision_replaces_the_old_one_and_the_history_is_kept(
+    ws: Workstation, server: LiveServer
+) -> None:
+    """Made, accepted, synced, then rejected, synced: the backend holds 'rejected' (it kept
+    'accepted' when the second item was taken for a duplicate), and both decisions in order."""
+    from datetime import UTC, datetime, timedelta
+
+    from backend.db import ResultDecision
+
+    made = result_item(decision="none")
+    cid = made["client_id"]
+    t0 = datetime.now(UTC)
+    accepted = {**made, "decision": "accepted", "decided_at": t0.isoformat()}
+    rejected = {**made, "decision": "rejected", "decided_at": (t0 + timedelta(minutes=2)).isoformat()}
+    assert ws.post("/results:batch", {"items": [made]}).json()["stored"] == [cid]
+    assert ws.post("/results:batch", {"items": [accepted]}).json()["stored"] == [cid]
+    assert ws.post("/results:batch", {"items": [rejected]}).json()["stored"] == [cid]
+    # a late replay of the older decision neither wins nor counts twice
+    assert ws.post("/results:batch", {"items": [accepted]}).json()["duplicates"] == [cid]
+    with server.state.sessions() as s:
+        (row,) = s.query(Result).filter_by(device_id=ws.device_id, client_id=cid).all()
+        history = [d.decision for d in s.query(ResultDecision)
+                   .filter_by(device_id=ws.device_id, client_id=cid)
+                   .order_by(ResultDecision.decided_at)]
+    assert row.decision == "rejected"
+    assert history == ["accepted", "rejected"]
