@@ -1,21 +1,25 @@
-"""Sync tests: a live backend on 127.0.0.1, the OS keyring pointed at a temp folder, helpers."""
+"""Sync tests: a live backend on 127.0.0.1, the OS keyring pointed at a temp folder, and the
+workstation's own encrypted store (SQLCipher) holding the outbox the engine drains."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from core.audit.log import AuditEvent, AuditLog, AuditObject
+from core.audit.vocabulary import EventType
+from core.store.database import Database, open_database
+from core.store.outbox import StoreOutbox, enqueue_many
+from core.store.schema import outbox as outbox_table
 from core.sync.client import SyncClient
 from core.sync.credentials import CredentialStore
-from core.sync.outbox import Kind, SqliteOutbox
-from core.sync.wire import GENESIS_HASH
 from tests.backend.conftest import LiveServer, base_settings
 from tests.sync.faultproxy import FaultProxy
 
@@ -53,29 +57,39 @@ def enrolled_client(
     return client
 
 
-class Chain:
-    """A workstation audit chain (sha256 over prev hash + canonical event), as core.audit makes."""
+@dataclass
+class LocalStore:
+    """A workstation's encrypted database as production opens it (core.store.open_database),
+    its audit trail, and the outbox the sync engine drains (core.store.outbox.StoreOutbox)."""
 
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+    db: Database
+    audit: AuditLog
+    outbox: StoreOutbox
 
-    def next(self, kind: str = "viewed", **data: Any) -> dict[str, Any]:
-        prev = self.events[-1]["hash"] if self.events else GENESIS_HASH
-        ev: dict[str, Any] = {
-            "event_id": uuid.uuid4().hex,
-            "index": len(self.events),
-            "prev_hash": prev,
-            "created_at": datetime.now(UTC).isoformat(),
-            "type": kind,
-            "actor": "dr-test",
-            "data": data,
-        }
-        ev["hash"] = hashlib.sha256((prev + json.dumps(ev, sort_keys=True)).encode()).hexdigest()
-        self.events.append(ev)
-        return ev
+    @classmethod
+    def open(cls, path: Path) -> LocalStore:
+        db = open_database(path)
+        return cls(db, AuditLog(db), StoreOutbox(db))
+
+    def close(self) -> None:
+        self.db.close()
+
+    def last_error(self, item_id: str) -> str | None:
+        with self.db.engine.connect() as conn:
+            return conn.execute(
+                select(outbox_table.c.last_error).where(outbox_table.c.id == item_id)
+            ).scalar_one_or_none()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[LocalStore]:
+    opened = LocalStore.open(tmp_path / "workstation.db")
+    yield opened
+    opened.close()
 
 
 def result_payload(i: int = 0) -> dict[str, Any]:
+    """A result in the wire's ResultItem form, as core.results.upstream.result_item builds it."""
     return {
         "client_id": uuid.uuid4().hex,
         "created_at": datetime.now(UTC).isoformat(),
@@ -87,12 +101,28 @@ def result_payload(i: int = 0) -> dict[str, Any]:
     }
 
 
-def queue(outbox: SqliteOutbox, chain: Chain, n_results: int, n_events: int) -> None:
-    """Interleave results and audit events in the outbox, as a working session would."""
-    rows: list[tuple[Kind, dict[str, Any], str]] = []
-    for i in range(max(n_results, n_events)):
-        if i < n_results:
-            rows.append(("result", result_payload(i), str(uuid.uuid4())))
-        if i < n_events:
-            rows.append(("audit", chain.next(n=i), str(uuid.uuid4())))
-    outbox.add_many(rows)
+def viewed(i: int = 0) -> AuditEvent:
+    return AuditEvent(
+        EventType.INSTANCES_ACCESSED,
+        user="dr-test",
+        role="radiologist",
+        objects=[AuditObject("study", f"1.2.826.0.1.3680043.8.498.{i}")],
+        details={"n": i},
+    )
+
+
+#: Items of each kind written together: a working session interleaves results and events.
+CHUNK = 50
+
+
+def queue(store: LocalStore, n_results: int, n_events: int) -> None:
+    """Queue results and audit events in the encrypted outbox through the store's own batch
+    APIs, in one transaction: results with core.store.outbox.enqueue_many, audit events with
+    AuditLog.append_many (which chains them and queues their wire form), interleaved."""
+    with store.db.transaction() as conn:
+        for start in range(0, max(n_results, n_events), CHUNK):
+            results = range(start, min(start + CHUNK, n_results))
+            enqueue_many(conn, "result", [(str(uuid.uuid4()), result_payload(i)) for i in results])
+            events = range(start, min(start + CHUNK, n_events))
+            if events:
+                store.audit.append_many([viewed(i) for i in events], conn=conn)

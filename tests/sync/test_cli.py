@@ -1,4 +1,8 @@
-"""``doctorai sync`` end to end against a live backend; secrets only in the keyring."""
+"""``doctorai sync`` end to end against a live backend; secrets only in the keyring.
+
+The command runs as installed: it opens the profile's encrypted database (DOCTORAI_HOME, key
+from the keyring backend named in PYTHON_KEYRING_BACKEND) and drains its outbox; the items
+were queued there through the store's own APIs beforehand."""
 
 from __future__ import annotations
 
@@ -7,16 +11,31 @@ import os
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 
-from cli import main, sync_cmd
-from core.sync.outbox import SqliteOutbox
+from backend.db import AuditEvent, Device, Result
+from cli import main
 from tests.backend.conftest import LiveServer
-from tests.sync.conftest import Chain, queue
+from tests.sync.conftest import LocalStore, queue
 from tests.sync.test_model_updates import MODEL, publish, trusted_root
 
 
 def _profile() -> Path:
     return Path(os.environ["DOCTORAI_HOME"])  # isolated per test by tests/conftest.py
+
+
+def _profile_store() -> LocalStore:
+    """The profile's own database, where ``doctorai`` opens it."""
+    _profile().mkdir(parents=True, exist_ok=True)
+    return LocalStore.open(_profile() / "doctorai.db")
+
+
+def _unsent() -> int:
+    store = _profile_store()
+    try:
+        return store.outbox.count_unsent()
+    finally:
+        store.close()
 
 
 def _configure(profile: Path, url: str) -> None:
@@ -31,13 +50,12 @@ def _files_containing(root: Path, secret: str) -> list[Path]:
 def test_enrol_status_and_sync_once(
     server: LiveServer,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _configure(_profile(), server.url)
-    outbox = SqliteOutbox(tmp_path / "outbox.sqlite3")
-    queue(outbox, Chain(), 7, 5)
-    monkeypatch.setattr(sync_cmd, "OUTBOX_FACTORY", lambda: outbox)
+    store = _profile_store()
+    queue(store, 7, 5)
+    store.close()
 
     assert main(["sync", "enrol", server.enrol_code(), "--label", "reading-room-3"]) == 0
     assert "credentials stored in the OS keyring" in capsys.readouterr().out
@@ -48,11 +66,28 @@ def test_enrol_status_and_sync_once(
 
     assert main(["sync", "--once"]) == 0
     assert "sent 12 item(s)" in capsys.readouterr().out
-    assert outbox.count_unsent() == 0
+    assert _unsent() == 0
 
     from core.sync.credentials import CredentialStore
 
     creds = CredentialStore(server.url)
+    device_id = creds.require_device().device_id
+    with server.state.sessions() as s:
+        results = s.scalar(
+            select(func.count()).select_from(Result).where(Result.device_id == device_id)
+        )
+        events = s.scalar(
+            select(func.count()).select_from(AuditEvent).where(AuditEvent.device_id == device_id)
+        )
+        device = s.get(Device, device_id)
+        assert device is not None
+        head = (device.head_index, device.head_hash)
+    assert (results, events) == (7, 5)
+    store = _profile_store()
+    try:
+        assert head == store.audit.chain_head()  # the server holds this workstation's chain
+    finally:
+        store.close()
     secret = creds.require_device().device_secret
     refresh = creds.refresh_token()
     assert refresh
@@ -81,17 +116,15 @@ def test_setup_problems_are_named(
 
 def test_unenrolled_sync_says_how_to_enrol(
     server: LiveServer,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _configure(_profile(), server.url + "/")
-    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
-    queue(outbox, Chain(), 1, 0)
-    monkeypatch.setattr(sync_cmd, "OUTBOX_FACTORY", lambda: outbox)
+    store = _profile_store()
+    queue(store, 1, 0)
+    store.close()
     assert main(["sync"]) == 1
     assert "doctorai sync enrol CODE" in capsys.readouterr().err
-    assert outbox.count_unsent() == 1
+    assert _unsent() == 1
 
 
 def test_models_update_and_rollback(

@@ -1,20 +1,20 @@
-"""The status-bar widget and the background sync thread, against a live backend (offscreen)."""
+"""The status-bar widget and the background sync thread, against a live backend (offscreen),
+draining the workstation's encrypted outbox (core.store)."""
 
 from __future__ import annotations
 
 import socket
 from datetime import UTC, datetime
-from pathlib import Path
 
+from core.store.outbox import enqueue
 from core.sync.client import SyncClient
 from core.sync.credentials import CredentialStore
 from core.sync.engine import BackoffPolicy, SyncEngine
-from core.sync.outbox import SqliteOutbox
 from core.sync.status import SyncSnapshot, SyncStatus
 from desktop.sync_status import SyncStatusWidget, describe
 from desktop.sync_worker import SyncLoop
 from tests.backend.conftest import LiveServer
-from tests.sync.conftest import Chain, enrolled_client, queue
+from tests.sync.conftest import LocalStore, enrolled_client, queue, result_payload, viewed
 
 FAST = BackoffPolicy(base_s=0.02, cap_s=0.1, max_attempts=2)
 
@@ -29,9 +29,9 @@ def test_describe_in_plain_words() -> None:
     assert text.startswith("Sync: online - nothing waiting - last synced")
 
 
-def test_thread_drains_and_widget_follows(qtbot, server: LiveServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
-    queue(outbox, Chain(), 20, 20)
+def test_thread_drains_and_widget_follows(qtbot, server: LiveServer, store: LocalStore) -> None:  # type: ignore[no-untyped-def]
+    outbox = store.outbox
+    queue(store, 20, 20)
     status = SyncStatus()
     engine = SyncEngine(outbox, enrolled_client(server), status=status, backoff=FAST)
     widget = SyncStatusWidget(status)
@@ -44,7 +44,8 @@ def test_thread_drains_and_widget_follows(qtbot, server: LiveServer, tmp_path: P
             lambda: widget.text.text().startswith("Sync: online - nothing"), timeout=15000
         )
         assert outbox.count_unsent() == 0
-        outbox.add("result", {**_result(), "client_id": "late-1"})
+        with store.db.transaction() as conn:
+            enqueue(conn, "result", {**result_payload(), "client_id": "late-1"})
         thread.sync_now()
         qtbot.waitUntil(lambda: outbox.count_unsent() == 0, timeout=10000)
     finally:
@@ -53,12 +54,12 @@ def test_thread_drains_and_widget_follows(qtbot, server: LiveServer, tmp_path: P
     assert thread.isFinished()
 
 
-def test_offline_is_shown_and_nothing_lost(qtbot, server: LiveServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_offline_is_shown_and_nothing_lost(qtbot, server: LiveServer, store: LocalStore) -> None:  # type: ignore[no-untyped-def]
     with socket.socket() as s:  # a port nobody listens on: the server is "down"
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
-    queue(outbox, Chain(), 3, 0)
+    outbox = store.outbox
+    queue(store, 3, 0)
     status = SyncStatus()
     client = SyncClient(dead, CredentialStore(dead), timeout=2)
     client.credentials.save_device(enrolled_client(server).credentials.require_device())
@@ -78,17 +79,10 @@ def test_offline_is_shown_and_nothing_lost(qtbot, server: LiveServer, tmp_path: 
     assert outbox.count_unsent() == 3
 
 
-def _result() -> dict[str, object]:
-    from tests.sync.conftest import result_payload
-
-    return result_payload()
-
-
-def test_security_alert_reaches_the_gui(qtbot, server: LiveServer, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    outbox = SqliteOutbox(tmp_path / "o.sqlite3")
-    chain = Chain()
-    chain.next()  # index 0 never queued: the server sees a gap in the chain
-    outbox.add("audit", chain.next())
+def test_security_alert_reaches_the_gui(qtbot, server: LiveServer, store: LocalStore) -> None:  # type: ignore[no-untyped-def]
+    outbox = store.outbox
+    store.audit.append(viewed(0), sync=False)  # index 0 never queued: the server sees a gap
+    store.audit.append(viewed(1))
     status = SyncStatus()
     engine = SyncEngine(outbox, enrolled_client(server), status=status, backoff=FAST)
     widget = SyncStatusWidget(status)
