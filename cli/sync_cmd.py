@@ -94,11 +94,11 @@ def _once(settings: Any, _args: argparse.Namespace) -> int:
 
 
 def _status(settings: Any, args: argparse.Namespace) -> int:
+    from core.inference.model_store import ModelStore
     from core.paths import profile_dir
     from core.sync.client import check_server_url
     from core.sync.credentials import CredentialStore
     from core.sync.errors import SyncError
-    from core.sync.model_store import ModelStore
 
     url = settings.sync.server_url
     info: dict[str, Any] = {"server_url": url, "device_id": None, "queue_length": None}
@@ -206,9 +206,9 @@ def _models(settings: Any, args: argparse.Namespace) -> int:
 
 def _rollback(_settings: Any, args: argparse.Namespace) -> int:
     from core.app.model_admin import rollback_model
+    from core.inference.model_store import ModelInstallError, ModelStore
     from core.paths import profile_dir
     from core.security.users import PermissionDenied
-    from core.sync.model_store import ModelInstallError, ModelStore
 
     ws = _as_admin(args)
     if ws is None:

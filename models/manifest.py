@@ -301,9 +301,18 @@ def _version_tuple(version: str) -> tuple[int, int, int]:
 
 
 def _app_version() -> str:
-    from core import __version__  # the app's version; core/__init__ is import-free
+    """The running application's version, from its installed distribution's metadata (the
+    same number pyproject.toml gives core.__version__; a test keeps them equal). Read here
+    rather than imported from core: models never imports the application."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    return __version__
+    try:
+        return version("doctorai-workstation")
+    except PackageNotFoundError:
+        raise RuntimeError(
+            "the application is not installed ('pip install -e .' or an installer), so model "
+            "packages cannot be checked against its version"
+        ) from None
 
 
 def read_manifest(path: Path) -> tuple[Manifest, dict[str, Any]]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 from core.app.workstation import Workstation
 from core.audit.events import Participants
 from core.audit.vocabulary import EventType
+from core.inference.model_store import ModelStore, Pointer
 from core.security.users import Permission
-from core.sync.model_store import ModelStore, Pointer
 from core.sync.model_update import ModelUpdater, UpdateResult
 
 

@@ -61,8 +61,8 @@ def model_roots() -> list[Path]:
     the shipped zoo, IT's configured folders and packages dropped into ``<profile>/models``.
     """
     from core.config import load_settings
+    from core.inference.model_store import ModelInstallError, ModelStore
     from core.paths import profile_dir
-    from core.sync.model_store import ModelInstallError, ModelStore
     from models.discovery import ZOO_DIR
 
     settings = load_settings()

@@ -357,11 +357,10 @@ def manager_from_settings(device: str | None = None, **kwargs: Any) -> ModelMana
 
     settings = load_settings()
     catalog = load_catalog(verify_hashes=True)  # refuse tampered packages
-    manager = ModelManager(
+    return ModelManager(
         catalog.packages,
         budget_bytes=settings.inference.memory_budget_mb * 2**20,
         device=device or settings.inference.device,
         package_errors=catalog.errors,
         **kwargs,
     )
-    return manager

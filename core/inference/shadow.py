@@ -2,7 +2,7 @@
 
 The centre can roll a candidate out "in shadow" (backend rollouts with ``--shadow``): the
 workstation installs it through the signed update channel into the model's shadow slot
-(core.sync.model_store), runs it on the same images after the shown result arrived, and sends
+(core.inference.model_store), runs it on the same images after the shown result arrived, and sends
 its result upstream marked ``shadow`` with the rollout id. The radiologist never sees it, so it
 carries no verdict of its own; it carries its latency, its findings and whether they agree with
 the shown model's (same decision per image), which is what the centre compares before promoting.
@@ -65,8 +65,8 @@ class ShadowModels:
     @classmethod
     def from_profile(cls, **kwargs: Any) -> ShadowModels:
         """What ``doctorai sync models`` installed as shadow under ``<profile>/models``."""
+        from core.inference.model_store import ModelInstallError, ModelStore
         from core.paths import profile_dir
-        from core.sync.model_store import ModelInstallError, ModelStore
 
         try:
             dirs = ModelStore(profile_dir() / "models").shadow_package_dirs()

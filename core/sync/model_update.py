@@ -22,9 +22,14 @@ from tuf.api import exceptions as tuf_exc
 # documented import path; the package re-exports without __all__
 from tuf.ngclient import Updater, UpdaterConfig  # type: ignore[attr-defined]
 
+from core.inference.model_store import (
+    HealthCheck,
+    ModelInstallError,
+    ModelStore,
+    default_health_check,
+)
 from core.sync.client import check_server_url, make_http
 from core.sync.errors import SyncError
-from core.sync.model_store import HealthCheck, ModelInstallError, ModelStore, default_health_check
 from core.sync.tuf_fetch import HttpxFetcher, download_verified
 from core.sync.wire import Assignment, ChannelFile
 

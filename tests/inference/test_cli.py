@@ -64,7 +64,10 @@ def _assert_audited(report: dict[str, object], heatmap: Path) -> None:
         db.close()
     assert [e.event_type for e in events] == [EventType.MODEL_RUN, EventType.EXPORT]
     run, export = events
-    assert run.details["result_id"] == report["result_id"]
+    assert {"kind": "result", "id": report["result_id"], "name": ""} in run.objects
+    kinds = [o["kind"] for o in run.objects]
+    assert kinds == ["patient", "study", "series", "instance", "model", "result"]
+    assert [o["kind"] for o in export.objects] == ["patient", "study", "series", "instance", "file"]
     assert {"kind": "model", "id": "chest-xray-pneumonia@" + report["model"]["version"],  # type: ignore[index]
             "name": ""} in run.objects
     assert any(o["id"] == str(heatmap.resolve()) for o in export.objects)

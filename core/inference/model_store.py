@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from core.sync.errors import SyncError
-
 POINTER = "current"
 SHADOW = "shadow"
 STAGING = ".staging"
@@ -39,7 +37,7 @@ HealthCheck = Callable[[Path], tuple[bool, str]]
 _P = TypeVar("_P")
 
 
-class ModelInstallError(SyncError):
+class ModelInstallError(Exception):
     """A package that cannot be installed, or a rollback that cannot be done; names why."""
 
     def __init__(self, model_id: str, reason: str) -> None:

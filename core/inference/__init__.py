@@ -1,0 +1,1 @@
+"""On-device inference: the model manager, the pipeline, results and their provenance."""
