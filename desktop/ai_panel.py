@@ -157,6 +157,10 @@ class AIPanel(QWidget):
         run_row = QHBoxLayout()
         run_row.addWidget(self.run_image_button)
         run_row.addWidget(self.run_series_button)
+        self.run_blocked_label = QLabel("")  # why the Run buttons are off for this role
+        self.run_blocked_label.setObjectName("permissionNote")
+        self.run_blocked_label.setWordWrap(True)
+        self.run_blocked_label.hide()
 
         self.queue_table = QTableWidget(0, 4)
         self.queue_table.setHorizontalHeaderLabels(["Model", "On", "Status", "Progress"])
@@ -245,6 +249,7 @@ class AIPanel(QWidget):
         layout.addWidget(self.demo_banner)
         layout.addWidget(self.intended_use)
         layout.addLayout(run_row)
+        layout.addWidget(self.run_blocked_label)
         layout.addWidget(queue_box)
         layout.addWidget(result_box)
         layout.addStretch(1)
@@ -353,7 +358,8 @@ class AIPanel(QWidget):
         self._set_run_enabled()
 
     def block_runs(self, reason: str) -> None:
-        """The signed-in role may not run models: the buttons stay off and say why."""
+        """The signed-in role may not run models: the buttons stay off and a label under them
+        says why (a tooltip alone is never seen on a disabled button)."""
         self.run_blocked = reason
         for button in (self.run_image_button, self.run_series_button):
             button.setToolTip(reason)
@@ -364,6 +370,8 @@ class AIPanel(QWidget):
             and not self.run_blocked
         self.run_image_button.setEnabled(ok)
         self.run_series_button.setEnabled(ok)
+        self.run_blocked_label.setText(self.run_blocked)
+        self.run_blocked_label.setVisible(bool(self.run_blocked))
 
     def _on_series_changed(self, _series: object) -> None:
         self._fill_models()

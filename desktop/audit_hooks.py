@@ -28,6 +28,7 @@ from core.imaging.model import Series
 from core.security.users import Permission
 from desktop.audit_viewer import AuditViewer
 from desktop.menus import find_menu
+from desktop.permissions import gate_action
 from desktop.workers import JobContext, SerialJobs
 
 if TYPE_CHECKING:
@@ -68,12 +69,11 @@ class AuditHooks(QObject):
         menu.addSeparator()
         self.audit_action = QAction("Audit trail…", self.window)
         self.audit_action.triggered.connect(self.show_audit)
-        self.audit_action.setEnabled(bool(user and user.can(Permission.READ_AUDIT)))
-        if not self.audit_action.isEnabled():
-            self.audit_action.setToolTip("Only the admin and auditor roles read the audit trail")
+        gate_action(self.audit_action, user, Permission.READ_AUDIT)  # the reason in its text
         menu.addAction(self.audit_action)
         self.export_action = QAction("Export view as PNG…", self.window)
         self.export_action.triggered.connect(self.export_view_dialog)
+        gate_action(self.export_action, user, Permission.VIEW)  # core.app.exports checks VIEW
         self.window.addAction(self.export_action)
         file_menu = find_menu(self.window, "File")
         if file_menu is not None:  # above "Quit", which ends the menu

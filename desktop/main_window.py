@@ -124,12 +124,15 @@ class MainWindow(QMainWindow):
         """Session menu, inactivity lock, audit hooks and viewer, AI permissions."""
         from core.security.users import Permission
         from desktop.audit_hooks import AuditHooks
+        from desktop.permissions import gate_action
         from desktop.session_lock import InactivityLock
 
         self.session_lock = InactivityLock(self, ws, check_ms=lock_check_ms)
         self.session_lock.signed_out.connect(self._on_signed_out)
         self.audit_hooks = AuditHooks(self, ws, menu=self.session_lock.menu)
         user = ws.session.user
+        for name in ("Open files…", "Open folder…", "Open zip…"):  # disabled, saying who may
+            gate_action(self.actions_by_name[name], user, Permission.LOAD)
         if user is None or not user.can(Permission.RUN_AI):
             role = user.role.value if user else "signed-out"
             self.ai.block_runs(f"The {role} role may not run AI models.")

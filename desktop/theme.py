@@ -29,5 +29,16 @@ def apply_dark_theme(app: QApplication) -> None:
     }
     for role, colour in roles.items():
         pal.setColor(role, QColor(colour))
+    disabled = {  # what QSS does not reach (check-box marks, slider handles, item views)
+        QPalette.ColorRole.WindowText: "#5d6168",
+        QPalette.ColorRole.Text: "#5d6168",
+        QPalette.ColorRole.ButtonText: "#63676e",
+        QPalette.ColorRole.Button: "#222326",
+        QPalette.ColorRole.Base: "#1b1c1f",
+        QPalette.ColorRole.Highlight: "#3b4654",
+        QPalette.ColorRole.HighlightedText: "#9aa0a8",
+    }
+    for role, colour in disabled.items():
+        pal.setColor(QPalette.ColorGroup.Disabled, role, QColor(colour))
     app.setPalette(pal)
     app.setStyleSheet(STYLE_SHEET.read_text(encoding="utf-8"))
