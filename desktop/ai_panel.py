@@ -287,7 +287,11 @@ class AIPanel(QWidget):
     def _manager_found(self, manager: ModelManager) -> None:
         self.set_manager(manager)
         self.runner.start("preloading AI models", preload_job, manager,
-                          on_result=lambda problems: [log.warning("%s", p) for p in problems])
+                          on_result=self._preloaded)
+
+    def _preloaded(self, problems: list[str]) -> None:
+        for problem in problems:
+            log.warning("%s", problem)
 
     def _manager_failed(self, exc: BaseException) -> None:
         self.models_label.setText(f"AI models unavailable: {exc}")

@@ -145,7 +145,7 @@ class AuditHooks(QObject):
         image: QImage = self.window.viewport.grab().toImage()  # pixels copied on this thread
 
         def write(target: Path) -> None:
-            if not image.save(str(target), "PNG"):
+            if not image.save(str(target), b"PNG"):
                 raise OSError(f"Qt could not write a PNG to '{target}'")
 
         bar = self.window.statusBar()

@@ -30,11 +30,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.app.workstation import Workstation
 from core.audit.export import EXPORTERS
 from core.audit.log import AuditObject, StoredEvent, TrailCheck
 from core.audit.vocabulary import EventType, Outcome
 from core.security.users import Permission, PermissionDenied
-from core.app.workstation import Workstation
 from desktop.workers import JobContext, JobRunner
 
 COLUMNS = ("#", "Time (UTC)", "User", "Role", "Event", "Outcome", "Objects")

@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
-from core.imaging.model import Frame, Instance, LoadError, Series, StudyIndex
-from core.viewer.state import ViewerState, slice_refs
+from core.imaging.model import Frame, LoadError, Series, SliceRef, StudyIndex
+from core.imaging.volume import slice_refs
+from core.viewer.state import ViewerState
 from desktop import jobs
 from desktop.workers import Job, JobContext, JobRunner
 
@@ -59,7 +60,7 @@ def progressive_index_job(ctx: JobContext, paths: Sequence[str], workers: int | 
                        on_files=on_files)
 
 
-def slices_job(ctx: JobContext, refs: Sequence[tuple[Instance, int]], order: Sequence[int],
+def slices_job(ctx: JobContext, refs: Sequence[SliceRef], order: Sequence[int],
                workers: int | None = None) -> Iterator[tuple[int, Frame]]:
     """Yield ``(slice index, Frame)`` for ``refs[i]``, i in ``order`` (missing slices only)."""
     from core.imaging.volume import iter_load_slices

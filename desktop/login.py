@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
-from core.security.users import MIN_PASSWORD_LENGTH, AuthError, Role
 from core.app.workstation import Workstation
+from core.security.users import MIN_PASSWORD_LENGTH, AuthError, Role
 from core.store.errors import DatabaseError
 
 

@@ -8,7 +8,7 @@ widget paints them, so viewport_widget.py needed no change.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
@@ -69,12 +69,16 @@ def read_objects_job(ctx: JobContext, seg: list[Instance], sr: list[Instance],
     return overlays, reports, problems
 
 
+if TYPE_CHECKING:
+    from desktop.viewport_widget import ViewportWidget
+
+
 class SegOverlayLayer(QWidget):
     """Transparent child of the viewport that paints the masks of the current slice."""
 
-    def __init__(self, viewport: Any, state: ViewerState) -> None:
+    def __init__(self, viewport: ViewportWidget, state: ViewerState) -> None:
         super().__init__(viewport)
-        self.viewport: QWidget = viewport
+        self.viewport = viewport
         self.state = state
         self.overlays: list[SegOverlay] = []
         self._cache: dict[tuple[str, str, int], QImage] = {}

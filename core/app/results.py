@@ -56,7 +56,7 @@ def result_participants(result: dict[str, Any]) -> Participants:
 def _check_decision(decision: str) -> Decision:
     if decision not in DECISIONS:
         raise ValueError(f"unknown decision '{decision}' (accepted, rejected or comment)")
-    return decision  # type: ignore[return-value]
+    return decision
 
 
 class ReadingResults(Protocol):

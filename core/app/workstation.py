@@ -102,6 +102,7 @@ class Workstation:
         event_type: EventType,
         participants: Participants | Sequence[AuditObject] = (),
         outcome: Outcome = Outcome.SUCCESS,
+        /,
         **details: Any,
     ) -> StoredEvent:
         """Append an event in the name of the current actor (durable on return)."""

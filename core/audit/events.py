@@ -92,9 +92,11 @@ def event(
     actor: Actor,
     participants: Participants | Sequence[AuditObject] = (),
     outcome: Outcome = Outcome.SUCCESS,
+    /,
     **details: Any,
 ) -> AuditEvent:
-    """The audit event of ``actor`` doing ``event_type`` to ``participants``."""
+    """The audit event of ``actor`` doing ``event_type`` to ``participants``; ``details`` are
+    free-form (positional-only parameters, so a detail may be called "outcome")."""
     objects = (
         participants.ordered() if isinstance(participants, Participants) else list(participants)
     )

@@ -108,7 +108,7 @@ class ResultsStore:
                 .order_by(decisions.c.id.desc())
                 .limit(1)
             ).first()
-        return row.decision if row is not None else None  # type: ignore[no-any-return]
+        return row.decision if row is not None else None
 
     def get(self, result_id: str) -> StoredResult:
         found = self._load(select(results).where(results.c.id == result_id))
