@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.exc import SQLAlchemyError
 
+from core.app.accounts import add_account
 from core.app.workstation import Workstation
 from core.security.users import MIN_PASSWORD_LENGTH, AuthError, Role
 from core.store.errors import DatabaseError
@@ -111,7 +112,7 @@ class LoginDialog(QDialog):
             return self._refuse("The two passwords differ.")
         try:
             if self.mode is Mode.SETUP:
-                self.ws.users.create_user(username, password, Role.ADMIN, by="first-run set-up")
+                add_account(self.ws, username, password, Role.ADMIN)  # the first: an admin
                 self.ws.session.login(username, password)
             elif self.mode is Mode.SIGN_IN:
                 self.ws.session.login(username, password)
