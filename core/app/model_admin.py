@@ -5,7 +5,7 @@ background sync installs as 'system' (IT's signed channel decided). Each change 
 from __future__ import annotations
 
 from core.app.workstation import Workstation
-from core.audit.events import Participants
+from core.audit.events import SYSTEM, Participants, event
 from core.audit.vocabulary import EventType
 from core.inference.model_store import ModelStore, Pointer
 from core.security.users import Permission
@@ -29,12 +29,11 @@ def install_update(ws: Workstation, updater: ModelUpdater, model_id: str, *, for
                    by_person: bool = True) -> UpdateResult:
     """Install the channel's version of ``model_id`` (``force``: also over a pin). A person
     (``by_person``) needs manage-models; the background sync does not. Raises ModelUpdateError."""
-    if by_person:
-        ws.require(Permission.MANAGE_MODELS)
+    actor = ws.require(Permission.MANAGE_MODELS) if by_person else SYSTEM
     if force:
         updater.store.unpin(model_id)
     result = updater.update(model_id, force=force)
     if result.action == "installed":
-        ws.record(EventType.MODEL_INSTALLED, _model(model_id, result.version),
-                  previous=result.previous, shadow=result.shadow)
+        ws.audit.append(event(EventType.MODEL_INSTALLED, actor, _model(model_id, result.version),
+                              previous=result.previous, shadow=result.shadow))
     return result
