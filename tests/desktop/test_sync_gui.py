@@ -5,7 +5,6 @@ raises a Security Alert the user sees, and an unreachable or unconfigured server
 
 from __future__ import annotations
 
-import gc
 import os
 import shutil
 import socket
@@ -184,12 +183,10 @@ def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignor
     queued = StoreOutbox(ws.db).count_unsent()
     assert queued >= 2001
 
-    # Full collections over the heap torch leaves behind pause every thread ~300 ms on this
-    # machine, sync or no sync; the app freezes the heap after a model load (gc.freeze, see the
-    # README), so the same is done here before the measurement.
+    # Measured as the application runs: nothing is done to the garbage collector here. The
+    # model load above froze the long-lived heap (core.heap); before it did, a full collection
+    # landing in the sync pass stalled this window ~200 ms.
     settings = _settings(remote.url, code=remote.enrol_code())
-    gc.collect()
-    gc.freeze()
     meter = StallMeter()
     meter.start()
     t_install = time.perf_counter()
@@ -215,7 +212,6 @@ def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignor
         assert events[0] == ws.audit.chain_head()[0] + 1 - _unsent_audit(ws)
         assert load_last_success(ws.db) == sync.status.snapshot.last_success
     finally:
-        gc.unfreeze()
         assert sync.stop(5.0)
 
 
