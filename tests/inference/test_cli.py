@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tests.gpu import torch_gpu_missing, xgboost_gpu_missing
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -120,7 +122,9 @@ def test_selftest_reports_each_model() -> None:
     assert by_id["chest-xray-pneumonia"]["ok"]
     assert by_id["tabular-breast-cancer"]["ok"]
     assert not by_id["no-such-model"]["ok"]
-    assert report["frameworks"]["torch"]["gpu"] is False  # no GPU on this machine
+    # what the selftest reports is what each framework itself says about a GPU here
+    assert report["frameworks"]["torch"]["gpu"] is (torch_gpu_missing() is None)
+    assert report["frameworks"]["xgboost"]["gpu"] is (xgboost_gpu_missing() is None)
 
 
 def test_selftest_open_renders_a_file(dicom_data: Path, tmp_path: Path) -> None:

@@ -14,8 +14,10 @@ import pytest
 from models.adapters import load_model
 from models.adapters import transformers_adapter as adapter
 from models.adapters.transformers_adapter import Seq2SeqModel
+from models.devices import DeviceError
 from models.manifest import FileIntegrityError, ModelPackage, load_package
 from models.report_metrics import read_jsonl, score
+from tests.gpu import torch_gpu_missing
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "models" / "zoo" / "report-drafter"
@@ -231,8 +233,10 @@ def test_lazy_import_and_no_network(package: ModelPackage) -> None:
 
 
 def test_gpu_drafts_match_cpu(package: ModelPackage, drafter: Seq2SeqModel) -> None:
-    if not adapter.gpu_available():
-        pytest.skip("no CUDA device visible to torch on this machine")
+    missing = torch_gpu_missing()
+    if missing is not None:
+        pytest.skip(missing)
+    assert adapter.gpu_available()
     gpu = adapter.load(package, "gpu")
     try:
         assert gpu.device == "cuda:0"
@@ -242,3 +246,14 @@ def test_gpu_drafts_match_cpu(package: ModelPackage, drafter: Seq2SeqModel) -> N
         )
     finally:
         gpu.close()
+
+
+def test_gpu_request_refused_where_torch_sees_no_gpu(package: ModelPackage) -> None:
+    if torch_gpu_missing() is None:
+        pytest.skip("torch runs on a CUDA device here: the refusal cannot happen")
+    assert not adapter.gpu_available()
+    with pytest.raises(
+        DeviceError,
+        match="gpu requested for model 'report-drafter' but no GPU visible to transformers",
+    ):
+        load_model(package, "gpu")
