@@ -3,21 +3,12 @@ test leaving a background job running (napari's leaked-thread check)."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("pytestqt")
-
-_MISSING = [m for m in ("core.imaging.index", "core.imaging.pixels", "core.imaging.display",
-                        "core.imaging.volume") if importlib.util.find_spec(m) is None]
-if _MISSING:  # built in parallel by the imaging engineer; the GUI cannot load images without it
-    pytest.skip(f"core.imaging not complete yet (missing {_MISSING})", allow_module_level=True)
-
-from PySide6.QtCore import QThreadPool  # noqa: E402
-from superqt.utils import WorkerBase  # noqa: E402
+from PySide6.QtCore import QThreadPool
+from superqt.utils import WorkerBase
 
 CT_PARTS = ("pyvista__vtk-data", "Data", "DICOM_Stack")
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from tests.gpu import torch_gpu_missing
 
 REPO = Path(__file__).resolve().parents[2]
 CHEST_CR = REPO / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
@@ -27,8 +27,8 @@ def run_selftest(*args: str, model: str | None = None) -> tuple[int, dict]:
 
 
 def test_selftest_passes_on_a_real_dicom_and_zoo_model() -> None:
-    if not (REPO / "models" / "zoo" / "chest-xray-pneumonia" / "manifest.json").is_file():
-        pytest.skip("zoo model 'chest-xray-pneumonia' not trained yet")
+    manifest = REPO / "models" / "zoo" / "chest-xray-pneumonia" / "manifest.json"
+    assert manifest.is_file(), f"the committed zoo model is missing: {manifest}"
     code, report = run_selftest(str(CHEST_CR))
     checks = {c["name"]: c for c in report["checks"]}
     assert code == 0, report
@@ -40,7 +40,8 @@ def test_selftest_passes_on_a_real_dicom_and_zoo_model() -> None:
     assert checks["sqlcipher"]["detail"]["cipher_version"].startswith("4.")
     model = checks["model"]["detail"]
     assert model["framework"] == "torch"
-    assert model["device"] == "cpu"
+    # the default device is "auto": the GPU where torch itself sees one (tests/gpu.py)
+    assert model["device"] == ("cuda:0" if torch_gpu_missing() is None else "cpu")
     assert "matches" in model["stored_sample"]
     probs = model["dicom_prediction"]
     assert set(probs) == {"normal", "pneumonia"}

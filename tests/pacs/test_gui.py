@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("pytestqt")
-
 from tests.desktop.conftest import _no_leaked_workers, window  # noqa: F401 - fixtures
 from tests.pacs.conftest import CT3_DIR, LIVER_SEG, SR_EXAMPLE, RecordingSink, ct_subset
 
