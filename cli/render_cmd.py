@@ -48,14 +48,13 @@ def _render(args: argparse.Namespace, ws: Workstation) -> int:
         print(f"error: --out '{args.out}' must be a .png file", file=sys.stderr)
         return 2
 
-    from sqlalchemy.exc import SQLAlchemyError
-
     from cli.profile import EXIT_NO_AUDIT
     from core.app.exports import export_file
     from core.audit.events import Participants
     from core.imaging.display import render
     from core.imaging.header import HeaderError, read_header
     from core.imaging.pixels import PixelDecodeError, read_frame
+    from core.store.errors import TrailUnavailableError
 
     try:
         with warnings.catch_warnings():
@@ -79,9 +78,8 @@ def _render(args: argparse.Namespace, ws: Workstation) -> int:
     except OSError as exc:
         print(f"error: cannot write '{out}': {exc.strerror or exc}", file=sys.stderr)
         return 1
-    except SQLAlchemyError as exc:  # the Export event could not be written: no file either
-        print(f"error: the audit trail cannot record this export, so '{out}' was not written: "
-              f"{getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+    except TrailUnavailableError as exc:  # the Export event could not be written: no file
+        print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_AUDIT
     print(f"wrote '{out}' ({image.shape[1]}x{image.shape[0]}"
           f"{' RGB' if image.ndim == 3 else ''}, frame {args.frame})")

@@ -12,6 +12,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QToolBar, QToolButton
 
 from core.viewer.presets import AUTO, CT_PRESETS
+from desktop.menus import WindowMenus
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
@@ -43,7 +44,8 @@ def build_actions(win: MainWindow) -> None:
     file_menu.addAction(_act(win, "Open zip…", win.open_zip_dialog))
     file_menu.addSeparator()
     file_menu.addAction(_act(win, "Cancel loading", win.cancel_loading, "Esc"))
-    file_menu.addAction(_act(win, "Quit", win.close, "Ctrl+Q"))
+    quit_action = _act(win, "Quit", win.close, "Ctrl+Q")
+    file_menu.addAction(quit_action)
 
     tb = QToolBar("Tools", win)
     tb.setObjectName("toolsToolbar")
@@ -110,8 +112,9 @@ def build_actions(win: MainWindow) -> None:
                  "Hide patient info"):
         view_menu.addAction(win.actions_by_name[name])
     view_menu.addMenu(presets)
-    win.panels_menu = view_menu.addMenu("Panels")
+    panels_menu = view_menu.addMenu("Panels")
     tools_menu = menu.addMenu("&Tools")
+    win.menus = WindowMenus(file_menu, view_menu, panels_menu, tools_menu, quit_action)
     for a in tools.actions():
         tools_menu.addAction(a)
     tools_menu.addAction(win.actions_by_name["Clear"])

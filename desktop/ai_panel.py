@@ -11,7 +11,7 @@ worker jobs, never on the GUI thread.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
@@ -43,10 +43,12 @@ from core.inference.shadow import ShadowModels
 from core.results.store import Decision
 from core.viewer.state import ViewerState
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
-from desktop.menus import find_menu
 from desktop.model_manager_view import ModelManagerView
 from desktop.viewport_widget import ViewportWidget
 from desktop.workers import JobContext, JobRunner
+
+if TYPE_CHECKING:
+    from desktop.main_window import MainWindow
 
 log = logging.getLogger(__name__)
 
@@ -586,7 +588,7 @@ class AIPanel(QWidget):
             self.shadow.shutdown()
 
 
-def install_ai(window: Any, device: str | None = None,
+def install_ai(window: MainWindow, device: str | None = None,
                results: ReadingResults | None = None) -> AIPanel:
     """Add the AI panel and the model manager view to a MainWindow (via ``add_panel``)."""
     area = Qt.DockWidgetArea
@@ -596,18 +598,15 @@ def install_ai(window: Any, device: str | None = None,
     scroll.setObjectName("aiPanel")
     scroll.setWidgetResizable(True)
     scroll.setWidget(panel)
-    window.ai_dock = window.add_panel(scroll, area.RightDockWidgetArea, "AI")
-    tags_dock = getattr(window, "tags_dock", None)
-    if tags_dock is not None:
-        window.tabifyDockWidget(tags_dock, window.ai_dock)
-    window.ai_dock.raise_()
-    window.models_dock = window.add_panel(panel.manager_view, area.BottomDockWidgetArea,
-                                          "Model manager")
-    window.models_dock.hide()
-    tools = find_menu(window, "Tools")
-    if tools is not None:
-        tools.addSeparator()
-        tools.addAction("Model manager…", panel.show_manager)
+    window.ai_dock = ai_dock = window.add_panel(scroll, area.RightDockWidgetArea, "AI")
+    window.tabifyDockWidget(window.tags_dock, ai_dock)
+    ai_dock.raise_()
+    window.models_dock = models_dock = window.add_panel(panel.manager_view,
+                                                        area.BottomDockWidgetArea, "Model manager")
+    models_dock.hide()
+    if window.menus is not None:
+        window.menus.tools.addSeparator()
+        window.menus.tools.addAction("Model manager…", panel.show_manager)
     panel.queue.failed.connect(
         lambda row: window.statusBar().showMessage(
             f"AI model '{row.model_id}' failed: {row.message}", 10000))

@@ -27,7 +27,6 @@ from core.audit.vocabulary import EventType
 from core.imaging.model import Series
 from core.security.users import Permission
 from desktop.audit_viewer import AuditViewer
-from desktop.menus import find_menu
 from desktop.permissions import gate_action
 from desktop.workers import JobContext, SerialJobs
 
@@ -75,13 +74,8 @@ class AuditHooks(QObject):
         self.export_action.triggered.connect(self.export_view_dialog)
         gate_action(self.export_action, user, Permission.VIEW)  # core.app.exports checks VIEW
         self.window.addAction(self.export_action)
-        file_menu = find_menu(self.window, "File")
-        if file_menu is not None:  # above "Quit", which ends the menu
-            quit_action = next((a for a in file_menu.actions() if a.text() == "Quit"), None)
-            if quit_action is not None:
-                file_menu.insertAction(quit_action, self.export_action)
-            else:
-                file_menu.addAction(self.export_action)
+        if self.window.menus is not None:
+            self.window.menus.add_to_file(self.export_action)
         else:
             menu.addAction(self.export_action)
 
@@ -145,7 +139,8 @@ class AuditHooks(QObject):
         image: QImage = self.window.viewport.grab().toImage()  # pixels copied on this thread
 
         def write(target: Path) -> None:
-            if not image.save(str(target), b"PNG"):
+            # PySide6 takes the format as str at run time; its stubs say bytes
+            if not image.save(str(target), "PNG"):  # type: ignore[call-overload]
                 raise OSError(f"Qt could not write a PNG to '{target}'")
 
         bar = self.window.statusBar()

@@ -33,6 +33,7 @@ from desktop.ai_panel import install_ai
 from desktop.browser import StudyBrowser
 from desktop.cine import CinePlayer
 from desktop.controller import ViewerController
+from desktop.menus import WindowMenus
 from desktop.panels import LoadErrorsPanel, TagBrowser
 from desktop.viewport_widget import Tool, ViewportWidget
 from desktop.workers import ErrorSink, JobRunner
@@ -41,7 +42,11 @@ if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
     from core.app.workstation import Workstation
     from core.viewer.tags import TagRow
     from desktop.audit_hooks import AuditHooks
+    from desktop.pacs_panel import PacsGui
+    from desktop.seg_overlay import ResultsObjectsPanel
     from desktop.session_lock import InactivityLock
+    from desktop.sync_status import SyncStatusWidget
+    from desktop.sync_worker import SyncController
 
 Area = Qt.DockWidgetArea
 
@@ -67,7 +72,14 @@ class MainWindow(QMainWindow):
         self.cine = CinePlayer(self.state, self)
         self.actions_by_name: dict[str, QAction] = {}
         self.preset_menu: QMenu | None = None
-        self.panels_menu: QMenu | None = None
+        self.menus: WindowMenus | None = None  # set by build_actions
+        # what the feature modules add (desktop.ai_panel, pacs_panel, seg_overlay, sync_worker)
+        self.ai_dock: QDockWidget | None = None
+        self.models_dock: QDockWidget | None = None
+        self.pacs: PacsGui | None = None
+        self.seg_panel: ResultsObjectsPanel | None = None
+        self.sync: SyncController | None = None
+        self.sync_status_widget: SyncStatusWidget | None = None
 
         self.viewport = ViewportWidget(self.state)
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -116,8 +128,8 @@ class MainWindow(QMainWindow):
                          | QDockWidget.DockWidgetFeature.DockWidgetClosable
                          | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
         self.addDockWidget(area, dock)
-        if self.panels_menu is not None:
-            self.panels_menu.addAction(dock.toggleViewAction())
+        if self.menus is not None:
+            self.menus.panels.addAction(dock.toggleViewAction())
         return dock
 
     def _attach_workstation(self, ws: Workstation, lock_check_ms: int) -> None:

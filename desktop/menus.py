@@ -1,16 +1,22 @@
-"""Finding the window's top-level menus, for the feature modules that add actions to them."""
+"""The window's top-level menus as named slots, so feature modules add their actions to the
+menu they mean (never found by the label the user reads)."""
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu
 
 
-def find_menu(window: Any, title: str) -> QMenu | None:
-    """The menu bar's menu called ``title`` ("Tools" finds "&Tools"), or None."""
-    for action in window.menuBar().actions():
-        menu = action.menu()
-        if isinstance(menu, QMenu) and action.text().replace("&", "") == title:
-            return menu
-    return None
+@dataclass(frozen=True)
+class WindowMenus:
+    file: QMenu
+    view: QMenu
+    panels: QMenu  # View > Panels: one entry per dock
+    tools: QMenu
+    quit: QAction  # File > Quit, which ends the File menu
+
+    def add_to_file(self, action: QAction) -> None:
+        """Into File, above Quit."""
+        self.file.insertAction(self.quit, action)

@@ -23,7 +23,6 @@ from core.app.pacs_audit import pacs_audit
 from core.config import Settings
 from core.pacs.cache import PacsCache
 from core.pacs.errors import PacsError
-from desktop.menus import find_menu
 from desktop.pacs_dialog import PacsDialog, client_factory, configured_nodes
 from desktop.workers import Job, JobContext
 
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from core.app.workstation import Workstation
     from core.inference.result import InferenceResult
     from core.pacs.client import PacsClient
+    from desktop.main_window import MainWindow
 
 
 @dataclass(frozen=True)
@@ -192,11 +192,7 @@ class PacsGui:
         self.dialog.panel.patient_name.setFocus()
 
 
-def _file_menu(window: Any) -> Any:
-    return find_menu(window, "File") or window.menuBar().addMenu("&File")
-
-
-def install_pacs(window: Any, ws: Workstation, settings: Settings | None,
+def install_pacs(window: MainWindow, ws: Workstation, settings: Settings | None,
                  cache: PacsCache | None = None) -> PacsGui:
     """File > Search PACS… (Ctrl+Shift+P) and the AI panel's Export to PACS, as ``ws``'s user.
 
@@ -209,13 +205,11 @@ def install_pacs(window: Any, ws: Workstation, settings: Settings | None,
     dialog.panel.status.setText(problem)
     action = QAction("Search PACS…", window)
     action.setShortcut(QKeySequence("Ctrl+Shift+P"))
-    menu = _file_menu(window)
-    before = next((a for a in menu.actions() if a.isSeparator()), None)
-    if before is not None:
-        menu.insertAction(before, action)
-    else:
-        menu.addAction(action)
-    export = PacsExport(window, names, client_for, problem) if hasattr(window, "ai") else None
+    if window.menus is not None:  # after the Open entries, before the first separator
+        file_menu = window.menus.file
+        before = next((a for a in file_menu.actions() if a.isSeparator()), window.menus.quit)
+        file_menu.insertAction(before, action)
+    export = PacsExport(window, names, client_for, problem)
     gui = PacsGui(action, dialog, export, cache)
     action.triggered.connect(gui.show_search)
     window.pacs = gui

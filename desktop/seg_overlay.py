@@ -70,6 +70,7 @@ def read_objects_job(ctx: JobContext, seg: list[Instance], sr: list[Instance],
 
 
 if TYPE_CHECKING:
+    from desktop.main_window import MainWindow
     from desktop.viewport_widget import ViewportWidget
 
 
@@ -208,9 +209,10 @@ class ResultsObjectsPanel(QWidget):
         self.text.setPlainText("\n\n".join(blocks))
 
 
-def install(window: Any) -> ResultsObjectsPanel:
+def install(window: MainWindow) -> ResultsObjectsPanel:
     """Add the SEG layer to ``window.viewport`` and the SEG/SR panel as a dock."""
     layer = SegOverlayLayer(window.viewport, window.state)
     panel = ResultsObjectsPanel(window.state, window.runner, layer)
     window.add_panel(panel, Qt.DockWidgetArea.RightDockWidgetArea, "SEG / SR")
+    window.seg_panel = panel
     return panel

@@ -38,7 +38,6 @@ from core.sync.engine import BackoffPolicy, SecurityAlert, SyncEngine, SyncRepor
 from core.sync.errors import SyncConfigError, SyncError
 from core.sync.status import SyncStatus
 from core.sync.wire import BatchResponse
-from desktop.menus import find_menu
 from desktop.sync_status import SyncStatusWidget
 
 if TYPE_CHECKING:
@@ -364,10 +363,10 @@ class SyncController(QObject):
 
 def _add_action(window: Any, action: QAction) -> None:
     """Tools > Sync now when the window has a Tools menu, else a Sync menu of its own."""
-    tools = find_menu(window, "Tools")
-    if tools is not None:
-        tools.addSeparator()
-        tools.addAction(action)
+    menus = getattr(window, "menus", None)
+    if menus is not None:
+        menus.tools.addSeparator()
+        menus.tools.addAction(action)
         return
     window.menuBar().addMenu("S&ync").addAction(action)
 

@@ -13,10 +13,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from core.app.workstation import Workstation
 from core.audit.events import Participants, event
 from core.audit.vocabulary import EventType, Outcome
 from core.security.users import Permission
+from core.store.database import READ_ERRORS
+from core.store.errors import TrailUnavailableError
+
+#: What a failed append raises (sqlcipher3's own errors escape SQLAlchemy on some paths).
+STORE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, *READ_ERRORS)
 
 
 def export_file(
@@ -29,7 +36,12 @@ def export_file(
     """Audit, then ``write(path)``; OSError from the write is audited as a failure and raised."""
     actor = ws.require(Permission.VIEW)
     participants.add("file", str(path.resolve()))
-    ws.audit.append(event(EventType.EXPORT, actor, participants, **details))
+    try:
+        ws.audit.append(event(EventType.EXPORT, actor, participants, **details))
+    except STORE_ERRORS as exc:
+        cause = getattr(exc, "orig", None) or exc
+        raise TrailUnavailableError(ws.db.path, str(cause),
+                                    f"'{path}' was not written") from exc
     try:
         write(path)
     except OSError as exc:

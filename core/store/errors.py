@@ -79,3 +79,14 @@ class DatabaseCorruptError(DatabaseError):
             f"{super().__str__()}. The file was left untouched: restore it from backup, and keep "
             "the damaged copy for investigation."
         )
+
+
+class TrailUnavailableError(DatabaseError):
+    """The audit trail could not record an action, so the action was not done (an export
+    makes no file): names the database, the cause and what was not done."""
+
+    def __init__(self, path: Path, cause: str, not_done: str) -> None:
+        self.path, self.reason = path, cause
+        Exception.__init__(
+            self, f"the audit trail '{path}' cannot record this ({cause}), so {not_done}"
+        )

@@ -39,7 +39,7 @@ def profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     ws.users.create_user("admin", PASSWORD, Role.ADMIN, by="test")
     ws.users.create_user("rad", PASSWORD, Role.RADIOLOGIST, by="admin")
     ws.close()
-    yield home
+    return home
 
 
 def _participants(event: StoredEvent) -> list[tuple[str, str]]:

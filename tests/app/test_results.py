@@ -78,7 +78,8 @@ def test_save_and_decide_are_audited_and_queued(ws: Workstation) -> None:
     items = [i for i in outbox.fetch_unsent(100) if i.kind == "result"]
     # sent when made (nobody need decide for it to go up); the accept follows, the comment not
     assert [i.payload["decision"] for i in items] == ["none", "accepted"]
-    assert items[0].id == rid and items[1].payload["client_id"] == rid
+    assert items[0].id == rid
+    assert items[1].payload["client_id"] == rid
     assert items[0].payload["latency_ms"] == 15.0
     assert results.latest(rid) == "accepted"
     assert log.verify().ok

@@ -119,7 +119,8 @@ def test_export_of_accepted_result_lands_in_orthanc(qtbot, window, ws: Workstati
     qtbot.waitUntil(lambda: row.state == "done", timeout=120_000)
     assert not export.button.isEnabled()  # not yet accepted
     assert "accept it first" in export.button.toolTip()
-    assert window.ai.decide("accepted")
+    with qtbot.waitSignal(window.ai.decided, timeout=30_000):  # recorded by a job
+        assert window.ai.decide("accepted")
     assert export.button.isEnabled()
     result = window.ai.current_result()[0]
     source = pydicom.dcmread(CR, stop_before_pixels=True)

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
 )
 
 from core.app.workstation import Workstation
-from desktop.menus import find_menu
 from desktop.theme import apply_dark_theme
 from tests.desktop.workstation.helpers import PASSWORD, add_users, rgb
 
@@ -88,7 +87,7 @@ def test_an_auditor_sees_why_opening_studies_is_off(qtbot, ws: Workstation, open
     export = win.audit_hooks.export_action
     assert not export.isEnabled()
     assert export.text() == "Export view as PNG… (radiologist, technologist or admin only)"
-    file_menu = find_menu(win, "File")
+    file_menu = win.menus.file
     assert file_menu is not None
     assert "Open files… (radiologist, technologist or admin only)" in \
         [a.text() for a in file_menu.actions()]
