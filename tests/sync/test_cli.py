@@ -6,6 +6,7 @@ were queued there through the store's own APIs beforehand."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -36,6 +37,21 @@ def _unsent() -> int:
         return store.outbox.count_unsent()
     finally:
         store.close()
+
+
+ADMIN, PASSWORD = "boss", "correct horse battery"
+
+
+def _as(monkeypatch: pytest.MonkeyPatch, *args: str) -> int:
+    """``doctorai ARGS --user boss --password-stdin``, the password on standard input."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    return main([*args, "--user", ADMIN, "--password-stdin"])
+
+
+def _add_admin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The profile's first account, an admin (managing models needs one)."""
+    monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    assert main(["users", "add", ADMIN, "--role", "admin", "--password-stdin"]) == 0
 
 
 def _configure(profile: Path, url: str) -> None:
@@ -102,6 +118,7 @@ def test_enrol_status_and_sync_once(
 
 
 def test_setup_problems_are_named(
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main(["sync", "--once"]) == 2
@@ -110,7 +127,11 @@ def test_setup_problems_are_named(
     assert main(["sync", "enrol", "ABCD-1234"]) == 2
     assert "plain http" in capsys.readouterr().err
     _configure(_profile(), "http://127.0.0.1:9")
-    assert main(["sync", "models", MODEL]) == 2  # the shipped trust root is missing here
+    _add_admin(monkeypatch)
+    capsys.readouterr()
+    assert main(["sync", "models", MODEL]) == 2
+    assert "needs an admin: give --user NAME" in capsys.readouterr().err
+    assert _as(monkeypatch, "sync", "models", MODEL) == 2  # the shipped trust root is missing
     assert "trusted update root" in capsys.readouterr().err
 
 
@@ -139,13 +160,14 @@ def test_models_update_and_rollback(
     monkeypatch.setenv("DOCTORAI_TUF_ROOT", str(root))
     publish(server, tmp_path, "2.0.0")
     assert main(["sync", "enrol", server.enrol_code()]) == 0
-    assert main(["sync", "models", MODEL]) == 0
+    _add_admin(monkeypatch)
+    assert _as(monkeypatch, "sync", "models", MODEL) == 0
     assert f"{MODEL} 2.0.0 installed" in capsys.readouterr().out
-    assert main(["sync", "rollback", MODEL]) == 1
+    assert _as(monkeypatch, "sync", "rollback", MODEL) == 1
     assert "no previous version kept" in capsys.readouterr().err
     publish(server, tmp_path, "2.1.0")
-    assert main(["sync", "models"]) == 0  # every model in the catalogue / installed
-    assert main(["sync", "rollback", MODEL]) == 0
+    assert _as(monkeypatch, "sync", "models") == 0  # every model in the catalogue / installed
+    assert _as(monkeypatch, "sync", "rollback", MODEL) == 0
     assert "rolled back to 2.0.0" in capsys.readouterr().out
     assert main(["sync", "status"]) == 0
     assert f"{MODEL} 2.0.0, previous 2.1.0, pinned" in capsys.readouterr().out
