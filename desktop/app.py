@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from core.app.workstation import Workstation
     from core.config import SecuritySettings, Settings
-    from core.security.workstation import Workstation
 
 SAMPLE = Path(__file__).resolve().parents[1] / "resources" / "sample"
 DEMO_ADMIN, DEMO_USER = "demo-admin", "demo"
@@ -156,7 +156,7 @@ def make_demo_profile() -> Path | None:
 def open_workstation(security: SecuritySettings, demo_dir: Path | None) -> Workstation:
     """Open the profile's workstation. Only a throw-away demo profile may keep its key in a
     file (inside itself) when the OS has no keyring; a real profile fails with the reason."""
-    from core.security.workstation import Workstation
+    from core.app.workstation import Workstation
     from core.store.errors import KeyringUnavailableError
     from core.store.keys import use_file_keyring
 

@@ -23,11 +23,13 @@ import pytest
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QMainWindow
 
+from core.app.results import StoredResults
+from core.app.workstation import Workstation
+from core.audit.events import SYSTEM_USER
 from core.audit.log import AuditEvent
 from core.audit.vocabulary import EventType
 from core.config import Settings, SyncSettings
 from core.security.users import Role
-from core.security.workstation import SYSTEM_USER, Workstation
 from core.store.outbox import StoreOutbox
 from core.sync.credentials import CredentialStore
 from core.sync.engine import BackoffPolicy
@@ -170,12 +172,13 @@ def test_not_configured_says_so_and_runs_nothing(qtbot, ws: Workstation) -> None
 
 def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignore[no-untyped-def]
         qtbot, window, ws: Workstation, remote: RemoteServer) -> None:
-    window.ai.sink = ws.decision_sink()
+    window.ai.set_results(StoredResults(ws))
     open_for_ai(qtbot, window, CR)
     window.ai.run_image_button.click()
     row = window.ai.queue.rows[-1]
     qtbot.waitUntil(lambda: row.state == "done", timeout=120_000)
-    assert window.ai.decide("accepted")
+    with qtbot.waitSignal(window.ai.decided, timeout=30_000):  # recorded by a job
+        assert window.ai.decide("accepted")
     result_id = window.ai.current_result()[0].result_id
     # a long working day offline: 2,000 more audit events wait in the real outbox
     ws.audit.append_many([AuditEvent(EventType.INSTANCES_ACCESSED, user="rad", role="radiologist")
