@@ -76,7 +76,9 @@ class RecordingSink:
         self.events.append((event_type, outcome, list(objects), dict(details)))  # type: ignore[call-overload]
 
     def of(self, event_type: str) -> list[tuple[str, int, list[tuple[str, str]], dict[str, str]]]:
-        return [e for e in self.events if e[0] == event_type]
+        """By event type, or by its meaning ("Query")."""
+        return [e for e in self.events
+                if e[0] == event_type or getattr(e[0], "meaning", None) == event_type]
 
 
 @pytest.fixture
