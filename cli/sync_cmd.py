@@ -19,19 +19,8 @@ from collections.abc import Callable
 from typing import Any
 
 from cli.profile import add_sign_in_arguments
-from core.sync.outbox import Outbox
 
 OK, FAILED, SETUP, ALERT = 0, 1, 2, 3
-
-
-def _open_outbox() -> Outbox:
-    from core.sync.service import open_outbox
-
-    return open_outbox()
-
-
-# The CLI asks this for the outbox; tests and tools may point it at another implementation.
-OUTBOX_FACTORY: Callable[[], Outbox] = _open_outbox
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,20 +59,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _once(settings: Any, _args: argparse.Namespace) -> int:
-    from core.sync.engine import SecurityAlert
-    from core.sync.service import make_client, make_engine
+    """One pass of the workstation's sync use case (as the window runs it): enrols with a
+    configured code, sends, keeps the last success, audits a Security Alert."""
+    from cli.profile import open_or_explain
+    from core.app.sync import SyncSession
+    from core.sync.client import check_server_url
 
-    def alert(a: SecurityAlert) -> None:
-        print(a.message, file=sys.stderr)
-
-    client = make_client(settings)
+    check_server_url(settings.sync.server_url)  # a SyncConfigError names what to set
+    ws = open_or_explain("sync")
+    if ws is None:
+        return SETUP
+    session = SyncSession(ws, settings, check_models=False)
     try:
-        outbox = OUTBOX_FACTORY()
-        report = make_engine(settings, outbox, client, on_alert=alert).sync_once()
+        outcome = session.run_pass()
     finally:
-        client.close()
-    if report.alert is not None:
+        session.close()
+        ws.close()
+    for alert in session.alerts:
+        print(alert.message, file=sys.stderr)
+    report = outcome.report
+    if session.alerts or (report is not None and report.alert is not None):
         return ALERT
+    if report is None:
+        print(f"doctorai sync: {session.status.snapshot.last_error}", file=sys.stderr)
+        return SETUP if outcome.stopped else FAILED
     print(
         f"sent {report.sent} item(s) in {report.batches} batch(es); {report.remaining} still queued"
     )
@@ -96,18 +95,24 @@ def _once(settings: Any, _args: argparse.Namespace) -> int:
 def _status(settings: Any, args: argparse.Namespace) -> int:
     from core.inference.model_store import ModelStore
     from core.paths import profile_dir
+    from core.store.errors import DatabaseError
     from core.sync.client import check_server_url
     from core.sync.credentials import CredentialStore
-    from core.sync.errors import SyncError
 
     url = settings.sync.server_url
     info: dict[str, Any] = {"server_url": url, "device_id": None, "queue_length": None}
     if url:
         creds = CredentialStore(check_server_url(url)).device()
         info["device_id"] = creds.device_id if creds else None
+    from core.store import open_outbox
+
     try:
-        info["queue_length"] = OUTBOX_FACTORY().count_unsent()
-    except SyncError as exc:
+        outbox = open_outbox()
+        try:
+            info["queue_length"] = outbox.count_unsent()
+        finally:
+            outbox.db.close()
+    except DatabaseError as exc:
         info["queue_error"] = str(exc)
     store = ModelStore(profile_dir() / "models")
     info["models"] = {

@@ -122,6 +122,7 @@ class SyncSession:
         *,
         backoff: BackoffPolicy | None = None,
         model_check_s: float = MODEL_CHECK_S,
+        check_models: bool = True,
     ) -> None:
         self.ws, self.settings = ws, settings
         self.status = status or SyncStatus()
@@ -134,8 +135,8 @@ class SyncSession:
         self.passes = 0
         self._prepared = False
         self._stopped = False
-        self._models_due = True
-        self._last_models = float("-inf")
+        self._models_due = check_models
+        self._last_models = float("-inf") if check_models else float("inf")
 
     def _on_alert(self, alert: SecurityAlert) -> None:
         self.alerts.append(alert)
@@ -169,7 +170,7 @@ class SyncSession:
         note = None
         now = time.monotonic()
         if not self.stopping and (self._models_due or now - self._last_models
-                                  >= self.model_check_s):
+                                  >= self.model_check_s):  # inf - inf is nan: never due
             self._models_due, self._last_models = False, now
             note = self._check_models()
         self.passes += 1

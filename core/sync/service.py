@@ -106,18 +106,3 @@ def make_updater(settings: Settings, client: SyncClient | None = None) -> ModelU
         https_proxy=s.https_proxy,
         assignment=rollout_assignment(client) if client is not None else None,
     )
-
-
-def open_outbox() -> Outbox:
-    """The outbox table of the workstation's encrypted database (core.store).
-
-    The lead wires this to core.store once it lands; until then sync has nothing to drain.
-    """
-    try:
-        from core.store import open_outbox as store_outbox  # type: ignore[import-not-found,unused-ignore]
-    except ImportError as exc:
-        raise SyncConfigError(
-            "the workstation's encrypted database (core.store) is not available in this build"
-        ) from exc
-    outbox: Outbox = store_outbox()
-    return outbox
