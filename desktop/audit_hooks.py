@@ -23,7 +23,7 @@ from core.app.access import series_participants, series_viewed
 from core.app.exports import export_file
 from core.app.workstation import Workstation
 from core.audit.events import Participants
-from core.audit.vocabulary import EventType
+from core.audit.vocabulary import EventType, Outcome
 from core.imaging.model import Series
 from core.security.users import Permission
 from desktop.audit_viewer import AuditViewer
@@ -98,6 +98,12 @@ class AuditHooks(QObject):
     def record(self, event_type: EventType, **details: Any) -> None:
         """An application event (start, stop) in the name of whoever is signed in now."""
         self.run(event_type.meaning, self.ws.record, event_type, **details)
+
+    def record_failure(self, job_name: str, error: str) -> None:
+        """A background job failed (the window's one error sink): an Application Activity
+        with a minor-failure outcome, naming the job and the error."""
+        self.run("Application Activity", self.ws.record, EventType.APPLICATION_ACTIVITY, (),
+                 Outcome.MINOR_FAILURE, action="job-failed", job=job_name, error=error[:500])
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Process events until the queued use cases are done (tests, shutdown)."""

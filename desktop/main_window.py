@@ -242,8 +242,12 @@ class MainWindow(QMainWindow):
         self.errors_dock.show()
 
     def _on_job_error(self, job_name: str, text: str) -> None:
+        """Every background job's unhandled error: shown (errors panel, status bar) and, with a
+        profile open, audited as a failed application activity."""
         self._on_load_errors([LoadError(job_name, text)])
         self.statusBar().showMessage(f"{job_name} failed: {text}", 10000)
+        if self.audit_hooks is not None:
+            self.audit_hooks.record_failure(job_name, text)
 
     def _update_title(self) -> None:
         ctx = self.state.context()
