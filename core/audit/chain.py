@@ -6,7 +6,9 @@ import hashlib
 import json
 from typing import Any
 
-GENESIS_HASH = "0" * 64  # the same genesis the backend anchors on (core.sync.wire.GENESIS_HASH)
+from core.sync.wire import GENESIS_HASH  # the genesis the backend anchors on: one constant
+
+__all__ = ["GENESIS_HASH", "canonical", "chain_hash"]
 
 
 # One encoder for every call: json.dumps(..., sort_keys=True, ...) builds a new one each time,
