@@ -235,8 +235,11 @@ def report(session: Session, rollout_id: int) -> dict[str, Any]:
                 Result.model_version == ro.candidate_version,
             )
         )
-        flags = [s["agrees_with_shown"] for s in summaries if isinstance(s, dict)
-                 and isinstance(s.get("agrees_with_shown"), bool)]
+        flags = [
+            s["agrees_with_shown"]
+            for s in summaries
+            if isinstance(s, dict) and isinstance(s.get("agrees_with_shown"), bool)
+        ]
         shadow = agreement(flags)
     return {
         "rollout": {

@@ -90,8 +90,14 @@ def _keep_decision(session: Session, device_id: str, item: ResultItem) -> bool:
     if seen is not None:
         return False
     assert item.decided_at is not None
-    session.add(ResultDecision(device_id=device_id, client_id=item.client_id,
-                               decision=item.decision, decided_at=item.decided_at))
+    session.add(
+        ResultDecision(
+            device_id=device_id,
+            client_id=item.client_id,
+            decision=item.decision,
+            decided_at=item.decided_at,
+        )
+    )
     session.flush()
     return True
 

@@ -51,9 +51,11 @@ def main() -> None:
         adapter = _best(lambda: model.predict(x))  # noqa: B023
         eager = _best(lambda: keras_model(x, training=False).numpy())  # noqa: B023
         naive = _best(lambda: keras_model.predict(x, verbose=0))  # noqa: B023
-        print(f"keras brain-tumour-mri batch {n}: bare tf.function {bare * 1e3:.2f} ms; "
-              f"adapter.predict {adapter / bare:.2f}x bare; eager model(x) {eager / bare:.1f}x; "
-              f"model.predict {naive / bare:.1f}x")
+        print(
+            f"keras brain-tumour-mri batch {n}: bare tf.function {bare * 1e3:.2f} ms; "
+            f"adapter.predict {adapter / bare:.2f}x bare; eager model(x) {eager / bare:.1f}x; "
+            f"model.predict {naive / bare:.1f}x"
+        )
     for n in (1, 32):
         package, x = _batch("chest-xray-pneumonia", n)
         model = load_model(package, "cpu")
@@ -67,9 +69,11 @@ def main() -> None:
         bare = _best(bare_call)
         adapter = _best(lambda: model.predict(x))  # noqa: B023
         grad_on = _best(lambda: module(tensor).detach().numpy())  # noqa: B023
-        print(f"torch chest-xray-pneumonia batch {n} ({torch.get_num_threads()} thread): bare "
-              f"inference_mode call {bare * 1e3:.2f} ms; adapter.predict {adapter / bare:.2f}x "
-              f"bare; autograd-on call {grad_on / bare:.2f}x")
+        print(
+            f"torch chest-xray-pneumonia batch {n} ({torch.get_num_threads()} thread): bare "
+            f"inference_mode call {bare * 1e3:.2f} ms; adapter.predict {adapter / bare:.2f}x "
+            f"bare; autograd-on call {grad_on / bare:.2f}x"
+        )
 
 
 if __name__ == "__main__":

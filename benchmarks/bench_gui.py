@@ -85,8 +85,7 @@ def measure_load(folder: Path) -> dict[str, float]:
     win.show()
     _wait(lambda: False, 0.3)
     painted: dict[str, float] = {}
-    win.viewport.painted.connect(
-        lambda _i: painted.setdefault("first_paint", time.perf_counter()))
+    win.viewport.painted.connect(lambda _i: painted.setdefault("first_paint", time.perf_counter()))
     ctl = win.controller
 
     # 1) index + series, from the user's "open"
@@ -158,8 +157,9 @@ win.shutdown()
 def _run(args: list[str]) -> tuple[float, str]:
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     t0 = time.time()
-    out = subprocess.run(args, capture_output=True, text=True, cwd=REPO, env=env, check=True,
-                         timeout=120)
+    out = subprocess.run(
+        args, capture_output=True, text=True, cwd=REPO, env=env, check=True, timeout=120
+    )
     return time.time() - t0, out.stdout
 
 
@@ -169,8 +169,12 @@ def best_of(n: int, args: list[str]) -> float:
 
 def startup_times() -> dict[str, float]:
     py = sys.executable
-    doctorai = [py, "-c", "import sys; from desktop.launcher import main; sys.exit(main())",
-                "--version"]
+    doctorai = [
+        py,
+        "-c",
+        "import sys; from desktop.launcher import main; sys.exit(main())",
+        "--version",
+    ]
     res = {
         "python": best_of(3, [py, "-c", "pass"]),
         "version": best_of(3, doctorai),
@@ -194,32 +198,48 @@ def main() -> None:
         folder = make_series(Path(tmp))
         print(f"generated {N_SLICES} x 512x512 CT slices in {time.perf_counter() - t:.1f} s")
         r = measure_load(folder)
-    print(f"\nopen -> first slice painted vs open -> whole series loaded "
-          f"({r['slices']:.0f} slices, baseline = whole load)")
+    print(
+        f"\nopen -> first slice painted vs open -> whole series loaded "
+        f"({r['slices']:.0f} slices, baseline = whole load)"
+    )
     before = "before" if r["open_first_paint"] < r["index"] else "AFTER"
-    print(f"  from File>Open of the folder:     {r['open_first_paint'] * 1000:.0f} ms / "
-          f"{r['open_loaded'] * 1000:.0f} ms = "
-          f"{r['open_first_paint'] / r['open_loaded']:.1%}   (goal < 10%)")
-    print(f"    painted {before} indexing ended ({r['index'] * 1000:.0f} ms = "
-          f"{r['index'] / r['open_loaded']:.1%} of the load; provisional image decoded at "
-          f"{r['first_image'] * 1000:.0f} ms)")
-    print(f"  from series open (index known):   {r['series_first_paint'] * 1000:.0f} ms / "
-          f"{r['series_loaded'] * 1000:.0f} ms = "
-          f"{r['series_first_paint'] / r['series_loaded']:.1%}   (goal < 10%)")
+    print(
+        f"  from File>Open of the folder:     {r['open_first_paint'] * 1000:.0f} ms / "
+        f"{r['open_loaded'] * 1000:.0f} ms = "
+        f"{r['open_first_paint'] / r['open_loaded']:.1%}   (goal < 10%)"
+    )
+    print(
+        f"    painted {before} indexing ended ({r['index'] * 1000:.0f} ms = "
+        f"{r['index'] / r['open_loaded']:.1%} of the load; provisional image decoded at "
+        f"{r['first_image'] * 1000:.0f} ms)"
+    )
+    print(
+        f"  from series open (index known):   {r['series_first_paint'] * 1000:.0f} ms / "
+        f"{r['series_loaded'] * 1000:.0f} ms = "
+        f"{r['series_first_paint'] / r['series_loaded']:.1%}   (goal < 10%)"
+    )
     print("\nGUI event loop, longest gap of a 5 ms QTimer (baseline = idle loop)")
-    print(f"  idle {r['idle_max_gap'] * 1000:.1f} ms; while indexing+loading "
-          f"{r['load_max_gap'] * 1000:.1f} ms (x{r['load_max_gap'] / r['idle_max_gap']:.1f}); "
-          f"while reloading {r['reload_max_gap'] * 1000:.1f} ms "
-          f"(x{r['reload_max_gap'] / r['idle_max_gap']:.1f})   (goal < 50 ms)")
+    print(
+        f"  idle {r['idle_max_gap'] * 1000:.1f} ms; while indexing+loading "
+        f"{r['load_max_gap'] * 1000:.1f} ms (x{r['load_max_gap'] / r['idle_max_gap']:.1f}); "
+        f"while reloading {r['reload_max_gap'] * 1000:.1f} ms "
+        f"(x{r['reload_max_gap'] / r['idle_max_gap']:.1f})   (goal < 50 ms)"
+    )
     s = startup_times()
     print("\nstart-up, fresh subprocesses, best of 3 (baseline = python -c pass)")
     print(f"  python -c pass          {s['python'] * 1000:.0f} ms")
-    print(f"  doctorai --version      {s['version'] * 1000:.0f} ms "
-          f"(x{s['version'] / s['python']:.1f})   (goal < 500 ms)")
-    print(f"  main window painted     {s['window'] * 1000:.0f} ms "
-          f"(x{s['window'] / s['python']:.1f})   (goal < 2000 ms)")
-    print(f"  sample study 1st image  {s['sample_image'] * 1000:.0f} ms "
-          f"(x{s['sample_image'] / s['python']:.1f})")
+    print(
+        f"  doctorai --version      {s['version'] * 1000:.0f} ms "
+        f"(x{s['version'] / s['python']:.1f})   (goal < 500 ms)"
+    )
+    print(
+        f"  main window painted     {s['window'] * 1000:.0f} ms "
+        f"(x{s['window'] / s['python']:.1f})   (goal < 2000 ms)"
+    )
+    print(
+        f"  sample study 1st image  {s['sample_image'] * 1000:.0f} ms "
+        f"(x{s['sample_image'] / s['python']:.1f})"
+    )
 
 
 if __name__ == "__main__":

@@ -116,11 +116,11 @@ def latency(manager: Any = None, cases: list[tuple[str, Path]] | None = None) ->
             on_frame = _median(
                 lambda: run_images(manager, model_id, [frame], ref, heatmap=False)  # noqa: B023
             )
-            whole = _median(
-                lambda: run_images(
-                    manager, model_id, [read_frame(instance)], ref, heatmap=False  # noqa: B023
-                )
-            )
+
+            def decode_and_run(mid: str = model_id, inst: Any = instance) -> Any:
+                return run_images(manager, mid, [read_frame(inst)], ref, heatmap=False)  # noqa: B023
+
+            whole = _median(decode_and_run)
             with_cam = _median(lambda: run_images(manager, model_id, [frame], ref))  # noqa: B023
             decode = _median(lambda: read_frame(instance))  # noqa: B023
             prep = _median(
@@ -187,7 +187,12 @@ def throughput(manager: Any = None, model_id: str = "brain-tumour-mri") -> None:
                     manager, model_id, frames, inputs, heatmap=False, batch_size=n
                 ),
                 "pipe_decode": lambda: run_images(
-                    manager, model_id, refs, inputs, heatmap=False, batch_size=batch,
+                    manager,
+                    model_id,
+                    refs,
+                    inputs,
+                    heatmap=False,
+                    batch_size=batch,
                     decode=decode,
                 ),
                 "preprocess": lambda: preprocess_batch(frames, spec, model_id),
@@ -236,7 +241,10 @@ def cold_start() -> None:
     for model_id in ("tabular-breast-cancer", "chest-xray-pneumonia", "brain-tumour-mri"):
         out = subprocess.run(
             [sys.executable, "-c", _COLD, model_id],
-            capture_output=True, text=True, cwd=REPO, check=True,
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            check=True,
         )
         setup, first, load = (float(v) for v in out.stdout.split())
         print(

@@ -110,14 +110,20 @@ def main() -> None:
     first = statistics.median(m["first_available"] for m in ours)
     shown = statistics.median(m["first_shown"] for m in ours)
     total = statistics.median(m["total"] for m in ours)
-    print(f"baseline: plain sequential dicomweb-client retrieve_series, median of {ROUNDS}: "
-          f"{p * 1000:.0f} ms")
-    print(f"first slice available: {first * 1000:.0f} ms = {first / p:.3f} x baseline "
-          f"(goal < 0.10)")
-    print(f"first slice shown (decoded + rendered): {shown * 1000:.0f} ms = {shown / p:.3f} x "
-          f"baseline (goal < 0.10)")
-    print(f"whole series in cache: {total * 1000:.0f} ms = {total / p:.2f} x baseline "
-          f"(goal <= 1.00)")
+    print(
+        f"baseline: plain sequential dicomweb-client retrieve_series, median of {ROUNDS}: "
+        f"{p * 1000:.0f} ms"
+    )
+    print(
+        f"first slice available: {first * 1000:.0f} ms = {first / p:.3f} x baseline (goal < 0.10)"
+    )
+    print(
+        f"first slice shown (decoded + rendered): {shown * 1000:.0f} ms = {shown / p:.3f} x "
+        f"baseline (goal < 0.10)"
+    )
+    print(
+        f"whole series in cache: {total * 1000:.0f} ms = {total / p:.2f} x baseline (goal <= 1.00)"
+    )
 
 
 if __name__ == "__main__":

@@ -53,8 +53,13 @@ def build_package(folder: Path) -> Path:
     scripted = torch.jit.trace(_network(), torch.zeros(1, 1, SIZE, SIZE))
     scripted.save(str(folder / "model.pt"))
     zoo = json.loads(
-        (Path(__file__).resolve().parents[1] / "models" / "zoo" / "chest-xray-pneumonia"
-         / "manifest.json").read_text(encoding="utf-8")
+        (
+            Path(__file__).resolve().parents[1]
+            / "models"
+            / "zoo"
+            / "chest-xray-pneumonia"
+            / "manifest.json"
+        ).read_text(encoding="utf-8")
     )
     steps = [
         {**s, "size": [SIZE, SIZE]} if s["op"] == "resize" else s

@@ -118,8 +118,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:  # the run could not be recorded: nothing is shown for it
-        print(f"error: the audit trail cannot record this model run: "
-              f"{getattr(exc, 'orig', None) or exc}", file=sys.stderr)
+        print(
+            f"error: the audit trail cannot record this model run: "
+            f"{getattr(exc, 'orig', None) or exc}",
+            file=sys.stderr,
+        )
         return EXIT_NO_AUDIT
     finally:
         ws.close()
@@ -147,8 +150,10 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
                 print(f"error: model '{args.model}' is a text model: give --text", file=sys.stderr)
                 return 2
             if any(not t.strip() for t in args.text):
-                print("error: --text is empty: a text model drafts from findings, give some",
-                      file=sys.stderr)
+                print(
+                    "error: --text is empty: a text model drafts from findings, give some",
+                    file=sys.stderr,
+                )
                 return 2
             ws.require(Permission.RUN_AI)
             with manager.use(args.model) as model:
@@ -172,8 +177,15 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
                 for problem in problems:
                     print(f"  {problem}", file=sys.stderr)
                 return 1
-            result = run_model(StoredResults(ws), manager, args.model, images, refs,
-                               heatmap=bool(args.heatmap), command="infer")
+            result = run_model(
+                StoredResults(ws),
+                manager,
+                args.model,
+                images,
+                refs,
+                heatmap=bool(args.heatmap),
+                command="infer",
+            )
             output = result.to_json()
             output["problems"] = problems
             if args.heatmap:
@@ -182,9 +194,13 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
                 else:
                     first = input_participants(output["provenance"]["inputs"][:1])
                     heat = result.heatmaps[0]
-                    export_file(ws, first, Path(args.heatmap),
-                                lambda p: _write_heatmap(str(p), images[0], heat),
-                                command="infer --heatmap")
+                    export_file(
+                        ws,
+                        first,
+                        Path(args.heatmap),
+                        lambda p: _write_heatmap(str(p), images[0], heat),
+                        command="infer --heatmap",
+                    )
                     output["heatmap_png"] = args.heatmap
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: running model '{args.model}': {exc}", file=sys.stderr)

@@ -14,8 +14,12 @@ import warnings
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="DICOM/image files, folders, zip archives or DICOMDIR files")
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="DICOM/image files, folders, zip archives or DICOMDIR files",
+    )
     parser.add_argument("--json", action="store_true", help="print the index as JSON")
     parser.add_argument("--workers", type=int, default=None, help="header reader threads")
 
@@ -33,8 +37,13 @@ def run(args: argparse.Namespace) -> int:
             # pydicom warns about oddities it tolerates; the per-file errors are what we report.
             warnings.simplefilter("ignore")
             index = build_index(args.paths, workers=args.workers)
-        index_read(ws, index, command="inspect", paths=[str(p) for p in args.paths],
-                   errors=len(index.errors))
+        index_read(
+            ws,
+            index,
+            command="inspect",
+            paths=[str(p) for p in args.paths],
+            errors=len(index.errors),
+        )
     finally:
         ws.close()
     if args.json:
@@ -59,11 +68,15 @@ def _print_tree(index: object) -> None:
     for patient in index.patients.values():
         print(f"Patient {patient.name or '(no name)'} [{patient.patient_id or 'no id'}]")
         for study in patient.studies.values():
-            print(f"  Study {study.study_date or '-'} {study.description or ''} "
-                  f"[{study.study_instance_uid}]")
+            print(
+                f"  Study {study.study_date or '-'} {study.description or ''} "
+                f"[{study.study_instance_uid}]"
+            )
             for series in study.series.values():
                 n_series += 1
                 number = "-" if series.series_number is None else series.series_number
-                print(f"    Series {number} {series.modality or '?'} {series.description or ''}: "
-                      f"{len(series.instances)} instance(s), {series.frame_count} frame(s)")
+                print(
+                    f"    Series {number} {series.modality or '?'} {series.description or ''}: "
+                    f"{len(series.instances)} instance(s), {series.frame_count} frame(s)"
+                )
     print(f"{len(index.patients)} patient(s), {n_series} series, {len(index.errors)} error(s)")

@@ -18,16 +18,24 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     lister = sub.add_parser("list", help="list installed model packages")
     lister.add_argument("--json", action="store_true", help="print JSON")
     verify = sub.add_parser("verify", help="check hashes/schema (and metrics with --eval)")
     verify.add_argument("ids", nargs="*", metavar="ID", help="model ids (default: all)")
-    verify.add_argument("--eval", action="store_true",
-                        help="recompute validation metrics and compare with the manifest")
-    verify.add_argument("--device", choices=("auto", "cpu", "gpu"), default=None,
-                        help="device for --eval (default: the inference.device setting)")
+    verify.add_argument(
+        "--eval",
+        action="store_true",
+        help="recompute validation metrics and compare with the manifest",
+    )
+    verify.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default=None,
+        help="device for --eval (default: the inference.device setting)",
+    )
     verify.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -48,9 +56,17 @@ def run(args: argparse.Namespace) -> int:
 
 def _row(package: Any) -> dict[str, Any]:
     m = package.manifest
-    return {"id": m.id, "version": m.version, "framework": m.framework, "task": m.task,
-            "modalities": m.modalities, "demo_only": m.demo_only, "notice": m.demo_notice,
-            "name": m.name, "path": str(package.path)}
+    return {
+        "id": m.id,
+        "version": m.version,
+        "framework": m.framework,
+        "task": m.task,
+        "modalities": m.modalities,
+        "demo_only": m.demo_only,
+        "notice": m.demo_notice,
+        "name": m.name,
+        "path": str(package.path),
+    }
 
 
 def _list(roots: list[Path], as_json: bool) -> int:
@@ -58,16 +74,23 @@ def _list(roots: list[Path], as_json: bool) -> int:
 
     packages, errors = discover(roots, verify_hashes=False)
     if as_json:
-        json.dump({"models": [_row(p) for p in packages],
-                   "errors": [{"path": str(e.path), "error": str(e)} for e in errors]},
-                  sys.stdout, indent=2)
+        json.dump(
+            {
+                "models": [_row(p) for p in packages],
+                "errors": [{"path": str(e.path), "error": str(e)} for e in errors],
+            },
+            sys.stdout,
+            indent=2,
+        )
         sys.stdout.write("\n")
     else:
         for p in packages:
             r = _row(p)
             demo = "  [DEMO - not for clinical use]" if r["demo_only"] else ""
-            print(f"{r['id']:28} {r['version']:8} {r['framework']:12} {r['task']:15} "
-                  f"{','.join(r['modalities']) or '-':8} {r['path']}{demo}")
+            print(
+                f"{r['id']:28} {r['version']:8} {r['framework']:12} {r['task']:15} "
+                f"{','.join(r['modalities']) or '-':8} {r['path']}{demo}"
+            )
         for e in errors:
             print(f"error: {e}", file=sys.stderr)
     return 0
@@ -95,8 +118,13 @@ def _verify(roots: list[Path], args: argparse.Namespace) -> int:
             failed = True
             results.append({"path": str(folder), "ok": False, "problems": [str(exc)]})
             continue
-        entry: dict[str, Any] = {"id": package.id, "path": str(folder), "ok": True,
-                                 "package_hash": package.package_hash, "problems": []}
+        entry: dict[str, Any] = {
+            "id": package.id,
+            "path": str(folder),
+            "ok": True,
+            "package_hash": package.package_hash,
+            "problems": [],
+        }
         if args.eval:
             entry.update(_evaluate(package, args.device))
             failed = failed or not entry["ok"]
@@ -129,5 +157,8 @@ def _evaluate(package: Any, device: str | None) -> dict[str, Any]:
     except (EvaluationError, RuntimeError, ValueError, OSError) as exc:
         return {"ok": False, "problems": [f"model '{package.id}': evaluation failed: {exc}"]}
     problems = compare(package, measured)
-    return {"ok": not problems, "problems": problems,
-            "measured": {k: round(v, 4) for k, v in measured.items()}}
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "measured": {k: round(v, 4) for k, v in measured.items()},
+    }

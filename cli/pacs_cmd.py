@@ -18,8 +18,10 @@ from typing import Any
 def _node_args(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--node", help="a PACS node named in the settings")
-    where.add_argument("--url", help="a DICOMweb base URL (no authentication), or "
-                       "dicom://CALLED_AET@host:port for DIMSE")
+    where.add_argument(
+        "--url",
+        help="a DICOMweb base URL (no authentication), or dicom://CALLED_AET@host:port for DIMSE",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -85,9 +87,16 @@ def _search(args: argparse.Namespace) -> int:
     from core.pacs.client import StudyQuery
 
     client = _client(args)
-    hits = client.search_studies(StudyQuery(
-        patient_name=args.patient_name, patient_id=args.patient_id, accession=args.accession,
-        date_from=args.date_from, date_to=args.date_to, modality=args.modality))
+    hits = client.search_studies(
+        StudyQuery(
+            patient_name=args.patient_name,
+            patient_id=args.patient_id,
+            accession=args.accession,
+            date_from=args.date_from,
+            date_to=args.date_to,
+            modality=args.modality,
+        )
+    )
     rows: list[dict[str, Any]] = []
     for hit in hits:
         row = asdict(hit)
@@ -98,12 +107,16 @@ def _search(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        print(f"{row['study_date'] or '--------'}  {row['patient_id']:<16} "
-              f"{row['patient_name']:<24} {'/'.join(row['modalities']):<8} "
-              f"{row['instance_count'] or '?':>5} img  {row['study_uid']}")
+        print(
+            f"{row['study_date'] or '--------'}  {row['patient_id']:<16} "
+            f"{row['patient_name']:<24} {'/'.join(row['modalities']):<8} "
+            f"{row['instance_count'] or '?':>5} img  {row['study_uid']}"
+        )
         for s in row.get("series", []):
-            print(f"    {s['modality']:<4} {s['instance_count'] or '?':>5} img  "
-                  f"{s['description'] or '(no description)'}  {s['series_uid']}")
+            print(
+                f"    {s['modality']:<4} {s['instance_count'] or '?':>5} img  "
+                f"{s['description'] or '(no description)'}  {s['series_uid']}"
+            )
     print(f"{len(rows)} stud{'y' if len(rows) == 1 else 'ies'}")
     return 0
 
@@ -139,8 +152,15 @@ def _store(args: argparse.Namespace) -> int:
     if not hasattr(client, "store"):
         raise ValueError("storing to a DIMSE node (C-STORE) is not supported; use DICOMweb")
     # a manual store: audited as an Export with no model attached
-    finding = AiFinding(model_id="manual", model_version="-", labels=[], scores={}, decision="",
-                        input_sop_uids=[], result_id="cli-store")
+    finding = AiFinding(
+        model_id="manual",
+        model_version="-",
+        labels=[],
+        scores={},
+        decision="",
+        input_sop_uids=[],
+        result_id="cli-store",
+    )
     stored = store_objects(client, datasets, finding)
     print(f"stored {len(stored)} instance(s) on '{client.node.name}'")
     return 0
@@ -153,8 +173,9 @@ def _secret(args: argparse.Namespace) -> int:
     if args.stdin:
         value = sys.stdin.readline().rstrip("\n")
     else:
-        value = getpass.getpass(f"{'password' if node.auth == 'basic' else 'token'} for "
-                                f"PACS node '{node.name}': ")
+        value = getpass.getpass(
+            f"{'password' if node.auth == 'basic' else 'token'} for PACS node '{node.name}': "
+        )
     if not value:
         print("error: empty secret", file=sys.stderr)
         return 1
@@ -172,10 +193,17 @@ def _cache(args: argparse.Namespace) -> int:
         return 0
     entries = cache.entries()
     used = sum(e.size_bytes for e in entries) / 2**20
-    print(f"{cache.root}: {len(entries)} series, {used:.1f} MiB"
-          f" (limit {cache.max_bytes / 2**30:.1f} GiB, setting pacs_cache_gb)")
+    print(
+        f"{cache.root}: {len(entries)} series, {used:.1f} MiB"
+        f" (limit {cache.max_bytes / 2**30:.1f} GiB, setting pacs_cache_gb)"
+    )
     return 0
 
 
-_ACTIONS = {"search": _search, "retrieve": _retrieve, "store": _store, "secret": _secret,
-            "cache": _cache}
+_ACTIONS = {
+    "search": _search,
+    "retrieve": _retrieve,
+    "store": _store,
+    "secret": _secret,
+    "cache": _cache,
+}

@@ -29,16 +29,26 @@ def open_or_explain(command: str) -> Workstation | None:
     try:
         return Workstation.open_for_cli(security=load_settings().security)
     except (DatabaseError, ConfigError) as exc:
-        print(f"error: 'doctorai {command}' needs the audit trail and it cannot be opened: "
-              f"{exc}", file=sys.stderr)
+        print(
+            f"error: 'doctorai {command}' needs the audit trail and it cannot be opened: {exc}",
+            file=sys.stderr,
+        )
         return None
 
 
 def add_sign_in_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--user", metavar="NAME", default=None,
-                        help="act as this account (password from the terminal)")
-    parser.add_argument("--password-stdin", action="store_true", dest="user_password_stdin",
-                        help="read --user's password from the first line of standard input")
+    parser.add_argument(
+        "--user",
+        metavar="NAME",
+        default=None,
+        help="act as this account (password from the terminal)",
+    )
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        dest="user_password_stdin",
+        help="read --user's password from the first line of standard input",
+    )
 
 
 def sign_in(ws: Workstation, args: argparse.Namespace) -> bool:

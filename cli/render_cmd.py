@@ -20,8 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", metavar="PATH", help="one DICOM or image file (or zip::member)")
     parser.add_argument("--out", required=True, metavar="FILE.png", help="PNG to write")
     parser.add_argument("--frame", type=int, default=0, help="frame number, from 0 (default 0)")
-    parser.add_argument("--window", type=float, nargs=2, metavar=("CENTER", "WIDTH"),
-                        help="window center and width (default: the file's own, else full range)")
+    parser.add_argument(
+        "--window",
+        type=float,
+        nargs=2,
+        metavar=("CENTER", "WIDTH"),
+        help="window center and width (default: the file's own, else full range)",
+    )
     parser.add_argument("--invert", action="store_true", help="invert the displayed image")
 
 
@@ -72,15 +77,22 @@ def _render(args: argparse.Namespace, ws: Workstation) -> int:
     image = render(frame, window=window, invert=invert)
     out = Path(args.out)
     try:
-        export_file(ws, Participants().instances([instance]), out,
-                    lambda p: Image.fromarray(image).save(p, format="PNG"),
-                    command="render", frame=args.frame)
+        export_file(
+            ws,
+            Participants().instances([instance]),
+            out,
+            lambda p: Image.fromarray(image).save(p, format="PNG"),
+            command="render",
+            frame=args.frame,
+        )
     except OSError as exc:
         print(f"error: cannot write '{out}': {exc.strerror or exc}", file=sys.stderr)
         return 1
     except TrailUnavailableError as exc:  # the Export event could not be written: no file
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_AUDIT
-    print(f"wrote '{out}' ({image.shape[1]}x{image.shape[0]}"
-          f"{' RGB' if image.ndim == 3 else ''}, frame {args.frame})")
+    print(
+        f"wrote '{out}' ({image.shape[1]}x{image.shape[0]}"
+        f"{' RGB' if image.ndim == 3 else ''}, frame {args.frame})"
+    )
     return 0

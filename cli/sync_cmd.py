@@ -168,8 +168,7 @@ def _as_admin(args: argparse.Namespace) -> Any:
     if ws is None:
         return None
     if not args.user:
-        print("error: changing installed models needs an admin: give --user NAME",
-              file=sys.stderr)
+        print("error: changing installed models needs an admin: give --user NAME", file=sys.stderr)
         ws.close()
         return None
     if not sign_in(ws, args):

@@ -15,15 +15,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="create an account")
     add.add_argument("username")
-    add.add_argument("--role", required=True,
-                     choices=["radiologist", "technologist", "admin", "auditor"])
-    add.add_argument("--password-stdin", action="store_true",
-                     help="read the new password (first line) from standard input; with "
-                          "--admin-password-stdin the admin's password comes first")
-    add.add_argument("--admin", metavar="NAME", default=None,
-                     help="the admin who creates it (needed once any account exists)")
-    add.add_argument("--admin-password-stdin", action="store_true",
-                     help="read --admin's password from standard input")
+    add.add_argument(
+        "--role", required=True, choices=["radiologist", "technologist", "admin", "auditor"]
+    )
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the new password (first line) from standard input; with "
+        "--admin-password-stdin the admin's password comes first",
+    )
+    add.add_argument(
+        "--admin",
+        metavar="NAME",
+        default=None,
+        help="the admin who creates it (needed once any account exists)",
+    )
+    add.add_argument(
+        "--admin-password-stdin",
+        action="store_true",
+        help="read --admin's password from standard input",
+    )
     sub.add_parser("list", help="list accounts and roles")
 
 
@@ -45,13 +56,18 @@ def run(args: argparse.Namespace) -> int:
             for row in accounts:
                 print(f"{row.username}\t{row.role}")
             if not accounts:
-                print("no accounts yet: the first one ('doctorai users add NAME --role admin', or "
-                      "the first start of the window) must be an admin")
+                print(
+                    "no accounts yet: the first one ('doctorai users add NAME --role admin', or "
+                    "the first start of the window) must be an admin"
+                )
             return 0
         if ws.users.has_users():
             if not args.admin:
-                print("error: accounts exist already: an admin creates new ones "
-                      "(--admin NAME; the password is asked for)", file=sys.stderr)
+                print(
+                    "error: accounts exist already: an admin creates new ones "
+                    "(--admin NAME; the password is asked for)",
+                    file=sys.stderr,
+                )
                 return 2
             if args.admin_password_stdin:
                 admin_password = sys.stdin.readline().rstrip("\n")

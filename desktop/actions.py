@@ -18,8 +18,14 @@ if TYPE_CHECKING:
     from desktop.main_window import MainWindow
 
 
-def _act(win: MainWindow, text: str, slot: object, shortcut: str | None = None,
-         checkable: bool = False, tip: str = "") -> QAction:
+def _act(
+    win: MainWindow,
+    text: str,
+    slot: object,
+    shortcut: str | None = None,
+    checkable: bool = False,
+    tip: str = "",
+) -> QAction:
     action = QAction(text, win)
     if shortcut:
         action.setShortcut(QKeySequence(shortcut))
@@ -54,13 +60,27 @@ def build_actions(win: MainWindow) -> None:
 
     tools = QActionGroup(win)
     tools.setExclusive(True)
-    for name, label, key in (("window", "W/L", "W"), ("pan", "Pan", "M"), ("zoom", "Zoom", "Z"),
-                             ("length", "Length", "L"), ("roi", "ROI", "R")):
-        a = _act(win, label, lambda on, n=name: win.set_tool(n) if on else None, key,
-                 checkable=True,
-                 tip={"window": "Window/level (left drag)", "pan": "Pan (left drag)",
-                      "zoom": "Zoom (left drag)", "length": "Measure length",
-                      "roi": "Rectangle ROI statistics"}[name])
+    for name, label, key in (
+        ("window", "W/L", "W"),
+        ("pan", "Pan", "M"),
+        ("zoom", "Zoom", "Z"),
+        ("length", "Length", "L"),
+        ("roi", "ROI", "R"),
+    ):
+        a = _act(
+            win,
+            label,
+            lambda on, n=name: win.set_tool(n) if on else None,
+            key,
+            checkable=True,
+            tip={
+                "window": "Window/level (left drag)",
+                "pan": "Pan (left drag)",
+                "zoom": "Zoom (left drag)",
+                "length": "Measure length",
+                "roi": "Rectangle ROI statistics",
+            }[name],
+        )
         a.setChecked(name == "window")
         tools.addAction(a)
         tb.addAction(a)
@@ -68,11 +88,24 @@ def build_actions(win: MainWindow) -> None:
     tb.addSeparator()
 
     presets = QMenu("Window presets", win)
-    presets.addAction(_act(win, "Auto", lambda: win.apply_preset(AUTO), "0",
-                           tip="Auto: the file's window or full range"))
+    presets.addAction(
+        _act(
+            win,
+            "Auto",
+            lambda: win.apply_preset(AUTO),
+            "0",
+            tip="Auto: the file's window or full range",
+        )
+    )
     for p in CT_PRESETS:
-        presets.addAction(_act(win, f"{p.label}  (W {p.width:.0f} L {p.center:.0f})",
-                               lambda _c=False, n=p.name: win.apply_preset(n), p.shortcut))
+        presets.addAction(
+            _act(
+                win,
+                f"{p.label}  (W {p.width:.0f} L {p.center:.0f})",
+                lambda _c=False, n=p.name: win.apply_preset(n),
+                p.shortcut,
+            )
+        )
     preset_button = QToolButton(win)
     preset_button.setText("Presets")
     preset_button.setMenu(presets)
@@ -92,24 +125,48 @@ def build_actions(win: MainWindow) -> None:
     tb.addAction(flip_h)
     tb.addAction(flip_v)
     tb.addAction(_act(win, "Fit", lambda: vp.update({"fit": True, "pan": (0.0, 0.0)}), "F"))
-    tb.addAction(_act(win, "1:1", lambda: vp.update({"fit": False, "zoom": 1.0,
-                                                      "pan": (0.0, 0.0)}), "Ctrl+1"))
+    tb.addAction(
+        _act(
+            win, "1:1", lambda: vp.update({"fit": False, "zoom": 1.0, "pan": (0.0, 0.0)}), "Ctrl+1"
+        )
+    )
     tb.addAction(_act(win, "Reset", vp.reset_geometry, "Ctrl+R", tip="Reset zoom/rotation/flip"))
     tb.addSeparator()
-    cine = _act(win, "Cine", lambda on: setattr(vp, "cine_playing", on), "Space",
-                checkable=True, tip="Play/stop cine")
+    cine = _act(
+        win,
+        "Cine",
+        lambda on: setattr(vp, "cine_playing", on),
+        "Space",
+        checkable=True,
+        tip="Play/stop cine",
+    )
     vp.events.cine_playing.connect(lambda v: cine.setChecked(v))
     tb.addAction(cine)
     tb.addSeparator()
-    phi = _act(win, "Hide patient info", lambda on: setattr(state, "hide_phi", on),
-               "Ctrl+Shift+H", checkable=True,
-               tip="Hide patient-identifying text everywhere (screenshots, teaching)")
+    phi = _act(
+        win,
+        "Hide patient info",
+        lambda on: setattr(state, "hide_phi", on),
+        "Ctrl+Shift+H",
+        checkable=True,
+        tip="Hide patient-identifying text everywhere (screenshots, teaching)",
+    )
     state.hide_phi_changed.connect(lambda v: phi.setChecked(v))
     tb.addAction(phi)
 
     view_menu = menu.addMenu("&View")
-    for name in ("Invert", "Rot ⟳", "Rot ⟲", "Flip H", "Flip V", "Fit", "1:1", "Reset", "Cine",
-                 "Hide patient info"):
+    for name in (
+        "Invert",
+        "Rot ⟳",
+        "Rot ⟲",
+        "Flip H",
+        "Flip V",
+        "Fit",
+        "1:1",
+        "Reset",
+        "Cine",
+        "Hide patient info",
+    ):
         view_menu.addAction(win.actions_by_name[name])
     view_menu.addMenu(presets)
     panels_menu = view_menu.addMenu("Panels")

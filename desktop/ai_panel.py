@@ -81,8 +81,9 @@ def build_shadow_job(_ctx: JobContext, device: str | None) -> ShadowModels:
         return ShadowModels([])
 
 
-def decide_job(_ctx: JobContext, results: ReadingResults, result_id: str, decision: Decision,
-               comment: str) -> None:
+def decide_job(
+    _ctx: JobContext, results: ReadingResults, result_id: str, decision: Decision, comment: str
+) -> None:
     results.decide(result_id, decision, comment)
 
 
@@ -137,10 +138,16 @@ class AIPanel(QWidget):
         if manager is not None:
             self.set_manager(manager)
         else:
-            self.runner.start("finding AI models", build_manager_job, device,
-                              on_result=self._manager_found, on_error=self._manager_failed)
-            self.runner.start("finding shadow models", build_shadow_job, device,
-                              on_result=self.set_shadow)
+            self.runner.start(
+                "finding AI models",
+                build_manager_job,
+                device,
+                on_result=self._manager_found,
+                on_error=self._manager_failed,
+            )
+            self.runner.start(
+                "finding shadow models", build_shadow_job, device, on_result=self.set_shadow
+            )
 
     # --- layout --------------------------------------------------------------------------
     def _build(self) -> None:
@@ -170,7 +177,8 @@ class AIPanel(QWidget):
         self.queue_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.queue_table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
         self.queue_table.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
+            QHeaderView.ResizeMode.ResizeToContents
+        )
         self.queue_table.setMaximumHeight(120)
         self.cancel_button = QPushButton("Cancel selected")
         self.cancel_all_button = QPushButton("Cancel all")
@@ -234,8 +242,7 @@ class AIPanel(QWidget):
         comment_row.addWidget(self.comment_button)
         result_box = QGroupBox("Result")
         rv = QVBoxLayout(result_box)
-        for w in (self.result_title, self.result_demo, self.scores, self.provenance,
-                  self.warnings):
+        for w in (self.result_title, self.result_demo, self.scores, self.provenance, self.warnings):
             rv.addWidget(w)
         rv.addLayout(heat_row)
         rv.addLayout(bar_row)
@@ -288,8 +295,7 @@ class AIPanel(QWidget):
 
     def _manager_found(self, manager: ModelManager) -> None:
         self.set_manager(manager)
-        self.runner.start("preloading AI models", preload_job, manager,
-                          on_result=self._preloaded)
+        self.runner.start("preloading AI models", preload_job, manager, on_result=self._preloaded)
 
     def _preloaded(self, problems: list[str]) -> None:
         for problem in problems:
@@ -372,8 +378,11 @@ class AIPanel(QWidget):
         self._set_run_enabled()
 
     def _set_run_enabled(self) -> None:
-        ok = self.selected_model() is not None and self.state.slice_count > 0 \
+        ok = (
+            self.selected_model() is not None
+            and self.state.slice_count > 0
             and not self.run_blocked
+        )
         self.run_image_button.setEnabled(ok)
         self.run_series_button.setEnabled(ok)
         self.run_blocked_label.setText(self.run_blocked)
@@ -410,8 +419,9 @@ class AIPanel(QWidget):
             return None
         refs = [self.state.slices[i] for i in indices]
         frames = [self.state.frames[i] for i in indices]  # None: decoded by the job
-        return self.queue.submit(self.manager, model_id, series.series_instance_uid, indices,
-                                 refs, frames, scope)
+        return self.queue.submit(
+            self.manager, model_id, series.series_instance_uid, indices, refs, frames, scope
+        )
 
     def _cancel_selected(self) -> None:
         for index in self.queue_table.selectionModel().selectedRows():
@@ -454,8 +464,14 @@ class AIPanel(QWidget):
             return
         refs, frames = sources
         self.runner.start(
-            f"shadow model '{row.model_id}' on {row.scope}", shadow_job, self.results, shadow,
-            row.model_id, refs, frames, row.result.to_json(),
+            f"shadow model '{row.model_id}' on {row.scope}",
+            shadow_job,
+            self.results,
+            shadow,
+            row.model_id,
+            refs,
+            frames,
+            row.result.to_json(),
             on_result=self.shadow_recorded.emit,
             on_error=lambda exc: log.warning("shadow model '%s' failed: %s", row.model_id, exc),
         )
@@ -495,8 +511,9 @@ class AIPanel(QWidget):
             return
         result, k = found
         prov = result.provenance
-        self.result_title.setText(f"{prov.model_id} {prov.model_version}: "
-                                  f"<b>{result.decisions[k]}</b>")
+        self.result_title.setText(
+            f"{prov.model_id} {prov.model_version}: <b>{result.decisions[k]}</b>"
+        )
         self.result_demo.setText(result.demo_notice or "")
         self.result_demo.setVisible(bool(result.demo_notice))
         scores = result.scores(k)
@@ -567,8 +584,16 @@ class AIPanel(QWidget):
             self.verdict.setText(f"Could not record the decision: {exc}")
 
         self.verdict.setText("Recording…")
-        self.runner.start(f"recording '{decision}'", decide_job, self.results, result_id,
-                          decision, comment, on_result=recorded, on_error=failed)
+        self.runner.start(
+            f"recording '{decision}'",
+            decide_job,
+            self.results,
+            result_id,
+            decision,
+            comment,
+            on_result=recorded,
+            on_error=failed,
+        )
         return True
 
     def show_manager(self) -> None:
@@ -588,12 +613,12 @@ class AIPanel(QWidget):
             self.shadow.shutdown()
 
 
-def install_ai(window: MainWindow, device: str | None = None,
-               results: ReadingResults | None = None) -> AIPanel:
+def install_ai(
+    window: MainWindow, device: str | None = None, results: ReadingResults | None = None
+) -> AIPanel:
     """Add the AI panel and the model manager view to a MainWindow (via ``add_panel``)."""
     area = Qt.DockWidgetArea
-    panel = AIPanel(window.state, window.viewport, window.runner, results=results,
-                    device=device)
+    panel = AIPanel(window.state, window.viewport, window.runner, results=results, device=device)
     scroll = QScrollArea()  # the panel is tall: scroll rather than force the window taller
     scroll.setObjectName("aiPanel")
     scroll.setWidgetResizable(True)
@@ -601,13 +626,16 @@ def install_ai(window: MainWindow, device: str | None = None,
     window.ai_dock = ai_dock = window.add_panel(scroll, area.RightDockWidgetArea, "AI")
     window.tabifyDockWidget(window.tags_dock, ai_dock)
     ai_dock.raise_()
-    window.models_dock = models_dock = window.add_panel(panel.manager_view,
-                                                        area.BottomDockWidgetArea, "Model manager")
+    window.models_dock = models_dock = window.add_panel(
+        panel.manager_view, area.BottomDockWidgetArea, "Model manager"
+    )
     models_dock.hide()
     if window.menus is not None:
         window.menus.tools.addSeparator()
         window.menus.tools.addAction("Model manager…", panel.show_manager)
     panel.queue.failed.connect(
         lambda row: window.statusBar().showMessage(
-            f"AI model '{row.model_id}' failed: {row.message}", 10000))
+            f"AI model '{row.model_id}' failed: {row.message}", 10000
+        )
+    )
     return panel

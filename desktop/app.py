@@ -92,15 +92,25 @@ def run_gui(options: Namespace) -> int:
             remove_demo_profile(demo_dir)
 
 
-def _open_window(ws: Workstation, options: Namespace, workers: int | None, hide: bool,
-                 paths: list[str], settings: Settings | None) -> Any:
+def _open_window(
+    ws: Workstation,
+    options: Namespace,
+    workers: int | None,
+    hide: bool,
+    paths: list[str],
+    settings: Settings | None,
+) -> Any:
     from desktop.main_window import MainWindow
     from desktop.pacs_panel import install_pacs
     from desktop.seg_overlay import install as install_seg_overlay
 
     lock_ms = int(getattr(options, "lock_check_ms", 5_000))
-    window = MainWindow(load_workers=workers, ai_device=getattr(options, "device", None),
-                        workstation=ws, lock_check_ms=lock_ms)
+    window = MainWindow(
+        load_workers=workers,
+        ai_device=getattr(options, "device", None),
+        workstation=ws,
+        lock_check_ms=lock_ms,
+    )
     window.state.hide_phi = hide
     install_seg_overlay(window)  # SEG masks over their source slices, SR summaries in a panel
     install_pacs(window, ws, settings)  # File > Search PACS…, Export to PACS (as the user)
@@ -165,9 +175,12 @@ def open_workstation(security: SecuritySettings, demo_dir: Path | None) -> Works
     except KeyringUnavailableError as exc:
         if demo_dir is None:
             raise
-        print(f"doctorai: no OS keyring ({exc.reason}).\nThe throw-away demo profile keeps its "
-              f"database key in a file inside itself ('{demo_dir}'), deleted on exit; a real "
-              "profile never does this.", file=sys.stderr)
+        print(
+            f"doctorai: no OS keyring ({exc.reason}).\nThe throw-away demo profile keeps its "
+            f"database key in a file inside itself ('{demo_dir}'), deleted on exit; a real "
+            "profile never does this.",
+            file=sys.stderr,
+        )
     use_file_keyring(demo_dir / "demo-keyring.cfg")
     return Workstation.open(security=security)
 
@@ -182,12 +195,15 @@ def sign_in_demo(ws: Workstation, kept: bool = False) -> dict[str, str]:
     for name, role in accounts:
         ws.users.create_user(name, passwords[name], role, by="demo set-up")
     if kept:
-        print(f"DoctorAI demo accounts created in the profile '{os.environ.get('DOCTORAI_HOME')}' "
-              "(KEPT: DOCTORAI_HOME was set; delete them with the admin account or remove "
-              "the profile). Shown only this once:")
+        print(
+            f"DoctorAI demo accounts created in the profile '{os.environ.get('DOCTORAI_HOME')}' "
+            "(KEPT: DOCTORAI_HOME was set; delete them with the admin account or remove "
+            "the profile). Shown only this once:"
+        )
     else:
-        print("DoctorAI demo profile (throw-away, removed on exit). Accounts, shown only this "
-              "once:")
+        print(
+            "DoctorAI demo profile (throw-away, removed on exit). Accounts, shown only this once:"
+        )
     for name, role in accounts:
         print(f"  {name:<11} {role.value:<12} password: {passwords[name]}")
     ws.session.login(DEMO_USER, passwords[DEMO_USER])

@@ -49,8 +49,9 @@ class AuditHooks(QObject):
         window.statusBar().addPermanentWidget(self.head_label)
         self.viewer = AuditViewer(ws, window.runner)
         self.viewer.audited.connect(self.refresh_head)
-        self.audit_dock = window.add_panel(self.viewer, Qt.DockWidgetArea.BottomDockWidgetArea,
-                                           "Audit trail")
+        self.audit_dock = window.add_panel(
+            self.viewer, Qt.DockWidgetArea.BottomDockWidgetArea, "Audit trail"
+        )
         self.audit_dock.hide()
         self._build_actions(menu or window.menuBar().addMenu("&Audit"))
         window.state.series_changed.connect(self._on_series_changed)
@@ -80,8 +81,14 @@ class AuditHooks(QObject):
             menu.addAction(self.export_action)
 
     # --- recording -------------------------------------------------------------------------
-    def run(self, what: str, use_case: Callable[..., Any], *args: Any,
-            on_done: Callable[[Any], None] | None = None, **kwargs: Any) -> None:
+    def run(
+        self,
+        what: str,
+        use_case: Callable[..., Any],
+        *args: Any,
+        on_done: Callable[[Any], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Run an audited use case as the next serial job; failures reach the status bar."""
 
         def job(_ctx: JobContext) -> Any:
@@ -92,8 +99,9 @@ class AuditHooks(QObject):
             if on_done is not None:
                 on_done(value)
 
-        self._serial.submit(what, job, on_result=done,
-                            on_error=lambda exc: self.audit_failed.emit(f"{what}: {exc}"))
+        self._serial.submit(
+            what, job, on_result=done, on_error=lambda exc: self.audit_failed.emit(f"{what}: {exc}")
+        )
 
     def record(self, event_type: EventType, **details: Any) -> None:
         """An application event (start, stop) in the name of whoever is signed in now."""
@@ -102,8 +110,16 @@ class AuditHooks(QObject):
     def record_failure(self, job_name: str, error: str) -> None:
         """A background job failed (the window's one error sink): an Application Activity
         with a minor-failure outcome, naming the job and the error."""
-        self.run("Application Activity", self.ws.record, EventType.APPLICATION_ACTIVITY, (),
-                 Outcome.MINOR_FAILURE, action="job-failed", job=job_name, error=error[:500])
+        self.run(
+            "Application Activity",
+            self.ws.record,
+            EventType.APPLICATION_ACTIVITY,
+            (),
+            Outcome.MINOR_FAILURE,
+            action="job-failed",
+            job=job_name,
+            error=error[:500],
+        )
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Process events until the queued use cases are done (tests, shutdown)."""
@@ -126,8 +142,9 @@ class AuditHooks(QObject):
 
     # --- export ----------------------------------------------------------------------------
     def export_view_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self.window, "Export the view as PNG",
-                                              "view.png", "PNG image (*.png)")
+        path, _ = QFileDialog.getSaveFileName(
+            self.window, "Export the view as PNG", "view.png", "PNG image (*.png)"
+        )
         if path:
             self.export_view(Path(path))
 
@@ -150,9 +167,17 @@ class AuditHooks(QObject):
                 raise OSError(f"Qt could not write a PNG to '{target}'")
 
         bar = self.window.statusBar()
-        self.run("Export", export_file, self.ws, participants, path, write,
-                 action="export-view", format="png",
-                 on_done=lambda _: bar.showMessage(f"View exported to '{path}'", 8000))
+        self.run(
+            "Export",
+            export_file,
+            self.ws,
+            participants,
+            path,
+            write,
+            action="export-view",
+            format="png",
+            on_done=lambda _: bar.showMessage(f"View exported to '{path}'", 8000),
+        )
         return True
 
     # --- status and the viewer -------------------------------------------------------------

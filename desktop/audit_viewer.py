@@ -63,8 +63,9 @@ def parse_time(text: str, end: bool = False) -> str:
     try:
         when = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"'{text}' is not a date or time (use 2026-11-30 or "
-                         "2026-11-30T14:00)") from None
+        raise ValueError(
+            f"'{text}' is not a date or time (use 2026-11-30 or 2026-11-30T14:00)"
+        ) from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     if end and len(text) == 10:
@@ -73,9 +74,15 @@ def parse_time(text: str, end: bool = False) -> str:
 
 
 def _events(ws: Workstation, flt: AuditFilter) -> list[StoredEvent]:
-    return list(ws.audit.iter_events(
-        since=flt.since or None, until=flt.until or None, user=flt.user or None,
-        event_type=flt.event_type, patient=flt.patient or None))
+    return list(
+        ws.audit.iter_events(
+            since=flt.since or None,
+            until=flt.until or None,
+            user=flt.user or None,
+            event_type=flt.event_type,
+            patient=flt.patient or None,
+        )
+    )
 
 
 def _load(_ctx: JobContext, ws: Workstation, flt: AuditFilter) -> list[StoredEvent]:
@@ -93,8 +100,10 @@ def _export(_ctx: JobContext, ws: Workstation, flt: AuditFilter, path: Path, fmt
 
 
 def objects_text(event: StoredEvent) -> str:
-    return "; ".join(f"{o['kind']} {o['id']}" + (f" ({o['name']})" if o.get("name") else "")
-                     for o in event.objects)
+    return "; ".join(
+        f"{o['kind']} {o['id']}" + (f" ({o['name']})" if o.get("name") else "")
+        for o in event.objects
+    )
 
 
 class AuditViewer(QWidget):
@@ -141,8 +150,9 @@ class AuditViewer(QWidget):
         header.setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
 
         grid = QGridLayout()
-        for col, (label, widget) in enumerate((("User", self.user), ("Event", self.event_type),
-                                               ("Patient", self.patient))):
+        for col, (label, widget) in enumerate(
+            (("User", self.user), ("Event", self.event_type), ("Patient", self.patient))
+        ):
             grid.addWidget(QLabel(label), 0, 2 * col)
             grid.addWidget(widget, 0, 2 * col + 1)
         grid.addWidget(QLabel("From (UTC)"), 1, 0)
@@ -176,16 +186,24 @@ class AuditViewer(QWidget):
             return False
         return True
 
-    def _record(self, outcome: Outcome = Outcome.SUCCESS, extra: tuple[AuditObject, ...] = (),
-                **details: object) -> None:
+    def _record(
+        self,
+        outcome: Outcome = Outcome.SUCCESS,
+        extra: tuple[AuditObject, ...] = (),
+        **details: object,
+    ) -> None:
         self.ws.record(EventType.AUDIT_LOG_USED, [TRAIL, *extra], outcome, **details)
         self.audited.emit()
 
     def current_filter(self) -> AuditFilter:
         """The filter fields; raises ValueError naming a malformed date."""
-        return AuditFilter(self.user.text().strip(), self.event_type.currentData(),
-                           parse_time(self.since.text()), parse_time(self.until.text(), end=True),
-                           self.patient.text().strip())
+        return AuditFilter(
+            self.user.text().strip(),
+            self.event_type.currentData(),
+            parse_time(self.since.text()),
+            parse_time(self.until.text(), end=True),
+            self.patient.text().strip(),
+        )
 
     def _filter_or_say(self) -> AuditFilter | None:
         try:
@@ -207,8 +225,14 @@ class AuditViewer(QWidget):
         if flt is None or not self._allowed():
             return
         self.status.setText("Reading the audit trail…")
-        self.runner.start("reading the audit trail", _load, self.ws, flt,
-                          on_result=self._show, on_error=self._failed)
+        self.runner.start(
+            "reading the audit trail",
+            _load,
+            self.ws,
+            flt,
+            on_result=self._show,
+            on_error=self._failed,
+        )
 
     def _show(self, events: list[StoredEvent]) -> None:
         self.events = events
@@ -217,8 +241,15 @@ class AuditViewer(QWidget):
             outcome = Outcome(e.outcome).name.replace("_", " ").lower()
             action = e.details.get("action")
             event = f"{e.event_type.meaning} ({action})" if action else e.event_type.meaning
-            cells = (str(e.index), e.created_at[:19].replace("T", " "), e.user, e.role, event,
-                     outcome, objects_text(e))
+            cells = (
+                str(e.index),
+                e.created_at[:19].replace("T", " "),
+                e.user,
+                e.role,
+                event,
+                outcome,
+                objects_text(e),
+            )
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setToolTip(text)
@@ -238,8 +269,13 @@ class AuditViewer(QWidget):
         if not self._allowed():
             return
         self.status.setText("Verifying the chain and every page of the database…")
-        self.runner.start("verifying the audit chain", _verify, self.ws,
-                          on_result=self._verified, on_error=self._failed)
+        self.runner.start(
+            "verifying the audit chain",
+            _verify,
+            self.ws,
+            on_result=self._verified,
+            on_error=self._failed,
+        )
 
     def _verified(self, result: TrailCheck) -> None:
         self.last_verify = result
@@ -250,8 +286,7 @@ class AuditViewer(QWidget):
         elif chain.first_bad_index is None:
             text = f"Chain NOT VERIFIED: {chain.reason}."
         else:
-            text = (f"TAMPERED: the chain breaks at event #{chain.first_bad_index}"
-                    f" ({chain.reason}).")
+            text = f"TAMPERED: the chain breaks at event #{chain.first_bad_index} ({chain.reason})."
             self._select_index(chain.first_bad_index)
         damaged = [str(c) for c in result.storage if not c.ok]
         if damaged:
@@ -261,9 +296,14 @@ class AuditViewer(QWidget):
         if not result.ok:
             text += " Keep this database for investigation."
         self.status.setText(text)
-        self._record(Outcome.SUCCESS if result.ok else Outcome.SERIOUS_FAILURE,
-                     action="verify", ok=result.ok, checked=result.checked,
-                     first_bad_index=result.first_bad_index, failed=result.failed())
+        self._record(
+            Outcome.SUCCESS if result.ok else Outcome.SERIOUS_FAILURE,
+            action="verify",
+            ok=result.ok,
+            checked=result.checked,
+            first_bad_index=result.first_bad_index,
+            failed=result.failed(),
+        )
         self.verified.emit(result)
 
     def _select_index(self, index: int | None) -> None:
@@ -276,8 +316,9 @@ class AuditViewer(QWidget):
     # --- export ----------------------------------------------------------------------------
     def export_dialog(self) -> None:
         fmt = self.export_format.currentText()
-        path, _ = QFileDialog.getSaveFileName(self, "Export the audit trail",
-                                              f"audit-trail.{SUFFIX.get(fmt, 'txt')}")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export the audit trail", f"audit-trail.{SUFFIX.get(fmt, 'txt')}"
+        )
         if path:
             self.export_to(Path(path), fmt)
 
@@ -290,17 +331,31 @@ class AuditViewer(QWidget):
         self.status.setText(f"Exporting to '{path}'…")
 
         def done(count: int) -> None:
-            self._record(extra=(AuditObject("file", str(path)),), action="export", format=fmt,
-                         events=count)
+            self._record(
+                extra=(AuditObject("file", str(path)),), action="export", format=fmt, events=count
+            )
             self.status.setText(f"Exported {count} event(s) to '{path}'.")
             self.exported.emit(str(path))
 
         def failed(exc: BaseException) -> None:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             self.status.setText(f"Cannot write '{path}': {reason}")
-            self._record(Outcome.MINOR_FAILURE, extra=(AuditObject("file", str(path)),),
-                         action="export", format=fmt, error=str(reason))
+            self._record(
+                Outcome.MINOR_FAILURE,
+                extra=(AuditObject("file", str(path)),),
+                action="export",
+                format=fmt,
+                error=str(reason),
+            )
             self.exported.emit("")
 
-        self.runner.start("exporting the audit trail", _export, self.ws, flt, path, fmt,
-                          on_result=done, on_error=failed)
+        self.runner.start(
+            "exporting the audit trail",
+            _export,
+            self.ws,
+            flt,
+            path,
+            fmt,
+            on_result=done,
+            on_error=failed,
+        )

@@ -47,8 +47,8 @@ class StudyBrowser(QTreeWidget):
         self.clear()
         self._series_items = {}
         for n, patient in enumerate(index.patients.values(), start=1):
-            name = f"Patient {n}" if hide else (
-                f"{patient.name.replace('^', ' ').strip() or '(no name)'}  [{patient.patient_id}]")
+            shown = patient.name.replace("^", " ").strip() or "(no name)"
+            name = f"Patient {n}" if hide else f"{shown}  [{patient.patient_id}]"
             p_item = QTreeWidgetItem([name])
             font = p_item.font(0)
             font.setBold(True)
@@ -63,8 +63,10 @@ class StudyBrowser(QTreeWidget):
                     num = series.series_number
                     number = f"Se {num} · " if num is not None else ""
                     desc = series.description or "(no description)"
-                    text = (f"{desc}\n{number}{series.modality or '?'} · "
-                            f"{series.frame_count} image{'s' if series.frame_count != 1 else ''}")
+                    text = (
+                        f"{desc}\n{number}{series.modality or '?'} · "
+                        f"{series.frame_count} image{'s' if series.frame_count != 1 else ''}"
+                    )
                     item = QTreeWidgetItem([text])
                     item.setData(0, UID_ROLE, series.series_instance_uid)
                     item.setToolTip(0, text)

@@ -14,8 +14,9 @@ class CinePlayer(QObject):
         self.timer = QTimer(self)
         self.timer.timeout.connect(lambda: state.step_slice(1, wrap=True))
         state.viewport.events.cine_playing.connect(self._on_playing)
-        state.viewport.events.cine_fps.connect(lambda _f: self._on_playing(
-            state.viewport.cine_playing))
+        state.viewport.events.cine_fps.connect(
+            lambda _f: self._on_playing(state.viewport.cine_playing)
+        )
 
     def _on_playing(self, playing: bool) -> None:
         if playing and self.state.slice_count > 1:

@@ -36,8 +36,9 @@ if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
 log = logging.getLogger(__name__)
 
 
-def progressive_index_job(ctx: JobContext, paths: Sequence[str], workers: int | None,
-                          want_first: bool) -> StudyIndex:
+def progressive_index_job(
+    ctx: JobContext, paths: Sequence[str], workers: int | None, want_first: bool
+) -> StudyIndex:
     """Index ``paths``; with ``want_first``, first report a decoded ``FirstImage`` (progress)."""
     from core.imaging.index import build_index
     from core.imaging.progressive import first_image
@@ -56,12 +57,14 @@ def progressive_index_job(ctx: JobContext, paths: Sequence[str], workers: int | 
     def progress(*args: Any) -> None:
         ctx.report(args)
 
-    return build_index(list(paths), workers=workers, progress=progress, cancel=ctx.cancel_event,
-                       on_files=on_files)
+    return build_index(
+        list(paths), workers=workers, progress=progress, cancel=ctx.cancel_event, on_files=on_files
+    )
 
 
-def slices_job(ctx: JobContext, refs: Sequence[SliceRef], order: Sequence[int],
-               workers: int | None = None) -> Iterator[tuple[int, Frame]]:
+def slices_job(
+    ctx: JobContext, refs: Sequence[SliceRef], order: Sequence[int], workers: int | None = None
+) -> Iterator[tuple[int, Frame]]:
     """Yield ``(slice index, Frame)`` for ``refs[i]``, i in ``order`` (missing slices only)."""
     from core.imaging.volume import iter_load_slices
 
@@ -80,8 +83,13 @@ class ViewerController(QObject):
     # a provisional first image is on screen (series uid) and the folder is still being indexed
     first_image_shown = Signal(str)
 
-    def __init__(self, state: ViewerState, runner: JobRunner, parent: QObject | None = None,
-                 load_workers: int | None = None) -> None:
+    def __init__(
+        self,
+        state: ViewerState,
+        runner: JobRunner,
+        parent: QObject | None = None,
+        load_workers: int | None = None,
+    ) -> None:
         super().__init__(parent)
         self.state = state
         self.runner = runner
@@ -163,9 +171,14 @@ class ViewerController(QObject):
         self.timings.pop("series_loaded", None)
         self.state.set_series(series)
         self.provisional, self._provisional_job = series, job
-        where = next((i for i, r in enumerate(self.state.slices)
-                      if r.instance.path == first.instance.path
-                      and r.frame == first.frame_number), None)
+        where = next(
+            (
+                i
+                for i, r in enumerate(self.state.slices)
+                if r.instance.path == first.instance.path and r.frame == first.frame_number
+            ),
+            None,
+        )
         if where is None:  # cannot happen for a one-instance index; the full load covers it
             return
         self.state.set_slice(where)
@@ -192,15 +205,20 @@ class ViewerController(QObject):
         self.state.add_index(index)
         self.index_loaded.emit(index)
         n_err = len(index.errors)
-        self.status.emit(f"Opened {len(new_series)} series" +
-                         (f"; {n_err} file(s) could not be read" if n_err else ""))
-        prov = self._end_provisional() if job is not None and job is self._provisional_job \
-            else None
+        self.status.emit(
+            f"Opened {len(new_series)} series"
+            + (f"; {n_err} file(s) could not be read" if n_err else "")
+        )
+        prov = self._end_provisional() if job is not None and job is self._provisional_job else None
         current = self.state.series
         if current is not None and current is prov:
             best = self.pick_series(new_series)
-            if (best is not None and best.series_instance_uid != current.series_instance_uid
-                    and best.frame_count > current.frame_count and not self.state.measurements):
+            if (
+                best is not None
+                and best.series_instance_uid != current.series_instance_uid
+                and best.frame_count > current.frame_count
+                and not self.state.measurements
+            ):
                 # the provisional guess was a side series (a scout): show the main stack
                 self.open_series(best.series_instance_uid)
             else:
@@ -213,8 +231,10 @@ class ViewerController(QObject):
             if best is not None and not self.state.measurements:
                 self.open_series(best.series_instance_uid)  # the user opened it to read it
             elif best is not None:
-                self.status.emit(f"Opened {len(new_series)} series of another study; it is in "
-                                 "the study browser (the measurements on screen are kept)")
+                self.status.emit(
+                    f"Opened {len(new_series)} series of another study; it is in "
+                    "the study browser (the measurements on screen are kept)"
+                )
         if self.state.series is None:
             best = self.pick_series(new_series)
             if best is not None:
@@ -306,8 +326,10 @@ class ViewerController(QObject):
     def _on_series_done(self, series: Series, _result: object = None) -> None:
         if self.state.series is series and self.provisional is not series:
             self.timings["series_loaded"] = time.perf_counter()
-            self.status.emit(f"Loaded {self.state.loaded_count} images of "
-                             f"'{series.description or series.modality}'")
+            self.status.emit(
+                f"Loaded {self.state.loaded_count} images of "
+                f"'{series.description or series.modality}'"
+            )
             self.series_loaded.emit(series.series_instance_uid)
 
     def _on_series_error(self, series: Series, exc: BaseException) -> None:
@@ -319,8 +341,14 @@ class ViewerController(QObject):
                 for index, error in zip(getattr(exc, "indices", []), per_file, strict=False):
                     self.state.mark_failed(index, error.reason)
         else:
-            self.state.add_errors([LoadError(series.description or series.series_instance_uid,
-                                             f"series load failed: {exc}")])
+            self.state.add_errors(
+                [
+                    LoadError(
+                        series.description or series.series_instance_uid,
+                        f"series load failed: {exc}",
+                    )
+                ]
+            )
             if self.state.series is series:
                 for index, frame in enumerate(self.state.frames):
                     if frame is None:
@@ -353,7 +381,9 @@ class ViewerController(QObject):
         if not series:
             return
         job = self.runner.start(
-            "thumbnails", jobs.thumbnails_job, list(series),
+            "thumbnails",
+            jobs.thumbnails_job,
+            list(series),
             on_progress=self._on_thumbnail,
             on_finished=lambda j: self._job_done(self.thumb_jobs, j),
         )
@@ -376,7 +406,10 @@ class ViewerController(QObject):
             self.header_job.cancel()
         path = ref.instance.path
         self.header_job = self.runner.start(
-            "read header", jobs.header_job, ref.instance, self.state.hide_phi,
+            "read header",
+            jobs.header_job,
+            ref.instance,
+            self.state.hide_phi,
             on_result=partial(self._on_header, path),
             on_error=lambda exc: self.tags_loaded.emit(exc),
         )

@@ -46,8 +46,9 @@ class RunOutput:
     maps: list[npt.NDArray[np.uint8]] | None  # per input image, frame size, uint8
 
 
-def _decoded(ctx: JobContext, refs: Sequence[SliceRef], frames: Sequence[Frame | None]
-             ) -> list[Frame]:
+def _decoded(
+    ctx: JobContext, refs: Sequence[SliceRef], frames: Sequence[Frame | None]
+) -> list[Frame]:
     from core.imaging.volume import load_slice
 
     ready: list[Frame] = []

@@ -73,6 +73,8 @@ def header_job(ctx: JobContext, instance: Instance, hide_phi: bool) -> list[TagR
     from core.viewer.tags import TagRow, header_rows
 
     if instance.is_plain_image:
-        return [TagRow("", "File", "", instance.path, 0),
-                TagRow("", "Note", "", "plain image: no DICOM header", 0)]
+        return [
+            TagRow("", "File", "", instance.path, 0),
+            TagRow("", "Note", "", "plain image: no DICOM header", 0),
+        ]
     return header_rows(instance.path, hide_phi=hide_phi)

@@ -20,14 +20,21 @@ def _gui_parser() -> argparse.ArgumentParser:
         description="DoctorAI Workstation. Sub-commands: " + ", ".join(core_cli.SUBCOMMANDS),
     )
     parser.add_argument("--version", action="version", version=f"doctorai {__version__}")
-    parser.add_argument("paths", nargs="*",
-                        help="files, folders, zip archives or DICOMDIRs to open")
-    parser.add_argument("--demo", action="store_true", help="use a throw-away demo profile "
-                        "(generated accounts, printed once; signed in as the radiologist)")
+    parser.add_argument(
+        "paths", nargs="*", help="files, folders, zip archives or DICOMDIRs to open"
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="use a throw-away demo profile "
+        "(generated accounts, printed once; signed in as the radiologist)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None)
-    parser.add_argument("--selftest", action="store_true",
-                        help="check this installation offscreen (Qt, DICOM, a zoo model); "
-                        "prints JSON")
+    parser.add_argument(
+        "--selftest",
+        action="store_true",
+        help="check this installation offscreen (Qt, DICOM, a zoo model); prints JSON",
+    )
     return parser
 
 

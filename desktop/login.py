@@ -34,20 +34,26 @@ class Mode(Enum):
 
 
 _TEXT = {
-    Mode.SETUP: ("Create the administrator account",
-                 "This workstation has no accounts yet. The administrator manages users, models "
-                 f"and settings. Choose a password of at least {MIN_PASSWORD_LENGTH} characters; "
-                 "there is no default password.",
-                 "Create and sign in"),
+    Mode.SETUP: (
+        "Create the administrator account",
+        "This workstation has no accounts yet. The administrator manages users, models "
+        f"and settings. Choose a password of at least {MIN_PASSWORD_LENGTH} characters; "
+        "there is no default password.",
+        "Create and sign in",
+    ),
     Mode.SIGN_IN: ("Sign in", "Sign in to DoctorAI Workstation.", "Sign in"),
-    Mode.UNLOCK: ("Unlock", "The workstation is locked. Enter your password to continue, or "
-                  "sign out.", "Unlock"),
+    Mode.UNLOCK: (
+        "Unlock",
+        "The workstation is locked. Enter your password to continue, or sign out.",
+        "Unlock",
+    ),
 }
 
 
 class LoginDialog(QDialog):
-    def __init__(self, ws: Workstation, mode: Mode | None = None,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self, ws: Workstation, mode: Mode | None = None, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.ws = ws
         if mode is None:

@@ -52,9 +52,14 @@ Area = Qt.DockWidgetArea
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, state: ViewerState | None = None, load_workers: int | None = None,
-                 ai_device: str | None = None, workstation: Workstation | None = None,
-                 lock_check_ms: int = 5_000) -> None:
+    def __init__(
+        self,
+        state: ViewerState | None = None,
+        load_workers: int | None = None,
+        ai_device: str | None = None,
+        workstation: Workstation | None = None,
+        lock_check_ms: int = 5_000,
+    ) -> None:
         """``workstation``: the signed-in encrypted profile (login, lock, audit); without it
         (tests, the offscreen screenshot) the window is a bare viewer that records nothing."""
         super().__init__()
@@ -107,8 +112,7 @@ class MainWindow(QMainWindow):
         self.errors_dock.hide()
         results = StoredResults(workstation) if workstation is not None else None
         self.ai = install_ai(self, device=ai_device, results=results)  # AI panel + model manager
-        self.resizeDocks([self.browser_dock, self.tags_dock], [300, 400],
-                         Qt.Orientation.Horizontal)
+        self.resizeDocks([self.browser_dock, self.tags_dock], [300, 400], Qt.Orientation.Horizontal)
         self.resizeDocks([self.errors_dock], [130], Qt.Orientation.Vertical)
         self._progress_timer = QTimer(self, singleShot=True, interval=100)
         self._progress_timer.timeout.connect(self._show_load_progress)
@@ -118,15 +122,18 @@ class MainWindow(QMainWindow):
             self._attach_workstation(workstation, lock_check_ms)
 
     # --- composition -----------------------------------------------------------------------
-    def add_panel(self, widget: QWidget, area: Area = Area.RightDockWidgetArea,
-                  title: str = "") -> QDockWidget:
+    def add_panel(
+        self, widget: QWidget, area: Area = Area.RightDockWidgetArea, title: str = ""
+    ) -> QDockWidget:
         """Add a feature panel as a dock widget (listed under View > Panels)."""
         dock = QDockWidget(title or widget.windowTitle(), self)
         dock.setObjectName(f"dock_{widget.objectName() or title}")
         dock.setWidget(widget)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
-                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetClosable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
         self.addDockWidget(area, dock)
         if self.menus is not None:
             self.menus.panels.addAction(dock.toggleViewAction())
@@ -182,8 +189,9 @@ class MainWindow(QMainWindow):
         self.sink.message.connect(self._on_job_error)
         st.errors_added.connect(self._on_load_errors)
         st.series_changed.connect(self._on_series_changed)
-        st.load_progress.connect(lambda _n, _t: self._progress_timer.isActive()
-                                 or self._progress_timer.start())
+        st.load_progress.connect(
+            lambda _n, _t: self._progress_timer.isActive() or self._progress_timer.start()
+        )
         st.hide_phi_changed.connect(lambda _h: self._update_title())
         vp.events.slice_index.connect(self._on_slice)
         self.slider.valueChanged.connect(st.set_slice)

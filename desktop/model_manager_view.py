@@ -26,8 +26,16 @@ from PySide6.QtWidgets import (
 from core.inference.manager import ModelManager, ModelStatus
 from desktop.workers import JobContext, JobRunner
 
-COLUMNS = ["Model", "Version", "Framework", "Device", "Running on", "Loaded", "Memory",
-           "Last health check"]
+COLUMNS = [
+    "Model",
+    "Version",
+    "Framework",
+    "Device",
+    "Running on",
+    "Loaded",
+    "Memory",
+    "Last health check",
+]
 DEVICE_CHOICES = ["default", "auto", "cpu", "gpu"]
 
 
@@ -201,5 +209,11 @@ class ModelManagerView(QWidget):
             self.check_button.setEnabled(True)
 
         ids = [p.id for p in self.manager.packages()]
-        self.runner.start("model health checks", health_job, self.manager, ids,
-                          on_result=done, on_finished=finished)
+        self.runner.start(
+            "model health checks",
+            health_job,
+            self.manager,
+            ids,
+            on_result=done,
+            on_finished=finished,
+        )

@@ -49,23 +49,33 @@ def series_job(ctx: JobContext, client: PacsClient, study_uid: str) -> list[Seri
     return client.search_series(study_uid)
 
 
-def retrieve_job(ctx: JobContext, client: PacsClient, cache: PacsCache, study_uid: str,
-                 series_uid: str | None) -> list[RetrieveResult]:
+def retrieve_job(
+    ctx: JobContext, client: PacsClient, cache: PacsCache, study_uid: str, series_uid: str | None
+) -> list[RetrieveResult]:
     def arrived(path: Any, done: int, total: int) -> None:
         ctx.report((str(path), done, total))
 
     if series_uid:
-        return [retrieve_series(client, cache, study_uid, series_uid, on_instance=arrived,
-                                cancel=ctx.cancel_event)]
+        return [
+            retrieve_series(
+                client, cache, study_uid, series_uid, on_instance=arrived, cancel=ctx.cancel_event
+            )
+        ]
     return retrieve_study(client, cache, study_uid, on_instance=arrived, cancel=ctx.cancel_event)
 
 
 class PacsSearchPanel(QWidget):
     """The search form and results; ``open_paths`` is the main window's."""
 
-    def __init__(self, runner: JobRunner, client_for: Callable[[str], PacsClient],
-                 node_names: list[str], open_paths: Callable[[list[str]], None],
-                 cache: PacsCache | None = None, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        runner: JobRunner,
+        client_for: Callable[[str], PacsClient],
+        node_names: list[str],
+        open_paths: Callable[[list[str]], None],
+        cache: PacsCache | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("pacsSearch")
         self.runner, self.client_for, self.open_paths = runner, client_for, open_paths
@@ -103,8 +113,9 @@ class PacsSearchPanel(QWidget):
         self.search_button.setDefault(True)
         self.search_button.clicked.connect(self.run_search)
         self.results = QTreeWidget()
-        self.results.setHeaderLabels(["Date", "Patient", "ID", "Accession", "Modality",
-                                      "Images", "Description"])
+        self.results.setHeaderLabels(
+            ["Date", "Patient", "ID", "Accession", "Modality", "Images", "Description"]
+        )
         self.results.itemExpanded.connect(self._load_series)
         self.results.itemDoubleClicked.connect(lambda *_: self.run_retrieve())
         self.retrieve_button = QPushButton("Retrieve and open")
@@ -154,16 +165,29 @@ class PacsSearchPanel(QWidget):
             self.search.cancel()
         self.status.setText("Searching…")
         self.results.clear()
-        self.search = self.runner.start("PACS search", search_job, client, self.query(),
-                                        on_result=self._on_studies, on_error=self._on_error)
+        self.search = self.runner.start(
+            "PACS search",
+            search_job,
+            client,
+            self.query(),
+            on_result=self._on_studies,
+            on_error=self._on_error,
+        )
         return self.search
 
     def _on_studies(self, hits: list[StudyHit]) -> None:
         for hit in hits:
-            item = QTreeWidgetItem([
-                hit.study_date, hit.patient_name.replace("^", " "), hit.patient_id,
-                hit.accession, "/".join(hit.modalities),
-                "" if hit.instance_count is None else str(hit.instance_count), hit.description])
+            item = QTreeWidgetItem(
+                [
+                    hit.study_date,
+                    hit.patient_name.replace("^", " "),
+                    hit.patient_id,
+                    hit.accession,
+                    "/".join(hit.modalities),
+                    "" if hit.instance_count is None else str(hit.instance_count),
+                    hit.description,
+                ]
+            )
             item.setData(0, UID_ROLE, (hit.study_uid, None))
             item.setChildIndicatorPolicy(QTreeWidgetItem.ChildIndicatorPolicy.ShowIndicator)
             self.results.addTopLevelItem(item)
@@ -176,15 +200,28 @@ class PacsSearchPanel(QWidget):
         client = self._client()
         if client is None:
             return
-        self.runner.start("PACS series search", series_job, client, study_uid,
-                          on_result=lambda hits: self._on_series(item, hits),
-                          on_error=self._on_error)
+        self.runner.start(
+            "PACS series search",
+            series_job,
+            client,
+            study_uid,
+            on_result=lambda hits: self._on_series(item, hits),
+            on_error=self._on_error,
+        )
 
     def _on_series(self, parent: QTreeWidgetItem, hits: list[SeriesHit]) -> None:
         for hit in hits:
-            child = QTreeWidgetItem(["", "", "", "", hit.modality,
-                                     "" if hit.instance_count is None else str(hit.instance_count),
-                                     hit.description or f"Series {hit.number or ''}"])
+            child = QTreeWidgetItem(
+                [
+                    "",
+                    "",
+                    "",
+                    "",
+                    hit.modality,
+                    "" if hit.instance_count is None else str(hit.instance_count),
+                    hit.description or f"Series {hit.number or ''}",
+                ]
+            )
             child.setData(0, UID_ROLE, (hit.study_uid, hit.series_uid))
             parent.addChild(child)
 
@@ -201,9 +238,17 @@ class PacsSearchPanel(QWidget):
         self.pending, self.opened_first = [], False
         self.status.setText("Retrieving…")
         self.retrieve = self.runner.start(
-            "PACS retrieve", retrieve_job, client, self.cache, study_uid, series_uid,
-            on_progress=self._on_instance, on_result=self._on_retrieved,
-            on_error=self._on_error, on_finished=lambda _j: self._flush.stop())
+            "PACS retrieve",
+            retrieve_job,
+            client,
+            self.cache,
+            study_uid,
+            series_uid,
+            on_progress=self._on_instance,
+            on_result=self._on_retrieved,
+            on_error=self._on_error,
+            on_finished=lambda _j: self._flush.stop(),
+        )
         self._flush.start()
         return self.retrieve
 
@@ -226,8 +271,9 @@ class PacsSearchPanel(QWidget):
         self._flush_pending()
         n = sum(len(r.paths) for r in results)
         cached = all(r.from_cache for r in results)
-        self.status.setText(f"Retrieved {n} instance(s)" + (" from the local cache" if cached
-                                                            else ""))
+        self.status.setText(
+            f"Retrieved {n} instance(s)" + (" from the local cache" if cached else "")
+        )
 
     def _on_error(self, exc: BaseException) -> None:
         self._flush.stop()
@@ -249,13 +295,19 @@ class PacsSearchPanel(QWidget):
 class PacsDialog(QDialog):
     """The search panel in a non-modal dialog (File > PACS…)."""
 
-    def __init__(self, window: Any, client_for: Callable[[str], PacsClient],
-                 node_names: list[str], cache: PacsCache | None = None) -> None:
+    def __init__(
+        self,
+        window: Any,
+        client_for: Callable[[str], PacsClient],
+        node_names: list[str],
+        cache: PacsCache | None = None,
+    ) -> None:
         super().__init__(window)
         self.setWindowTitle("Search the PACS")
         self.resize(900, 600)
-        self.panel = PacsSearchPanel(window.runner, client_for, node_names,
-                                     lambda paths: window.open_paths(paths), cache)
+        self.panel = PacsSearchPanel(
+            window.runner, client_for, node_names, lambda paths: window.open_paths(paths), cache
+        )
         col = QVBoxLayout(self)
         col.addWidget(self.panel)
 
@@ -292,4 +344,3 @@ def client_factory(nodes: list[PacsNode], audit: AuditSink) -> Callable[[str], P
         return clients[name]
 
     return client_for
-

@@ -46,8 +46,14 @@ class ExportOutcome:
     note: str = ""  # what was left out, and why
 
 
-def export_job(ctx: JobContext, client: PacsClient, result: InferenceResult, index: int,
-               source_path: str, model_name: str = "") -> ExportOutcome:
+def export_job(
+    ctx: JobContext,
+    client: PacsClient,
+    result: InferenceResult,
+    index: int,
+    source_path: str,
+    model_name: str = "",
+) -> ExportOutcome:
     """Build SR (+ Parametric Map) for image ``index`` of ``result`` and STOW them (worker)."""
     from core.imaging.sources import read_dataset
     from core.pacs.export import build_heatmap, build_sr, finding_from_result, store_objects
@@ -61,7 +67,7 @@ def export_job(ctx: JobContext, client: PacsClient, result: InferenceResult, ind
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if result.heatmaps is not None and frames == 1:
         try:
-            objects.append(build_heatmap(result.heatmaps[index:index + 1], [ds], finding))
+            objects.append(build_heatmap(result.heatmaps[index : index + 1], [ds], finding))
         except (ValueError, RuntimeError, AttributeError, TypeError) as exc:
             # highdicom (0.28) cannot encode a Parametric Map over some projection images
             note = f"the heatmap was not exported: no Parametric Map can be built for it ({exc})"
@@ -70,15 +76,21 @@ def export_job(ctx: JobContext, client: PacsClient, result: InferenceResult, ind
     if ctx.cancelled:
         raise PacsError("export cancelled before anything was sent")
     stored = store_objects(client, objects, finding)
-    return ExportOutcome(client.node.name, str(ds.StudyInstanceUID), stored,
-                         [str(o.Modality) for o in objects], note)
+    return ExportOutcome(
+        client.node.name, str(ds.StudyInstanceUID), stored, [str(o.Modality) for o in objects], note
+    )
 
 
 class PacsExport(QObject):
     """The "Export to PACS" row in the AI panel: enabled for an accepted result only."""
 
-    def __init__(self, window: Any, node_names: list[str],
-                 client_for: Callable[[str], PacsClient], problem: str = "") -> None:
+    def __init__(
+        self,
+        window: Any,
+        node_names: list[str],
+        client_for: Callable[[str], PacsClient],
+        problem: str = "",
+    ) -> None:
         super().__init__(window)
         self.window, self.panel = window, window.ai
         self.client_for, self.problem = client_for, problem
@@ -138,8 +150,9 @@ class PacsExport(QObject):
         path = self._source_path(sop)
         node = self.node.currentText()
         if path is None:
-            self.status.setText(f"The source image '{sop}' is no longer open; open its series "
-                                "again to export")
+            self.status.setText(
+                f"The source image '{sop}' is no longer open; open its series again to export"
+            )
             return None
         try:
             client = self.client_for(node)
@@ -155,9 +168,17 @@ class PacsExport(QObject):
                 name = ""
         self.status.setText(f"Exporting to '{node}'…")
         self.job = self.window.runner.start(
-            "PACS export", export_job, client, result, k, path, name,
-            on_result=self._done, on_error=self._failed,
-            on_finished=lambda _j: self.refresh())
+            "PACS export",
+            export_job,
+            client,
+            result,
+            k,
+            path,
+            name,
+            on_result=self._done,
+            on_error=self._failed,
+            on_finished=lambda _j: self.refresh(),
+        )
         self.refresh()
         return self.job
 
@@ -171,8 +192,9 @@ class PacsExport(QObject):
         self.window.statusBar().showMessage(text, 10_000)
 
     def _failed(self, exc: BaseException) -> None:
-        kind = "" if isinstance(exc, PacsError | ValueError | OSError) else \
-            f" ({type(exc).__name__})"
+        kind = (
+            "" if isinstance(exc, PacsError | ValueError | OSError) else f" ({type(exc).__name__})"
+        )
         text = f"Export to PACS '{self.node.currentText()}' failed{kind}: {exc}"
         self.status.setText(text)
         self.window.statusBar().showMessage(text, 15_000)
@@ -192,8 +214,9 @@ class PacsGui:
         self.dialog.panel.patient_name.setFocus()
 
 
-def install_pacs(window: MainWindow, ws: Workstation, settings: Settings | None,
-                 cache: PacsCache | None = None) -> PacsGui:
+def install_pacs(
+    window: MainWindow, ws: Workstation, settings: Settings | None, cache: PacsCache | None = None
+) -> PacsGui:
     """File > Search PACS… (Ctrl+Shift+P) and the AI panel's Export to PACS, as ``ws``'s user.
 
     With no ``[[pacs]]`` node configured both still appear and say what to configure."""

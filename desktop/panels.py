@@ -67,7 +67,7 @@ class TagBrowser(QWidget):
                 self.tree.addTopLevelItem(item)
             else:
                 parent.addChild(item)
-            del parents[level + 1:]
+            del parents[level + 1 :]
             parents.append(item)
         self._apply_filter(self.filter.text())
 

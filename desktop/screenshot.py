@@ -38,8 +38,13 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return predicate()
 
 
-def take(out: Path, paths: list[Path], size: tuple[int, int] = (1600, 1000), hide_phi: bool = False,
-         timeout_s: float = 120.0) -> int:
+def take(
+    out: Path,
+    paths: list[Path],
+    size: tuple[int, int] = (1600, 1000),
+    hide_phi: bool = False,
+    timeout_s: float = 120.0,
+) -> int:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from PySide6.QtWidgets import QApplication
 
@@ -57,18 +62,22 @@ def take(out: Path, paths: list[Path], size: tuple[int, int] = (1600, 1000), hid
     ctl, st = win.controller, win.state
     ok = wait_until(lambda: "series_loaded" in ctl.timings and not ctl.thumb_jobs, timeout_s)
     if not ok:
-        print(f"screenshot: {[str(p) for p in paths]} did not load within {timeout_s:.0f} s",
-              file=sys.stderr)
+        print(
+            f"screenshot: {[str(p) for p in paths]} did not load within {timeout_s:.0f} s",
+            file=sys.stderr,
+        )
         win.shutdown()
         return 1
     frame = st.current_frame()
     if frame is not None:
         rows, cols = frame.shape
         i = st.viewport.slice_index
-        st.add_measurement(Measurement("length", i, (cols * 0.30, rows * 0.62),
-                                       (cols * 0.62, rows * 0.62)))
-        st.add_measurement(Measurement("roi", i, (cols * 0.06, rows * 0.06),
-                                       (cols * 0.20, rows * 0.18)))
+        st.add_measurement(
+            Measurement("length", i, (cols * 0.30, rows * 0.62), (cols * 0.62, rows * 0.62))
+        )
+        st.add_measurement(
+            Measurement("roi", i, (cols * 0.06, rows * 0.06), (cols * 0.20, rows * 0.18))
+        )
     wait_until(lambda: bool(win.tags.rows), 10.0)
     wait_until(lambda: False, 0.3)  # let the last paints and dock layouts settle
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,9 @@ def mask_image(masks: list[tuple[Any, np.ndarray[Any, Any]]]) -> QImage:
 StudyReport = tuple[str, SrSummary]  # (study instance UID, the SR's summary)
 
 
-def read_objects_job(ctx: JobContext, seg: list[Instance], sr: list[Instance],
-                     index: StudyIndex) -> tuple[list[SegOverlay], list[StudyReport], list[str]]:
+def read_objects_job(
+    ctx: JobContext, seg: list[Instance], sr: list[Instance], index: StudyIndex
+) -> tuple[list[SegOverlay], list[StudyReport], list[str]]:
     """Read SEG/SR instances (worker thread); problems come back as text, never raised."""
     from core.imaging.overlays import OverlayError, read_seg, read_sr
 
@@ -52,8 +53,14 @@ def read_objects_job(ctx: JobContext, seg: list[Instance], sr: list[Instance],
         try:
             overlay = read_seg(inst.path)
             if overlay.unmapped_frames:  # no references: match frames by position instead
-                source = next((s for _p, _st, s in index.iter_series()
-                               if s.series_instance_uid == overlay.referenced_series_uid), None)
+                source = next(
+                    (
+                        s
+                        for _p, _st, s in index.iter_series()
+                        if s.series_instance_uid == overlay.referenced_series_uid
+                    ),
+                    None,
+                )
                 if source is not None:
                     overlay = read_seg(inst.path, source)
             overlays.append(overlay)
@@ -140,8 +147,13 @@ class SegOverlayLayer(QWidget):
 class ResultsObjectsPanel(QWidget):
     """Lists the SEG/SR objects found in the open studies; SR summaries as text."""
 
-    def __init__(self, state: ViewerState, runner: JobRunner, layer: SegOverlayLayer,
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        state: ViewerState,
+        runner: JobRunner,
+        layer: SegOverlayLayer,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setObjectName("segSrPanel")
         self.state, self.runner, self.layer = state, runner, layer
@@ -176,8 +188,9 @@ class ResultsObjectsPanel(QWidget):
         if (not seg and not sr) or self.runner.closed:
             return
         self.seen.update(i.path for i in seg + sr)
-        self.runner.start("read SEG/SR", read_objects_job, seg, sr, index,
-                          on_result=self._on_objects)
+        self.runner.start(
+            "read SEG/SR", read_objects_job, seg, sr, index, on_result=self._on_objects
+        )
 
     def _on_objects(self, result: tuple[list[SegOverlay], list[StudyReport], list[str]]) -> None:
         overlays, reports, problems = result
@@ -198,7 +211,8 @@ class ResultsObjectsPanel(QWidget):
             f"{len(self.overlays)} segmentation(s) in the open studies; "
             f"{len(mine)} report(s) of this study"
             + (f" ({others} of other studies not shown)" if others else "")
-            + (f"; {len(self.problems)} unreadable" if self.problems else ""))
+            + (f"; {len(self.problems)} unreadable" if self.problems else "")
+        )
         blocks = []
         for r in mine:
             head = f"{r.title} ({r.template})" if r.template else r.title

@@ -43,8 +43,14 @@ def _timed(
     try:
         detail = fn()
     except Exception as exc:  # noqa: BLE001 - a self-test reports every failure, never crashes
-        checks.append(Check(name, False, round(time.perf_counter() - start, 3),
-                            error=f"{type(exc).__name__}: {exc}"))
+        checks.append(
+            Check(
+                name,
+                False,
+                round(time.perf_counter() - start, 3),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+        )
         return None
     checks.append(Check(name, True, round(time.perf_counter() - start, 3), detail))
     return detail
@@ -84,9 +90,12 @@ def _check_qt(ctx: _Context) -> dict[str, Any]:
             raise RuntimeError(f"Qt cannot encode {fmt} (image-format plugin missing?)")
         encoded[fmt] = data.size()
     formats = sorted(bytes(f.data()).decode() for f in QImageWriter.supportedImageFormats())
-    return {"platform": QGuiApplication.platformName(),
-            "window": [grabbed.width(), grabbed.height()],
-            "encoded_bytes": encoded, "image_formats": formats}
+    return {
+        "platform": QGuiApplication.platformName(),
+        "window": [grabbed.width(), grabbed.height()],
+        "encoded_bytes": encoded,
+        "image_formats": formats,
+    }
 
 
 def _check_dicom(ctx: _Context, path: Path) -> dict[str, Any]:
@@ -101,8 +110,12 @@ def _check_dicom(ctx: _Context, path: Path) -> dict[str, Any]:
         header = read_header(str(path), require_uids=False)
         ctx.frame = read_frame(header.instance, 0)
     ctx.image = render(ctx.frame)
-    return {"path": str(path), "transfer_syntax": header.instance.transfer_syntax_uid,
-            "shape": list(ctx.image.shape), "mean_display_value": round(float(ctx.image.mean()), 2)}
+    return {
+        "path": str(path),
+        "transfer_syntax": header.instance.transfer_syntax_uid,
+        "shape": list(ctx.image.shape),
+        "mean_display_value": round(float(ctx.image.mean()), 2),
+    }
 
 
 def _check_sqlcipher() -> dict[str, Any]:
@@ -147,9 +160,12 @@ def _check_model(ctx: _Context, model_id: str, device: str | None) -> dict[str, 
         record = manager.health_check(model_id)
         if not record.ok:
             raise RuntimeError(f"model '{model_id}' health check failed: {record.message}")
-        detail: dict[str, Any] = {"model": model_id, "version": package.manifest.version,
-                                  "framework": package.manifest.framework,
-                                  "stored_sample": record.message}
+        detail: dict[str, Any] = {
+            "model": model_id,
+            "version": package.manifest.version,
+            "framework": package.manifest.framework,
+            "stored_sample": record.message,
+        }
         with manager.use(model_id) as loaded:
             detail["device"] = str(loaded.device)
             if ctx.frame is not None and package.manifest.input.kind == "image":
@@ -157,10 +173,15 @@ def _check_model(ctx: _Context, model_id: str, device: str | None) -> dict[str, 
                 probs = loaded.predict(batch)[0]
                 if not (abs(float(probs.sum()) - 1.0) < 1e-3 and float(probs.min()) >= 0.0):
                     raise RuntimeError(
-                        f"model '{model_id}' gave invalid probabilities {probs.tolist()}")
-                detail["dicom_prediction"] = dict(zip(
-                    package.manifest.output.labels, (round(float(p), 4) for p in probs),
-                    strict=True))
+                        f"model '{model_id}' gave invalid probabilities {probs.tolist()}"
+                    )
+                detail["dicom_prediction"] = dict(
+                    zip(
+                        package.manifest.output.labels,
+                        (round(float(p), 4) for p in probs),
+                        strict=True,
+                    )
+                )
         return detail
     finally:
         manager.shutdown()
@@ -179,8 +200,13 @@ def run(dicom: str | None = None, model_id: str | None = None, device: str | Non
     _timed("sqlcipher", _check_sqlcipher, checks)
     _timed("model", lambda: _check_model(ctx, chosen_model, device), checks)
     ok = all(c.ok for c in checks)
-    report = {"ok": ok, "version": __version__, "frozen": bool(getattr(sys, "frozen", False)),
-              "python": sys.version.split()[0], "seconds": round(time.perf_counter() - start, 3),
-              "checks": [asdict(c) for c in checks]}
+    report = {
+        "ok": ok,
+        "version": __version__,
+        "frozen": bool(getattr(sys, "frozen", False)),
+        "python": sys.version.split()[0],
+        "seconds": round(time.perf_counter() - start, 3),
+        "checks": [asdict(c) for c in checks],
+    }
     print(json.dumps(report, indent=2))
     return 0 if ok else 1

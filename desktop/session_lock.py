@@ -44,8 +44,10 @@ class LockCover(QWidget):
         super().__init__(window)
         self.setObjectName("lockCover")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.setStyleSheet("#lockCover, #lockCover QLabel { background: #101418; } "
-                           "#lockCover QLabel { color: #cfd8dc; }")
+        self.setStyleSheet(
+            "#lockCover, #lockCover QLabel { background: #101418; } "
+            "#lockCover QLabel { color: #cfd8dc; }"
+        )
         self.label = QLabel("")
         self.label.setAlignment(Qt.AlignmentFlag.AlignCenter)
         QVBoxLayout(self).addWidget(self.label)
@@ -147,8 +149,9 @@ class InactivityLock(QObject):
         user = self.ws.session.user
         who = f"{user.username} ({user.role.value})" if user else ""
         why = "after inactivity" if reason == "inactivity" else "by the user"
-        self.cover.cover(f"<h2>Locked</h2><p>Locked {why}. Signed in: {who}</p>"
-                         "<p>Click to unlock.</p>")
+        self.cover.cover(
+            f"<h2>Locked</h2><p>Locked {why}. Signed in: {who}</p><p>Click to unlock.</p>"
+        )
         self.locked.emit(reason)
         self.ask_unlock()
 

@@ -47,8 +47,9 @@ def pass_job(_ctx: JobContext, session: SyncSession) -> PassOutcome:
 class SyncController(QObject):
     """Starts the passes of one window's ``SyncSession`` and shows their outcome."""
 
-    def __init__(self, window: QMainWindow, runner: JobRunner, session: SyncSession,
-                 widget: SyncStatusWidget) -> None:
+    def __init__(
+        self, window: QMainWindow, runner: JobRunner, session: SyncSession, widget: SyncStatusWidget
+    ) -> None:
         super().__init__(window)
         self.window, self.runner, self.session, self.widget = window, runner, session, widget
         self.status: SyncStatus = session.status
@@ -61,8 +62,9 @@ class SyncController(QObject):
         self._timer.setInterval(max(1, int(session.settings.sync.interval_s * 1000)))
         self._timer.timeout.connect(self._start_pass)
         self.action = QAction("Sync now", window)
-        self.action.setToolTip("Send queued results and audit events now and check for "
-                               "model updates")
+        self.action.setToolTip(
+            "Send queued results and audit events now and check for model updates"
+        )
         self.action.triggered.connect(self.sync_now)
         app = QCoreApplication.instance()
         if app is not None:
@@ -82,8 +84,9 @@ class SyncController(QObject):
         if self.session.stopping or self.runner.closed:
             self._timer.stop()
             return
-        self._job = self.runner.start("sync", pass_job, self.session,
-                                      on_result=self._on_pass, on_finished=self._finished)
+        self._job = self.runner.start(
+            "sync", pass_job, self.session, on_result=self._on_pass, on_finished=self._finished
+        )
 
     def _finished(self, _job: Job) -> None:
         self._job = None
@@ -92,7 +95,7 @@ class SyncController(QObject):
             self._start_pass()
 
     def _on_pass(self, outcome: PassOutcome) -> None:
-        for alert in self.session.alerts[len(self.alerts):]:  # audited by the pass already
+        for alert in self.session.alerts[len(self.alerts) :]:  # audited by the pass already
             self._show_alert(alert)
         if outcome.models_note is not None:
             self._on_models(outcome.models_note)
@@ -102,8 +105,13 @@ class SyncController(QObject):
     def _show_alert(self, alert: SecurityAlert) -> None:
         self.alerts.append(alert)
         self.window.statusBar().showMessage(alert.message, 0)
-        box = QMessageBox(QMessageBox.Icon.Critical, "Security Alert", alert.message,
-                          QMessageBox.StandardButton.Ok, self.window)
+        box = QMessageBox(
+            QMessageBox.Icon.Critical,
+            "Security Alert",
+            alert.message,
+            QMessageBox.StandardButton.Ok,
+            self.window,
+        )
         box.setModal(False)
         box.show()  # not exec(): a warning must not freeze the window behind it
         self.alert_box = box

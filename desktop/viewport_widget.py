@@ -224,8 +224,9 @@ class ViewportWidget(QWidget):
         for m in items:
             self._paint_measurement(p, frame, g, m)
 
-    def _paint_measurement(self, p: QPainter, frame: Frame, g: ViewGeometry,
-                           m: Measurement) -> None:
+    def _paint_measurement(
+        self, p: QPainter, frame: Frame, g: ViewGeometry, m: Measurement
+    ) -> None:
         a = QPointF(*image_to_screen(g, m.p0))
         b = QPointF(*image_to_screen(g, m.p1))
         p.setPen(QPen(MEASURE_COLOUR, 1.5))
@@ -262,13 +263,16 @@ class ViewportWidget(QWidget):
             "left": QPointF(m, h / 2),
             "right": QPointF(w - m - fm.horizontalAdvance(labels["right"]), h / 2),
             "top": QPointF(w / 2 - fm.horizontalAdvance(labels["top"]) / 2, m + fm.ascent()),
-            "bottom": QPointF(w / 2 - fm.horizontalAdvance(labels["bottom"]) / 2,
-                              h - m - fm.descent() - fm.height()),
+            "bottom": QPointF(
+                w / 2 - fm.horizontalAdvance(labels["bottom"]) / 2,
+                h - m - fm.descent() - fm.height(),
+            ),
         }
         for edge, at in spots.items():
             if labels[edge]:
-                self._text_block(p, QPointF(at.x(), at.y() - fm.height()), [labels[edge]],
-                                 OVERLAY_COLOUR)
+                self._text_block(
+                    p, QPointF(at.x(), at.y() - fm.height()), [labels[edge]], OVERLAY_COLOUR
+                )
 
     def _paint_overlay(self, p: QPainter, frame: Frame | None) -> None:
         font = QFont(self.font())
@@ -283,24 +287,31 @@ class ViewportWidget(QWidget):
             x = w - margin - fm.horizontalAdvance(line)
             self._text_block(p, QPointF(x, margin - lh + 2 + i * lh), [line], OVERLAY_COLOUR)
         n = len(corners.bottom_left)
-        self._text_block(p, QPointF(margin, h - margin - (n + 1) * lh + 4), corners.bottom_left,
-                         OVERLAY_COLOUR)
+        self._text_block(
+            p, QPointF(margin, h - margin - (n + 1) * lh + 4), corners.bottom_left, OVERLAY_COLOUR
+        )
         n = len(corners.bottom_right)
         for i, line in enumerate(corners.bottom_right):
             x = w - margin - fm.horizontalAdvance(line)
-            self._text_block(p, QPointF(x, h - margin - (n + 1 - i) * lh + 4), [line],
-                             OVERLAY_COLOUR)
+            self._text_block(
+                p, QPointF(x, h - margin - (n + 1 - i) * lh + 4), [line], OVERLAY_COLOUR
+            )
         if self.state.series is None:
             p.setPen(QColor("#6b7078"))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter,
-                       "Open a file, folder or zip (Ctrl+O) or drop it here")
+            p.drawText(
+                self.rect(),
+                Qt.AlignmentFlag.AlignCenter,
+                "Open a file, folder or zip (Ctrl+O) or drop it here",
+            )
         failure = self.state.current_failure()
         if failure is not None and self.state.series is not None:
             p.setPen(QColor("#ff7b72"))
             box = self.rect().adjusted(40, 0, -40, 0)
-            p.drawText(box, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
-                       f"Image {self.state.viewport.slice_index + 1} cannot be displayed:\n"
-                       f"{failure}")
+            p.drawText(
+                box,
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                f"Image {self.state.viewport.slice_index + 1} cannot be displayed:\n{failure}",
+            )
 
     # --- mouse and keys --------------------------------------------------------------------
     def mousePressEvent(self, event: QMouseEvent) -> None:
@@ -316,8 +327,14 @@ class ViewportWidget(QWidget):
             mode = "pan"
         if mode is None:
             return
-        self._drag = {"mode": mode, "start": event.position(), "center": vp.window_center,
-                      "width": vp.window_width, "zoom": self.effective_zoom(), "pan": vp.pan}
+        self._drag = {
+            "mode": mode,
+            "start": event.position(),
+            "center": vp.window_center,
+            "width": vp.window_width,
+            "zoom": self.effective_zoom(),
+            "pan": vp.pan,
+        }
         if mode in ("length", "roi"):
             p0 = self.to_image(event.position())
             if p0 is None or self.state.current_frame() is None:
@@ -368,16 +385,20 @@ class ViewportWidget(QWidget):
         steps = int(dy / 120) or (1 if dy > 0 else -1)  # fine-grained touchpads: one step
         if event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             self.state.viewport.update(
-                {"zoom": min(max(self.effective_zoom() * 1.15**steps, 1 / 64), 64.0),
-                 "fit": False})
+                {"zoom": min(max(self.effective_zoom() * 1.15**steps, 1 / 64), 64.0), "fit": False}
+            )
         else:
             self.state.step_slice(-steps)
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         keys = {
-            Qt.Key.Key_Up: -1, Qt.Key.Key_Left: -1, Qt.Key.Key_Down: 1, Qt.Key.Key_Right: 1,
-            Qt.Key.Key_PageUp: -10, Qt.Key.Key_PageDown: 10,
+            Qt.Key.Key_Up: -1,
+            Qt.Key.Key_Left: -1,
+            Qt.Key.Key_Down: 1,
+            Qt.Key.Key_Right: 1,
+            Qt.Key.Key_PageUp: -10,
+            Qt.Key.Key_PageDown: 10,
         }
         key = Qt.Key(event.key())
         if key in keys:

@@ -54,8 +54,13 @@ class _JobSignals(QObject):
 class Job:
     """A started background job. Signals arrive on the GUI thread (queued connections)."""
 
-    def __init__(self, name: str, worker: WorkerBase[Any], cancel_event: threading.Event,
-                 signals: _JobSignals) -> None:
+    def __init__(
+        self,
+        name: str,
+        worker: WorkerBase[Any],
+        cancel_event: threading.Event,
+        signals: _JobSignals,
+    ) -> None:
         self.name = name
         self.worker = worker
         self.cancel_event = cancel_event
@@ -107,8 +112,7 @@ class JobRunner(QObject):
         cancel_event = threading.Event()
         signals = _JobSignals()
         ctx = JobContext(cancel_event, signals.progress.emit)
-        worker = create_worker(func, ctx, *args, _start_thread=False, _ignore_errors=True,
-                               **kwargs)
+        worker = create_worker(func, ctx, *args, _start_thread=False, _ignore_errors=True, **kwargs)
         job = Job(name, worker, cancel_event, signals)
         if hasattr(worker.signals, "yielded"):
             worker.signals.yielded.connect(signals.progress.emit)
@@ -120,6 +124,7 @@ class JobRunner(QObject):
             def call(value: Any) -> None:
                 if not self._closed and not job.cancelled:
                     cb(value)
+
             return call
 
         if on_progress is not None:

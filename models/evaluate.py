@@ -55,8 +55,10 @@ def load_reference_data(data_ref: str) -> tuple[Any, npt.NDArray[np.int64]]:
         args = _params(parts[1:])
         seed, n = int(args["seed"]), int(args["n"])
         makers: dict[str, Callable[[int, int], tuple[Any, ...]]] = {
-            "brain": phantoms.brain_dataset, "histo": phantoms.histo_dataset,
-            "skin": phantoms.skin_dataset}
+            "brain": phantoms.brain_dataset,
+            "histo": phantoms.histo_dataset,
+            "skin": phantoms.skin_dataset,
+        }
         made = makers[parts[0]](n, seed)
         return made[0].astype(np.float32), made[1]
     if kind == "sklearn" and parts[0] == "breast_cancer":
@@ -67,19 +69,24 @@ def load_reference_data(data_ref: str) -> tuple[Any, npt.NDArray[np.int64]]:
     raise EvaluationError(f"unknown data_ref '{data_ref}'")
 
 
-def predict_all(model: LoadedModel, package: ModelPackage, raw: Any,
-                batch: int = 256) -> npt.NDArray[np.float32]:
+def predict_all(
+    model: LoadedModel, package: ModelPackage, raw: Any, batch: int = 256
+) -> npt.NDArray[np.float32]:
     spec = package.manifest.input
     outs = []
     for start in range(0, len(raw), batch):
-        chunk = raw[start:start + batch]
-        outs.append(model.predict(preprocess_batch(
-            list(chunk) if spec.kind == "image" else chunk, spec, package.id)))
+        chunk = raw[start : start + batch]
+        outs.append(
+            model.predict(
+                preprocess_batch(list(chunk) if spec.kind == "image" else chunk, spec, package.id)
+            )
+        )
     return np.concatenate(outs).astype(np.float32)
 
 
-def evaluate_package(package: ModelPackage, model: LoadedModel | None = None,
-                     device: str = "auto") -> dict[str, float]:
+def evaluate_package(
+    package: ModelPackage, model: LoadedModel | None = None, device: str = "auto"
+) -> dict[str, float]:
     """The manifest's metrics, recomputed."""
     metrics = package.manifest.metrics
     if metrics is None:
@@ -98,14 +105,18 @@ def evaluate_package(package: ModelPackage, model: LoadedModel | None = None,
             loaded.close()
     assert labels is not None
     out = package.manifest.output
-    positive = (out.labels.index(out.positive_label)
-                if out.positive_label is not None and len(out.labels) == 2 else None)
+    positive = (
+        out.labels.index(out.positive_label)
+        if out.positive_label is not None and len(out.labels) == 2
+        else None
+    )
     threshold = out.thresholds.get(out.positive_label or "", 0.5)
     return classification_metrics(labels, probs, positive, threshold)
 
 
-def compare(package: ModelPackage, measured: dict[str, float],
-            tolerance: float = TOLERANCE) -> list[str]:
+def compare(
+    package: ModelPackage, measured: dict[str, float], tolerance: float = TOLERANCE
+) -> list[str]:
     """Human-readable mismatches between the manifest and ``measured`` (empty: all agree)."""
     declared = package.manifest.metrics
     problems: list[str] = []
@@ -115,11 +126,15 @@ def compare(package: ModelPackage, measured: dict[str, float],
             continue
         got = measured.get(name)
         if got is None or abs(got - claimed) > tolerance:
-            problems.append(f"model '{package.id}': {name} manifest {claimed:.4f}, "
-                            f"measured {got if got is None else round(got, 4)}")
+            problems.append(
+                f"model '{package.id}': {name} manifest {claimed:.4f}, "
+                f"measured {got if got is None else round(got, 4)}"
+            )
     for name, claimed in declared.scores.items() if declared else ():
         got = measured.get(name)
         if got is None or abs(got - claimed) > tolerance:
-            problems.append(f"model '{package.id}': {name} manifest {claimed:.4f}, "
-                            f"measured {got if got is None else round(got, 4)}")
+            problems.append(
+                f"model '{package.id}': {name} manifest {claimed:.4f}, "
+                f"measured {got if got is None else round(got, 4)}"
+            )
     return problems

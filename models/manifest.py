@@ -242,8 +242,10 @@ class Manifest(_Strict):
         listed = set(self.files)
         refs = [("weights", self.weights)]
         if self.selftest:
-            refs += [("selftest.input", self.selftest.input),
-                     ("selftest.expected", self.selftest.expected)]
+            refs += [
+                ("selftest.input", self.selftest.input),
+                ("selftest.expected", self.selftest.expected),
+            ]
         for field, rel in refs:
             if rel not in listed and not any(f.startswith(rel.rstrip("/") + "/") for f in listed):
                 raise ValueError(f"{field} {rel!r} is not listed in files")
@@ -377,7 +379,8 @@ def load_package(
     running = app_version or _app_version()
     if _version_tuple(manifest.min_app_version) > _version_tuple(running):
         raise IncompatibleAppError(
-            folder, "min_app_version",
+            folder,
+            "min_app_version",
             f"package needs app {manifest.min_app_version} or newer, this is {running}",
         )
     if verify_hashes:

@@ -47,7 +47,9 @@ def ece(y_true: npt.NDArray[Any], probs: npt.NDArray[Any], bins: int = 10) -> fl
 
 
 def classification_metrics(
-    y_true: npt.NDArray[Any], probs: npt.NDArray[Any], positive: int | None,
+    y_true: npt.NDArray[Any],
+    probs: npt.NDArray[Any],
+    positive: int | None,
     threshold: float = 0.5,
 ) -> dict[str, float]:
     """AUC, accuracy, sensitivity, specificity and ECE.

@@ -17,7 +17,10 @@ F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
 
 HISTO_CLASSES = [
-    "colon_adenocarcinoma", "colon_benign", "lung_adenocarcinoma", "lung_benign",
+    "colon_adenocarcinoma",
+    "colon_benign",
+    "lung_adenocarcinoma",
+    "lung_benign",
     "lung_squamous_cell_carcinoma",
 ]
 
@@ -37,8 +40,11 @@ def _grid(size: int) -> tuple[F32, F32]:
 
 
 def brain_slice(
-    rng: np.random.Generator, lesion: bool, size: int = 64,
-    lesion_center: tuple[float, float] | None = None, lesion_radius: float | None = None,
+    rng: np.random.Generator,
+    lesion: bool,
+    size: int = 64,
+    lesion_center: tuple[float, float] | None = None,
+    lesion_radius: float | None = None,
 ) -> tuple[F32, npt.NDArray[np.bool_]]:
     """One MR-like axial slice (arbitrary intensity units, ~0-1000) and its lesion mask."""
     yy, xx = _grid(size)
@@ -74,8 +80,9 @@ def brain_slice(
     return np.clip(img, 0, None).astype(np.float32), mask
 
 
-def brain_dataset(n: int, seed: int, size: int = 64) -> tuple[F32, npt.NDArray[np.int64],
-                                                              npt.NDArray[np.bool_]]:
+def brain_dataset(
+    n: int, seed: int, size: int = 64
+) -> tuple[F32, npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """n slices, half with a lesion (label 1), in shuffled order; also the lesion masks."""
     rng = np.random.default_rng(seed)
     labels = rng.permutation(np.arange(n) % 2).astype(np.int64)
@@ -83,9 +90,15 @@ def brain_dataset(n: int, seed: int, size: int = 64) -> tuple[F32, npt.NDArray[n
     return np.stack(images), labels, np.stack(masks)
 
 
-def _discs(img: npt.NDArray[Any], rng: np.random.Generator, n: int, rad: tuple[float, float],
-           color: tuple[float, float, float], jitter: float = 0.08,
-           centers: npt.NDArray[np.float32] | None = None) -> None:
+def _discs(
+    img: npt.NDArray[Any],
+    rng: np.random.Generator,
+    n: int,
+    rad: tuple[float, float],
+    color: tuple[float, float, float],
+    jitter: float = 0.08,
+    centers: npt.NDArray[np.float32] | None = None,
+) -> None:
     size = img.shape[0]
     yy, xx = _grid(size)
     pts = centers if centers is not None else rng.uniform(0, size, (n, 2))

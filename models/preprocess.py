@@ -131,8 +131,12 @@ def _resize(x: F32, size: tuple[int, int]) -> F32:
     if x.shape[:2] == (height, width):
         return x
     planes = [
-        np.asarray(Image.fromarray(np.ascontiguousarray(x[:, :, c]), mode="F")
-                   .resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(x[:, :, c]), mode="F").resize(
+                (width, height), Image.Resampling.BILINEAR
+            ),
+            dtype=np.float32,
+        )
         for c in range(x.shape[2])
     ]
     return np.stack(planes, axis=2)

@@ -34,22 +34,43 @@ def run_selftest(package: ModelPackage, model: LoadedModel) -> SelftestResult:
         ok, diff, message = hook(package, model)
         return SelftestResult(package.id, bool(ok), float(diff), spec.tolerance, 0, str(message))
     if spec is None:
-        return SelftestResult(package.id, False, float("nan"), 0.0, 0,
-                              f"model '{package.id}' ships no self-test sample")
+        return SelftestResult(
+            package.id,
+            False,
+            float("nan"),
+            0.0,
+            0,
+            f"model '{package.id}' ships no self-test sample",
+        )
     raw = np.load(package.file(spec.input), allow_pickle=False)
     expected = np.load(package.file(spec.expected), allow_pickle=False)
-    batch = preprocess_batch(list(raw) if package.manifest.input.kind == "image" else raw,
-                             package.manifest.input, package.id)
+    batch = preprocess_batch(
+        list(raw) if package.manifest.input.kind == "image" else raw,
+        package.manifest.input,
+        package.id,
+    )
     got = model.predict(batch)
     if got.shape != expected.shape:
-        return SelftestResult(package.id, False, float("inf"), spec.tolerance, len(raw),
-                              f"output shape {got.shape} != expected {expected.shape}")
+        return SelftestResult(
+            package.id,
+            False,
+            float("inf"),
+            spec.tolerance,
+            len(raw),
+            f"output shape {got.shape} != expected {expected.shape}",
+        )
     diff = float(np.max(np.abs(got - expected)))
     ok = diff <= spec.tolerance
     verdict = "matches" if ok else "DIFFERS from"
-    return SelftestResult(package.id, ok, diff, spec.tolerance, len(raw),
-                          f"output {verdict} expected (max |diff| {diff:.2e}, "
-                          f"tolerance {spec.tolerance:.0e}) on {device_note(model)}")
+    return SelftestResult(
+        package.id,
+        ok,
+        diff,
+        spec.tolerance,
+        len(raw),
+        f"output {verdict} expected (max |diff| {diff:.2e}, "
+        f"tolerance {spec.tolerance:.0e}) on {device_note(model)}",
+    )
 
 
 def device_note(model: LoadedModel) -> str:

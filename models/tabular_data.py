@@ -14,8 +14,13 @@ SPLIT_SEED = 0
 VAL_FRACTION = 0.25
 
 
-def breast_cancer_split() -> tuple[list[str], npt.NDArray[np.float32], npt.NDArray[np.int64],
-                                   npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+def breast_cancer_split() -> tuple[
+    list[str],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.int64],
+]:
     """(feature names, x_train, y_train, x_val, y_val); y: 0 malignant, 1 benign (sklearn's)."""
     from sklearn.datasets import load_breast_cancer
 

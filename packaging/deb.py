@@ -29,9 +29,11 @@ PACKAGE = "doctorai"
 CONFFILE = "/etc/doctorai/config.toml"
 # Qt's xcb platform plugin and the offscreen one need these system libraries; the bundle carries
 # Qt itself and everything Python-side.
-DEPENDS = ("libc6 (>= 2.28), libgl1, libegl1, libfontconfig1, libfreetype6, libdbus-1-3, "
-           "libxkbcommon0, libxkbcommon-x11-0, libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1, "
-           "libxcb-shape0, libxcb-randr0, libxcb-render-util0, libxcb-xkb1")
+DEPENDS = (
+    "libc6 (>= 2.28), libgl1, libegl1, libfontconfig1, libfreetype6, libdbus-1-3, "
+    "libxkbcommon0, libxkbcommon-x11-0, libxcb-cursor0, libxcb-icccm4, libxcb-keysyms1, "
+    "libxcb-shape0, libxcb-randr0, libxcb-render-util0, libxcb-xkb1"
+)
 
 
 class DebError(Exception):
@@ -50,26 +52,30 @@ def app_version() -> str:
 def conffile_text(example: str) -> str:
     """The shipped /etc file: the documented example, every line commented out (defaults apply)."""
     commented = "".join(f"# {line}\n" if line.strip() else "\n" for line in example.splitlines())
-    return ("# DoctorAI Workstation machine-wide settings (installed by the doctorai package).\n"
-            "# Everything below is commented out, so built-in defaults apply. Uncomment and edit,\n"
-            "# or replace this file from your configuration management; dpkg keeps your version\n"
-            "# on upgrade (non-interactive: apt-get -o Dpkg::Options::=--force-confold ...).\n"
-            "# Documentation: /usr/share/doc/doctorai/config.example.toml\n#\n" + commented)
+    return (
+        "# DoctorAI Workstation machine-wide settings (installed by the doctorai package).\n"
+        "# Everything below is commented out, so built-in defaults apply. Uncomment and edit,\n"
+        "# or replace this file from your configuration management; dpkg keeps your version\n"
+        "# on upgrade (non-interactive: apt-get -o Dpkg::Options::=--force-confold ...).\n"
+        "# Documentation: /usr/share/doc/doctorai/config.example.toml\n#\n" + commented
+    )
 
 
 def control_text(version: str, arch: str, installed_kb: int) -> str:
-    return (f"Package: {PACKAGE}\n"
-            f"Version: {version}\n"
-            f"Architecture: {arch}\n"
-            "Maintainer: DoctorAI Release Engineering <release@doctorai.example>\n"
-            f"Installed-Size: {installed_kb}\n"
-            f"Depends: {DEPENDS}\n"
-            "Section: science\n"
-            "Priority: optional\n"
-            "Description: DoctorAI Workstation - radiology viewer with on-device AI\n"
-            " DICOM viewer, on-device AI models (GPU when present, CPU otherwise) and an\n"
-            " encrypted, tamper-evident audit trail that syncs with a central backend.\n"
-            " Self-contained bundle under /opt/doctorai; settings in /etc/doctorai.\n")
+    return (
+        f"Package: {PACKAGE}\n"
+        f"Version: {version}\n"
+        f"Architecture: {arch}\n"
+        "Maintainer: DoctorAI Release Engineering <release@doctorai.example>\n"
+        f"Installed-Size: {installed_kb}\n"
+        f"Depends: {DEPENDS}\n"
+        "Section: science\n"
+        "Priority: optional\n"
+        "Description: DoctorAI Workstation - radiology viewer with on-device AI\n"
+        " DICOM viewer, on-device AI models (GPU when present, CPU otherwise) and an\n"
+        " encrypted, tamper-evident audit trail that syncs with a central backend.\n"
+        " Self-contained bundle under /opt/doctorai; settings in /etc/doctorai.\n"
+    )
 
 
 def _install(src: Path, dest: Path, mode: int) -> None:
@@ -110,9 +116,16 @@ def stage(bundle: Path, root: Path, version: str, arch: str, example: Path) -> N
     (meta / "control").write_text(control_text(version, arch, _du_kb(root)))
 
 
-def build_deb(bundle: Path, out_dir: Path, *, version: str | None = None, arch: str = "amd64",
-              example: Path = HERE / "config.example.toml", compression: str = "gzip",
-              work: Path | None = None) -> Path:
+def build_deb(
+    bundle: Path,
+    out_dir: Path,
+    *,
+    version: str | None = None,
+    arch: str = "amd64",
+    example: Path = HERE / "config.example.toml",
+    compression: str = "gzip",
+    work: Path | None = None,
+) -> Path:
     """Stage and build ``doctorai_<version>_<arch>.deb`` in ``out_dir``; return its path."""
     version = version or app_version()
     if shutil.which("dpkg-deb") is None:
@@ -126,9 +139,19 @@ def build_deb(bundle: Path, out_dir: Path, *, version: str | None = None, arch: 
         # Level 6: as small as dpkg-deb's default 9 within 1% on these binaries, in half the time.
         level = ["-z6"] if compression in ("gzip", "xz") else []
         proc = subprocess.run(
-            ["dpkg-deb", "--root-owner-group", f"-Z{compression}", *level, "--build", str(root),
-             str(out)],
-            capture_output=True, text=True, check=False)
+            [
+                "dpkg-deb",
+                "--root-owner-group",
+                f"-Z{compression}",
+                *level,
+                "--build",
+                str(root),
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if proc.returncode != 0:
             raise DebError(f"dpkg-deb failed building '{out}': {proc.stderr.strip()}")
         return out
@@ -145,8 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compression", default="gzip", choices=["gzip", "xz", "zstd", "none"])
     args = parser.parse_args(argv)
     try:
-        out = build_deb(args.bundle, args.out, version=args.version, arch=args.arch,
-                        compression=args.compression)
+        out = build_deb(
+            args.bundle,
+            args.out,
+            version=args.version,
+            arch=args.arch,
+            compression=args.compression,
+        )
     except DebError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

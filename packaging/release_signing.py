@@ -84,14 +84,18 @@ def sha256_file(path: Path) -> str:
 
 # --- keys -------------------------------------------------------------------------------------
 
+
 def generate_keypair(secret: Path, public: Path, passphrase: bytes | None = None) -> PublicKey:
     """Write a new secret key (PEM, mode 0600) and its minisign-format public key."""
     private = Ed25519PrivateKey.generate()
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase
-        else serialization.NoEncryption())
-    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                encryption)
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
     fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
@@ -111,8 +115,9 @@ def load_secret_key(path: Path, passphrase: bytes | None) -> Ed25519PrivateKey:
     except OSError as exc:
         raise VerificationError(f"cannot read signing key '{path}': {exc.strerror}") from exc
     except (ValueError, TypeError) as exc:
-        raise VerificationError(f"cannot load signing key '{path}' (wrong passphrase?): {exc}"
-                                ) from exc
+        raise VerificationError(
+            f"cannot load signing key '{path}' (wrong passphrase?): {exc}"
+        ) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise VerificationError(f"signing key '{path}' is not an Ed25519 key")
     return key
@@ -136,6 +141,7 @@ def load_public_key(path: Path) -> PublicKey:
 
 # --- signing ----------------------------------------------------------------------------------
 
+
 def sign_file(path: Path, key: Ed25519PrivateKey) -> Path:
     """Write ``PATH.minisig`` next to ``path`` (minisign format, prehashed) and return it."""
     key_id = key_id_for(key.public_key())
@@ -147,7 +153,8 @@ def sign_file(path: Path, key: Ed25519PrivateKey) -> Path:
         "untrusted comment: signature from DoctorAI release key\n"
         f"{base64.b64encode(_ALG_PREHASHED + key_id + signature).decode()}\n"
         f"trusted comment: {trusted}\n"
-        f"{base64.b64encode(global_sig).decode()}\n")
+        f"{base64.b64encode(global_sig).decode()}\n"
+    )
     return out
 
 
@@ -170,14 +177,16 @@ def sign_release(directory: Path, artefacts: Sequence[Path], key: Ed25519Private
 
 # --- verifying --------------------------------------------------------------------------------
 
+
 def verify_signature(path: Path, pub: PublicKey, signature: Path | None = None) -> str:
     """Check ``path`` against its minisign signature; return the trusted comment."""
     sig_path = signature or path.with_name(path.name + SIG_SUFFIX)
     try:
         lines = sig_path.read_text().splitlines()
     except OSError as exc:
-        raise VerificationError(f"no signature for '{path}': cannot read '{sig_path}' "
-                                f"({exc.strerror})") from exc
+        raise VerificationError(
+            f"no signature for '{path}': cannot read '{sig_path}' ({exc.strerror})"
+        ) from exc
     if len(lines) < 4 or not lines[2].startswith("trusted comment: "):
         raise VerificationError(f"signature file '{sig_path}' is malformed")
     try:
@@ -190,15 +199,17 @@ def verify_signature(path: Path, pub: PublicKey, signature: Path | None = None) 
     if blob[2:10] != pub.key_id:
         raise VerificationError(
             f"'{path}' was signed with key {blob[2:10][::-1].hex().upper()}, "
-            f"not with the given public key {pub.key_id_hex}")
+            f"not with the given public key {pub.key_id_hex}"
+        )
     message = _blake2b_file(path) if blob[:2] == _ALG_PREHASHED else path.read_bytes()
-    trusted = lines[2][len("trusted comment: "):]
+    trusted = lines[2][len("trusted comment: ") :]
     try:
         pub.key.verify(blob[10:], message)
     except InvalidSignature:
         raise VerificationError(
             f"'{path}' does NOT match its signature '{sig_path.name}': the file was modified "
-            "or the signature belongs to another file") from None
+            "or the signature belongs to another file"
+        ) from None
     try:
         pub.key.verify(global_sig, blob[10:] + trusted.encode())
     except InvalidSignature:
@@ -234,13 +245,17 @@ def verify_artefact(path: Path, pub: PublicKey, sums: Path | None = None) -> str
     if actual != expected:
         raise VerificationError(
             f"'{path}' has SHA-256 {actual}, but '{sums_path.name}' says {expected}: "
-            "the file was modified or damaged")
+            "the file was modified or damaged"
+        )
     trusted = verify_signature(path, pub)
-    return f"'{path.name}' OK: SHA-256 {actual} listed in signed {sums_path.name}; " \
-           f"signature by key {pub.key_id_hex} valid ({trusted})"
+    return (
+        f"'{path.name}' OK: SHA-256 {actual} listed in signed {sums_path.name}; "
+        f"signature by key {pub.key_id_hex} valid ({trusted})"
+    )
 
 
 # --- command line -----------------------------------------------------------------------------
+
 
 def _passphrase() -> bytes | None:
     value = os.environ.get(PASSPHRASE_ENV)
@@ -264,8 +279,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         key_file = os.environ.get(KEY_ENV)
         if not key_file:
-            print(f"error: set {KEY_ENV} to the signing key file (never commit it)",
-                  file=sys.stderr)
+            print(
+                f"error: set {KEY_ENV} to the signing key file (never commit it)", file=sys.stderr
+            )
             return 2
         key = load_secret_key(Path(key_file), _passphrase())
         for out in sign_release(args.directory, args.artefacts, key):

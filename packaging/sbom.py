@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-_PROBE = ("import importlib.metadata as m, json; "
-          "print(json.dumps(m.packages_distributions()))")
+_PROBE = "import importlib.metadata as m, json; print(json.dumps(m.packages_distributions()))"
 
 
 def canonical(name: str) -> str:
@@ -43,12 +42,16 @@ def filter_bom(bom: dict[str, Any], keep: set[str], flavour: str) -> dict[str, A
     root = bom.get("metadata", {}).get("component", {}).get("bom-ref")
     if root:
         refs.add(root)
-    deps = [{**d, "dependsOn": [r for r in d.get("dependsOn", []) if r in refs]}
-            for d in bom.get("dependencies", []) if d.get("ref") in refs]
+    deps = [
+        {**d, "dependsOn": [r for r in d.get("dependsOn", []) if r in refs]}
+        for d in bom.get("dependencies", [])
+        if d.get("ref") in refs
+    ]
     props = bom.setdefault("metadata", {}).setdefault("properties", [])
-    props += [{"name": "doctorai:flavour", "value": flavour},
-              {"name": "doctorai:scope",
-               "value": "distributions shipped in the PyInstaller bundle"}]
+    props += [
+        {"name": "doctorai:flavour", "value": flavour},
+        {"name": "doctorai:scope", "value": "distributions shipped in the PyInstaller bundle"},
+    ]
     return {**bom, "components": components, "dependencies": deps}
 
 
@@ -58,9 +61,21 @@ def build_sbom(python: Path, bundled: Path, out: Path, flavour: str) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         full = Path(tmp) / "environment.cdx.json"
         tool = Path(python).parent / "cyclonedx-py"
-        subprocess.run([str(tool), "environment", "--pyproject", str(REPO / "pyproject.toml"),
-                        "--of", "JSON", "--output-reproducible", "-o", str(full), str(python)],
-                       check=True)
+        subprocess.run(
+            [
+                str(tool),
+                "environment",
+                "--pyproject",
+                str(REPO / "pyproject.toml"),
+                "--of",
+                "JSON",
+                "--output-reproducible",
+                "-o",
+                str(full),
+                str(python),
+            ],
+            check=True,
+        )
         bom = json.loads(full.read_text())
     result = filter_bom(bom, bundled_distributions(python, top_level), flavour)
     out.write_text(json.dumps(result, indent=2) + "\n")
@@ -75,8 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--flavour", default="cpu")
     args = parser.parse_args(argv)
     if not args.bundled.is_file():
-        print(f"error: '{args.bundled}' not found (written by packaging/doctorai.spec)",
-              file=sys.stderr)
+        print(
+            f"error: '{args.bundled}' not found (written by packaging/doctorai.spec)",
+            file=sys.stderr,
+        )
         return 1
     n = build_sbom(args.python, args.bundled, args.out, args.flavour)
     print(f"SBOM: {n} components -> '{args.out}'")

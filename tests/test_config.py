@@ -88,5 +88,7 @@ def test_a_locked_name_that_is_no_setting_is_refused(tmp_path: Path) -> None:
     machine.write_text('locked = ["sync.server_url", "viewer.hide_patient_info", "security"]\n')
     load_settings(machine, tmp_path / "none.toml")  # real keys and a whole section
     machine.write_text('locked = ["sync.server_ulr"]\n')
-    with pytest.raises(ConfigError, match=r"locked names 'sync\.server_ulr', which is not a setting"):
+    with pytest.raises(
+        ConfigError, match=r"locked names 'sync\.server_ulr', which is not a setting"
+    ):
         load_settings(machine, tmp_path / "none.toml")

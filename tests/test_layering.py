@@ -78,8 +78,11 @@ def test_runtime_code_never_imports_the_training_scripts() -> None:
                 continue
             tree = ast.parse(p.read_text(encoding="utf-8"))
             for node in ast.walk(tree):
-                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                    [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                mods = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else ([node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                )
                 if any(m == "models.training" or m.startswith("models.training.") for m in mods):
                     offenders.append(str(p.relative_to(REPO)))
     assert offenders == []

@@ -13,8 +13,9 @@ from core.imaging.model import Patient, Series, Study, StudyIndex
 from core.security.users import Permission
 
 
-def series_participants(patient: Patient | None, study: Study | None,
-                        series: Series) -> Participants:
+def series_participants(
+    patient: Patient | None, study: Study | None, series: Series
+) -> Participants:
     found = Participants()
     if patient is not None:
         found.patient(patient.patient_id, patient.name)
@@ -23,12 +24,18 @@ def series_participants(patient: Patient | None, study: Study | None,
     return found.series(series.series_instance_uid)
 
 
-def series_viewed(ws: Workstation, patient: Patient | None, study: Study | None,
-                  series: Series, **details: Any) -> StoredEvent:
+def series_viewed(
+    ws: Workstation, patient: Patient | None, study: Study | None, series: Series, **details: Any
+) -> StoredEvent:
     """A series on screen (once per series opened, not per slice)."""
     ws.require(Permission.VIEW)
-    return ws.record(EventType.INSTANCES_ACCESSED, series_participants(patient, study, series),
-                     action="view", modality=series.modality, **details)
+    return ws.record(
+        EventType.INSTANCES_ACCESSED,
+        series_participants(patient, study, series),
+        action="view",
+        modality=series.modality,
+        **details,
+    )
 
 
 def index_read(ws: Workstation, index: StudyIndex, **details: Any) -> StoredEvent:

@@ -40,12 +40,19 @@ def export_file(
         ws.audit.append(event(EventType.EXPORT, actor, participants, **details))
     except STORE_ERRORS as exc:
         cause = getattr(exc, "orig", None) or exc
-        raise TrailUnavailableError(ws.db.path, str(cause),
-                                    f"'{path}' was not written") from exc
+        raise TrailUnavailableError(ws.db.path, str(cause), f"'{path}' was not written") from exc
     try:
         write(path)
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        ws.audit.append(event(EventType.EXPORT, actor, participants, Outcome.MINOR_FAILURE,
-                              reason=reason, **details))
+        ws.audit.append(
+            event(
+                EventType.EXPORT,
+                actor,
+                participants,
+                Outcome.MINOR_FAILURE,
+                reason=reason,
+                **details,
+            )
+        )
         raise

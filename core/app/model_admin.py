@@ -20,13 +20,23 @@ def rollback_model(ws: Workstation, store: ModelStore, model_id: str) -> Pointer
     """Switch back to the previous version and pin it; raises ModelInstallError."""
     ws.require(Permission.MANAGE_MODELS)
     ptr = store.rollback(model_id)
-    ws.record(EventType.MODEL_ROLLED_BACK, _model(model_id, ptr.version),
-              rolled_back_from=ptr.previous, pinned=True)
+    ws.record(
+        EventType.MODEL_ROLLED_BACK,
+        _model(model_id, ptr.version),
+        rolled_back_from=ptr.previous,
+        pinned=True,
+    )
     return ptr
 
 
-def install_update(ws: Workstation, updater: ModelUpdater, model_id: str, *, force: bool = False,
-                   by_person: bool = True) -> UpdateResult:
+def install_update(
+    ws: Workstation,
+    updater: ModelUpdater,
+    model_id: str,
+    *,
+    force: bool = False,
+    by_person: bool = True,
+) -> UpdateResult:
     """Install the channel's version of ``model_id`` (``force``: also over a pin). A person
     (``by_person``) needs manage-models; the background sync does not. Raises ModelUpdateError."""
     actor = ws.require(Permission.MANAGE_MODELS) if by_person else SYSTEM
@@ -34,6 +44,13 @@ def install_update(ws: Workstation, updater: ModelUpdater, model_id: str, *, for
         updater.store.unpin(model_id)
     result = updater.update(model_id, force=force)
     if result.action == "installed":
-        ws.audit.append(event(EventType.MODEL_INSTALLED, actor, _model(model_id, result.version),
-                              previous=result.previous, shadow=result.shadow))
+        ws.audit.append(
+            event(
+                EventType.MODEL_INSTALLED,
+                actor,
+                _model(model_id, result.version),
+                previous=result.previous,
+                shadow=result.shadow,
+            )
+        )
     return result

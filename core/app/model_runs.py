@@ -38,16 +38,30 @@ def run_model(
     """Check the actor may run models, run, then record the result (raises if it cannot be
     recorded: a result that is not kept must not be shown as if it were)."""
     results.check_run()
-    result = run_images(manager, model_id, images, inputs, heatmap=heatmap,
-                        batch_size=batch_size, cancel=cancel, progress=progress, cache=cache)
+    result = run_images(
+        manager,
+        model_id,
+        images,
+        inputs,
+        heatmap=heatmap,
+        batch_size=batch_size,
+        cancel=cancel,
+        progress=progress,
+        cache=cache,
+    )
     results.record(result.to_json(), **details)
     return result
 
 
-def record_text_run(ws: Workstation, model_id: str, version: str, n_texts: int,
-                    **details: Any) -> None:
+def record_text_run(
+    ws: Workstation, model_id: str, version: str, n_texts: int, **details: Any
+) -> None:
     """A text model (the report drafter) read ``n_texts`` findings texts: no patient objects,
     the texts stay out of the trail."""
     ws.require(Permission.RUN_AI)
-    ws.record(EventType.MODEL_RUN, Participants().add("model", f"{model_id}@{version}"),
-              texts=n_texts, **details)
+    ws.record(
+        EventType.MODEL_RUN,
+        Participants().add("model", f"{model_id}@{version}"),
+        texts=n_texts,
+        **details,
+    )

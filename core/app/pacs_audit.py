@@ -11,8 +11,9 @@ from core.pacs.audit import AuditObjects, AuditSink
 
 
 def pacs_audit(ws: Workstation) -> AuditSink:
-    def sink(event_type: EventType, outcome: Outcome, objects: AuditObjects,
-             details: dict[str, str]) -> None:
+    def sink(
+        event_type: EventType, outcome: Outcome, objects: AuditObjects, details: dict[str, str]
+    ) -> None:
         participants = Participants()
         for kind, oid in objects:
             participants.add(kind, oid)

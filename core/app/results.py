@@ -107,8 +107,15 @@ class StoredResults:
         participants.add("result", str(item["client_id"]))
         with self.ws.db.transaction() as conn:
             self.ws.audit.append(
-                event(EventType.MODEL_RUN, actor, participants, result_id=item["client_id"],
-                      shadow=True, rollout_id=item.get("rollout_id"), shown_result_id=shown),
+                event(
+                    EventType.MODEL_RUN,
+                    actor,
+                    participants,
+                    result_id=item["client_id"],
+                    shadow=True,
+                    rollout_id=item.get("rollout_id"),
+                    shown_result_id=shown,
+                ),
                 conn=conn,
             )
             enqueue(conn, "result", item, item_id=str(item["client_id"]))
@@ -120,12 +127,17 @@ class StoredResults:
         with self.ws.db.transaction() as conn:
             result = store.payload(conn, result_id)
             stored = self.ws.audit.append(
-                event(_EVENT[decision], actor, result_participants(result),
-                      **({"comment": comment} if comment else {})),
+                event(
+                    _EVENT[decision],
+                    actor,
+                    result_participants(result),
+                    **({"comment": comment} if comment else {}),
+                ),
                 conn=conn,
             )
-            record = store.insert_decision(conn, result_id, decision, comment, actor.user,
-                                           stored.index)
+            record = store.insert_decision(
+                conn, result_id, decision, comment, actor.user, stored.index
+            )
             if decision != "comment":
                 enqueue(conn, "result", result_item(result, decision, record.created_at))
 

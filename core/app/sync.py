@@ -129,9 +129,14 @@ class SyncSession:
         self.client = _DeferredClient(settings)
         self.model_check_s = model_check_s
         self.alerts: list[SecurityAlert] = []
-        self.engine = SyncEngine(StoreOutbox(ws.db), self.client,
-                                 batch_size=settings.sync.batch_size, backoff=backoff,
-                                 status=self.status, on_alert=self._on_alert)
+        self.engine = SyncEngine(
+            StoreOutbox(ws.db),
+            self.client,
+            batch_size=settings.sync.batch_size,
+            backoff=backoff,
+            status=self.status,
+            on_alert=self._on_alert,
+        )
         self.passes = 0
         self._prepared = False
         self._stopped = False
@@ -169,8 +174,9 @@ class SyncSession:
             report = None
         note = None
         now = time.monotonic()
-        if not self.stopping and (self._models_due or now - self._last_models
-                                  >= self.model_check_s):  # inf - inf is nan: never due
+        if not self.stopping and (
+            self._models_due or now - self._last_models >= self.model_check_s
+        ):  # inf - inf is nan: never due
             self._models_due, self._last_models = False, now
             note = self._check_models()
         self.passes += 1

@@ -18,11 +18,13 @@ from typing import Any
 import numpy as np
 
 # Dimension Index Pointers that say "where in the stack": dropped from the group key.
-SPATIAL_POINTERS = frozenset({
-    0x00209057,  # In-Stack Position Number
-    0x00200032,  # Image Position (Patient)
-    0x00201041,  # Slice Location
-})
+SPATIAL_POINTERS = frozenset(
+    {
+        0x00209057,  # In-Stack Position Number
+        0x00200032,  # Image Position (Patient)
+        0x00201041,  # Slice Location
+    }
+)
 GroupKey = tuple[str, ...]
 
 

@@ -40,14 +40,47 @@ _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b
 
 
 # Top-level tags the indexer reads (the scanner keeps exactly these).
-WANTED = frozenset({
-    0x00080005, 0x00080016, 0x00080018, 0x00080020, 0x00080030, 0x00080050, 0x00080060,
-    0x00081030, 0x0008103E, 0x00100010, 0x00100020, 0x00100030, 0x00100040, 0x00180015,
-    0x0020000D, 0x0020000E, 0x00200011, 0x00200013, 0x00200032, 0x00200037, 0x00201041,
-    0x00280002, 0x00280004, 0x00280008, 0x00280010, 0x00280011, 0x00280030, 0x00280100,
-    0x00280101, 0x00280102, 0x00280103, 0x00281050, 0x00281051, 0x00281052, 0x00281053,
-    0x00281054, 0x00281056,
-})
+WANTED = frozenset(
+    {
+        0x00080005,
+        0x00080016,
+        0x00080018,
+        0x00080020,
+        0x00080030,
+        0x00080050,
+        0x00080060,
+        0x00081030,
+        0x0008103E,
+        0x00100010,
+        0x00100020,
+        0x00100030,
+        0x00100040,
+        0x00180015,
+        0x0020000D,
+        0x0020000E,
+        0x00200011,
+        0x00200013,
+        0x00200032,
+        0x00200037,
+        0x00201041,
+        0x00280002,
+        0x00280004,
+        0x00280008,
+        0x00280010,
+        0x00280011,
+        0x00280030,
+        0x00280100,
+        0x00280101,
+        0x00280102,
+        0x00280103,
+        0x00281050,
+        0x00281051,
+        0x00281052,
+        0x00281053,
+        0x00281054,
+        0x00281056,
+    }
+)
 
 
 class HeaderError(ValueError):
@@ -254,8 +287,9 @@ def read_header(path: str, *, require_uids: bool = True, fast: bool = True) -> H
             element = None if ts in DEFLATED else pixel_element(f, ts)
     if end > size and ts not in DEFLATED:
         # pydicom skipped (deferred) a value whose declared length runs past the end of file.
-        raise HeaderError("a header element declares a length beyond the end of the file "
-                          "(corrupt or truncated)")
+        raise HeaderError(
+            "a header element declares a length beyond the end of the file (corrupt or truncated)"
+        )
     if len(ds) == 0:
         raise HeaderError("no data elements could be read (truncated or corrupt file)")
     if element is not None and element[1] == 0xFFFFFFFF:

@@ -111,6 +111,7 @@ def sort_instances(instances: list[Instance]) -> list[Instance]:
         return (0, i.instance_number) if i.instance_number is not None else (1, 0)
 
     if normal is not None and all(i.image_position is not None for i in instances):
+
         def key_geo(i: Instance) -> tuple[float, tuple[int, int], str]:
             pos = float(np.dot(np.asarray(i.image_position), normal))
             return (round(pos, 4), number(i), i.path)
@@ -121,6 +122,7 @@ def sort_instances(instances: list[Instance]) -> list[Instance]:
 
 def _same_name(a: str, b: str) -> bool:
     """DICOM person names compared as a reader would: case, spaces, empty trailing parts."""
+
     def norm(name: str) -> str:
         return "^".join(part.strip().upper() for part in name.split("^")).rstrip("^")
 
@@ -130,9 +132,12 @@ def _same_name(a: str, b: str) -> bool:
 def _name_conflict(patient: Patient, name: str, path: str) -> LoadError | None:
     if not name or not patient.name or _same_name(patient.name, name):
         return None
-    return LoadError(path, f"warning: patient ID '{patient.patient_id}' is also used with the "
-                           f"name '{patient.name}', this file says '{name}': check that they "
-                           "are the same patient before reading")
+    return LoadError(
+        path,
+        f"warning: patient ID '{patient.patient_id}' is also used with the "
+        f"name '{patient.name}', this file says '{name}': check that they "
+        "are the same patient before reading",
+    )
 
 
 def _add(index: StudyIndex, header: Header, seen: dict[str, str]) -> None:
@@ -142,8 +147,9 @@ def _add(index: StudyIndex, header: Header, seen: dict[str, str]) -> None:
     if inst.sop_instance_uid:
         other = seen.setdefault(inst.sop_instance_uid, inst.path)
         if other != inst.path:
-            index.errors.append(LoadError(
-                inst.path, f"same SOP Instance UID as '{other}': duplicate not loaded"))
+            index.errors.append(
+                LoadError(inst.path, f"same SOP Instance UID as '{other}': duplicate not loaded")
+            )
             return
     # The header's Patient/Study/Series are fresh objects per file: the first one seen is kept.
     patient = index.patients.setdefault(inst.patient_id, header.patient)
@@ -182,8 +188,12 @@ def build_index(
             _add(index, result, seen)
     for _, _, series in index.iter_series():
         series.instances[:] = sort_instances(series.instances)
-    log.info("indexed %d files: %d series, %d errors", len(files),
-             sum(1 for _ in index.iter_series()), len(index.errors))
+    log.info(
+        "indexed %d files: %d series, %d errors",
+        len(files),
+        sum(1 for _ in index.iter_series()),
+        len(index.errors),
+    )
     return index
 
 
@@ -191,8 +201,9 @@ def merge(into: StudyIndex, new: StudyIndex) -> StudyIndex:
     """Add ``new`` into ``into``: new patients/studies/series, and new instances of series
     already open (an instance whose path is already there is skipped). Returns ``into``."""
     for pid, patient in new.patients.items():
-        mine = into.patients.setdefault(pid, Patient(pid, patient.name, patient.birth_date,
-                                                     patient.sex))
+        mine = into.patients.setdefault(
+            pid, Patient(pid, patient.name, patient.birth_date, patient.sex)
+        )
         conflict = _name_conflict(mine, patient.name, f"patient '{pid}'")
         if conflict is not None:
             new.warnings.append(conflict)
@@ -213,9 +224,13 @@ def merge(into: StudyIndex, new: StudyIndex) -> StudyIndex:
                     if i.path in known:
                         continue
                     if i.sop_instance_uid and i.sop_instance_uid in uids:
-                        new.errors.append(LoadError(
-                            i.path, f"same SOP Instance UID as '{uids[i.sop_instance_uid]}': "
-                                    "duplicate not loaded"))
+                        new.errors.append(
+                            LoadError(
+                                i.path,
+                                f"same SOP Instance UID as '{uids[i.sop_instance_uid]}': "
+                                "duplicate not loaded",
+                            )
+                        )
                         continue
                     added.append(i)
                 if added:

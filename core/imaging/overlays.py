@@ -90,8 +90,9 @@ def _positions(series: Series | None) -> list[tuple[str, int, np.ndarray[Any, An
     out: list[tuple[str, int, np.ndarray[Any, Any]]] = []
     for inst in series.instances if series is not None else []:
         if inst.frame_positions:
-            out += [(inst.sop_instance_uid, i, np.array(p)) for i, p in
-                    enumerate(inst.frame_positions)]
+            out += [
+                (inst.sop_instance_uid, i, np.array(p)) for i, p in enumerate(inst.frame_positions)
+            ]
         elif inst.image_position is not None:
             out.append((inst.sop_instance_uid, 0, np.array(inst.image_position)))
     return out
@@ -101,12 +102,15 @@ def read_seg(path: str, series: Series | None = None) -> SegOverlay:
     """Read a DICOM SEG; ``series`` (its source series) enables matching by position."""
     ds = _read(path)
     if str(ds.get("SOPClassUID", "")) != SEG_SOP_CLASS:
-        raise OverlayError(f"'{path}' is not a DICOM Segmentation (SOP class "
-                           f"{ds.get('SOPClassUID', 'missing')})")
+        raise OverlayError(
+            f"'{path}' is not a DICOM Segmentation (SOP class {ds.get('SOPClassUID', 'missing')})"
+        )
     segments = {
         int(item.SegmentNumber): Segment(
-            int(item.SegmentNumber), str(item.get("SegmentLabel", f"Segment {item.SegmentNumber}")),
-            _color(item, int(item.SegmentNumber)))
+            int(item.SegmentNumber),
+            str(item.get("SegmentLabel", f"Segment {item.SegmentNumber}")),
+            _color(item, int(item.SegmentNumber)),
+        )
         for item in ds.get("SegmentSequence", [])
     }
     try:
@@ -156,8 +160,9 @@ def _source_of(group: Any) -> tuple[str, int] | None:
     return None
 
 
-def _by_position(group: Any, positions: list[tuple[str, int, np.ndarray[Any, Any]]]
-                 ) -> tuple[str, int] | None:
+def _by_position(
+    group: Any, positions: list[tuple[str, int, np.ndarray[Any, Any]]]
+) -> tuple[str, int] | None:
     if not positions or "PlanePositionSequence" not in group:
         return None
     pos = np.array([float(v) for v in group.PlanePositionSequence[0].ImagePositionPatient])
@@ -197,9 +202,19 @@ def _value(item: Any) -> str | None:
     if vt == "CODE":
         return str(item.ConceptCodeSequence[0].CodeMeaning)
     if vt in ("TEXT", "UIDREF", "PNAME", "DATE", "TIME", "DATETIME"):
-        return str(item.get(
-            {"TEXT": "TextValue", "UIDREF": "UID", "PNAME": "PersonName", "DATE": "Date",
-             "TIME": "Time", "DATETIME": "DateTime"}[vt], ""))
+        return str(
+            item.get(
+                {
+                    "TEXT": "TextValue",
+                    "UIDREF": "UID",
+                    "PNAME": "PersonName",
+                    "DATE": "Date",
+                    "TIME": "Time",
+                    "DATETIME": "DateTime",
+                }[vt],
+                "",
+            )
+        )
     return None
 
 
@@ -229,8 +244,10 @@ def read_sr(path: str, max_lines: int = 200) -> SrSummary:
     """A readable summary of a structured report and the instances it references."""
     ds = _read(path)
     if str(ds.get("SOPClassUID", "")) not in SR_SOP_CLASSES:
-        raise OverlayError(f"'{path}' is not a structured report this viewer reads "
-                           f"(SOP class {ds.get('SOPClassUID', 'missing')})")
+        raise OverlayError(
+            f"'{path}' is not a structured report this viewer reads "
+            f"(SOP class {ds.get('SOPClassUID', 'missing')})"
+        )
     lines: list[str] = []
     refs: set[str] = set()
     _walk(ds.get("ContentSequence", []), 0, lines, refs, max_lines)
@@ -242,8 +259,10 @@ def read_sr(path: str, max_lines: int = 200) -> SrSummary:
     if "ContentTemplateSequence" in ds:
         template = f"TID {ds.ContentTemplateSequence[0].TemplateIdentifier}"
     contributing = [
-        " ".join(str(item.get(k, "")) for k in ("Manufacturer", "ManufacturerModelName",
-                                                 "SoftwareVersions")).strip()
+        " ".join(
+            str(item.get(k, ""))
+            for k in ("Manufacturer", "ManufacturerModelName", "SoftwareVersions")
+        ).strip()
         for item in ds.get("ContributingEquipmentSequence", [])
     ]
     return SrSummary(_meaning(ds) or "Structured report", template, lines, refs, contributing)

@@ -54,8 +54,9 @@ def _unsupported_reason(ts: str, exc: Exception) -> str:
         causes = [line.strip() for line in text.splitlines()[1:] if ":" in line]
         useful = [c for c in causes if not c.startswith("gdcm:")] or causes
         detail = f" ({useful[0][:160]})" if useful else ""
-        return ("the compressed pixel data is damaged or in a form no installed decoder reads"
-                + detail)
+        return (
+            "the compressed pixel data is damaged or in a form no installed decoder reads" + detail
+        )
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -138,8 +139,9 @@ def rescale(
     return result
 
 
-def _color(arr: npt.NDArray[Any], ds: Dataset, photometric: str, bits_stored: int
-           ) -> npt.NDArray[np.uint8]:
+def _color(
+    arr: npt.NDArray[Any], ds: Dataset, photometric: str, bits_stored: int
+) -> npt.NDArray[np.uint8]:
     if photometric == "PALETTE COLOR":
         arr = apply_color_lut(arr, ds)
         bits_stored = 16 if arr.dtype.itemsize > 1 else 8
@@ -168,8 +170,9 @@ def _decode(path: str, frame: int, nframes: int) -> tuple[Dataset, PixelInfo, np
             rows, cols = header.int_of(ds.get("Rows")), header.int_of(ds.get("Columns"))
             frames = max(header.int_of(ds.get("NumberOfFrames"), 1) or 1, 1)
             modality = header.str_of(ds, "Modality")
-            info = header.pixel_info(RawTags(ds), ds, ts, element, size, rows, cols, frames,
-                                     modality)
+            info = header.pixel_info(
+                RawTags(ds), ds, ts, element, size, rows, cols, frames, modality
+            )
         except header.HeaderError as exc:
             raise PixelDecodeError(path, str(exc), ts) from exc
         if not 0 <= frame < frames:
@@ -185,8 +188,9 @@ def _decode(path: str, frame: int, nframes: int) -> tuple[Dataset, PixelInfo, np
         except (NotImplementedError, RuntimeError) as exc:
             raise PixelDecodeError(path, _unsupported_reason(ts, exc), ts) from exc
         except Exception as exc:
-            raise PixelDecodeError(path, f"corrupt pixel data: {type(exc).__name__}: {exc}",
-                                   ts) from exc
+            raise PixelDecodeError(
+                path, f"corrupt pixel data: {type(exc).__name__}: {exc}", ts
+            ) from exc
     return ds, info, arr
 
 

@@ -106,8 +106,9 @@ class RawTags(Tags):
     def _text_codec(self) -> str | None:
         if self._codec is False:
             charsets = self.strings(0x00080005)
-            self._codec = CODECS.get(charsets[0] if len(charsets) == 1 else
-                                     ("" if not charsets else "?"))
+            self._codec = CODECS.get(
+                charsets[0] if len(charsets) == 1 else ("" if not charsets else "?")
+            )
         return self._codec if isinstance(self._codec, str) else None
 
     def person_text(self, tag: int, keyword: str) -> str:

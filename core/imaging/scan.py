@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from core.imaging.rawtags import CODECS
 
 IMPLICIT_LE = "1.2.840.10008.1.2"
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR",
-                       b"UT"})
+_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"UC", b"UN", b"UR", b"UT"})
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _ITEM, _ITEM_END, _SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
 # Presence of these sends the file to pydicom (nested values are needed).
@@ -54,7 +53,7 @@ def _element(buf: bytes, pos: int, implicit: bool) -> tuple[int, int, int]:
     tag = _tag(buf, pos)
     if implicit or (tag >> 16) == 0xFFFE:
         return tag, pos + 8, int(_U32.unpack_from(buf, pos + 4)[0])
-    vr = buf[pos + 4:pos + 6]
+    vr = buf[pos + 4 : pos + 6]
     if vr in _LONG_VRS:
         if pos + 12 > len(buf):
             raise _Unsupported
@@ -98,7 +97,7 @@ def _meta(buf: bytes) -> tuple[str, int]:
         if length == 0xFFFFFFFF or value + length > len(buf):
             raise _Unsupported
         if tag == 0x00020010:
-            ts = buf[value:value + length].decode("ascii", "replace").strip(" \x00")
+            ts = buf[value : value + length].decode("ascii", "replace").strip(" \x00")
         pos = value + length
     if not ts:
         raise _Unsupported

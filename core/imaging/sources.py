@@ -114,7 +114,8 @@ def _zip_members(archive: Path, errors: list[LoadError]) -> list[str]:
         errors.append(LoadError(str(archive), f"not a readable zip archive: {exc}"))
         return []
     return [
-        f"{archive}{ZIP_SEP}{n}" for n in sorted(names)
+        f"{archive}{ZIP_SEP}{n}"
+        for n in sorted(names)
         if not _is_ignored(n) and not _is_dicomdir_name(n)
     ]
 

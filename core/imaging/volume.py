@@ -43,8 +43,9 @@ class SeriesLoadError(ValueError):
         self.indices = indices or []  # the failed slices' positions, matching ``errors``
         first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        super().__init__(f"{len(errors)} slice(s) failed to load: '{first.path}': "
-                         f"{first.reason}{more}")
+        super().__init__(
+            f"{len(errors)} slice(s) failed to load: '{first.path}': {first.reason}{more}"
+        )
 
 
 def slice_refs(series: Series) -> list[SliceRef]:
@@ -68,8 +69,11 @@ def default_workers() -> int:
 
 def _fast_dtype(info: PixelInfo) -> np.dtype[Any] | None:
     signed = info.pixel_representation == 1
-    kinds = {8: "i1" if signed else "u1", 16: "<i2" if signed else "<u2",
-             32: "<i4" if signed else "<u4"}
+    kinds = {
+        8: "i1" if signed else "u1",
+        16: "<i2" if signed else "<u2",
+        32: "<i4" if signed else "<u4",
+    }
     return np.dtype(kinds[info.bits_allocated]) if info.bits_allocated in kinds else None
 
 
@@ -92,8 +96,9 @@ def fast_path_ok(inst: Instance) -> bool:
     )
 
 
-def _read_fast(inst: Instance, frame: int, out: npt.NDArray[np.float32] | None
-               ) -> npt.NDArray[np.float32]:
+def _read_fast(
+    inst: Instance, frame: int, out: npt.NDArray[np.float32] | None
+) -> npt.NDArray[np.float32]:
     info = inst.pixel
     assert info is not None
     assert info.pixel_data_offset is not None
@@ -125,13 +130,19 @@ def _fast_frame(inst: Instance, frame: int, values: npt.NDArray[np.float32]) -> 
     windows = info.windows
     if info.frame_windows is not None and frame < len(info.frame_windows):
         windows = info.frame_windows[frame]
-    return gray_frame(values, invert=inst.photometric.upper() == "MONOCHROME1", windows=windows,
-                      units=info.units, spacing=inst.pixel_spacing,
-                      voi_function=info.voi_function)
+    return gray_frame(
+        values,
+        invert=inst.photometric.upper() == "MONOCHROME1",
+        windows=windows,
+        units=info.units,
+        spacing=inst.pixel_spacing,
+        voi_function=info.voi_function,
+    )
 
 
-def load_slice(inst: Instance, frame: int, out: npt.NDArray[np.float32] | None = None,
-               want_frame: bool = True) -> Frame | None:
+def load_slice(
+    inst: Instance, frame: int, out: npt.NDArray[np.float32] | None = None, want_frame: bool = True
+) -> Frame | None:
     """One slice as a Frame (values written into ``out`` when given)."""
     if fast_path_ok(inst):
         values = _read_fast(inst, frame, out)
@@ -139,8 +150,10 @@ def load_slice(inst: Instance, frame: int, out: npt.NDArray[np.float32] | None =
     result = read_frame(inst, frame)
     if out is not None:
         if result.is_color or result.values.shape != out.shape:
-            raise PixelDecodeError(inst.path, f"slice of shape {result.values.shape} does not fit "
-                                   f"a {out.shape} grayscale volume")
+            raise PixelDecodeError(
+                inst.path,
+                f"slice of shape {result.values.shape} does not fit a {out.shape} grayscale volume",
+            )
         np.copyto(out, result.values)
         result.values = out
     return result
@@ -228,7 +241,9 @@ def iter_load(
 
 
 def iter_load_slices(
-    refs: Sequence[SliceRef], order: Sequence[int], workers: int | None = None,
+    refs: Sequence[SliceRef],
+    order: Sequence[int],
+    workers: int | None = None,
     cancel: Cancel | None = None,
 ) -> Iterator[tuple[int, Frame]]:
     """Yield ``(i, Frame)`` for the slices ``refs[i]``, i in ``order`` (the first one first).

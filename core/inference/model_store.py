@@ -103,14 +103,18 @@ class ModelStore:
 
     def pointer(self, model_id: str) -> Pointer | None:
         return self._read_pointer(
-            model_id, POINTER, "pointer",
+            model_id,
+            POINTER,
+            "pointer",
             lambda raw: Pointer(str(raw["version"]), raw.get("previous"), bool(raw.get("pinned"))),
         )
 
     def shadow(self, model_id: str) -> ShadowPointer | None:
         """The rollout candidate this workstation runs in shadow mode for ``model_id``."""
         return self._read_pointer(
-            model_id, SHADOW, "shadow pointer",
+            model_id,
+            SHADOW,
+            "shadow pointer",
             lambda raw: ShadowPointer(str(raw["version"]), int(raw["rollout_id"])),
         )
 

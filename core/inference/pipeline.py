@@ -189,7 +189,12 @@ def run_images(
             timings["load"] = (time.perf_counter() - start) * 1000  # ~0 when already loaded
             try:
                 probs, heats, busy = _predict(
-                    model, batches, len(prefetch), heatmap, cancel, progress,
+                    model,
+                    batches,
+                    len(prefetch),
+                    heatmap,
+                    cancel,
+                    progress,
                     seen if model.device != "cpu" else None,
                 )
                 device = model.device

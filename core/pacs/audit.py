@@ -27,7 +27,10 @@ class AuditSink(Protocol):
     """Called once per query, retrieve and export, after it finished (or failed)."""
 
     def __call__(
-        self, event_type: EventType, outcome: Outcome, objects: AuditObjects,
+        self,
+        event_type: EventType,
+        outcome: Outcome,
+        objects: AuditObjects,
         details: dict[str, str],
     ) -> None: ...
 

@@ -53,8 +53,10 @@ class PacsCache:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def series_dir(self, study_uid: str, series_uid: str) -> Path:
-        return self.root / check_uid(study_uid, "Study Instance UID") / check_uid(
-            series_uid, "Series Instance UID"
+        return (
+            self.root
+            / check_uid(study_uid, "Study Instance UID")
+            / check_uid(series_uid, "Series Instance UID")
         )
 
     def put(self, study_uid: str, series_uid: str, sop_uid: str, blob: bytes) -> Path:

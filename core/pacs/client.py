@@ -206,9 +206,7 @@ class PacsClient:
             "study search",
             [],
             {"node": self.node.name, "level": "STUDY", "keys": ",".join(sorted(filters))},
-            lambda: self._qido(
-                "studies", {**filters, "limit": str(query.limit)}, STUDY_FIELDS
-            ),
+            lambda: self._qido("studies", {**filters, "limit": str(query.limit)}, STUDY_FIELDS),
         )
         return [
             StudyHit(

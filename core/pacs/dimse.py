@@ -128,18 +128,35 @@ class DimseClient:
 
     def search_studies(self, query: StudyQuery) -> list[StudyHit]:
         keys = query.filters()
-        returned = ("StudyInstanceUID", "PatientName", "PatientID", "StudyDate",
-                    "AccessionNumber", "StudyDescription", "ModalitiesInStudy",
-                    "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances")
+        returned = (
+            "StudyInstanceUID",
+            "PatientName",
+            "PatientID",
+            "StudyDate",
+            "AccessionNumber",
+            "StudyDescription",
+            "ModalitiesInStudy",
+            "NumberOfStudyRelatedSeries",
+            "NumberOfStudyRelatedInstances",
+        )
         answers = self._audited(
-            [], {"node": self.node.name, "level": "STUDY", "keys": ",".join(sorted(keys)),
-                 "protocol": "DIMSE"},
-            lambda: self._find("STUDY", keys, returned))
+            [],
+            {
+                "node": self.node.name,
+                "level": "STUDY",
+                "keys": ",".join(sorted(keys)),
+                "protocol": "DIMSE",
+            },
+            lambda: self._find("STUDY", keys, returned),
+        )
         return [
             StudyHit(
-                study_uid=_text(a, "StudyInstanceUID"), patient_name=_text(a, "PatientName"),
-                patient_id=_text(a, "PatientID"), study_date=_text(a, "StudyDate"),
-                accession=_text(a, "AccessionNumber"), description=_text(a, "StudyDescription"),
+                study_uid=_text(a, "StudyInstanceUID"),
+                patient_name=_text(a, "PatientName"),
+                patient_id=_text(a, "PatientID"),
+                study_date=_text(a, "StudyDate"),
+                accession=_text(a, "AccessionNumber"),
+                description=_text(a, "StudyDescription"),
                 modalities=tuple(m for m in _text(a, "ModalitiesInStudy").split("\\") if m),
                 series_count=_count(a, "NumberOfStudyRelatedSeries"),
                 instance_count=_count(a, "NumberOfStudyRelatedInstances"),
@@ -148,23 +165,41 @@ class DimseClient:
         ][: query.limit]
 
     def search_series(self, study_uid: str) -> list[SeriesHit]:
-        returned = ("SeriesInstanceUID", "Modality", "SeriesDescription", "SeriesNumber",
-                    "NumberOfSeriesRelatedInstances")
+        returned = (
+            "SeriesInstanceUID",
+            "Modality",
+            "SeriesDescription",
+            "SeriesNumber",
+            "NumberOfSeriesRelatedInstances",
+        )
         answers = self._audited(
-            [("study", study_uid)], {"node": self.node.name, "level": "SERIES",
-                                     "protocol": "DIMSE"},
-            lambda: self._find("SERIES", {"StudyInstanceUID": study_uid}, returned))
+            [("study", study_uid)],
+            {"node": self.node.name, "level": "SERIES", "protocol": "DIMSE"},
+            lambda: self._find("SERIES", {"StudyInstanceUID": study_uid}, returned),
+        )
         hits = [
-            SeriesHit(study_uid, _text(a, "SeriesInstanceUID"), _text(a, "Modality"),
-                      _text(a, "SeriesDescription"), _count(a, "SeriesNumber"),
-                      _count(a, "NumberOfSeriesRelatedInstances"))
+            SeriesHit(
+                study_uid,
+                _text(a, "SeriesInstanceUID"),
+                _text(a, "Modality"),
+                _text(a, "SeriesDescription"),
+                _count(a, "SeriesNumber"),
+                _count(a, "NumberOfSeriesRelatedInstances"),
+            )
             for a in answers
         ]
         return sorted(hits, key=lambda h: (h.number is None, h.number or 0))
 
-    def get_series(self, cache: PacsCache, study_uid: str, series_uid: str, *,
-                   on_instance: OnInstance | None = None, cancel: Cancel = None,
-                   expected: int | None = None) -> RetrieveResult:
+    def get_series(
+        self,
+        cache: PacsCache,
+        study_uid: str,
+        series_uid: str,
+        *,
+        on_instance: OnInstance | None = None,
+        cancel: Cancel = None,
+        expected: int | None = None,
+    ) -> RetrieveResult:
         """C-GET one series into the cache; each instance is handed over as it is stored."""
         from pydicom import Dataset
         from pynetdicom import StoragePresentationContexts, build_role, evt
@@ -214,8 +249,7 @@ class DimseClient:
         objects: A.AuditObjects = [("study", study_uid), ("series", series_uid)]
         details = {"node": self.node.name, "direction": "retrieve", "protocol": "DIMSE"}
         try:
-            assoc = self._associate(ae, ext_neg=roles,
-                                    evt_handlers=[(evt.EVT_C_STORE, on_store)])
+            assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
             try:
                 failed = 0
                 for status, _identifier in assoc.send_c_get(ds, GET):
@@ -227,12 +261,20 @@ class DimseClient:
             finally:
                 assoc.release()
         except PacsError as exc:
-            self.audit(A.TRANSFERRED, A.SERIOUS_FAILURE, objects,
-                       {**details, "instances": str(len(result.paths)), "error": str(exc)})
+            self.audit(
+                A.TRANSFERRED,
+                A.SERIOUS_FAILURE,
+                objects,
+                {**details, "instances": str(len(result.paths)), "error": str(exc)},
+            )
             raise
         result.seconds = time.perf_counter() - start
-        self.audit(A.TRANSFERRED, A.MINOR_FAILURE if result.cancelled else A.SUCCESS, objects,
-                   {**details, "instances": str(len(result.paths)), "bytes": str(result.bytes)})
+        self.audit(
+            A.TRANSFERRED,
+            A.MINOR_FAILURE if result.cancelled else A.SUCCESS,
+            objects,
+            {**details, "instances": str(len(result.paths)), "bytes": str(result.bytes)},
+        )
         if not result.cancelled:
             cache.mark_complete(study_uid, series_uid, len(result.paths))
             cache.evict(keep={(study_uid, series_uid)})

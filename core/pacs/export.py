@@ -54,13 +54,15 @@ class AiFinding:
         return self.model_name or self.model_id
 
 
-def finding_from_result(result: Any, index: int = 0, manufacturer: str = APP_MANUFACTURER,
-                        model_name: str = "") -> AiFinding:
+def finding_from_result(
+    result: Any, index: int = 0, manufacturer: str = APP_MANUFACTURER, model_name: str = ""
+) -> AiFinding:
     """From a ``core.inference.result.InferenceResult`` (duck-typed: labels, probabilities,
     decisions, provenance.model_id/model_version/inputs, result_id)."""
     prov = result.provenance
-    scores = {str(k): float(v) for k, v in zip(result.labels, result.probabilities[index],
-                                               strict=True)}
+    scores = {
+        str(k): float(v) for k, v in zip(result.labels, result.probabilities[index], strict=True)
+    }
     inputs = [ref.sop_instance_uid for ref in prov.inputs if ref.sop_instance_uid]
     return AiFinding(
         model_id=str(prov.model_id),
@@ -79,11 +81,14 @@ def _code(text: str, meaning: str | None = None) -> hd.sr.CodedConcept:
     """A private code for a model's label (CodeValue is SH: 16 chars at most)."""
     import highdicom as hd
 
-    value = text if len(text) <= 16 and text.isascii() and "\\" not in text else (
-        hashlib.sha256(text.encode()).hexdigest()[:16]
+    value = (
+        text
+        if len(text) <= 16 and text.isascii() and "\\" not in text
+        else (hashlib.sha256(text.encode()).hexdigest()[:16])
     )
-    return hd.sr.CodedConcept(value=value, scheme_designator=PRIVATE_SCHEME,
-                              meaning=(meaning or text)[:64])
+    return hd.sr.CodedConcept(
+        value=value, scheme_designator=PRIVATE_SCHEME, meaning=(meaning or text)[:64]
+    )
 
 
 def contributing_equipment(finding: AiFinding) -> hd.ContributingEquipment:
@@ -117,20 +122,31 @@ def _check_sources(sources: Sequence[pydicom.Dataset], finding: AiFinding | None
         have = {str(ds.SOPInstanceUID) for ds in sources}
         missing = [u for u in finding.input_sop_uids if u not in have]
         if missing:
-            raise ValueError(f"the result's input instance '{missing[0]}' is not among the "
-                             "source images given for the export")
+            raise ValueError(
+                f"the result's input instance '{missing[0]}' is not among the "
+                "source images given for the export"
+            )
 
 
-def build_sr(finding: AiFinding, sources: Sequence[pydicom.Dataset], *,
-             series_number: int = 901, instance_number: int = 1) -> hd.sr.Comprehensive3DSR:
+def build_sr(
+    finding: AiFinding,
+    sources: Sequence[pydicom.Dataset],
+    *,
+    series_number: int = 901,
+    instance_number: int = 1,
+) -> hd.sr.Comprehensive3DSR:
     """A TID 1500 Measurement Report for one classification result."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
     _check_sources(sources, finding)
     device_uid = hd.UID.from_uuid(
-        str(__import__("uuid").uuid5(__import__("uuid").NAMESPACE_URL,
-                                     f"doctorai:{finding.model_id}:{finding.model_version}"))
+        str(
+            __import__("uuid").uuid5(
+                __import__("uuid").NAMESPACE_URL,
+                f"doctorai:{finding.model_id}:{finding.model_version}",
+            )
+        )
     )
     observer = hd.sr.ObserverContext(
         observer_type=codes.cid270.Device,
@@ -155,8 +171,11 @@ def build_sr(finding: AiFinding, sources: Sequence[pydicom.Dataset], *,
         )
         for label in finding.labels
     ]
-    used = [ds for ds in sources
-            if not finding.input_sop_uids or str(ds.SOPInstanceUID) in finding.input_sop_uids]
+    used = [
+        ds
+        for ds in sources
+        if not finding.input_sop_uids or str(ds.SOPInstanceUID) in finding.input_sop_uids
+    ]
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=hd.UID(), identifier=f"AI result {finding.result_id}"[:64]
@@ -170,8 +189,7 @@ def build_sr(finding: AiFinding, sources: Sequence[pydicom.Dataset], *,
                 value=_code(finding.decision),
             )
         ],
-        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds)
-                       for ds in used],
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(ds) for ds in used],
     )
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=observer),
@@ -193,9 +211,14 @@ def build_sr(finding: AiFinding, sources: Sequence[pydicom.Dataset], *,
     )
 
 
-def build_seg(mask: npt.NDArray[Any], sources: Sequence[pydicom.Dataset], finding: AiFinding,
-              *, segment_label: str = "AI segment", series_number: int = 902,
-              ) -> hd.seg.Segmentation:
+def build_seg(
+    mask: npt.NDArray[Any],
+    sources: Sequence[pydicom.Dataset],
+    finding: AiFinding,
+    *,
+    segment_label: str = "AI segment",
+    series_number: int = 902,
+) -> hd.seg.Segmentation:
     """A binary SEG: ``mask`` is (n, rows, cols), one plane per source image, in their order."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -238,8 +261,13 @@ def build_seg(mask: npt.NDArray[Any], sources: Sequence[pydicom.Dataset], findin
     )
 
 
-def build_heatmap(heatmap: npt.NDArray[Any], sources: Sequence[pydicom.Dataset],
-                  finding: AiFinding, *, series_number: int = 903) -> hd.pm.ParametricMap:
+def build_heatmap(
+    heatmap: npt.NDArray[Any],
+    sources: Sequence[pydicom.Dataset],
+    finding: AiFinding,
+    *,
+    series_number: int = 903,
+) -> hd.pm.ParametricMap:
     """A Parametric Map of a [0, 1] heatmap, (n, rows, cols) in source-image order."""
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -280,8 +308,9 @@ def build_heatmap(heatmap: npt.NDArray[Any], sources: Sequence[pydicom.Dataset],
     )
 
 
-def store_objects(client: PacsClient, objects: Sequence[pydicom.Dataset],
-                  finding: AiFinding) -> list[str]:
+def store_objects(
+    client: PacsClient, objects: Sequence[pydicom.Dataset], finding: AiFinding
+) -> list[str]:
     """STOW-RS the exported objects; audited as "Export" (also when the store fails)."""
     audit_objects: list[tuple[str, str]] = []
     if objects:

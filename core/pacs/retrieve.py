@@ -72,8 +72,9 @@ def retrieve_series(
 ) -> RetrieveResult:
     """Fetch one series (or take it from the cache); ``on_instance`` runs in this thread."""
     if not isinstance(client, PacsClient):  # a DIMSE node: C-GET
-        return client.get_series(cache, study_uid, series_uid, on_instance=on_instance,
-                                 cancel=cancel, expected=expected)
+        return client.get_series(
+            cache, study_uid, series_uid, on_instance=on_instance, cancel=cancel, expected=expected
+        )
     start = time.perf_counter()
     result = RetrieveResult(study_uid, series_uid)
     cache.series_dir(study_uid, series_uid)  # validates both UIDs before any request
@@ -124,8 +125,12 @@ def retrieve_series(
         A.TRANSFERRED,
         outcome,
         objects,
-        {**details, "instances": str(len(result.paths)), "bytes": str(result.bytes),
-         **({"cancelled": "true"} if result.cancelled else {})},
+        {
+            **details,
+            "instances": str(len(result.paths)),
+            "bytes": str(result.bytes),
+            **({"cancelled": "true"} if result.cancelled else {}),
+        },
     )
     if not result.cancelled:
         cache.mark_complete(study_uid, series_uid, len(result.paths))
@@ -150,8 +155,13 @@ def retrieve_study(
             break
         results.append(
             retrieve_series(
-                client, cache, study_uid, hit.series_uid,
-                on_instance=on_instance, cancel=cancel, expected=hit.instance_count,
+                client,
+                cache,
+                study_uid,
+                hit.series_uid,
+                on_instance=on_instance,
+                cancel=cancel,
+                expected=hit.instance_count,
             )
         )
     return results

@@ -82,7 +82,12 @@ class ResultsStore:
         return payload
 
     def insert_decision(
-        self, conn: Connection, result_id: str, decision: Decision, comment: str, user: str,
+        self,
+        conn: Connection,
+        result_id: str,
+        decision: Decision,
+        comment: str,
+        user: str,
         audit_idx: int,
     ) -> DecisionRecord:
         now = datetime.now(UTC).isoformat(timespec="microseconds")

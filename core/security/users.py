@@ -130,9 +130,13 @@ class UserStore:
                 )
             )
             self.audit.append(
-                event(EventType.SECURITY_ALERT, Actor(by, by_role),
-                      Participants().add("user", username),
-                      action="user-created", role=role.value),
+                event(
+                    EventType.SECURITY_ALERT,
+                    Actor(by, by_role),
+                    Participants().add("user", username),
+                    action="user-created",
+                    role=role.value,
+                ),
                 conn=conn,
             )
         return User(username, role)
@@ -159,8 +163,7 @@ class UserStore:
                     .values(failed_logins=0, locked_until=None)
                 )
                 self.audit.append(
-                    event(EventType.USER_AUTHENTICATION, Actor(username, row.role),
-                          action="login"),
+                    event(EventType.USER_AUTHENTICATION, Actor(username, row.role), action="login"),
                     conn=conn,
                 )
                 return User(username, Role(row.role))
@@ -174,8 +177,13 @@ class UserStore:
                     details["locked_until"] = until.isoformat()
                 conn.execute(update(users).where(users.c.username == username).values(**values))
             self.audit.append(
-                event(EventType.USER_AUTHENTICATION, Actor(username), (), Outcome.MINOR_FAILURE,
-                      **details),
+                event(
+                    EventType.USER_AUTHENTICATION,
+                    Actor(username),
+                    (),
+                    Outcome.MINOR_FAILURE,
+                    **details,
+                ),
                 conn=conn,
             )
         if reason.startswith("account locked") and row is not None:

@@ -24,9 +24,7 @@ def direction_label(vector: Vector, min_share: float = 0.25) -> str:
         return ""
     v = v / norm
     order = np.argsort(-np.abs(v))
-    return "".join(
-        _AXES[i][0 if v[i] > 0 else 1] for i in order if abs(v[i]) >= min_share
-    )
+    return "".join(_AXES[i][0 if v[i] > 0 else 1] for i in order if abs(v[i]) >= min_share)
 
 
 def edge_labels(
@@ -44,5 +42,9 @@ def edge_labels(
         ix, iy = inv @ np.array(screen_dir)
         return direction_label(ix * row + iy * col)
 
-    return {"right": label((1, 0)), "left": label((-1, 0)),
-            "bottom": label((0, 1)), "top": label((0, -1))}
+    return {
+        "right": label((1, 0)),
+        "left": label((-1, 0)),
+        "bottom": label((0, 1)),
+        "top": label((0, -1)),
+    }

@@ -42,8 +42,10 @@ def corner_text(state: ViewerState, zoom: float | None = None) -> Corners:
     if hide:
         corners.top_left = ["Patient hidden"]
     else:
-        corners.top_left = [patient.name.replace("^", " ").strip() or "(no name)",
-                            f"ID: {patient.patient_id}"]
+        corners.top_left = [
+            patient.name.replace("^", " ").strip() or "(no name)",
+            f"ID: {patient.patient_id}",
+        ]
         if patient.birth_date:
             corners.top_left.append(f"DOB: {format_dicom_date(patient.birth_date)}  {patient.sex}")
     corners.top_right = [study.description or "(no study description)"]
@@ -64,12 +66,15 @@ def corner_text(state: ViewerState, zoom: float | None = None) -> Corners:
         if state.settled_count < state.slice_count:
             corners.bottom_left.append(f"Loading {state.loaded_count}/{state.slice_count}")
         elif state.failed:
-            corners.bottom_left.append(f"{len(state.failed)} of {state.slice_count} images "
-                                       "could not be decoded")
+            corners.bottom_left.append(
+                f"{len(state.failed)} of {state.slice_count} images could not be decoded"
+            )
     frame = state.current_frame()
     if frame is not None and not frame.is_color:
-        corners.bottom_right.append(f"W {vp.window_width:.0f}  L {vp.window_center:.0f}"
-                                    + (f"  ({vp.preset})" if vp.preset != "custom" else ""))
+        corners.bottom_right.append(
+            f"W {vp.window_width:.0f}  L {vp.window_center:.0f}"
+            + (f"  ({vp.preset})" if vp.preset != "custom" else "")
+        )
     if frame is not None:
         rows, cols = frame.shape
         corners.bottom_right.append(f"{cols}x{rows}")

@@ -10,17 +10,47 @@ HIDDEN = "***"
 
 PHI_KEYWORDS: frozenset[str] = frozenset(
     {
-        "PatientName", "PatientID", "PatientBirthDate", "PatientBirthTime", "PatientSex",
-        "PatientAge", "PatientAddress", "PatientTelephoneNumbers", "OtherPatientIDs",
-        "OtherPatientNames", "OtherPatientIDsSequence", "PatientMotherBirthName",
-        "MilitaryRank", "EthnicGroup", "MedicalRecordLocator", "IssuerOfPatientID",
-        "AccessionNumber", "StudyID", "StudyDate", "SeriesDate", "AcquisitionDate",
-        "ContentDate", "StudyTime", "SeriesTime", "AcquisitionTime", "ContentTime",
-        "AcquisitionDateTime", "InstanceCreationDate", "InstanceCreationTime",
-        "InstitutionName", "InstitutionAddress", "InstitutionalDepartmentName",
-        "ReferringPhysicianName", "PerformingPhysicianName", "OperatorsName",
-        "NameOfPhysiciansReadingStudy", "RequestingPhysician", "StationName",
-        "DeviceSerialNumber", "PatientComments", "AdditionalPatientHistory",
+        "PatientName",
+        "PatientID",
+        "PatientBirthDate",
+        "PatientBirthTime",
+        "PatientSex",
+        "PatientAge",
+        "PatientAddress",
+        "PatientTelephoneNumbers",
+        "OtherPatientIDs",
+        "OtherPatientNames",
+        "OtherPatientIDsSequence",
+        "PatientMotherBirthName",
+        "MilitaryRank",
+        "EthnicGroup",
+        "MedicalRecordLocator",
+        "IssuerOfPatientID",
+        "AccessionNumber",
+        "StudyID",
+        "StudyDate",
+        "SeriesDate",
+        "AcquisitionDate",
+        "ContentDate",
+        "StudyTime",
+        "SeriesTime",
+        "AcquisitionTime",
+        "ContentTime",
+        "AcquisitionDateTime",
+        "InstanceCreationDate",
+        "InstanceCreationTime",
+        "InstitutionName",
+        "InstitutionAddress",
+        "InstitutionalDepartmentName",
+        "ReferringPhysicianName",
+        "PerformingPhysicianName",
+        "OperatorsName",
+        "NameOfPhysiciansReadingStudy",
+        "RequestingPhysician",
+        "StationName",
+        "DeviceSerialNumber",
+        "PatientComments",
+        "AdditionalPatientHistory",
     }
 )
 
@@ -34,11 +64,7 @@ def is_phi_element(group: int, keyword: str, vr: str, private: bool) -> bool:
     weight, size, ...), every person name (PN), free-text comments, and private elements,
     which may hold anything."""
     return (
-        is_phi(keyword)
-        or group == 0x0010
-        or vr == "PN"
-        or keyword.endswith("Comments")
-        or private
+        is_phi(keyword) or group == 0x0010 or vr == "PN" or keyword.endswith("Comments") or private
     )
 
 

@@ -134,8 +134,11 @@ class ViewerState:
                 frames[j] = frame
         kept: list[Measurement] = []
         for m in self.measurements:
-            j = where.get(_key(self.slices[m.slice_index])) if m.slice_index < len(
-                self.slices) else None
+            j = (
+                where.get(_key(self.slices[m.slice_index]))
+                if m.slice_index < len(self.slices)
+                else None
+            )
             if j is not None:
                 m.slice_index = j
                 kept.append(m)

@@ -47,8 +47,11 @@ def _rows(ds: Dataset, depth: int, hide_phi: bool, out: list[TagRow]) -> None:
                 out.append(TagRow("", f"Item {i + 1}", "", "", depth + 1))
                 _rows(item, depth + 2, hide_phi, out)
             continue
-        hide = hide_phi and bool(elem.value) and is_phi_element(
-            elem.tag.group, elem.keyword, str(elem.VR), elem.tag.is_private)
+        hide = (
+            hide_phi
+            and bool(elem.value)
+            and is_phi_element(elem.tag.group, elem.keyword, str(elem.VR), elem.tag.is_private)
+        )
         value = HIDDEN if hide else _value_text(elem)
         out.append(TagRow(tag, name, str(elem.VR), value, depth))
 

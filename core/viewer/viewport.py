@@ -53,5 +53,6 @@ class Viewport(EventedModel):
 
     def reset_geometry(self) -> None:
         """Back to 'fit', centred, unrotated, unflipped (the toolbar's Reset)."""
-        self.update({"fit": True, "pan": (0.0, 0.0), "rotation": 0, "flip_h": False,
-                     "flip_v": False})
+        self.update(
+            {"fit": True, "pan": (0.0, 0.0), "rotation": 0, "flip_h": False, "flip_v": False}
+        )

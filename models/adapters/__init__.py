@@ -61,6 +61,7 @@ def load_model(
     adapter = get_adapter(framework, model_id=package.id)
     choice = model_override or device
     gpu = adapter.gpu_available() if choice != "cpu" else False
-    resolved = choose_device(device, gpu, framework=framework, model_override=model_override,
-                             model_id=package.id)
+    resolved = choose_device(
+        device, gpu, framework=framework, model_override=model_override, model_id=package.id
+    )
     return adapter.load(package, resolved)

@@ -114,8 +114,9 @@ class KerasModel(LoadedModel):
         return normalise_cam(cam, size)
 
     def memory_bytes(self) -> int:
-        return int(sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize
-                       for w in self._model.weights))
+        return int(
+            sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in self._model.weights)
+        )
 
     def close(self) -> None:
         self._model = None

@@ -189,9 +189,13 @@ def selftest(package: ModelPackage, model: LoadedModel) -> tuple[bool, float, st
     diff = 1.0 - token_f1(draft.strip(), expected)
     if draft.strip() == expected:
         return True, 0.0, f"draft matches expected text exactly on device {model.device}"
-    return False, diff, (
-        f"draft DIFFERS from expected on device {model.device}: "
-        f"got {draft.strip()!r}, expected {expected!r}"
+    return (
+        False,
+        diff,
+        (
+            f"draft DIFFERS from expected on device {model.device}: "
+            f"got {draft.strip()!r}, expected {expected!r}"
+        ),
     )
 
 

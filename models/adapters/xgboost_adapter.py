@@ -36,8 +36,9 @@ def gpu_available() -> bool:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the "No visible GPU" fallback notice
             data = xgboost.DMatrix(np.zeros((2, 1), dtype=np.float32), label=[0.0, 1.0])
-            booster = xgboost.train({"device": "cuda", "tree_method": "hist"}, data,
-                                    num_boost_round=1)
+            booster = xgboost.train(
+                {"device": "cuda", "tree_method": "hist"}, data, num_boost_round=1
+            )
             config = json.loads(booster.save_config())
     except xgboost.core.XGBoostError:
         return False

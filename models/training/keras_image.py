@@ -29,8 +29,9 @@ from models.training import common
 TARGET_LAYER = "gradcam_target"
 
 
-def small_cnn(size: tuple[int, int], channels: int, n_classes: int,
-              widths: tuple[int, int] = (16, 32)) -> keras.Model:
+def small_cnn(
+    size: tuple[int, int], channels: int, n_classes: int, widths: tuple[int, int] = (16, 32)
+) -> keras.Model:
     """conv-pool-conv-conv(target, 1/2 resolution) -> GAP -> dense logits.
 
     Shallow on purpose: the Grad-CAM target sits at half the input resolution with a receptive
@@ -87,8 +88,11 @@ def run(recipe: Recipe, out: Path) -> dict[str, Any]:
     pos_label = recipe.manifest["output"].get("positive_label")
     positive = labels.index(pos_label) if pos_label else None
     model = small_cnn(tuple(spec["size"]), spec["channels"], len(labels))
-    model.compile(optimizer=keras.optimizers.Adam(recipe.lr),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(recipe.lr),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+
     @tf.function  # type: ignore[untyped-decorator]
     def forward(x: Any) -> Any:
         return model(x, training=False)
@@ -97,15 +101,20 @@ def run(recipe: Recipe, out: Path) -> dict[str, Any]:
     start = time.perf_counter()
     for epoch in range(recipe.epochs):
         xb = _augment(xtr, rng) if recipe.flips else xtr
-        hist = model.fit(xb, recipe.ytr, batch_size=recipe.batch, epochs=1, verbose=0,
-                         shuffle=True)
+        hist = model.fit(xb, recipe.ytr, batch_size=recipe.batch, epochs=1, verbose=0, shuffle=True)
         logits = forward(xva).numpy()
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = e / e.sum(axis=1, keepdims=True)
-        score = (binary_auc(recipe.yva == positive, probs[:, positive]) if positive is not None
-                 else classification_metrics(recipe.yva, probs, None)["accuracy"])
-        print(f"epoch {epoch + 1}/{recipe.epochs} loss {hist.history['loss'][0]:.4f} "
-              f"val {score:.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+        score = (
+            binary_auc(recipe.yva == positive, probs[:, positive])
+            if positive is not None
+            else classification_metrics(recipe.yva, probs, None)["accuracy"]
+        )
+        print(
+            f"epoch {epoch + 1}/{recipe.epochs} loss {hist.history['loss'][0]:.4f} "
+            f"val {score:.4f} ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
         if score > best["score"]:
             best = {"score": score, "epoch": epoch + 1, "weights": model.get_weights()}
     train_seconds = round(time.perf_counter() - start, 1)
@@ -123,24 +132,47 @@ def run(recipe: Recipe, out: Path) -> dict[str, Any]:
     metrics = common.rounded_metrics(recipe.yva, probs, positive, threshold)
     common.fresh_dir(out)
     model.save(out / "model.keras")
-    output = {**recipe.manifest["output"], "thresholds": thresholds,
-              "activation": "softmax", "calibrated": True,
-              "calibration": {"method": "temperature", "temperature": temperature,
-                              "fit_on": "val"}}
-    manifest = {**recipe.manifest, "output": output, "weights": "model.keras",
-                "heatmap": {"method": "gradcam", "target_layer": TARGET_LAYER},
-                "metrics": {**recipe.metrics_info, "n": len(recipe.yva), **metrics},
-                "extra": {"parameters": int(model.count_params()), "best_epoch": best["epoch"],
-                          "epochs": recipe.epochs, "train_seconds": train_seconds,
-                          "seed": recipe.seed, "trained_on": common.machine()}}
+    output = {
+        **recipe.manifest["output"],
+        "thresholds": thresholds,
+        "activation": "softmax",
+        "calibrated": True,
+        "calibration": {"method": "temperature", "temperature": temperature, "fit_on": "val"},
+    }
+    manifest = {
+        **recipe.manifest,
+        "output": output,
+        "weights": "model.keras",
+        "heatmap": {"method": "gradcam", "target_layer": TARGET_LAYER},
+        "metrics": {**recipe.metrics_info, "n": len(recipe.yva), **metrics},
+        "extra": {
+            "parameters": int(model.count_params()),
+            "best_epoch": best["epoch"],
+            "epochs": recipe.epochs,
+            "train_seconds": train_seconds,
+            "seed": recipe.seed,
+            "trained_on": common.machine(),
+        },
+    }
     pick = np.concatenate([np.flatnonzero(recipe.yva == c)[:2] for c in np.unique(recipe.yva)])
     pick.sort()
     zs = forward(xva[pick]).numpy() / temperature
     es = np.exp(zs - zs.max(axis=1, keepdims=True))
-    common.finish_package(out, manifest, recipe.xva[pick].astype(np.float32),
-                          es / es.sum(axis=1, keepdims=True), recipe.sources)
-    summary = {"id": mid, "metrics": metrics, "temperature": temperature, "threshold": threshold,
-               "params": int(model.count_params()), "best_epoch": best["epoch"],
-               "train_seconds": train_seconds}
+    common.finish_package(
+        out,
+        manifest,
+        recipe.xva[pick].astype(np.float32),
+        es / es.sum(axis=1, keepdims=True),
+        recipe.sources,
+    )
+    summary = {
+        "id": mid,
+        "metrics": metrics,
+        "temperature": temperature,
+        "threshold": threshold,
+        "params": int(model.count_params()),
+        "best_epoch": best["epoch"],
+        "train_seconds": train_seconds,
+    }
     print(json.dumps(summary, indent=2))
     return summary

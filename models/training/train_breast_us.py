@@ -15,12 +15,20 @@ from pathlib import Path
 from models.training import common, torch_image, torch_train
 
 MODEL_ID = "breast-ultrasound"
-INPUT = {"kind": "image", "size": [28, 28], "channels": 1, "layout": "NCHW",
-         "color": "grayscale", "frames": "first",
-         "preprocessing": [{"op": "auto_window", "low_percentile": 0.5, "high_percentile": 99.5},
-                           {"op": "resize", "size": [28, 28]},
-                           {"op": "normalize", "mean": 0.5, "std": 0.25},
-                           {"op": "to_channels", "n": 1}]}
+INPUT = {
+    "kind": "image",
+    "size": [28, 28],
+    "channels": 1,
+    "layout": "NCHW",
+    "color": "grayscale",
+    "frames": "first",
+    "preprocessing": [
+        {"op": "auto_window", "low_percentile": 0.5, "high_percentile": 99.5},
+        {"op": "resize", "size": [28, 28]},
+        {"op": "normalize", "mean": 0.5, "std": 0.25},
+        {"op": "to_channels", "n": 1},
+    ],
+}
 
 
 def main() -> None:
@@ -31,31 +39,53 @@ def main() -> None:
     common.seed_everything(0)  # network initialisation is part of the seeded recipe
     data = common.load_medmnist("breastmnist")
     manifest = {
-        "id": MODEL_ID, "name": "Breast ultrasound malignancy classifier (28 px CNN)",
-        "version": "1.0.0", "task": "classification", "framework": "torch",
-        "modalities": ["US"], "body_parts": ["BREAST"], "input": INPUT,
-        "output": {"labels": ["malignant", "normal_or_benign"], "positive_label": "malignant",
-                   "thresholds": {"malignant": 0.5}},
+        "id": MODEL_ID,
+        "name": "Breast ultrasound malignancy classifier (28 px CNN)",
+        "version": "1.0.0",
+        "task": "classification",
+        "framework": "torch",
+        "modalities": ["US"],
+        "body_parts": ["BREAST"],
+        "input": INPUT,
+        "output": {
+            "labels": ["malignant", "normal_or_benign"],
+            "positive_label": "malignant",
+            "thresholds": {"malignant": 0.5},
+        },
         "min_app_version": "0.1.0",
-        "intended_use": ("Scores breast ultrasound images for malignancy for research and "
-                         "demonstration. Not a diagnostic device."),
+        "intended_use": (
+            "Scores breast ultrasound images for malignancy for research and "
+            "demonstration. Not a diagnostic device."
+        ),
         "demo_only": True,
-        "training_data": ("BreastMNIST (MedMNIST v2, CC BY 4.0) train split, 546 images at "
-                          "28x28; see SOURCES.md"),
+        "training_data": (
+            "BreastMNIST (MedMNIST v2, CC BY 4.0) train split, 546 images at 28x28; see SOURCES.md"
+        ),
         "heatmap": {"method": "gradcam", "target_layer": "features"},
     }
     recipe = torch_image.Recipe(
-        manifest=manifest, xtr=data["train_images"], ytr=data["train_labels"].ravel(),
-        xva=data["val_images"], yva=data["val_labels"].ravel(),
-        net=torch_train.SmallCNN(1, 2, widths=[16, 32, 64], dropout=0.3), epochs=args.epochs,
-        lr=3e-3, batch=32, seed=11, class_weight=True,
+        manifest=manifest,
+        xtr=data["train_images"],
+        ytr=data["train_labels"].ravel(),
+        xva=data["val_images"],
+        yva=data["val_labels"].ravel(),
+        net=torch_train.SmallCNN(1, 2, widths=[16, 32, 64], dropout=0.3),
+        epochs=args.epochs,
+        lr=3e-3,
+        batch=32,
+        seed=11,
+        class_weight=True,
         augment=partial(torch_train.augment_shift_flip, shift=2, hflip=True),
-        metrics_info={"dataset": "BreastMNIST (MedMNIST v2)", "split": "val",
-                      "data_ref": "medmnist:breastmnist:val",
-                      "note": "val (n=78) used for epoch selection, temperature fit and Youden "
-                              "threshold "
-                              "(optimistic); official test split withheld, never used"},
-        sources=common.MEDMNIST / "SOURCES.md")
+        metrics_info={
+            "dataset": "BreastMNIST (MedMNIST v2)",
+            "split": "val",
+            "data_ref": "medmnist:breastmnist:val",
+            "note": "val (n=78) used for epoch selection, temperature fit and Youden "
+            "threshold "
+            "(optimistic); official test split withheld, never used",
+        },
+        sources=common.MEDMNIST / "SOURCES.md",
+    )
     torch_image.run(recipe, args.out)
 
 

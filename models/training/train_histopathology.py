@@ -17,12 +17,20 @@ from models.training import common, torch_image, torch_train
 
 MODEL_ID = "lung-colon-histopathology"
 TRAIN_SEED, VAL_SEED, N_TRAIN, N_VAL = 101, 202, 2000, 500
-INPUT = {"kind": "image", "size": [32, 32], "channels": 3, "layout": "NCHW", "color": "rgb",
-         "frames": "first",
-         "preprocessing": [{"op": "scale", "factor": 1 / 255},
-                           {"op": "resize", "size": [32, 32]},
-                           {"op": "normalize", "mean": [0.85, 0.6, 0.75], "std": 0.2},
-                           {"op": "to_channels", "n": 3}]}
+INPUT = {
+    "kind": "image",
+    "size": [32, 32],
+    "channels": 3,
+    "layout": "NCHW",
+    "color": "rgb",
+    "frames": "first",
+    "preprocessing": [
+        {"op": "scale", "factor": 1 / 255},
+        {"op": "resize", "size": [32, 32]},
+        {"op": "normalize", "mean": [0.85, 0.6, 0.75], "std": 0.2},
+        {"op": "to_channels", "n": 3},
+    ],
+}
 
 
 def main() -> None:
@@ -34,26 +42,44 @@ def main() -> None:
     xtr, ytr = phantoms.histo_dataset(N_TRAIN, TRAIN_SEED)
     xva, yva = phantoms.histo_dataset(N_VAL, VAL_SEED)
     manifest = {
-        "id": MODEL_ID, "name": "Lung/colon histopathology classifier (tiny DenseNet, demo)",
-        "version": "1.0.0", "task": "classification", "framework": "torch",
-        "modalities": ["SM", "OT"], "body_parts": ["LUNG", "COLON"], "input": INPUT,
+        "id": MODEL_ID,
+        "name": "Lung/colon histopathology classifier (tiny DenseNet, demo)",
+        "version": "1.0.0",
+        "task": "classification",
+        "framework": "torch",
+        "modalities": ["SM", "OT"],
+        "body_parts": ["LUNG", "COLON"],
+        "input": INPUT,
         "output": {"labels": phantoms.HISTO_CLASSES},
         "min_app_version": "0.1.0",
         "intended_use": "Demonstrates a histopathology tile classifier in the workstation.",
         "demo_only": True,
-        "training_data": (f"{common.SYNTHETIC_NOTE}: {N_TRAIN} generated H&E-like tiles "
-                          f"(models.phantoms.histo_dataset, seed {TRAIN_SEED})"),
+        "training_data": (
+            f"{common.SYNTHETIC_NOTE}: {N_TRAIN} generated H&E-like tiles "
+            f"(models.phantoms.histo_dataset, seed {TRAIN_SEED})"
+        ),
         "heatmap": {"method": "gradcam", "target_layer": "features"},
     }
     recipe = torch_image.Recipe(
-        manifest=manifest, xtr=xtr, ytr=ytr, xva=xva, yva=yva,
+        manifest=manifest,
+        xtr=xtr,
+        ytr=ytr,
+        xva=xva,
+        yva=yva,
         net=torch_train.TinyDenseNet(3, len(phantoms.HISTO_CLASSES), growth=8, blocks=[2, 2, 2]),
-        epochs=args.epochs, lr=3e-3, batch=64, seed=5,
+        epochs=args.epochs,
+        lr=3e-3,
+        batch=64,
+        seed=5,
         augment=partial(torch_train.augment_shift_flip, shift=2, hflip=True, vflip=True),
-        metrics_info={"dataset": "synthetic H&E-like phantoms", "split": "val",
-                      "data_ref": f"phantom:histo:seed={VAL_SEED}:n={N_VAL}",
-                      "note": "generated data; macro one-vs-rest AUC/sensitivity/specificity"},
-        sources=None)
+        metrics_info={
+            "dataset": "synthetic H&E-like phantoms",
+            "split": "val",
+            "data_ref": f"phantom:histo:seed={VAL_SEED}:n={N_VAL}",
+            "note": "generated data; macro one-vs-rest AUC/sensitivity/specificity",
+        },
+        sources=None,
+    )
     torch_image.run(recipe, args.out)
 
 

@@ -83,7 +83,7 @@ def main() -> None:
             "split": "val",
             "data_ref": "medmnist:pneumoniamnist:val",
             "note": "val used for epoch selection, temperature fit and Youden threshold "
-                              "(optimistic); "
+            "(optimistic); "
             "official test split withheld, never used",
         },
         sources=common.MEDMNIST / "SOURCES.md",

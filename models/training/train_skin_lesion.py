@@ -16,11 +16,19 @@ from models.training import common, keras_image
 
 MODEL_ID = "skin-lesion"
 TRAIN_SEED, VAL_SEED, N_TRAIN, N_VAL = 501, 602, 1600, 400
-INPUT = {"kind": "image", "size": [48, 48], "channels": 3, "layout": "NHWC", "color": "rgb",
-         "frames": "first",
-         "preprocessing": [{"op": "scale", "factor": 1 / 255},
-                           {"op": "resize", "size": [48, 48]},
-                           {"op": "to_channels", "n": 3}]}
+INPUT = {
+    "kind": "image",
+    "size": [48, 48],
+    "channels": 3,
+    "layout": "NHWC",
+    "color": "rgb",
+    "frames": "first",
+    "preprocessing": [
+        {"op": "scale", "factor": 1 / 255},
+        {"op": "resize", "size": [48, 48]},
+        {"op": "to_channels", "n": 3},
+    ],
+}
 
 
 def main() -> None:
@@ -31,24 +39,45 @@ def main() -> None:
     xtr, ytr = phantoms.skin_dataset(N_TRAIN, TRAIN_SEED)
     xva, yva = phantoms.skin_dataset(N_VAL, VAL_SEED)
     manifest = {
-        "id": MODEL_ID, "name": "Skin lesion (pustule) classifier (custom CNN, demo)",
-        "version": "1.0.0", "task": "classification", "framework": "keras",
-        "modalities": ["XC", "OT"], "body_parts": ["SKIN"], "input": INPUT,
-        "output": {"labels": ["no_lesion", "lesion"], "positive_label": "lesion",
-                   "thresholds": {"lesion": 0.5}},
+        "id": MODEL_ID,
+        "name": "Skin lesion (pustule) classifier (custom CNN, demo)",
+        "version": "1.0.0",
+        "task": "classification",
+        "framework": "keras",
+        "modalities": ["XC", "OT"],
+        "body_parts": ["SKIN"],
+        "input": INPUT,
+        "output": {
+            "labels": ["no_lesion", "lesion"],
+            "positive_label": "lesion",
+            "thresholds": {"lesion": 0.5},
+        },
         "min_app_version": "0.1.0",
         "intended_use": "Demonstrates a skin photograph classifier with a Grad-CAM heatmap.",
         "demo_only": True,
-        "training_data": (f"{common.SYNTHETIC_NOTE}: {N_TRAIN} generated skin-like patches "
-                          f"(models.phantoms.skin_dataset, seed {TRAIN_SEED})"),
+        "training_data": (
+            f"{common.SYNTHETIC_NOTE}: {N_TRAIN} generated skin-like patches "
+            f"(models.phantoms.skin_dataset, seed {TRAIN_SEED})"
+        ),
     }
     recipe = keras_image.Recipe(
-        manifest=manifest, xtr=xtr, ytr=ytr, xva=xva, yva=yva, epochs=args.epochs, lr=2e-3,
-        batch=32, seed=9,
-        metrics_info={"dataset": "synthetic skin-like phantoms", "split": "val",
-                      "data_ref": f"phantom:skin:seed={VAL_SEED}:n={N_VAL}",
-                      "note": "generated data; demonstration only"},
-        sources=None)
+        manifest=manifest,
+        xtr=xtr,
+        ytr=ytr,
+        xva=xva,
+        yva=yva,
+        epochs=args.epochs,
+        lr=2e-3,
+        batch=32,
+        seed=9,
+        metrics_info={
+            "dataset": "synthetic skin-like phantoms",
+            "split": "val",
+            "data_ref": f"phantom:skin:seed={VAL_SEED}:n={N_VAL}",
+            "note": "generated data; demonstration only",
+        },
+        sources=None,
+    )
     keras_image.run(recipe, args.out)
 
 

@@ -24,12 +24,15 @@ def ws(tmp_path: Path) -> Iterator[Workstation]:
 
 
 def _exports(ws: Workstation) -> list[tuple[int, str]]:
-    return [(e.outcome, next(o["id"] for o in e.objects if o["kind"] == "file"))
-            for e in ws.audit.iter_events(event_type=EventType.EXPORT)]
+    return [
+        (e.outcome, next(o["id"] for o in e.objects if o["kind"] == "file"))
+        for e in ws.audit.iter_events(event_type=EventType.EXPORT)
+    ]
 
 
-def test_the_event_comes_first_and_a_failed_write_is_recorded(ws: Workstation,
-                                                              tmp_path: Path) -> None:
+def test_the_event_comes_first_and_a_failed_write_is_recorded(
+    ws: Workstation, tmp_path: Path
+) -> None:
     out = tmp_path / "a.png"
     seen: list[int] = []
 
@@ -46,8 +49,11 @@ def test_the_event_comes_first_and_a_failed_write_is_recorded(ws: Workstation,
 
     with pytest.raises(OSError, match="No space"):
         export_file(ws, Participants().patient("P1"), tmp_path / "b.png", fail)
-    assert _exports(ws) == [(Outcome.SUCCESS, str(out)), (Outcome.SUCCESS, str(tmp_path / "b.png")),
-                            (Outcome.MINOR_FAILURE, str(tmp_path / "b.png"))]
+    assert _exports(ws) == [
+        (Outcome.SUCCESS, str(out)),
+        (Outcome.SUCCESS, str(tmp_path / "b.png")),
+        (Outcome.MINOR_FAILURE, str(tmp_path / "b.png")),
+    ]
 
 
 def test_no_file_when_the_event_cannot_be_recorded(ws: Workstation, tmp_path: Path) -> None:

@@ -103,4 +103,9 @@ def test_cli_and_window_record_the_same_model_run_and_export(
     assert _kinds(run) == ["patient", "study", "series", "instance", "model", "result"]
     assert all(oid for _kind, oid in _participants(run))  # every participant is named
     assert _kinds(by_type["gui"][EventType.EXPORT]) == [
-        "patient", "study", "series", "instance", "file"]
+        "patient",
+        "study",
+        "series",
+        "instance",
+        "file",
+    ]

@@ -40,8 +40,15 @@ def _result(study: str = "1.2.840.99.1") -> dict:
             "created_at": "2026-11-24T10:00:00+00:00",
             "device": "cpu",
             "timings_ms": {"inference": 12.0, "preprocess": 3.0},
-            "inputs": [{"sop_instance_uid": "1.2.3", "frame": 0, "study_instance_uid": study,
-                        "series_instance_uid": "1.2.4", "patient_id": "PID-1"}],
+            "inputs": [
+                {
+                    "sop_instance_uid": "1.2.3",
+                    "frame": 0,
+                    "study_instance_uid": study,
+                    "series_instance_uid": "1.2.4",
+                    "patient_id": "PID-1",
+                }
+            ],
         },
     }
 
@@ -61,9 +68,15 @@ def test_save_and_decide_are_audited_and_queued(ws: Workstation) -> None:
     assert stored.latest_decision == "accepted"
     assert store.list_for_study("1.2.840.99.1")[0].id == rid
     assert [(d.decision, d.user) for d in stored.decisions] == [
-        ("accepted", "dr-a"), ("comment", "dr-b")]
-    events = [e for e in log.iter_events() if e.event_type in (
-        EventType.MODEL_RUN, EventType.RESULT_ACCEPTED, EventType.RESULT_COMMENTED)]
+        ("accepted", "dr-a"),
+        ("comment", "dr-b"),
+    ]
+    events = [
+        e
+        for e in log.iter_events()
+        if e.event_type
+        in (EventType.MODEL_RUN, EventType.RESULT_ACCEPTED, EventType.RESULT_COMMENTED)
+    ]
     assert [e.event_type for e in events] == [
         EventType.MODEL_RUN,
         EventType.RESULT_ACCEPTED,
@@ -72,8 +85,13 @@ def test_save_and_decide_are_audited_and_queued(ws: Workstation) -> None:
     run = next(e for e in events if e.index == stored.audit_index)
     assert run.details == {"command": "test"}
     assert [(o["kind"], o["id"]) for o in run.objects] == [
-        ("patient", "PID-1"), ("study", "1.2.840.99.1"), ("series", "1.2.4"),
-        ("instance", "1.2.3"), ("model", "chest-xray-pneumonia@1.0.0"), ("result", rid)]
+        ("patient", "PID-1"),
+        ("study", "1.2.840.99.1"),
+        ("series", "1.2.4"),
+        ("instance", "1.2.3"),
+        ("model", "chest-xray-pneumonia@1.0.0"),
+        ("result", rid),
+    ]
     assert stored.decisions[0].audit_index == events[1].index
     items = [i for i in outbox.fetch_unsent(100) if i.kind == "result"]
     # sent when made (nobody need decide for it to go up); the accept follows, the comment not
@@ -118,7 +136,10 @@ def test_shadow_result_is_audited_and_queued_never_stored_as_shown(ws: Workstati
     (event,) = [e for e in log.iter_events() if e.index > head]
     assert event.event_type == EventType.MODEL_RUN
     assert event.details == {
-        "result_id": item["client_id"], "shadow": True, "rollout_id": 3, "shown_result_id": "r1"
+        "result_id": item["client_id"],
+        "shadow": True,
+        "rollout_id": 3,
+        "shown_result_id": "r1",
     }
     queued = {i.kind: i for i in outbox.fetch_unsent(100)}
     assert queued["result"].id == item["client_id"]  # the idempotency key is the result id

@@ -47,20 +47,31 @@ def _result() -> dict:
         "model": {"id": "chest-xray-pneumonia", "version": "1.0.0"},
         "labels": ["normal", "pneumonia"],
         "decisions": ["pneumonia"],
-        "provenance": {"created_at": "2026-12-01T10:00:00+00:00", "timings_ms": {"x": 5.0},
-                       "inputs": [{"sop_instance_uid": "1.2.3", "study_instance_uid": "1.2",
-                                   "series_instance_uid": "1.2.4", "patient_id": "P1"}]},
+        "provenance": {
+            "created_at": "2026-12-01T10:00:00+00:00",
+            "timings_ms": {"x": 5.0},
+            "inputs": [
+                {
+                    "sop_instance_uid": "1.2.3",
+                    "study_instance_uid": "1.2",
+                    "series_instance_uid": "1.2.4",
+                    "patient_id": "P1",
+                }
+            ],
+        },
     }
 
 
-def test_a_pass_enrols_sends_and_keeps_the_last_success(ws: Workstation,
-                                                        server: LiveServer) -> None:
+def test_a_pass_enrols_sends_and_keeps_the_last_success(
+    ws: Workstation, server: LiveServer
+) -> None:
     results = StoredResults(ws)
     made = _result()
     results.record(made)
     results.decide(made["result_id"], "rejected")
-    settings = Settings(sync=SyncSettings(server_url=server.url,
-                                          enrolment_code=server.enrol_code()))
+    settings = Settings(
+        sync=SyncSettings(server_url=server.url, enrolment_code=server.enrol_code())
+    )
     session = SyncSession(ws, settings, backoff=FAST, model_check_s=3600)
     try:
         outcome = session.run_pass()
@@ -84,9 +95,12 @@ def test_a_pass_never_raises_and_stops_on_request(ws: Workstation) -> None:
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
     StoredResults(ws).record(_result())
     queued = StoreOutbox(ws.db).count_unsent()
-    session = SyncSession(ws, Settings(sync=SyncSettings(server_url=dead,
-                                                         enrolment_code="XXXX-XXXX")),
-                          backoff=FAST, model_check_s=3600)
+    session = SyncSession(
+        ws,
+        Settings(sync=SyncSettings(server_url=dead, enrolment_code="XXXX-XXXX")),
+        backoff=FAST,
+        model_check_s=3600,
+    )
     try:
         outcome = session.run_pass()  # enrolment cannot reach the server: said, not raised
         assert outcome.report is None

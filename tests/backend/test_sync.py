@@ -131,7 +131,11 @@ def test_a_changed_decision_replaces_the_old_one_and_the_history_is_kept(
     cid = made["client_id"]
     t0 = datetime.now(UTC)
     accepted = {**made, "decision": "accepted", "decided_at": t0.isoformat()}
-    rejected = {**made, "decision": "rejected", "decided_at": (t0 + timedelta(minutes=2)).isoformat()}
+    rejected = {
+        **made,
+        "decision": "rejected",
+        "decided_at": (t0 + timedelta(minutes=2)).isoformat(),
+    }
     assert ws.post("/results:batch", {"items": [made]}).json()["stored"] == [cid]
     assert ws.post("/results:batch", {"items": [accepted]}).json()["stored"] == [cid]
     assert ws.post("/results:batch", {"items": [rejected]}).json()["stored"] == [cid]
@@ -139,8 +143,11 @@ def test_a_changed_decision_replaces_the_old_one_and_the_history_is_kept(
     assert ws.post("/results:batch", {"items": [accepted]}).json()["duplicates"] == [cid]
     with server.state.sessions() as s:
         (row,) = s.query(Result).filter_by(device_id=ws.device_id, client_id=cid).all()
-        history = [d.decision for d in s.query(ResultDecision)
-                   .filter_by(device_id=ws.device_id, client_id=cid)
-                   .order_by(ResultDecision.decided_at)]
+        history = [
+            d.decision
+            for d in s.query(ResultDecision)
+            .filter_by(device_id=ws.device_id, client_id=cid)
+            .order_by(ResultDecision.decided_at)
+        ]
     assert row.decision == "rejected"
     assert history == ["accepted", "rejected"]

@@ -23,8 +23,11 @@ def _pixels(widget) -> np.ndarray:
     img = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGB888)
     ptr = img.constBits()
     arr = np.frombuffer(ptr, dtype=np.uint8, count=img.sizeInBytes())
-    return arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3].reshape(
-        img.height(), img.width(), 3).copy()
+    return (
+        arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3]
+        .reshape(img.height(), img.width(), 3)
+        .copy()
+    )
 
 
 def test_run_on_chest_cr_shows_overlay_and_records_decisions(qtbot, window) -> None:
@@ -45,7 +48,10 @@ def test_run_on_chest_cr_shows_overlay_and_records_decisions(qtbot, window) -> N
     assert panel.queue_table.item(0, 2).text().startswith("done")
 
     result, k = panel.current_result()
-    assert result.provenance.inputs[k].sop_instance_uid == win.state.current_slice().instance.sop_instance_uid
+    assert (
+        result.provenance.inputs[k].sop_instance_uid
+        == win.state.current_slice().instance.sop_instance_uid
+    )
     scores = [float(panel.scores.item(i, 1).text()) for i in range(panel.scores.rowCount())]
     assert panel.scores.rowCount() == 2
     assert abs(sum(scores) - 1) < 0.01
@@ -66,7 +72,9 @@ def test_run_on_chest_cr_shows_overlay_and_records_decisions(qtbot, window) -> N
     x, y = image_to_screen(win.viewport.view_geometry(), (col_i + 0.5, row_i + 0.5))
     x, y = int(x), int(y)
     alpha = heat[row_i, col_i] / 255 * win.viewport.heatmap_opacity
-    expected = before[y, x] * (1 - alpha) + colormap(np.array([heat[row_i, col_i] / 255]))[0] * alpha
+    expected = (
+        before[y, x] * (1 - alpha) + colormap(np.array([heat[row_i, col_i] / 255]))[0] * alpha
+    )
     np.testing.assert_allclose(with_overlay[y, x], expected, atol=12)
     # the gray image underneath has R == G == B
     assert int(np.abs(before[changed][:, 0].astype(int) - before[changed][:, 2]).max()) <= 2
@@ -107,15 +115,16 @@ def test_queue_cancel_and_model_manager(qtbot, window) -> None:
     panel.queue.cancel_all()
     for row in rows:
         assert row.state in ("cancelled", "done")
-    qtbot.waitUntil(lambda: not panel.queue.active() and win.runner.active == 0,
-                    timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not panel.queue.active() and win.runner.active == 0, timeout=TIMEOUT_MS)
     assert all(r.state == "cancelled" for r in rows if r.result is None)
     assert panel.queue_table.rowCount() == 4
 
     view = panel.manager_view
     panel.show_manager()
     assert win.models_dock.isVisible()
-    ids = [view.table.item(i, 0).data(Qt.ItemDataRole.UserRole) for i in range(view.table.rowCount())]
+    ids = [
+        view.table.item(i, 0).data(Qt.ItemDataRole.UserRole) for i in range(view.table.rowCount())
+    ]
     assert {"chest-xray-pneumonia", "tabular-breast-cancer", "brain-tumour-mri"} <= set(ids)
     combo = view.table.cellWidget(ids.index("tabular-breast-cancer"), 3)
     combo.setCurrentText("cpu")
@@ -135,8 +144,9 @@ def test_whole_mr_series_in_batches(qtbot, window, dicom_data: Path) -> None:
     panel.select_model("brain-tumour-mri")
     panel.queue.batch_size = 8
     progress: list[tuple[int, int]] = []
-    panel.queue.changed.connect(lambda: progress.append((panel.queue.rows[-1].done,
-                                                         panel.queue.rows[-1].total)))
+    panel.queue.changed.connect(
+        lambda: progress.append((panel.queue.rows[-1].done, panel.queue.rows[-1].total))
+    )
     qtbot.mouseClick(panel.run_series_button, Qt.MouseButton.LeftButton)
     row = panel.queue.rows[-1]
     qtbot.waitUntil(lambda: row.state == "done", timeout=TIMEOUT_MS)

@@ -16,16 +16,27 @@ def test_broken_files_listed_rest_loads(qtbot, window, dicom_data: Path) -> None
     # open by drag-and-drop, as a user would
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(dicom_data))])
-    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime,
-                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(
+        QPoint(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(win, enter)
     assert enter.isAccepted()
-    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime,
-                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    drop = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     QApplication.sendEvent(win, drop)
     # a provisional first image may show before indexing ends: wait for the index itself
-    qtbot.waitUntil(lambda: "indexed" in win.controller.timings and st.series is not None,
-                    timeout=60_000)
+    qtbot.waitUntil(
+        lambda: "indexed" in win.controller.timings and st.series is not None, timeout=60_000
+    )
     entries = win.errors.entries()
     for name in BROKEN:
         assert any(name in path for path, _reason in entries), (name, entries)
@@ -45,8 +56,10 @@ def test_per_slice_decode_error_is_shown(qtbot, window, dicom_data: Path) -> Non
     truncated = next(dicom_data.rglob("MR_truncated.dcm"))
     win = window
     win.open_paths([truncated])
-    qtbot.waitUntil(lambda: any("MR_truncated" in p or "MR_truncated" in r
-                                for p, r in win.errors.entries()), timeout=30_000)
+    qtbot.waitUntil(
+        lambda: any("MR_truncated" in p or "MR_truncated" in r for p, r in win.errors.entries()),
+        timeout=30_000,
+    )
     assert win.errors_dock.isVisible()
 
 

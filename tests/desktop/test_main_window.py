@@ -35,9 +35,16 @@ def _drag(qtbot, widget, button, a: QPoint, b: QPoint) -> None:
 
 def _wheel(widget, steps: int) -> None:
     centre = QPointF(widget.width() / 2, widget.height() / 2)
-    ev = QWheelEvent(centre, widget.mapToGlobal(centre), QPoint(0, 0), QPoint(0, 120 * steps),
-                     Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier,
-                     Qt.ScrollPhase.NoScrollPhase, False)
+    ev = QWheelEvent(
+        centre,
+        widget.mapToGlobal(centre),
+        QPoint(0, 0),
+        QPoint(0, 120 * steps),
+        Qt.MouseButton.NoButton,
+        Qt.KeyboardModifier.NoModifier,
+        Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
     QApplication.sendEvent(widget, ev)
 
 
@@ -60,8 +67,7 @@ def _geometric_order(ct_dir: Path) -> list[str]:
         ds = pydicom.dcmread(f, stop_before_pixels=True)
         o = np.array([float(v) for v in ds.ImageOrientationPatient])
         normal = np.cross(o[:3], o[3:])
-        keyed.append((float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)),
-                      str(f)))
+        keyed.append((float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)), str(f)))
     return [path for _pos, path in sorted(keyed)]
 
 
@@ -151,8 +157,13 @@ def test_whole_window_on_real_ct(qtbot, window, ct_dir: Path) -> None:
 
     # ROI in air at the image corner: about -1000 HU, matching pydicom on the same pixels
     win.actions_by_name["ROI"].trigger()
-    _drag(qtbot, win.viewport, Qt.MouseButton.LeftButton, _screen(win, (40, 40)),
-          _screen(win, (120, 120)))
+    _drag(
+        qtbot,
+        win.viewport,
+        Qt.MouseButton.LeftButton,
+        _screen(win, (40, 40)),
+        _screen(win, (120, 120)),
+    )
     roi = next(m for m in st.measurements_on_slice(66) if m.kind == "roi")
     stats = roi_stats(st.current_frame().values, roi.p0, roi.p1, (rs, cs), "HU")
     assert stats is not None
@@ -160,14 +171,18 @@ def test_whole_window_on_real_ct(qtbot, window, ct_dir: Path) -> None:
     assert -1000 <= stats.mean <= -980
     r0, r1 = sorted((roi.p0[1], roi.p1[1]))
     c0_, c1_ = sorted((roi.p0[0], roi.p1[0]))
-    region = hu[math.ceil(r0 - 0.5):math.floor(r1 - 0.5) + 1,
-                math.ceil(c0_ - 0.5):math.floor(c1_ - 0.5) + 1]
+    region = hu[
+        math.ceil(r0 - 0.5) : math.floor(r1 - 0.5) + 1,
+        math.ceil(c0_ - 0.5) : math.floor(c1_ - 0.5) + 1,
+    ]
     assert stats.pixels == region.size
     assert math.isclose(stats.mean, region.mean(), abs_tol=1e-3)
 
     # tag browser shows the current instance's header
-    qtbot.waitUntil(lambda: win.tags.values_by_keyword().get("SOPInstanceUID")
-                    == str(ds.SOPInstanceUID), timeout=10_000)
+    qtbot.waitUntil(
+        lambda: win.tags.values_by_keyword().get("SOPInstanceUID") == str(ds.SOPInstanceUID),
+        timeout=10_000,
+    )
     assert win.tags.values_by_keyword()["PatientName"] == str(ds.PatientName)
 
     # one toggle hides the patient everywhere: overlay, browser, title, tags
@@ -178,8 +193,9 @@ def test_whole_window_on_real_ct(qtbot, window, ct_dir: Path) -> None:
     assert name not in corner_text(st).all_text()
     assert name not in win.windowTitle()
     assert name not in win.browser.topLevelItem(0).text(0)
-    qtbot.waitUntil(lambda: win.tags.values_by_keyword().get("PatientName") == "***",
-                    timeout=10_000)
+    qtbot.waitUntil(
+        lambda: win.tags.values_by_keyword().get("PatientName") == "***", timeout=10_000
+    )
 
     # cine plays through slices until stopped
     vp.cine_fps = 60
@@ -224,8 +240,12 @@ def test_opening_another_study_shows_it_unless_measurements_would_be_lost(
     mr = dicom_data / "plotly__dash-vtk" / "demos" / "data" / "mri_brain"
     cr = Path(__file__).resolve().parents[2] / "resources" / "sample" / "chest_cr"
     win.open_paths([mr])
-    qtbot.waitUntil(lambda: st.series is not None and st.series.modality == "MR"
-                    and not win.controller.indexing, timeout=60_000)
+    qtbot.waitUntil(
+        lambda: (
+            st.series is not None and st.series.modality == "MR" and not win.controller.indexing
+        ),
+        timeout=60_000,
+    )
     win.open_paths([cr])
     qtbot.waitUntil(lambda: st.series.modality == "CR", timeout=60_000)  # the study just opened
     mr_series = next(s for _p, _st, s in st.index.iter_series() if s.modality == "MR")

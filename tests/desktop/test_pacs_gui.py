@@ -63,8 +63,12 @@ def _events(ws: Workstation, event_type: EventType):  # type: ignore[no-untyped-
     return list(ws.audit.iter_events(event_type=event_type))
 
 
-def test_file_menu_search_retrieve_open_is_audited(qtbot, window, ws: Workstation,  # type: ignore[no-untyped-def]
-                                                   orthanc: OrthancServer) -> None:
+def test_file_menu_search_retrieve_open_is_audited(
+    qtbot,
+    window,
+    ws: Workstation,  # type: ignore[no-untyped-def]
+    orthanc: OrthancServer,
+) -> None:
     settings = Settings(pacs=[PacsNode(name="orthanc", url=orthanc.dicomweb)], pacs_cache_gb=0.5)
     gui = install_pacs(window, ws, settings)
     assert gui.cache.max_bytes == 512 * 1024**2  # the settings' limit
@@ -82,14 +86,16 @@ def test_file_menu_search_retrieve_open_is_audited(qtbot, window, ws: Workstatio
     window.viewport.painted.connect(painted.append)
     panel.retrieve_button.click()
     qtbot.waitUntil(lambda: panel.retrieve is not None and panel.retrieve.done, timeout=30_000)
-    qtbot.waitUntil(lambda: window.state.slice_count == 3 and window.state.loaded_count == 3,
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: window.state.slice_count == 3 and window.state.loaded_count == 3, timeout=30_000
+    )
     assert painted  # a slice is on screen
     assert panel.opened_first
     assert "Retrieved 3 instance(s)" in panel.status.text()
     series = window.state.series
-    cached = gui.cache.complete_paths(window.state.context()[1].study_instance_uid,
-                                      series.series_instance_uid)
+    cached = gui.cache.complete_paths(
+        window.state.context()[1].study_instance_uid, series.series_instance_uid
+    )
     assert cached is not None
     assert len(cached) == 3
     assert all(str(p).startswith(str(gui.cache.root)) for p in cached)
@@ -99,12 +105,17 @@ def test_file_menu_search_retrieve_open_is_audited(qtbot, window, ws: Workstatio
     assert all(e.details["node"] == "orthanc" for e in queries)
     transferred = _events(ws, EventType.from_name("DICOM Instances Transferred"))
     assert [(e.user, e.outcome, e.details["instances"]) for e in transferred] == [("rad", 0, "3")]
-    assert {"kind": "series", "id": series.series_instance_uid, "name": ""} in \
-        transferred[0].objects
+    assert {"kind": "series", "id": series.series_instance_uid, "name": ""} in transferred[
+        0
+    ].objects
 
 
-def test_export_of_accepted_result_lands_in_orthanc(qtbot, window, ws: Workstation,  # type: ignore[no-untyped-def]
-                                                    orthanc: OrthancServer) -> None:
+def test_export_of_accepted_result_lands_in_orthanc(
+    qtbot,
+    window,
+    ws: Workstation,  # type: ignore[no-untyped-def]
+    orthanc: OrthancServer,
+) -> None:
     import pydicom
 
     nodes = [PacsNode(name="down", url=_dead_url()), PacsNode(name="orthanc", url=orthanc.dicomweb)]
@@ -143,21 +154,28 @@ def test_export_of_accepted_result_lands_in_orthanc(qtbot, window, ws: Workstati
     assert outcome.study_uid == source.StudyInstanceUID
     assert export.status.text().startswith("Exported to 'orthanc': SR")
     exported = _events(ws, EventType.EXPORT)[-1]
-    assert (exported.user, exported.outcome, exported.details["result_id"]) == \
-        ("rad", 0, result.result_id)
+    assert (exported.user, exported.outcome, exported.details["result_id"]) == (
+        "rad",
+        0,
+        result.result_id,
+    )
 
     client = PacsClient(nodes[1], null_sink)
     try:
-        sr_series = [s for s in client.search_series(str(source.StudyInstanceUID))
-                     if s.modality == "SR"]
+        sr_series = [
+            s for s in client.search_series(str(source.StudyInstanceUID)) if s.modality == "SR"
+        ]
         assert len(sr_series) == 1
         sop = outcome.stored[0]
         sr = client.retrieve_instance(str(source.StudyInstanceUID), sr_series[0].series_uid, sop)
     finally:
         client.close()
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
-    refs = [i.ReferencedSOPInstanceUID for s in evidence.ReferencedSeriesSequence
-            for i in s.ReferencedSOPSequence]
+    refs = [
+        i.ReferencedSOPInstanceUID
+        for s in evidence.ReferencedSeriesSequence
+        for i in s.ReferencedSOPSequence
+    ]
     assert refs == [source.SOPInstanceUID]
     ai = [e for e in sr.ContributingEquipmentSequence if e.Manufacturer == "DoctorAI"]
     assert [e.SoftwareVersions for e in ai] == [result.provenance.model_version]  # IHE AIR

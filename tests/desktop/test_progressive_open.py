@@ -60,14 +60,18 @@ def test_first_image_before_indexing_then_geometric_order(qtbot, window, shuffle
     def on_first(uid: str) -> None:
         # runs on the GUI thread while the index job has not delivered its index
         ref = st.current_slice()
-        seen.update(uid=uid, indexing=ctl.indexing, indexed="indexed" in ctl.timings,
-                    frame=st.current_frame(), path=ref.instance.path if ref else None,
-                    slices=st.slice_count)
+        seen.update(
+            uid=uid,
+            indexing=ctl.indexing,
+            indexed="indexed" in ctl.timings,
+            frame=st.current_frame(),
+            path=ref.instance.path if ref else None,
+            slices=st.slice_count,
+        )
         # the user works on the provisional image: W/L, zoom, a measurement
         vp.set_window(-600.0, 1500.0, preset="lung")
         vp.zoom_by(2.0)
-        st.add_measurement(Measurement("length", vp.slice_index, (100.0, 256.0),
-                                       (400.0, 256.0)))
+        st.add_measurement(Measurement("length", vp.slice_index, (100.0, 256.0), (400.0, 256.0)))
 
     ctl.first_image_shown.connect(on_first)
     win.open_paths([shuffled_ct[0].parent])
@@ -106,8 +110,9 @@ def test_first_image_before_indexing_then_geometric_order(qtbot, window, shuffle
     assert seen["frame"] is st.frames[start]
 
 
-def test_side_series_guess_gives_way_to_main_stack(qtbot, window, ct_dir: Path,
-                                                   dicom_data: Path, tmp_path: Path) -> None:
+def test_side_series_guess_gives_way_to_main_stack(
+    qtbot, window, ct_dir: Path, dicom_data: Path, tmp_path: Path
+) -> None:
     """The middle file is a lone MR image: it shows first, then the CT stack (the largest
     series) takes over, as it would have without the provisional image."""
     mr = dicom_data.joinpath(*MR_PARTS)
@@ -122,7 +127,8 @@ def test_side_series_guess_gives_way_to_main_stack(qtbot, window, ct_dir: Path,
     win, st, ctl = window, window.state, window.controller
     first: list[str] = []
     ctl.first_image_shown.connect(
-        lambda _uid: first.append(st.series.modality if st.series else ""))
+        lambda _uid: first.append(st.series.modality if st.series else "")
+    )
     win.open_paths([folder])
     qtbot.waitUntil(lambda: "series_loaded" in ctl.timings, timeout=LOAD_TIMEOUT_MS)
     assert first == ["MR"]
@@ -130,7 +136,8 @@ def test_side_series_guess_gives_way_to_main_stack(qtbot, window, ct_dir: Path,
     assert st.series.modality == "CT"
     assert st.slice_count == st.loaded_count == 20
     assert [r.instance.path for r in st.slices] == _geometric_order(
-        [folder / f"{'a' if i < 10 else 'c'}{i:03d}.dcm" for i in range(20)])
+        [folder / f"{'a' if i < 10 else 'c'}{i:03d}.dcm" for i in range(20)]
+    )
 
 
 def test_cancel_while_indexing_keeps_first_image(qtbot, window, shuffled_ct) -> None:

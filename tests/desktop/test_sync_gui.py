@@ -61,9 +61,15 @@ class RemoteServer:
     env: dict[str, str]
 
     def enrol_code(self) -> str:
-        out = subprocess.run([sys.executable, "-m", "backend", "enrol-code", "--data-dir",
-                              str(self.data_dir)], env=self.env, cwd=REPO, capture_output=True,
-                             text=True, timeout=60, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "backend", "enrol-code", "--data-dir", str(self.data_dir)],
+            env=self.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         return out.stdout.strip().splitlines()[-1]
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
@@ -74,14 +80,22 @@ class RemoteServer:
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteServer]:
     data = tmp_path_factory.mktemp("remote-backend")
-    env = {**os.environ, "DOCTORAI_BACKEND_JWT_SECRET": uuid.uuid4().hex,
-           "DOCTORAI_BACKEND_RATE_PER_S": "1000", "DOCTORAI_BACKEND_RATE_BURST": "1000"}
+    env = {
+        **os.environ,
+        "DOCTORAI_BACKEND_JWT_SECRET": uuid.uuid4().hex,
+        "DOCTORAI_BACKEND_RATE_PER_S": "1000",
+        "DOCTORAI_BACKEND_RATE_BURST": "1000",
+    }
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "backend", "serve", "--data-dir", str(data),
-                             "--port", str(port)], env=env, cwd=REPO,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backend", "serve", "--data-dir", str(data), "--port", str(port)],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -170,7 +184,8 @@ def test_not_configured_says_so_and_runs_nothing(qtbot, ws: Workstation) -> None
 
 
 def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignore[no-untyped-def]
-        qtbot, window, ws: Workstation, remote: RemoteServer) -> None:
+    qtbot, window, ws: Workstation, remote: RemoteServer
+) -> None:
     window.ai.set_results(StoredResults(ws))
     open_for_ai(qtbot, window, CR)
     window.ai.run_image_button.click()
@@ -180,8 +195,12 @@ def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignor
         assert window.ai.decide("accepted")
     result_id = window.ai.current_result()[0].result_id
     # a long working day offline: 2,000 more audit events wait in the real outbox
-    ws.audit.append_many([AuditEvent(EventType.INSTANCES_ACCESSED, user="rad", role="radiologist")
-                          for _ in range(2000)])
+    ws.audit.append_many(
+        [
+            AuditEvent(EventType.INSTANCES_ACCESSED, user="rad", role="radiologist")
+            for _ in range(2000)
+        ]
+    )
     queued = StoreOutbox(ws.db).count_unsent()
     assert queued >= 2001
 
@@ -198,8 +217,9 @@ def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignor
         qtbot.waitUntil(lambda: sync.status.snapshot.state == "online", timeout=120_000)
         meter.stop()
         widget = window.sync_status_widget
-        qtbot.waitUntil(lambda: widget.text.text().startswith("Sync: online - nothing waiting"),
-                        timeout=5_000)
+        qtbot.waitUntil(
+            lambda: widget.text.text().startswith("Sync: online - nothing waiting"), timeout=5_000
+        )
         assert "last synced" in widget.text.text()
         assert StoreOutbox(ws.db).count_unsent() == 0
         took = time.perf_counter() - t_install
@@ -207,8 +227,11 @@ def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignor
         assert meter.ticks > 100  # the GUI loop ran all along
         assert meter.worst < MAX_STALL_S, f"GUI thread stalled {meter.worst * 1000:.0f} ms"
         device = CredentialStore(remote.url).require_device().device_id  # enrolled by the loop
-        got = remote.query("SELECT decision, model_id FROM results WHERE device_id = ? AND "
-                           "client_id = ?", device, result_id)
+        got = remote.query(
+            "SELECT decision, model_id FROM results WHERE device_id = ? AND client_id = ?",
+            device,
+            result_id,
+        )
         assert got == [("accepted", "chest-xray-pneumonia")]
         (events,) = remote.query("SELECT COUNT(*) FROM audit_events WHERE device_id = ?", device)
         assert events[0] == ws.audit.chain_head()[0] + 1 - _unsent_audit(ws)
@@ -221,21 +244,28 @@ def _unsent_audit(ws: Workstation) -> int:
     return sum(1 for r in StoreOutbox(ws.db).fetch_unsent(10_000) if r.kind == "audit")
 
 
-def test_unreachable_server_sync_now_and_quick_stop(qtbot, ws: Workstation, server: LiveServer,  # type: ignore[no-untyped-def]
-                                                    ) -> None:
+def test_unreachable_server_sync_now_and_quick_stop(
+    qtbot,
+    ws: Workstation,
+    server: LiveServer,  # type: ignore[no-untyped-def]
+) -> None:
     with socket.socket() as s:  # a port nobody listens on: the server is "down"
         s.bind(("127.0.0.1", 0))
         dead = f"http://127.0.0.1:{s.getsockname()[1]}"
-    CredentialStore(dead).save_device(CredentialStore(server.url).device()  # type: ignore[arg-type]
-                                      or _enrol(server))
+    CredentialStore(dead).save_device(
+        CredentialStore(server.url).device()  # type: ignore[arg-type]
+        or _enrol(server)
+    )
     queued = StoreOutbox(ws.db).count_unsent()
     win = _bare_window(qtbot)
     sync = install_sync(win, ws, _settings(dead), backoff=FAST)
     assert sync is not None
     widget = win.sync_status_widget  # type: ignore[attr-defined]
     try:
-        qtbot.waitUntil(lambda: widget.text.text() == f"Sync: offline - {queued} waiting to send",
-                        timeout=20_000)
+        qtbot.waitUntil(
+            lambda: widget.text.text() == f"Sync: offline - {queued} waiting to send",
+            timeout=20_000,
+        )
         assert "nothing is lost" in widget.toolTip()
         assert "cannot connect" in widget.toolTip()
         passes = sync.passes
@@ -274,8 +304,11 @@ def _sync_until_online(qtbot, ws: Workstation, settings: Settings):  # type: ign
     return sync
 
 
-def test_restored_older_database_alerts_the_user(qtbot, tmp_path: Path,  # type: ignore[no-untyped-def]
-                                                 server: LiveServer) -> None:
+def test_restored_older_database_alerts_the_user(
+    qtbot,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    server: LiveServer,
+) -> None:
     path, backup = tmp_path / "fork.db", tmp_path / "old-copy.db"
     settings = _settings(server.url, code=server.enrol_code())
     ws = _open_ws(path, first=True)

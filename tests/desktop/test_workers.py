@@ -33,8 +33,14 @@ def test_progress_result_finished(qtbot, runner) -> None:
     seen: list[int] = []
     results: list[int] = []
     done: list[object] = []
-    job = runner.start("count", counting, 5, on_progress=seen.append, on_result=results.append,
-                       on_finished=done.append)
+    job = runner.start(
+        "count",
+        counting,
+        5,
+        on_progress=seen.append,
+        on_result=results.append,
+        on_finished=done.append,
+    )
     qtbot.waitUntil(lambda: bool(done), timeout=5_000)
     assert seen == [0, 1, 2, 3, 4]
     assert results == [5]

@@ -10,7 +10,6 @@ from tests.imaging.refdata import CT_STACK, CT_TS
 
 
 @pytest.fixture
-
 def ct_stack(dicom_data: Path) -> Path:
     return dicom_data / CT_STACK
 

@@ -21,5 +21,3 @@ def instance(path: Path) -> Instance:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return read_header(str(path), require_uids=False).instance
-
-

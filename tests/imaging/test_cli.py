@@ -19,8 +19,7 @@ from tests.imaging.refdata import CT_TS, PYDICOM_TF, WG04, instance
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_inspect_json(ct_stack: Path, dicom_data: Path, capsys: pytest.CaptureFixture[str]
-                      ) -> None:
+def test_inspect_json(ct_stack: Path, dicom_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
     broken = dicom_data / PYDICOM_TF / "MR_truncated.dcm"
     code = cli.main(["inspect", str(ct_stack), str(broken), "--json"])
     assert code == 0
@@ -35,8 +34,9 @@ def test_inspect_json(ct_stack: Path, dicom_data: Path, capsys: pytest.CaptureFi
     assert "truncated" in data["errors"][0]["reason"]
 
 
-def test_inspect_text_lists_errors_on_stderr(dicom_data: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_text_lists_errors_on_stderr(
+    dicom_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     enhanced = dicom_data / "neurolabusc__dcm_qa_enh/In/Philips/IM_0027_fMAP.dcm"
     missing = "/no/such/folder"
     assert cli.main(["inspect", str(enhanced), missing]) == 0
@@ -59,14 +59,17 @@ def test_render_frame_and_default_window(dicom_data: Path, tmp_path: Path) -> No
     path = dicom_data / "neurolabusc__dcm_qa_enh/In/Philips/IM_0027_fMAP.dcm"
     out = tmp_path / "mr.png"
     assert cli.main(["render", str(path), "--out", str(out), "--frame", "10"]) == 0
-    np.testing.assert_array_equal(np.asarray(Image.open(out)),
-                                  render(read_frame(instance(path), 10)))
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(out)), render(read_frame(instance(path), 10))
+    )
 
 
-def test_render_failure_is_clear(dicom_data: Path, tmp_path: Path,
-                                 capsys: pytest.CaptureFixture[str]) -> None:
-    path = (dicom_data / CT_TS /
-            "CTImage.dcm_JPEGProcess6_8TransferSyntax_1.2.840.10008.1.2.4.53.dcm")
+def test_render_failure_is_clear(
+    dicom_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = (
+        dicom_data / CT_TS / "CTImage.dcm_JPEGProcess6_8TransferSyntax_1.2.840.10008.1.2.4.53.dcm"
+    )
     out = tmp_path / "x.png"
     assert cli.main(["render", str(path), "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -83,7 +86,11 @@ def test_render_subprocess_colour(dicom_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "us.png"
     proc = subprocess.run(
         [sys.executable, "-m", "desktop.launcher", "render", str(path), "--out", str(out)],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     img = np.asarray(Image.open(out))
@@ -91,8 +98,9 @@ def test_render_subprocess_colour(dicom_data: Path, tmp_path: Path) -> None:
     np.testing.assert_array_equal(img, read_frame(instance(path)).values)
 
 
-def test_inspect_and_render_are_audited(dicom_data: Path, tmp_path: Path,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_inspect_and_render_are_audited(
+    dicom_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Reading patient data from the CLI leaves an Instances Accessed / Export event each."""
     from core.audit.log import AuditLog
     from core.audit.vocabulary import EventType
@@ -121,9 +129,12 @@ def test_inspect_and_render_are_audited(dicom_data: Path, tmp_path: Path,
     assert any(o["id"] == header.sop_instance_uid for o in export.objects)
 
 
-def test_commands_refuse_to_run_unaudited(dicom_data: Path, tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch,
-                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_refuse_to_run_unaudited(
+    dicom_data: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """No keyring (so no audit trail): the command reads nothing and says why."""
     import keyring
     from keyring.backends.fail import Keyring as FailKeyring

@@ -67,8 +67,13 @@ def test_invert_default_and_override() -> None:
 
 def test_voi_lut_used_when_no_window_given() -> None:
     lut = np.array([0, 1000, 2000, 4095], dtype=np.float32)  # 12-bit output
-    f = _frame([-5.0, 10.0, 11.0, 12.0, 13.0, 99.0], voi_lut=lut, voi_lut_first=10,
-               voi_lut_bits=12, windows=[(0.0, 1.0)])
+    f = _frame(
+        [-5.0, 10.0, 11.0, 12.0, 13.0, 99.0],
+        voi_lut=lut,
+        voi_lut_first=10,
+        voi_lut_bits=12,
+        windows=[(0.0, 1.0)],
+    )
     expected = [0, 0, 1000, 2000, 4095, 4095]
     got = render(f)[0].tolist()
     assert got == [int(np.floor(v * 255 / 4095 + 0.5)) for v in expected]
@@ -100,8 +105,12 @@ needs_dcmtk = pytest.mark.skipif(
 
 def _dcmtk(path: Path, out: Path, *options: str) -> np.ndarray:
     assert DCMJ2PNM is not None
-    subprocess.run([DCMJ2PNM, "--write-png", *options, str(path), str(out)], check=True,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [DCMJ2PNM, "--write-png", *options, str(path), str(out)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return np.asarray(Image.open(out))
 
 
@@ -125,8 +134,9 @@ CASES = [
 
 @needs_dcmtk
 @pytest.mark.parametrize(("rel", "options"), CASES, ids=lambda v: str(v)[-24:])
-def test_render_matches_dcmj2pnm(dicom_data: Path, tmp_path: Path, rel: str,
-                                 options: tuple[str, ...]) -> None:
+def test_render_matches_dcmj2pnm(
+    dicom_data: Path, tmp_path: Path, rel: str, options: tuple[str, ...]
+) -> None:
     path = dicom_data / rel
     theirs = _dcmtk(path, tmp_path / "dcmtk.png", *options)
     frame = read_frame(instance(path))
@@ -145,8 +155,12 @@ def test_monochrome1_matches_dcmj2pnm(dicom_data: Path, tmp_path: Path) -> None:
     ours = render(read_frame(instance(path)))
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
     # and it really is inverted: a plain MONOCHROME2 rendering differs
-    assert np.abs(render(read_frame(instance(path)), invert=False).astype(int)
-                  - theirs.astype(int)).mean() > 50
+    assert (
+        np.abs(
+            render(read_frame(instance(path)), invert=False).astype(int) - theirs.astype(int)
+        ).mean()
+        > 50
+    )
 
 
 @needs_dcmtk

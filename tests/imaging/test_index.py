@@ -113,7 +113,8 @@ def test_zip_folder_and_dicomdir(ct_stack: Path, tmp_path: Path) -> None:
     # The same folder walked directly gives the same instances, not duplicates.
     walked = _only_series(build_index([media]))
     assert sorted(i.sop_instance_uid for i in walked.instances) == sorted(
-        i.sop_instance_uid for i in series.instances)
+        i.sop_instance_uid for i in series.instances
+    )
 
 
 def test_plain_png_is_its_own_study(tmp_path: Path, ct_stack: Path) -> None:
@@ -146,8 +147,9 @@ def _absurd(tmp_path: Path, dicom_data: Path) -> Path:
     return path
 
 
-def test_absurd_dimensions_rejected_without_big_allocation(tmp_path: Path,
-                                                           dicom_data: Path) -> None:
+def test_absurd_dimensions_rejected_without_big_allocation(
+    tmp_path: Path, dicom_data: Path
+) -> None:
     path = _absurd(tmp_path, dicom_data)
     tracemalloc.start()
     try:
@@ -177,7 +179,7 @@ def test_huge_element_length_does_not_exhaust_memory(tmp_path: Path, dicom_data:
     data = bytearray((dicom_data / CT_TS / "CTImage.dcm").read_bytes())
     at = data.find(b"\x08\x00\x30\x10")  # (0008,1030) Study Description, implicit VR
     assert at > 0
-    data[at + 4:at + 8] = (0xFFFFFFF0).to_bytes(4, "little")  # declares ~4 GiB
+    data[at + 4 : at + 8] = (0xFFFFFFF0).to_bytes(4, "little")  # declares ~4 GiB
     path = tmp_path / "huge_length.dcm"
     path.write_bytes(bytes(data))
     tracemalloc.start()

@@ -32,10 +32,18 @@ class Ref:
 
 CATALOGUE = [
     Ref(f"{CT_TS}/CTImage.dcm", (512, 512), "float32", units="HU"),
-    Ref(f"{CT_TS}/CTImage.dcm_BigEndianExplicitTransferSyntax_1.2.840.10008.1.2.2.dcm",
-        (512, 512), "float32", units="HU"),
-    Ref(f"{CT_TS}/CTImage.dcm_JPEG2000TransferSyntax_1.2.840.10008.1.2.4.91.dcm",
-        (512, 512), "float32", units="HU"),
+    Ref(
+        f"{CT_TS}/CTImage.dcm_BigEndianExplicitTransferSyntax_1.2.840.10008.1.2.2.dcm",
+        (512, 512),
+        "float32",
+        units="HU",
+    ),
+    Ref(
+        f"{CT_TS}/CTImage.dcm_JPEG2000TransferSyntax_1.2.840.10008.1.2.4.91.dcm",
+        (512, 512),
+        "float32",
+        units="HU",
+    ),
     Ref(f"{WG04}/RG1_J2KI.dcm", (1955, 1841), "float32", invert=True),
     Ref(f"{WG04}/US1_UNCR.dcm", (480, 640, 3), "uint8", color=True),
     Ref(f"{WG04}/OBXXXX1A.dcm", (600, 800, 3), "uint8", color=True),
@@ -71,9 +79,9 @@ def raw_pixel_bytes(path: Path, nbytes: int, explicit: bool) -> bytes:
     data = path.read_bytes()
     at = data.rfind(b"\xe0\x7f\x10\x00")
     header = 12 if explicit else 8
-    length = int.from_bytes(data[at + header - 4:at + header], "little")
+    length = int.from_bytes(data[at + header - 4 : at + header], "little")
     assert length >= nbytes
-    return data[at + header:at + header + nbytes]
+    return data[at + header : at + header + nbytes]
 
 
 def _raw_ct(dicom_data: Path) -> np.ndarray:
@@ -86,21 +94,34 @@ def test_uncompressed_ct_is_raw_bytes_times_slope_plus_intercept(dicom_data: Pat
     path = dicom_data / CT_TS / "CTImage.dcm"
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     expected = _raw_ct(dicom_data).astype(np.float64) * float(ds.RescaleSlope) + float(
-        ds.RescaleIntercept)
+        ds.RescaleIntercept
+    )
     frame = read_frame(instance(path))
     np.testing.assert_array_equal(frame.values, expected.astype(np.float32))
-    assert frame.windows[0] == (float(ds.WindowCenter[0] if ds["WindowCenter"].VM > 1
-                                      else ds.WindowCenter),
-                                float(ds.WindowWidth[0] if ds["WindowWidth"].VM > 1
-                                      else ds.WindowWidth))
+    assert frame.windows[0] == (
+        float(ds.WindowCenter[0] if ds["WindowCenter"].VM > 1 else ds.WindowCenter),
+        float(ds.WindowWidth[0] if ds["WindowWidth"].VM > 1 else ds.WindowWidth),
+    )
 
 
-LOSSLESS = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2",
-            "1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
-            "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.5"]
+LOSSLESS = [
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.90",
+    "1.2.840.10008.1.2.5",
+]
 # Lossy: (max |error| in HU, mean |error| in HU) allowed against the uncompressed slice.
-LOSSY = {"1.2.840.10008.1.2.4.50": (100.0, 30.0), "1.2.840.10008.1.2.4.51": (60.0, 8.0),
-         "1.2.840.10008.1.2.4.81": (4.0, 1.5), "1.2.840.10008.1.2.4.91": (20.0, 2.0)}
+LOSSY = {
+    "1.2.840.10008.1.2.4.50": (100.0, 30.0),
+    "1.2.840.10008.1.2.4.51": (60.0, 8.0),
+    "1.2.840.10008.1.2.4.81": (4.0, 1.5),
+    "1.2.840.10008.1.2.4.91": (20.0, 2.0),
+}
 
 
 def _variant(dicom_data: Path, uid: str) -> Path:
@@ -153,8 +174,9 @@ def test_signed_12_bit_sign_extended_from_high_bit(dicom_data: Path) -> None:
     path = dicom_data / SIGNED_12
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     assert (ds.BitsStored, ds.HighBit, ds.PixelRepresentation) == (12, 11, 1)
-    words = np.frombuffer(raw_pixel_bytes(path, 384 * 384 * 2, explicit=True),
-                          dtype="<u2").astype(np.int32)
+    words = np.frombuffer(raw_pixel_bytes(path, 384 * 384 * 2, explicit=True), dtype="<u2").astype(
+        np.int32
+    )
     by_hand = ((words & 0xFFF) ^ 0x800) - 0x800  # two's complement of the low 12 bits
     values = read_frame(instance(path)).values
     np.testing.assert_array_equal(values.ravel(), by_hand.astype(np.float32))
@@ -167,7 +189,7 @@ def test_enhanced_mr_frame_uses_its_own_rescale(dicom_data: Path) -> None:
     k = 37
     item = ds.PerFrameFunctionalGroupsSequence[k].PixelValueTransformationSequence[0]
     n = ds.Rows * ds.Columns
-    raw = np.frombuffer(ds.PixelData, dtype="<u2")[k * n:(k + 1) * n].reshape(ds.Rows, ds.Columns)
+    raw = np.frombuffer(ds.PixelData, dtype="<u2")[k * n : (k + 1) * n].reshape(ds.Rows, ds.Columns)
     expected = raw * float(item.RescaleSlope) + float(item.RescaleIntercept)
     frame = read_frame(instance(path), k)
     np.testing.assert_allclose(frame.values, expected, rtol=1e-6, atol=1e-4)
@@ -189,8 +211,9 @@ def test_rgb_uncompressed_matches_raw_bytes(dicom_data: Path) -> None:
     path = dicom_data / WG04 / "US1_UNCR.dcm"
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     assert ds.PlanarConfiguration == 0  # interleaved R, G, B
-    raw = np.frombuffer(raw_pixel_bytes(path, 480 * 640 * 3, explicit=True),
-                        dtype=np.uint8).reshape(480, 640, 3)
+    raw = np.frombuffer(
+        raw_pixel_bytes(path, 480 * 640 * 3, explicit=True), dtype=np.uint8
+    ).reshape(480, 640, 3)
     np.testing.assert_array_equal(read_frame(instance(path)).values, raw)
 
 
@@ -301,7 +324,9 @@ def test_zero_pixel_spacing_means_unknown_not_zero_mm() -> None:
     from core.imaging.pixels import read_frame
     from core.viewer.measure import length
 
-    path = Path(__file__).resolve().parents[2] / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
+    path = (
+        Path(__file__).resolve().parents[2] / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
+    )
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     assert [float(v) for v in ds.PixelSpacing] == [0.0, 0.0]
     instance = read_header(str(path), require_uids=False).instance

@@ -51,8 +51,9 @@ def test_first_image_skips_files_that_are_not_images(ct_stack: Path, tmp_path: P
     assert first_image(good, cancel=lambda: True) is None
 
 
-def test_iter_load_slices_loads_only_the_given_slices_first_first(ct_stack: Path,
-                                                                 tmp_path: Path) -> None:
+def test_iter_load_slices_loads_only_the_given_slices_first_first(
+    ct_stack: Path, tmp_path: Path
+) -> None:
     files = sorted(ct_stack.glob("*.dcm"))[:6]
     [(_p, _st, series)] = list(build_index([str(f) for f in files]).iter_series())
     refs = slice_refs(series)

@@ -41,13 +41,19 @@ def test_volume_matches_independent_hu(ct_stack: Path) -> None:
     assert volume.dtype == np.float32
     for k in (0, 67, 133):  # independently: pydicom's raw array, slope/intercept by hand
         ds = pydicom.dcmread(series.instances[k].path)
-        hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(
-            ds.RescaleIntercept)
+        hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
         np.testing.assert_array_equal(volume[k], hu.astype(np.float32))
 
 
-@pytest.mark.parametrize("rel", [f"{CT_TS}/CTImage.dcm", SIGNED_12, ENHANCED_MR,
-                                 "neurolabusc__dcm_qa_12bit/In/12bitUnsigned.dcm"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        f"{CT_TS}/CTImage.dcm",
+        SIGNED_12,
+        ENHANCED_MR,
+        "neurolabusc__dcm_qa_12bit/In/12bitUnsigned.dcm",
+    ],
+)
 def test_fast_path_equals_general_decoder(dicom_data: Path, rel: str) -> None:
     series = _series(build_index([dicom_data / rel]))
     inst = series.instances[0]
@@ -80,8 +86,9 @@ def test_iter_load_generic_path_from_zip(ct_stack: Path, tmp_path: Path) -> None
             zf.write(ct_stack / n, n)
     series = _series(build_index([archive]))
     assert not any(fast_path_ok(i) for i in series.instances)
-    direct = load_volume(_series(build_index([ct_stack / n for n in
-                                              ("1-020.dcm", "1-021.dcm", "1-022.dcm")])))
+    direct = load_volume(
+        _series(build_index([ct_stack / n for n in ("1-020.dcm", "1-021.dcm", "1-022.dcm")]))
+    )
     np.testing.assert_array_equal(load_volume(series), direct)
 
 
@@ -120,6 +127,6 @@ def test_colour_series_is_not_a_volume(dicom_data: Path) -> None:
     assert len(slice_refs(series)) == 1
     with pytest.raises(ValueError, match="colour"):
         load_volume(series)
-    (index, frame), = list(iter_load(series))
+    ((index, frame),) = list(iter_load(series))
     assert index == 0
     assert frame.is_color

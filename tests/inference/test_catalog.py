@@ -91,7 +91,6 @@ def test_colour_models_do_not_apply_to_greyscale_images() -> None:
 
 def test_a_greyscale_image_into_a_colour_model_is_refused_by_name() -> None:
     import numpy as np
-    import pytest
 
     from core.inference.catalog import load_catalog
     from models.preprocess import PreprocessError, preprocess_image

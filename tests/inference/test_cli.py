@@ -70,8 +70,11 @@ def _assert_audited(report: dict[str, object], heatmap: Path) -> None:
     kinds = [o["kind"] for o in run.objects]
     assert kinds == ["patient", "study", "series", "instance", "model", "result"]
     assert [o["kind"] for o in export.objects] == ["patient", "study", "series", "instance", "file"]
-    assert {"kind": "model", "id": "chest-xray-pneumonia@" + report["model"]["version"],  # type: ignore[index]
-            "name": ""} in run.objects
+    assert {
+        "kind": "model",
+        "id": "chest-xray-pneumonia@" + report["model"]["version"],  # type: ignore[index]
+        "name": "",
+    } in run.objects
     assert any(o["id"] == str(heatmap.resolve()) for o in export.objects)
 
 
@@ -130,8 +133,14 @@ def test_selftest_reports_each_model() -> None:
 def test_selftest_open_renders_a_file(dicom_data: Path, tmp_path: Path) -> None:
     src = dicom_data / "pydicom__pydicom-data" / "data_store" / "data" / "RG1_J2KI.dcm"
     proc = _doctorai(
-        "selftest", "--json", "--device", "cpu", "--models", "tabular-breast-cancer",
-        "--open", str(src),
+        "selftest",
+        "--json",
+        "--device",
+        "cpu",
+        "--models",
+        "tabular-breast-cancer",
+        "--open",
+        str(src),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     opened = json.loads(proc.stdout)["open"]

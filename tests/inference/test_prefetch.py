@@ -136,8 +136,16 @@ def test_decode_error_surfaces_and_cancel_stops_prefetch(
         return calls["n"] > 1
 
     with pytest.raises(InferenceCancelled):
-        run_images(manager, MODEL, mr_paths, refs[:1] * 8, batch_size=2, heatmap=False,
-                   cancel=cancel_after_first, decode=decode)
+        run_images(
+            manager,
+            MODEL,
+            mr_paths,
+            refs[:1] * 8,
+            batch_size=2,
+            heatmap=False,
+            cancel=cancel_after_first,
+            decode=decode,
+        )
     time.sleep(0.3)  # a prefetch still running would go on decoding here
     assert len(decoded) <= 4  # batch 1, and at most batch 2 already prefetched
     manager.shutdown()

@@ -55,7 +55,9 @@ def test_shadow_run_reports_agreement_with_the_shown_result(
         assert item["shadow"] is True
         assert item["rollout_id"] == 7
         assert (item["model_id"], item["model_version"], item["decision"]) == (
-            MODEL, "1.1.0", "none"
+            MODEL,
+            "1.1.0",
+            "none",
         )
         assert item["client_id"] != shown["result_id"]
         assert item["latency_ms"] > 0

@@ -11,8 +11,13 @@ from models.adapters.base import LoadedModel
 from models.manifest import ModelPackage, load_package
 
 ZOO = Path(__file__).resolve().parents[2] / "models" / "zoo"
-IMAGE_MODELS = ["chest-xray-pneumonia", "breast-ultrasound", "brain-tumour-mri",
-                "lung-colon-histopathology", "skin-lesion"]
+IMAGE_MODELS = [
+    "chest-xray-pneumonia",
+    "breast-ultrasound",
+    "brain-tumour-mri",
+    "lung-colon-histopathology",
+    "skin-lesion",
+]
 ALL_MODELS = [*IMAGE_MODELS, "tabular-breast-cancer"]
 
 _LOADED: dict[str, tuple[ModelPackage, LoadedModel]] = {}

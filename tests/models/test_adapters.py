@@ -44,7 +44,7 @@ def test_batched_equals_one_by_one(model_id: str, zoo_model: Getter) -> None:
     package, model = zoo_model(model_id)
     batch = _sample_batch(package)
     together = model.predict(batch)
-    apart = np.concatenate([model.predict(batch[i:i + 1]) for i in range(len(batch))])
+    apart = np.concatenate([model.predict(batch[i : i + 1]) for i in range(len(batch))])
     np.testing.assert_allclose(together, apart, atol=1e-5)
 
 

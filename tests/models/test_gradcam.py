@@ -15,13 +15,19 @@ from models.preprocess import preprocess_batch
 Getter = Callable[[str], tuple[ModelPackage, LoadedModel]]
 
 # (row, col, radius) inside the brain, away from the training/validation seeds' randomness
-CASES = [(20.0, 24.0, 6.0), (40.0, 40.0, 6.0), (30.0, 44.0, 5.0), (44.0, 22.0, 6.5),
-         (24.0, 38.0, 5.5)]
+CASES = [
+    (20.0, 24.0, 6.0),
+    (40.0, 40.0, 6.0),
+    (30.0, 44.0, 5.0),
+    (44.0, 22.0, 6.5),
+    (24.0, 38.0, 5.5),
+]
 
 
 @pytest.mark.parametrize(("row", "col", "radius"), CASES)
-def test_heatmap_peak_lies_in_lesion(row: float, col: float, radius: float,
-                                     zoo_model: Getter) -> None:
+def test_heatmap_peak_lies_in_lesion(
+    row: float, col: float, radius: float, zoo_model: Getter
+) -> None:
     package, model = zoo_model("brain-tumour-mri")
     rng = np.random.default_rng(int(row * 100 + col))
     image, mask = brain_slice(rng, lesion=True, lesion_center=(row, col), lesion_radius=radius)

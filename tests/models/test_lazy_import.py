@@ -37,8 +37,14 @@ print(json.dumps({"ids": sorted(p.id for p in packages),
 
 
 def _run(model_id: str) -> dict[str, object]:
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, model_id, json.dumps(FRAMEWORKS)],
-                          cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, model_id, json.dumps(FRAMEWORKS)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
     return result
@@ -47,8 +53,7 @@ def _run(model_id: str) -> dict[str, object]:
 def test_listing_imports_no_framework_and_xgboost_use_imports_only_xgboost() -> None:
     result = _run("tabular-breast-cancer")
     assert "chest-xray-pneumonia" in result["ids"]  # type: ignore[operator]
-    assert result["avail"] == {"keras": True, "torch": True, "xgboost": True,
-                               "transformers": True}
+    assert result["avail"] == {"keras": True, "torch": True, "xgboost": True, "transformers": True}
     assert result["before"] == []
     after = set(result["after"])  # type: ignore[arg-type]
     assert "xgboost" in after

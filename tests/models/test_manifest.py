@@ -139,8 +139,14 @@ def test_file_access_restricted_to_listed(package: Path) -> None:
         loaded.file("manifest.json")
 
 
-OUR_ZOO = ["chest-xray-pneumonia", "breast-ultrasound", "brain-tumour-mri",
-           "lung-colon-histopathology", "skin-lesion", "tabular-breast-cancer"]
+OUR_ZOO = [
+    "chest-xray-pneumonia",
+    "breast-ultrasound",
+    "brain-tumour-mri",
+    "lung-colon-histopathology",
+    "skin-lesion",
+    "tabular-breast-cancer",
+]
 
 
 @pytest.mark.parametrize("pkg", OUR_ZOO)

@@ -68,8 +68,10 @@ def test_verify_unknown_id_fails(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_verify_eval_reproduces_manifest_metrics(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["models", "verify", "--eval", "--json", "tabular-breast-cancer",
-                 "breast-ultrasound"]) == 0
+    assert (
+        main(["models", "verify", "--eval", "--json", "tabular-breast-cancer", "breast-ultrasound"])
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     for entry in report["results"]:
         assert entry["ok"], entry["problems"]

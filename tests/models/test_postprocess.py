@@ -10,10 +10,16 @@ from models.postprocess import decide, positive_scores, probabilities
 
 
 def _binary(**cal: object) -> OutputSpec:
-    return OutputSpec.model_validate({
-        "labels": ["normal", "pneumonia"], "positive_label": "pneumonia",
-        "thresholds": {"pneumonia": 0.3}, "activation": "softmax", "calibrated": True,
-        "calibration": {"method": "temperature", "temperature": 2.0, **cal}})
+    return OutputSpec.model_validate(
+        {
+            "labels": ["normal", "pneumonia"],
+            "positive_label": "pneumonia",
+            "thresholds": {"pneumonia": 0.3},
+            "activation": "softmax",
+            "calibrated": True,
+            "calibration": {"method": "temperature", "temperature": 2.0, **cal},
+        }
+    )
 
 
 def test_temperature_softmax_by_hand() -> None:
@@ -30,10 +36,15 @@ def test_threshold_not_argmax() -> None:
 
 
 def test_platt_single_logit_expands_to_label_order() -> None:
-    spec = OutputSpec.model_validate({
-        "labels": ["benign", "malignant"], "positive_label": "malignant",
-        "activation": "sigmoid", "calibrated": True,
-        "calibration": {"method": "platt", "a": 2.0, "b": -1.0}})
+    spec = OutputSpec.model_validate(
+        {
+            "labels": ["benign", "malignant"],
+            "positive_label": "malignant",
+            "activation": "sigmoid",
+            "calibrated": True,
+            "calibration": {"method": "platt", "a": 2.0, "b": -1.0},
+        }
+    )
     probs = probabilities(np.array([0.5, 3.0]), spec)
     p = 1 / (1 + np.exp(-(2.0 * np.array([0.5, 3.0]) - 1.0)))
     np.testing.assert_allclose(probs[:, 1], p, rtol=1e-6)

@@ -20,10 +20,21 @@ from models.preprocess import (
 )
 
 
-def _spec(steps: list[dict[str, Any]], size: tuple[int, int] = (4, 4), channels: int = 1,
-          layout: str = "NHWC") -> InputSpec:
-    return InputSpec.model_validate({"kind": "image", "size": list(size), "channels": channels,
-                                     "layout": layout, "preprocessing": steps})
+def _spec(
+    steps: list[dict[str, Any]],
+    size: tuple[int, int] = (4, 4),
+    channels: int = 1,
+    layout: str = "NHWC",
+) -> InputSpec:
+    return InputSpec.model_validate(
+        {
+            "kind": "image",
+            "size": list(size),
+            "channels": channels,
+            "layout": layout,
+            "preprocessing": steps,
+        }
+    )
 
 
 def test_window_maps_linearly_and_clips() -> None:
@@ -51,8 +62,15 @@ def test_monochrome1_frame_is_inverted_after_windowing() -> None:
 
 def test_resize_normalize_channels_and_layout() -> None:
     image = np.full((8, 6), 2.0, dtype=np.float32)
-    spec = _spec([{"op": "resize", "size": [4, 4]}, {"op": "normalize", "mean": 1.0, "std": 0.5},
-                  {"op": "to_channels", "n": 3}], channels=3, layout="NCHW")
+    spec = _spec(
+        [
+            {"op": "resize", "size": [4, 4]},
+            {"op": "normalize", "mean": 1.0, "std": 0.5},
+            {"op": "to_channels", "n": 3},
+        ],
+        channels=3,
+        layout="NCHW",
+    )
     out = preprocess_batch([image, image], spec, "m")
     assert out.shape == (2, 3, 4, 4)
     assert out.dtype == np.float32
@@ -67,12 +85,14 @@ def test_rgb_scale_and_to_grey() -> None:
 
 
 def test_failing_step_is_named() -> None:
-    spec = _spec([{"op": "scale", "factor": 1.0},
-                  {"op": "normalize", "mean": [0.1, 0.2], "std": [1.0, 1.0]}])
+    spec = _spec(
+        [{"op": "scale", "factor": 1.0}, {"op": "normalize", "mean": [0.1, 0.2], "std": [1.0, 1.0]}]
+    )
     with pytest.raises(PreprocessError) as err:
         preprocess_image(np.zeros((4, 4), np.float32), spec, "chest-xray-pneumonia")
     assert str(err.value).startswith(
-        "applying preprocessing step 'normalize' of model 'chest-xray-pneumonia': ")
+        "applying preprocessing step 'normalize' of model 'chest-xray-pneumonia': "
+    )
     assert "2 values given for 1 channel(s)" in str(err.value)
     assert err.value.step == "normalize"
 
@@ -105,8 +125,9 @@ def _real_frames(dicom_data: Path) -> list[tuple[str, Any]]:
     mr = sorted((dicom_data / _MR).glob("*.dcm"))
     if mr:
         paths.append(("MR 320x260", mr[len(mr) // 2]))
-    return [(name, read_frame(read_header(str(p), require_uids=False).instance))
-            for name, p in paths]
+    return [
+        (name, read_frame(read_header(str(p), require_uids=False).instance)) for name, p in paths
+    ]
 
 
 def test_stats_view_bounds_the_sample_and_keeps_small_images_whole() -> None:
@@ -144,8 +165,10 @@ def test_the_reused_window_buffer_never_leaks_into_a_result() -> None:
     still be its own array, equal to what a fresh computation gives."""
     rng = np.random.default_rng(3)
     first, second = (rng.normal(100, 40, (300, 260)).astype(np.float32) for _ in range(2))
-    steps = [{"op": "auto_window", "low_percentile": 1, "high_percentile": 99},
-             {"op": "resize", "size": [32, 32]}]
+    steps = [
+        {"op": "auto_window", "low_percentile": 1, "high_percentile": 99},
+        {"op": "resize", "size": [32, 32]},
+    ]
     resized = _spec(steps, (32, 32))
     a = preprocess_image(first, resized, "m")
     b = preprocess_image(second, resized, "m")

@@ -26,9 +26,11 @@ def test_example_loads_with_its_values(tmp_path: Path) -> None:
 
 def test_user_cannot_override_locked_keys(tmp_path: Path) -> None:
     user = tmp_path / "user.toml"
-    user.write_text('locked = []\n[sync]\nserver_url = "https://evil.example"\n'
-                    'interval_s = 5.0\n[inference]\ndevice = "cpu"\npreload = []\n'
-                    '[security]\nlock_timeout_min = 999\n')
+    user.write_text(
+        'locked = []\n[sync]\nserver_url = "https://evil.example"\n'
+        'interval_s = 5.0\n[inference]\ndevice = "cpu"\npreload = []\n'
+        "[security]\nlock_timeout_min = 999\n"
+    )
     s = load_settings(EXAMPLE, user)
     assert s.sync.server_url == "https://doctorai.hospital.example"  # locked
     assert s.inference.device == "auto"  # locked

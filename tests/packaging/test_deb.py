@@ -11,8 +11,10 @@ from pathlib import Path
 import deb
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None or shutil.which("dpkg") is None,
-                                reason="dpkg/dpkg-deb not installed (not a Debian system)")
+pytestmark = pytest.mark.skipif(
+    shutil.which("dpkg-deb") is None or shutil.which("dpkg") is None,
+    reason="dpkg/dpkg-deb not installed (not a Debian system)",
+)
 
 PROFILE = "home/alice/.local/share/DoctorAI"
 
@@ -35,16 +37,19 @@ def _deb(*args: str) -> str:
 
 def test_control_fields(package: Path) -> None:
     assert package.name == "doctorai_9.8.7_amd64.deb"
-    fields = {k: _deb("-f", str(package), k).strip()
-              for k in ("Package", "Version", "Architecture")}
+    fields = {
+        k: _deb("-f", str(package), k).strip() for k in ("Package", "Version", "Architecture")
+    }
     assert fields == {"Package": "doctorai", "Version": "9.8.7", "Architecture": "amd64"}
     assert "libxcb-cursor0" in _deb("-f", str(package), "Depends")
     assert int(_deb("-f", str(package), "Installed-Size")) >= 2  # the 2 KiB fake library
 
 
 def test_layout_and_modes(package: Path) -> None:
-    listing = {line.split()[-1].lstrip("."): line.split()[0] for line in
-               _deb("-c", str(package)).splitlines()}
+    listing = {
+        line.split()[-1].lstrip("."): line.split()[0]
+        for line in _deb("-c", str(package)).splitlines()
+    }
     assert listing["/opt/doctorai/doctorai"] == "-rwxr-xr-x"
     assert listing["/usr/bin/doctorai"] == "-rwxr-xr-x"
     assert "/opt/doctorai/_internal/libfake.so" in listing
@@ -66,16 +71,29 @@ def test_wrapper_runs_the_bundle(package: Path, tmp_path: Path) -> None:
     subprocess.run(["dpkg-deb", "-x", str(package), str(tmp_path)], check=True)
     wrapper = (tmp_path / "usr/bin/doctorai").read_text()
     assert "exec /opt/doctorai/doctorai" in wrapper
-    out = subprocess.run([str(tmp_path / "opt/doctorai/doctorai"), "--selftest"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [str(tmp_path / "opt/doctorai/doctorai"), "--selftest"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.strip() == "fake doctorai --selftest"
 
 
 def _dpkg(root: Path, *args: str, env: dict[str, str] | None = None) -> None:
-    cmd = ["dpkg", f"--instdir={root}", f"--admindir={root}/var/lib/dpkg", "--log=/dev/null",
-           "--force-script-chrootless", "--force-not-root", "--force-depends", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False,
-                          env={**os.environ, **(env or {})})
+    cmd = [
+        "dpkg",
+        f"--instdir={root}",
+        f"--admindir={root}/var/lib/dpkg",
+        "--log=/dev/null",
+        "--force-script-chrootless",
+        "--force-not-root",
+        "--force-depends",
+        *args,
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env={**os.environ, **(env or {})}
+    )
     assert proc.returncode == 0, proc.stderr
 
 

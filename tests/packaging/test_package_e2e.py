@@ -25,9 +25,10 @@ LOG = REPO / "build" / "ci_package_test.log"
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(os.environ.get("DOCTORAI_PACKAGE_TEST") != "1",
-                       reason="builds the installers (~15 min); set DOCTORAI_PACKAGE_TEST=1 "
-                              "(.ci/run does)"),
+    pytest.mark.skipif(
+        os.environ.get("DOCTORAI_PACKAGE_TEST") != "1",
+        reason="builds the installers (~15 min); set DOCTORAI_PACKAGE_TEST=1 (.ci/run does)",
+    ),
     pytest.mark.timeout(3600),
 ]
 
@@ -39,16 +40,24 @@ NEEDED_FREE_GB = 10
 def test_build_sign_verify_install_selftest() -> None:
     free_gb = shutil.disk_usage(REPO).free / 1024**3
     if free_gb < NEEDED_FREE_GB:
-        pytest.skip(f"only {free_gb:.1f} GB free under {REPO}; the package build needs "
-                    f"{NEEDED_FREE_GB} GB")
+        pytest.skip(
+            f"only {free_gb:.1f} GB free under {REPO}; the package build needs {NEEDED_FREE_GB} GB"
+        )
     for tool in ("dpkg", "dpkg-deb", "objdump", "readelf"):
         assert shutil.which(tool), f"'{tool}' is needed to build and check the .deb"
     LOG.parent.mkdir(exist_ok=True)
     env = {**os.environ, "PY": str(REPO / ".venv" / "bin" / "python")}
     env.pop("DOCTORAI_SKIP_PYINSTALLER", None)  # CI always builds from the tree under test
     with LOG.open("w") as log:
-        proc = subprocess.run([str(SCRIPT)], cwd=REPO, env=env, stdout=log,
-                              stderr=subprocess.STDOUT, check=False, timeout=3500)
+        proc = subprocess.run(
+            [str(SCRIPT)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            check=False,
+            timeout=3500,
+        )
     out = LOG.read_text(errors="replace")
     assert proc.returncode == 0, f"{SCRIPT.name} failed (full log: {LOG}):\n{out[-4000:]}"
     assert out.rstrip().endswith("ALL PASSED"), out[-2000:]

@@ -20,9 +20,15 @@ def run_selftest(*args: str, model: str | None = None) -> tuple[int, dict]:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     if model:
         env["DOCTORAI_SELFTEST_MODEL"] = model
-    proc = subprocess.run([sys.executable, "-m", "desktop.launcher", "--selftest", *args],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-                          check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "desktop.launcher", "--selftest", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     return proc.returncode, json.loads(proc.stdout)
 
 

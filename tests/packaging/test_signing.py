@@ -31,8 +31,13 @@ def release(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path
 
 
 def run_verify(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(VERIFY), *map(str, args)],
-                          capture_output=True, text=True, check=False, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(VERIFY), *map(str, args)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
 
 
 def test_signed_release_verifies(release: tuple[Path, Path, list[Path]]) -> None:
@@ -50,8 +55,9 @@ def test_sums_match_coreutils(release: tuple[Path, Path, list[Path]]) -> None:
     _public, dist, _artefacts = release
     if shutil.which("sha256sum") is None:
         pytest.skip("sha256sum (coreutils) not installed")
-    proc = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=dist, capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        ["sha256sum", "-c", "SHA256SUMS"], cwd=dist, capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -73,8 +79,12 @@ def test_tampered_sums_are_refused(release: tuple[Path, Path, list[Path]]) -> No
     public, dist, artefacts = release
     artefacts[1].write_bytes(b"evil")
     lines = (dist / "SHA256SUMS").read_text().splitlines()
-    fixed = [f"{rs.sha256_file(artefacts[1])}  {artefacts[1].name}"
-             if line.endswith(artefacts[1].name) else line for line in lines]
+    fixed = [
+        f"{rs.sha256_file(artefacts[1])}  {artefacts[1].name}"
+        if line.endswith(artefacts[1].name)
+        else line
+        for line in lines
+    ]
     (dist / "SHA256SUMS").write_text("\n".join(fixed) + "\n")
     proc = run_verify("--pubkey", public, artefacts[1])
     assert proc.returncode == 1
@@ -105,8 +115,9 @@ def test_missing_public_key_is_a_usage_error(tmp_path: Path) -> None:
     assert "absent.pub" in proc.stderr
 
 
-def test_wrong_passphrase_names_the_key(release: tuple[Path, Path, list[Path]],
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_passphrase_names_the_key(
+    release: tuple[Path, Path, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     _public, dist, artefacts = release
     monkeypatch.setenv(rs.PASSPHRASE_ENV, "wrong")
     assert rs.main(["sign", str(dist), str(artefacts[0])]) == 1
@@ -118,10 +129,18 @@ def test_minisign_accepts_our_signatures(release: tuple[Path, Path, list[Path]])
         pytest.skip("minisign not installed (Debian: apt-get install minisign)")
     public, dist, artefacts = release
     for path in [*artefacts, dist / "SHA256SUMS"]:
-        proc = subprocess.run(["minisign", "-Vm", str(path), "-p", str(public)],
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            ["minisign", "-Vm", str(path), "-p", str(public)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
     artefacts[0].write_bytes(b"tampered")
-    proc = subprocess.run(["minisign", "-Vm", str(artefacts[0]), "-p", str(public)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        ["minisign", "-Vm", str(artefacts[0]), "-p", str(public)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode != 0

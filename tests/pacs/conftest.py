@@ -71,14 +71,18 @@ class RecordingSink:
     def __init__(self) -> None:
         self.events: list[tuple[str, int, list[tuple[str, str]], dict[str, str]]] = []
 
-    def __call__(self, event_type: str, outcome: int, objects: object,
-                 details: dict[str, str]) -> None:
+    def __call__(
+        self, event_type: str, outcome: int, objects: object, details: dict[str, str]
+    ) -> None:
         self.events.append((event_type, outcome, list(objects), dict(details)))  # type: ignore[call-overload]
 
     def of(self, event_type: str) -> list[tuple[str, int, list[tuple[str, str]], dict[str, str]]]:
         """By event type, or by its meaning ("Query")."""
-        return [e for e in self.events
-                if e[0] == event_type or getattr(e[0], "meaning", None) == event_type]
+        return [
+            e
+            for e in self.events
+            if e[0] == event_type or getattr(e[0], "meaning", None) == event_type
+        ]
 
 
 @pytest.fixture

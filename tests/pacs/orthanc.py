@@ -67,8 +67,12 @@ class OrthancServer:
         n = 0
         with requests.Session() as s:
             for path in paths:
-                r = s.post(f"{self.url}/instances", data=Path(path).read_bytes(), timeout=60,
-                           auth=self.auth)
+                r = s.post(
+                    f"{self.url}/instances",
+                    data=Path(path).read_bytes(),
+                    timeout=60,
+                    auth=self.auth,
+                )
                 r.raise_for_status()
                 n += 1
         return n
@@ -77,8 +81,9 @@ class OrthancServer:
         n = 0
         with requests.Session() as s:
             for blob in blobs:
-                s.post(f"{self.url}/instances", data=blob, timeout=60,
-                       auth=self.auth).raise_for_status()
+                s.post(
+                    f"{self.url}/instances", data=blob, timeout=60, auth=self.auth
+                ).raise_for_status()
                 n += 1
         return n
 

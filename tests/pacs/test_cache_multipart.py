@@ -60,13 +60,20 @@ def test_bad_uids_never_become_paths(tmp_path, uid: str) -> None:
 def test_multipart_parts_survive_any_chunking(dicom_data, chunk: int) -> None:
     files = [p.read_bytes() for p in sorted(CT3_DIR.glob("*.dcm"))]
     boundary = b"b0undary-1234"
-    body = b"preamble\r\n" + b"".join(
-        b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n"
-        for f in files) + b"--" + boundary + b"--\r\n"
+    body = (
+        b"preamble\r\n"
+        + b"".join(
+            b"--" + boundary + b"\r\nContent-Type: application/dicom\r\n\r\n" + f + b"\r\n"
+            for f in files
+        )
+        + b"--"
+        + boundary
+        + b"--\r\n"
+    )
     if chunk == 1:
-        body_chunks = [body[i:i + 1] for i in range(0, 200_000)] + [body[200_000:]]
+        body_chunks = [body[i : i + 1] for i in range(0, 200_000)] + [body[200_000:]]
     else:
-        body_chunks = [body[i:i + chunk] for i in range(0, len(body), chunk)]
+        body_chunks = [body[i : i + chunk] for i in range(0, len(body), chunk)]
     assert list(iter_parts(body_chunks, boundary)) == files
 
 

@@ -22,15 +22,30 @@ def _audit_types() -> list[tuple[str, int]]:
 
 
 def test_search_retrieve_cache_and_audit(orthanc, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["pacs", "search", "--url", orthanc.dicomweb, "--patient-id", "99000",
-                     "--series", "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "pacs",
+                "search",
+                "--url",
+                orthanc.dicomweb,
+                "--patient-id",
+                "99000",
+                "--series",
+                "--json",
+            ]
+        )
+        == 0
+    )
     (study,) = json.loads(capsys.readouterr().out)
     assert study["patient_id"] == "99000"
     (series,) = study["series"]
     assert series["instance_count"] == 3
 
-    assert cli.main(["pacs", "retrieve", "--url", orthanc.dicomweb,
-                     "--study", study["study_uid"]]) == 0
+    assert (
+        cli.main(["pacs", "retrieve", "--url", orthanc.dicomweb, "--study", study["study_uid"]])
+        == 0
+    )
     out = capsys.readouterr().out
     assert f"{series['series_uid']}: 3 instance(s)" in out
     assert cli.main(["pacs", "cache"]) == 0

@@ -38,17 +38,26 @@ def test_c_get_series_into_the_cache(orthanc, sink: RecordingSink, tmp_path) -> 
     src = ct_subset()
     h = pydicom.dcmread(src[0], stop_before_pixels=True)
     arrived: list[int] = []
-    result = client.get_series(PacsCache(tmp_path / "c"), h.StudyInstanceUID, h.SeriesInstanceUID,
-                               on_instance=lambda _p, i, _n: arrived.append(i))
+    result = client.get_series(
+        PacsCache(tmp_path / "c"),
+        h.StudyInstanceUID,
+        h.SeriesInstanceUID,
+        on_instance=lambda _p, i, _n: arrived.append(i),
+    )
     assert sorted(arrived) == list(range(1, len(src) + 1))
     got = {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in result.paths}
     assert got == {str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID) for p in src}
     # same pixels as the source (the transfer syntax may differ, the values may not)
     a = pydicom.dcmread(result.paths[0])
-    b = next(pydicom.dcmread(p) for p in src if pydicom.dcmread(p, stop_before_pixels=True)
-             .SOPInstanceUID == a.SOPInstanceUID)
-    assert hashlib.sha256(a.pixel_array.tobytes()).digest() == hashlib.sha256(
-        b.pixel_array.tobytes()).digest()
+    b = next(
+        pydicom.dcmread(p)
+        for p in src
+        if pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID == a.SOPInstanceUID
+    )
+    assert (
+        hashlib.sha256(a.pixel_array.tobytes()).digest()
+        == hashlib.sha256(b.pixel_array.tobytes()).digest()
+    )
     assert sink.of(A.TRANSFERRED)[-1][1] == A.SUCCESS
 
 
@@ -58,8 +67,9 @@ def test_dimse_errors_name_the_node() -> None:
     from tests.pacs.orthanc import _free_port
 
     sink = RecordingSink()
-    client = DimseClient(PacsNode(name="off", url=f"dicom://X@127.0.0.1:{_free_port()}"), sink,
-                         timeout=5)
+    client = DimseClient(
+        PacsNode(name="off", url=f"dicom://X@127.0.0.1:{_free_port()}"), sink, timeout=5
+    )
     with pytest.raises(PacsError, match="PACS 'off'"):
         client.search_studies(StudyQuery())
     assert sink.of(A.QUERY)[-1][1] == A.SERIOUS_FAILURE

@@ -27,22 +27,33 @@ HU_BONE = 200.0  # threshold of the test's segmentation mask (bone and contrast 
 
 
 @pytest.fixture
-def retrieved(orthanc_rw, sink: RecordingSink, tmp_path: Path) -> tuple[PacsClient, list[pydicom.Dataset]]:
+def retrieved(
+    orthanc_rw, sink: RecordingSink, tmp_path: Path
+) -> tuple[PacsClient, list[pydicom.Dataset]]:
     """The 3-slice CT retrieved from Orthanc into the cache, as full datasets in slice order."""
     client = client_for_url(orthanc_rw.dicomweb, sink, name="orthanc")
     hit = client.search_studies(StudyQuery(patient_id="99000"))[0]
     series = client.search_series(hit.study_uid)[0]
-    result = retrieve_series(client, PacsCache(tmp_path / "cache"), hit.study_uid, series.series_uid)
+    result = retrieve_series(
+        client, PacsCache(tmp_path / "cache"), hit.study_uid, series.series_uid
+    )
     index = build_index([str(p) for p in result.paths])
-    (_p, _s, ser), = list(index.iter_series())
+    ((_p, _s, ser),) = list(index.iter_series())
     return client, [pydicom.dcmread(inst.path) for inst in ser.instances]
 
 
 def _finding(sources: list[pydicom.Dataset], **kw: object) -> AiFinding:
-    base = dict(model_id="test-ct-classifier", model_version="2.1.0", labels=["normal", "abnormal"],
-                scores={"normal": 0.25, "abnormal": 0.75}, decision="abnormal",
-                input_sop_uids=[str(sources[1].SOPInstanceUID)], result_id="r-123",
-                model_name="CT abnormality classifier", manufacturer="DoctorAI Labs")
+    base = dict(
+        model_id="test-ct-classifier",
+        model_version="2.1.0",
+        labels=["normal", "abnormal"],
+        scores={"normal": 0.25, "abnormal": 0.75},
+        decision="abnormal",
+        input_sop_uids=[str(sources[1].SOPInstanceUID)],
+        result_id="r-123",
+        model_name="CT abnormality classifier",
+        manufacturer="DoctorAI Labs",
+    )
     base.update(kw)
     return AiFinding(**base)  # type: ignore[arg-type]
 
@@ -72,9 +83,12 @@ def _dciodvfy_errors(path: Path) -> set[str]:
 
 def _ai_equipment(ds: pydicom.Dataset, manufacturer: str = "DoctorAI Labs") -> pydicom.Dataset:
     """The model's item (highdicom adds one of its own, also 'Processing Equipment')."""
-    items = [i for i in ds.ContributingEquipmentSequence
-             if i.PurposeOfReferenceCodeSequence[0].CodeValue == codes.DCM.ProcessingEquipment.value
-             and i.Manufacturer == manufacturer]
+    items = [
+        i
+        for i in ds.ContributingEquipmentSequence
+        if i.PurposeOfReferenceCodeSequence[0].CodeValue == codes.DCM.ProcessingEquipment.value
+        and i.Manufacturer == manufacturer
+    ]
     assert len(items) == 1, "exactly one Processing Equipment item for the AI model"
     return items[0]
 
@@ -109,9 +123,12 @@ def test_sr_and_seg_round_trip_through_orthanc(retrieved, sink: RecordingSink, t
 
     # SR: references, contents, the model as contributing equipment
     source_uids = {str(ds.SOPInstanceUID) for ds in sources}
-    evidence = {str(r.ReferencedSOPInstanceUID)
-                for s in sr_back.CurrentRequestedProcedureEvidenceSequence
-                for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
+    evidence = {
+        str(r.ReferencedSOPInstanceUID)
+        for s in sr_back.CurrentRequestedProcedureEvidenceSequence
+        for se in s.ReferencedSeriesSequence
+        for r in se.ReferencedSOPSequence
+    }
     assert evidence == source_uids
     parsed = hd.sr.Comprehensive3DSR.from_dataset(sr_back)
     (group,) = parsed.content.get_image_measurement_groups()  # highdicom reads TID 1500/1501
@@ -120,10 +137,14 @@ def test_sr_and_seg_round_trip_through_orthanc(retrieved, sink: RecordingSink, t
     (evaluation,) = group.get_qualitative_evaluations()
     assert evaluation.value.meaning == "abnormal"
     assert [s.referenced_sop_instance_uid for s in group.source_images] == [
-        str(sources[1].SOPInstanceUID)]
+        str(sources[1].SOPInstanceUID)
+    ]
     ai = _ai_equipment(sr_back)
     assert (ai.Manufacturer, ai.ManufacturerModelName, ai.SoftwareVersions) == (
-        "DoctorAI Labs", "CT abnormality classifier", "2.1.0")
+        "DoctorAI Labs",
+        "CT abnormality classifier",
+        "2.1.0",
+    )
     sr_path = tmp_path / "sr.dcm"
     sr_back.save_as(sr_path, enforce_file_format=True)
     summary = read_sr(str(sr_path))
@@ -141,7 +162,7 @@ def test_sr_and_seg_round_trip_through_orthanc(retrieved, sink: RecordingSink, t
     assert overlay.unmapped_frames == 0
     assert overlay.source_uids == source_uids
     for ds, expected in zip(sources, mask, strict=True):
-        (segment, got), = overlay.masks_for(str(ds.SOPInstanceUID))
+        ((segment, got),) = overlay.masks_for(str(ds.SOPInstanceUID))
         assert segment.label == "Bone"
         assert np.array_equal(got, expected)
     assert _ai_equipment(seg_back).SoftwareVersions == "2.1.0"
@@ -162,14 +183,26 @@ def test_heatmap_parametric_map_from_a_zoo_model(retrieved, sink: RecordingSink,
     client, sources = retrieved
     ds = sources[1]
     index = build_index([str(CT3_DIR)])
-    inst = next(i for _p, _s, se in index.iter_series() for i in se.instances
-                if i.sop_instance_uid == ds.SOPInstanceUID)
+    inst = next(
+        i
+        for _p, _s, se in index.iter_series()
+        for i in se.instances
+        if i.sop_instance_uid == ds.SOPInstanceUID
+    )
     manager = manager_from_settings(device="cpu")
     try:
         model_id = "chest-xray-pneumonia"
-        result = run_images(manager, model_id, [read_frame(inst)],
-                            [InputRef(inst.sop_instance_uid, 0, str(ds.StudyInstanceUID),
-                                      str(ds.SeriesInstanceUID))], heatmap=True)
+        result = run_images(
+            manager,
+            model_id,
+            [read_frame(inst)],
+            [
+                InputRef(
+                    inst.sop_instance_uid, 0, str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+                )
+            ],
+            heatmap=True,
+        )
         name = manager.package(model_id).manifest.name
     finally:
         manager.shutdown()
@@ -181,16 +214,18 @@ def test_heatmap_parametric_map_from_a_zoo_model(retrieved, sink: RecordingSink,
         sr = build_sr(finding, [ds])
         pm = build_heatmap(result.heatmaps[:1], [ds], finding)
     store_objects(client, [sr, pm], finding)
-    back = client.retrieve_instance(str(ds.StudyInstanceUID), str(pm.SeriesInstanceUID),
-                                    str(pm.SOPInstanceUID))
+    back = client.retrieve_instance(
+        str(ds.StudyInstanceUID), str(pm.SeriesInstanceUID), str(pm.SOPInstanceUID)
+    )
     ref = back.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
     assert ref.SourceImageSequence[0].ReferencedSOPInstanceUID == ds.SOPInstanceUID
     values = np.asarray(back.pixel_array, dtype=np.float32)
     assert np.allclose(values, np.clip(result.heatmaps[0], 0, 1), atol=1e-6)
     assert _ai_equipment(back, "DoctorAI").ManufacturerModelName == name[:64]
     summary_path = tmp_path / "sr.dcm"
-    client.retrieve_instance(str(ds.StudyInstanceUID), str(sr.SeriesInstanceUID),
-                             str(sr.SOPInstanceUID)).save_as(summary_path, enforce_file_format=True)
+    client.retrieve_instance(
+        str(ds.StudyInstanceUID), str(sr.SeriesInstanceUID), str(sr.SOPInstanceUID)
+    ).save_as(summary_path, enforce_file_format=True)
     decision = result.decisions[0]
     assert f"AI classification: {decision}" in read_sr(str(summary_path)).text()
 

@@ -21,8 +21,13 @@ def test_search_retrieve_opens_while_downloading(window, qtbot, orthanc, tmp_pat
         opened.append(list(paths))
         window.open_paths(paths)
 
-    panel = PacsSearchPanel(window.runner, lambda _name: client_for_url(orthanc.dicomweb, sink),
-                            ["test"], open_paths, PacsCache(tmp_path / "cache"))
+    panel = PacsSearchPanel(
+        window.runner,
+        lambda _name: client_for_url(orthanc.dicomweb, sink),
+        ["test"],
+        open_paths,
+        PacsCache(tmp_path / "cache"),
+    )
     window.add_panel(panel, title="PACS")
     panel.patient_name.setText("pancreas")
     panel.search_button.click()
@@ -36,8 +41,9 @@ def test_search_retrieve_opens_while_downloading(window, qtbot, orthanc, tmp_pat
     assert len(opened[0]) == 1  # the first arrival goes to the viewer alone, not with the batch
     assert len(opened) >= 2
     assert sum(len(batch) for batch in opened) == n
-    qtbot.waitUntil(lambda: window.state.slice_count == n and window.state.loaded_count == n,
-                    timeout=30_000)
+    qtbot.waitUntil(
+        lambda: window.state.slice_count == n and window.state.loaded_count == n, timeout=30_000
+    )
     assert f"Retrieved {n} instance(s)" in panel.status.text()
     assert [e[1] for e in sink.of(A.TRANSFERRED)] == [A.SUCCESS]
     assert len(sink.of(A.QUERY)) == 2  # the study search and the series list of the retrieve
@@ -60,8 +66,9 @@ def test_seg_overlay_and_sr_panel(window, qtbot, dicom_data) -> None:  # noqa: F
     assert "1 report(s) of this study" in panel.summary.text()
     ct = next(s for _p, _st, s in window.state.index.iter_series() if s.modality == "CT")
     window.controller.open_series(ct.series_instance_uid)
-    qtbot.waitUntil(lambda: window.state.series is ct and window.state.loaded_count == 3,
-                    timeout=15_000)
+    qtbot.waitUntil(
+        lambda: window.state.series is ct and window.state.loaded_count == 3, timeout=15_000
+    )
     # the SR belongs to another patient's study: not shown beside this CT
     assert "primary tumor" not in panel.text.toPlainText()
     assert "0 report(s) of this study (1 of other studies not shown)" in panel.summary.text()
@@ -88,8 +95,9 @@ def _panel(main, settings, sink):  # type: ignore[no-untyped-def]
     from desktop.pacs_dialog import PacsSearchPanel, client_factory, configured_nodes
 
     nodes, problem = configured_nodes(settings)
-    panel = PacsSearchPanel(main.runner, client_factory(nodes, sink), [n.name for n in nodes],
-                            main.open_paths, None)
+    panel = PacsSearchPanel(
+        main.runner, client_factory(nodes, sink), [n.name for n in nodes], main.open_paths, None
+    )
     panel.status.setText(problem)
     return panel
 

@@ -22,8 +22,11 @@ def test_nodes_come_from_the_settings_file() -> None:
         'username = "reader"\n'
     )
     node = get_node("main", load_settings())
-    assert (node.url, node.auth, node.username) == ("https://pacs.example/dicom-web", "basic",
-                                                    "reader")
+    assert (node.url, node.auth, node.username) == (
+        "https://pacs.example/dicom-web",
+        "basic",
+        "reader",
+    )
     with pytest.raises(PacsConfigError, match=r"no PACS node named 'other'.*'main'"):
         get_node("other", load_settings())
 
@@ -33,14 +36,17 @@ def test_tls_verification_is_on_and_ca_bundle_must_exist(tmp_path: Path) -> None
     bundle = tmp_path / "ca.pem"
     bundle.write_text("-----BEGIN CERTIFICATE-----\n")
     assert make_session(PacsNode(name="a", url="https://x", ca_bundle=str(bundle))).verify == str(
-        bundle)
+        bundle
+    )
     with pytest.raises(PacsConfigError, match=r"CA bundle '.*missing.pem' of PACS node 'a'"):
         make_session(PacsNode(name="a", url="https://x", ca_bundle=str(tmp_path / "missing.pem")))
 
 
 def test_bearer_token_comes_from_the_keyring() -> None:
     node = PacsNode(name="cloud", url="https://cloud/dicom-web", auth="bearer")
-    with pytest.raises(PacsConfigError, match=r"no token for PACS node 'cloud'.*doctorai pacs secret"):
+    with pytest.raises(
+        PacsConfigError, match=r"no token for PACS node 'cloud'.*doctorai pacs secret"
+    ):
         make_session(node)
     store_secret(node, "tok-123")
     assert make_session(node).headers["Authorization"] == "Bearer tok-123"

@@ -17,7 +17,7 @@ from tests.pacs.conftest import CT3_DIR, LIVER_SEG, SR_EXAMPLE
 def ct3_series(dicom_data):  # type: ignore[no-untyped-def]
     if not LIVER_SEG.exists():
         pytest.skip(f"shared SEG not found at '{LIVER_SEG}'")
-    (_p, _s, series), = list(build_index([str(CT3_DIR)]).iter_series())
+    ((_p, _s, series),) = list(build_index([str(CT3_DIR)]).iter_series())
     return series
 
 
@@ -31,7 +31,7 @@ def test_liver_seg_frames_map_to_their_source_slices(ct3_series) -> None:
     # independent check: each frame's own reference and pixel count, straight from pydicom
     for i, group in enumerate(raw.PerFrameFunctionalGroupsSequence):
         uid = group.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-        (_segment, mask), = overlay.masks_for(str(uid))
+        ((_segment, mask),) = overlay.masks_for(str(uid))
         assert mask.shape == (raw.Rows, raw.Columns)
         assert int(mask.sum()) == int(np.count_nonzero(raw.pixel_array[i]))
         assert int(mask.sum()) > 1000  # a liver, not an empty frame
@@ -64,9 +64,12 @@ def test_sr_example_summary(dicom_data) -> None:
     assert "Tracking Identifier: primary tumor" in text
     assert "Volume: 33.5824 ml" in text
     assert "Person Observer Name: User2" in text
-    evidence = {str(r.ReferencedSOPInstanceUID)
-                for s in raw.CurrentRequestedProcedureEvidenceSequence
-                for se in s.ReferencedSeriesSequence for r in se.ReferencedSOPSequence}
+    evidence = {
+        str(r.ReferencedSOPInstanceUID)
+        for s in raw.CurrentRequestedProcedureEvidenceSequence
+        for se in s.ReferencedSeriesSequence
+        for r in se.ReferencedSOPSequence
+    }
     assert evidence <= summary.referenced_sop_uids
 
 

@@ -53,7 +53,9 @@ def test_search_filters_name_accession_date_modality(orthanc, sink: RecordingSin
     assert [h.patient_id for h in client.search_studies(StudyQuery(accession=accession))] == [
         CT3_PATIENT
     ]
-    in_2012 = client.search_studies(StudyQuery(date_from=date(2012, 1, 1), date_to=date(2012, 12, 31)))
+    in_2012 = client.search_studies(
+        StudyQuery(date_from=date(2012, 1, 1), date_to=date(2012, 12, 31))
+    )
     assert [h.patient_id for h in in_2012] == [PANCREAS_PATIENT]
     assert client.search_studies(StudyQuery(modality="MR")) == []
     assert len(sink.of(A.QUERY)) == 5
@@ -76,8 +78,12 @@ def test_retrieve_series_is_byte_exact_progressive_and_opens(orthanc, sink, tmp_
     h = _header(src[0])
     seen: list[tuple[Path, int, int]] = []
     result = retrieve_series(
-        client, cache, h.StudyInstanceUID, h.SeriesInstanceUID,
-        on_instance=lambda p, i, n: seen.append((p, i, n)), expected=len(src),
+        client,
+        cache,
+        h.StudyInstanceUID,
+        h.SeriesInstanceUID,
+        on_instance=lambda p, i, n: seen.append((p, i, n)),
+        expected=len(src),
     )
     assert not result.from_cache
     assert len(result.paths) == len(src)
@@ -89,7 +95,7 @@ def test_retrieve_series_is_byte_exact_progressive_and_opens(orthanc, sink, tmp_
     assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in result.paths} == digest
     index = build_index([str(p) for p in result.paths])
     assert not index.errors
-    (_pat, _st, series), = list(index.iter_series())
+    ((_pat, _st, series),) = list(index.iter_series())
     assert series.series_instance_uid == h.SeriesInstanceUID
     assert len(series.instances) == len(src)
     transferred = sink.of(A.TRANSFERRED)
@@ -118,9 +124,14 @@ def test_cancel_stops_and_leaves_series_incomplete(orthanc, sink, tmp_path) -> N
     cache = PacsCache(tmp_path / "cache")
     h = _header(ct_subset()[0])
     stop = threading.Event()
-    result = retrieve_series(client, cache, h.StudyInstanceUID, h.SeriesInstanceUID,
-                             on_instance=lambda _p, i, _n: stop.set() if i == 2 else None,
-                             cancel=stop)
+    result = retrieve_series(
+        client,
+        cache,
+        h.StudyInstanceUID,
+        h.SeriesInstanceUID,
+        on_instance=lambda _p, i, _n: stop.set() if i == 2 else None,
+        cancel=stop,
+    )
     assert result.cancelled
     assert len(result.paths) == 2
     assert cache.complete_paths(h.StudyInstanceUID, h.SeriesInstanceUID) is None

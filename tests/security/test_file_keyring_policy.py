@@ -27,8 +27,9 @@ def auto_selected_file_keyring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     return Path(backend.file_path)
 
 
-def test_an_auto_selected_plaintext_keyring_is_refused(auto_selected_file_keyring: Path,
-                                                        tmp_path: Path) -> None:
+def test_an_auto_selected_plaintext_keyring_is_refused(
+    auto_selected_file_keyring: Path, tmp_path: Path
+) -> None:
     db_path = tmp_path / "ws.db"
     with pytest.raises(KeyringUnavailableError, match="plaintext key file") as info:
         open_database(db_path)
@@ -37,9 +38,9 @@ def test_an_auto_selected_plaintext_keyring_is_refused(auto_selected_file_keyrin
     assert not auto_selected_file_keyring.exists()  # no key was written anywhere
 
 
-def test_the_env_variable_or_an_explicit_choice_allows_it(auto_selected_file_keyring: Path,
-                                                          tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_env_variable_or_an_explicit_choice_allows_it(
+    auto_selected_file_keyring: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     chosen = tmp_path / "profile" / "demo-keyring.cfg"
     chosen.parent.mkdir()
     keys.use_file_keyring(chosen)

@@ -27,8 +27,15 @@ BACKUP = "from your key backup"
 
 def _doctorai(home: Path, backend: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, DOCTORAI_HOME=str(home), PYTHON_KEYRING_BACKEND=backend)
-    return subprocess.run([sys.executable, "-m", "desktop.launcher", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "desktop.launcher", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _says_start_the_keyring(err: str) -> None:
@@ -44,8 +51,9 @@ def _says_start_the_keyring(err: str) -> None:
 
 
 @pytest.mark.parametrize("command", [("users", "list"), ("audit", "verify")])
-def test_first_run_without_a_keyring_says_how_to_get_one(tmp_path: Path,
-                                                          command: tuple[str, ...]) -> None:
+def test_first_run_without_a_keyring_says_how_to_get_one(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
     home = tmp_path / "new-profile"
     run = _doctorai(home, FAIL, *command)
     assert run.returncode == 2, run.stdout + run.stderr
@@ -56,7 +64,8 @@ def test_first_run_without_a_keyring_says_how_to_get_one(tmp_path: Path,
 
 
 def test_an_existing_profile_without_a_keyring_is_told_the_same_and_left_untouched(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     home = tmp_path / "profile"
     made = _doctorai(home, "keyrings.alt.file.PlaintextKeyring", "users", "list")
     assert made.returncode == 0, made.stdout + made.stderr
@@ -71,8 +80,7 @@ def test_an_existing_profile_without_a_keyring_is_told_the_same_and_left_untouch
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
 
 
-def test_only_a_missing_key_for_an_existing_database_points_to_the_backup(
-        tmp_path: Path) -> None:
+def test_only_a_missing_key_for_an_existing_database_points_to_the_backup(tmp_path: Path) -> None:
     db_path = tmp_path / "profile" / "doctorai.db"
     db_path.parent.mkdir()
     open_database(db_path).close()  # in this test's file keyring (the same one the child uses)
@@ -86,8 +94,11 @@ def test_only_a_missing_key_for_an_existing_database_points_to_the_backup(
 
 
 def test_the_window_start_path_shows_the_same_message(
-        qapp: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    qapp: object,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from desktop import app
 
     shown: list[tuple[str, str]] = []

@@ -125,16 +125,46 @@ def test_users_cli_first_admin_then_others(tmp_path: object) -> None:
     sneaky = cli("add", "mallory", "--role", "admin", "--password-stdin", password=PASSWORD)
     assert sneaky.returncode == 2
     assert "an admin creates new ones" in sneaky.stderr
-    wrong = cli("add", "mallory", "--role", "admin", "--admin", "boss", "--admin-password-stdin",
-                "--password-stdin", password="not the password\n" + PASSWORD)
+    wrong = cli(
+        "add",
+        "mallory",
+        "--role",
+        "admin",
+        "--admin",
+        "boss",
+        "--admin-password-stdin",
+        "--password-stdin",
+        password="not the password\n" + PASSWORD,
+    )
     assert wrong.returncode == 1
     assert "not accepted" in wrong.stderr
     both = "\n".join([PASSWORD, PASSWORD])
-    assert cli("add", "rad", "--role", "radiologist", "--admin", "boss",
-               "--admin-password-stdin", "--password-stdin", password=both).returncode == 0
+    assert (
+        cli(
+            "add",
+            "rad",
+            "--role",
+            "radiologist",
+            "--admin",
+            "boss",
+            "--admin-password-stdin",
+            "--password-stdin",
+            password=both,
+        ).returncode
+        == 0
+    )
     # a radiologist may not manage users, from the CLI as in the window
-    by_rad = cli("add", "mallory", "--role", "admin", "--admin", "rad", "--admin-password-stdin",
-                 "--password-stdin", password=both)
+    by_rad = cli(
+        "add",
+        "mallory",
+        "--role",
+        "admin",
+        "--admin",
+        "rad",
+        "--admin-password-stdin",
+        "--password-stdin",
+        password=both,
+    )
     assert by_rad.returncode == 2
     assert "may not manage-users" in by_rad.stderr
     listed = cli("list", password="")

@@ -9,13 +9,13 @@ import numpy as np
 import pydicom
 import pytest
 
+from core.app.results import StoredResults
+from core.app.workstation import Workstation
+from core.audit.events import SYSTEM_USER
 from core.audit.vocabulary import EventType
 from core.config import SecuritySettings
 from core.inference.result import InferenceResult, InputRef, Provenance
 from core.security.users import PermissionDenied, Role
-from core.app.results import StoredResults
-from core.app.workstation import Workstation
-from core.audit.events import SYSTEM_USER
 from core.store.outbox import StoreOutbox
 
 PASSWORD = "correct horse battery"
@@ -46,8 +46,15 @@ def _result(dicom_data: Path) -> dict:
             package_hash="0" * 64,
             framework="onnx",
             device="cpu",
-            inputs=[InputRef(ds.SOPInstanceUID, 0, ds.StudyInstanceUID, ds.SeriesInstanceUID,
-                             str(ds.PatientID))],
+            inputs=[
+                InputRef(
+                    ds.SOPInstanceUID,
+                    0,
+                    ds.StudyInstanceUID,
+                    ds.SeriesInstanceUID,
+                    str(ds.PatientID),
+                )
+            ],
             timings_ms={"preprocess": 4.0, "inference": 20.0},
         ),
     )
@@ -135,15 +142,24 @@ def test_radiologists_accept_is_stored_audited_and_queued_once(
     patient = result["provenance"]["inputs"][0]["patient_id"]
     assert patient  # the run names the patient, study, series and instance the model read
     assert [o["kind"] for o in run.objects] == [
-        "patient", "study", "series", "instance", "model", "result"]
+        "patient",
+        "study",
+        "series",
+        "instance",
+        "model",
+        "result",
+    ]
     assert {"kind": "patient", "id": patient, "name": ""} in run.objects
     assert [o["kind"] for o in accepted.objects][:4] == ["patient", "study", "series", "instance"]
 
     # the result went up when it was made, the accept follows with its time (comments stay)
     queued = [i for i in StoreOutbox(ws.db).fetch_unsent(1000) if i.kind == "result"]
     assert [(i.payload["client_id"], i.payload["decision"]) for i in queued] == [
-        (rid, "none"), (rid, "accepted")]
-    assert "decided_at" not in queued[0].payload and queued[1].payload["decided_at"]
+        (rid, "none"),
+        (rid, "accepted"),
+    ]
+    assert "decided_at" not in queued[0].payload
+    assert queued[1].payload["decided_at"]
     assert ws.audit.verify().ok
 
 

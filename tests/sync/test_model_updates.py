@@ -348,9 +348,10 @@ def test_shadow_rollout_installs_the_candidate_beside_the_shown_version(
         assert store.shadow_package_dirs() == [(profile / "models" / MODEL / "1.9.1", rid)]
         assert load_package(profile / "models" / MODEL / "1.9.1").version == "1.9.1"
         assert store.current_package_dirs() == [profile / "models" / MODEL / "1.0.1"]
-        assert updater(live, profile, assignment=rollout_assignment(client)).update(
-            MODEL
-        ).action == "up_to_date"
+        assert (
+            updater(live, profile, assignment=rollout_assignment(client)).update(MODEL).action
+            == "up_to_date"
+        )
         # not enrolled / no assignment: no shadow run
         assert updater(live, tmp_path / "other").update(MODEL).shadow is None
 
@@ -358,12 +359,16 @@ def test_shadow_rollout_installs_the_candidate_beside_the_shown_version(
             promote(s, live.state.repo, rid)
         res = updater(live, profile, assignment=rollout_assignment(client)).update(MODEL)
         assert (res.action, res.version, res.previous, res.shadow) == (
-            "installed", "1.9.1", "1.0.1", None
+            "installed",
+            "1.9.1",
+            "1.0.1",
+            None,
         )
         assert store.shadow(MODEL) is None
         assert store.shadow_package_dirs() == []
         assert sorted(p.name for p in (profile / "models" / MODEL).iterdir() if p.is_dir()) == [
-            "1.0.1", "1.9.1"
+            "1.0.1",
+            "1.9.1",
         ]
     finally:
         client.close()
@@ -385,8 +390,9 @@ def test_shadow_candidate_failing_its_selftest_is_refused(
         assert up.store.shadow(MODEL) is None
         with live.state.sessions() as s:
             rollback(s, live.state.repo, rid)
-        assert updater(live, profile, assignment=rollout_assignment(client)).update(
-            MODEL
-        ).action == "up_to_date"
+        assert (
+            updater(live, profile, assignment=rollout_assignment(client)).update(MODEL).action
+            == "up_to_date"
+        )
     finally:
         client.close()

@@ -24,8 +24,7 @@ def ct_dir(dicom_data: Path) -> Path:
 
 def decode(path: Path) -> tuple[pydicom.Dataset, np.ndarray]:
     ds = pydicom.dcmread(path)
-    values = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(
-        ds.RescaleIntercept)
+    values = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     return ds, values
 
 
@@ -61,10 +60,20 @@ def ct_index(ct_dir: Path) -> StudyIndex:
     """A small index of five real CT slices, built by hand from their headers."""
     files = sorted(ct_dir.glob("1-06*.dcm"))[:5]
     ds = pydicom.dcmread(files[0], stop_before_pixels=True)
-    series = Series(str(ds.SeriesInstanceUID), "CT", str(ds.SeriesDescription),
-                    int(ds.SeriesNumber), instances=[instance_from(f) for f in files])
-    study = Study(str(ds.StudyInstanceUID), str(ds.StudyDate), description=str(ds.StudyDescription),
-                  series={series.series_instance_uid: series})
-    patient = Patient(str(ds.PatientID), str(ds.PatientName),
-                      studies={study.study_instance_uid: study})
+    series = Series(
+        str(ds.SeriesInstanceUID),
+        "CT",
+        str(ds.SeriesDescription),
+        int(ds.SeriesNumber),
+        instances=[instance_from(f) for f in files],
+    )
+    study = Study(
+        str(ds.StudyInstanceUID),
+        str(ds.StudyDate),
+        description=str(ds.StudyDescription),
+        series={series.series_instance_uid: series},
+    )
+    patient = Patient(
+        str(ds.PatientID), str(ds.PatientName), studies={study.study_instance_uid: study}
+    )
     return StudyIndex(patients={patient.patient_id: patient})

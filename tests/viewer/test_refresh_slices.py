@@ -13,8 +13,14 @@ from core.viewer.state import ViewerState
 
 
 def _inst(z: float, name: str) -> Instance:
-    return Instance(path=f"/data/{name}.dcm", sop_instance_uid=name, image_position=(0, 0, z),
-                    image_orientation=(1, 0, 0, 0, 1, 0), rows=2, columns=2)
+    return Instance(
+        path=f"/data/{name}.dcm",
+        sop_instance_uid=name,
+        image_position=(0, 0, z),
+        image_orientation=(1, 0, 0, 0, 1, 0),
+        rows=2,
+        columns=2,
+    )
 
 
 def _frame(v: float) -> Frame:
@@ -23,8 +29,13 @@ def _frame(v: float) -> Frame:
 
 def test_refresh_keeps_frames_view_and_measurements_on_their_instance() -> None:
     # files named out of slice order: the provisional instance is z=30, "a"
-    insts = {"a": _inst(30, "a"), "b": _inst(10, "b"), "c": _inst(20, "c"), "d": _inst(0, "d"),
-             "e": _inst(40, "e")}
+    insts = {
+        "a": _inst(30, "a"),
+        "b": _inst(10, "b"),
+        "c": _inst(20, "c"),
+        "d": _inst(0, "d"),
+        "e": _inst(40, "e"),
+    }
     series = Series("1.2.3", instances=[insts["a"]])
     st = ViewerState()
     st.set_series(series)

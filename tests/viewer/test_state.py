@@ -41,8 +41,13 @@ def test_viewport_events_and_helpers() -> None:
 
 
 def test_presets() -> None:
-    assert [p.name for p in presets_for("CT")] == ["lung", "mediastinum", "bone", "brain",
-                                                     "abdomen"]
+    assert [p.name for p in presets_for("CT")] == [
+        "lung",
+        "mediastinum",
+        "bone",
+        "brain",
+        "abdomen",
+    ]
     assert presets_for("MR") == ()
     assert window_for("lung", None) == (-600.0, 1500.0)
     frame = Frame(values=__import__("numpy").zeros((2, 2), "float32"), value_range=(0.0, 200.0))
@@ -97,11 +102,20 @@ def test_slices_step_clamp_and_wrap(ct_index) -> None:
 def test_slice_refs_expand_multiframe() -> None:
     from core.imaging.model import Instance
 
-    s = Series("1.2", instances=[Instance("a", "1", number_of_frames=3),
-                                 Instance("b", "2", has_pixels=False),
-                                 Instance("c", "3")])
+    s = Series(
+        "1.2",
+        instances=[
+            Instance("a", "1", number_of_frames=3),
+            Instance("b", "2", has_pixels=False),
+            Instance("c", "3"),
+        ],
+    )
     assert [(r.instance.path, r.frame) for r in slice_refs(s)] == [
-        ("a", 0), ("a", 1), ("a", 2), ("c", 0)]
+        ("a", 0),
+        ("a", 1),
+        ("a", 2),
+        ("c", 0),
+    ]
 
 
 def test_measurements_are_per_slice(ct_index) -> None:
@@ -129,11 +143,16 @@ def test_hide_phi_emits_once_per_change() -> None:
 
 
 def test_merge_index_and_errors() -> None:
-    a = StudyIndex(patients={"p": Patient("p", "A", studies={"s": Study("s", series={
-        "1": Series("1")})})})
-    b = StudyIndex(patients={"p": Patient("p", "A", studies={"s": Study("s", series={
-        "2": Series("2")})}), "q": Patient("q", "B")},
-        errors=[LoadError("/x/broken.dcm", "truncated")])
+    a = StudyIndex(
+        patients={"p": Patient("p", "A", studies={"s": Study("s", series={"1": Series("1")})})}
+    )
+    b = StudyIndex(
+        patients={
+            "p": Patient("p", "A", studies={"s": Study("s", series={"2": Series("2")})}),
+            "q": Patient("q", "B"),
+        },
+        errors=[LoadError("/x/broken.dcm", "truncated")],
+    )
     st = ViewerState()
     errors: list[list[LoadError]] = []
     st.errors_added.connect(errors.append)

@@ -60,8 +60,9 @@ def test_flips_mirror_in_image_frame() -> None:
     list(itertools.product((0, 90, 180, 270), (False, True), (False, True))),
 )
 def test_round_trip(rotation: int, flip_h: bool, flip_v: bool) -> None:
-    g = ViewGeometry(IMG, VIEW, zoom=1.7, pan=(13, -7), rotation=rotation, flip_h=flip_h,
-                     flip_v=flip_v)
+    g = ViewGeometry(
+        IMG, VIEW, zoom=1.7, pan=(13, -7), rotation=rotation, flip_h=flip_h, flip_v=flip_v
+    )
     for pt in ((0, 0), (12.5, 33.25), (100, 50), (-4, 80)):
         assert screen_to_image(g, image_to_screen(g, pt)) == pytest.approx(pt)
 

@@ -27,19 +27,27 @@ class Clock:
 
 def add_users(ws: Workstation) -> None:
     ws.users.create_user("admin", PASSWORD, Role.ADMIN, by="test")
-    for name, role in (("rad", Role.RADIOLOGIST), ("tech", Role.TECHNOLOGIST),
-                       ("aud", Role.AUDITOR)):
+    for name, role in (
+        ("rad", Role.RADIOLOGIST),
+        ("tech", Role.TECHNOLOGIST),
+        ("aud", Role.AUDITOR),
+    ):
         ws.users.create_user(name, PASSWORD, role, by="admin")
 
 
 def auth_events(ws: Workstation) -> list[tuple[str, str, int]]:
-    return [(e.user, e.details.get("action", ""), e.outcome)
-            for e in ws.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)]
+    return [
+        (e.user, e.details.get("action", ""), e.outcome)
+        for e in ws.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
+    ]
 
 
 def rgb(widget: object) -> np.ndarray:
     img = widget.grab().toImage()  # type: ignore[attr-defined]
     img = img.convertToFormat(img.Format.Format_RGB888)
     arr = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.sizeInBytes())
-    return arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3].reshape(
-        img.height(), img.width(), 3).copy()
+    return (
+        arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3]
+        .reshape(img.height(), img.width(), 3)
+        .copy()
+    )

@@ -23,9 +23,14 @@ TIMEOUT_MS = 120_000
 def _trail_with_a_patient(ws: Workstation) -> None:
     add_users(ws)
     ws.session.login("rad", PASSWORD)
-    ws.audit.append(AuditEvent(EventType.INSTANCES_ACCESSED, user="rad", role="radiologist",
-                               objects=[AuditObject("patient", "PAT-77", "Doe^Jane"),
-                                        AuditObject("study", "1.2.3")]))
+    ws.audit.append(
+        AuditEvent(
+            EventType.INSTANCES_ACCESSED,
+            user="rad",
+            role="radiologist",
+            objects=[AuditObject("patient", "PAT-77", "Doe^Jane"), AuditObject("study", "1.2.3")],
+        )
+    )
     ws.session.logout()
 
 
@@ -35,15 +40,17 @@ def _refresh(qtbot, viewer) -> None:
 
 
 def test_audit_viewer_lists_filters_verifies_and_finds_tampering(
-        qtbot, ws: Workstation, open_window, tmp_path: Path) -> None:
+    qtbot, ws: Workstation, open_window, tmp_path: Path
+) -> None:
     _trail_with_a_patient(ws)
     ws.session.login("aud", PASSWORD)
     win = open_window(ws)
     hooks = win.audit_hooks
     assert hooks.audit_action.isEnabled()
     win.open_paths([CR])  # an auditor reads the trail, not images
-    assert "Cannot open studies: user 'aud' (auditor) may not load" in \
-        win.statusBar().currentMessage()
+    assert (
+        "Cannot open studies: user 'aud' (auditor) may not load" in win.statusBar().currentMessage()
+    )
     assert win.state.slice_count == 0
     assert not win.controller.indexing
     viewer = hooks.viewer
@@ -127,8 +134,9 @@ def test_audit_viewer_lists_filters_verifies_and_finds_tampering(
     assert "no-such-dir" in viewer.status.text()
 
 
-def test_roles_without_the_audit_permission_cannot_read_it(qtbot, ws: Workstation,
-                                                            open_window) -> None:
+def test_roles_without_the_audit_permission_cannot_read_it(
+    qtbot, ws: Workstation, open_window
+) -> None:
     add_users(ws)
     ws.session.login("tech", PASSWORD)
     win = open_window(ws)
@@ -142,14 +150,17 @@ def test_roles_without_the_audit_permission_cannot_read_it(qtbot, ws: Workstatio
     assert win.ai.run_image_button.toolTip() == "The technologist role may not run AI models."
 
 
-def test_opening_a_series_is_one_instances_accessed_event(qtbot, ws: Workstation, open_window,
-                                                          ct_dir: Path, tmp_path: Path) -> None:
+def test_opening_a_series_is_one_instances_accessed_event(
+    qtbot, ws: Workstation, open_window, ct_dir: Path, tmp_path: Path
+) -> None:
     add_users(ws)
     ws.session.login("rad", PASSWORD)
     win = open_window(ws)
     win.open_paths([ct_dir])
-    qtbot.waitUntil(lambda: "series_loaded" in win.controller.timings
-                    and not win.controller.indexing, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: "series_loaded" in win.controller.timings and not win.controller.indexing,
+        timeout=TIMEOUT_MS,
+    )
     for _ in range(5):  # scrolling shows other slices of the same series: no new access event
         win.state.step_slice(1)
     qtbot.wait(50)
@@ -177,15 +188,20 @@ def test_opening_a_series_is_one_instances_accessed_event(qtbot, ws: Workstation
     assert kinds["series"] == str(ds.SeriesInstanceUID)
 
 
-def test_ai_result_and_decision_are_stored_in_the_results_store(qtbot, ws: Workstation,
-                                                               open_window) -> None:
+def test_ai_result_and_decision_are_stored_in_the_results_store(
+    qtbot, ws: Workstation, open_window
+) -> None:
     add_users(ws)
     ws.session.login("rad", PASSWORD)
     win = open_window(ws)
     panel = win.ai
     win.open_paths([CR])
-    qtbot.waitUntil(lambda: win.state.slice_count > 0 and panel.manager is not None
-                    and not win.controller.indexing, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: (
+            win.state.slice_count > 0 and panel.manager is not None and not win.controller.indexing
+        ),
+        timeout=TIMEOUT_MS,
+    )
     qtbot.waitUntil(lambda: panel.run_image_button.isEnabled(), timeout=TIMEOUT_MS)
     qtbot.mouseClick(panel.run_image_button, Qt.MouseButton.LeftButton)
     row = panel.queue.rows[-1]

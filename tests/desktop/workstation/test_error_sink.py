@@ -20,8 +20,11 @@ def test_a_failed_job_is_shown_and_audited(qtbot, ws: Workstation, open_window) 
     qtbot.waitUntil(lambda: job.done, timeout=10_000)
     assert "reading the study list failed" in win.statusBar().currentMessage()
     win.audit_hooks.flush()
-    failed = [e for e in ws.audit.iter_events(event_type=EventType.APPLICATION_ACTIVITY)
-              if e.details.get("action") == "job-failed"]
+    failed = [
+        e
+        for e in ws.audit.iter_events(event_type=EventType.APPLICATION_ACTIVITY)
+        if e.details.get("action") == "job-failed"
+    ]
     assert len(failed) == 1
     assert failed[0].outcome == Outcome.MINOR_FAILURE
     assert (failed[0].user, failed[0].details["job"]) == ("rad", "reading the study list")

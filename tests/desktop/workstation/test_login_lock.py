@@ -47,8 +47,9 @@ def test_first_run_asks_for_the_administrator(qtbot, ws: Workstation) -> None:
     assert ws.session.user is not None
     assert ws.session.user.role is Role.ADMIN
     created = list(ws.audit.iter_events(event_type=EventType.SECURITY_ALERT))
-    assert [(e.details["action"], e.objects[0]["id"]) for e in created] == [("user-created",
-                                                                             "chief")]
+    assert [(e.details["action"], e.objects[0]["id"]) for e in created] == [
+        ("user-created", "chief")
+    ]
     assert auth_events(ws) == [("chief", "login", Outcome.SUCCESS)]
     assert LoginDialog(ws).mode is Mode.SIGN_IN  # the next start signs in
 
@@ -70,8 +71,9 @@ def test_sign_in_failures_are_shown_audited_and_lock_the_account(qtbot, ws: Work
     assert "now locked for 5 minute(s)" in dialog.message.text()
     dialog.password.setText(PASSWORD)  # right password, locked account
     assert not dialog.submit()
-    assert "locked after repeated failed sign-ins; try again in 5 minute(s)" in \
-        dialog.message.text()
+    assert (
+        "locked after repeated failed sign-ins; try again in 5 minute(s)" in dialog.message.text()
+    )
     failures = [e for e in auth_events(ws) if e[2] == Outcome.MINOR_FAILURE]
     assert len(failures) == 4
     assert {u for u, _, _ in failures} == {"rad"}
@@ -86,7 +88,8 @@ def test_sign_in_failures_are_shown_audited_and_lock_the_account(qtbot, ws: Work
 
 # --- the lock --------------------------------------------------------------------------------
 def test_inactivity_lock_hides_everything_and_unlock_reauthenticates(
-        qtbot, ws: Workstation, open_window) -> None:
+    qtbot, ws: Workstation, open_window
+) -> None:
     clock = Clock()
     ws.session = Session(ws.users, clock=clock)
     add_users(ws)
@@ -132,11 +135,16 @@ def test_inactivity_lock_hides_everything_and_unlock_reauthenticates(
     assert win.browser_dock.isVisible()
     assert win.actions_by_name["Open files…"].isEnabled()
     assert win.windowTitle() == "DoctorAI Workstation"
-    assert auth_events(ws)[-3:] == [("rad", "lock", Outcome.SUCCESS),
-                                    ("rad", "login", Outcome.MINOR_FAILURE),
-                                    ("rad", "login", Outcome.SUCCESS)]
-    lock_event = [e for e in ws.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
-                  if e.details.get("action") == "lock"][-1]
+    assert auth_events(ws)[-3:] == [
+        ("rad", "lock", Outcome.SUCCESS),
+        ("rad", "login", Outcome.MINOR_FAILURE),
+        ("rad", "login", Outcome.SUCCESS),
+    ]
+    lock_event = [
+        e
+        for e in ws.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
+        if e.details.get("action") == "lock"
+    ][-1]
     assert lock_event.details["reason"] == "inactivity"
 
 
@@ -156,14 +164,18 @@ def test_manual_lock_and_sign_out(qtbot, ws: Workstation, open_window) -> None:
     qtbot.waitUntil(lambda: win.signed_out, timeout=3000)
     assert ws.session.user is None
     assert [a for _, a, _ in auth_events(ws)][-3:] == ["login", "lock", "logout"]
-    lock_event = [e for e in ws.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
-                  if e.details.get("action") == "lock"][-1]
+    lock_event = [
+        e
+        for e in ws.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
+        if e.details.get("action") == "lock"
+    ][-1]
     assert lock_event.details["reason"] == "user"
 
 
 # --- run_gui ---------------------------------------------------------------------------------
 def _when_modal(qtbot, act: Callable[[object], None]) -> None:
     """Act on the next modal dialog (run_gui blocks in exec())."""
+
     def poll() -> None:
         modal = QApplication.activeModalWidget()
         if modal is None:
@@ -176,10 +188,16 @@ def _when_modal(qtbot, act: Callable[[object], None]) -> None:
 
 def _close_window_when_shown(seen: dict[str, object]) -> None:
     def poll() -> None:
-        wins = [w for w in QApplication.topLevelWidgets()
-                if isinstance(w, MainWindow) and w.isVisible() and w.workstation is not None]
-        if wins and not wins[-1].controller.indexing and "series_loaded" in \
-                wins[-1].controller.timings:
+        wins = [
+            w
+            for w in QApplication.topLevelWidgets()
+            if isinstance(w, MainWindow) and w.isVisible() and w.workstation is not None
+        ]
+        if (
+            wins
+            and not wins[-1].controller.indexing
+            and "series_loaded" in wins[-1].controller.timings
+        ):
             win = wins[-1]
             seen["user"] = win.workstation.session.user
             seen["slices"] = win.state.slice_count
@@ -197,8 +215,9 @@ def test_first_start_shows_the_login_before_the_window(qtbot) -> None:
 
     def fill(dialog) -> None:
         seen["mode"] = dialog.mode
-        seen["windows"] = [w for w in QApplication.topLevelWidgets()
-                           if isinstance(w, MainWindow) and w.isVisible()]
+        seen["windows"] = [
+            w for w in QApplication.topLevelWidgets() if isinstance(w, MainWindow) and w.isVisible()
+        ]
         dialog.username.setText("chief")
         dialog.password.setText(PASSWORD)
         dialog.confirm.setText(PASSWORD)
@@ -308,8 +327,11 @@ def test_sign_out_returns_to_the_login_dialog(qtbot, tmp_path: Path) -> None:
         dialog.submit()
 
         def sign_out_when_shown() -> None:
-            wins = [w for w in QApplication.topLevelWidgets()
-                    if isinstance(w, MainWindow) and w.isVisible() and w.session_lock]
+            wins = [
+                w
+                for w in QApplication.topLevelWidgets()
+                if isinstance(w, MainWindow) and w.isVisible() and w.session_lock
+            ]
             if not wins:
                 QTimer.singleShot(30, sign_out_when_shown)
                 return

@@ -37,8 +37,7 @@ def _menu_texts(win) -> list[str]:  # type: ignore[no-untyped-def]
     return texts
 
 
-def test_a_radiologist_sees_why_the_audit_trail_is_off(qtbot, ws: Workstation,
-                                                       open_window) -> None:
+def test_a_radiologist_sees_why_the_audit_trail_is_off(qtbot, ws: Workstation, open_window) -> None:
     add_users(ws)
     ws.session.login("rad", PASSWORD)
     win = open_window(ws)
@@ -89,8 +88,9 @@ def test_an_auditor_sees_why_opening_studies_is_off(qtbot, ws: Workstation, open
     assert export.text() == "Export view as PNG… (radiologist, technologist or admin only)"
     file_menu = win.menus.file
     assert file_menu is not None
-    assert "Open files… (radiologist, technologist or admin only)" in \
-        [a.text() for a in file_menu.actions()]
+    assert "Open files… (radiologist, technologist or admin only)" in [
+        a.text() for a in file_menu.actions()
+    ]
     assert win.audit_hooks.audit_action.isEnabled()
 
 
@@ -101,12 +101,13 @@ def _mean_colour(widget: QWidget) -> np.ndarray:
 def _brightest(widget: QWidget) -> float:
     """The brightest tenth of the pixels (the text) on average: what the eye reads."""
     grey = rgb(widget).reshape(-1, 3).astype(float).mean(axis=1)
-    return float(np.sort(grey)[-max(1, grey.size // 10):].mean())
+    return float(np.sort(grey)[-max(1, grey.size // 10) :].mean())
 
 
 def test_the_style_sheet_draws_disabled_controls_dimmer(qtbot) -> None:
     app = QApplication.instance()
     apply_dark_theme(app)  # the application's own style sheet and palette
+
     def slider() -> QSlider:
         s = QSlider(Qt.Orientation.Horizontal)
         s.setRange(0, 100)
@@ -114,9 +115,12 @@ def test_the_style_sheet_draws_disabled_controls_dimmer(qtbot) -> None:
         return s
 
     pairs = []
-    for make in (lambda: QPushButton("Run on current image"),
-                 lambda: QLineEdit("text in a field"),
-                 lambda: QCheckBox("Show heatmap"), slider):
+    for make in (
+        lambda: QPushButton("Run on current image"),
+        lambda: QLineEdit("text in a field"),
+        lambda: QCheckBox("Show heatmap"),
+        slider,
+    ):
         pair = []
         for enabled in (True, False):
             widget = make()
@@ -129,8 +133,9 @@ def test_the_style_sheet_draws_disabled_controls_dimmer(qtbot) -> None:
         pairs.append(pair)
     for on, off in pairs:
         name = type(on).__name__
-        assert not np.allclose(_mean_colour(on), _mean_colour(off), atol=1.0), \
+        assert not np.allclose(_mean_colour(on), _mean_colour(off), atol=1.0), (
             f"a disabled {name} is drawn like an enabled one"
+        )
         assert _brightest(off) < _brightest(on) - 20, f"a disabled {name}'s text is not dimmer"
 
     menu = QMenu()
@@ -140,6 +145,8 @@ def test_the_style_sheet_draws_disabled_controls_dimmer(qtbot) -> None:
     menu.resize(menu.sizeHint())
     image = rgb(menu).astype(float).mean(axis=2)
     rows = menu.actionGeometry(menu.actions()[0]), menu.actionGeometry(menu.actions()[1])
-    text = [float(np.sort(image[r.top():r.bottom(), r.left():r.right()].ravel())[-40:].mean())
-            for r in rows]
+    text = [
+        float(np.sort(image[r.top() : r.bottom(), r.left() : r.right()].ravel())[-40:].mean())
+        for r in rows
+    ]
     assert text[1] < text[0] - 20, "a disabled menu entry is drawn like an enabled one"
