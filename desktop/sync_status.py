@@ -1,8 +1,8 @@
 """The sync status in the status bar: online/offline, items waiting, last success, errors.
 
-The engine and its ``SyncStatus`` live in core (no Qt); the loop that drives them is
-``desktop.sync_worker.SyncLoop``. ``SyncStatusWidget`` subscribes to ``SyncStatus.changed``
-through a Qt signal, so updates made on the sync thread are painted on the GUI thread.
+The engine and its ``SyncStatus`` live in core (no Qt); the passes that drive them run as jobs
+(``desktop.sync_worker``). ``SyncStatusWidget`` subscribes to ``SyncStatus.changed`` through a
+Qt signal, so updates made on a worker thread are painted on the GUI thread.
 """
 
 from __future__ import annotations
