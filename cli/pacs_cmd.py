@@ -14,6 +14,8 @@ import sys
 from datetime import date
 from typing import Any
 
+from cli.profile import add_sign_in_arguments
+
 
 def _node_args(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
@@ -45,7 +47,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     store.add_argument("files", nargs="+", metavar="FILE")
     secret = sub.add_parser("secret", help="save a node's password or token in the OS keyring")
     secret.add_argument("name", metavar="NODE")
-    secret.add_argument("--stdin", action="store_true", help="read it from standard input")
+    secret.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read it from standard input (after --user's password, if read too)",
+    )
+    add_sign_in_arguments(secret)
     cache = sub.add_parser("cache", help="show or purge the retrieve cache")
     cache.add_argument("--purge", action="store_true")
 
@@ -167,19 +174,40 @@ def _store(args: argparse.Namespace) -> int:
 
 
 def _secret(args: argparse.Namespace) -> int:
-    from core.pacs.nodes import get_node, store_secret
+    """A node's secret is IT's setting: an account with the settings permission saves it."""
+    from cli.profile import open_or_explain, sign_in
+    from core.app.settings_admin import save_pacs_secret
+    from core.pacs.nodes import get_node
+    from core.security.users import PermissionDenied
 
     node = get_node(args.name)
-    if args.stdin:
-        value = sys.stdin.readline().rstrip("\n")
-    else:
-        value = getpass.getpass(
-            f"{'password' if node.auth == 'basic' else 'token'} for PACS node '{node.name}': "
-        )
-    if not value:
-        print("error: empty secret", file=sys.stderr)
-        return 1
-    store_secret(node, value)
+    ws = open_or_explain("pacs secret")
+    if ws is None:
+        return 3
+    try:
+        if not args.user:
+            print("error: saving a PACS secret needs an admin: give --user NAME", file=sys.stderr)
+            return 2
+        if not sign_in(ws, args):
+            return 1
+        if args.stdin:
+            value = sys.stdin.readline().rstrip("\n")
+        else:
+            value = getpass.getpass(
+                f"{'password' if node.auth == 'basic' else 'token'} for PACS node '{node.name}': "
+            )
+        try:
+            save_pacs_secret(ws, node, value)
+        except PermissionDenied as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        if ws.session.user is not None:
+            ws.session.logout()
+        ws.close()
     print(f"saved in the OS keyring for PACS node '{node.name}'")
     return 0
 
