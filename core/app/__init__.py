@@ -11,5 +11,9 @@ in one transaction where it writes. Front ends never build an audit event or tou
 - ``model_runs`` / ``results``: run a model and record it; accept, reject, comment
 - ``exports``: a file with patient data leaves the workstation (audited first)
 - ``accounts``: add accounts (admins only, but the first)
-- ``model_admin``: roll a model back (admins only)
+- ``model_admin``: install the channel's version of a model, roll one back (admins; the
+  background sync installs as 'system')
+- ``settings_admin``: IT's settings on this workstation (a PACS node's secret; admins)
+- ``sync``: one sync pass (send, last success, enrol, channel models, Security Alerts)
+- ``pacs_audit``: the PACS layer's audit sink, in the current actor's name
 """
