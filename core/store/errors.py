@@ -64,6 +64,21 @@ class NoKeyringError(KeyringUnavailableError):
         )
 
 
+class DatabaseMissingError(DatabaseError):
+    """The keyring holds this profile's key, so its database existed, but the file is gone or
+    empty (deleted, truncated, moved). A new empty database in its place would be a trail with
+    no history and no accounts, whose first visitor makes himself admin: refused."""
+
+    def __str__(self) -> str:
+        return (
+            f"{super().__str__()}. The OS keyring still holds its key (service 'DoctorAI "
+            "Workstation'), so the audit trail existed here: DoctorAI does not create a new "
+            "empty one in its place. Restore the database file from backup; if this profile is "
+            "meant to start afresh, IT removes the key entry named here from the keyring first "
+            "(a decision to record outside this trail)"
+        )
+
+
 class WrongKeyError(DatabaseError):
     """The keyring's key does not decrypt the file (or the file is not a SQLCipher database)."""
 

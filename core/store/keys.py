@@ -7,7 +7,7 @@ import os
 import secrets
 from pathlib import Path
 
-from core.store.errors import KeyringUnavailableError, NoKeyringError
+from core.store.errors import DatabaseMissingError, KeyringUnavailableError, NoKeyringError
 
 SERVICE = "DoctorAI Workstation"
 
@@ -107,6 +107,12 @@ def get_or_create_key(db_path: Path) -> str:
     if stored:
         if len(stored) != 64 or any(c not in "0123456789abcdef" for c in stored):
             raise KeyringUnavailableError(db_path, f"keyring entry '{entry}' is not a 256-bit key")
+        if new_profile or db_path.stat().st_size == 0:
+            # the key outlived its database: deleted or truncated, never silently made anew
+            state = "is missing" if new_profile else "is empty (0 bytes)"
+            raise DatabaseMissingError(
+                db_path, f"the database file {state}, yet key '{entry}' exists"
+            )
         return stored
     if not new_profile:
         raise KeyringUnavailableError(
