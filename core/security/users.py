@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -14,9 +16,9 @@ from core.audit.events import Actor, Participants, event
 from core.audit.log import AuditLog
 from core.audit.vocabulary import EventType, Outcome
 from core.config import SecuritySettings
+from core.security.policy import MIN_PASSWORD_LENGTH as MIN_PASSWORD_LENGTH
+from core.security.policy import check_password, check_username
 from core.store.schema import users
-
-MIN_PASSWORD_LENGTH = 10
 
 
 class Role(StrEnum):
@@ -97,6 +99,7 @@ class UserStore:
         self.db = audit.db
         self.settings = settings or SecuritySettings()
         self._hasher = PasswordHasher()
+        self._dummy_hash: str | None = None
 
     def has_users(self) -> bool:
         with self.db.engine.connect() as conn:
@@ -106,11 +109,8 @@ class UserStore:
         self, username: str, password: str, role: Role, *, by: str, by_role: str = "admin"
     ) -> User:
         """Add an account. The very first account must be an admin (first-run set-up)."""
-        username = username.strip()
-        if not username or len(username) > 64:
-            raise ValueError("a user name needs 1 to 64 characters")
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+        username = check_username(username)
+        check_password(password, username)
         if not self.has_users() and role is not Role.ADMIN:
             raise ValueError("the first account must be an admin")
         with self.db.transaction() as conn:
@@ -141,6 +141,14 @@ class UserStore:
             )
         return User(username, role)
 
+    def _same_time_as_a_check(self, password: str) -> None:
+        """An unknown name costs one argon2 verification too: answering it faster would tell
+        which account names exist (user enumeration by timing)."""
+        if self._dummy_hash is None:
+            self._dummy_hash = self._hasher.hash(secrets.token_hex(16))
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            self._hasher.verify(self._dummy_hash, password)
+
     def authenticate(self, username: str, password: str) -> User:
         """Check a password; failures are audited and repeated ones lock the account."""
         with self.db.transaction() as conn:
@@ -149,6 +157,7 @@ class UserStore:
             reason = ""
             if row is None or row.disabled:
                 reason = "unknown or disabled account"
+                self._same_time_as_a_check(password)
             elif row.locked_until and datetime.fromisoformat(row.locked_until) > now:
                 reason = "account locked after repeated failures"
             else:
