@@ -85,6 +85,9 @@ def post_refresh(req: RefreshRequest, session: Db, st: State) -> TokenResponse:
         access, refresh = st.tokens.refresh(session, req.refresh_token)
     except AuthError as exc:
         session.rollback()
+        if exc.code == "refresh_token_reused":
+            st.metrics.security_alerts.labels(exc.code).inc()
+            log(logging.WARNING, "security alert: refresh token reused, family revoked")
         raise _auth_error(exc) from exc
     return TokenResponse(
         access_token=access, refresh_token=refresh, expires_in=st.settings.access_ttl_s
@@ -157,9 +160,7 @@ def post_results(
     st: State,
     idempotency_key: IdemKey = None,
 ) -> Response:
-    st.metrics.sync_lag.labels(device_id).set(
-        ingest.oldest_age_s([i.created_at for i in batch.items])
-    )
+    st.metrics.sync_lag.observe(ingest.oldest_age_s([i.created_at for i in batch.items]))
     return _idempotent(
         session, st, device_id, idempotency_key, "results:batch", batch, ingest.store_results
     )
@@ -169,9 +170,7 @@ def post_results(
 def post_audit(
     batch: AuditBatch, device_id: DeviceId, session: Db, st: State, idempotency_key: IdemKey = None
 ) -> Response:
-    st.metrics.sync_lag.labels(device_id).set(
-        ingest.oldest_age_s([e.created_at for e in batch.events])
-    )
+    st.metrics.sync_lag.observe(ingest.oldest_age_s([e.created_at for e in batch.events]))
     return _idempotent(
         session, st, device_id, idempotency_key, "audit-events:batch", batch, ingest.store_audit
     )

@@ -16,9 +16,17 @@ from typing import Any
 
 import jwt
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend.db import Device, EnrolCode, RefreshToken, utcnow
+from backend.db import (
+    Device,
+    EnrolCode,
+    RefreshToken,
+    RevokedRefreshFamily,
+    SecurityAlert,
+    utcnow,
+)
 
 ALGORITHM = "HS256"
 ISSUER = "doctorai-backend"
@@ -98,7 +106,9 @@ class TokenIssuer:
             ttl_s or self.access_ttl_s,
         )
 
-    def pair(self, session: Session, device_id: str) -> tuple[str, str]:
+    def pair(self, session: Session, device_id: str, family: str | None = None) -> tuple[str, str]:
+        """An access token and a refresh token; ``family`` is the login the refresh token
+        descends from (a login starts a new family, named by its first token's jti)."""
         jti = uuid.uuid4().hex
         session.add(
             RefreshToken(
@@ -108,7 +118,10 @@ class TokenIssuer:
             )
         )
         session.commit()
-        refresh = self._encode({"sub": device_id, "typ": "refresh", "jti": jti}, self.refresh_ttl_s)
+        refresh = self._encode(
+            {"sub": device_id, "typ": "refresh", "jti": jti, "fam": family or jti},
+            self.refresh_ttl_s,
+        )
         return self.access(device_id), refresh
 
     def decode(self, token: str, typ: str) -> dict[str, Any]:
@@ -137,11 +150,23 @@ class TokenIssuer:
         return self.pair(session, device_id)
 
     def refresh(self, session: Session, token: str) -> tuple[str, str]:
-        """Rotate: each refresh token works once; a reused one is refused."""
+        """Rotate: each refresh token works once. A used one presented again means two parties
+        hold the family (the workstation and a thief, in some order): the whole family is
+        revoked, so the token the other party rotated to is refused too, and a Security Alert is
+        recorded. The workstation recovers by logging in with its device secret."""
         claims = self.decode(token, "refresh")
-        row = session.get(RefreshToken, str(claims.get("jti")))
-        if row is None or row.used or row.device_id != claims["sub"]:
+        jti = str(claims.get("jti"))
+        family = str(claims.get("fam") or jti)  # tokens from before families: their own
+        if session.get(RevokedRefreshFamily, family) is not None:
+            raise AuthError(
+                "refresh_token_revoked",
+                "refresh token was revoked after a reuse of its family; log in again",
+            )
+        row = session.get(RefreshToken, jti)
+        if row is None or row.device_id != claims["sub"]:
             raise AuthError("token_invalid", "refresh token was already used or revoked")
+        if row.used:
+            self._revoke_family(session, family, row.device_id)
         device = session.get(Device, row.device_id)
         if device is None or device.revoked:
             raise AuthError("device_revoked", "this workstation was revoked by an admin", 403)
@@ -151,8 +176,32 @@ class TokenIssuer:
             .values(used=True)
         )
         if used.rowcount != 1:  # type: ignore[attr-defined]
-            raise AuthError("token_invalid", "refresh token was already used or revoked")
-        return self.pair(session, row.device_id)
+            session.rollback()  # a concurrent request used it first: the same reuse
+            self._revoke_family(session, family, row.device_id)
+        return self.pair(session, row.device_id, family)
+
+    @staticmethod
+    def _revoke_family(session: Session, family: str, device_id: str) -> None:
+        """Record the revocation and the alert, commit, and refuse."""
+        session.add(RevokedRefreshFamily(family=family, device_id=device_id))
+        session.add(
+            SecurityAlert(
+                device_id=device_id,
+                code="refresh_token_reused",
+                detail={
+                    "message": "a used refresh token was presented again; its family is revoked"
+                },
+            )
+        )
+        try:
+            session.commit()
+        except IntegrityError:  # a concurrent reuse revoked it first
+            session.rollback()
+        raise AuthError(
+            "refresh_token_reused",
+            "refresh token was already used; every token descended from the same login is "
+            "revoked: log in again",
+        )
 
     def principal(self, token: str) -> Principal:
         claims = self.decode(token, "access")

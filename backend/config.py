@@ -29,6 +29,8 @@ class Settings:
     targets_expiry_s: int = 90 * 86400
     root_expiry_s: int = 365 * 86400
     jwt_secret: str = field(default="", repr=False)
+    # a static bearer token for Prometheus on /metrics ("" = only admin access tokens)
+    metrics_token: str = field(default="", repr=False)
     keys_dir_override: Path | None = None  # e.g. a secrets mount holding only online keys
 
     @property
@@ -66,6 +68,7 @@ def settings_from_env(
         s3_endpoint_url=os.environ.get("DOCTORAI_BACKEND_S3_ENDPOINT_URL") or None,
         rate_per_s=float(_env("RATE_PER_S", "50")),
         rate_burst=int(_env("RATE_BURST", "100")),
+        metrics_token=_env("METRICS_TOKEN", ""),
         keys_dir_override=Path(os.environ["DOCTORAI_BACKEND_KEYS_DIR"])
         if os.environ.get("DOCTORAI_BACKEND_KEYS_DIR")
         else None,

@@ -63,6 +63,17 @@ class RefreshToken(Base):
     used: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class RevokedRefreshFamily(Base):
+    """A refresh-token family (one login and every rotation descended from it) revoked because
+    one of its already-used tokens came back: someone else holds a copy. A table of its own, not
+    a column of ``refresh_tokens``, so ``create_all`` adds it to an existing database too."""
+
+    __tablename__ = "revoked_refresh_families"
+    family: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class IdempotencyRecord(Base):
     """The first 2xx answer to (device, key): a replay gets exactly these bytes back."""
 

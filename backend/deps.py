@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -76,10 +77,7 @@ def limit_by_address(request: Request, st: BackendState = Depends(state)) -> Non
 _bearer = HTTPBearer(auto_error=False)
 
 
-def principal(
-    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
-    st: BackendState = Depends(state),  # noqa: B008
-) -> Principal:
+def _require_bearer(creds: HTTPAuthorizationCredentials | None) -> HTTPAuthorizationCredentials:
     if creds is None:
         raise ApiError(
             401,
@@ -87,6 +85,14 @@ def principal(
             "a bearer access token is required",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    return creds
+
+
+def principal(
+    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    st: BackendState = Depends(state),  # noqa: B008
+) -> Principal:
+    creds = _require_bearer(creds)
     try:
         return st.tokens.principal(creds.credentials)
     except AuthError as exc:
@@ -110,3 +116,16 @@ def admin(p: Principal = Depends(principal)) -> str:  # noqa: B008
     if p.role != "admin":
         raise ApiError(403, "forbidden", "this endpoint needs an admin token")
     return p.subject
+
+
+def metrics_reader(
+    creds: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    st: BackendState = Depends(state),  # noqa: B008
+) -> str:
+    """``/metrics``: the static scrape token (``DOCTORAI_BACKEND_METRICS_TOKEN``, for Prometheus,
+    which sends a fixed bearer) or an admin's access token; a workstation's token is refused."""
+    creds = _require_bearer(creds)
+    scrape = st.settings.metrics_token
+    if scrape and hmac.compare_digest(creds.credentials.encode(), scrape.encode()):
+        return "metrics-scraper"
+    return admin(principal(creds, st))

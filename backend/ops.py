@@ -10,9 +10,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 LOG = logging.getLogger("doctorai.backend")
+SYNC_LAG_BUCKETS_S = (10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400)
 
 
 class Metrics:
@@ -27,10 +28,11 @@ class Metrics:
         self.latency = Histogram(
             "doctorai_http_request_duration_seconds", "Request latency", ["route"], registry=r
         )
-        self.sync_lag = Gauge(
+        # one observation per batch and no device label: the metrics name no workstation
+        self.sync_lag = Histogram(
             "doctorai_sync_lag_seconds",
-            "Age of the oldest item in a workstation's latest batch when it arrived",
-            ["device"],
+            "Age of the oldest item in a batch when it arrived",
+            buckets=SYNC_LAG_BUCKETS_S,
             registry=r,
         )
         self.items = Counter(

@@ -98,3 +98,51 @@ def test_racing_enrolments_consume_code_once(server: LiveServer) -> None:
     for t in threads:
         t.join()
     assert sorted(codes) == [200] + [401] * 5
+
+
+def test_a_reused_refresh_token_revokes_its_whole_family(server: LiveServer) -> None:
+    """Issue 15, hole 9: rotate A -> B, present A again: refused, and B (which a thief holding A
+    may have got first) is refused too; a new login starts a new family that works."""
+    ws = server.workstation("family")
+    a = ws.tokens["refresh_token"]
+    r = httpx.post(f"{server.api}/token/refresh", json={"refresh_token": a})
+    assert r.status_code == 200
+    b = r.json()["refresh_token"]
+
+    reused = httpx.post(f"{server.api}/token/refresh", json={"refresh_token": a})
+    assert reused.status_code == 401  # 401: the workstation client falls back to a login
+    assert reused.json()["error"]["code"] == "refresh_token_reused"
+    after = httpx.post(f"{server.api}/token/refresh", json={"refresh_token": b})
+    assert after.status_code == 401
+    assert after.json()["error"]["code"] == "refresh_token_revoked"
+
+    # the reuse is a Security Alert an admin sees
+    alerts = httpx.get(f"{server.api}/admin/security-alerts", headers=server.admin_headers())
+    assert any(
+        x["device_id"] == ws.device_id and x["code"] == "refresh_token_reused"
+        for x in alerts.json()
+    )
+    # the device itself is not locked out: a login with its secret starts a new family
+    ws.login()
+    c = ws.tokens["refresh_token"]
+    r = httpx.post(f"{server.api}/token/refresh", json={"refresh_token": c})
+    assert r.status_code == 200
+    d = r.json()["refresh_token"]
+    assert httpx.post(f"{server.api}/token/refresh", json={"refresh_token": d}).status_code == 200
+    ws.close()
+
+
+def test_reuse_revokes_only_its_own_family(server: LiveServer) -> None:
+    """Two logins of one device are two families: a reuse in one leaves the other working."""
+    ws = server.workstation("two-families")
+    first = ws.tokens["refresh_token"]
+    ws.login()
+    other = ws.tokens["refresh_token"]
+    nxt = httpx.post(f"{server.api}/token/refresh", json={"refresh_token": first})
+    assert nxt.status_code == 200
+    assert (
+        httpx.post(f"{server.api}/token/refresh", json={"refresh_token": first}).status_code == 401
+    )
+    r = httpx.post(f"{server.api}/token/refresh", json={"refresh_token": other})
+    assert r.status_code == 200
+    ws.close()

@@ -111,7 +111,7 @@ def test_updater_refreshes_and_downloads(server: LiveServer, tmp_path: Path) -> 
     assert channel is not None
     body = ChannelFile.model_validate_json(Path(up.download_target(channel)).read_bytes())
     assert (body.model_id, body.version) == ("tuf-model", "1.0")
-    downloads = httpx.get(f"{server.url}/metrics").text
+    downloads = httpx.get(f"{server.url}/metrics", headers=server.admin_headers()).text
     assert 'doctorai_model_downloads_total{model="tuf-model",version="1.0"} 1.0' in downloads
 
 

@@ -59,7 +59,10 @@ def test_assignment_over_http(server: LiveServer, tmp_path: Path) -> None:
     assert a["shadow_version"] == ("2.0" if a["arm"] == "candidate" else None)
     again = ws.http.get("/rollouts/assignment").json()["assignments"]
     assert [x for x in again if x["rollout_id"] == rid] == got
-    assert "doctorai_rollout_assignments_total{arm=" in httpx.get(f"{server.url}/metrics").text
+    assert (
+        "doctorai_rollout_assignments_total{arm="
+        in httpx.get(f"{server.url}/metrics", headers=server.admin_headers()).text
+    )
 
 
 @pytest.mark.parametrize(
