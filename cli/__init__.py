@@ -28,6 +28,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def _is_store_error(exc: BaseException) -> bool:
+    """A database error escaping a command (damaged page, lock held past the wait, full disk):
+    by module, so that the CLI does not import SQLAlchemy to start."""
+    return type(exc).__module__.split(".")[0] in ("sqlalchemy", "sqlcipher3")
+
+
 def is_subcommand(argv: Sequence[str]) -> bool:
     return bool(argv) and argv[0] in SUBCOMMANDS
 
@@ -62,6 +68,16 @@ def run(argv: Sequence[str]) -> int:
         where = f" '{exc.filename}'" if getattr(exc, "filename", None) else ""
         print(f"doctorai {name}: cannot use{where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not _is_store_error(exc):
+            raise
+        from core.paths import profile_dir
+        from core.store.database import last_opened
+        from core.store.errors import EXIT_STORAGE, explain_store_error
+
+        db_path = last_opened() or profile_dir() / "doctorai.db"
+        print(f"doctorai {name}: {explain_store_error(db_path, exc)}", file=sys.stderr)
+        return EXIT_STORAGE
     return code
 
 

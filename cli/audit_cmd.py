@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from core.audit.log import AuditEvent, AuditLog, AuditObject
     from core.audit.vocabulary import EventType
     from core.store.database import open_database
-    from core.store.errors import DatabaseError
+    from core.store.errors import EXIT_STORAGE, DatabaseError, KeyringUnavailableError
 
     if args.db and not Path(args.db).is_file():
         # opening would create an empty database and report "0 events, chain intact"
@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
         db = open_database(Path(args.db) if args.db else None)
     except DatabaseError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        # the keyring is a set-up problem (2); a damaged, locked or missing file is storage (3)
+        return 2 if isinstance(exc, KeyringUnavailableError) else EXIT_STORAGE
     try:
         log = AuditLog(db)
         if args.action == "head":

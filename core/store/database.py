@@ -22,7 +22,12 @@ from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlalchemy.pool import QueuePool
 
 from core.paths import profile_dir
-from core.store.errors import DatabaseCorruptError, WrongKeyError
+from core.store.errors import (
+    DatabaseCorruptError,
+    DatabaseError,
+    WrongKeyError,
+    explain_store_error,
+)
 from core.store.keys import get_or_create_key
 from core.store.schema import properties
 
@@ -43,10 +48,36 @@ def _check_key(path: Path, key: str) -> None:
         con.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except sqlcipher3.DatabaseError as exc:
         if existed and "not a database" in str(exc):
-            raise WrongKeyError(path, "the key in the OS keyring does not decrypt it") from exc
-        raise DatabaseCorruptError(path, str(exc)) from exc
+            raise _first_page_or_key(path, key) from exc
+        raise explain_store_error(path, exc) from exc
     finally:
         con.close()
+
+
+def _first_page_or_key(path: Path, key: str) -> DatabaseError:
+    """The key does not open the file: a wrong key fails every page's HMAC, a damaged first
+    page (the header and schema) only that one. Told apart by SQLCipher's own page check."""
+    con = _connect(path, key)
+    try:
+        with quiet_sqlcipher():
+            failed = {
+                int(m.group(1))
+                for (row,) in con.execute("PRAGMA cipher_integrity_check")
+                if (m := _FAILED_PAGE.search(str(row)))
+            }
+        pages = max(1, path.stat().st_size // 4096)
+    except (sqlcipher3.DatabaseError, OSError):
+        failed, pages = set(), 0
+    finally:
+        con.close()
+    if failed and len(failed) < pages:
+        return DatabaseCorruptError(
+            path,
+            f"its first page (the header and table list) is damaged: {len(failed)} of {pages} "
+            f"pages fail their HMAC (first: page {min(failed)}), the others open with the "
+            "keyring's key, so the key is right",
+        )
+    return WrongKeyError(path, "the key in the OS keyring does not decrypt it")
 
 
 #: What reading a damaged page raises: SQLAlchemy wraps only the sqlite3 module's errors (the
@@ -242,9 +273,19 @@ def build_engine(creator: Callable[[], Any]) -> Engine:
     return engine
 
 
+_last_opened: Path | None = None
+
+
+def last_opened() -> Path | None:
+    """The database this process opened last (to name it in an error raised later)."""
+    return _last_opened
+
+
 def open_database(path: Path | None = None) -> Database:
     """Open (creating on first run) the encrypted database; never falls back to plaintext."""
+    global _last_opened
     db_path = (path or profile_dir() / "doctorai.db").resolve()
+    _last_opened = db_path
     key = get_or_create_key(db_path)
     _check_key(db_path, key)
     engine = build_engine(lambda: _connect(db_path, key))
@@ -253,7 +294,7 @@ def open_database(path: Path | None = None) -> Database:
         return Database(db_path, engine)
     except SADatabaseError as exc:
         engine.dispose()
-        raise DatabaseCorruptError(db_path, str(exc.orig)) from exc
+        raise explain_store_error(db_path, exc) from exc
 
 
 def set_property(conn: Connection, key: str, value: str) -> None:

@@ -105,3 +105,43 @@ class TrailUnavailableError(DatabaseError):
         Exception.__init__(
             self, f"the audit trail '{path}' cannot record this ({cause}), so {not_done}"
         )
+
+
+class DatabaseLockedError(DatabaseError):
+    """Another process held the database locked for longer than the wait (30 s)."""
+
+    def __str__(self) -> str:
+        return (
+            f"{super().__str__()}. Nothing was lost and nothing was changed; try again when the "
+            "other program (another DoctorAI window or command, a backup tool) has finished"
+        )
+
+
+class DiskFullError(DatabaseError):
+    """The disk holding the database is full: the last change was not written."""
+
+    def __str__(self) -> str:
+        return (
+            f"{super().__str__()}. The last change was not written and nothing recorded before "
+            "it was lost; free space on that disk and try again"
+        )
+
+
+#: Exit code of a command stopped by its database (damaged, locked, full, missing): the same
+#: as a command refused because its audit trail cannot be written.
+EXIT_STORAGE = 3
+
+
+def explain_store_error(path: Path, exc: BaseException) -> DatabaseError:
+    """What a SQLite/SQLCipher error raised while using ``path`` means, in plain words."""
+    if isinstance(exc, DatabaseError):
+        return exc
+    text = str(getattr(exc, "orig", None) or exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        return DatabaseLockedError(path, f"another process holds it locked ({text})")
+    if "disk is full" in low or "disk full" in low or "no space" in low:
+        return DiskFullError(path, f"the disk is full ({text})")
+    if any(w in low for w in ("not a database", "malformed", "hmac", "corrupt")):
+        return DatabaseCorruptError(path, f"damaged pages ({text})")
+    return DatabaseError(path, text)
