@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend import catalogue, ingest
+from backend import catalogue, ingest, storable
 from backend.auth import AuthError, enrol
 from backend.db import ModelPackage, Rollout, SecurityAlert
 from backend.deps import (
@@ -52,14 +52,31 @@ Db = Annotated[Session, Depends(db_session)]
 State = Annotated[BackendState, Depends(state)]
 DeviceId = Annotated[str, Depends(device)]
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+# ids in paths: what the catalogue accepts, and what its Integer columns hold; anything else is
+# a 422 here, never a value handed to the database (a NUL byte made PostgreSQL answer 500)
+ModelIdPath = Annotated[str, Path(pattern=catalogue.ID_PATTERN)]
+RolloutIdPath = Annotated[int, Path(ge=1, le=storable.INT32_MAX)]
 
 
 def _auth_error(exc: AuthError) -> ApiError:
     return ApiError(exc.status, exc.code, exc.message)
 
 
+def _storable(body: BaseModel, extra: list[dict[str, Any]] | None = None) -> None:
+    """422, in the shape of FastAPI's validation errors, for values no column can hold."""
+    found = [*storable.problems(body), *(extra or [])]
+    if found:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "request body or parameters are invalid",
+            {"problems": found[:20]},
+        )
+
+
 @router.post("/enrol", tags=["auth"], dependencies=[Depends(limit_by_address)])
 def post_enrol(req: EnrolRequest, session: Db) -> EnrolResponse:
+    _storable(req)
     try:
         device_id, secret = enrol(session, req.code, req.label)
     except AuthError as exc:
@@ -70,6 +87,7 @@ def post_enrol(req: EnrolRequest, session: Db) -> EnrolResponse:
 
 @router.post("/token", tags=["auth"], dependencies=[Depends(limit_by_address)])
 def post_token(req: TokenRequest, session: Db, st: State) -> TokenResponse:
+    _storable(req)
     try:
         access, refresh = st.tokens.login(session, req.device_id, req.device_secret)
     except AuthError as exc:
@@ -81,6 +99,7 @@ def post_token(req: TokenRequest, session: Db, st: State) -> TokenResponse:
 
 @router.post("/token/refresh", tags=["auth"], dependencies=[Depends(limit_by_address)])
 def post_refresh(req: RefreshRequest, session: Db, st: State) -> TokenResponse:
+    _storable(req)
     try:
         access, refresh = st.tokens.refresh(session, req.refresh_token)
     except AuthError as exc:
@@ -160,6 +179,15 @@ def post_results(
     st: State,
     idempotency_key: IdemKey = None,
 ) -> Response:
+    _storable(
+        batch,
+        [
+            {"loc": ["body", "items", i, "rollout_id"], "msg": "rollout id out of range"}
+            for i, item in enumerate(batch.items)
+            if item.rollout_id is not None
+            and not storable.INT32_MIN <= item.rollout_id <= storable.INT32_MAX
+        ],
+    )
     st.metrics.sync_lag.observe(ingest.oldest_age_s([i.created_at for i in batch.items]))
     return _idempotent(
         session, st, device_id, idempotency_key, "results:batch", batch, ingest.store_results
@@ -170,6 +198,7 @@ def post_results(
 def post_audit(
     batch: AuditBatch, device_id: DeviceId, session: Db, st: State, idempotency_key: IdemKey = None
 ) -> Response:
+    _storable(batch)
     st.metrics.sync_lag.observe(ingest.oldest_age_s([e.created_at for e in batch.events]))
     return _idempotent(
         session, st, device_id, idempotency_key, "audit-events:batch", batch, ingest.store_audit
@@ -197,7 +226,12 @@ def get_models(_device: DeviceId, session: Db) -> ModelCatalogue:
 @router.get("/models/{model_id}/{version}/file", tags=["models"])
 @router.head("/models/{model_id}/{version}/file", include_in_schema=False)
 def get_model_file(
-    model_id: str, version: str, request: Request, device_id: DeviceId, session: Db, st: State
+    model_id: ModelIdPath,
+    version: ModelIdPath,
+    request: Request,
+    device_id: DeviceId,
+    session: Db,
+    st: State,
 ) -> Response:
     pkg = session.scalar(
         select(ModelPackage).where(
@@ -245,7 +279,7 @@ def get_assignment(device_id: DeviceId, session: Db, st: State) -> AssignmentLis
 
 @router.get("/admin/rollouts/{rollout_id}/report", tags=["admin"])
 def get_report(
-    rollout_id: int, _admin: Annotated[str, Depends(admin)], session: Db
+    rollout_id: RolloutIdPath, _admin: Annotated[str, Depends(admin)], session: Db
 ) -> dict[str, Any]:
     try:
         return catalogue.report(session, rollout_id)

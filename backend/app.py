@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,6 +13,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import api, tuf_routes
 from backend.auth import TokenIssuer
@@ -24,6 +26,13 @@ from backend.storage import open_storage
 from backend.tuf_repo import TufError, TufRepository
 
 TIMESTAMP_CHECK_S = 3600.0
+HTTP_ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 # the method label of the request metrics is a closed set: any other method a client invents
 # is counted as "other" instead of minting a new time series
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -49,6 +58,14 @@ def build_state(settings: Settings) -> BackendState:
     )
 
 
+class _AsciiJSON(JSONResponse):
+    """JSON with every non-ASCII character escaped: an error may quote what the client sent,
+    and a lone surrogate (valid as a JSON escape) cannot be encoded as UTF-8 (that was a 500)."""
+
+    def render(self, content: object) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _error(
     status: int,
     code: str,
@@ -56,7 +73,7 @@ def _error(
     data: dict[str, object] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    return JSONResponse(
+    return _AsciiJSON(
         {"error": {"code": code, "message": message, "data": data or {}}},
         status_code=status,
         headers=headers,
@@ -100,6 +117,18 @@ def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(_req: Request, exc: ApiError) -> JSONResponse:
         return _error(exc.status, exc.code, exc.message, exc.data, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """The framework's own refusals (no such route, wrong method, a body that is not JSON)
+        in the API's error shape rather than FastAPI's ``{"detail": ...}``."""
+        code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        """A bug: the error shape without the traceback (uvicorn still logs it)."""
+        return _error(500, "internal_error", "internal server error")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:

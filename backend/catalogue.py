@@ -23,7 +23,8 @@ from backend.rollout import agreement, arm_stats, compare
 from backend.tuf_repo import TufRepository
 from core.sync.wire import ChannelFile
 
-_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"  # a model id or version
+_ID = re.compile(ID_PATTERN)
 
 
 class CatalogueError(Exception):

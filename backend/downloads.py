@@ -9,11 +9,19 @@ from __future__ import annotations
 import re
 
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from backend.storage import Storage
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+_BEYOND = 10**18  # past any stored size
+
+
+def _position(digits: str) -> int:
+    """A byte position; a number of more than 18 digits is not converted but taken as past the
+    end (int() of a few thousand digits is slow, and over 4300 it raises: that was a 500)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _BEYOND
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
@@ -25,12 +33,12 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
         return None
     first, last = m.group(1), m.group(2)
     if not first:  # suffix range: the last N bytes
-        n = int(last)
+        n = _position(last)
         if n == 0:
             return "unsatisfiable"
         return max(0, size - n), size - 1
-    start = int(first)
-    end = min(int(last), size - 1) if last else size - 1
+    start = _position(first)
+    end = min(_position(last), size - 1) if last else size - 1
     if start >= size or end < start:
         return "unsatisfiable"
     return start, end
@@ -46,7 +54,17 @@ def serve(
     if if_range is not None and if_range != etag:
         wanted = None  # the file changed since the partial download: send it whole
     if wanted == "unsatisfiable":
-        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "range_not_satisfiable",
+                    "message": f"the requested range is outside the file ({size} bytes)",
+                    "data": {"size": size},
+                }
+            },
+            status_code=416,
+            headers={**headers, "Content-Range": f"bytes */{size}"},
+        )
     if wanted is None:
         start, end, status = 0, size - 1, 200
     else:

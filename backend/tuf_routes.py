@@ -14,18 +14,22 @@ from sqlalchemy.orm import Session
 
 from backend.deps import ApiError, BackendState, db_session, state
 from backend.downloads import serve
+from backend.storable import INT32_MAX
 from backend.tuf_repo import TufRepository, find_target
 
 router = APIRouter(prefix="/tuf", tags=["tuf"])
-_VERSIONED = re.compile(r"^(?:(\d+)\.)?(root|targets|snapshot|timestamp)\.json$")
+# ASCII digits, at most 10 of them (TufMetadata.version is an Integer column): a longer number
+# went to int() (over 4300 digits: ValueError) or to the database (overflow): a 500 either way
+_VERSIONED = re.compile(r"^(?:([0-9]{1,10})\.)?(root|targets|snapshot|timestamp)\.json$")
+MAX_TARGET_PATH = 1024  # target paths are at most 512 characters, plus the hash prefix
 
 
 @router.get("/metadata/{name}")
 def metadata(name: str, session: Session = Depends(db_session)) -> Response:  # noqa: B008
-    m = _VERSIONED.match(name)
-    if m is None or (m.group(2) == "timestamp" and m.group(1)):
-        raise ApiError(404, "not_found", f"no TUF metadata named {name!r}")
-    version = int(m.group(1)) if m.group(1) else None
+    m = _VERSIONED.fullmatch(name)
+    version = int(m.group(1)) if m and m.group(1) else None
+    if m is None or (m.group(2) == "timestamp" and m.group(1)) or (version or 0) > INT32_MAX:
+        raise ApiError(404, "not_found", f"no TUF metadata named {name[:200]!r}")
     body = TufRepository.get(session, m.group(2), version)
     if body is None:
         raise ApiError(404, "not_found", f"TUF metadata {name!r} does not exist")
@@ -40,9 +44,10 @@ def target(
     session: Session = Depends(db_session),  # noqa: B008
     st: BackendState = Depends(state),  # noqa: B008
 ) -> Response:
-    row = find_target(session, path)
+    printable = path.isprintable() and len(path) <= MAX_TARGET_PATH
+    row = find_target(session, path) if printable else None  # no NUL to PostgreSQL
     if row is None:
-        raise ApiError(404, "not_found", f"no TUF target at {path!r}")
+        raise ApiError(404, "not_found", f"no TUF target at {path[:200]!r}")
     custom = row.custom or {}
     if custom.get("kind") == "model" and request.method == "GET":
         st.metrics.downloads.labels(custom.get("model_id", "?"), custom.get("version", "?")).inc()
