@@ -77,6 +77,8 @@ resource "aws_secretsmanager_secret_version" "db_url" {
   secret_string = "postgresql+psycopg://doctorai:${var.db_password}@${aws_db_instance.db.address}:5432/doctorai?sslmode=verify-full"
 }
 resource "aws_secretsmanager_secret" "jwt" { name = "doctorai/jwt-secret" } # value set out of band
+# the bearer token Prometheus sends to /metrics; value set out of band
+resource "aws_secretsmanager_secret" "metrics" { name = "doctorai/metrics-token" }
 
 # --- service -------------------------------------------------------------------------------
 resource "aws_security_group" "alb" {
