@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from core.audit.chain import GENESIS_HASH, canonical, chain_hash
 from core.audit.group_commit import GroupCommit
+from core.audit.head_record import HeadComparison, HeadRecorder, compare, read_head
 from core.audit.vocabulary import EventType, Outcome
 from core.store.database import READ_ERRORS, Database, StorageCheck, quiet_sqlcipher
 from core.store.outbox import OUTBOX_INSERT_SQL, enqueue_many, outbox_rows
@@ -89,6 +90,8 @@ class VerifyResult:
 
 
 CHAIN_CHECK = "hash chain"
+HEAD_CHECK = "recorded head"
+_NO_HEAD = HeadComparison(True, "not compared")
 
 
 @dataclass(frozen=True)
@@ -98,10 +101,11 @@ class TrailCheck:
 
     chain: VerifyResult
     storage: tuple[StorageCheck, ...]
+    head: HeadComparison = _NO_HEAD  # against the head recorded in the keyring
 
     @property
     def ok(self) -> bool:
-        return self.chain.ok and all(c.ok for c in self.storage)
+        return self.chain.ok and self.head.ok and all(c.ok for c in self.storage)
 
     @property
     def checked(self) -> int:
@@ -120,11 +124,13 @@ class TrailCheck:
 
     def lines(self) -> list[tuple[bool, str]]:
         """(ok, "name: what it found") per check, the chain first."""
-        return [(self.chain.ok, self.chain_line())] + [(c.ok, str(c)) for c in self.storage]
+        head = (self.head.ok, f"{HEAD_CHECK}: {'ok, ' if self.head.ok else ''}{self.head.reason}")
+        return [(self.chain.ok, self.chain_line()), head] + [(c.ok, str(c)) for c in self.storage]
 
     def failed(self) -> list[str]:
         """The names of the checks that failed."""
         names = [] if self.chain.ok else [CHAIN_CHECK]
+        names += [] if self.head.ok else [HEAD_CHECK]
         return names + [c.name for c in self.storage if not c.ok]
 
 
@@ -249,6 +255,7 @@ _COLUMNS = (
 )
 _INSERT_SQL = f"INSERT INTO audit_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 _LAST_SQL = "SELECT idx, hash FROM audit_events ORDER BY idx DESC LIMIT 1"
+_HEAD_KEY = "doctorai.audit_head"  # in conn.info: the head a caller's transaction moved
 _Batch = tuple[Sequence[_Prepared], bool]  # (events of one caller, queue them for sync?)
 
 #: Most events written in one group-commit transaction (a larger append_many is not split).
@@ -269,6 +276,17 @@ class AuditLog:
         self._group: GroupCommit[_Batch, list[StoredEvent]] = GroupCommit(
             self._commit_batches, MAX_BATCH_EVENTS
         )
+        self.head_record = HeadRecorder(db.path)  # the head, also kept outside the database
+        db.after_commit.append(self._after_commit)
+        if self.head_record.key_is_new:  # a trail from before head records: start from here
+            index, digest = self.chain_head()
+            if index >= 0:
+                self.head_record.note(index, digest)
+
+    def _after_commit(self, info: dict[Any, Any]) -> None:
+        head = info.get(_HEAD_KEY)
+        if head is not None:
+            self.head_record.note(*head)
 
     @property
     def group_stats(self) -> tuple[int, int]:
@@ -299,6 +317,8 @@ class AuditLog:
             out, rows, queued = self._chain(tuple(last) if last else None, batches)
             conn.exec_driver_sql(_INSERT_SQL, rows)  # a list: executemany
             enqueue_many(conn, "audit", queued)
+            newest = out[0][-1]
+            conn.info[_HEAD_KEY] = (newest.index, newest.hash)  # recorded once committed
             return out[0]
         return self._group.submit((prepared, sync), len(prepared))
 
@@ -329,6 +349,8 @@ class AuditLog:
             raw.rollback()
             raise
         else:
+            newest = out[-1][-1]
+            self.head_record.note(newest.index, newest.hash)
             return out
         finally:
             raw.close()  # back to the pool
@@ -419,7 +441,31 @@ class AuditLog:
         except READ_ERRORS as exc:  # an audit page that fails its HMAC cannot be read at all
             reason = getattr(exc, "orig", None) or exc
             chain = VerifyResult(False, 0, None, f"the audit rows cannot be read ({reason})")
-        return TrailCheck(chain, storage)
+        try:
+            with quiet_sqlcipher():
+                head = self.compare_head()
+        except READ_ERRORS as exc:
+            reason = getattr(exc, "orig", None) or exc
+            head = HeadComparison(False, f"the database's head cannot be read ({reason})")
+        return TrailCheck(chain, storage, head)
+
+    def compare_head(self) -> HeadComparison:
+        """This database's head against the one recorded outside it (a missing tail, an older
+        copy, a rewritten history, a forged or deleted head record)."""
+        self.head_record.flush()
+        recorded = read_head(self.db.path)
+        head = self.chain_head()
+        hash_at: dict[int, str] = {}
+        if isinstance(recorded, tuple):
+            with self.db.engine.connect() as conn:
+                row = conn.execute(
+                    select(audit_events.c.hash).where(audit_events.c.idx == recorded[0])
+                ).first()
+            if row is not None:
+                hash_at[recorded[0]] = row.hash
+        # a record is due once this profile has a head key and its trail has events
+        expected = self.head_record.key is not None and head[0] >= 0
+        return compare(recorded, head, hash_at, expected=expected)
 
     def verify(self) -> VerifyResult:
         """Walk the chain; name the first index whose row was changed, removed, moved or added."""

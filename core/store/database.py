@@ -180,6 +180,9 @@ class Database:
     def __init__(self, path: Path, engine: Engine) -> None:
         self.path = path
         self.engine = engine
+        #: called with ``conn.info`` after each ``transaction()`` committed (the audit trail
+        #: records the chain head a transaction moved, core.audit.head_record)
+        self.after_commit: list[Callable[[dict[Any, Any]], None]] = []
         self.workstation_id = self._workstation_id()
 
     @contextmanager
@@ -187,6 +190,10 @@ class Database:
         """One durable write transaction (BEGIN IMMEDIATE ... COMMIT)."""
         with self.engine.begin() as conn:
             yield conn
+            info = dict(conn.info)
+            conn.info.clear()
+        for hook in self.after_commit:  # only after a commit: a rollback raised above
+            hook(info)
 
     def _workstation_id(self) -> str:
         with self.transaction() as conn:

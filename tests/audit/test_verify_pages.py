@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import cli
-from core.audit.log import CHAIN_CHECK, AuditEvent, AuditLog, AuditObject
+from core.audit.log import CHAIN_CHECK, HEAD_CHECK, AuditEvent, AuditLog, AuditObject
 from core.audit.vocabulary import EventType
 from core.store.database import (
     PAGE_HMAC_CHECK,
@@ -158,7 +158,7 @@ def test_a_bad_audit_page_is_reported_not_a_traceback(
     err = capsys.readouterr().err
     assert f"page HMAC check: 1 page fails (first: page {page})" in err
     assert f"{CHAIN_CHECK}: the audit rows cannot be read" in err
-    assert f"FAILED: {CHAIN_CHECK}, {PAGE_HMAC_CHECK}" in err
+    assert f"FAILED: {CHAIN_CHECK}, {HEAD_CHECK}, {PAGE_HMAC_CHECK}" in err
     assert "Traceback" not in err
 
 
