@@ -13,7 +13,6 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
@@ -33,7 +32,9 @@ MAX_FRAME_PIXELS = 2**28  # 16384 x 16384
 MAX_TOTAL_BYTES = 16 * 1024**3  # decoded size of all frames of one instance
 NATIVE_LE = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 BIG_ENDIAN = "1.2.840.10008.1.2.2"
-DEFLATED = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+DEFLATED_DATASET = "1.2.840.10008.1.2.1.99"  # the whole data set deflated (sources.read_dicom)
+DEFLATED = frozenset({DEFLATED_DATASET, "1.2.840.10008.1.2.8.1"})
+NO_DICM = "no 'DICM' prefix after the 128-byte preamble"
 NATIVE = NATIVE_LE | {BIG_ENDIAN} | DEFLATED
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _LONG_VRS = frozenset({b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"})
@@ -215,12 +216,21 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 
 
 def parse(fp: BinaryIO) -> Dataset:
+    """The header (up to the Pixel Data) of the DICOM file at ``fp``; HeaderError says why not."""
+    return parse_bounded(fp)[0]
+
+
+def parse_bounded(fp: BinaryIO) -> tuple[Dataset, sources.Inflated | None]:
+    """``parse``, and for a deflated data set (inflated within bounds by
+    ``sources.read_dicom``) where its Pixel Data lies and its inflated size."""
     try:
-        return pydicom.dcmread(fp, stop_before_pixels=True, defer_size="1 MB")
+        return sources.read_dicom(fp, stop_before_pixels=True, defer_size="1 MB")
     except InvalidDicomError as exc:
         # pydicom's own hint ("Use force=True ...") is advice for programmers, not users
         reason = str(exc).split(" Use force=True")[0].rstrip()
         raise HeaderError(f"not a DICOM file ({reason})") from exc
+    except sources.SourceError as exc:
+        raise HeaderError(str(exc)) from exc
     except Exception as exc:
         raise HeaderError(f"unreadable DICOM header: {type(exc).__name__}: {exc}") from exc
 
@@ -232,27 +242,27 @@ def read_header(path: str, *, require_uids: bool = True, fast: bool = True) -> H
     stands in), for commands that handle one named file, such as ``doctorai render``.
     ``fast=False`` skips the scanner (``core.imaging.scan``) and always uses pydicom.
     """
-    zip_parts = sources.split_zip_path(path)
-    if zip_parts is None:
-        size = os.path.getsize(path)
-        with open(path, "rb") as f:
-            prefix = f.read(HEADER_PREFIX)
-    else:
-        data = sources.open_bytes(path)
-        size, prefix = len(data), data
-    if prefix[128:132] != b"DICM" and plain.looks_like_image(prefix):
-        return _plain_header(path)
-    suffix = os.path.splitext(path)[1].lower()
-    if prefix[128:132] != b"DICM" and suffix in IMAGE_SUFFIXES:
-        raise HeaderError(f"not a readable {suffix[1:].upper()} image (its content is not one)")
-    if prefix[128:132] != b"DICM" and suffix == ".zip":
-        raise HeaderError("not a readable zip archive (damaged or truncated)")
+    try:
+        # Only the first bytes, also of a zip member: its DICM prefix (or image signature) is
+        # checked before anything more of it is inflated.
+        prefix, size = sources.read_prefix(path, HEADER_PREFIX)
+    except sources.SourceError as exc:
+        raise HeaderError(str(exc)) from exc
+    if prefix[128:132] != b"DICM":
+        if plain.looks_like_image(prefix):
+            return _plain_header(path)
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix in IMAGE_SUFFIXES:
+            raise HeaderError(f"not a readable {suffix[1:].upper()} image (its content is not one)")
+        if suffix == ".zip":
+            raise HeaderError("not a readable zip archive (damaged or truncated)")
+        # what pydicom says of a file without the prefix, without reading any more of it
+        raise HeaderError(f"not a DICOM file ({NO_DICM})")
     partial = len(prefix) < size
     scanned = scan.scan(prefix, WANTED, whole_file=not partial) if fast else None
-    if scanned is None and fast and partial and zip_parts is None:
+    if scanned is None and fast and partial:
         # Long headers (e.g. Siemens CSA): one larger read before falling back to pydicom.
-        with open(path, "rb") as f:
-            prefix = f.read(LONG_HEADER_PREFIX)
+        prefix, size = sources.read_prefix(path, LONG_HEADER_PREFIX)
         partial = len(prefix) < size
         scanned = scan.scan(prefix, WANTED, whole_file=not partial)
     if scanned is not None:
@@ -268,6 +278,11 @@ def read_header(path: str, *, require_uids: bool = True, fast: bool = True) -> H
             check_fragments(path, element[0], ts)
         tags = ScanTags(scanned.values, scanned.present, scanned.codec)
         return _to_header(path, tags, None, ts, element, size, require_uids)
+    if sources.transfer_syntax_of(prefix) == DEFLATED_DATASET:
+        # Inflated as it is read, no further than its header declares (sources.read_dicom).
+        with sources.open_reader(path) as f:
+            ds, inflated = parse_bounded(f)
+        return _inflated_header(path, ds, inflated, require_uids)
     bio = io.BytesIO(prefix)
     try:
         ds = parse(bio)
@@ -280,8 +295,10 @@ def read_header(path: str, *, require_uids: bool = True, fast: bool = True) -> H
     element = None if ts in DEFLATED else pixel_element(bio, ts)
     if partial and element is None and ts not in DEFLATED:
         # The header did not fit in the prefix: parse the file itself.
-        with open(path, "rb") as f:
-            ds = parse(f)
+        with sources.open_stream(path) as f:
+            ds, inflated = parse_bounded(f)
+            if inflated is not None:
+                return _inflated_header(path, ds, inflated, require_uids)
             ts = transfer_syntax(ds)
             end = f.tell()
             element = None if ts in DEFLATED else pixel_element(f, ts)
@@ -295,6 +312,21 @@ def read_header(path: str, *, require_uids: bool = True, fast: bool = True) -> H
     if element is not None and element[1] == 0xFFFFFFFF:
         check_fragments(path, element[0], ts)
     return _to_header(path, RawTags(ds), ds, ts, element, size, require_uids)
+
+
+def _inflated_header(
+    path: str, ds: Dataset, inflated: sources.Inflated | None, require_uids: bool
+) -> Header:
+    """The Header of a deflated data set: its Pixel Data checked like a native one's, in the
+    inflated data (offsets and size from ``sources.read_dicom``)."""
+    if inflated is None:  # the file meta said deflated in the prefix, not in the whole file
+        raise HeaderError("the File Meta Information differs between reads (file changed?)")
+    if len(ds) == 0:
+        raise HeaderError("no data elements could be read (truncated or corrupt file)")
+    ts = transfer_syntax(ds)
+    return _to_header(
+        path, RawTags(ds), ds, ts, inflated.pixel_element, inflated.size, require_uids
+    )
 
 
 def check_fragments(path: str, offset: int, ts: str) -> None:

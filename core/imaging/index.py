@@ -17,7 +17,7 @@ import numpy as np
 
 from core.imaging.header import Header, HeaderError, read_header
 from core.imaging.model import Instance, LoadError, Patient, StudyIndex
-from core.imaging.sources import enumerate_inputs
+from core.imaging.sources import SourceError, enumerate_inputs
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def default_workers() -> int:
 def _read_one(path: str) -> Header | LoadError:
     try:
         return read_header(path)
-    except HeaderError as exc:
+    except (HeaderError, SourceError) as exc:  # SourceError: a refused zip member
         return LoadError(path, str(exc))
     except OSError as exc:
         return LoadError(path, f"cannot read file: {exc.strerror or exc}")

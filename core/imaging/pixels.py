@@ -11,7 +11,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut
 from pydicom.pixels.utils import pixel_array
@@ -152,17 +151,26 @@ def _color(
 
 
 def _decode(path: str, frame: int, nframes: int) -> tuple[Dataset, PixelInfo, npt.NDArray[Any]]:
-    with sources.open_stream(path) as fp:
+    try:
+        opened = sources.open_stream(path)
+    except sources.SourceError as exc:  # a zip member refused before it is read
+        raise PixelDecodeError(path, str(exc)) from exc
+    with opened as fp:
         fp.seek(0, os.SEEK_END)
         size = fp.tell()
         fp.seek(0)
         try:
-            ds = header.parse(fp)
+            # a deflated data set is inflated within the sizes its header declares, and only
+            # then (below) in full: sources.read_dicom
+            ds, inflated = header.parse_bounded(fp)
         except header.HeaderError as exc:
             raise PixelDecodeError(path, str(exc)) from exc
         ts = header.transfer_syntax(ds)
-        element = None if ts in header.DEFLATED else header.pixel_element(fp, ts)
-        if element is None and ts not in header.DEFLATED:
+        if inflated is not None:
+            element, size = inflated.pixel_element, inflated.size
+        else:
+            element = None if ts in header.DEFLATED else header.pixel_element(fp, ts)
+        if element is None and (inflated is not None or ts not in header.DEFLATED):
             raise PixelDecodeError(path, "the file has no Pixel Data", ts)
         try:
             if element is not None and element[1] == 0xFFFFFFFF:
@@ -179,12 +187,13 @@ def _decode(path: str, frame: int, nframes: int) -> tuple[Dataset, PixelInfo, np
             raise PixelDecodeError(path, f"frame {frame} out of range (0..{frames - 1})", ts)
         fp.seek(0)
         try:
-            if ts in header.DEFLATED:
-                # pydicom's file-like reader does not inflate; deflated files are small.
-                full = pydicom.dcmread(fp)
+            if inflated is not None or ts in header.DEFLATED:
+                full, _ = sources.read_dicom(fp, stop_before_pixels=False)
                 arr = pixel_array(full, index=frame)
             else:
                 arr = pixel_array(fp, index=frame)
+        except sources.SourceError as exc:
+            raise PixelDecodeError(path, str(exc), ts) from exc
         except (NotImplementedError, RuntimeError) as exc:
             raise PixelDecodeError(path, _unsupported_reason(ts, exc), ts) from exc
         except Exception as exc:
