@@ -31,8 +31,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from math import isfinite
+
     from cli.profile import EXIT_NO_AUDIT, open_or_explain
 
+    if args.window is not None and not all(isfinite(v) for v in args.window):
+        # argparse's float() accepts "nan" and "inf"; either would paint a black image
+        center, width = args.window
+        print(
+            f"error: --window needs finite numbers, got center {center:g} width {width:g}",
+            file=sys.stderr,
+        )
+        return 2
     if args.window is not None and args.window[1] <= 0:
         print(f"error: window width must be positive, got {args.window[1]:g}", file=sys.stderr)
         return 2
