@@ -144,6 +144,18 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
         return 2
     spec = package.manifest.input
     problems: list[str] = []
+    for refused in manager.refusals(args.model):  # e.g. a signed update that fails its hashes
+        problems.append(
+            f"{refused}; running version {package.version} from '{package.path}' instead"
+        )
+    health = manager.health_check(args.model)  # the package's own self-test sample, first
+    if not health.ok:
+        print(
+            f"error: model '{args.model}' failed its self-test, so it is not run: {health.message}",
+            file=sys.stderr,
+        )
+        manager.shutdown()
+        return 1
     try:
         if spec.kind == "text":
             if not args.text:

@@ -145,14 +145,14 @@ def _retrieve(args: argparse.Namespace) -> int:
 
 
 def _store(args: argparse.Namespace) -> int:
-    import pydicom
-
+    from core.imaging.sources import read_dicom
     from core.pacs.export import AiFinding, store_objects
 
     datasets = []
     for name in args.files:
         try:
-            datasets.append(pydicom.dcmread(name))
+            with open(name, "rb") as fh:  # a deflated file is inflated bounded
+                datasets.append(read_dicom(fh, stop_before_pixels=False)[0])
         except Exception as exc:  # pydicom raises many types for broken files
             raise ValueError(f"cannot read '{name}': {exc}") from exc
     client = _client(args)

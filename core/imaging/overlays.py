@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core.imaging.model import Series
-from core.imaging.sources import open_stream
+from core.imaging.sources import open_stream, read_dicom
 
 SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 SR_SOP_CLASSES = {
@@ -64,11 +64,9 @@ class OverlayError(ValueError):
 
 
 def _read(path: str) -> Any:
-    import pydicom
-
-    try:
+    try:  # read_dicom: a deflated object is inflated no further than it declares
         with open_stream(path) as fh:
-            return pydicom.dcmread(fh)
+            return read_dicom(fh, stop_before_pixels=False)[0]
     except Exception as exc:  # pydicom raises many types for broken files
         raise OverlayError(f"cannot read '{path}': {exc}") from exc
 

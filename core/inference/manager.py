@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +67,16 @@ def release_freed_memory() -> None:
 
 
 class UnknownModelError(KeyError):
+    """No usable package with this id; ``refused`` says why the ones found were refused."""
+
+    def __init__(self, model_id: str, refused: Sequence[PackageError] = ()) -> None:
+        super().__init__(model_id)
+        self.refused = list(refused)
+
     def __str__(self) -> str:
+        if self.refused:
+            why = "; ".join(str(e) for e in self.refused)
+            return f"model '{self.args[0]}' is installed but was refused: {why}"
         return f"no installed model package with id '{self.args[0]}'"
 
 
@@ -147,7 +156,13 @@ class ModelManager:
         try:
             return self._packages[model_id]
         except KeyError:
-            raise UnknownModelError(model_id) from None
+            raise UnknownModelError(model_id, self.refusals(model_id)) from None
+
+    def refusals(self, model_id: str) -> list[PackageError]:
+        """The packages of ``model_id`` that were refused (a signed update that no longer
+        verifies, a tampered copy): the folder is named after the id, or after its version
+        inside a folder named after the id (the store of signed updates)."""
+        return [e for e in self.package_errors if model_id in (e.path.name, e.path.parent.name)]
 
     def applicable(self, modality: str, is_color: bool | None = None) -> list[ModelPackage]:
         """Image models whose manifest lists this DICOM modality (and colour, when known)."""

@@ -51,9 +51,9 @@ def _is_cancelled(cancel: Cancel) -> bool:
 
 def sop_uid_of(blob: bytes) -> str:
     """The SOP Instance UID of one Part 10 file (reads the header only)."""
-    import pydicom
+    from core.imaging.sources import read_dicom  # a deflated part is inflated bounded
 
-    ds = pydicom.dcmread(io.BytesIO(blob), stop_before_pixels=True, specific_tags=[0x00080018])
+    ds, _ = read_dicom(io.BytesIO(blob), stop_before_pixels=True)
     uid = str(getattr(ds, "SOPInstanceUID", ""))
     if not uid:
         raise ValueError("a retrieved part has no SOP Instance UID")

@@ -101,3 +101,77 @@ def test_list_refuses_a_package_missing_a_listed_file(capsys: pytest.CaptureFixt
     assert "skin-missing" not in {r["id"] for r in out["models"]}
     (error,) = [e for e in out["errors"] if "skin-missing" in e["path"]]
     assert f"{manifest['weights']}: listed file is missing" in error["error"]
+
+
+def test_infer_on_a_refused_package_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """issue 15, hole 9: it said only 'no installed model package' for a tampered one."""
+    copy, _manifest = _renamed_copy("tabular-breast-cancer", "my-tabular")
+    with (copy / "model.json").open("ab") as fh:
+        fh.write(b" ")
+    rows = tmp_path / "rows.csv"
+    rows.write_text("a\n1\n")
+    assert main(["infer", "--model", "my-tabular", str(rows)]) == 2
+    err = capsys.readouterr().err
+    assert "'my-tabular' is installed but was refused" in err
+    assert "model.json: SHA-256 mismatch" in err
+
+
+def test_infer_is_gated_on_the_package_self_test(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A package whose files all verify but which no longer gives its own stored self-test
+    output (here: expected scores shifted, with the manifest's hash updated to match) is not
+    run; before, infer never ran the self-test."""
+    import csv
+    import hashlib
+
+    import numpy as np
+
+    copy, manifest = _renamed_copy("tabular-breast-cancer", "drifted")
+    expected_path = copy / manifest["selftest"]["expected"]
+    expected = np.load(expected_path)
+    np.save(expected_path, np.abs(expected - 0.5))
+    manifest["files"][manifest["selftest"]["expected"]] = hashlib.sha256(
+        expected_path.read_bytes()
+    ).hexdigest()
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    sample = np.load(copy / manifest["selftest"]["input"])[0]
+    rows = tmp_path / "rows.csv"
+    with rows.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(manifest["input"]["features"])
+        writer.writerow([float(v) for v in sample])
+    assert main(["infer", "--model", "drifted", str(rows)]) == 1
+    err = capsys.readouterr().err
+    assert "'drifted' failed its self-test, so it is not run" in err
+    assert main(["infer", "--model", "tabular-breast-cancer", str(rows)]) == 0  # the real one
+
+
+def test_infer_says_when_it_runs_another_copy_than_a_refused_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy of a model that fails verification (here a tampered one in the profile; in
+    production a signed update gone bad) while another copy runs: said, not silent."""
+    user_models = _profile() / "models"
+    user_models.mkdir(parents=True, exist_ok=True)
+    bad = user_models / "tabular-breast-cancer"
+    shutil.copytree(ZOO / "tabular-breast-cancer", bad)
+    with (bad / "model.json").open("ab") as fh:
+        fh.write(b" ")
+    import numpy as np
+
+    manifest = json.loads((bad / "manifest.json").read_text())
+    rows = tmp_path / "rows.csv"
+    sample = np.load(bad / manifest["selftest"]["input"])[0]
+    rows.write_text(
+        ",".join(f'"{f}"' for f in manifest["input"]["features"])
+        + "\n"
+        + ",".join(str(float(v)) for v in sample)
+        + "\n"
+    )
+    assert main(["infer", "--model", "tabular-breast-cancer", str(rows)]) == 0
+    err = capsys.readouterr().err
+    assert f"model package '{bad}' refused" in err
+    assert f"running version 1.0.0 from '{ZOO / 'tabular-breast-cancer'}' instead" in err
