@@ -190,7 +190,7 @@ class Child:
     returncode: int
     stdout: str
     stderr: str
-    peak: int  # bytes (ru_maxrss of this child only)
+    peak: int  # bytes: the child's own high-water RSS after exec (VmHWM)
 
 
 def _limits() -> None:  # pragma: no cover - runs in the child
@@ -200,12 +200,36 @@ def _limits() -> None:  # pragma: no cover - runs in the child
     resource.setrlimit(resource.RLIMIT_CPU, (CHILD_CPU_S, CHILD_CPU_S))
 
 
+# The child reports its own VmHWM as it exits. Not ru_maxrss from wait4: a child forked from a
+# large test process (the whole suite has loaded the AI frameworks) counts the parent's pages
+# it shared until exec in ru_maxrss; VmHWM belongs to the new process image only.
+_REPORT = """
+import atexit, os, runpy, sys
+def _report():
+    with open("/proc/self/status") as f:
+        kb = next(line for line in f if line.startswith("VmHWM")).split()[1]
+    with open(os.environ["DOCTORAI_TEST_HWM"], "w") as out:
+        out.write(kb)
+atexit.register(_report)
+if sys.argv[1] == "-m":
+    sys.argv = [sys.argv[2], *sys.argv[3:]]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+else:
+    code, sys.argv = sys.argv[2], ["-c", *sys.argv[3:]]
+    exec(compile(code, "<child>", "exec"), {"__name__": "__main__"})
+"""
+
+
 def run_child(args: list[str], tmp_path: Path) -> Child:
-    out, err = tmp_path / "child.out", tmp_path / "child.err"
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    """``args``: ``["-m", module, ...]`` or ``["-c", code]``, as for ``python``."""
+    out, err, hwm = tmp_path / "child.out", tmp_path / "child.err", tmp_path / "child.hwm"
+    hwm.unlink(missing_ok=True)
+    env = dict(
+        os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", DOCTORAI_TEST_HWM=str(hwm)
+    )
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen(
-            [sys.executable, *args],
+            [sys.executable, "-c", _REPORT, *args],
             cwd=REPO,
             stdout=o,
             stderr=e,
@@ -213,14 +237,15 @@ def run_child(args: list[str], tmp_path: Path) -> Child:
             preexec_fn=_limits,
         )
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            _, status, _usage = os.wait4(proc.pid, 0)
         finally:
             proc.returncode = -1  # reaped by wait4: keep Popen from waiting again
+    peak = int(hwm.read_text()) * 1024 if hwm.exists() else 1 << 62  # no report: no pass
     return Child(
         os.waitstatus_to_exitcode(status),
         out.read_text(errors="replace"),
         err.read_text(errors="replace"),
-        usage.ru_maxrss * 1024,
+        peak,
     )
 
 

@@ -103,11 +103,10 @@ def test_a_full_disk_is_said_and_nothing_is_written(tmp_path: Path) -> None:
         home = mount / "p"
         db = _profile(home, events=3)
         filler = mount / "filler"
-        with filler.open("wb") as f:  # fill the disk to the last byte
+        with filler.open("wb", buffering=0) as f:  # fill the disk to the last byte
             try:
                 while True:
                     f.write(bytes(65536))
-                    f.flush()
             except OSError:
                 pass
         out = tmp_path / "r.png"
