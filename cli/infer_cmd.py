@@ -104,8 +104,6 @@ def _write_heatmap(out: str, frame: Any, heat: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqlalchemy.exc import SQLAlchemyError
-
     from cli.profile import EXIT_NO_AUDIT, open_or_explain
     from core.security.users import PermissionDenied
 
@@ -117,14 +115,7 @@ def run(args: argparse.Namespace) -> int:
     except PermissionDenied as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SQLAlchemyError as exc:  # the run could not be recorded: nothing is shown for it
-        print(
-            f"error: the audit trail cannot record this model run: "
-            f"{getattr(exc, 'orig', None) or exc}",
-            file=sys.stderr,
-        )
-        return EXIT_NO_AUDIT
-    finally:
+    finally:  # a run the trail cannot record shows nothing: cli.run explains it, exit 3
         ws.close()
 
 

@@ -19,11 +19,10 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from sqlalchemy.exc import SQLAlchemyError
 
-from core.app.accounts import add_account
+from core.app.sign_in import create_first_admin, sign_in, unlock
 from core.app.workstation import Workstation
-from core.security.users import MIN_PASSWORD_LENGTH, AuthError, Role
+from core.security.users import MIN_PASSWORD_LENGTH, AuthError
 from core.store.errors import DatabaseError
 
 
@@ -118,15 +117,14 @@ class LoginDialog(QDialog):
             return self._refuse("The two passwords differ.")
         try:
             if self.mode is Mode.SETUP:
-                add_account(self.ws, username, password, Role.ADMIN)  # the first: an admin
-                self.ws.session.login(username, password)
+                create_first_admin(self.ws, username, password)
             elif self.mode is Mode.SIGN_IN:
-                self.ws.session.login(username, password)
+                sign_in(self.ws, username, password)
             else:
-                self.ws.session.unlock(password)
+                unlock(self.ws, password)
         except (AuthError, ValueError) as exc:  # wrong password, locked account, too short
             return self._refuse(_plain(exc))
-        except (DatabaseError, SQLAlchemyError, OSError) as exc:
+        except (DatabaseError, OSError) as exc:
             return self._refuse(f"The workstation database could not be used: {exc}")
         self.password.clear()
         self.confirm.clear()

@@ -119,29 +119,10 @@ def _check_dicom(ctx: _Context, path: Path) -> dict[str, Any]:
 
 
 def _check_sqlcipher() -> dict[str, Any]:
-    """The audit trail needs SQLCipher: write and read back one row in an encrypted scratch file."""
-    import secrets
-    import tempfile
+    """The audit trail needs SQLCipher (core.store's own check on a scratch file)."""
+    from core.store.database import sqlcipher_selftest
 
-    import sqlcipher3
-
-    with tempfile.TemporaryDirectory(prefix="doctorai-selftest-") as tmp:
-        path = Path(tmp) / "selftest.db"
-        con = sqlcipher3.connect(str(path))
-        try:
-            con.execute(f"PRAGMA key = \"x'{secrets.token_hex(32)}'\"")
-            con.execute("CREATE TABLE t (v TEXT)")
-            con.execute("INSERT INTO t VALUES ('ok')")
-            con.commit()
-            value = con.execute("SELECT v FROM t").fetchone()[0]
-            version = con.execute("PRAGMA cipher_version").fetchone()[0]
-        finally:
-            con.close()
-        if path.read_bytes()[:16] == b"SQLite format 3\x00":
-            raise RuntimeError("the scratch database was written unencrypted")
-    if value != "ok":
-        raise RuntimeError(f"read back {value!r} instead of 'ok'")
-    return {"cipher_version": str(version)}
+    return {"cipher_version": sqlcipher_selftest()}
 
 
 def _check_model(ctx: _Context, model_id: str, device: str | None) -> dict[str, Any]:

@@ -13,17 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from core.app.workstation import Workstation
 from core.audit.events import Participants, event
 from core.audit.vocabulary import EventType, Outcome
 from core.security.users import Permission
-from core.store.database import READ_ERRORS
+from core.store.database import STORE_ERRORS
 from core.store.errors import TrailUnavailableError
-
-#: What a failed append raises (sqlcipher3's own errors escape SQLAlchemy on some paths).
-STORE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, *READ_ERRORS)
 
 
 def export_file(

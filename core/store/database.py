@@ -9,6 +9,7 @@ BEGIN IMMEDIATE so writers (threads or processes) serialise cleanly instead of f
 from __future__ import annotations
 
 import re
+import secrets
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 import sqlcipher3
 from sqlalchemy import Connection, Engine, create_engine, event, select, text
 from sqlalchemy.exc import DatabaseError as SADatabaseError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
 from core.paths import profile_dir
@@ -83,6 +85,8 @@ def _first_page_or_key(path: Path, key: str) -> DatabaseError:
 #: What reading a damaged page raises: SQLAlchemy wraps only the sqlite3 module's errors (the
 #: "sqlite://" dialect's DB-API), so sqlcipher3's own escape some statements unwrapped.
 READ_ERRORS: tuple[type[Exception], ...] = (SADatabaseError, sqlcipher3.DatabaseError)
+#: What any use of the database may raise (a failed write too), wrapped or not by SQLAlchemy.
+STORE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, sqlcipher3.DatabaseError)
 
 PAGE_HMAC_CHECK = "page HMAC check"
 SQLITE_INTEGRITY_CHECK = "SQLite integrity check"
@@ -302,6 +306,28 @@ def open_database(path: Path | None = None) -> Database:
     except SADatabaseError as exc:
         engine.dispose()
         raise explain_store_error(db_path, exc) from exc
+
+
+def sqlcipher_selftest() -> str:
+    """Write and read back one row in an encrypted scratch file (installers' ``--selftest``):
+    SQLCipher's version, or RuntimeError naming what is wrong."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="doctorai-selftest-") as tmp:
+        path = Path(tmp) / "selftest.db"
+        con = _connect(path, secrets.token_hex(32))
+        try:
+            con.execute("CREATE TABLE t (v TEXT)")
+            con.execute("INSERT INTO t VALUES ('ok')")
+            value = con.execute("SELECT v FROM t").fetchone()[0]
+            version = con.execute("PRAGMA cipher_version").fetchone()[0]
+        finally:
+            con.close()
+        if path.read_bytes()[:16] == b"SQLite format 3\x00":
+            raise RuntimeError("the scratch database was written unencrypted")
+    if value != "ok":
+        raise RuntimeError(f"read back {value!r} instead of 'ok'")
+    return str(version)
 
 
 def set_property(conn: Connection, key: str, value: str) -> None:
