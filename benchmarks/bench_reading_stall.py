@@ -13,12 +13,8 @@ so that each is a real model run (more work than a radiologist re-running a seri
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,51 +22,6 @@ MR = REPO.parent / "shared" / "data" / "dicom" / "plotly__dash-vtk" / "demos" / 
 PASSWORD = "correct horse battery"
 N_JOBS = 4
 N_QUEUED = 2000
-
-
-def _start_backend(data: Path) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
-    import httpx
-
-    env = {
-        **os.environ,
-        "DOCTORAI_BACKEND_JWT_SECRET": uuid.uuid4().hex,
-        "DOCTORAI_BACKEND_RATE_PER_S": "1000",
-        "DOCTORAI_BACKEND_RATE_BURST": "1000",
-    }
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend", "serve", "--data-dir", str(data), "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url, env
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the backend did not start on {url}")
-        time.sleep(0.1)
-
-
-def _enrol_code(data: Path, env: dict[str, str]) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "backend", "enrol-code", "--data-dir", str(data)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
 
 
 def _gaps_while(app: object, until: object, timeout_s: float) -> list[float]:
@@ -104,6 +55,7 @@ def _pct(values: list[float], q: float) -> float:
 def measure() -> dict[str, float]:
     from PySide6.QtWidgets import QApplication
 
+    from backend.local import start_local_backend
     from core.app.results import StoredResults
     from core.app.workstation import Workstation
     from core.audit.events import Actor, event
@@ -120,7 +72,7 @@ def measure() -> dict[str, float]:
     apply_dark_theme(app)  # type: ignore[arg-type]
     with tempfile.TemporaryDirectory(prefix="bench_stall_") as tmp:
         os.environ["DOCTORAI_HOME"] = str(Path(tmp) / "profile")
-        proc, url, env = _start_backend(Path(tmp) / "backend")
+        backend = start_local_backend(Path(tmp) / "backend")
         try:
             ws = Workstation.open()
             ws.users.create_user("admin", PASSWORD, Role.ADMIN, by="bench")
@@ -150,9 +102,7 @@ def measure() -> dict[str, float]:
             idle = _gaps_while(app, lambda: False, 3.0)
 
             settings = Settings(
-                sync=SyncSettings(
-                    server_url=url, enrolment_code=_enrol_code(Path(tmp) / "backend", env)
-                )
+                sync=SyncSettings(server_url=backend.url, enrolment_code=backend.enrol_code())
             )
             start = time.perf_counter()
             sync = install_sync(win, ws, settings)
@@ -185,8 +135,7 @@ def measure() -> dict[str, float]:
             win.shutdown()
             ws.close()
         finally:
-            proc.terminate()
-            proc.wait(10)
+            backend.stop()
     return {
         "idle_p99": _pct(idle, 0.99),
         "idle_max": max(idle),

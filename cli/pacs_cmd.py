@@ -175,7 +175,7 @@ def _store(args: argparse.Namespace) -> int:
 
 def _secret(args: argparse.Namespace) -> int:
     """A node's secret is IT's setting: an account with the settings permission saves it."""
-    from cli.profile import open_or_explain, sign_in
+    from cli.profile import finish, open_or_explain, sign_in
     from core.app.settings_admin import save_pacs_secret
     from core.pacs.nodes import get_node
     from core.security.users import PermissionDenied
@@ -205,9 +205,7 @@ def _secret(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     finally:
-        if ws.session.user is not None:
-            ws.session.logout()
-        ws.close()
+        finish(ws)
     print(f"saved in the OS keyring for PACS node '{node.name}'")
     return 0
 

@@ -51,15 +51,12 @@ def add_sign_in_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def sign_in(ws: Workstation, args: argparse.Namespace) -> bool:
-    """Sign in as ``--user`` when given (audited like a sign-in in the window); False with a
-    message when refused. Without ``--user`` the OS account acts."""
+def sign_in_as(ws: Workstation, name: str, password_stdin: bool) -> bool:
+    """Sign ``name`` in (audited like a sign-in in the window), the password from standard
+    input's next line or the terminal; False with a message when refused."""
     from core.security.users import AuthError
 
-    name = getattr(args, "user", None)
-    if not name:
-        return True
-    if getattr(args, "user_password_stdin", False):
+    if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = getpass.getpass(f"password for '{name}': ")
@@ -69,3 +66,16 @@ def sign_in(ws: Workstation, args: argparse.Namespace) -> bool:
         print(f"error: {exc}", file=sys.stderr)
         return False
     return True
+
+
+def sign_in(ws: Workstation, args: argparse.Namespace) -> bool:
+    """Sign in as ``--user`` when given; without it the OS account acts."""
+    name = getattr(args, "user", None)
+    return not name or sign_in_as(ws, name, getattr(args, "user_password_stdin", False))
+
+
+def finish(ws: Workstation) -> None:
+    """Sign out whoever signed in (audited), then close the profile."""
+    if ws.session.user is not None:
+        ws.session.logout()
+    ws.close()

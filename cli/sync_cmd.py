@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from cli.profile import add_sign_in_arguments
+from cli.profile import add_sign_in_arguments, finish
 
 OK, FAILED, SETUP, ALERT = 0, 1, 2, 3
 
@@ -203,8 +203,7 @@ def _models(settings: Any, args: argparse.Namespace) -> int:
     finally:
         updater.close()
         client.close()
-        ws.session.logout()
-        ws.close()
+        finish(ws)
     return status
 
 
@@ -226,8 +225,7 @@ def _rollback(_settings: Any, args: argparse.Namespace) -> int:
         print(f"doctorai sync: {exc}", file=sys.stderr)
         return FAILED
     finally:
-        ws.session.logout()
-        ws.close()
+        finish(ws)
     print(
         f"{args.id} rolled back to {ptr.version} (pinned; 'doctorai sync models {args.id} "
         f"--force --user NAME' returns to the channel's version)"

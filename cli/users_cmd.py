@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from cli.profile import open_or_explain
+    from cli.profile import finish, open_or_explain, sign_in_as
     from core.app.accounts import add_account
-    from core.security.users import AuthError, PermissionDenied, Role
+    from core.security.users import PermissionDenied, Role
     from core.store.schema import users
 
     ws = open_or_explain("users")
@@ -69,14 +69,7 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 return 2
-            if args.admin_password_stdin:
-                admin_password = sys.stdin.readline().rstrip("\n")
-            else:
-                admin_password = getpass.getpass(f"password of admin '{args.admin}': ")
-            try:
-                ws.session.login(args.admin, admin_password)
-            except AuthError as exc:
-                print(f"error: {exc}", file=sys.stderr)
+            if not sign_in_as(ws, args.admin, args.admin_password_stdin):
                 return 1
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\n")
@@ -96,6 +89,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"created '{args.username}' ({args.role})")
         return 0
     finally:
-        if ws.session.user is not None:
-            ws.session.logout()
-        ws.close()
+        finish(ws)

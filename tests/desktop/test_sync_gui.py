@@ -5,24 +5,19 @@ raises a Security Alert the user sees, and an unreachable or unconfigured server
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from PySide6.QtCore import QObject, Qt, QTimer
 from PySide6.QtWidgets import QMainWindow
 
+from backend.local import LocalBackend, start_local_backend
 from core.app.results import StoredResults
 from core.app.workstation import Workstation
 from core.audit.events import SYSTEM_USER
@@ -51,26 +46,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live.stop()
 
 
-@dataclass
-class RemoteServer:
+class RemoteServer(LocalBackend):
     """The backend in a process of its own, as in production: its threads do not share the
     workstation's interpreter (and GIL), so the stall measured is the workstation's alone."""
-
-    url: str
-    data_dir: Path
-    env: dict[str, str]
-
-    def enrol_code(self) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "backend", "enrol-code", "--data-dir", str(self.data_dir)],
-            env=self.env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        return out.stdout.strip().splitlines()[-1]
 
     def query(self, sql: str, *args: object) -> list[tuple[object, ...]]:
         with closing(sqlite3.connect(self.data_dir / "backend.sqlite3")) as con:
@@ -79,43 +57,12 @@ class RemoteServer:
 
 @pytest.fixture(scope="module")
 def remote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RemoteServer]:
-    data = tmp_path_factory.mktemp("remote-backend")
-    env = {
-        **os.environ,
-        "DOCTORAI_BACKEND_JWT_SECRET": uuid.uuid4().hex,
-        "DOCTORAI_BACKEND_RATE_PER_S": "1000",
-        "DOCTORAI_BACKEND_RATE_BURST": "1000",
-    }
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backend", "serve", "--data-dir", str(data), "--port", str(port)],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    local = start_local_backend(tmp_path_factory.mktemp("remote-backend"))
+    server = RemoteServer(local.url, local.data_dir, local.env, local.proc)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the backend did not start on {url} (exit code {proc.poll()})")
-            time.sleep(0.1)
-        yield RemoteServer(url, data, env)
+        yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        server.stop()
 
 
 def _open_ws(path: Path, first: bool = False) -> Workstation:
