@@ -176,8 +176,6 @@ class SerialJobs(QObject):
     """Jobs that must run one at a time, in the order given (audit appends: the trail records
     actions in the order they happened), as ordinary ``JobRunner`` jobs."""
 
-    idle = Signal()  # the queue ran empty
-
     def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.runner = runner
@@ -198,7 +196,6 @@ class SerialJobs(QObject):
         if not self._queue or self.runner.closed:
             self._running = False
             self._queue.clear()
-            self.idle.emit()
             return
         self._running = True
         name, func, args, kwargs = self._queue.pop(0)

@@ -76,14 +76,6 @@ class Workstation:
             return Actor(user.username, user.role.value)
         return self.operator or SYSTEM
 
-    @property
-    def user_name(self) -> str:
-        return self.actor.user
-
-    @property
-    def role_name(self) -> str:
-        return self.actor.role
-
     def require(self, permission: Permission) -> Actor:
         """The actor, if it may do ``permission`` now; raises PermissionDenied naming why not."""
         if self.session.user is not None or self.operator is None:

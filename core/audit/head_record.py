@@ -148,7 +148,14 @@ class HeadRecorder:
         self._closed = False
         self._urgent = False
         self._thread: threading.Thread | None = None
-        self.failures = 0
+
+    def start_at(self, index: int, digest: str) -> None:
+        """A trail from before head records got its head key just now: record its head at
+        once, so that no later check finds the key without its file."""
+        if self.key is not None:
+            self._write(index, digest)
+            with self._lock:
+                self._pending = self._written = (index, digest)
 
     def note(self, index: int, digest: str) -> None:
         """A commit made (index, digest) the head; recorded soon after."""
@@ -186,7 +193,6 @@ class HeadRecorder:
             try:
                 self._write(*head)
             except OSError as exc:  # logged; the chain itself is intact
-                self.failures += 1
                 log.warning("the audit head could not be recorded in '%s': %s", self.path, exc)
             with self._lock:
                 self._written = head

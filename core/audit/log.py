@@ -278,10 +278,11 @@ class AuditLog:
         )
         self.head_record = HeadRecorder(db.path)  # the head, also kept outside the database
         db.after_commit.append(self._after_commit)
+        db.before_close.append(self.head_record.close)
         if self.head_record.key_is_new:  # a trail from before head records: start from here
             index, digest = self.chain_head()
             if index >= 0:
-                self.head_record.note(index, digest)
+                self.head_record.start_at(index, digest)
 
     def _after_commit(self, info: dict[Any, Any]) -> None:
         head = info.get(_HEAD_KEY)

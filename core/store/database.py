@@ -187,6 +187,8 @@ class Database:
         #: called with ``conn.info`` after each ``transaction()`` committed (the audit trail
         #: records the chain head a transaction moved, core.audit.head_record)
         self.after_commit: list[Callable[[dict[Any, Any]], None]] = []
+        #: called by ``close`` first (the audit trail writes its last head record)
+        self.before_close: list[Callable[[], None]] = []
         self.workstation_id = self._workstation_id()
 
     @contextmanager
@@ -225,6 +227,8 @@ class Database:
         return [f"{c.name}: {p}" for c in self.check_storage() for p in c.problems]
 
     def close(self) -> None:
+        for hook in self.before_close:
+            hook()
         self.engine.dispose()
 
 
