@@ -28,10 +28,14 @@ from core.imaging.model import Series
 from core.security.users import Permission
 from desktop.audit_viewer import AuditViewer
 from desktop.permissions import gate_action
-from desktop.workers import JobContext, SerialJobs
+from desktop.workers import Job, JobContext, SerialJobs
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
+
+
+def _chain_head(_ctx: JobContext, ws: Workstation) -> tuple[int, str]:
+    return ws.audit.chain_head()
 
 
 class AuditHooks(QObject):
@@ -43,6 +47,7 @@ class AuditHooks(QObject):
         self.window = window
         self.ws = ws
         self._serial = SerialJobs(window.runner, self)
+        self._head_job: Job | None = None
         self._last_series: str | None = None
         self.head_label = QLabel("")
         self.head_label.setObjectName("chainHead")
@@ -182,14 +187,25 @@ class AuditHooks(QObject):
 
     # --- status and the viewer -------------------------------------------------------------
     def refresh_head(self) -> None:
-        try:
-            index, head = self.ws.audit.chain_head()
-        except Exception as exc:  # noqa: BLE001 - the status bar says it, the app goes on
-            self.head_label.setText("audit: unreadable")
-            self.head_label.setToolTip(str(exc))
+        """Show the chain head in the status bar (read in a job, one at a time)."""
+        if self._head_job is not None and not self._head_job.done:
             return
+        self._head_job = self.window.runner.start(
+            "reading the audit head",
+            _chain_head,
+            self.ws,
+            on_result=self._show_head,
+            on_error=self._head_unreadable,
+        )
+
+    def _show_head(self, found: tuple[int, str]) -> None:
+        index, head = found
         self.head_label.setText(f"audit #{index} {head[:8]}")
         self.head_label.setToolTip(f"Audit chain head: event #{index}, hash {head}")
+
+    def _head_unreadable(self, exc: BaseException) -> None:  # the status bar says it
+        self.head_label.setText("audit: unreadable")
+        self.head_label.setToolTip(str(exc))
 
     def _show_failure(self, text: str) -> None:
         self.window.statusBar().showMessage(f"Audit trail write failed - {text}", 30_000)

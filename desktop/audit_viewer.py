@@ -89,8 +89,10 @@ def _load(_ctx: JobContext, ws: Workstation, flt: AuditFilter) -> list[StoredEve
     return _events(ws, flt)[-MAX_ROWS:][::-1]
 
 
-def _verify(_ctx: JobContext, ws: Workstation) -> TrailCheck:
-    return ws.audit.check()  # the hash chain, the page HMACs and SQLite's integrity check
+def _verify(_ctx: JobContext, ws: Workstation) -> tuple[TrailCheck, tuple[int, str]]:
+    """The hash chain, the recorded head, the page HMACs and SQLite's integrity check; and the
+    head to show beside them (read here, not on the GUI thread)."""
+    return ws.audit.check(), ws.audit.chain_head()
 
 
 def _export(_ctx: JobContext, ws: Workstation, flt: AuditFilter, path: Path, fmt: str) -> int:
@@ -277,17 +279,19 @@ class AuditViewer(QWidget):
             on_error=self._failed,
         )
 
-    def _verified(self, result: TrailCheck) -> None:
+    def _verified(self, found: tuple[TrailCheck, tuple[int, str]]) -> None:
+        result, (index, head) = found
         self.last_verify = result
         chain = result.chain
         if chain.ok:
-            index, head = self.ws.audit.chain_head()
             text = f"Chain OK: {chain.checked} event(s) verified; head #{index} {head[:12]}."
         elif chain.first_bad_index is None:
             text = f"Chain NOT VERIFIED: {chain.reason}."
         else:
             text = f"TAMPERED: the chain breaks at event #{chain.first_bad_index} ({chain.reason})."
             self._select_index(chain.first_bad_index)
+        if not result.head.ok:
+            text += f" RECORDED HEAD: {result.head.reason}."
         damaged = [str(c) for c in result.storage if not c.ok]
         if damaged:
             text += " DAMAGED FILE: " + "; ".join(damaged) + "."

@@ -97,8 +97,9 @@ def test_audit_viewer_lists_filters_verifies_and_finds_tampering(
     index, head = ws.audit.chain_head()
     assert f"Chain OK: {ok.args[0].checked} event(s) verified" in viewer.status.text()
     hooks.flush()
-    hooks.refresh_head()
+    hooks.refresh_head()  # read in a job, off the GUI thread
     index, head = ws.audit.chain_head()
+    qtbot.waitUntil(lambda: hooks.head_label.text() == f"audit #{index} {head[:8]}", timeout=10_000)
     assert hooks.head_label.text() == f"audit #{index} {head[:8]}"
 
     with ws.db.engine.begin() as conn:  # an insider with the key edits event #2
