@@ -23,7 +23,13 @@ from core.audit.chain import GENESIS_HASH, canonical, chain_hash
 from core.audit.group_commit import GroupCommit
 from core.audit.head_record import HeadComparison, HeadRecorder, compare, read_head
 from core.audit.vocabulary import EventType, Outcome
-from core.store.database import READ_ERRORS, Database, StorageCheck, quiet_sqlcipher
+from core.store.database import (
+    READ_ERRORS,
+    Database,
+    StorageCheck,
+    commit_notes,
+    quiet_sqlcipher,
+)
 from core.store.outbox import OUTBOX_INSERT_SQL, enqueue_many, outbox_rows
 from core.store.schema import audit_events
 
@@ -255,7 +261,7 @@ _COLUMNS = (
 )
 _INSERT_SQL = f"INSERT INTO audit_events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
 _LAST_SQL = "SELECT idx, hash FROM audit_events ORDER BY idx DESC LIMIT 1"
-_HEAD_KEY = "doctorai.audit_head"  # in conn.info: the head a caller's transaction moved
+_HEAD_KEY = "audit_head"  # in commit_notes: the head a caller's transaction moved
 _Batch = tuple[Sequence[_Prepared], bool]  # (events of one caller, queue them for sync?)
 
 #: Most events written in one group-commit transaction (a larger append_many is not split).
@@ -319,7 +325,7 @@ class AuditLog:
             conn.exec_driver_sql(_INSERT_SQL, rows)  # a list: executemany
             enqueue_many(conn, "audit", queued)
             newest = out[0][-1]
-            conn.info[_HEAD_KEY] = (newest.index, newest.hash)  # recorded once committed
+            commit_notes(conn)[_HEAD_KEY] = (newest.index, newest.hash)  # once committed
             return out[0]
         return self._group.submit((prepared, sync), len(prepared))
 

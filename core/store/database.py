@@ -178,6 +178,13 @@ def _sqlite_integrity_check(conn: Connection) -> StorageCheck:
     return StorageCheck(SQLITE_INTEGRITY_CHECK, tuple(problems), summary)
 
 
+def commit_notes(conn: Connection) -> dict[str, Any]:
+    """What a ``Database.transaction`` hands its ``after_commit`` hooks once it committed
+    (e.g. the audit head it moved); dropped when it rolls back."""
+    notes: dict[str, Any] = conn.info.setdefault("doctorai.commit_notes", {})
+    return notes
+
+
 class Database:
     """The open database: an SQLAlchemy engine plus the profile's workstation id."""
 
@@ -195,11 +202,15 @@ class Database:
     def transaction(self) -> Iterator[Connection]:
         """One durable write transaction (BEGIN IMMEDIATE ... COMMIT)."""
         with self.engine.begin() as conn:
-            yield conn
-            info = dict(conn.info)
-            conn.info.clear()
+            notes = commit_notes(conn)
+            notes.clear()
+            try:
+                yield conn
+            finally:  # taken or dropped: never left on the pooled connection for the next one
+                taken = dict(notes)
+                notes.clear()
         for hook in self.after_commit:  # only after a commit: a rollback raised above
-            hook(info)
+            hook(taken)
 
     def _workstation_id(self) -> str:
         with self.transaction() as conn:

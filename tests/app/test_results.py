@@ -178,3 +178,19 @@ def test_a_result_the_backend_would_refuse_is_refused_when_recorded(ws: Workstat
         ws.results.get(bad["result_id"])
     assert ws.audit.chain_head() == head
     assert StoreOutbox(ws.db).count_unsent() == unsent
+
+
+def test_a_rolled_back_record_leaves_no_head_behind(ws: Workstation) -> None:
+    """The refused record above appended its Model Run event and rolled back; the head it
+    would have moved must not be recorded by the next commit on the same pooled connection
+    (an outbox update here), or verify would later call the trail rewritten."""
+    from core.store.outbox import OutboxItemError
+
+    bad = _result()
+    bad["model"]["version"] = "1.0 beta / 2"
+    with pytest.raises(OutboxItemError):
+        StoredResults(ws).record(bad)
+    outbox = StoreOutbox(ws.db)
+    outbox.mark_sent([outbox.fetch_unsent(1)[0].id])  # a commit that appends no event
+    StoredResults(ws).record(_result())  # the next event takes the rolled-back index
+    assert ws.audit.check().head.ok, ws.audit.check().head.reason
