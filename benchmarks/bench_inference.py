@@ -337,6 +337,7 @@ def gui_stall() -> None:
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
+    from core.app.results import SessionResults
     from core.imaging.volume import load_slice
     from desktop.inference_jobs import InferenceQueue
     from desktop.workers import ErrorSink, JobRunner
@@ -344,7 +345,9 @@ def gui_stall() -> None:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert app is not None
     runner = JobRunner(ErrorSink())
-    queue = InferenceQueue(runner, cache=None, batch_size=8)
+    # results kept for the session (no profile): this measures the jobs, bench_reading_stall
+    # measures them with the encrypted store and a sync
+    queue = InferenceQueue(runner, SessionResults(), cache=None, batch_size=8)
     manager = _manager()
     _instances, refs = _slices(MR_DIR)
     frames = [load_slice(r.instance, r.frame) for r in refs]
