@@ -29,16 +29,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.store.keys import head_key_entry
+
 log = logging.getLogger(__name__)
 
 SERVICE = "DoctorAI Workstation"
 #: Longest the record lags behind the committed head in normal running (one fsync per interval).
 WRITE_INTERVAL_S = 0.25
-
-
-def head_key_entry(db_path: Path) -> str:
-    digest = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:16]
-    return f"audit-head-key-{digest}"
 
 
 def head_path(db_path: Path) -> Path:

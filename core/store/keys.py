@@ -12,10 +12,36 @@ from core.store.errors import DatabaseMissingError, KeyringUnavailableError, NoK
 SERVICE = "DoctorAI Workstation"
 
 
-def key_entry_name(db_path: Path) -> str:
-    """Keyring user name for a database: stable per absolute path, without revealing it."""
+def _entry(kind: str, db_path: Path) -> str:
+    """Keyring user name of one of a database's secrets: stable per absolute path, without
+    revealing it."""
     digest = hashlib.sha256(str(db_path.resolve()).encode()).hexdigest()[:16]
-    return f"database-key-{digest}"
+    return f"{kind}-{digest}"
+
+
+def key_entry_name(db_path: Path) -> str:
+    """The SQLCipher key's entry."""
+    return _entry("database-key", db_path)
+
+
+def head_key_entry(db_path: Path) -> str:
+    """The audit head record's HMAC key (core.audit.head_record)."""
+    return _entry("audit-head-key", db_path)
+
+
+def chain_key_entry(db_path: Path) -> str:
+    """The audit chain's HMAC key (core.audit.chain_key), kept apart from the database key."""
+    return _entry("audit-chain-key", db_path)
+
+
+def profile_key_entries(db_path: Path) -> dict[str, str]:
+    """Every keyring entry a profile's database needs, by role: what a backup must seal and a
+    restore must put back (under the entry names of the restored path)."""
+    return {
+        "database": key_entry_name(db_path),
+        "audit-head": head_key_entry(db_path),
+        "audit-chain": chain_key_entry(db_path),
+    }
 
 
 #: A keyring file that the caller chose on purpose (the throw-away demo profile), or None.
