@@ -70,6 +70,20 @@ users = Table(
     Column("failed_logins", Integer, nullable=False, default=0),
     Column("locked_until", String(32)),
     Column("disabled", Integer, nullable=False, default=0),
+    Column("must_change_password", Integer, nullable=False, default=0),
+    Column("last_sign_in", String(32)),
+    Column("password_changed_at", String(32)),
+)
+
+user_mfa = Table(
+    "user_mfa",
+    metadata,
+    Column("username", String(64), ForeignKey("users.username"), primary_key=True),
+    Column("totp_secret", Text, nullable=False),
+    Column("confirmed", Integer, nullable=False, default=0),
+    Column("recovery_hashes", Text, nullable=False, default="[]"),
+    Column("last_used_step", Integer, nullable=False, default=-1),
+    Column("created_at", String(32), nullable=False),
 )
 
 properties = Table(
