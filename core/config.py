@@ -41,6 +41,24 @@ class SecuritySettings(_Section):
     lock_timeout_min: float = Field(default=10.0, gt=0)
     max_failed_logins: int = Field(default=5, ge=1)
     lockout_min: float = Field(default=15.0, gt=0)
+    # roles that must use a second factor (TOTP) at sign-in and unlock, e.g. ["admin"]
+    mfa_required_roles: list[Literal["radiologist", "technologist", "admin", "auditor"]] = Field(
+        default_factory=list
+    )
+    password_min_length: int = Field(default=10, ge=8, le=128)
+    # days after which a password must be changed at sign-in (0: never)
+    password_max_age_days: int = Field(default=0, ge=0)
+
+
+class BackupSettings(_Section):
+    # IT's X25519 recovery public key (base64, 32 bytes raw) that backups seal their keys to
+    recovery_public_key: str | None = None
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_bytes: int = Field(default=5 * 1024 * 1024, ge=64 * 1024)
+    backups: int = Field(default=5, ge=1, le=100)
 
 
 class SyncSettings(_Section):
@@ -68,8 +86,11 @@ class Settings(_Section):
     inference: InferenceSettings = Field(default_factory=InferenceSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
+    logging: LogSettings = Field(default_factory=LogSettings)
     pacs: list[PacsNode] = Field(default_factory=list)
     pacs_cache_gb: float = Field(default=10.0, gt=0)  # retrieve cache limit, LRU by series
+    pacs_cache_encrypted: bool = True  # retrieved studies AES-GCM encrypted at rest
     locked: list[str] = Field(default_factory=list)
 
 
