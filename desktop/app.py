@@ -212,10 +212,12 @@ def sign_in_demo(ws: Workstation, kept: bool = False) -> dict[str, str]:
 
 def remove_demo_profile(path: Path) -> None:
     """Delete the throw-away profile and its keys (from whichever keyring holds them)."""
+    from core.audit.chain_key import forget_chain_key
     from core.audit.head_record import forget_head
     from core.store.keys import SERVICE, key_entry_name
 
     forget_head(path / "doctorai.db")
+    forget_chain_key(path / "doctorai.db")
     try:
         import keyring
 
