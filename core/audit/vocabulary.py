@@ -11,6 +11,7 @@ class EventType(Enum):
 
     APPLICATION_ACTIVITY = ("110100", "DCM", "Application Activity")
     AUDIT_LOG_USED = ("110101", "DCM", "Audit Log Used")
+    BEGIN_TRANSFERRING = ("110102", "DCM", "Begin Transferring DICOM Instances")
     INSTANCES_ACCESSED = ("110103", "DCM", "DICOM Instances Accessed")
     INSTANCES_TRANSFERRED = ("110104", "DCM", "DICOM Instances Transferred")
     EXPORT = ("110106", "DCM", "Export")
