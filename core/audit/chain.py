@@ -1,8 +1,11 @@
-"""The hash chain: each event's hash covers the previous hash and its own canonical content."""
+"""The chain: each event's hash covers the previous hash and its own canonical content, as an
+HMAC-SHA-256 under the trail's chain key (core.audit.chain_key), or plain SHA-256 for the events
+of a trail from before keyed chains."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from typing import Any
 
@@ -21,5 +24,9 @@ def canonical(content: Any) -> str:
     return _ENCODER.encode(content)
 
 
-def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
-    return hashlib.sha256((prev_hash + canonical(content)).encode("utf-8")).hexdigest()
+def chain_hash(prev_hash: str, content: dict[str, Any], key: bytes = b"") -> str:
+    """The link of one event: keyed when ``key`` is given (hmac.digest: the one-shot C path)."""
+    message = (prev_hash + canonical(content)).encode("utf-8")
+    if key:
+        return hmac.digest(key, message, "sha256").hex()
+    return hashlib.sha256(message).hexdigest()

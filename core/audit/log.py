@@ -20,6 +20,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import DBAPIError
 
 from core.audit.chain import GENESIS_HASH, canonical, chain_hash
+from core.audit.chain_key import ChainKey, load_chain_key
 from core.audit.group_commit import GroupCommit
 from core.audit.head_record import HeadComparison, HeadRecorder, compare, read_head
 from core.audit.vocabulary import EventType, Outcome
@@ -282,6 +283,7 @@ class AuditLog:
         self._group: GroupCommit[_Batch, list[StoredEvent]] = GroupCommit(
             self._commit_batches, MAX_BATCH_EVENTS
         )
+        self.chain_key: ChainKey = load_chain_key(db.path, lambda: self.chain_head()[0] + 1)
         self.head_record = HeadRecorder(db.path)  # the head, also kept outside the database
         db.after_commit.append(self._after_commit)
         db.before_close.append(self.head_record.close)
@@ -369,6 +371,7 @@ class AuditLog:
         audit rows to insert and the (id, payload) items to queue for sync. No I/O here."""
         index, prev = (head[0] + 1, head[1]) if head else (0, GENESIS_HASH)
         ws = self.db.workstation_id
+        key, keyed_from = self.chain_key.key, self.chain_key.keyed_from
         rows: list[tuple[Any, ...]] = []
         queued: list[tuple[str, dict[str, Any]]] = []
         out: list[list[StoredEvent]] = []
@@ -382,7 +385,7 @@ class AuditLog:
                     index, p.event_id, created, e.user, e.role, ws, e.event_type.name,
                     outcome, p.objects, p.details,
                 )  # fmt: skip
-                digest = chain_hash(prev, content)
+                digest = chain_hash(prev, content, key if index >= keyed_from else b"")
                 stored = StoredEvent(
                     index, p.event_id, created, e.user, e.role, ws, e.event_type,
                     outcome, p.objects, p.details, prev, digest,
@@ -477,6 +480,7 @@ class AuditLog:
     def verify(self) -> VerifyResult:
         """Walk the chain; name the first index whose row was changed, removed, moved or added."""
         expected_index, prev = 0, GENESIS_HASH
+        key, keyed_from = self.chain_key.key, self.chain_key.keyed_from
         with self.db.engine.connect() as conn:
             rows = conn.execute(select(audit_events).order_by(audit_events.c.idx))
             for row in rows:
@@ -499,12 +503,16 @@ class AuditLog:
                         row.idx,
                         "prev_hash does not match the previous event's hash",
                     )
-                if chain_hash(prev, event.content()) != row.hash:
+                keyed = row.idx >= keyed_from
+                if chain_hash(prev, event.content(), key if keyed else b"") != row.hash:
                     return VerifyResult(
                         False,
                         expected_index,
                         row.idx,
-                        "content does not match its hash (the row was changed)",
+                        "content does not match its MAC under the chain key (the row was "
+                        "changed, or re-chained without the key)"
+                        if keyed
+                        else "content does not match its hash (the row was changed)",
                     )
                 prev = row.hash
                 expected_index += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import json
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import keyring
 import pytest
 from sqlalchemy import text
 
@@ -16,6 +19,7 @@ from core.audit.chain import GENESIS_HASH, chain_hash
 from core.audit.log import AuditEvent, AuditLog, AuditObject
 from core.audit.vocabulary import EventType, Outcome
 from core.store.database import Database
+from core.store.keys import SERVICE, chain_key_entry
 from core.store.outbox import StoreOutbox
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,6 +41,12 @@ def _fill(log: AuditLog, n: int = 10) -> None:
         )
 
 
+def _keyed_link(key: bytes, prev: str, content: dict[str, object]) -> str:
+    """The link as the chain's definition says: HMAC-SHA-256(key, prev + canonical JSON)."""
+    text = prev + json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
 def test_chain_links_and_head(db: Database) -> None:
     log = AuditLog(db)
     assert log.chain_head() == (-1, GENESIS_HASH)
@@ -44,9 +54,16 @@ def test_chain_links_and_head(db: Database) -> None:
     events = list(log.iter_events())
     assert [e.index for e in events] == [0, 1, 2, 3, 4]
     assert events[0].prev_hash == GENESIS_HASH
-    for prev, cur in itertools.pairwise(events):
-        assert cur.prev_hash == prev.hash
-        assert chain_hash(prev.hash, cur.content()) == cur.hash  # independently recomputed
+    stored = keyring.get_password(SERVICE, chain_key_entry(db.path))
+    assert stored is not None
+    assert stored.startswith("1:0:")  # keyed from the first event on
+    key = bytes.fromhex(stored.split(":")[2])
+    assert key.hex() not in db.path.read_bytes().hex()  # not in the database file
+    for prev, cur in itertools.pairwise([None, *events]):
+        prev_hash = prev.hash if prev else GENESIS_HASH
+        assert cur.prev_hash == prev_hash
+        assert _keyed_link(key, prev_hash, cur.content()) == cur.hash  # recomputed apart
+        assert chain_hash(prev_hash, cur.content()) != cur.hash  # not the unkeyed SHA-256
     assert log.chain_head() == (4, events[-1].hash)
     assert log.verify().ok
 

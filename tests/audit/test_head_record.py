@@ -13,6 +13,7 @@ import sqlcipher3
 
 import cli
 from core.audit.chain import chain_hash
+from core.audit.chain_key import load_chain_key
 from core.audit.events import SYSTEM, event
 from core.audit.head_record import head_path
 from core.audit.log import AuditLog, StoredEvent
@@ -88,11 +89,14 @@ def test_history_rewritten_and_rechained_is_named(
     db.close()
     con = _raw(db_path)
     prev = events[2].hash
-    for e in events[3:]:  # "event 3 never happened as written": rewrite it and re-chain
+    # an insider who holds the chain key as well (it is in the same keyring as the database
+    # key): "event 3 never happened as written": rewrite it and re-chain with the key
+    key = load_chain_key(db_path, lambda: 0).key
+    for e in events[3:]:
         content = e.content()
         if e.index == 3:
             content["details"] = {"action": "nothing to see"}
-        new = chain_hash(prev, content)
+        new = chain_hash(prev, content, key)
         con.execute(
             "UPDATE audit_events SET details = ?, prev_hash = ?, hash = ? WHERE idx = ?",
             (_json(content["details"]), prev, new, e.index),
