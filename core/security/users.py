@@ -18,6 +18,7 @@ from core.audit.vocabulary import EventType, Outcome
 from core.config import SecuritySettings
 from core.security.policy import MIN_PASSWORD_LENGTH as MIN_PASSWORD_LENGTH
 from core.security.policy import check_password, check_username
+from core.security.totp import Check, SecondFactors
 from core.store.schema import users
 
 
@@ -72,8 +73,27 @@ class AccountLockedError(AuthError):
         self.minutes_left = minutes_left
 
 
+def _refusal(reason: str) -> str:
+    if reason == "second factor refused":  # only said after the right password
+        return "two-factor code not accepted"
+    return "user name or password not accepted"
+
+
 def _minutes_left(until: datetime, now: datetime) -> int:
     return max(1, -(-int((until - now).total_seconds()) // 60))
+
+
+class SecondFactorRequired(AuthError):
+    """The password was right; the account needs its second-factor code, or (``enrol``: its
+    role requires one and none is confirmed yet) an enrolment first. Nothing was recorded."""
+
+    def __init__(self, *, enrol: bool) -> None:
+        super().__init__(
+            "two-factor enrolment required for this role"
+            if enrol
+            else "a two-factor code is required for this account"
+        )
+        self.enrol = enrol
 
 
 class PermissionDenied(Exception):
@@ -100,6 +120,7 @@ class UserStore:
         self.settings = settings or SecuritySettings()
         self._hasher = PasswordHasher()
         self._dummy_hash: str | None = None
+        self.mfa = SecondFactors(audit)  # core.security.totp: the second factor's rules
 
     def has_users(self) -> bool:
         with self.db.engine.connect() as conn:
@@ -149,8 +170,11 @@ class UserStore:
         with contextlib.suppress(VerificationError, InvalidHashError):
             self._hasher.verify(self._dummy_hash, password)
 
-    def authenticate(self, username: str, password: str) -> User:
-        """Check a password; failures are audited and repeated ones lock the account."""
+    def authenticate(self, username: str, password: str, second_factor: str | None = None) -> User:
+        """Check a password, then the second factor where the account has one or its role
+        requires one (``SecondFactorRequired`` when it is missing); failures are audited and
+        repeated ones (wrong codes too) lock the account. "login" is written only when all
+        passed."""
         with self.db.transaction() as conn:
             row = conn.execute(select(users).where(users.c.username == username)).first()
             now = _now()
@@ -165,6 +189,15 @@ class UserStore:
                     self._hasher.verify(row.password_hash, password)
                 except (VerificationError, InvalidHashError):
                     reason = "wrong password"
+            factor = Check.NOT_NEEDED
+            if not reason and row is not None:
+                factor = self.mfa.check_sign_in(
+                    conn, username, row.role, second_factor, self.settings.mfa_required_roles
+                )
+                if factor in (Check.NEED_CODE, Check.NEED_ENROLMENT):  # rolled back: no reset
+                    raise SecondFactorRequired(enrol=factor is Check.NEED_ENROLMENT)
+                if factor is Check.REFUSED:
+                    reason = "second factor refused"
             if not reason and row is not None:
                 conn.execute(
                     update(users)
@@ -172,12 +205,17 @@ class UserStore:
                     .values(failed_logins=0, locked_until=None)
                 )
                 self.audit.append(
-                    event(EventType.USER_AUTHENTICATION, Actor(username, row.role), action="login"),
+                    event(
+                        EventType.USER_AUTHENTICATION,
+                        Actor(username, row.role),
+                        action="login",
+                        **({"second_factor": factor.value} if factor.value else {}),
+                    ),
                     conn=conn,
                 )
                 return User(username, Role(row.role))
             details: dict[str, object] = {"action": "login", "reason": reason}
-            if row is not None and reason == "wrong password":
+            if row is not None and reason in ("wrong password", "second factor refused"):
                 failures = row.failed_logins + 1
                 values: dict[str, object] = {"failed_logins": failures}
                 if failures >= self.settings.max_failed_logins:
@@ -205,8 +243,7 @@ class UserStore:
         if "locked_until" in details:  # this failure locked it: say so, and for how long
             left = _minutes_left(datetime.fromisoformat(str(details["locked_until"])), now)
             raise AccountLockedError(
-                f"user name or password not accepted; account '{username}' is now locked "
-                f"for {left} minute(s)",
+                f"{_refusal(reason)}; account '{username}' is now locked for {left} minute(s)",
                 left,
             )
-        raise AuthError("user name or password not accepted")
+        raise AuthError(_refusal(reason))
