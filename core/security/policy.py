@@ -4,8 +4,9 @@ Names: ASCII letters, digits and ``. _ - @`` only. A look-alike (Cyrillic 'а' i
 invisible character (zero-width space) or a line break would make two accounts read the same in
 ``users list``, the audit trail and the sign-in dialog, or forge a line of them.
 
-Passwords: at least ``MIN_PASSWORD_LENGTH`` characters, not the account name (or containing
-it), not one character repeated or a keyboard run, and not one of the passwords people pick
+Passwords: at least ``security.password_min_length`` characters (``MIN_PASSWORD_LENGTH`` when
+not given, never fewer than ``PASSWORD_LENGTH_FLOOR``), not the account name (or containing it),
+not one character repeated or a keyboard run, and not one of the passwords people pick
 first. The list below is ours, written by hand from the patterns every published breach list
 starts with (sequences, keyboard walks, "password", seasons, the product's and a hospital's own
 words); it is deliberately short: length and the other rules carry the rest.
@@ -16,6 +17,8 @@ from __future__ import annotations
 import re
 
 MIN_PASSWORD_LENGTH = 10
+#: Below this no setting goes: IT may lower the default, not drop it to nothing.
+PASSWORD_LENGTH_FLOOR = 8
 _NAME = re.compile(r"^[A-Za-z0-9._@-]{1,64}$")
 
 _COMMON = {
@@ -125,10 +128,11 @@ def _keyboard_run(password: str) -> bool:
     return any(low in r or low in r[::-1] for r in runs)
 
 
-def check_password(password: str, username: str) -> None:
-    """ValueError saying which rule the password breaks."""
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+def check_password(password: str, username: str, min_length: int = MIN_PASSWORD_LENGTH) -> None:
+    """ValueError saying which rule the password breaks; ``min_length`` from the settings."""
+    need = max(min_length, PASSWORD_LENGTH_FLOOR)
+    if len(password) < need:
+        raise ValueError(f"a password needs at least {need} characters")
     low, name = password.lower(), username.strip().lower()
     if name and (name in low or low in name):
         raise ValueError("a password must not be or contain the user name")
