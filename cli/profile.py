@@ -61,9 +61,17 @@ def sign_in_as(ws: Workstation, name: str, password_stdin: bool) -> bool:
     else:
         password = getpass.getpass(f"password for '{name}': ")
     try:
-        ws.session.login(name, password)
+        user = ws.session.login(name, password)
     except AuthError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return False
+    if user.must_change_password:  # reset by an admin, or too old: nothing else until changed
+        ws.session.logout()
+        print(
+            f"error: the password of {name} must be changed first: "
+            f"doctorai users passwd --user {name}",
+            file=sys.stderr,
+        )
         return False
     return True
 
