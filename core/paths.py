@@ -3,11 +3,31 @@ file."""
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 import sys
 from pathlib import Path
 
 APP_NAME = "DoctorAI"
+
+log = logging.getLogger(__name__)
+
+
+def make_private(path: Path, mode: int, *, new: bool = False) -> None:
+    """On POSIX, take group and other access away from ``path`` (the profile directory 0700,
+    the database and the files beside it 0600): a looser one found is tightened, and said
+    (silently for a ``new`` file this process just created)."""
+    if os.name != "posix":
+        return  # Windows: the profile lives under the user's own ACL'd AppData
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+        if current & 0o077:
+            path.chmod(mode)
+            if not new:
+                log.warning("tightened '%s' from %o to %o", path, current, mode)
+    except FileNotFoundError:
+        return
 
 
 def profile_dir() -> Path:
@@ -23,7 +43,9 @@ def profile_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir(APP_NAME, appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)  # umask may narrow it, never widen
+    make_private(path, 0o700, new=new)
     return path
 
 

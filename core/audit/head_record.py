@@ -172,7 +172,9 @@ class HeadRecorder:
     def _write(self, index: int, digest: str) -> None:
         assert self.key is not None
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="ascii") as f:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # as the database
+        os.chmod(tmp, 0o600)  # a tmp left by a crash keeps its old mode otherwise
+        with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(f"{index}:{digest}:{_mac(self.key, index, digest)}\n")
             f.flush()
             os.fsync(f.fileno())

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DatabaseError as SADatabaseError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
-from core.paths import profile_dir
+from core.paths import make_private, profile_dir
 from core.store.errors import (
     DatabaseCorruptError,
     DatabaseError,
@@ -307,13 +307,26 @@ def last_opened() -> Path | None:
     return _last_opened
 
 
+#: Files SQLite and the audit trail keep beside the database.
+SIDE_SUFFIXES = ("-wal", "-shm", ".head")
+
+
+def private_files(db_path: Path, *, new: bool = False) -> None:
+    """The database and the files beside it readable by their owner only (POSIX 0600); a
+    looser one is tightened with a log line unless the database is ``new``."""
+    for path in (db_path, *(db_path.with_name(db_path.name + s) for s in SIDE_SUFFIXES)):
+        make_private(path, 0o600, new=new)
+
+
 def open_database(path: Path | None = None) -> Database:
     """Open (creating on first run) the encrypted database; never falls back to plaintext."""
     global _last_opened
     db_path = (path or profile_dir() / "doctorai.db").resolve()
     _last_opened = db_path
+    new = not db_path.exists()
     key = get_or_create_key(db_path)
     _check_key(db_path, key)
+    private_files(db_path, new=new)  # before the first write: -wal/-shm get the db's mode
     engine = build_engine(lambda: _connect(db_path, key))
     try:
         migrate(engine)
