@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,30 +49,39 @@ def _parse(db_path: Path, value: str) -> ChainKey:
     return ChainKey(key, start)
 
 
-def load_chain_key(db_path: Path, next_index: Callable[[], int]) -> ChainKey:
-    """The trail's chain key; made now when the keyring holds none, keying the chain from
-    ``next_index()`` on (the index the next event will get; read only then, so that opening a
-    trail with a damaged audit page still gets as far as its check). Fails closed: without the
+def _keyring_error(db_path: Path, exc: Exception) -> KeyringUnavailableError:
+    return KeyringUnavailableError(
+        db_path,
+        f"the audit chain key could not be read from or stored in the OS keyring "
+        f"({type(exc).__name__}: {exc})",
+    )
+
+
+def read_chain_key(db_path: Path) -> ChainKey | None:
+    """The trail's chain key, or None when the keyring holds none. Fails closed: without the
     key no event could be chained, and chaining without it would quietly weaken the trail."""
     import keyring
 
-    entry = chain_key_entry(db_path)
     try:
-        value = keyring.get_password(SERVICE, entry)
-        if value is None:
-            start = next_index()
-            value = f"{_FORMAT}:{start}:{secrets.token_hex(32)}"
-            keyring.set_password(SERVICE, entry, value)
-            if start > 0:
-                log.info("audit chain keyed from #%d on (older events: SHA-256)", start)
-    except KeyringUnavailableError:
-        raise
+        value = keyring.get_password(SERVICE, chain_key_entry(db_path))
     except Exception as exc:  # keyring raises backend-specific errors (locked, D-Bus, ...)
-        raise KeyringUnavailableError(
-            db_path,
-            f"the audit chain key could not be read from or stored in the OS keyring "
-            f"({type(exc).__name__}: {exc})",
-        ) from exc
+        raise _keyring_error(db_path, exc) from exc
+    return None if value is None else _parse(db_path, value)
+
+
+def create_chain_key(db_path: Path, keyed_from: int) -> ChainKey:
+    """A new chain key keying the trail from ``keyed_from`` (the index of its next event) on.
+    The caller holds the database's write lock, so that two processes opening a new trail at
+    once cannot each make a key and chain with a different one."""
+    import keyring
+
+    value = f"{_FORMAT}:{keyed_from}:{secrets.token_hex(32)}"
+    try:
+        keyring.set_password(SERVICE, chain_key_entry(db_path), value)
+    except Exception as exc:
+        raise _keyring_error(db_path, exc) from exc
+    if keyed_from > 0:
+        log.info("audit chain keyed from #%d on (older events: SHA-256)", keyed_from)
     return _parse(db_path, value)
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.exc import DBAPIError
 
 from core.audit.chain import GENESIS_HASH, canonical, chain_hash
-from core.audit.chain_key import ChainKey, load_chain_key
+from core.audit.chain_key import ChainKey, create_chain_key, read_chain_key
 from core.audit.group_commit import GroupCommit
 from core.audit.head_record import HeadComparison, HeadRecorder, compare, read_head
 from core.audit.vocabulary import EventType, Outcome
@@ -283,7 +283,7 @@ class AuditLog:
         self._group: GroupCommit[_Batch, list[StoredEvent]] = GroupCommit(
             self._commit_batches, MAX_BATCH_EVENTS
         )
-        self.chain_key: ChainKey = load_chain_key(db.path, lambda: self.chain_head()[0] + 1)
+        self.chain_key: ChainKey = read_chain_key(db.path) or self._new_chain_key()
         self.head_record = HeadRecorder(db.path)  # the head, also kept outside the database
         db.after_commit.append(self._after_commit)
         db.before_close.append(self.head_record.close)
@@ -291,6 +291,16 @@ class AuditLog:
             index, digest = self.chain_head()
             if index >= 0:
                 self.head_record.start_at(index, digest)
+
+    def _new_chain_key(self) -> ChainKey:
+        """Key the chain from the next event on, under the write lock (BEGIN IMMEDIATE): one
+        process makes the key, any other opening the trail meanwhile then reads it."""
+        with self.db.transaction() as conn:
+            made = read_chain_key(self.db.path)
+            if made is None:
+                last = conn.exec_driver_sql(_LAST_SQL).first()
+                made = create_chain_key(self.db.path, last[0] + 1 if last else 0)
+        return made
 
     def _after_commit(self, info: dict[Any, Any]) -> None:
         head = info.get(_HEAD_KEY)

@@ -13,7 +13,7 @@ import sqlcipher3
 
 import cli
 from core.audit.chain import chain_hash
-from core.audit.chain_key import load_chain_key
+from core.audit.chain_key import read_chain_key
 from core.audit.events import SYSTEM, event
 from core.audit.head_record import head_path
 from core.audit.log import AuditLog, StoredEvent
@@ -91,7 +91,9 @@ def test_history_rewritten_and_rechained_is_named(
     prev = events[2].hash
     # an insider who holds the chain key as well (it is in the same keyring as the database
     # key): "event 3 never happened as written": rewrite it and re-chain with the key
-    key = load_chain_key(db_path, lambda: 0).key
+    stolen = read_chain_key(db_path)
+    assert stolen is not None
+    key = stolen.key
     for e in events[3:]:
         content = e.content()
         if e.index == 3:

@@ -108,9 +108,10 @@ def test_a_trail_from_before_keyed_chains_is_keyed_from_its_next_event(db_path: 
     assert stored.startswith("1:4:")  # keyed from index 4 on
     assert _check(db_path).startswith("hash chain: ok (7 events")
     key = bytes.fromhex(stored.split(":")[2])
-    assert events[3].hash == hashlib.sha256(
-        (events[2].hash + _canonical(events[3].content())).encode()
-    ).hexdigest()  # the old part as it was
+    assert (
+        events[3].hash
+        == hashlib.sha256((events[2].hash + _canonical(events[3].content())).encode()).hexdigest()
+    )  # the old part as it was
     assert events[4].hash != chain_hash(events[3].hash, events[4].content())
     assert events[4].hash == chain_hash(events[3].hash, events[4].content(), key)
     # the old part rewritten and re-chained with SHA-256: the first keyed event no longer links
@@ -143,3 +144,32 @@ def _rechain_all_sha256(db_path: Path, events: list[StoredEvent]) -> None:
         )
         prev = new
     con.close()
+
+
+def test_two_openers_of_a_new_trail_chain_with_one_key(db_path: Path) -> None:
+    """Two processes (here: two Database instances) open a new trail at the same moment:
+    one makes the key under the write lock, the other reads it; every event verifies."""
+    import threading
+
+    open_database(db_path).close()  # the file exists, no chain key yet
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            db = open_database(db_path)
+            barrier.wait()
+            log = AuditLog(db)
+            for i in range(5):
+                log.append(event(EventType.APPLICATION_ACTIVITY, SYSTEM, action=f"w{n}-{i}"))
+            db.close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert _check(db_path) == "hash chain: ok (20 events, chain intact)"
