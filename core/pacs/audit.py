@@ -14,6 +14,8 @@ from core.audit.vocabulary import EventType, Outcome
 
 QUERY = EventType.QUERY
 TRANSFERRED = EventType.INSTANCES_TRANSFERRED
+BEGIN_TRANSFER = EventType.BEGIN_TRANSFERRING
+ACCESSED = EventType.INSTANCES_ACCESSED
 EXPORT = EventType.EXPORT
 
 SUCCESS = Outcome.SUCCESS
@@ -24,7 +26,9 @@ AuditObjects = Sequence[tuple[str, str]]  # (kind, id): kind is study | series |
 
 
 class AuditSink(Protocol):
-    """Called once per query, retrieve and export, after it finished (or failed)."""
+    """Called once per query and export after it finished (or failed); a retrieve calls it
+    first before anything is fetched (``core.pacs.retrieve.record_first``) and again at the end.
+    Raising refuses what the call is about to allow."""
 
     def __call__(
         self,
@@ -39,3 +43,24 @@ def null_sink(
     event_type: EventType, outcome: Outcome, objects: AuditObjects, details: dict[str, str]
 ) -> None:
     """For callers that audit elsewhere (pure parsing, benchmarks); the app passes a real sink."""
+
+
+def record_first(
+    sink: AuditSink,
+    event_type: EventType,
+    objects: AuditObjects,
+    details: dict[str, str],
+    refused: str,
+) -> None:
+    """Record ``event_type`` before the data it covers is fetched or shown; if the trail cannot
+    take it, raise ``AuditRefusedError`` saying ``refused`` and why (the data stays unread)."""
+    from core.pacs.errors import AuditRefusedError
+
+    try:
+        sink(event_type, SUCCESS, objects, details)
+    except Exception as exc:  # the store raises its own types: locked, closed, disk full
+        raise AuditRefusedError(
+            f"{refused}: the audit trail could not record it "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no detail'}); "
+            "nothing was retrieved or shown"
+        ) from exc

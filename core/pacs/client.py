@@ -178,7 +178,14 @@ class PacsClient:
         except PacsError as exc:
             self.audit(A.QUERY, A.SERIOUS_FAILURE, objects, {**details, "error": str(exc)})
             raise
-        self.audit(A.QUERY, A.SUCCESS, objects, {**details, "matches": str(len(result))})
+        # the answers (names, IDs) are shown only once the query is on the trail
+        A.record_first(
+            self.audit,
+            A.QUERY,
+            objects,
+            {**details, "matches": str(len(result))},
+            f"{what} on PACS '{self.node.name}' refused",
+        )
         return result
 
     # --- QIDO-RS ---------------------------------------------------------------------------

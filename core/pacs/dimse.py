@@ -21,7 +21,7 @@ from core.pacs.audit import AuditSink
 from core.pacs.cache import PacsCache
 from core.pacs.client import SeriesHit, StudyHit, StudyQuery
 from core.pacs.errors import PacsConfigError, PacsError
-from core.pacs.retrieve import Cancel, OnInstance, RetrieveResult, _is_cancelled
+from core.pacs.retrieve import Cancel, OnInstance, RetrieveResult, _is_cancelled, record_before
 
 DEFAULT_CALLING_AET = "DOCTORAI"
 
@@ -123,7 +123,13 @@ class DimseClient:
         except PacsError as exc:
             self.audit(A.QUERY, A.SERIOUS_FAILURE, objects, {**details, "error": str(exc)})
             raise
-        self.audit(A.QUERY, A.SUCCESS, objects, {**details, "matches": str(len(result))})
+        A.record_first(  # the answers are shown only once the query is on the trail
+            self.audit,
+            A.QUERY,
+            objects,
+            {**details, "matches": str(len(result))},
+            f"C-FIND on PACS '{self.node.name}' refused",
+        )
         return result
 
     def search_studies(self, query: StudyQuery) -> list[StudyHit]:
@@ -210,11 +216,18 @@ class DimseClient:
         start = time.perf_counter()
         result = RetrieveResult(study_uid, series_uid)
         cache.series_dir(study_uid, series_uid)
+        objects: A.AuditObjects = [("study", study_uid), ("series", series_uid)]
+        details = {"node": self.node.name, "direction": "retrieve", "protocol": "DIMSE"}
         cached = cache.complete_paths(study_uid, series_uid)
         if cached is not None:
+            record_before(self.audit, objects, details, series_uid, from_cache=True)
             cache.touch(study_uid, series_uid)
             result.paths, result.from_cache = cached, True
+            for i, path in enumerate(cached, 1):
+                if on_instance is not None:
+                    on_instance(path, i, len(cached))
             return result
+        record_before(self.audit, objects, details, series_uid, from_cache=False)
         cache.touch(study_uid, series_uid)
         lock = threading.Lock()
         total = expected or 0
@@ -246,8 +259,6 @@ class DimseClient:
         ds = Dataset()
         ds.QueryRetrieveLevel = "SERIES"
         ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
-        objects: A.AuditObjects = [("study", study_uid), ("series", series_uid)]
-        details = {"node": self.node.name, "direction": "retrieve", "protocol": "DIMSE"}
         try:
             assoc = self._associate(ae, ext_neg=roles, evt_handlers=[(evt.EVT_C_STORE, on_store)])
             try:

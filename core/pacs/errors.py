@@ -13,3 +13,8 @@ class PacsConfigError(PacsError):
 
 class PacsAuthError(PacsError):
     """The PACS refused the credentials (HTTP 401/403)."""
+
+
+class AuditRefusedError(PacsError):
+    """The audit trail could not record a retrieve before it started, so nothing was fetched or
+    handed to the viewer (an unrecorded access to patient data is refused, not done)."""

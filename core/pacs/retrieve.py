@@ -3,7 +3,13 @@
 The viewer opens the first arrived instance at once and the rest as they come, so a radiologist
 sees an image long before a 400-slice series has finished. One streamed WADO-RS request per
 series (no per-instance round trips); a series already complete in the cache is not fetched
-again. Every retrieve is audited as "DICOM Instances Transferred", also when it fails.
+again.
+
+Audit first: "Begin Transferring DICOM Instances" is recorded before the first byte is fetched,
+and "DICOM Instances Accessed" before a series already in the cache is handed over; when the
+trail cannot record it the retrieve is refused (``AuditRefusedError``), nothing is written to
+the cache nor shown. The end of each transfer is recorded as "DICOM Instances Transferred"
+with its outcome, also when it fails.
 """
 
 from __future__ import annotations
@@ -60,6 +66,27 @@ def sop_uid_of(blob: bytes) -> str:
     return uid
 
 
+def record_before(
+    sink: A.AuditSink,
+    objects: A.AuditObjects,
+    details: dict[str, str],
+    series_uid: str,
+    *,
+    from_cache: bool,
+) -> None:
+    """The retrieve's first audit event, before anything is fetched or handed over (raises
+    ``AuditRefusedError`` when the trail cannot take it)."""
+    event = A.ACCESSED if from_cache else A.BEGIN_TRANSFER
+    extra = {"source": "pacs-cache"} if from_cache else {}
+    A.record_first(
+        sink,
+        event,
+        objects,
+        {**details, **extra},
+        f"retrieve of series '{series_uid}' from PACS '{details['node']}' refused",
+    )
+
+
 def retrieve_series(
     client: PacsClient | DimseClient,
     cache: PacsCache,
@@ -78,8 +105,11 @@ def retrieve_series(
     start = time.perf_counter()
     result = RetrieveResult(study_uid, series_uid)
     cache.series_dir(study_uid, series_uid)  # validates both UIDs before any request
+    objects: A.AuditObjects = [("study", study_uid), ("series", series_uid)]
+    details = {"node": client.node.name, "direction": "retrieve"}
     cached = cache.complete_paths(study_uid, series_uid)
     if cached is not None:
+        record_before(client.audit, objects, details, series_uid, from_cache=True)
         cache.touch(study_uid, series_uid)
         result.paths, result.from_cache = cached, True
         for i, path in enumerate(cached, 1):
@@ -87,10 +117,9 @@ def retrieve_series(
                 on_instance(path, i, len(cached))
         result.seconds = time.perf_counter() - start
         return result
+    record_before(client.audit, objects, details, series_uid, from_cache=False)
     cache.touch(study_uid, series_uid)
     total = expected or 0
-    objects: A.AuditObjects = [("study", study_uid), ("series", series_uid)]
-    details = {"node": client.node.name, "direction": "retrieve"}
     try:
         for blob in client.stream_series(study_uid, series_uid):
             if _is_cancelled(cancel):
