@@ -22,7 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("cli.infer_cmd", "run a model on images, a feature table or text"),
     "selftest": ("cli.selftest_cmd", "devices seen and every model's health check"),
     "audit": ("cli.audit_cmd", "verify, show the head of, or export the audit trail"),
-    "users": ("cli.users_cmd", "add or list local accounts"),
+    "users": ("cli.users_cmd", "local accounts: add, list, passwd, reset, disable, role, unlock"),
     "sync": ("cli.sync_cmd", "sync results/audit now, enrol, status, model updates"),
     "pacs": ("cli.pacs_cmd", "PACS: search, retrieve, store (DICOMweb), secrets, cache"),
     "backup": ("cli.backup_cmd", "back up the audit trail with sealed keys; keygen; restore"),

@@ -1,7 +1,11 @@
-"""``doctorai users add|list``: local accounts (the first one must be the admin).
+"""``doctorai users``: local accounts (the first one must be the admin).
 
-Passwords are read from the terminal (never from the command line, where ``ps`` and shell
-history would see them), or from standard input with ``--password-stdin`` for scripted set-up.
+``add``, ``list``, ``reset``, ``disable``, ``enable``, ``role`` and ``unlock`` act as an admin who
+signs in with ``--admin NAME``; ``passwd`` changes one's own password (``--user NAME``) and is the
+one command an account whose password must be changed may run. Passwords are read from the
+terminal (never from the command line, where ``ps`` and shell history would see them), or from
+standard input, one per line, with ``--password-stdin`` / ``--admin-password-stdin``: the admin's
+password first, then the account's.
 """
 
 from __future__ import annotations
@@ -9,84 +13,217 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.app.workstation import Workstation
+    from core.security.users import AccountInfo
+
+ROLES = ["radiologist", "technologist", "admin", "auditor"]
+
+
+def _admin_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    parser.add_argument(
+        "--admin",
+        metavar="NAME",
+        required=required,
+        default=None,
+        help="the admin who acts (the password is asked for)",
+    )
+    parser.add_argument(
+        "--admin-password-stdin",
+        action="store_true",
+        help="read --admin's password from standard input (its first line)",
+    )
+
+
+def _password_stdin(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help=f"read {what} from standard input (after --admin's password when that comes "
+        "from standard input too)",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     add = sub.add_parser("add", help="create an account")
     add.add_argument("username")
-    add.add_argument(
-        "--role", required=True, choices=["radiologist", "technologist", "admin", "auditor"]
+    add.add_argument("--role", required=True, choices=ROLES)
+    _password_stdin(add, "the new password")
+    _admin_arguments(add, required=False)
+    ls = sub.add_parser(
+        "list", help="accounts: role, state, last sign-in, failed attempts, 2FA (admin)"
     )
-    add.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the new password (first line) from standard input; with "
-        "--admin-password-stdin the admin's password comes first",
+    _admin_arguments(ls, required=False)
+    pw = sub.add_parser("passwd", help="change your own password (asks the current one)")
+    pw.add_argument("username", nargs="?", default=None, metavar="NAME")
+    pw.add_argument("--user", metavar="NAME", default=None, help="the account (or NAME)")
+    _password_stdin(pw, "the current password, then the new one, one per line")
+    reset = sub.add_parser("reset", help="set a temporary password, changed at next sign-in")
+    reset.add_argument("username")
+    _password_stdin(reset, "the temporary password")
+    _admin_arguments(reset)
+    for name, text in (
+        ("disable", "disable an account (no sign-in; its history stays)"),
+        ("enable", "enable a disabled account"),
+        ("unlock", "end a lockout after failed sign-ins"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("username")
+        _admin_arguments(p)
+    role = sub.add_parser("role", help="give an account another role")
+    role.add_argument("username")
+    role.add_argument("role", choices=ROLES)
+    _admin_arguments(role)
+
+
+def _new_password(name: str, from_stdin: bool, prompt: str = "new password") -> str | None:
+    """A new password, typed twice at the terminal; None (said why) when the two differ."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    password = getpass.getpass(f"{prompt} for '{name}': ")
+    if getpass.getpass("again: ") != password:
+        print("error: the passwords differ", file=sys.stderr)
+        return None
+    return password
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "never"
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+def _table(accounts: list[AccountInfo]) -> str:
+    head = ("NAME", "ROLE", "STATE", "LAST SIGN-IN", "FAILED", "MUST CHANGE", "2FA")
+    rows = [
+        (
+            a.username,
+            a.role.value,
+            a.state,
+            _when(a.last_sign_in),
+            str(a.failed_logins),
+            "yes" if a.must_change_password else "no",
+            "yes" if a.mfa_enrolled else "no",
+        )
+        for a in accounts
+    ]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
+        for r in [head, *rows]
     )
-    add.add_argument(
-        "--admin",
-        metavar="NAME",
-        default=None,
-        help="the admin who creates it (needed once any account exists)",
-    )
-    add.add_argument(
-        "--admin-password-stdin",
-        action="store_true",
-        help="read --admin's password from standard input",
-    )
-    sub.add_parser("list", help="list accounts and roles")
+
+
+def _passwd(ws: Workstation, args: argparse.Namespace) -> int:
+    from core.app.accounts import change_password
+    from core.security.users import AuthError
+
+    name = args.user or args.username
+    if not name:
+        print("error: whose password? doctorai users passwd --user NAME", file=sys.stderr)
+        return 2
+    if args.password_stdin:
+        current = sys.stdin.readline().rstrip("\n")
+    else:
+        current = getpass.getpass(f"current password for '{name}': ")
+    new = _new_password(name, args.password_stdin)
+    if new is None:
+        return 1
+    try:
+        change_password(ws, name, current, new)
+    except AuthError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"password of '{name}' changed")
+    return 0
+
+
+def _admin_action(ws: Workstation, args: argparse.Namespace) -> int:
+    from core.app import accounts
+    from core.security.users import Role
+
+    name = args.username
+    if args.action == "reset":
+        password = _new_password(name, args.password_stdin, "temporary password")
+        if password is None:
+            return 1
+        accounts.reset_password(ws, name, password)
+        print(f"password of '{name}' reset: it must be changed at the next sign-in")
+    elif args.action in ("disable", "enable"):
+        accounts.set_disabled(ws, name, args.action == "disable")
+        print(f"'{name}' {args.action}d")
+    elif args.action == "role":
+        accounts.set_role(ws, name, Role(args.role))
+        print(f"'{name}' is now {args.role} (from its next sign-in)")
+    else:
+        accounts.unlock_account(ws, name)
+        print(f"'{name}' unlocked")
+    return 0
+
+
+def _add(ws: Workstation, args: argparse.Namespace) -> int:
+    from core.app.accounts import add_account
+    from core.security.users import Role
+
+    password = _new_password(args.username, args.password_stdin, "password")
+    if password is None:
+        return 1
+    add_account(ws, args.username, password, Role(args.role))
+    print(f"created '{args.username}' ({args.role})")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
     from cli.profile import finish, open_or_explain, sign_in_as
-    from core.app.accounts import add_account
-    from core.security.users import PermissionDenied, Role
-    from core.store.schema import users
+    from core.app.accounts import list_accounts
+    from core.security.users import PermissionDenied
 
     ws = open_or_explain("users")
     if ws is None:
         return 2
     try:
-        if args.action == "list":
-            with ws.db.engine.connect() as conn:
-                accounts = conn.execute(select(users.c.username, users.c.role)).fetchall()
-            for row in accounts:
-                print(f"{row.username}\t{row.role}")
-            if not accounts:
+        if args.action == "passwd":
+            return _passwd(ws, args)
+        if not ws.users.has_users():
+            if args.action == "list":
                 print(
                     "no accounts yet: the first one ('doctorai users add NAME --role admin', or "
                     "the first start of the window) must be an admin"
                 )
-            return 0
-        if ws.users.has_users():
+                return 0
+            if args.action != "add":
+                print("error: no accounts yet: add the first admin", file=sys.stderr)
+                return 2
+        else:
             if not args.admin:
+                what = "lists" if args.action == "list" else "creates new ones"
                 print(
-                    "error: accounts exist already: an admin creates new ones "
+                    f"error: accounts exist already: an admin {what} "
                     "(--admin NAME; the password is asked for)",
                     file=sys.stderr,
                 )
                 return 2
             if not sign_in_as(ws, args.admin, args.admin_password_stdin):
                 return 1
-        if args.password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
-        else:
-            password = getpass.getpass(f"password for '{args.username}': ")
-            if getpass.getpass("again: ") != password:
-                print("error: the passwords differ", file=sys.stderr)
-                return 1
         try:
-            add_account(ws, args.username, password, Role(args.role))
+            if args.action == "list":
+                print(_table(list_accounts(ws)))
+                return 0
+            if args.action == "add":
+                return _add(ws, args)
+            return _admin_action(ws, args)
         except PermissionDenied as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
-        print(f"created '{args.username}' ({args.role})")
-        return 0
     finally:
         finish(ws)
