@@ -324,9 +324,10 @@ def create_backup(db_path: Path, out: Path, recipient: Any) -> Manifest:
     if out.exists():
         raise BackupError(out, "the file exists already; not overwritten")
     secrets_by_role = _profile_secrets(db_path)
-    work = Path(tempfile.mkdtemp(prefix=".doctorai-backup-", dir=out.parent))  # 0700
-    partial = work / "backup.zip"
+    work: Path | None = None
     try:
+        work = Path(tempfile.mkdtemp(prefix=".doctorai-backup-", dir=out.parent))  # 0700
+        partial = work / "backup.zip"
         copy = work / DATABASE
         _copy_online(db_path, secrets_by_role["database"], copy)
         described = describe_copy(copy, secrets_by_role["database"])
@@ -353,7 +354,8 @@ def create_backup(db_path: Path, out: Path, recipient: Any) -> Manifest:
             out, f"the database could not be copied ({exc})", exit_code=EXIT_STORAGE
         ) from exc
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     return manifest
 
 
@@ -481,10 +483,11 @@ def restore_files(
             "another path with --to, or use --force to move the existing database and keys "
             "aside (renamed with a timestamp, nothing deleted)",
         )
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    work = Path(tempfile.mkdtemp(prefix=".doctorai-restore-", dir=target.parent))
     moved: Path | None = None
+    work: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        work = Path(tempfile.mkdtemp(prefix=".doctorai-restore-", dir=target.parent))
         staged = work / target.name
         _extract(path, staged, manifest)
         if present or old_keys:
@@ -496,11 +499,20 @@ def restore_files(
             target, f"could not be written ({exc.strerror or exc})", exit_code=EXIT_STORAGE
         ) from exc
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
     entries = profile_key_entries(target)
-    for role, value in secrets_by_role.items():
-        if role in entries:
-            keyring.set_password(SERVICE, entries[role], value)
+    try:
+        for role, value in secrets_by_role.items():
+            if role in entries:
+                keyring.set_password(SERVICE, entries[role], value)
+    except Exception as exc:  # keyring backends raise their own errors (locked, D-Bus, ...)
+        raise BackupError(
+            target,
+            f"the database was restored but its keys could not be stored in the OS keyring "
+            f"({type(exc).__name__}: {exc}); run the restore again with --force once the "
+            "keyring works",
+        ) from exc
     return Restored(manifest, target, moved)
 
 
