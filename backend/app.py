@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend import api, tuf_routes
+from backend import admin_session, api, tuf_routes
+from backend.admins import AdminKeys
 from backend.auth import TokenIssuer
 from backend.body_limit import BodyLimit
 from backend.config import Settings
@@ -55,6 +56,7 @@ def build_state(settings: Settings) -> BackendState:
         tokens=TokenIssuer(settings.secret(), settings.access_ttl_s, settings.refresh_ttl_s),
         metrics=Metrics(),
         limiter=RateLimiter(settings.rate_per_s, settings.rate_burst),
+        admin_keys=AdminKeys.derive(settings.mfa_key_material()),
     )
 
 
@@ -123,7 +125,12 @@ def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
         """The framework's own refusals (no such route, wrong method, a body that is not JSON)
         in the API's error shape rather than FastAPI's ``{"detail": ...}``."""
         code = HTTP_ERROR_CODES.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), headers=exc.headers)
+        return _error(
+            exc.status_code,
+            code,
+            str(exc.detail),
+            headers=dict(exc.headers) if exc.headers else None,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
@@ -179,5 +186,6 @@ def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
         return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api.router)
+    app.include_router(admin_session.router)
     app.include_router(tuf_routes.router)
     return app

@@ -89,6 +89,8 @@ def enrol(session: Session, code: str, label: str) -> tuple[str, str]:
 class Principal:
     subject: str
     role: str  # "device" | "admin"
+    # how the holder authenticated (RFC 8176 values): an admin's sign-in is ("pwd", "otp")
+    amr: tuple[str, ...] = ()
 
 
 class TokenIssuer:
@@ -100,11 +102,22 @@ class TokenIssuer:
         claims |= {"iss": ISSUER, "iat": now, "exp": now + timedelta(seconds=ttl_s)}
         return jwt.encode(claims, self.secret, algorithm=ALGORITHM)
 
-    def access(self, subject: str, role: str = "device", ttl_s: int | None = None) -> str:
-        return self._encode(
-            {"sub": subject, "role": role, "typ": "access", "jti": uuid.uuid4().hex},
-            ttl_s or self.access_ttl_s,
-        )
+    def access(
+        self,
+        subject: str,
+        role: str = "device",
+        ttl_s: int | None = None,
+        amr: list[str] | None = None,
+    ) -> str:
+        claims: dict[str, Any] = {
+            "sub": subject,
+            "role": role,
+            "typ": "access",
+            "jti": uuid.uuid4().hex,
+        }
+        if amr is not None:
+            claims["amr"] = list(amr)
+        return self._encode(claims, ttl_s or self.access_ttl_s)
 
     def pair(self, session: Session, device_id: str, family: str | None = None) -> tuple[str, str]:
         """An access token and a refresh token; ``family`` is the login the refresh token
@@ -208,4 +221,7 @@ class TokenIssuer:
         role = claims.get("role")
         if role not in ("device", "admin"):
             raise AuthError("token_invalid", "access token has no known role")
-        return Principal(subject=str(claims["sub"]), role=str(role))
+        amr = claims.get("amr") or []
+        if not isinstance(amr, list):
+            raise AuthError("token_invalid", "access token has a malformed amr claim")
+        return Principal(subject=str(claims["sub"]), role=str(role), amr=tuple(str(m) for m in amr))

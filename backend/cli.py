@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
 from collections.abc import Sequence
@@ -71,8 +72,77 @@ def cmd_enrol_code(args: argparse.Namespace) -> int:
 
 
 def cmd_admin_token(args: argparse.Namespace) -> int:
+    """Break-glass only while admin MFA is on: a token without a second factor, recorded."""
+    from backend.admins import AdminError, record
+
+    settings = _settings(args)
+    if settings.admin_mfa and not settings.admin_break_glass:
+        raise AdminError(
+            "admin-token is off while DOCTORAI_BACKEND_ADMIN_MFA is on: admins sign in with "
+            "POST /api/v1/admin/session (name, password, TOTP code). For an emergency only, "
+            "IT may set DOCTORAI_BACKEND_ADMIN_BREAK_GLASS=1 on this host and the server"
+        )
     st = _state(args)
-    print(st.tokens.access(args.name, role="admin", ttl_s=int(args.minutes * 60)))
+    code = "admin_break_glass_token" if settings.admin_mfa else "admin_cli_token"
+    with st.sessions() as session:
+        record(session, args.name, code, minutes=args.minutes)
+        session.commit()
+    if settings.admin_mfa:
+        print(
+            "doctorai-backend: break-glass admin token (no second factor); "
+            "recorded as a security alert",
+            file=sys.stderr,
+        )
+    amr = ["break-glass"] if settings.admin_mfa else ["cli"]
+    print(st.tokens.access(args.name, role="admin", ttl_s=int(args.minutes * 60), amr=amr))
+    return 0
+
+
+def _read_password(name: str) -> str:
+    """Twice from the terminal (not echoed), or the first two lines of a pipe."""
+    from backend.admins import AdminError
+
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"password for backend admin {name}: ")
+        second = getpass.getpass("the same password again: ")
+    else:
+        first = sys.stdin.readline().rstrip("\r\n")
+        second = sys.stdin.readline().rstrip("\r\n")
+    if first != second:
+        raise AdminError("the two passwords differ; nothing was changed")
+    return first
+
+
+def cmd_admin(args: argparse.Namespace) -> int:
+    """Backend admin accounts: add (password + TOTP QR), confirm, recovery codes, disable."""
+    import segno
+
+    from backend import admins
+
+    st = _state(args)
+    with st.sessions() as session:
+        if args.action == "add":
+            admins.check_new(args.name, "x" * admins.MIN_PASSWORD_LEN)  # before asking
+            uri = admins.create(session, st.admin_keys, args.name, _read_password(args.name))
+            print(f"backend admin {args.name} added (not confirmed yet).")
+            print("Scan this QR code with the authenticator app, or enter the URI:")
+            segno.make(uri, error="m").terminal(out=sys.stdout, compact=True)
+            print(uri)
+            print(f"Then run: doctorai-backend admin confirm {args.name} CODE")
+        elif args.action == "confirm":
+            codes = admins.confirm(session, st.admin_keys, args.name, args.code)
+            print(
+                f"backend admin {args.name} confirmed. Recovery codes (each works once; "
+                "keep them offline, they are not shown again):"
+            )
+            print("\n".join(codes))
+        elif args.action == "recovery-codes":
+            codes = admins.new_recovery_codes(session, st.admin_keys, args.name)
+            print(f"new recovery codes for {args.name} (the old ones no longer work):")
+            print("\n".join(codes))
+        else:
+            admins.disable(session, args.name)
+            print(f"backend admin {args.name} disabled")
     return 0
 
 
@@ -149,7 +219,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=float, default=7.0, help="validity (default 7 days)")
     p.set_defaults(func=cmd_enrol_code)
 
-    p = sub.add_parser("admin-token", parents=[common], help="print a short-lived admin token")
+    p = sub.add_parser("admin", help="backend admin accounts (password + TOTP)")
+    acts = p.add_subparsers(dest="action", required=True)
+    for name, helptext in (
+        ("add", "add an admin: asks the password twice, prints the TOTP QR code"),
+        ("confirm", "confirm with a code from the app; prints the recovery codes"),
+        ("recovery-codes", "replace an admin's recovery codes"),
+        ("disable", "disable an admin"),
+    ):
+        a = acts.add_parser(name, parents=[common], help=helptext)
+        a.add_argument("name")
+        if name == "confirm":
+            a.add_argument("code")
+    p.set_defaults(func=cmd_admin)
+
+    p = sub.add_parser(
+        "admin-token",
+        parents=[common],
+        help="break-glass: an admin token without a second factor "
+        "(only with DOCTORAI_BACKEND_ADMIN_BREAK_GLASS=1 while admin MFA is on)",
+    )
     p.add_argument("--name", default="admin")
     p.add_argument("--minutes", type=float, default=60.0)
     p.set_defaults(func=cmd_admin_token)
@@ -179,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from backend.admins import AdminError
     from backend.catalogue import CatalogueError
     from backend.storage import StorageError
     from backend.tuf_repo import TufError
@@ -186,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (CatalogueError, TufError, StorageError, OSError) as exc:
+    except (AdminError, CatalogueError, TufError, StorageError, OSError) as exc:
         print(f"doctorai-backend: error: {exc}", file=sys.stderr)
         return 2
 

@@ -32,6 +32,15 @@ class Settings:
     # a static bearer token for Prometheus on /metrics ("" = only admin access tokens)
     metrics_token: str = field(default="", repr=False)
     keys_dir_override: Path | None = None  # e.g. a secrets mount holding only online keys
+    # backend admins: admin endpoints need a token from a sign-in with a second factor
+    admin_mfa: bool = True
+    # ``doctorai-backend admin-token`` (no second factor) only when IT allows it explicitly
+    admin_break_glass: bool = False
+    admin_session_ttl_s: int = 900
+    admin_max_failures: int = 5  # consecutive failed sign-ins before the account locks
+    admin_lockout_s: int = 900
+    # key material for the admins' TOTP secrets and recovery codes ("" = the JWT secret)
+    mfa_key: str = field(default="", repr=False)
 
     @property
     def effective_db_url(self) -> str:
@@ -56,6 +65,22 @@ class Settings:
                 fh.write(secrets.token_urlsafe(48))
         return path.read_text().strip()
 
+    def mfa_key_material(self) -> str:
+        """What the admins' TOTP secrets are encrypted under (through HKDF, backend.admins):
+        ``mfa_key`` or ``DOCTORAI_BACKEND_MFA_KEY`` when IT keeps it apart from the JWT
+        secret, else the JWT secret itself, so every replica that verifies tokens can also
+        verify codes."""
+        return self.mfa_key or os.environ.get("DOCTORAI_BACKEND_MFA_KEY") or self.secret()
+
+
+def _flag(name: str, default: bool) -> bool:
+    raw = _env(name, "1" if default else "0").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"doctorai-backend: DOCTORAI_BACKEND_{name}={raw!r} is not 1/0, on/off")
+
 
 def settings_from_env(
     data_dir: str | None = None, db_url: str | None = None, storage_url: str | None = None
@@ -69,6 +94,8 @@ def settings_from_env(
         rate_per_s=float(_env("RATE_PER_S", "50")),
         rate_burst=int(_env("RATE_BURST", "100")),
         metrics_token=_env("METRICS_TOKEN", ""),
+        admin_mfa=_flag("ADMIN_MFA", True),
+        admin_break_glass=_flag("ADMIN_BREAK_GLASS", False),
         keys_dir_override=Path(os.environ["DOCTORAI_BACKEND_KEYS_DIR"])
         if os.environ.get("DOCTORAI_BACKEND_KEYS_DIR")
         else None,

@@ -148,6 +148,29 @@ class SecurityAlert(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class BackendAdmin(Base):
+    """An administrator of this backend: password, TOTP second factor and recovery codes.
+
+    A table of its own, so ``create_all`` adds it to an existing database (SQLite and
+    PostgreSQL alike). The TOTP secret is AES-GCM ciphertext and the recovery codes are keyed
+    hashes (backend.admins); ``version`` makes a sign-in's write a compare-and-set, so two
+    requests racing with the same code cannot both succeed."""
+
+    __tablename__ = "backend_admins"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    totp_secret_enc: Mapped[bytes] = mapped_column(LargeBinary)
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)
+    recovery_hashes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    last_step: Mapped[int | None] = mapped_column(BigInteger, default=None)  # last TOTP step used
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_sign_in_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
 class ModelPackage(Base):
     __tablename__ = "model_packages"
     __table_args__ = (UniqueConstraint("model_id", "version"),)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,9 +13,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.admins import AdminKeys
 from backend.auth import AuthError, Principal, TokenIssuer
 from backend.config import Settings
-from backend.ops import Metrics, RateLimiter, retry_after_header
+from backend.ops import Metrics, RateLimiter, log, retry_after_header
 from backend.storage import Storage
 from backend.tuf_repo import TufRepository
 
@@ -45,6 +47,7 @@ class BackendState:
     tokens: TokenIssuer
     metrics: Metrics
     limiter: RateLimiter
+    admin_keys: AdminKeys
 
 
 def state(request: Request) -> BackendState:
@@ -112,10 +115,25 @@ def device(
     return p.subject
 
 
-def admin(p: Principal = Depends(principal)) -> str:  # noqa: B008
+def admin(
+    p: Principal = Depends(principal),  # noqa: B008
+    st: BackendState = Depends(state),  # noqa: B008
+) -> str:
+    """An admin token; with ``admin_mfa`` (the default) only one from a sign-in with a second
+    factor (``amr`` holds "otp"), or a break-glass token while IT allows those."""
     if p.role != "admin":
         raise ApiError(403, "forbidden", "this endpoint needs an admin token")
-    return p.subject
+    if not st.settings.admin_mfa or "otp" in p.amr:
+        return p.subject
+    if st.settings.admin_break_glass and "break-glass" in p.amr:
+        log(logging.WARNING, "admin request with a break-glass token", admin=p.subject)
+        return p.subject
+    raise ApiError(
+        403,
+        "admin_mfa_required",
+        "this endpoint needs an admin token from a sign-in with a second factor "
+        "(POST /api/v1/admin/session with name, password and TOTP code)",
+    )
 
 
 def metrics_reader(
@@ -128,4 +146,4 @@ def metrics_reader(
     scrape = st.settings.metrics_token
     if scrape and hmac.compare_digest(creds.credentials.encode(), scrape.encode()):
         return "metrics-scraper"
-    return admin(principal(creds, st))
+    return admin(principal(creds, st), st)

@@ -69,7 +69,9 @@ class LiveServer:
             return issue_enrol_code(s)
 
     def admin_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.state.tokens.access('test-admin', role='admin')}"}
+        """An admin token as a sign-in with a second factor issues it (admin MFA is on)."""
+        token = self.state.tokens.access("test-admin", role="admin", amr=["pwd", "otp"])
+        return {"Authorization": f"Bearer {token}"}
 
     def workstation(self, label: str = "ws") -> Workstation:
         return Workstation(self, label)
