@@ -23,8 +23,9 @@ class Session:
     def timeout_s(self) -> float:
         return self.store.settings.lock_timeout_min * 60
 
-    def login(self, username: str, password: str) -> User:
-        self.user = self.store.authenticate(username, password)
+    def login(self, username: str, password: str, second_factor: str | None = None) -> User:
+        """Sign in; ``SecondFactorRequired`` when the account needs its code (or enrolment)."""
+        self.user = self.store.authenticate(username, password, second_factor)
         self.locked = False
         self.touch()
         return self.user
@@ -53,11 +54,12 @@ class Session:
             self.locked = True
             self._audit("lock", reason=reason)
 
-    def unlock(self, password: str) -> None:
-        """Re-authenticate the same user (audited like a login)."""
+    def unlock(self, password: str, second_factor: str | None = None) -> None:
+        """Re-authenticate the same user (audited like a login), with the second factor where
+        the account has one: the lock after inactivity is a sign-in again."""
         if self.user is None:
             raise AuthError("nobody is signed in")
-        self.store.authenticate(self.user.username, password)
+        self.store.authenticate(self.user.username, password, second_factor)
         self.locked = False
         self.touch()
 

@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Row, delete, select, update
 from core.audit.events import Actor, Participants, event
 from core.audit.log import AuditLog
 from core.audit.vocabulary import EventType, Outcome
-from core.store.schema import user_mfa
+from core.store.schema import user_mfa, users
 
 ISSUER = "DoctorAI Workstation"
 STEP_S = 30
@@ -138,7 +138,7 @@ class SecondFactors:
         )
 
     # --- enrolment -------------------------------------------------------------------------
-    def begin(self, username: str, role: str) -> Enrolment:
+    def begin(self, username: str) -> Enrolment:
         """A new secret and recovery codes for ``username`` (replacing an unconfirmed one).
         Refused when a confirmed second factor exists: an admin removes it first."""
         secret = pyotp.random_base32()
@@ -151,6 +151,11 @@ class SecondFactors:
                     f"'{username}' has two-factor sign-in already; new recovery codes are at "
                     "hand, a new authenticator needs an admin to remove the old one first"
                 )
+            role = conn.execute(
+                select(users.c.role).where(users.c.username == username)
+            ).scalar_one_or_none()
+            if role is None:
+                raise MfaError(f"no account '{username}'")
             conn.execute(delete(user_mfa).where(user_mfa.c.username == username))
             conn.execute(
                 user_mfa.insert().values(
