@@ -129,10 +129,9 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _retrieve(args: argparse.Namespace) -> int:
-    from core.pacs.cache import PacsCache
     from core.pacs.retrieve import retrieve_series, retrieve_study
 
-    client, cache = _client(args), PacsCache()
+    client, cache = _client(args), _cache_of_profile()
     if args.series:
         results = [retrieve_series(client, cache, args.study, args.series)]
     else:
@@ -140,7 +139,8 @@ def _retrieve(args: argparse.Namespace) -> int:
     for r in results:
         where = r.paths[0].parent if r.paths else cache.series_dir(r.study_uid, r.series_uid)
         how = "from cache" if r.from_cache else f"{r.bytes / 1e6:.1f} MB in {r.seconds:.2f} s"
-        print(f"{r.series_uid}: {len(r.paths)} instance(s), {how} -> {where}")
+        sealed = " (encrypted; open it in the viewer)" if cache.encrypted else ""
+        print(f"{r.series_uid}: {len(r.paths)} instance(s), {how} -> {where}{sealed}")
     return 0
 
 
@@ -210,10 +210,16 @@ def _secret(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cache(args: argparse.Namespace) -> int:
+def _cache_of_profile() -> Any:
+    """The profile's cache as the settings make it (size limit, encryption)."""
+    from core.config import load_settings
     from core.pacs.cache import PacsCache
 
-    cache = PacsCache()
+    return PacsCache.from_settings(load_settings())
+
+
+def _cache(args: argparse.Namespace) -> int:
+    cache = _cache_of_profile()
     if args.purge:
         print(f"purged {cache.purge() / 2**20:.1f} MiB from {cache.root}")
         return 0
@@ -221,7 +227,9 @@ def _cache(args: argparse.Namespace) -> int:
     used = sum(e.size_bytes for e in entries) / 2**20
     print(
         f"{cache.root}: {len(entries)} series, {used:.1f} MiB"
-        f" (limit {cache.max_bytes / 2**30:.1f} GiB, setting pacs_cache_gb)"
+        f" (limit {cache.max_bytes / 2**30:.1f} GiB, setting pacs_cache_gb;"
+        f" {'AES-256-GCM encrypted' if cache.encrypted else 'NOT encrypted'}: setting"
+        " pacs_cache_encrypted)"
     )
     return 0
 

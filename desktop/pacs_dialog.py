@@ -79,7 +79,7 @@ class PacsSearchPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("pacsSearch")
         self.runner, self.client_for, self.open_paths = runner, client_for, open_paths
-        self.cache = cache or PacsCache()
+        self.cache = cache or PacsCache.from_settings(current_settings())
         self.search: Job | None = None
         self.retrieve: Job | None = None
         self.pending: list[str] = []
@@ -310,6 +310,16 @@ class PacsDialog(QDialog):
         )
         col = QVBoxLayout(self)
         col.addWidget(self.panel)
+
+
+def current_settings() -> Settings | None:
+    """The settings in force (pinned at start), or None (defaults: the cache encrypted)."""
+    from core.config import load_settings
+
+    try:
+        return load_settings()
+    except ConfigError:
+        return None
 
 
 NO_NODES = "No PACS configured: add a [[pacs]] table (name, url, auth) to the settings"

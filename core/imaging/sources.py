@@ -2,8 +2,9 @@
 
 Every input becomes a flat list of *instance paths*: a filesystem path, or
 ``archive.zip::member`` for a zip member (read into memory, never extracted to disk, so nothing
-patient-identifying is left behind in temp folders). ``open_bytes``/``open_stream`` read any of
-them; the indexer and the pixel pipeline use only these.
+patient-identifying is left behind in temp folders), or a file in a sealed folder (the encrypted
+PACS cache, decrypted into memory by the reader its owner registered). ``open_bytes``/
+``open_stream`` read any of them; the indexer and the pixel pipeline use only these.
 
 Decompression is bounded (decompression bombs): a zip member is refused before it is read when
 it declares more than ``MAX_MEMBER_BYTES`` or inflates at more than ``MAX_MEMBER_RATIO``:1, and
@@ -19,7 +20,7 @@ import io
 import os
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, cast
@@ -111,9 +112,37 @@ def _member(path: str, archive: str, member: str) -> tuple[zipfile.ZipFile, zipf
     return zf, info
 
 
+# Folders whose files are stored sealed (the PACS cache, AES-GCM): their owner registers a
+# function returning a file's plaintext, and every read below goes through it, in memory.
+SealedReader = Callable[[str], bytes]
+_sealed_folders: dict[str, SealedReader] = {}
+
+
+def register_sealed_folder(folder: Path, read: SealedReader) -> None:
+    """Files under ``folder`` are read through ``read`` (it raises SourceError for a file it
+    refuses, e.g. one that fails authentication)."""
+    _sealed_folders[os.path.join(os.path.abspath(folder), "")] = read
+
+
+def sealed_reader(path: str) -> SealedReader | None:
+    """The reader of the sealed folder holding ``path``, or None for a plain file."""
+    if not _sealed_folders:
+        return None
+    full = os.path.abspath(path)
+    return next((r for root, r in _sealed_folders.items() if full.startswith(root)), None)
+
+
+def is_plain_file(path: str) -> bool:
+    """A file whose bytes on disk are its content (not a zip member, not sealed)."""
+    return split_zip_path(path) is None and sealed_reader(path) is None
+
+
 def open_bytes(path: str) -> bytes:
     """The whole content of a file or zip member (a member within the limits of
     ``check_member``, else SourceError)."""
+    sealed = sealed_reader(path)
+    if sealed is not None:
+        return sealed(path)
     parts = split_zip_path(path)
     if parts is None:
         return Path(path).read_bytes()
@@ -124,6 +153,10 @@ def open_bytes(path: str) -> bytes:
 def read_prefix(path: str, n: int) -> tuple[bytes, int]:
     """The first ``n`` bytes of a file or zip member, and its whole size; a zip member is
     inflated only as far as that (after ``check_member``)."""
+    sealed = sealed_reader(path)
+    if sealed is not None:
+        data = sealed(path)
+        return data[:n], len(data)
     parts = split_zip_path(path)
     if parts is None:
         with open(path, "rb") as f:
@@ -136,6 +169,8 @@ def read_prefix(path: str, n: int) -> tuple[bytes, int]:
 def open_reader(path: str) -> BinaryIO:
     """A binary file object reading a file or zip member from its start, for reading forward:
     a zip member is inflated as it is read, never held whole (use as a context manager)."""
+    if sealed_reader(path) is not None:
+        return io.BytesIO(open_bytes(path))
     parts = split_zip_path(path)
     if parts is None:
         return open(path, "rb")
@@ -145,7 +180,7 @@ def open_reader(path: str) -> BinaryIO:
 
 def open_stream(path: str) -> BinaryIO:
     """A seekable binary file object for a file or zip member (use as a context manager)."""
-    if split_zip_path(path) is None:
+    if is_plain_file(path):
         return open(path, "rb")
     return io.BytesIO(open_bytes(path))
 

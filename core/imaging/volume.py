@@ -84,7 +84,7 @@ def fast_path_ok(inst: Instance) -> bool:
         info is not None
         and info.pixel_data_offset is not None
         and not inst.is_plain_image
-        and sources.split_zip_path(inst.path) is None
+        and sources.is_plain_file(inst.path)  # np.fromfile reads the bytes on disk
         and info.samples_per_pixel == 1
         and inst.photometric.upper() in ("MONOCHROME1", "MONOCHROME2")
         and not info.has_modality_lut_sequence

@@ -216,6 +216,7 @@ class DimseClient:
         start = time.perf_counter()
         result = RetrieveResult(study_uid, series_uid)
         cache.series_dir(study_uid, series_uid)
+        cache.prepare()
         objects: A.AuditObjects = [("study", study_uid), ("series", series_uid)]
         details = {"node": self.node.name, "direction": "retrieve", "protocol": "DIMSE"}
         cached = cache.complete_paths(study_uid, series_uid)

@@ -105,6 +105,7 @@ def retrieve_series(
     start = time.perf_counter()
     result = RetrieveResult(study_uid, series_uid)
     cache.series_dir(study_uid, series_uid)  # validates both UIDs before any request
+    cache.prepare()  # the cache's key, before the PACS is asked for anything
     objects: A.AuditObjects = [("study", study_uid), ("series", series_uid)]
     details = {"node": client.node.name, "direction": "retrieve"}
     cached = cache.complete_paths(study_uid, series_uid)

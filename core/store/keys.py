@@ -34,6 +34,12 @@ def chain_key_entry(db_path: Path) -> str:
     return _entry("audit-chain-key", db_path)
 
 
+def pacs_cache_key_entry(profile: Path) -> str:
+    """The PACS cache's AES-256-GCM key (core.pacs.cache). Not among ``profile_key_entries``:
+    the cache is re-fetchable and stays out of backups, so a restored profile gets a new key."""
+    return _entry("pacs-cache-key", profile)
+
+
 def profile_key_entries(db_path: Path) -> dict[str, str]:
     """Every keyring entry a profile's database needs, by role: what a backup must seal and a
     restore must put back (under the entry names of the restored path)."""
