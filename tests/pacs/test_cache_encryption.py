@@ -176,4 +176,5 @@ def test_retrieved_series_is_sealed_and_opens_in_the_window(
     qtbot.waitUntil(
         lambda: window.state.slice_count == 3 and window.state.loaded_count == 3, timeout=30_000
     )
+    assert window.state.series is not None
     assert window.state.series.series_instance_uid == first.SeriesInstanceUID
