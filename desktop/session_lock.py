@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from core.app.workstation import Workstation
 from desktop.login import LoginDialog, Mode
+from desktop.user_admin import AccountActions
 
 _ACTIVITY = {
     QEvent.Type.KeyPress,
@@ -115,6 +116,8 @@ class InactivityLock(QObject):
         self.sign_out_action = QAction("Sign out", self.window)
         self.sign_out_action.triggered.connect(self.sign_out)
         menu.addAction(self.sign_out_action)
+        # Session > Change my password…, Tools > Users… (admin); their dialogs close on lock
+        self.accounts = AccountActions(self.window, self.ws, menu, self.locked)
         self.menu = menu
         self.user_label = QLabel(who)
         self.user_label.setObjectName("sessionUser")

@@ -1,0 +1,151 @@
+"""Tools > Users… and Session > Change my password… in a real signed-in window on a real
+SQLCipher profile: the admin's dialog lists the accounts and disables one through a job (never on
+the GUI thread), shows a refusal in the dialog, and is greyed with the reason for a radiologist;
+a radiologist changes their own password; the dialogs close when the session locks."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PySide6.QtCore import Qt
+
+from core.app.workstation import Workstation
+from core.audit.vocabulary import EventType, Outcome
+from core.security.users import AuthError, Role
+from desktop.change_password import ChangePasswordDialog
+from tests.desktop.workstation.helpers import PASSWORD, add_users
+
+NEW = "orbit lantern meadow"
+LEFT = Qt.MouseButton.LeftButton
+
+
+def _states(dialog) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    table = dialog.table
+    return {table.item(r, 0).text(): table.item(r, 2).text() for r in range(table.rowCount())}
+
+
+def test_admin_lists_accounts_and_disables_one_in_a_job(
+    qtbot, ws: Workstation, open_window
+) -> None:
+    add_users(ws)
+    ws.session.login("admin", PASSWORD)
+    win = open_window(ws)
+    actions = win.session_lock.accounts
+    assert actions.users_action.isEnabled()
+    assert actions.users_action in win.menus.tools.actions()
+    threads: list[threading.Thread] = []
+    real = ws.users.set_disabled
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread())
+        return real(*args, **kwargs)
+
+    ws.users.set_disabled = spy  # type: ignore[method-assign]
+    dialog = actions.open_users()
+    qtbot.waitUntil(lambda: dialog.table.rowCount() == 4 and not dialog.busy, timeout=10_000)
+    assert _states(dialog) == dict.fromkeys(["admin", "aud", "rad", "tech"], "enabled")
+    headers = [dialog.table.horizontalHeaderItem(c).text() for c in range(7)]
+    assert headers == [
+        "Name",
+        "Role",
+        "State",
+        "Last sign-in",
+        "Failed attempts",
+        "Must change",
+        "2FA",
+    ]
+
+    dialog.select("rad")
+    assert dialog.disable_button.text() == "Disable"
+    qtbot.mouseClick(dialog.disable_button, LEFT)
+    assert dialog.busy  # the click returned at once; the job works
+    qtbot.waitUntil(
+        lambda: _states(dialog).get("rad") == "disabled" and not dialog.busy, timeout=10_000
+    )
+    assert threads
+    assert threads[0] is not threading.main_thread()
+    assert dialog.message.text() == "'rad' disabled."
+    assert dialog.disable_button.text() == "Enable"  # rad stays selected
+    event = [
+        e
+        for e in ws.audit.iter_events(event_type=EventType.SECURITY_ALERT)
+        if e.details.get("action") == "user-disabled"
+    ][-1]
+    assert (event.user, event.outcome, event.objects[0]["id"]) == ("admin", Outcome.SUCCESS, "rad")
+    with pytest.raises(AuthError):
+        ws.users.authenticate("rad", PASSWORD)
+
+    # a refusal is said in the dialog, in plain words
+    dialog.select("admin")
+    qtbot.mouseClick(dialog.disable_button, LEFT)
+    qtbot.waitUntil(lambda: not dialog.busy and dialog.message.text() != "", timeout=10_000)
+    assert dialog.message.text() == "An admin cannot disable their own account."
+
+    dialog.reset_password("tech", "tulip kettle vanish")
+    qtbot.waitUntil(lambda: "reset" in dialog.message.text() and not dialog.busy, timeout=10_000)
+    tech = {a.username: a for a in dialog.accounts}["tech"]
+    assert tech.must_change_password
+    dialog.set_role("aud", Role.TECHNOLOGIST)
+    qtbot.waitUntil(
+        lambda: "now technologist" in dialog.message.text() and not dialog.busy, timeout=10_000
+    )
+    assert {a.username: a.role for a in dialog.accounts}["aud"] is Role.TECHNOLOGIST
+
+
+def test_a_radiologist_sees_why_users_is_off_and_changes_their_password(
+    qtbot, ws: Workstation, open_window
+) -> None:
+    add_users(ws)
+    ws.session.login("rad", PASSWORD)
+    win = open_window(ws)
+    actions = win.session_lock.accounts
+    assert not actions.users_action.isEnabled()
+    assert actions.users_action.text() == "Users… (admin only)"
+    assert actions.password_action.isEnabled()
+    assert actions.password_action in win.session_lock.menu.actions()
+
+    dialog = actions.change_password()
+    assert isinstance(dialog, ChangePasswordDialog)
+    dialog.current.setText("not my password")
+    dialog.new.setText(NEW)
+    dialog.confirm.setText(NEW)
+    assert dialog.submit()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=10_000)
+    assert dialog.message.text() == "The current password is not correct."
+    assert dialog.isVisible()
+    dialog.current.setText(PASSWORD)
+    dialog.new.setText(NEW)
+    dialog.confirm.setText("something else")
+    assert not dialog.submit()
+    assert dialog.message.text() == "The two new passwords differ."
+    dialog.current.setText(PASSWORD)
+    dialog.new.setText(NEW)
+    dialog.confirm.setText(NEW)
+    with qtbot.waitSignal(dialog.changed, timeout=10_000):
+        dialog.submit()
+    assert not dialog.isVisible()
+    assert ws.users.authenticate("rad", NEW).username == "rad"
+
+
+def test_the_dialogs_close_when_the_session_locks(qtbot, ws: Workstation, open_window) -> None:
+    add_users(ws)
+    ws.session.login("admin", PASSWORD)
+    win = open_window(ws)
+    dialog = win.session_lock.accounts.open_users()
+    qtbot.waitUntil(lambda: not dialog.busy and dialog.table.rowCount() == 4, timeout=10_000)
+    assert dialog.isVisible()
+    win.session_lock.lock_now()
+    assert not dialog.isVisible()
+    assert not win.session_lock.accounts.users_action.isEnabled()  # every action off while locked
+    win.session_lock.dialog.reject()
+
+
+def test_the_forced_change_dialog_says_why_and_offers_sign_out(qtbot, ws: Workstation) -> None:
+    add_users(ws)
+    ws.session.login("admin", PASSWORD)
+    dialog = ChangePasswordDialog(ws, forced=True)
+    qtbot.addWidget(dialog)
+    assert dialog.cancel_button.text() == "Sign out"
+    dialog.cancel_button.click()
+    assert dialog.signed_out
