@@ -54,14 +54,15 @@ def add_sign_in_arguments(parser: argparse.ArgumentParser) -> None:
 def sign_in_as(ws: Workstation, name: str, password_stdin: bool) -> bool:
     """Sign ``name`` in (audited like a sign-in in the window), the password from standard
     input's next line or the terminal; False with a message when refused."""
+    from cli.mfa_cmd import login_with_second_factor
     from core.security.users import AuthError
 
     if password_stdin:
         password = sys.stdin.readline().rstrip("\n")
     else:
         password = getpass.getpass(f"password for '{name}': ")
-    try:
-        user = ws.session.login(name, password)
+    try:  # the two-factor code, where needed, from the next line or the terminal likewise
+        user = login_with_second_factor(ws, name, password, password_stdin)
     except AuthError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return False

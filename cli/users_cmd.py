@@ -78,6 +78,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     role.add_argument("username")
     role.add_argument("role", choices=ROLES)
     _admin_arguments(role)
+    from cli.mfa_cmd import add_parser as add_mfa_parser
+
+    add_mfa_parser(sub)  # users mfa enrol|status|recovery-codes|remove (cli.mfa_cmd)
 
 
 def _new_password(name: str, from_stdin: bool, prompt: str = "new password") -> str | None:
@@ -185,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
     from core.app.accounts import list_accounts
     from core.security.users import PermissionDenied
 
+    if args.action == "mfa":
+        from cli.mfa_cmd import run as run_mfa
+
+        return run_mfa(args)
     ws = open_or_explain("users")
     if ws is None:
         return 2
