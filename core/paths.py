@@ -3,6 +3,7 @@ file."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import stat
@@ -46,6 +47,24 @@ def profile_dir() -> Path:
     new = not path.exists()
     path.mkdir(parents=True, exist_ok=True, mode=0o700)  # umask may narrow it, never widen
     make_private(path, 0o700, new=new)
+    return path
+
+
+def log_dir() -> Path:
+    """The application's log folder (0700): ``DOCTORAI_LOG_DIR`` if set; else ``logs`` in the
+    profile when ``DOCTORAI_HOME`` moves it; else the platform's user log dir."""
+    env = os.environ.get("DOCTORAI_LOG_DIR")
+    if env:
+        path = Path(env).expanduser()
+    elif os.environ.get("DOCTORAI_HOME"):
+        path = profile_dir() / "logs"
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # a folder IT made, not ours to change: as it is
+        path.chmod(0o700)
     return path
 
 
