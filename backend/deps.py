@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.admins import AdminKeys
 from backend.auth import AuthError, Principal, TokenIssuer
 from backend.config import Settings
+from backend.db import BackendAdmin
 from backend.ops import Metrics, RateLimiter, log, retry_after_header
 from backend.storage import Storage
 from backend.tuf_repo import TufRepository
@@ -123,7 +124,13 @@ def admin(
     factor (``amr`` holds "otp"), or a break-glass token while IT allows those."""
     if p.role != "admin":
         raise ApiError(403, "forbidden", "this endpoint needs an admin token")
-    if not st.settings.admin_mfa or "otp" in p.amr:
+    if "otp" in p.amr:
+        with st.sessions() as session:  # a disabled admin's tokens stop at once
+            row = session.get(BackendAdmin, p.subject)
+        if row is not None and row.disabled:
+            raise ApiError(403, "admin_disabled", f"backend admin {p.subject!r} is disabled")
+        return p.subject
+    if not st.settings.admin_mfa:
         return p.subject
     if st.settings.admin_break_glass and "break-glass" in p.amr:
         log(logging.WARNING, "admin request with a break-glass token", admin=p.subject)

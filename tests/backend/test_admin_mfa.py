@@ -117,6 +117,11 @@ def test_sign_in_with_totp_gives_a_short_lived_otp_token(mfa: LiveServer) -> Non
     auth = {"Authorization": f"Bearer {body['access_token']}"}
     assert httpx.get(f"{mfa.api}/admin/security-alerts", headers=auth).status_code == 200
     ok = [x for x in _alerts(mfa, "alice") if x["code"] == "admin_sign_in"]
+    with mfa.state.sessions() as s:  # disabling alice stops her token at once
+        admins.disable(s, "alice")
+    r = httpx.get(f"{mfa.api}/admin/security-alerts", headers=auth)
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "admin_disabled"
     assert ok[0]["detail"] == {
         "admin": "alice",
         "address": "127.0.0.1",
@@ -288,6 +293,18 @@ def test_malformed_sign_in_bodies_are_4xx(mfa: LiveServer) -> None:
             r = httpx.post(url, content=raw, headers={"Content-Type": "application/json"})
             assert 400 <= r.status_code < 500, (field, value, r.status_code)
             assert r.json()["error"]["code"]
+
+
+def test_sign_in_is_rate_limited_per_address(tmp_path: Path) -> None:
+    live = LiveServer(
+        base_settings(tmp_path, rate_per_s=0.01, rate_burst=3), with_keys=False
+    ).start()
+    try:
+        body = {"name": "nobody", "password": "guess guess guess", "code": "123456"}
+        got = [httpx.post(f"{live.api}/admin/session", json=body).status_code for _ in range(5)]
+        assert got == [401, 401, 401, 429, 429]
+    finally:
+        live.stop()
 
 
 def test_mfa_off_accepts_plain_admin_tokens(tmp_path: Path) -> None:
