@@ -134,7 +134,7 @@ def test_backup_restores_on_another_machine_and_its_head_matches(
     assert stat.S_IMODE(backup_file.stat().st_mode) == 0o600
     manifest, _sealed = store_backup.read_manifest(backup_file)
     with zipfile.ZipFile(backup_file) as z:
-        assert z.namelist() == ["manifest.json", "keys.sealed", "database.sqlcipher"]
+        assert z.namelist() == ["database.sqlcipher", "manifest.json", "keys.sealed"]
         database = z.read("database.sqlcipher")
     assert not database.startswith(b"SQLite format 3")  # still encrypted
     raw = backup_file.read_bytes()
