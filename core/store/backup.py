@@ -439,11 +439,37 @@ def _existing_entries(target: Path) -> dict[str, str]:
     import keyring
 
     found = {}
-    for role, entry in profile_key_entries(target).items():
-        value = keyring.get_password(SERVICE, entry)
-        if value is not None:
-            found[role] = value
+    try:
+        for role, entry in profile_key_entries(target).items():
+            value = keyring.get_password(SERVICE, entry)
+            if value is not None:
+                found[role] = value
+    except Exception as exc:  # keyring backends raise their own errors (locked, D-Bus, ...)
+        raise BackupError(
+            target, f"the OS keyring cannot be read ({type(exc).__name__}: {exc}); nothing written"
+        ) from exc
     return found
+
+
+def _check_revision(path: Path, manifest: Manifest) -> None:
+    """A backup from a newer version (a schema this one does not know) is refused up front."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from core.store.database import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    revision = manifest.data.get("schema_revision")
+    known = {r.revision for r in script.walk_revisions()}
+    if revision not in known:
+        raise BackupError(
+            path,
+            f"its database has schema revision {revision!r}, which this version of DoctorAI "
+            f"does not know (it knows up to {script.get_current_head()!r}): restore it with the "
+            "version that made it, or a newer one",
+        )
 
 
 def _move_aside(target: Path, old_keys: dict[str, str]) -> Path:
@@ -479,6 +505,7 @@ def restore_files(
 
     manifest, sealed = read_manifest(path)
     secrets_by_role = unseal(sealed, private_key, manifest, path)
+    _check_revision(path, manifest)
     target = target.resolve()
     present = [p for p in side_files(target) if p.exists()]
     old_keys = _existing_entries(target)

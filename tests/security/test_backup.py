@@ -6,6 +6,7 @@ private key, a restore over an existing profile, no recovery key configured."""
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 import logging
@@ -429,3 +430,50 @@ def test_profile_directory_is_0700_and_database_files_0600(
     assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
     assert stat.S_IMODE(Path(f"{db_path}.head").stat().st_mode) == 0o600
     assert any("tightened" in r.getMessage() for r in caplog.records)
+
+
+def test_a_full_disk_while_packing_leaves_no_file_and_is_audited(
+    tmp_path: Path, it_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk cannot be made here: the packing step fails as the OS fails it (ENOSPC)
+    after part of the file was written."""
+    db_path = tmp_path / "a" / "doctorai.db"
+    db_path.parent.mkdir()
+    _profile(db_path)
+    real_pack = store_backup._pack
+
+    def disk_full(archive: zipfile.ZipFile, copy: Path) -> str:
+        real_pack(archive, copy)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store_backup, "_pack", disk_full)
+    out = tmp_path / "out" / "trail.zip"
+    out.parent.mkdir()
+    ws = Workstation.open(db_path)
+    try:
+        ws.session.login("admin", PASSWORD)
+        with pytest.raises(BackupError, match="No space left on device") as info:
+            app_backup.create_backup(ws, out, it_key[1])
+        attempts = [e for e in ws.audit.iter_events() if e.details.get("file") == out.name]
+    finally:
+        ws.close()
+    assert info.value.exit_code == 3
+    assert str(out) in str(info.value)
+    assert list(out.parent.iterdir()) == []  # neither the file nor its partial copy
+    assert [e.outcome for e in attempts] == [0, 4]
+
+
+def test_a_backup_from_a_newer_schema_is_refused_before_anything_is_written(
+    tmp_path: Path, it_key: tuple[Path, str]
+) -> None:
+    db_path = tmp_path / "a" / "doctorai.db"
+    db_path.parent.mkdir()
+    _profile(db_path, events=1)
+    key = _keyring_entries(db_path)["database"]
+    assert key is not None
+    con = store_backup._connect(db_path, key)
+    con.execute("UPDATE alembic_version SET version_num = '0999'")  # as a newer version left it
+    con.close()
+    out = tmp_path / "newer.zip"
+    store_backup.create_backup(db_path, out, store_backup.load_private_key(it_key[0]).public_key())
+    _refused(tmp_path, out, it_key[0], "schema revision '0999'", 2)
