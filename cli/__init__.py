@@ -35,6 +35,22 @@ def _is_store_error(exc: BaseException) -> bool:
     return type(exc).__module__.split(".")[0] in ("sqlalchemy", "sqlcipher3")
 
 
+def start_logging() -> None:
+    """The rotating log file (core.logs), with the settings' [logging]; a log folder that
+    cannot be made is said once and the command runs on without one."""
+    from core.config import ConfigError, load_settings
+    from core.logs import setup_logging
+
+    try:
+        settings = load_settings().logging
+    except ConfigError:
+        settings = None  # the command itself reports the settings problem
+    try:
+        setup_logging(settings)
+    except OSError as exc:
+        print(f"doctorai: no log file: {exc}", file=sys.stderr)
+
+
 def is_subcommand(argv: Sequence[str]) -> bool:
     return bool(argv) and argv[0] in SUBCOMMANDS
 
@@ -56,6 +72,7 @@ def run(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(prog=f"doctorai {name}", description=help_text)
     module.add_arguments(parser)
     args = parser.parse_args(list(argv[1:]))
+    start_logging()
     try:
         code: int = module.run(args)
     except BrokenPipeError:

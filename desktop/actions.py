@@ -12,7 +12,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMenu, QToolBar, QToolButton
 
 from core.viewer.presets import AUTO, CT_PRESETS
-from desktop.menus import WindowMenus
+from desktop.menus import WindowMenus, open_log_folder
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
@@ -171,7 +171,13 @@ def build_actions(win: MainWindow) -> None:
     view_menu.addMenu(presets)
     panels_menu = view_menu.addMenu("Panels")
     tools_menu = menu.addMenu("&Tools")
-    win.menus = WindowMenus(file_menu, view_menu, panels_menu, tools_menu, quit_action)
+    help_menu = menu.addMenu("&Help")
+    help_menu.addAction(
+        _act(win, "Open log folder", open_log_folder, tip="The application's log files")
+    )
+    win.menus = WindowMenus(
+        file_menu, view_menu, panels_menu, tools_menu, quit_action, help=help_menu
+    )
     for a in tools.actions():
         tools_menu.addAction(a)
     tools_menu.addAction(win.actions_by_name["Clear"])

@@ -53,6 +53,7 @@ def run_gui(options: Namespace) -> int:
         settings, workers, hide, security = None, None, False, SecuritySettings()
     if settings_problem:
         print(f"doctorai: {settings_problem}", file=sys.stderr)
+    _start_logging(settings)
     pin_settings(settings)  # background jobs read these, not the files again
     ws = None
     try:
@@ -118,6 +119,16 @@ def _open_window(
     if paths:
         window.open_paths(paths)
     return window
+
+
+def _start_logging(settings: Settings | None) -> None:
+    """The rotating log file (core.logs); Help > Open log folder shows it."""
+    from core.logs import setup_logging
+
+    try:
+        setup_logging(settings.logging if settings is not None else None)
+    except OSError as exc:
+        print(f"doctorai: no log file: {exc}", file=sys.stderr)
 
 
 def _start_sync(window: Any, ws: Workstation, settings: Settings | None) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 from core.imaging.header import Header, HeaderError, read_header
 from core.imaging.model import Instance, LoadError, Patient, StudyIndex
 from core.imaging.sources import SourceError, enumerate_inputs
+from core.logs import note_identifiers
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,11 @@ def _add(index: StudyIndex, header: Header, seen: dict[str, str]) -> None:
     conflict = _name_conflict(patient, header.patient.name, inst.path)
     if conflict is not None:
         index.warnings.append(conflict)
+    if patient is header.patient or conflict is not None:  # kept out of the log files
+        note_identifiers((header.patient.name, header.patient.patient_id, patient.birth_date))
     study = patient.studies.setdefault(inst.study_instance_uid, header.study)
+    if study is header.study:
+        note_identifiers((study.accession_number,))
     series = study.series.setdefault(inst.series_instance_uid, header.series)
     series.instances.append(inst)
 
