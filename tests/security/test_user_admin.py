@@ -120,7 +120,8 @@ def test_a_reset_forces_a_change_at_the_next_sign_in(ws: Workstation) -> None:
     with pytest.raises(AuthError, match="current password is not correct"):
         accounts.change_own_password(ws, "not the temp password", NEW)
     accounts.change_own_password(ws, TEMP, NEW)
-    assert ws.session.user is not None and not ws.session.user.must_change_password
+    assert ws.session.user is not None
+    assert not ws.session.user.must_change_password
     e = _last(ws, "password-changed")
     assert (e.user, e.outcome, _target(e)) == ("rad", Outcome.SUCCESS, ["rad"])
     failed = [x for x in _alerts(ws) if x.details.get("action") == "password-changed"][:-1]
@@ -129,7 +130,8 @@ def test_a_reset_forces_a_change_at_the_next_sign_in(ws: Workstation) -> None:
     ws.session.logout()
     assert not ws.session.login("rad", NEW).must_change_password
     info = {a.username: a for a in ws.users.list_accounts()}["rad"]
-    assert info.last_sign_in is not None and info.password_changed_at is not None
+    assert info.last_sign_in is not None
+    assert info.password_changed_at is not None
     _no_password_in_trail(ws)
 
 
@@ -175,7 +177,7 @@ def test_the_last_admin_cannot_be_disabled_or_demoted(ws: Workstation) -> None:
     with ws.db.engine.connect() as conn:
         row = conn.execute(select(users).where(users.c.username == "boss")).one()
     assert (row.role, row.disabled) == ("admin", 0)
-    self_refusal = [e for e in _alerts(ws) if e.outcome == Outcome.MINOR_FAILURE][0]
+    self_refusal = next(e for e in _alerts(ws) if e.outcome == Outcome.MINOR_FAILURE)
     assert (self_refusal.user, self_refusal.details["action"]) == ("admin", "user-disabled")
     assert "cannot disable their own account" in self_refusal.details["reason"]
 
@@ -232,6 +234,9 @@ def test_the_list_shows_what_an_admin_needs(ws: Workstation) -> None:
     listed = {a.username: a for a in accounts.list_accounts(ws)}
     assert list(listed) == ["admin", "rad"]
     assert listed["rad"].failed_logins == 1
-    assert listed["rad"].mfa_enrolled and not listed["admin"].mfa_enrolled
-    assert listed["admin"].last_sign_in is not None and listed["rad"].last_sign_in is None
-    assert listed["rad"].role is Role.RADIOLOGIST and listed["rad"].state == "enabled"
+    assert listed["rad"].mfa_enrolled
+    assert not listed["admin"].mfa_enrolled
+    assert listed["admin"].last_sign_in is not None
+    assert listed["rad"].last_sign_in is None
+    assert listed["rad"].role is Role.RADIOLOGIST
+    assert listed["rad"].state == "enabled"

@@ -6,33 +6,50 @@ a radiologist changes their own password; the dialogs close when the session loc
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QTableWidget
+from pytestqt.qtbot import QtBot
 
 from core.app.workstation import Workstation
 from core.audit.vocabulary import EventType, Outcome
 from core.security.users import AuthError, Role
 from desktop.change_password import ChangePasswordDialog
+from desktop.main_window import MainWindow
+from desktop.session_lock import InactivityLock
+from desktop.user_admin import UserAdminDialog
 from tests.desktop.workstation.helpers import PASSWORD, add_users
 
 NEW = "orbit lantern meadow"
-LEFT = Qt.MouseButton.LeftButton
+Opener = Callable[[Workstation], MainWindow]
 
 
-def _states(dialog) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _lock(win: MainWindow) -> InactivityLock:
+    assert win.session_lock is not None
+    return win.session_lock
+
+
+def _cell(table: QTableWidget, row: int, column: int) -> str:
+    item = table.item(row, column)
+    return item.text() if item is not None else ""
+
+
+def _states(dialog: UserAdminDialog) -> dict[str, str]:
     table = dialog.table
-    return {table.item(r, 0).text(): table.item(r, 2).text() for r in range(table.rowCount())}
+    return {_cell(table, r, 0): _cell(table, r, 2) for r in range(table.rowCount())}
 
 
 def test_admin_lists_accounts_and_disables_one_in_a_job(
-    qtbot, ws: Workstation, open_window
+    qtbot: QtBot, ws: Workstation, open_window: Opener
 ) -> None:
     add_users(ws)
     ws.session.login("admin", PASSWORD)
     win = open_window(ws)
-    actions = win.session_lock.accounts
+    actions = _lock(win).accounts
     assert actions.users_action.isEnabled()
+    assert win.menus is not None
     assert actions.users_action in win.menus.tools.actions()
     threads: list[threading.Thread] = []
     real = ws.users.set_disabled
@@ -45,7 +62,7 @@ def test_admin_lists_accounts_and_disables_one_in_a_job(
     dialog = actions.open_users()
     qtbot.waitUntil(lambda: dialog.table.rowCount() == 4 and not dialog.busy, timeout=10_000)
     assert _states(dialog) == dict.fromkeys(["admin", "aud", "rad", "tech"], "enabled")
-    headers = [dialog.table.horizontalHeaderItem(c).text() for c in range(7)]
+    headers = [dialog.table.model().headerData(c, Qt.Orientation.Horizontal) for c in range(7)]
     assert headers == [
         "Name",
         "Role",
@@ -58,7 +75,7 @@ def test_admin_lists_accounts_and_disables_one_in_a_job(
 
     dialog.select("rad")
     assert dialog.disable_button.text() == "Disable"
-    qtbot.mouseClick(dialog.disable_button, LEFT)
+    dialog.disable_button.click()
     assert dialog.busy  # the click returned at once; the job works
     qtbot.waitUntil(
         lambda: _states(dialog).get("rad") == "disabled" and not dialog.busy, timeout=10_000
@@ -78,7 +95,7 @@ def test_admin_lists_accounts_and_disables_one_in_a_job(
 
     # a refusal is said in the dialog, in plain words
     dialog.select("admin")
-    qtbot.mouseClick(dialog.disable_button, LEFT)
+    dialog.disable_button.click()
     qtbot.waitUntil(lambda: not dialog.busy and dialog.message.text() != "", timeout=10_000)
     assert dialog.message.text() == "An admin cannot disable their own account."
 
@@ -94,16 +111,16 @@ def test_admin_lists_accounts_and_disables_one_in_a_job(
 
 
 def test_a_radiologist_sees_why_users_is_off_and_changes_their_password(
-    qtbot, ws: Workstation, open_window
+    qtbot: QtBot, ws: Workstation, open_window: Opener
 ) -> None:
     add_users(ws)
     ws.session.login("rad", PASSWORD)
     win = open_window(ws)
-    actions = win.session_lock.accounts
+    actions = _lock(win).accounts
     assert not actions.users_action.isEnabled()
     assert actions.users_action.text() == "Users… (admin only)"
     assert actions.password_action.isEnabled()
-    assert actions.password_action in win.session_lock.menu.actions()
+    assert actions.password_action in _lock(win).menu.actions()
 
     dialog = actions.change_password()
     assert isinstance(dialog, ChangePasswordDialog)
@@ -128,20 +145,26 @@ def test_a_radiologist_sees_why_users_is_off_and_changes_their_password(
     assert ws.users.authenticate("rad", NEW).username == "rad"
 
 
-def test_the_dialogs_close_when_the_session_locks(qtbot, ws: Workstation, open_window) -> None:
+def test_the_dialogs_close_when_the_session_locks(
+    qtbot: QtBot, ws: Workstation, open_window: Opener
+) -> None:
     add_users(ws)
     ws.session.login("admin", PASSWORD)
     win = open_window(ws)
-    dialog = win.session_lock.accounts.open_users()
+    dialog = _lock(win).accounts.open_users()
     qtbot.waitUntil(lambda: not dialog.busy and dialog.table.rowCount() == 4, timeout=10_000)
     assert dialog.isVisible()
-    win.session_lock.lock_now()
+    _lock(win).lock_now()
     assert not dialog.isVisible()
-    assert not win.session_lock.accounts.users_action.isEnabled()  # every action off while locked
-    win.session_lock.dialog.reject()
+    assert not _lock(win).accounts.users_action.isEnabled()  # every action off while locked
+    unlock = _lock(win).dialog
+    assert unlock is not None
+    unlock.reject()
 
 
-def test_the_forced_change_dialog_says_why_and_offers_sign_out(qtbot, ws: Workstation) -> None:
+def test_the_forced_change_dialog_says_why_and_offers_sign_out(
+    qtbot: QtBot, ws: Workstation
+) -> None:
     add_users(ws)
     ws.session.login("admin", PASSWORD)
     dialog = ChangePasswordDialog(ws, forced=True)
