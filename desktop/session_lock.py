@@ -24,7 +24,9 @@ from PySide6.QtWidgets import (
 
 from core.app.workstation import Workstation
 from desktop.login import LoginDialog, Mode
+from desktop.two_factor import TwoFactorDialog
 from desktop.user_admin import AccountActions
+from desktop.workers import JobRunner
 
 _ACTIVITY = {
     QEvent.Type.KeyPress,
@@ -118,6 +120,13 @@ class InactivityLock(QObject):
         menu.addAction(self.sign_out_action)
         # Session > Change my password…, Tools > Users… (admin); their dialogs close on lock
         self.accounts = AccountActions(self.window, self.ws, menu, self.locked)
+        self.two_factor_action = QAction("Two-factor sign-in…", self.window)
+        self.two_factor_action.setObjectName("twoFactorAction")
+        self.two_factor_action.setToolTip("Set up an authenticator app, or new recovery codes")
+        self.two_factor_action.triggered.connect(self.open_two_factor)
+        self.two_factor_action.setEnabled(user is not None)
+        menu.addAction(self.two_factor_action)
+        self.two_factor_dialog: TwoFactorDialog | None = None
         self.menu = menu
         self.user_label = QLabel(who)
         self.user_label.setObjectName("sessionUser")
@@ -147,6 +156,8 @@ class InactivityLock(QObject):
 
     # --- hiding and showing the content ----------------------------------------------------
     def _show_locked(self, reason: str) -> None:
+        if self.two_factor_dialog is not None and self.two_factor_dialog.isVisible():
+            self.two_factor_dialog.close_for_lock()  # no secret or code stays on screen
         if not self.is_locked:
             self._hide_content()
         user = self.ws.session.user
@@ -182,6 +193,16 @@ class InactivityLock(QObject):
             update_title()
         else:
             self.window.setWindowTitle(TITLE)
+
+    # --- the second factor ----------------------------------------------------------------
+    def open_two_factor(self) -> TwoFactorDialog:
+        """Session > Two-factor sign-in…: enrol, or new recovery codes (jobs, not this thread)."""
+        runner = getattr(self.window, "runner", None)
+        self.two_factor_dialog = TwoFactorDialog(
+            self.ws, runner if isinstance(runner, JobRunner) else None, self.window
+        )
+        self.two_factor_dialog.open()
+        return self.two_factor_dialog
 
     # --- unlock and sign out ---------------------------------------------------------------
     def ask_unlock(self) -> LoginDialog:

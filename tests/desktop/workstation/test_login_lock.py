@@ -22,6 +22,13 @@ from tests.desktop.workstation.helpers import CR, PASSWORD, Clock, add_users, au
 
 
 # --- the dialog ------------------------------------------------------------------------------
+def _submit(qtbot, dialog: LoginDialog) -> bool:  # type: ignore[no-untyped-def]
+    """Submit and wait for its check (a job off the GUI thread); True once accepted."""
+    dialog.submit()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=10_000)
+    return dialog.result() == LoginDialog.DialogCode.Accepted
+
+
 def test_first_run_asks_for_the_administrator(qtbot, ws: Workstation) -> None:
     dialog = LoginDialog(ws)
     qtbot.addWidget(dialog)
@@ -32,17 +39,17 @@ def test_first_run_asks_for_the_administrator(qtbot, ws: Workstation) -> None:
     dialog.username.setText("chief")
     dialog.password.setText(PASSWORD)
     dialog.confirm.setText(PASSWORD + "x")
-    assert not dialog.submit()
+    assert not _submit(qtbot, dialog)
     assert dialog.message.text() == "The two passwords differ."
     short = "a" * (MIN_PASSWORD_LENGTH - 1)
     dialog.password.setText(short)
     dialog.confirm.setText(short)
-    assert not dialog.submit()
+    assert not _submit(qtbot, dialog)
     assert f"at least {MIN_PASSWORD_LENGTH} characters" in dialog.message.text()
     assert not ws.users.has_users()
     dialog.password.setText(PASSWORD)
     dialog.confirm.setText(PASSWORD)
-    assert dialog.submit()
+    assert _submit(qtbot, dialog)
     assert dialog.result() == LoginDialog.DialogCode.Accepted
     assert ws.session.user is not None
     assert ws.session.user.role is Role.ADMIN
@@ -61,16 +68,16 @@ def test_sign_in_failures_are_shown_audited_and_lock_the_account(qtbot, ws: Work
     assert dialog.mode is Mode.SIGN_IN
     dialog.username.setText("rad")
     dialog.password.setText("not the password")
-    assert not dialog.submit()
+    assert not _submit(qtbot, dialog)
     assert dialog.message.text() == "User name or password not accepted."
     assert dialog.password.text() == ""  # never left in the field
     assert ws.session.user is None
     for _ in range(2):  # the third failure (max_failed_logins=3) locks for 5 minutes
         dialog.password.setText("not the password")
-        dialog.submit()
+        _submit(qtbot, dialog)
     assert "now locked for 5 minute(s)" in dialog.message.text()
     dialog.password.setText(PASSWORD)  # right password, locked account
-    assert not dialog.submit()
+    assert not _submit(qtbot, dialog)
     assert (
         "locked after repeated failed sign-ins; try again in 5 minute(s)" in dialog.message.text()
     )
@@ -80,7 +87,7 @@ def test_sign_in_failures_are_shown_audited_and_lock_the_account(qtbot, ws: Work
 
     dialog.username.setText("tech")
     dialog.password.setText(PASSWORD)
-    assert dialog.submit()
+    assert _submit(qtbot, dialog)
     assert ws.session.user is not None
     assert ws.session.user.username == "tech"
     assert auth_events(ws)[-1] == ("tech", "login", Outcome.SUCCESS)
@@ -124,11 +131,11 @@ def test_inactivity_lock_hides_everything_and_unlock_reauthenticates(
     assert dialog.username.text() == "rad"
     assert not dialog.username.isVisible()
     dialog.password.setText("not the password")
-    assert not dialog.submit()
+    assert not _submit(qtbot, dialog)
     assert lock.is_locked
     assert "not accepted" in dialog.message.text()
     dialog.password.setText(PASSWORD)
-    assert dialog.submit()
+    assert _submit(qtbot, dialog)
     qtbot.waitUntil(lambda: not lock.is_locked, timeout=3000)
     assert not ws.session.locked
     assert win.centralWidget().isVisible()
