@@ -43,7 +43,7 @@ from core.inference.shadow import ShadowModels
 from core.results.store import Decision
 from core.viewer.state import ViewerState
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
-from desktop.model_manager_view import ModelManagerView
+from desktop.model_manager_view import ModelManagerView, refusal_warnings
 from desktop.viewport_widget import ViewportWidget
 from desktop.workers import JobContext, JobRunner
 
@@ -159,6 +159,12 @@ class AIPanel(QWidget):
         self.demo_banner.setStyleSheet(DEMO_STYLE)
         self.demo_banner.setWordWrap(True)
         self.demo_banner.hide()
+        # a signed model update refused at start-up: said here, not only in a log (issue 15)
+        self.update_warning = QLabel("")
+        self.update_warning.setObjectName("updateRefused")
+        self.update_warning.setStyleSheet(DEMO_STYLE)
+        self.update_warning.setWordWrap(True)
+        self.update_warning.hide()
         self.intended_use = QLabel("")
         self.intended_use.setWordWrap(True)
         self.run_image_button = QPushButton("Run on current image")
@@ -253,6 +259,7 @@ class AIPanel(QWidget):
         self.manager_button = QPushButton("Model manager…")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
+        layout.addWidget(self.update_warning)
         layout.addWidget(self.models_label)
         layout.addWidget(self.models)
         layout.addWidget(self.demo_banner)
@@ -291,6 +298,9 @@ class AIPanel(QWidget):
     def set_manager(self, manager: ModelManager) -> None:
         self.manager = manager
         self.manager_view.set_manager(manager)
+        refused = refusal_warnings(manager)
+        self.update_warning.setText("\n".join(refused))
+        self.update_warning.setVisible(bool(refused))
         self._fill_models()
 
     def _manager_found(self, manager: ModelManager) -> None:

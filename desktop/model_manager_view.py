@@ -8,7 +8,9 @@ table refreshes on the GUI thread.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
@@ -24,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.inference.manager import ModelManager, ModelStatus
+from core.inference.model_store import POINTER
 from desktop.workers import JobContext, JobRunner
 
 COLUMNS = [
@@ -66,6 +69,40 @@ def health_job(ctx: JobContext, manager: ModelManager, model_ids: list[str]) -> 
         if not record.ok:
             failures.append(f"{model_id}: {record.message}")
     return failures
+
+
+def _refused_version(path: Path) -> str:
+    """The version a refused package claims: its folder in the store of signed updates
+    (``<model id>/<version>``, beside the ``current`` pointer), else its manifest's field."""
+    if (path.parent / POINTER).is_file():
+        return path.name
+    try:
+        return str(json.loads((path / "manifest.json").read_text(encoding="utf-8"))["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "of unknown version"
+
+
+def refusal_warnings(manager: ModelManager) -> list[str]:
+    """One line per refused package: the model, the version refused and why, and what runs
+    instead. A signed update that fails verification must never be replaced silently by the
+    shipped version (issue 15): this is said in the model manager and in the AI panel."""
+    lines = []
+    for error in manager.package_errors:
+        signed = (error.path.parent / POINTER).is_file()
+        model_id = error.path.parent.name if signed else error.path.name
+        version = _refused_version(error.path)
+        what = "signed update" if signed else "copy"
+        try:
+            package = manager.package(model_id)
+        except KeyError:
+            instead = "the model is not available"
+        else:
+            instead = f"running version {package.version} from '{package.path}' instead"
+        lines.append(
+            f"Model '{model_id}': {what} version {version} REFUSED ({error.where}: "
+            f"{error.reason}); {instead}"
+        )
+    return lines
 
 
 def _health_text(row: ModelStatus) -> str:
@@ -117,9 +154,9 @@ class ModelManagerView(QWidget):
         self.manager = manager
         self.events = ManagerEvents(manager, self)
         self.events.changed.connect(lambda _id: self.refresh())
-        errors = manager.package_errors
-        self.refused.setText("\n".join(f"Refused: {e}" for e in errors))
-        self.refused.setVisible(bool(errors))
+        warnings = refusal_warnings(manager)
+        self.refused.setText("\n".join(warnings))
+        self.refused.setVisible(bool(warnings))
         self.refresh()
 
     def refresh(self) -> None:
