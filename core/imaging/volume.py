@@ -84,7 +84,7 @@ def fast_path_ok(inst: Instance) -> bool:
         info is not None
         and info.pixel_data_offset is not None
         and not inst.is_plain_image
-        and sources.is_plain_file(inst.path)  # np.fromfile reads the bytes on disk
+        and sources.split_zip_path(inst.path) is None
         and info.samples_per_pixel == 1
         and inst.photometric.upper() in ("MONOCHROME1", "MONOCHROME2")
         and not info.has_modality_lut_sequence
@@ -108,7 +108,16 @@ def _read_fast(
     assert dtype is not None
     count = inst.rows * inst.columns
     offset = info.pixel_data_offset + frame * count * dtype.itemsize
-    raw = np.fromfile(inst.path, dtype=dtype, count=count, offset=offset)
+    if sources.is_plain_file(inst.path):
+        raw = np.fromfile(inst.path, dtype=dtype, count=count, offset=offset)
+    else:  # a sealed file (the encrypted PACS cache): its plaintext, decrypted in memory
+        data = sources.open_bytes(inst.path)
+        available = max(0, (len(data) - offset) // dtype.itemsize)
+        raw = (
+            np.frombuffer(data, dtype=dtype, count=min(count, available), offset=offset)
+            if available
+            else np.empty(0, dtype=dtype)
+        )
     if raw.size != count:
         raise PixelDecodeError(inst.path, f"pixel data ends early ({raw.size} of {count} values)")
     raw = raw.reshape(inst.rows, inst.columns)
