@@ -156,9 +156,11 @@ class ChangePasswordDialog(QDialog):
         self.cancel_button.setEnabled(not busy)
 
     def _cancel(self) -> None:
-        self.signed_out = self.forced
         self.reject()
 
     def reject(self) -> None:
-        if not self.busy:  # a running change finishes first: its result must be seen
-            super().reject()
+        """Cancel, Escape or the close box; forced, any of them signs out."""
+        if self.busy:  # a running change finishes first: its result must be seen
+            return
+        self.signed_out = self.forced
+        super().reject()

@@ -119,7 +119,9 @@ class InactivityLock(QObject):
         self.sign_out_action.triggered.connect(self.sign_out)
         menu.addAction(self.sign_out_action)
         # Session > Change my password…, Tools > Users… (admin); their dialogs close on lock
-        self.accounts = AccountActions(self.window, self.ws, menu, self.locked)
+        self.accounts = AccountActions(
+            self.window, self.ws, menu, self.locked, self.sign_out, self.unlocked
+        )
         self.two_factor_action = QAction("Two-factor sign-in…", self.window)
         self.two_factor_action.setObjectName("twoFactorAction")
         self.two_factor_action.setToolTip("Set up an authenticator app, or new recovery codes")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, SignalInstance
+from PySide6.QtCore import QObject, QTimer, Signal, SignalInstance
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -353,6 +353,8 @@ class AccountActions(QObject):
         ws: Workstation,
         session_menu: QMenu,
         locked: SignalInstance | None = None,
+        sign_out: Callable[[], None] | None = None,
+        unlocked: SignalInstance | None = None,
     ) -> None:
         super().__init__(window)
         self.window = window
@@ -379,6 +381,12 @@ class AccountActions(QObject):
         session_menu.addAction(self.password_action)
         if locked is not None:
             locked.connect(self.close_dialogs)
+        self._sign_out = sign_out
+        if unlocked is not None:  # a lock closed the forced change: it comes back
+            unlocked.connect(self.force_change)
+        if user is not None and user.must_change_password:
+            # the sign-in flow should have asked already; if not, nothing before the change
+            QTimer.singleShot(0, self.force_change)
 
     def open_users(self) -> UserAdminDialog:
         if self.users_dialog is None:
@@ -393,6 +401,22 @@ class AccountActions(QObject):
         self.password_dialog = ChangePasswordDialog(self.ws, self.runner, self.window)
         self.password_dialog.open()
         return self.password_dialog
+
+    def force_change(self) -> ChangePasswordDialog | None:
+        """The forced change (reset by an admin, or too old): change it or be signed out."""
+        user = self.ws.session.user
+        if user is None or not user.must_change_password:
+            return None
+        dialog = ChangePasswordDialog(self.ws, self.runner, self.window, forced=True)
+        self.password_dialog = dialog
+
+        def finished(_code: int) -> None:
+            if dialog.signed_out and self._sign_out is not None:
+                self._sign_out()
+
+        dialog.finished.connect(finished)
+        dialog.open()
+        return dialog
 
     def close_dialogs(self, *_reason: object) -> None:
         """Locked: nothing of the accounts stays on screen, nothing can act in its name."""

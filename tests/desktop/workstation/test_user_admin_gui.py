@@ -13,6 +13,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QTableWidget
 from pytestqt.qtbot import QtBot
 
+from core.app import accounts
 from core.app.workstation import Workstation
 from core.audit.vocabulary import EventType, Outcome
 from core.security.users import AuthError, Role
@@ -23,6 +24,7 @@ from desktop.user_admin import UserAdminDialog
 from tests.desktop.workstation.helpers import PASSWORD, add_users
 
 NEW = "orbit lantern meadow"
+TEMP = "tulip kettle vanish"
 Opener = Callable[[Workstation], MainWindow]
 
 
@@ -172,3 +174,58 @@ def test_the_forced_change_dialog_says_why_and_offers_sign_out(
     assert dialog.cancel_button.text() == "Sign out"
     dialog.cancel_button.click()
     assert dialog.signed_out
+
+
+def test_a_reset_account_must_change_before_using_the_window(
+    qtbot: QtBot, ws: Workstation, open_window: Opener
+) -> None:
+    """Even when the sign-in dialog did not ask, the window asks at once; closing it signs
+    out, and a lock that closes it brings it back after the unlock."""
+    add_users(ws)
+    ws.session.login("admin", PASSWORD)
+    accounts.reset_password(ws, "rad", TEMP)
+    ws.session.logout()
+    assert ws.session.login("rad", TEMP).must_change_password
+    win = open_window(ws)
+    actions = _lock(win).accounts
+    qtbot.waitUntil(lambda: actions.password_dialog is not None, timeout=5_000)
+    dialog = actions.password_dialog
+    assert dialog is not None
+    assert dialog.forced
+    assert dialog.isVisible()
+    _lock(win).lock_now()  # locked while asking: closed, and asked again after the unlock
+    assert not dialog.isVisible()
+    unlock = _lock(win).dialog
+    assert unlock is not None
+    unlock.password.setText(TEMP)
+    unlock.submit()
+    qtbot.waitUntil(lambda: actions.password_dialog is not dialog, timeout=5_000)
+    again = actions.password_dialog
+    assert again is not None
+    assert again.isVisible()
+    again.current.setText(TEMP)
+    again.new.setText(NEW)
+    again.confirm.setText(NEW)
+    with qtbot.waitSignal(again.changed, timeout=10_000):
+        again.submit()
+    assert ws.session.user is not None
+    assert not ws.session.user.must_change_password
+    assert not win.signed_out
+
+
+def test_closing_the_forced_change_signs_out(
+    qtbot: QtBot, ws: Workstation, open_window: Opener
+) -> None:
+    add_users(ws)
+    ws.session.login("admin", PASSWORD)
+    accounts.reset_password(ws, "rad", TEMP)
+    ws.session.logout()
+    ws.session.login("rad", TEMP)
+    win = open_window(ws)
+    actions = _lock(win).accounts
+    qtbot.waitUntil(lambda: actions.password_dialog is not None, timeout=5_000)
+    assert actions.password_dialog is not None
+    qtbot.waitUntil(lambda: win.runner.active == 0, timeout=10_000)  # the window's start-up jobs
+    actions.password_dialog.reject()  # Escape or the close box
+    assert win.signed_out
+    assert ws.session.user is None
