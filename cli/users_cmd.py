@@ -61,7 +61,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     pw = sub.add_parser("passwd", help="change your own password (asks the current one)")
     pw.add_argument("username", nargs="?", default=None, metavar="NAME")
     pw.add_argument("--user", metavar="NAME", default=None, help="the account (or NAME)")
-    _password_stdin(pw, "the current password, then the new one, one per line")
+    _password_stdin(
+        pw,
+        "the current password, the two-factor code when the account has one, then the new "
+        "password, one per line",
+    )
     reset = sub.add_parser("reset", help="set a temporary password, changed at next sign-in")
     reset.add_argument("username")
     _password_stdin(reset, "the temporary password")
@@ -122,7 +126,10 @@ def _table(accounts: list[AccountInfo]) -> str:
 
 
 def _passwd(ws: Workstation, args: argparse.Namespace) -> int:
-    from core.app.accounts import change_password
+    """Sign in as the account (its second factor too, when it has one; a forced change is the
+    one thing allowed), then change the password; standard input: current, [code,] new."""
+    from cli.mfa_cmd import login_with_second_factor
+    from core.app.accounts import change_own_password
     from core.security.users import AuthError
 
     name = args.user or args.username
@@ -133,15 +140,13 @@ def _passwd(ws: Workstation, args: argparse.Namespace) -> int:
         current = sys.stdin.readline().rstrip("\n")
     else:
         current = getpass.getpass(f"current password for '{name}': ")
-    new = _new_password(name, args.password_stdin)
-    if new is None:
-        return 1
     try:
-        change_password(ws, name, current, new)
-    except AuthError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except ValueError as exc:
+        login_with_second_factor(ws, name, current, args.password_stdin)
+        new = _new_password(name, args.password_stdin)
+        if new is None:
+            return 1
+        change_own_password(ws, current, new)
+    except (AuthError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"password of '{name}' changed")

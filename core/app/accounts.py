@@ -70,13 +70,6 @@ def change_own_password(ws: Workstation, old_password: str, new_password: str) -
     ws.session.user = replace(user, must_change_password=False)
 
 
-def change_password(ws: Workstation, username: str, old_password: str, new_password: str) -> None:
-    """``doctorai users passwd``: no session (a forced change comes before any other command),
-    the current password is the proof, checked and counted like a sign-in by core.security."""
-    with _audited_refusal(ws, "password-changed", username):
-        ws.users.change_password(username, old_password, new_password)
-
-
 def reset_password(ws: Workstation, username: str, new_password: str) -> None:
     """A temporary password that its owner must change at the next sign-in."""
     with _audited_refusal(ws, "password-reset", username):

@@ -12,6 +12,7 @@ import pytest
 from cli import main
 from core.app.workstation import Workstation
 from core.audit.vocabulary import EventType, Outcome
+from core.security.users import AuthError
 
 ADMIN_PW = "correct horse battery"
 RAD_PW = "amber falcon river"
@@ -95,7 +96,7 @@ def test_admin_commands_do_what_they_say_and_are_audited(
     assert (
         _run(monkeypatch, "passwd", "--user", "rad", "--password-stdin", stdin=(RAD_PW, NEW)) == 1
     )
-    assert "'rad' is disabled" in capsys.readouterr().err
+    assert "not accepted" in capsys.readouterr().err  # a disabled account signs in for nothing
     assert _as_admin(monkeypatch, "enable", "rad") == 0
     assert _as_admin(monkeypatch, "role", "rad", "technologist") == 0
     assert _as_admin(monkeypatch, "disable", "boss") == 1
@@ -179,3 +180,39 @@ def test_a_wrong_admin_password_changes_nothing(
     assert code == 1
     assert "not accepted" in capsys.readouterr().err
     assert not any(a == "user-disabled" for _u, a, _t, _o in _alerts(profile))
+
+
+def test_passwd_asks_the_second_factor_of_an_enrolled_account(
+    profile: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The password alone (stolen, or read off a note) does not change it when the account
+    has a second factor: the change signs in as the account, code included."""
+    import pyotp
+
+    from core.app.sign_in import begin_enrolment, finish_enrolment
+
+    ws = Workstation.open(profile)
+    try:
+        ws.session.login("rad", RAD_PW)
+        enrolment = begin_enrolment(ws)
+        finish_enrolment(ws, enrolment, RAD_PW, pyotp.TOTP(enrolment.secret).now())
+    finally:
+        ws.close()
+    capsys.readouterr()
+    stolen = _run(
+        monkeypatch, "passwd", "--user", "rad", "--password-stdin", stdin=(RAD_PW, NEW, NEW)
+    )
+    assert stolen == 1
+    assert "password of 'rad' changed" not in capsys.readouterr().out
+    recovery = enrolment.recovery_codes[0]
+    ok = _run(
+        monkeypatch, "passwd", "--user", "rad", "--password-stdin", stdin=(RAD_PW, recovery, NEW)
+    )
+    assert ok == 0
+    assert "password of 'rad' changed" in capsys.readouterr().out
+    ws = Workstation.open(profile)
+    try:
+        with pytest.raises(AuthError):
+            ws.users.authenticate("rad", RAD_PW, recovery)
+    finally:
+        ws.close()
