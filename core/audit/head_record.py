@@ -25,6 +25,7 @@ import hmac
 import logging
 import os
 import secrets
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,14 +172,20 @@ class HeadRecorder:
 
     def _write(self, index: int, digest: str) -> None:
         assert self.key is not None
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # as the database
-        os.chmod(tmp, 0o600)  # a tmp left by a crash keeps its old mode otherwise
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(f"{index}:{digest}:{_mac(self.key, index, digest)}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        # a temporary file of its own per write (0600, as the database): two trails opened on
+        # one database in one process (two openers, tests) write at the same moment
+        fd, name = tempfile.mkstemp(
+            prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent
+        )
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as f:
+                f.write(f"{index}:{digest}:{_mac(self.key, index, digest)}\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(name, self.path)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
 
     def _run(self) -> None:
         while True:
