@@ -22,7 +22,13 @@ from sqlalchemy.exc import DBAPIError
 from core.audit.chain import GENESIS_HASH, canonical, chain_hash
 from core.audit.chain_key import ChainKey, create_chain_key, read_chain_key
 from core.audit.group_commit import GroupCommit
-from core.audit.head_record import HeadComparison, HeadRecorder, compare, read_head
+from core.audit.head_record import (
+    HeadComparison,
+    HeadRecorder,
+    compare,
+    head_key,
+    read_head,
+)
 from core.audit.vocabulary import EventType, Outcome
 from core.store.database import (
     READ_ERRORS,
@@ -283,24 +289,31 @@ class AuditLog:
         self._group: GroupCommit[_Batch, list[StoredEvent]] = GroupCommit(
             self._commit_batches, MAX_BATCH_EVENTS
         )
-        self.chain_key: ChainKey = read_chain_key(db.path) or self._new_chain_key()
+        self.chain_key, head_key_made = self._keys()
         self.head_record = HeadRecorder(db.path)  # the head, also kept outside the database
         db.after_commit.append(self._after_commit)
         db.before_close.append(self.head_record.close)
-        if self.head_record.key_is_new:  # a trail from before head records: start from here
+        if head_key_made:  # a trail from before head records: start from here
             index, digest = self.chain_head()
             if index >= 0:
                 self.head_record.start_at(index, digest)
 
-    def _new_chain_key(self) -> ChainKey:
-        """Key the chain from the next event on, under the write lock (BEGIN IMMEDIATE): one
-        process makes the key, any other opening the trail meanwhile then reads it."""
+    def _keys(self) -> tuple[ChainKey, bool]:
+        """The chain key, and whether the head key was made just now. A missing key is made
+        under the write lock (BEGIN IMMEDIATE): one process makes it, any other opening the
+        trail at the same moment then reads it (two keys would make each other's links and
+        head records look forged). The chain is keyed from the next event on."""
+        path = self.db.path
+        chain = read_chain_key(path)
+        if chain is not None and head_key(path, create=False)[0] is not None:
+            return chain, False
         with self.db.transaction() as conn:
-            made = read_chain_key(self.db.path)
-            if made is None:
+            chain = read_chain_key(path)
+            if chain is None:
                 last = conn.exec_driver_sql(_LAST_SQL).first()
-                made = create_chain_key(self.db.path, last[0] + 1 if last else 0)
-        return made
+                chain = create_chain_key(path, last[0] + 1 if last else 0)
+            _key, made = head_key(path, create=True)
+        return chain, made
 
     def _after_commit(self, info: dict[Any, Any]) -> None:
         head = info.get(_HEAD_KEY)
