@@ -477,3 +477,41 @@ def test_a_backup_from_a_newer_schema_is_refused_before_anything_is_written(
     out = tmp_path / "newer.zip"
     store_backup.create_backup(db_path, out, store_backup.load_private_key(it_key[0]).public_key())
     _refused(tmp_path, out, it_key[0], "schema revision '0999'", 2)
+
+
+def test_a_real_full_disk_is_said_with_the_file_and_leaves_nothing(tmp_path: Path) -> None:
+    """The backup's disk is a 64 KiB tmpfs, smaller than the database: refused with exit 3,
+    naming the file and the cause, no traceback, nothing left on that disk."""
+    import shutil
+
+    small = tmp_path / "small-disk"
+    small.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a small tmpfs as a full disk")
+    made = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if made.returncode != 0:
+        pytest.skip(f"this machine does not allow mounting a tmpfs: {made.stderr.strip()}")
+    try:
+        config = tmp_path / "machine.toml"
+        env = {
+            "DOCTORAI_HOME": str(tmp_path / "home"),
+            "DOCTORAI_MACHINE_CONFIG": str(config),
+        }  # the keyring file: this test's own (XDG_DATA_HOME), as _profile used it
+        _profile(tmp_path / "home" / "doctorai.db", events=200)
+        keygen = _cli(env, "backup", "keygen", "--private-out", str(tmp_path / "it.pem"))
+        config.write_text("\n".join(keygen.stdout.splitlines()[-2:]) + "\n")
+        out = small / "trail.zip"
+        res = _cli(env, "backup", "create", "--out", str(out), "--admin", "admin",
+                   "--admin-password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+        assert res.returncode == 3, res.stderr
+        assert str(out) in res.stderr
+        assert "full" in res.stderr
+        assert "Traceback" not in res.stderr
+        assert list(small.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(small)], check=False)
