@@ -14,6 +14,7 @@ numbers, noted by the indexer through ``note_identifiers``) become ``<redacted>`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import logging.handlers
@@ -139,6 +140,17 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         )
         os.chmod(self.baseFilename, 0o600)
         return stream
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """A log file that cannot be written (a full disk, a removed folder) is said once on
+        the terminal, in one line, and the file is then left alone: the log is never what
+        makes a command fail or print a traceback over its own clear message."""
+        if getattr(self, "_failed", False):
+            return
+        self._failed = True
+        exc = sys.exc_info()[1]
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"note: the log file '{self.baseFilename}' cannot be written: {exc}\n")
 
 
 class _Terminal(logging.Handler):
