@@ -141,7 +141,10 @@ def test_backup_restores_on_another_machine_and_its_head_matches(
     raw = backup_file.read_bytes()
     assert PATIENT_NAME.encode() not in raw
     assert b"PID-7" not in raw
-    assert set(manifest.data["key_roles"]) >= {"database", "audit-head"}
+    source = tmp_path / "a" / "doctorai.db"
+    held = {role for role, value in _keyring_entries(source).items() if value}
+    assert {"database", "audit-head"} <= held
+    assert set(manifest.data["key_roles"]) == held  # every secret the profile has (audit-chain too)
 
     target = tmp_path / "b" / "restored.db"
     with machine(tmp_path / "machine-b-keyring.cfg"):
@@ -163,10 +166,12 @@ def test_backup_restores_on_another_machine_and_its_head_matches(
     assert last.details["action"] == "backup-restored"
     assert last.details["backup_head_index"] == manifest.head[0]
     assert last.details["backup_head_hash"] == manifest.head[1]
-    # the keys went to the restored path's entries on machine B only
+    # the keys went to the restored path's entries on machine B only, the same secrets
     assert _keyring_entries(target)["database"] is None
     with machine(tmp_path / "machine-b-keyring.cfg"):
-        assert _keyring_entries(target)["database"] is not None
+        restored = _keyring_entries(target)
+    assert {r for r, v in restored.items() if v} == held
+    assert all(restored[r] == _keyring_entries(source)[r] for r in held)
 
 
 def _refused(
