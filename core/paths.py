@@ -29,6 +29,8 @@ def make_private(path: Path, mode: int, *, new: bool = False) -> None:
                 log.warning("tightened '%s' from %o to %o", path, current, mode)
     except FileNotFoundError:
         return
+    except OSError as exc:  # not ours to change (a shared folder named by DOCTORAI_HOME)
+        log.warning("could not tighten '%s' to %o: %s", path, mode, exc.strerror or exc)
 
 
 def profile_dir() -> Path:
