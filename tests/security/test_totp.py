@@ -5,6 +5,7 @@ from pyotp itself (``TOTP(secret).at(t)``), never from our code."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,6 +141,30 @@ def test_a_replayed_code_is_refused(ws: Workstation) -> None:
     assert _failed_logins(ws, "rad") == 0  # 3 failures in a row: locked, counter restarted
     with pytest.raises(AccountLockedError):
         sign_in(ws, "rad", PASSWORD, _code(secret, 30))
+
+
+def test_the_same_code_raced_from_several_threads_signs_in_once(ws: Workstation) -> None:
+    """A code seen over a shoulder and typed at the same moment elsewhere: the check and the
+    step's record share one write transaction, so exactly one of the racers gets in."""
+    secret, _ = _enrol(ws, "rad")
+    code = _code(secret, 30)
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def race() -> None:
+        barrier.wait()
+        try:
+            ws.users.authenticate("rad", PASSWORD, code)
+            outcomes.append("in")
+        except AuthError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcomes) == ["in", "refused", "refused", "refused"]
 
 
 def test_a_code_outside_the_window_is_refused(ws: Workstation) -> None:

@@ -110,21 +110,23 @@ def test_wrong_codes_lock_the_account_and_return_to_the_password(qtbot, ws: Work
     assert ws.session.user is None
 
 
-def _enrol_in_core(ws: Workstation, name: str) -> str:
+def _enrol_in_core(ws: Workstation, name: str, at: float | None = None) -> str:
     from core.app.sign_in import finish_enrolment, start_enrolment
 
     enrolment = start_enrolment(ws, name, PASSWORD)
-    finish_enrolment(ws, enrolment, PASSWORD, pyotp.TOTP(enrolment.secret).now())
+    code = pyotp.TOTP(enrolment.secret).at(time.time() if at is None else at)
+    finish_enrolment(ws, enrolment, PASSWORD, code)
     ws.session.logout()
     return enrolment.secret
 
 
 def test_unlock_asks_for_the_code(qtbot, ws: Workstation, open_window) -> None:
+    t0 = time.time()  # codes of fixed steps, whatever the clock does meanwhile
     add_users(ws)
-    secret = _enrol_in_core(ws, "rad")
+    secret = _enrol_in_core(ws, "rad", t0)
     from core.app.sign_in import sign_in
 
-    sign_in(ws, "rad", PASSWORD, pyotp.TOTP(secret).at(time.time() + 30))
+    sign_in(ws, "rad", PASSWORD, pyotp.TOTP(secret).at(t0 + 30))
     win = open_window(ws)
     lock = win.session_lock
     lock.lock_action.trigger()
@@ -136,11 +138,11 @@ def test_unlock_asks_for_the_code(qtbot, ws: Workstation, open_window) -> None:
     assert dialog.step is Step.CODE
     assert lock.is_locked
     assert ws.session.locked  # the right password alone does not unlock
-    dialog.code.setText(pyotp.TOTP(secret).at(time.time() + 30))  # the sign-in's: a replay
+    dialog.code.setText(pyotp.TOTP(secret).at(t0 + 30))  # the sign-in's: a replay
     _submit(qtbot, dialog)
     assert ws.session.locked
     assert dialog.message.text() == "Two-factor code not accepted."
-    dialog.code.setText(pyotp.TOTP(secret).at(time.time() - 30))  # older than the last used
+    dialog.code.setText(pyotp.TOTP(secret).at(t0 - 30))  # older than the last used
     _submit(qtbot, dialog)
     assert ws.session.locked
     codes = _recovery_codes_of(ws, "rad")
@@ -223,3 +225,26 @@ def test_a_password_reset_by_an_admin_is_changed_before_the_window(qtbot, ws: Wo
     assert ws.session.user is not None
     assert ws.session.user.username == "rad"
     QApplication.processEvents()
+
+
+def test_first_run_admin_enrols_where_the_policy_requires_it(qtbot, ws: Workstation) -> None:
+    ws.users.settings.mfa_required_roles.append("admin")
+    dialog = LoginDialog(ws)
+    qtbot.addWidget(dialog)
+    assert dialog.mode is Mode.SETUP
+    dialog.username.setText("chief")
+    dialog.password.setText(PASSWORD)
+    dialog.confirm.setText(PASSWORD)
+    _submit(qtbot, dialog)
+    assert dialog.step is Step.ENROL  # the account exists; signing in needs the enrolment
+    assert ws.users.has_users()
+    assert ws.session.user is None
+    dialog.enrol_panel.code.setText(pyotp.TOTP(_secret(dialog)).now())
+    _submit(qtbot, dialog)
+    assert dialog.step is Step.CODES
+    dialog.codes_panel.saved.setChecked(True)
+    assert dialog.submit()
+    assert dialog.result() == LoginDialog.DialogCode.Accepted
+    assert ws.session.user is not None
+    assert ws.session.user.username == "chief"
+    assert ws.users.mfa.status("chief").enrolled
