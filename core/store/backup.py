@@ -77,11 +77,13 @@ EXIT_STORAGE = 3
 class BackupError(Exception):
     """A backup could not be made or restored: names the file and the cause."""
 
-    def __init__(self, path: Path, reason: str, *, exit_code: int = EXIT_SETUP) -> None:
+    def __init__(
+        self, path: Path, reason: str, *, exit_code: int = EXIT_SETUP, what: str = "backup"
+    ) -> None:
         self.path = path
         self.reason = reason
         self.exit_code = exit_code
-        super().__init__(f"backup '{path}': {reason}")
+        super().__init__(f"{what} '{path}': {reason}")
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,13 @@ def generate_recovery_key(private_out: Path) -> str:
     try:
         fd = os.open(private_out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise BackupError(private_out, "the file exists already; not overwritten") from None
+        raise BackupError(
+            private_out, "the file exists already; not overwritten", what="private key file"
+        ) from None
     except OSError as exc:
-        raise BackupError(private_out, f"cannot write it ({exc.strerror or exc})") from exc
+        raise BackupError(
+            private_out, f"cannot write it ({exc.strerror or exc})", what="private key file"
+        ) from exc
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
         f.flush()
@@ -158,13 +164,21 @@ def load_private_key(path: Path) -> Any:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise BackupError(path, f"cannot read the private key ({exc.strerror or exc})") from exc
+        raise BackupError(
+            path, f"cannot be read ({exc.strerror or exc})", what="private key file"
+        ) from exc
     try:
         key = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise BackupError(path, "is not an unencrypted PEM private key") from exc
+        raise BackupError(
+            path, "is not an unencrypted PEM private key", what="private key file"
+        ) from exc
     if not isinstance(key, X25519PrivateKey):
-        raise BackupError(path, "is not an X25519 private key ('doctorai backup keygen' makes one)")
+        raise BackupError(
+            path,
+            "is not an X25519 private key ('doctorai backup keygen' makes one)",
+            what="private key file",
+        )
     return key
 
 
