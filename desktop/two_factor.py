@@ -160,6 +160,7 @@ class TwoFactorDialog(QDialog):
         self.runner = runner or JobRunner(ErrorSink(self), self)
         self.busy = False
         self.enrolment: Enrolment | None = None
+        self.mfa: MfaStatus | None = None  # read in a job when the dialog opens
         self.setWindowTitle("DoctorAI Workstation - Two-factor sign-in")
         self.setObjectName("twoFactorDialog")
         self.setModal(True)
@@ -298,7 +299,7 @@ class TwoFactorDialog(QDialog):
 
     def _update_buttons(self) -> None:
         page = self.pages.currentWidget()
-        status: MfaStatus | None = getattr(self, "mfa", None)
+        status = self.mfa
         idle = not self.busy and page not in (self.enrol_panel, self.codes_panel)
         self.enrol_button.setVisible(idle and status is not None and not status.enrolled)
         self.codes_button.setVisible(idle and status is not None and status.enrolled)
