@@ -121,7 +121,9 @@ _sealed_folders: dict[str, SealedReader] = {}
 def register_sealed_folder(folder: Path, read: SealedReader) -> None:
     """Files under ``folder`` are read through ``read`` (it raises SourceError for a file it
     refuses, e.g. one that fails authentication)."""
-    _sealed_folders[os.path.join(os.path.abspath(folder), "")] = read
+    global _sealed_folders
+    # a new dict, not a change to the one that readers on other threads may be iterating
+    _sealed_folders = {**_sealed_folders, os.path.join(os.path.abspath(folder), ""): read}
 
 
 def sealed_reader(path: str) -> SealedReader | None:
