@@ -63,6 +63,7 @@ WANTED = frozenset(
         0x00200013,
         0x00200032,
         0x00200037,
+        0x00200052,
         0x00201041,
         0x00280002,
         0x00280004,
@@ -457,6 +458,7 @@ def _to_header(
         series_instance_uid=uids["SeriesInstanceUID"],
         study_instance_uid=uids["StudyInstanceUID"],
         patient_id=t.person_text(0x00100020, "PatientID"),
+        frame_of_reference_uid=t.text(0x00200052),
         pixel=pixel,
     )
     return Header(
