@@ -66,6 +66,8 @@ class Session:
     def require(self, permission: Permission) -> User:
         if self.user is None or self.locked:
             raise PermissionDenied("sign in (or unlock) first")
+        if self.user.must_change_password:  # reset by an admin, or too old: nothing else first
+            raise PermissionDenied(f"the password of '{self.user.username}' must be changed first")
         if not self.user.can(permission):
             raise PermissionDenied(
                 f"user '{self.user.username}' ({self.user.role.value}) may not {permission.value}"

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 RECOVERY = (
-    "The file was left untouched. To recover: restore the key into the OS keyring (service "
-    "'DoctorAI Workstation', the entry named in this message) from your key backup, or restore "
-    "the database file together with its key from backup. Never delete the file to 'fix' this: "
-    "it holds the audit trail."
+    "The file was left untouched. To recover: restore the database together with its keys "
+    "from your key backup made by 'doctorai backup create' (IT runs 'doctorai backup restore "
+    "FILE --private-key KEY --to PATH' with its recovery key), or put the key back into the OS "
+    "keyring (service 'DoctorAI Workstation', the entry named in this message). Never delete the "
+    "file to 'fix' this: it holds the audit trail."
 )
 
 

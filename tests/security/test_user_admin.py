@@ -240,3 +240,19 @@ def test_the_list_shows_what_an_admin_needs(ws: Workstation) -> None:
     assert listed["rad"].last_sign_in is None
     assert listed["rad"].role is Role.RADIOLOGIST
     assert listed["rad"].state == "enabled"
+
+
+
+def test_a_session_that_must_change_its_password_may_do_nothing_else(ws: Workstation) -> None:
+    """The window and the CLI ask for the change first; the core refuses meanwhile too, so
+    no front end can skip it."""
+    from core.security.users import Permission
+
+    ws.session.login("admin", PASSWORD)
+    accounts.reset_password(ws, "rad", TEMP)
+    ws.session.logout()
+    ws.session.login("rad", TEMP)
+    with pytest.raises(PermissionDenied, match="must be changed first"):
+        ws.require(Permission.VIEW)
+    accounts.change_own_password(ws, TEMP, NEW)
+    assert ws.require(Permission.VIEW).user == "rad"

@@ -269,7 +269,7 @@ def test_unopenable_database_says_how_to_recover_and_is_left_untouched(qtbot) ->
     assert isinstance(seen.get("text"), str)
     assert seen["title"] == "DoctorAI Workstation cannot start"
     assert f"'{path}'" in seen["text"]
-    assert "restore the key" in seen["text"]
+    assert "doctorai backup restore" in seen["text"]
     assert path.read_bytes() == before
 
 
