@@ -217,7 +217,12 @@ def sign_in_demo(ws: Workstation, kept: bool = False) -> dict[str, str]:
         )
     for name, role in accounts:
         print(f"  {name:<11} {role.value:<12} password: {passwords[name]}")
-    ws.session.login(DEMO_USER, passwords[DEMO_USER])
+    from core.security.users import SecondFactorRequired
+
+    try:
+        ws.session.login(DEMO_USER, passwords[DEMO_USER])
+    except SecondFactorRequired:  # IT's policy requires one for radiologists: it applies here too
+        print("  (IT's policy requires a second factor: sign in, and enrol, in the dialog)")
     return passwords
 
 

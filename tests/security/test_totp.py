@@ -347,3 +347,17 @@ def test_the_secret_is_stored_only_in_its_row(ws: Workstation) -> None:
         stored = conn.exec_driver_sql("SELECT totp_secret, recovery_hashes FROM user_mfa").one()
     assert stored[0] == secret
     assert stored[1].count("$argon2id$") == 10
+
+
+def test_the_demo_sign_in_honours_a_policy_that_requires_a_second_factor(tmp_path: Path) -> None:
+    """``make run`` signs the demo radiologist in by itself; where IT requires a second factor
+    for radiologists it must not (nor crash): the sign-in dialog, with enrolment, takes over."""
+    from desktop.app import sign_in_demo
+
+    w = Workstation.open(tmp_path / "demo.db", SecuritySettings(mfa_required_roles=["radiologist"]))
+    try:
+        passwords = sign_in_demo(w)
+        assert set(passwords) == {"demo-admin", "demo"}
+        assert w.session.user is None
+    finally:
+        w.close()
