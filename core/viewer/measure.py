@@ -2,19 +2,34 @@
 
 Points are image coordinates (see ``core.viewer.transform``): x along columns, y along rows.
 ``pixel_spacing`` follows DICOM's order (row spacing, column spacing) in mm, so a horizontal
-distance is scaled by the column spacing and a vertical one by the row spacing.
+distance is scaled by the column spacing and a vertical one by the row spacing. In a reformat
+(``core.viewer.reformat``) pass the ``Plane`` itself: its square pixels give the spacing.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 Point = tuple[float, float]
+
+
+class HasPixelSpacing(Protocol):
+    """A reformatted plane (or anything else) that knows its (row, column) spacing in mm."""
+
+    @property
+    def pixel_spacing(self) -> tuple[float, float]: ...
+
+
+Spacing = tuple[float, float] | HasPixelSpacing | None
+
+
+def _spacing(spacing: Spacing) -> tuple[float, float] | None:
+    return spacing if spacing is None or isinstance(spacing, tuple) else spacing.pixel_spacing
 
 
 @dataclass(frozen=True)
@@ -45,8 +60,9 @@ class RoiStats:
         )
 
 
-def length(p0: Point, p1: Point, pixel_spacing: tuple[float, float] | None) -> Length:
+def length(p0: Point, p1: Point, pixel_spacing: Spacing) -> Length:
     """Distance between two image points, in mm when the spacing is known, else in pixels."""
+    pixel_spacing = _spacing(pixel_spacing)
     dx = p1[0] - p0[0]
     dy = p1[1] - p0[1]
     if pixel_spacing is None:
@@ -71,13 +87,14 @@ def roi_stats(
     values: npt.NDArray[Any],
     p0: Point,
     p1: Point,
-    pixel_spacing: tuple[float, float] | None,
+    pixel_spacing: Spacing,
     units: str = "",
 ) -> RoiStats | None:
     """Statistics of a rectangle ROI; None when it holds no pixel centre.
 
     Colour frames are measured on the mean of their channels (there is no modality unit).
     """
+    pixel_spacing = _spacing(pixel_spacing)
     rs, cs = roi_pixels((int(values.shape[0]), int(values.shape[1])), p0, p1)
     region = np.asarray(values[rs, cs], dtype=np.float64)
     if region.ndim == 3:

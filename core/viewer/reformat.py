@@ -1,0 +1,466 @@
+"""MPR: axial, coronal, sagittal and oblique planes and thick slabs through one shared volume.
+
+A ``Volume`` is the series' float32 voxels (modality units) with its validated patient-space
+geometry (``core.imaging.geometry``); it is loaded once and every ``Reformat`` holds a reference
+to the same read-only array (no per-plane copy). Only output images are cached, a few per
+reformat (``cache_size``).
+
+A ``Reformat`` is one plane orientation: in-plane unit axes ``u`` (image +x, left to right on
+screen) and ``v`` (image +y, top to bottom) in patient mm, and the positions along the normal
+``u x v`` that cover the volume, one ``Plane`` per index. Sampling is in physical space with
+SQUARE pixels (``pixel_size``: by default the finest in-plane spacing of the series), so a
+400 mm by 550 mm coronal plane is an image whose height/width ratio is 400/550. Interpolation is
+trilinear (``scipy.ndimage.map_coordinates``, order 1; benchmarks/bench_reformat.py compares it
+with a bare call). Each voxel fills its whole cell (edge values hold to half a voxel beyond the
+outer voxel centres, as on the native slices); outside the cells is the volume's lowest value
+(black on screen).
+
+Orientation convention (radiological, as RadiAnt, Horos, OHIF): axial seen from the feet
+(patient's right on the image's left, anterior at the top); coronal seen from the front (right
+on the left, head at the top); sagittal seen from the patient's left (anterior on the left, head
+at the top). DICOM patient axes are LPS: +x left, +y posterior, +z head.
+
+A thick slab (MIP, MinIP, average over ``thickness_mm``) samples parallel planes at most one
+voxel step apart (the plane's own step along the normal) on both sides of the plane and reduces
+them one at a time, without stacking them. At the volume's ends the average counts outside
+samples as the volume's lowest value.
+
+Nothing here imports Qt; a viewport widget paints ``Reformat.frame(index, slab)`` through
+``core.imaging.display.render`` like any other frame and maps mouse positions through
+``Plane.to_patient`` (measurements in mm: ``Plane.pixel_spacing``; crosshair:
+``Reformat.index_of``).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from core.imaging.geometry import GeometryError, VolumeGeometry, geometry_of
+from core.imaging.index import Cancel
+from core.imaging.model import Frame, Series
+from core.imaging.pixels import gray_frame
+from core.imaging.volume import first_slice, load_volume, slice_refs
+
+Vec = npt.NDArray[np.float64]
+Image = npt.NDArray[np.float32]
+PlaneName = Literal["axial", "coronal", "sagittal", "oblique"]
+SlabKind = Literal["mip", "minip", "avg"]
+
+# (u, v): image +x and +y directions in LPS for the standard planes (see module docstring)
+STANDARD_AXES: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "axial": ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)),
+    "coronal": ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
+    "sagittal": ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
+}
+SLAB_KINDS: tuple[SlabKind, ...] = ("mip", "minip", "avg")
+
+__all__ = [
+    "STANDARD_AXES",
+    "GeometryError",
+    "Plane",
+    "Reformat",
+    "Slab",
+    "Volume",
+    "load_series_volume",
+    "parse_slab",
+]
+
+
+@dataclass(frozen=True)
+class Slab:
+    """A thick slab: ``kind`` of the samples within ``thickness_mm`` centred on the plane."""
+
+    kind: SlabKind
+    thickness_mm: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in SLAB_KINDS:
+            raise ValueError(f"slab kind '{self.kind}' is not one of {', '.join(SLAB_KINDS)}")
+        if not (math.isfinite(self.thickness_mm) and self.thickness_mm > 0):
+            raise ValueError(
+                f"slab thickness must be a positive number of mm, not {self.thickness_mm}"
+            )
+
+
+def parse_slab(text: str) -> Slab:
+    """``mip:10``, ``minip:5``, ``avg:2.5`` -> Slab; ValueError naming what is wrong."""
+    kind, sep, mm = text.partition(":")
+    if not sep:
+        raise ValueError(f"slab '{text}' needs a thickness: KIND:MM, e.g. mip:10")
+    try:
+        thickness = float(mm)
+    except ValueError:
+        raise ValueError(f"slab '{text}': '{mm}' is not a thickness in mm") from None
+    return Slab(kind.lower(), thickness)  # type: ignore[arg-type]  # checked in __post_init__
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """One series as voxels + geometry + what display needs; shared read-only by reformats."""
+
+    values: Image  # (slices, rows, cols) float32 in modality units
+    geometry: VolumeGeometry
+    series_uid: str = ""
+    modality: str = ""
+    windows: tuple[tuple[float, float], ...] = ()  # the middle slice's file windows
+    units: str = ""
+    invert: bool = False  # MONOCHROME1
+    voi_function: str = "LINEAR"
+
+    def __post_init__(self) -> None:
+        if self.values.shape != self.geometry.shape:
+            raise ValueError(
+                f"volume of shape {self.values.shape} does not match its geometry "
+                f"{self.geometry.shape}"
+            )
+        if self.values.dtype != np.float32:
+            raise ValueError(f"volume values must be float32, not {self.values.dtype}")
+        view = self.values.view()  # read-only view: the caller keeps its own array as it was
+        view.flags.writeable = False
+        object.__setattr__(self, "values", view)
+
+    @cached_property
+    def background(self) -> float:
+        """The lowest value (what lies outside the volume in a reformat: black)."""
+        return float(self.values.min()) if self.values.size else 0.0
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.values.nbytes)
+
+
+def load_series_volume(
+    series: Series,
+    workers: int | None = None,
+    cancel: Cancel | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Volume:
+    """Validate the series' geometry (before any pixel is read), then load it as a Volume.
+
+    GeometryError names the series and the cause; the loader's errors pass through.
+    """
+    refs = slice_refs(series)
+    geometry = geometry_of(refs, series.series_instance_uid)
+    values = load_volume(series, workers=workers, cancel=cancel, progress=progress)
+    middle = refs[first_slice(len(refs))].instance
+    info = middle.pixel
+    return Volume(
+        values=values,
+        geometry=geometry,
+        series_uid=series.series_instance_uid,
+        modality=series.modality,
+        windows=info.windows if info is not None else (),
+        units=info.units if info is not None else "",
+        invert=middle.photometric.upper() == "MONOCHROME1",
+        voi_function=info.voi_function if info is not None else "LINEAR",
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class Plane:
+    """One reformatted image's grid: pixel (row, col) <-> patient mm.
+
+    Pixel centres: ``center + (col - (cols-1)/2) * pixel_size * u + (row - (rows-1)/2) *
+    pixel_size * v``; the same convention as ``core.viewer.transform`` (x along columns).
+    """
+
+    center: Vec
+    u: Vec
+    v: Vec
+    rows: int
+    cols: int
+    pixel_size: float
+
+    @property
+    def normal(self) -> Vec:
+        return np.cross(self.u, self.v)
+
+    @property
+    def pixel_spacing(self) -> tuple[float, float]:
+        """(row, column) spacing in mm, DICOM order: what ``core.viewer.measure`` takes."""
+        return (self.pixel_size, self.pixel_size)
+
+    @property
+    def orientation(self) -> tuple[float, float, float, float, float, float]:
+        """As ImageOrientationPatient, for ``core.viewer.orientation.edge_labels``."""
+        return (*map(float, self.u), *map(float, self.v))  # type: ignore[return-value]
+
+    @property
+    def top_left(self) -> Vec:
+        """Patient position of pixel (0, 0)'s centre."""
+        return np.asarray(
+            self.center
+            - (self.cols - 1) / 2 * self.pixel_size * self.u
+            - (self.rows - 1) / 2 * self.pixel_size * self.v,
+            dtype=np.float64,
+        )
+
+    def to_patient(self, row: npt.ArrayLike, col: npt.ArrayLike) -> Vec:
+        """Pixel (row, col) (scalars or arrays; fractional allowed) -> patient mm (..., 3)."""
+        r = np.asarray(row, dtype=np.float64)[..., None]
+        c = np.asarray(col, dtype=np.float64)[..., None]
+        return np.asarray(
+            self.top_left + c * self.pixel_size * self.u + r * self.pixel_size * self.v,
+            dtype=np.float64,
+        )
+
+    def to_pixel(self, point: npt.ArrayLike) -> tuple[float, float, float]:
+        """Patient mm -> (row, col, signed distance from the plane in mm)."""
+        d = np.asarray(point, dtype=np.float64) - self.top_left
+        return (
+            float(d @ self.v) / self.pixel_size,
+            float(d @ self.u) / self.pixel_size,
+            float(d @ self.normal),
+        )
+
+
+def _unit(v: npt.ArrayLike, what: str) -> Vec:
+    a = np.asarray(v, dtype=np.float64).reshape(3)
+    norm = float(np.linalg.norm(a))
+    if not math.isfinite(norm) or norm < 1e-9:
+        raise ValueError(f"the {what} axis {tuple(a)} has no direction")
+    return a / norm
+
+
+@dataclass
+class _Cache:
+    """A few output images, least recently used dropped first (bounded: ``size`` entries)."""
+
+    size: int
+    items: OrderedDict[Any, Image] = field(default_factory=OrderedDict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def get(self, key: Any) -> Image | None:
+        with self.lock:
+            image = self.items.get(key)
+            if image is not None:
+                self.items.move_to_end(key)
+            return image
+
+    def put(self, key: Any, image: Image) -> None:
+        if self.size <= 0:
+            return
+        with self.lock:
+            self.items[key] = image
+            self.items.move_to_end(key)
+            while len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+class Reformat:
+    """One plane orientation through a shared ``Volume``: planes by index, images, slabs.
+
+    ``name`` is 'axial', 'coronal', 'sagittal' (standard axes, covering the volume, centred on
+    it) or 'oblique' (use ``Reformat.oblique``: any two perpendicular axes through a point).
+    Index 0 is the plane furthest against the normal ``u x v``; ``count`` planes one ``step``
+    apart cover the volume. Thread-safe for reading (a worker may render while the GUI paints).
+    """
+
+    def __init__(
+        self,
+        volume: Volume,
+        name: PlaneName = "axial",
+        *,
+        u: npt.ArrayLike | None = None,
+        v: npt.ArrayLike | None = None,
+        center: npt.ArrayLike | None = None,
+        pixel_size: float | None = None,
+        cache_size: int = 8,
+    ) -> None:
+        if name not in (*STANDARD_AXES, "oblique"):
+            raise ValueError(f"plane '{name}' is not axial, coronal, sagittal or oblique")
+        if name != "oblique":
+            u, v = STANDARD_AXES[name]
+        if u is None or v is None:
+            raise ValueError("an oblique plane needs its two in-plane axes u and v")
+        self.volume = volume
+        self.name: PlaneName = name
+        self.u = _unit(u, "u")
+        v_unit = _unit(v, "v")
+        if abs(float(self.u @ v_unit)) > 1e-3:
+            raise ValueError("the plane's axes u and v must be perpendicular")
+        self.v = _unit(v_unit - (v_unit @ self.u) * self.u, "v")  # exact orthogonality
+        self.normal: Vec = np.cross(self.u, self.v)
+        geometry = volume.geometry
+        self.pixel_size = float(pixel_size or min(geometry.pixel_spacing))
+        if not (math.isfinite(self.pixel_size) and self.pixel_size > 0):
+            raise ValueError(f"pixel size must be a positive number of mm, not {pixel_size}")
+        self._inverse = np.linalg.inv(geometry.matrix)
+        self._cache = _Cache(cache_size)
+        corners = geometry.corners()
+        anchor = geometry.center() if center is None else np.asarray(center, dtype=np.float64)
+        rel = corners - anchor
+        pu, pv, pn = rel @ self.u, rel @ self.v, rel @ self.normal
+        self.cols = max(1, round((pu.max() - pu.min()) / self.pixel_size))
+        self.rows = max(1, round((pv.max() - pv.min()) / self.pixel_size))
+        # the image is centred on the volume's projection; the anchor stays on index 'origin'
+        self._in_plane = anchor + (pu.max() + pu.min()) / 2 * self.u
+        self._in_plane = self._in_plane + (pv.max() + pv.min()) / 2 * self.v
+        natural = self._natural_step()
+        if center is None:  # tile the volume's extent: the planes hit voxel centres
+            extent = float(pn.max() - pn.min())
+            self.count = max(1, round(extent / natural))
+            self.step = extent / self.count
+            self._first = float(pn.min()) + self.step / 2
+        else:  # planes through the given point, one natural step apart
+            self.step = natural
+            lo, hi = math.ceil(pn.min() / natural), math.floor(pn.max() / natural)
+            self.count = max(1, hi - lo + 1)
+            self._first = lo * natural
+
+    @classmethod
+    def oblique(
+        cls,
+        volume: Volume,
+        center: npt.ArrayLike,
+        u: npt.ArrayLike,
+        v: npt.ArrayLike,
+        pixel_size: float | None = None,
+        cache_size: int = 8,
+    ) -> Reformat:
+        """The plane through ``center`` spanned by ``u`` (image +x) and ``v`` (image +y), e.g.
+        the crosshair's rotated axes; ``index_of(center)`` is that plane."""
+        return cls(
+            volume, "oblique", u=u, v=v, center=center, pixel_size=pixel_size, cache_size=cache_size
+        )
+
+    def _natural_step(self) -> float:
+        """The voxel spacing along the normal: the voxel axis parallel to it, else the finest."""
+        m = self.volume.geometry.matrix
+        lengths = np.linalg.norm(m, axis=0)
+        along = np.abs(self.normal @ m)
+        best = int(np.argmax(along / lengths))
+        if along[best] / lengths[best] > 0.999:
+            return float(along[best])
+        return float(min(self.volume.geometry.spacing))
+
+    # --- geometry ------------------------------------------------------------------------
+    @property
+    def default_index(self) -> int:
+        return self.count // 2
+
+    def offset(self, index: int) -> float:
+        """Signed distance (mm) of plane ``index`` from the anchor along the normal."""
+        return self._first + index * self.step
+
+    def plane(self, index: int | None = None) -> Plane:
+        i = self.default_index if index is None else self._check(index)
+        return Plane(
+            center=self._in_plane + self.offset(i) * self.normal,
+            u=self.u,
+            v=self.v,
+            rows=self.rows,
+            cols=self.cols,
+            pixel_size=self.pixel_size,
+        )
+
+    def index_of(self, point: npt.ArrayLike) -> int:
+        """The plane index nearest a patient point (clamped): for the crosshair and linking."""
+        d = float((np.asarray(point, dtype=np.float64) - self._in_plane) @ self.normal)
+        return min(max(round((d - self._first) / self.step), 0), self.count - 1)
+
+    def _check(self, index: int) -> int:
+        if not 0 <= index < self.count:
+            raise IndexError(f"{self.name} index {index} outside 0..{self.count - 1}")
+        return index
+
+    def voxel_coordinates(self, index: int, shift_mm: float = 0.0) -> Vec:
+        """(3, rows, cols) fractional voxel indices (k, r, c) of plane ``index``'s pixels,
+        moved ``shift_mm`` along the normal: what ``map_coordinates`` samples."""
+        plane = self.plane(index)
+        base = self._inverse @ (
+            plane.top_left + shift_mm * self.normal - self.volume.geometry.origin
+        )
+        du = self._inverse @ (self.u * self.pixel_size)
+        dv = self._inverse @ (self.v * self.pixel_size)
+        rows = np.arange(self.rows, dtype=np.float64)
+        cols = np.arange(self.cols, dtype=np.float64)
+        coords = np.empty((3, self.rows, self.cols), dtype=np.float64)
+        for a in range(3):
+            np.add.outer(rows * dv[a] + base[a], cols * du[a], out=coords[a])
+        return coords
+
+    # --- images --------------------------------------------------------------------------
+    def _sample(self, coords: Vec, cval: float) -> Image:
+        """Trilinear samples; a voxel fills its whole cell (edge voxels are not faded into
+        the background within half a voxel of the edge), beyond the cells: ``cval``."""
+        from scipy import ndimage
+
+        out = np.empty(coords.shape[1:], dtype=np.float32)
+        ndimage.map_coordinates(self.volume.values, coords, output=out, order=1, mode="nearest")
+        # coordinates are affine in (row, col): the image corners bound them all
+        corners = coords[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+        limits = np.asarray(self.volume.values.shape, dtype=np.float64)[:, None] - 0.5
+        if np.any(corners < -0.5 - 1e-9) or np.any(corners > limits + 1e-9):
+            outside = np.zeros(out.shape, dtype=bool)
+            for a in range(3):
+                outside |= coords[a] < -0.5
+                outside |= coords[a] > limits[a, 0]
+            out[outside] = np.float32(cval)
+        return out
+
+    def slab_offsets(self, slab: Slab) -> list[float]:
+        """Sample offsets (mm) of a slab: one plane step apart, within half the thickness."""
+        half = math.floor((slab.thickness_mm / 2 / self.step) + 1e-6)
+        return [j * self.step for j in range(-half, half + 1)]
+
+    def image(self, index: int | None = None, slab: Slab | None = None) -> Image:
+        """The reformatted values (float32, modality units) of plane ``index`` (default middle);
+        read-only (it may be cached and shared)."""
+        i = self.default_index if index is None else self._check(index)
+        key = (i, slab)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        background = self.volume.background
+        if slab is None:
+            out = self._sample(self.voxel_coordinates(i), background)
+        else:
+            out = self._slab(i, slab, background)
+        out.flags.writeable = False
+        self._cache.put(key, out)
+        return out
+
+    def _slab(self, index: int, slab: Slab, background: float) -> Image:
+        base = self.voxel_coordinates(index)
+        dn = self._inverse @ self.normal
+        cval = math.inf if slab.kind == "minip" else background
+        out: Image | None = None
+        for offset in self.slab_offsets(slab):
+            coords = base + (dn * offset)[:, None, None]
+            sample = self._sample(coords, cval)
+            if out is None:
+                out = sample
+            elif slab.kind == "mip":
+                np.maximum(out, sample, out=out)
+            elif slab.kind == "minip":
+                np.minimum(out, sample, out=out)
+            else:
+                np.add(out, sample, out=out)
+        assert out is not None
+        if slab.kind == "avg":
+            np.divide(out, np.float32(len(self.slab_offsets(slab))), out=out)
+        elif slab.kind == "minip":
+            out[np.isinf(out)] = np.float32(background)
+        return out
+
+    def frame(self, index: int | None = None, slab: Slab | None = None) -> Frame:
+        """Plane ``index`` as a Frame the display pipeline renders (square pixels in mm)."""
+        vol = self.volume
+        return gray_frame(
+            self.image(index, slab),
+            invert=vol.invert,
+            windows=vol.windows,
+            units=vol.units,
+            spacing=(self.pixel_size, self.pixel_size),
+            voi_function=vol.voi_function,
+        )
