@@ -21,7 +21,7 @@ from core.imaging.model import (
 )
 from core.imaging.volume import slice_refs
 from core.viewer.measure import Measurement
-from core.viewer.presets import AUTO, window_for
+from core.viewer.presets import AUTO, REGION, PresetBook, PresetError, preset_for_key, window_for
 from core.viewer.viewport import Viewport
 
 
@@ -62,8 +62,9 @@ class ViewerState:
     measurements_changed = Signal()
     hide_phi_changed = Signal(bool)
 
-    def __init__(self) -> None:
+    def __init__(self, presets: PresetBook | None = None) -> None:
         self.index = StudyIndex()
+        self.presets = presets or PresetBook()  # the user's own window presets
         self.viewport = Viewport()
         self.series: Series | None = None
         self.slices: list[SliceRef] = []
@@ -218,11 +219,39 @@ class ViewerState:
         i = self.viewport.slice_index + delta
         self.set_slice(i % n if wrap else i)
 
+    @property
+    def modality(self) -> str:
+        """The current series' modality ("" with none): it decides which presets apply."""
+        return self.series.modality if self.series is not None else ""
+
     def apply_preset(self, name: str) -> None:
-        """Apply a window preset by name ('auto' uses the current slice's own window)."""
+        """Apply a window preset by name ('auto' uses the current slice's own window); a preset
+        of another modality (the CT brain window on an MR) raises PresetError."""
         frame = self.current_frame() or self.nearest_loaded(self.viewport.slice_index)
-        center, width = window_for(name, frame)
+        center, width = window_for(name, frame, self.modality, self.presets.presets)
         self.viewport.set_window(center, width, preset=name)
+
+    def apply_preset_key(self, key: int) -> None:
+        """Key 0: 'auto'; keys 1..9: the current modality's presets in order (PresetError when
+        it has fewer). A key never reaches another modality's preset."""
+        if key == 0:
+            self.apply_preset(AUTO)
+            return
+        preset = preset_for_key(self.modality, key, self.presets.presets)
+        if preset is None:
+            shown = self.modality or "this image"
+            raise PresetError(f"no window preset on key {key} for {shown}")
+        self.apply_preset(preset.name)
+
+    def window_from_region(self, rows: tuple[int, int], cols: tuple[int, int]) -> None:
+        """Set the window from a rectangle of the current slice (its robust min/max)."""
+        from core.imaging.presets import region_window
+
+        frame = self.current_frame()
+        if frame is None or frame.is_color:
+            raise PresetError("a window from a region needs a loaded grayscale image")
+        center, width = region_window(frame.values, rows, cols)
+        self.viewport.set_window(center, width, preset=REGION)
 
     # --- measurements --------------------------------------------------------------------
     def add_measurement(self, m: Measurement) -> None:
