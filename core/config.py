@@ -27,6 +27,8 @@ class ViewerSettings(_Section):
     theme: Literal["dark", "light"] = "dark"
     load_workers: int = Field(default=0, ge=0, le=64)  # 0: choose from the CPU count
     hide_patient_info: bool = False
+    # IT's hanging protocols (TOML, core/viewer/hanging.py), tried before the shipped ones
+    hanging_protocols: str | None = None
 
 
 class InferenceSettings(_Section):
