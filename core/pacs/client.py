@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 STUDY_FIELDS = (
+    "IssuerOfPatientID",  # priors match Patient ID and issuer (core.studies.priors)
     "StudyDescription",
     "ModalitiesInStudy",
     "NumberOfStudyRelatedSeries",
@@ -79,6 +80,7 @@ class StudyHit:
     modalities: tuple[str, ...]
     series_count: int | None
     instance_count: int | None
+    issuer: str = ""  # Issuer of Patient ID ("" when the study has none)
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,7 @@ class PacsClient:
                 modalities=tuple(str(m) for m in _values(r, "00080061")),
                 series_count=_int(r, "00201206"),
                 instance_count=_int(r, "00201208"),
+                issuer=_first(r, "00100021"),
             )
             for r in raw
         ]

@@ -138,6 +138,7 @@ class DimseClient:
             "StudyInstanceUID",
             "PatientName",
             "PatientID",
+            "IssuerOfPatientID",
             "StudyDate",
             "AccessionNumber",
             "StudyDescription",
@@ -166,6 +167,7 @@ class DimseClient:
                 modalities=tuple(m for m in _text(a, "ModalitiesInStudy").split("\\") if m),
                 series_count=_count(a, "NumberOfStudyRelatedSeries"),
                 instance_count=_count(a, "NumberOfStudyRelatedInstances"),
+                issuer=_text(a, "IssuerOfPatientID"),
             )
             for a in answers
         ][: query.limit]

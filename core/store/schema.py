@@ -92,3 +92,39 @@ properties = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
 )
+
+# The local study database (migration 0003): every study opened or retrieved (core.studies).
+studies = Table(
+    "studies",
+    metadata,
+    Column("study_uid", String(64), primary_key=True),
+    Column("patient_id", Text, nullable=False, default=""),
+    Column("issuer_of_patient_id", Text, nullable=False, default=""),
+    Column("patient_name", Text, nullable=False, default=""),
+    Column("birth_date", String(16), nullable=False, default=""),
+    Column("sex", String(16), nullable=False, default=""),
+    Column("accession", Text, nullable=False, default=""),
+    Column("study_date", String(16), nullable=False, default=""),
+    Column("study_time", String(32), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("modalities", Text, nullable=False, default=""),  # "CT\\SEG", sorted
+    Column("n_series", Integer, nullable=False, default=0),
+    Column("n_instances", Integer, nullable=False, default=0),
+    Column("source", Text, nullable=False, default="file"),  # "file" or "pacs:<node>"
+    Column("location", Text, nullable=False, default="[]"),  # JSON list of paths
+    Column("first_seen", String(32), nullable=False),
+    Column("last_opened", String(32)),
+)
+
+series = Table(
+    "series",
+    metadata,
+    Column("uid", String(64), primary_key=True),
+    Column("study_uid", String(64), ForeignKey("studies.study_uid"), nullable=False),
+    Column("modality", String(16), nullable=False, default=""),
+    Column("description", Text, nullable=False, default=""),
+    Column("number", Integer),
+    Column("n_instances", Integer, nullable=False, default=0),
+    Column("body_part", Text, nullable=False, default=""),
+    Column("frame_of_reference", String(64), nullable=False, default=""),
+)

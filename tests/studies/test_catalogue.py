@@ -1,0 +1,150 @@
+"""The local study database on a real SQLCipher profile: a study opened is listed after the
+profile is reopened, searched by name, ID, accession, date and modality, opened from its files,
+and every list is an audited Query."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core.app.access import index_read, series_viewed
+from core.app.studies import last_folder, list_studies, remember_folder, study_paths
+from core.app.workstation import Workstation
+from core.audit.vocabulary import EventType
+from core.imaging.index import build_index
+from core.studies.catalogue import StudySearch, StudyUnavailable
+from tests.studies.helpers import make_study
+
+
+def _view_all(ws: Workstation, folder: Path) -> None:
+    """As the window does: each series on screen is one access event, its study recorded."""
+    index = build_index([str(folder)])
+    for patient, study, series in index.iter_series():
+        series_viewed(ws, patient, study, series)
+
+
+@pytest.fixture
+def studies(tmp_path: Path) -> dict[str, str]:
+    return {
+        "jane": make_study(
+            tmp_path / "jane", patient_id="PID-1", issuer="HOSP-A", name="DOE^JANE",
+            date="20190304", accession="ACC-100",
+        ),
+        "john": make_study(
+            tmp_path / "john", patient_id="PID-2", name="SMITH^JOHN", date="20210715",
+            accession="ACC-200", modality="MR", description="MR BRAIN",
+        ),
+    }  # fmt: skip
+
+
+def test_a_study_opened_is_listed_after_the_profile_is_reopened(
+    tmp_path: Path, studies: dict[str, str]
+) -> None:
+    db = tmp_path / "ws.db"
+    ws = Workstation.open_for_cli(db)
+    _view_all(ws, tmp_path / "jane")
+    ws.close()
+    assert b"DOE^JANE" not in db.read_bytes()  # the name is in the encrypted file only
+
+    ws = Workstation.open_for_cli(db)
+    try:
+        (entry,) = list_studies(ws)
+        assert entry.study_uid == studies["jane"]
+        assert (entry.patient_id, entry.issuer, entry.patient_name) == (
+            "PID-1",
+            "HOSP-A",
+            "DOE^JANE",
+        )
+        assert (entry.accession, entry.study_date, entry.modalities) == (
+            "ACC-100",
+            "20190304",
+            ("CT",),
+        )
+        assert (entry.n_series, entry.n_instances, entry.source) == (1, 3, "file")
+        assert entry.last_opened
+        paths = study_paths(ws, entry.study_uid)
+        assert sorted(Path(p).name for p in paths) == ["00.dcm", "01.dcm", "02.dcm"]
+        reopened = build_index(paths)
+        assert [st.study_instance_uid for _p, st, _s in reopened.iter_series()] == [studies["jane"]]
+        query = list(ws.audit.iter_events(event_type=EventType.QUERY))[-1]
+        assert query.details["action"] == "study-list"
+        assert {"kind": "patient", "id": "PID-1", "name": "DOE^JANE"} in query.objects
+    finally:
+        ws.close()
+
+
+def test_search_by_name_id_accession_date_and_modality(
+    tmp_path: Path, studies: dict[str, str]
+) -> None:
+    ws = Workstation.open_for_cli(tmp_path / "ws.db")
+    try:
+        _view_all(ws, tmp_path / "jane")
+        _view_all(ws, tmp_path / "john")
+
+        def uids(**kw: Any) -> list[str]:
+            return [e.study_uid for e in list_studies(ws, StudySearch(**kw))]
+
+        assert uids(text="jane doe") == [studies["jane"]]  # any order, ^ as a space
+        assert uids(text="smith") == [studies["john"]]
+        assert uids(text="pid-2") == [studies["john"]]
+        assert uids(text="ACC-100") == [studies["jane"]]
+        assert uids(text="PID") == [studies["john"], studies["jane"]]  # newest first
+        assert uids(date_from="2020-01-01") == [studies["john"]]
+        assert uids(date_to="20191231") == [studies["jane"]]
+        assert uids(date_from="2019-03-04", date_to="2019-03-04") == [studies["jane"]]
+        assert uids(modality="mr") == [studies["john"]]
+        assert uids(text="nobody") == []
+        assert uids(text="%") == []  # a LIKE wildcard is matched literally
+        with pytest.raises(ValueError, match="From date 'last week' is not a date"):
+            list_studies(ws, StudySearch(date_from="last week"))
+        queries = list(ws.audit.iter_events(event_type=EventType.QUERY))
+        assert queries[-1].details["keys"] == "text"
+        assert queries[-1].details["matches"] == 0
+        assert all(q.role == "cli" for q in queries)
+    finally:
+        ws.close()
+
+
+def test_recent_is_by_last_opening_and_indexed_studies_are_not_recent(
+    tmp_path: Path, studies: dict[str, str]
+) -> None:
+    ws = Workstation.open_for_cli(tmp_path / "ws.db")
+    try:
+        index_read(ws, build_index([str(tmp_path / "john")]))  # indexed (inspect), not viewed
+        _view_all(ws, tmp_path / "jane")
+        assert [e.study_uid for e in list_studies(ws)] == [studies["jane"]]
+        assert [e.study_uid for e in list_studies(ws, StudySearch(text="smith"))] == [
+            studies["john"]
+        ]
+        _view_all(ws, tmp_path / "john")
+        assert [e.study_uid for e in list_studies(ws, recent=1)] == [studies["john"]]
+    finally:
+        ws.close()
+
+
+def test_a_study_whose_files_are_gone_says_so(tmp_path: Path, studies: dict[str, str]) -> None:
+    ws = Workstation.open_for_cli(tmp_path / "ws.db")
+    try:
+        _view_all(ws, tmp_path / "jane")
+        shutil.rmtree(tmp_path / "jane")
+        with pytest.raises(StudyUnavailable, match=f"cannot open study '{studies['jane']}'"):
+            study_paths(ws, studies["jane"])
+    finally:
+        ws.close()
+
+
+def test_the_last_folder_is_kept_per_user_in_the_encrypted_store(tmp_path: Path) -> None:
+    db = tmp_path / "ws.db"
+    ws = Workstation.open_for_cli(db)
+    assert last_folder(ws) == ""
+    remember_folder(ws, "/data/DOE_JANE_CT")
+    ws.close()
+    assert b"DOE_JANE" not in db.read_bytes()
+    ws = Workstation.open_for_cli(db)
+    try:
+        assert last_folder(ws) == "/data/DOE_JANE_CT"
+    finally:
+        ws.close()

@@ -1,0 +1,136 @@
+"""Priors: the same patient's other studies by Patient ID and issuer, never by name; from the
+local study database (real SQLCipher profile) and from a real Orthanc over QIDO-RS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.app.access import series_viewed
+from core.app.pacs_audit import pacs_audit
+from core.app.studies import find_priors
+from core.app.workstation import Workstation
+from core.audit.vocabulary import EventType
+from core.imaging.index import build_index
+from core.pacs.client import client_for_url
+from core.studies.priors import NoPatientKey, PatientKey
+from tests.pacs.orthanc import OrthancServer, orthanc_server, unavailable_reason
+from tests.studies.helpers import make_study
+
+
+def _view(ws: Workstation, folder: Path) -> None:
+    for patient, study, series in build_index([str(folder)]).iter_series():
+        series_viewed(ws, patient, study, series)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workstation]:
+    w = Workstation.open_for_cli(tmp_path / "ws.db")
+    yield w
+    w.close()
+
+
+def test_a_prior_is_found_by_id_and_issuer_never_by_name(ws: Workstation, tmp_path: Path) -> None:
+    current = make_study(tmp_path / "now", patient_id="P7", issuer="HOSP-A", date="20240102")
+    prior = make_study(tmp_path / "prior", patient_id="P7", issuer="HOSP-A", date="20220610")
+    older = make_study(tmp_path / "older", patient_id="P7", issuer="HOSP-A", date="20180101")
+    # the same name, another patient ID: a namesake, not a prior
+    make_study(tmp_path / "namesake", patient_id="P8", issuer="HOSP-A", date="20230101")
+    # the same ID from another hospital: another person
+    make_study(tmp_path / "other-issuer", patient_id="P7", issuer="HOSP-B", date="20230202")
+    # the same ID with no issuer at all: cannot be told to be the same person
+    make_study(tmp_path / "no-issuer", patient_id="P7", issuer=None, date="20230303")
+    for folder in ("now", "prior", "older", "namesake", "other-issuer", "no-issuer"):
+        _view(ws, tmp_path / folder)
+
+    found = find_priors(ws, current)
+    assert found.key == PatientKey("P7", "HOSP-A")
+    assert [p.study_uid for p in found.priors] == [prior, older]  # newest first, not itself
+    assert [p.study_date for p in found.priors] == ["20220610", "20180101"]
+    assert all(p.source == "local" and p.local is not None for p in found.priors)
+    assert found.problems == []
+    query = list(ws.audit.iter_events(event_type=EventType.QUERY))[-1]
+    assert query.details == {
+        "action": "priors", "source": "local", "matches": 2, "issuer": True,
+    }  # fmt: skip
+    assert [o["id"] for o in query.objects if o["kind"] == "study"] == [current, prior, older]
+
+
+def test_an_absent_issuer_matches_only_an_absent_issuer(ws: Workstation, tmp_path: Path) -> None:
+    current = make_study(tmp_path / "a", patient_id="Q1", issuer=None, date="20240101")
+    prior = make_study(tmp_path / "b", patient_id="Q1", issuer="", date="20200101")  # empty
+    make_study(tmp_path / "c", patient_id="Q1", issuer="HOSP-A", date="20210101")
+    for folder in "abc":
+        _view(ws, tmp_path / folder)
+    assert [p.study_uid for p in find_priors(ws, current).priors] == [prior]
+
+
+def test_a_study_without_patient_id_has_no_priors(ws: Workstation, tmp_path: Path) -> None:
+    current = make_study(tmp_path / "a", patient_id="", name="DOE^JANE")
+    make_study(tmp_path / "b", patient_id="", name="DOE^JANE")
+    for folder in "ab":
+        _view(ws, tmp_path / folder)
+    with pytest.raises(NoPatientKey, match="never by name"):
+        find_priors(ws, current)
+
+
+@pytest.fixture(scope="module")
+def orthanc() -> Iterator[OrthancServer]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with orthanc_server() as server:
+        yield server
+
+
+def test_priors_from_orthanc_over_qido(
+    ws: Workstation, tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    current = make_study(tmp_path / "now", patient_id="R5", issuer="HOSP-A", date="20240505")
+    on_pacs = make_study(
+        tmp_path / "pacs-prior", patient_id="R5", issuer="HOSP-A", date="20210909",
+        description="CT ABDOMEN",
+    )  # fmt: skip
+    both = make_study(tmp_path / "both", patient_id="R5", issuer="HOSP-A", date="20190101")
+    wrong_issuer = make_study(tmp_path / "wrong", patient_id="R5", issuer="HOSP-Z", date="20220202")
+    namesake = make_study(tmp_path / "namesake", patient_id="R6", issuer="HOSP-A", date="20230303")
+    for folder in ("pacs-prior", "both", "wrong", "namesake", "now"):
+        orthanc.upload(sorted((tmp_path / folder).glob("*.dcm")))
+    _view(ws, tmp_path / "now")
+    _view(ws, tmp_path / "both")  # the 2019 study is here and on the PACS
+
+    client = client_for_url(orthanc.dicomweb, pacs_audit(ws), name="orthanc")
+    found = find_priors(ws, current, [client])
+    assert found.problems == []
+    uids = [p.study_uid for p in found.priors]
+    assert uids == [on_pacs, both]
+    assert wrong_issuer not in uids
+    assert namesake not in uids
+    assert current not in uids
+    remote, local = found.priors
+    assert (remote.source, remote.nodes, remote.local) == ("pacs:orthanc", ("orthanc",), None)
+    assert (remote.study_date, remote.description, remote.n_instances) == (
+        "20210909", "CT ABDOMEN", 3,
+    )  # fmt: skip
+    assert remote.retrievable
+    assert (local.source, local.nodes) == ("local", ("orthanc",))  # here, and on the PACS too
+    queries = [e.details for e in ws.audit.iter_events(event_type=EventType.QUERY)]
+    assert queries[-1]["node"] == "orthanc"
+    assert queries[-1]["keys"] == "PatientID"
+
+
+def test_a_pacs_that_is_down_is_named_and_the_local_priors_still_come(
+    ws: Workstation, tmp_path: Path
+) -> None:
+    current = make_study(tmp_path / "a", patient_id="S1", date="20240101")
+    prior = make_study(tmp_path / "b", patient_id="S1", date="20200101")
+    for folder in "ab":
+        _view(ws, tmp_path / folder)
+    client = client_for_url("http://127.0.0.1:9/dicom-web", pacs_audit(ws), name="down")
+    found = find_priors(ws, current, [client])
+    assert [p.study_uid for p in found.priors] == [prior]
+    (problem,) = found.problems
+    assert "PACS 'down'" in problem
+    assert "not reachable" in problem
