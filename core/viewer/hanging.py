@@ -15,7 +15,8 @@ from the machine setting ``[viewer] hanging_protocols``) is a list of ``[[protoc
   ``min_images``, ``prior`` (0: this study, 1: the most recent prior, ...), ``pick``
   ("largest": most images, may repeat; "next": first by series number not yet shown in the
   stage), and says how to show it: ``orientation`` (acquired, or an axial/coronal/sagittal
-  reformat), ``window`` ("auto" or a CT preset; CT series only) and a ``label``.
+  reformat), ``window`` ("auto" or a preset name of ``core.imaging.presets``, applied only to a
+  series of that preset's modality: a CT window never lands on an MR) and a ``label``.
 
 Stages are paged with next/previous. A stage none of whose viewports found a series is left
 out, as is one whose prior viewports all stayed empty; a protocol left with no stage does not
@@ -38,8 +39,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.imaging.model import Series, Study
+from core.imaging.presets import GROUP_PRESETS
 from core.viewer.layout import PRESETS, Layout, LayoutError, Orientation, parse_grid
-from core.viewer.presets import AUTO, CT_PRESETS, presets_for
+from core.viewer.presets import AUTO, presets_for
+from core.viewer.state import ViewerState
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "resources" / "hanging" / "default.toml"
 Plane = Literal["axial", "coronal", "sagittal", "any"]
@@ -92,7 +95,7 @@ class ViewportRule(_Spec):
     @field_validator("window")
     @classmethod
     def _known_window(cls, value: str) -> str:
-        known = [AUTO, *(p.name for p in CT_PRESETS)]
+        known = [AUTO, *(p.name for specs in GROUP_PRESETS.values() for p in specs)]
         if value not in known:
             raise ValueError(f"unknown window '{value}'; known: {', '.join(known)}")
         return value
@@ -327,7 +330,8 @@ def hang(current: Study, priors: Sequence[Study], protocols: Sequence[Protocol])
 
 
 def apply(stage: HungStage, layout: Layout) -> None:
-    """Lay a stage out: grid, series, plane and window per viewport (windows on CT only)."""
+    """Lay a stage out: grid, series, plane and window per viewport (a preset only where it
+    belongs to the series' modality)."""
     layout.restore()
     layout.set_grid(stage.rows, stage.cols)
     for i in range(len(layout)):
@@ -339,8 +343,27 @@ def apply(stage: HungStage, layout: Layout) -> None:
         layout.assign(i, series, view.orientation, view.label)
         names = {p.name for p in presets_for(series.modality)} if series is not None else set()
         if view.window in names:
-            layout.cell(i).state.apply_preset(view.window)
+            _window_when_loaded(layout.cell(i).state, view.window)
     layout.set_active(0)
+
+
+def _window_when_loaded(state: ViewerState, name: str) -> None:
+    """Apply a preset now (fixed CT windows), or with the first slice decoded (the presets
+    computed from the image's values), unless the reader chose a window in between."""
+    if state.loaded_count:
+        state.apply_preset(name)
+        return
+    if name in {p.name for p in presets_for("CT")}:
+        state.apply_preset(name)
+        return
+    series = state.series
+
+    def first(_index: int) -> None:
+        state.frame_loaded.disconnect(first)
+        if state.series is series and state.viewport.preset == AUTO:
+            state.apply_preset(name)
+
+    state.frame_loaded.connect(first)
 
 
 def describe(hanging: Hanging) -> dict[str, Any]:

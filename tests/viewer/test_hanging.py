@@ -6,11 +6,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.config import load_settings
 from core.imaging.index import build_index
-from core.imaging.model import Series, Study
+from core.imaging.model import Frame, Series, Study
 from core.viewer.hanging import (
     DEFAULT_FILE,
     HangingError,
@@ -196,6 +197,20 @@ def test_its_file_from_the_machine_settings_comes_first(
     apply(mr_hanging.current, layout)
     assert layout.cells[0].state.viewport.preset == "auto"
     assert describe(hanging)["stages"][0]["viewports"][0]["window"] == "lung"
+
+
+def test_an_image_relative_preset_waits_for_the_first_slice(shared: dict[str, Study]) -> None:
+    mr = shared["MR"]
+    hanging = hang(mr, [], load_protocols())
+    hanging.current.viewports[0].window = "mr-contrast"
+    layout = Layout()
+    apply(hanging.current, layout)
+    state = layout.active_state
+    assert state.viewport.preset == "auto"  # nothing decoded yet
+    values = np.linspace(0, 1000, 64 * 64, dtype=np.float32).reshape(64, 64)
+    layout.deliver_frame(only(mr).series_instance_uid, 3, Frame(values, value_range=(0, 1000)))
+    assert state.viewport.preset == "mr-contrast"
+    assert state.viewport.window_width == pytest.approx(900, rel=0.02)  # 5-95 %
 
 
 @pytest.mark.parametrize(
