@@ -25,6 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "users": ("cli.users_cmd", "local accounts: add, list, passwd, reset, disable, role, unlock"),
     "sync": ("cli.sync_cmd", "sync results/audit now, enrol, status, model updates"),
     "pacs": ("cli.pacs_cmd", "PACS: search, retrieve, store (DICOMweb), secrets, cache"),
+    "studies": ("cli.studies_cmd", "the local study database: list, search, priors of a study"),
     "backup": ("cli.backup_cmd", "back up the audit trail with sealed keys; keygen; restore"),
 }
 

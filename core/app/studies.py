@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from core.app.workstation import Workstation
 from core.audit.events import Participants, event
@@ -23,6 +24,9 @@ from core.store.schema import properties
 from core.studies import catalogue
 from core.studies.catalogue import StudyEntry, StudySearch
 from core.studies.priors import PatientKey, Prior, StudySearcher, local_priors, merge, remote_priors
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 #: How many studies the study list shows by default ("Recent").
 DEFAULT_RECENT = 50
@@ -155,3 +159,18 @@ def remember_folder(ws: Workstation, folder: str) -> None:
     if folder:
         with ws.db.transaction() as conn:
             set_property(conn, _folder_key(ws), folder)
+
+
+def pacs_searchers(
+    ws: Workstation, settings: Settings | None = None, names: Sequence[str] | None = None
+) -> list[StudySearcher]:
+    """A client for each configured PACS node (or those ``names``), each auditing its queries
+    on ``ws``'s trail in the name of whoever acts. Raises PacsConfigError for an unknown name."""
+    from core.app.pacs_audit import pacs_audit
+    from core.pacs.client import PacsClient
+    from core.pacs.dimse import DimseClient, is_dimse
+    from core.pacs.nodes import get_node, list_nodes
+
+    nodes = [get_node(n, settings) for n in names] if names else list_nodes(settings)
+    sink = pacs_audit(ws)
+    return [DimseClient(n, sink) if is_dimse(n) else PacsClient(n, sink) for n in nodes]
