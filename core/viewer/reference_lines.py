@@ -11,14 +11,15 @@ The crosshair is the reverse question: which slice of a stack is nearest a 3D po
 distance along that stack's normal), so every linked viewport can jump to the clicked point.
 
 ``ImagePlane`` is deliberately small (origin, two in-plane unit axes, spacing, size): an acquired
-slice (``from_instance``) and a reformatted plane given by its centre and in-plane axes
-(``from_centre``, the reformat engine's description) are the same thing here.
+slice (``from_instance``), a plane of ``core.viewer.reformat`` (``from_reformat``) and any plane
+given by its centre and in-plane axes (``from_centre``) are the same thing here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -128,6 +129,36 @@ class ImagePlane:
             size=size,
             frame_of_reference=frame_of_reference,
         )
+
+    @classmethod
+    def from_reformat(cls, plane: ReformatPlane, frame_of_reference: str = "") -> ImagePlane:
+        """A plane of ``core.viewer.reformat`` (pixel (0, 0)'s centre at ``top_left``)."""
+        o, u, v = plane.top_left, plane.u, plane.v
+        return cls(
+            origin=(float(o[0]), float(o[1]), float(o[2])),
+            row_dir=(float(u[0]), float(u[1]), float(u[2])),
+            col_dir=(float(v[0]), float(v[1]), float(v[2])),
+            spacing=(plane.pixel_size, plane.pixel_size),
+            size=(plane.rows, plane.cols),
+            frame_of_reference=frame_of_reference,
+        )
+
+
+class ReformatPlane(Protocol):
+    """What ``from_reformat`` reads of ``core.viewer.reformat.Plane`` (no import needed)."""
+
+    @property
+    def top_left(self) -> Vec: ...
+    @property
+    def u(self) -> Vec: ...
+    @property
+    def v(self) -> Vec: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def cols(self) -> int: ...
+    @property
+    def pixel_size(self) -> float: ...
 
 
 def stack_planes(slices: Sequence[SliceRef]) -> list[ImagePlane | None]:

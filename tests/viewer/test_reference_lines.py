@@ -125,3 +125,16 @@ def test_plane_agrees_with_the_viewers_slice_position() -> None:
         plane = ImagePlane.from_instance(inst)
         assert plane is not None
         assert plane.distance((0.0, 0.0, 0.0)) == pytest.approx(-(slice_position(inst) or 0))
+
+
+def test_a_reformat_plane_maps_pixels_like_the_reformat_engine() -> None:
+    from core.viewer.reformat import STANDARD_AXES, Plane
+
+    u, v = (np.array(a) for a in STANDARD_AXES["coronal"])
+    plane = Plane(np.array([5.0, -20.0, 40.0]), u, v, rows=300, cols=400, pixel_size=0.7)
+    image_plane = ImagePlane.from_reformat(plane, "F")
+    for row, col in ((0, 0), (12.25, 301.5), (299, 399)):
+        expected = plane.to_patient(row, col)
+        assert image_plane.to_patient(col + 0.5, row + 0.5) == pytest.approx(expected)
+    axial = ImagePlane((-128.0, -128.0, 40.0), (1, 0, 0), (0, 1, 0), (0.5, 0.5), (512, 512), "F")
+    check(axial, image_plane)
