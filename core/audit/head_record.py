@@ -145,6 +145,7 @@ class HeadRecorder:
         self._written: tuple[int, str] | None = None
         self._closed = False
         self._urgent = False
+        self._idle = False  # the writer waits for a new head (not in its interval's sleep)
         self._thread: threading.Thread | None = None
 
     def start_at(self, index: int, digest: str) -> None:
@@ -168,7 +169,8 @@ class HeadRecorder:
                 # deliberately a plain thread: core has no Qt, and this one only coalesces
                 self._thread = threading.Thread(target=self._run, name="audit-head", daemon=True)
                 self._thread.start()
-            self._lock.notify_all()
+            if self._idle:  # otherwise the writer takes it after its interval: waking it on
+                self._lock.notify_all()  # every commit only costs the committer the GIL
 
     def _write(self, index: int, digest: str) -> None:
         assert self.key is not None
@@ -191,7 +193,9 @@ class HeadRecorder:
         while True:
             with self._lock:
                 while self._pending == self._written and not self._closed:
+                    self._idle = True
                     self._lock.wait()
+                    self._idle = False
                 if self._pending == self._written and self._closed:
                     return
                 head = self._pending
