@@ -4,8 +4,9 @@ Each viewport (a ``Cell``) holds its own ``ViewerState``, because the existing w
 overlays and heatmaps all work on a ViewerState; what must not be duplicated is the pixel data.
 So every cell shares the layout's one ``StudyIndex``, and decoded frames are delivered through
 ``Layout.deliver_frame``, which hands the same ``Frame`` object to every cell showing that series
-(and ``assign`` gives a new cell the frames other cells already hold): a series shown in four
-viewports is decoded and stored once. Per cell stays only what differs: slice, window, zoom, pan,
+(and ``assign`` gives a new cell the frames other cells already hold; a slice loaded into any one
+viewport by its own loader reaches the others too): a series shown in four viewports is decoded
+and stored once. Per cell stays only what differs: slice, window, zoom, pan,
 measurements, and the plane it shows (``orientation``: the acquired slices, or an axial,
 coronal or sagittal reformat drawn by the reformat engine).
 
@@ -90,7 +91,7 @@ class Layout:
         self.rows, self.cols = rows, cols
         self.cells: list[Cell] = []
         if first is not None:
-            self.cells.append(Cell(first))
+            self.cells.append(self._watch(Cell(first)))
         self._fill()
         self.active = 0
         self.maximised: int | None = None
@@ -100,7 +101,27 @@ class Layout:
         state = ViewerState()
         state.index = self.index  # one index for every viewport
         state.hide_phi = self.cells[0].state.hide_phi if self.cells else False
-        return Cell(state)
+        return self._watch(Cell(state))
+
+    def _watch(self, cell: Cell) -> Cell:
+        """Whatever loads a slice into one viewport gives it to the others showing that series."""
+        cell.state.frame_loaded.connect(lambda index: self._spread(cell, index))
+        return cell
+
+    def _spread(self, source: Cell, index: int) -> None:
+        uid = source.series_uid
+        frame = source.state.frames[index] if 0 <= index < len(source.state.frames) else None
+        if uid is None or frame is None:
+            return
+        for c in self:
+            state = c.state
+            same = c is not source and c.series_uid == uid
+            if (
+                same
+                and len(state.frames) == len(source.state.frames)
+                and state.frames[index] is None
+            ):
+                state.set_frame(index, frame)
 
     def _fill(self) -> None:
         while len(self.cells) < self.rows * self.cols:

@@ -119,3 +119,19 @@ def test_hide_phi_reaches_every_viewport() -> None:
     layout.set_hide_phi(True)
     layout.set_grid(2, 3)
     assert all(c.state.hide_phi for c in layout)
+
+
+def test_a_slice_loaded_into_one_viewport_reaches_the_others_of_that_series() -> None:
+    first = ViewerState()
+    layout = Layout(1, 3, first=first)
+    series, other = stack("1.1", 5, 2.0), stack("1.2", 5, 2.0)
+    layout.assign(0, series)
+    layout.assign(1, series)
+    layout.assign(2, other)
+    f = frame()
+    first.set_frame(1, f)  # what the window's own loader does for viewport 1
+    assert layout.cells[1].state.frames[1] is f
+    assert layout.cells[2].state.frames[1] is None
+    g = frame()
+    layout.cells[1].state.set_frame(3, g)
+    assert first.frames[3] is g
