@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from core.imaging.geometry import GeometryError, VolumeGeometry, geometry_of
 from core.imaging.index import Cancel
-from core.imaging.model import Frame, Series
+from core.imaging.model import Frame, Series, SliceRef
 from core.imaging.pixels import gray_frame
 from core.imaging.volume import first_slice, load_volume, slice_refs
 
@@ -72,6 +72,7 @@ __all__ = [
     "Volume",
     "load_series_volume",
     "parse_slab",
+    "volume_from_frames",
 ]
 
 
@@ -115,6 +116,7 @@ class Volume:
     units: str = ""
     invert: bool = False  # MONOCHROME1
     voi_function: str = "LINEAR"
+    frame_of_reference: str = ""  # positions comparable with other series (reference lines)
 
     def __post_init__(self) -> None:
         if self.values.shape != self.geometry.shape:
@@ -138,6 +140,21 @@ class Volume:
         return int(self.values.nbytes)
 
 
+def _series_facts(series: Series, refs: Sequence[SliceRef]) -> dict[str, Any]:
+    """What display needs, from the middle slice (the one the viewer's 'auto' window uses)."""
+    middle = refs[first_slice(len(refs))].instance
+    info = middle.pixel
+    return {
+        "series_uid": series.series_instance_uid,
+        "modality": series.modality,
+        "windows": info.windows if info is not None else (),
+        "units": info.units if info is not None else "",
+        "invert": middle.photometric.upper() == "MONOCHROME1",
+        "voi_function": info.voi_function if info is not None else "LINEAR",
+        "frame_of_reference": middle.frame_of_reference_uid,
+    }
+
+
 def load_series_volume(
     series: Series,
     workers: int | None = None,
@@ -151,18 +168,38 @@ def load_series_volume(
     refs = slice_refs(series)
     geometry = geometry_of(refs, series.series_instance_uid)
     values = load_volume(series, workers=workers, cancel=cancel, progress=progress)
-    middle = refs[first_slice(len(refs))].instance
-    info = middle.pixel
-    return Volume(
-        values=values,
-        geometry=geometry,
-        series_uid=series.series_instance_uid,
-        modality=series.modality,
-        windows=info.windows if info is not None else (),
-        units=info.units if info is not None else "",
-        invert=middle.photometric.upper() == "MONOCHROME1",
-        voi_function=info.voi_function if info is not None else "LINEAR",
-    )
+    return Volume(values, geometry, **_series_facts(series, refs))
+
+
+def volume_from_frames(
+    series: Series, refs: Sequence[SliceRef], frames: Sequence[Frame | None]
+) -> Volume:
+    """The Volume of a series whose slices a viewer already decoded, WITHOUT a second copy:
+    the voxels are stacked once and each Frame's ``values`` becomes a view of its slice of the
+    volume (the frames' own arrays are then freed), so slices and reformats share one array.
+
+    ``refs`` and ``frames`` are the viewer's (``ViewerState.slices`` / ``.frames``). Raises
+    GeometryError (names the series and the cause) or ValueError (slices still loading, colour).
+    """
+    geometry = geometry_of(refs, series.series_instance_uid)
+    missing = sum(f is None for f in frames)
+    if missing or len(frames) != len(refs):
+        raise ValueError(
+            f"series '{series.series_instance_uid}': {missing or 'some'} slice(s) not loaded yet"
+        )
+    if any(f is not None and f.is_color for f in frames):
+        raise ValueError(f"series '{series.series_instance_uid}' is colour, not a volume")
+    values = np.empty(geometry.shape, dtype=np.float32)
+    for k, frame in enumerate(frames):
+        assert frame is not None
+        if frame.values.shape != geometry.shape[1:]:
+            raise ValueError(
+                f"series '{series.series_instance_uid}': slice {k} is {frame.shape}, "
+                f"not {geometry.shape[1:]}"
+            )
+        values[k] = frame.values
+        frame.values = values[k]
+    return Volume(values, geometry, **_series_facts(series, refs))
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,0 +1,119 @@
+"""What one viewport shows of a volume: which plane, where along it, which slab; evented.
+
+A viewport cell showing a reformat holds an ``MprView`` over the series' one shared ``Volume``
+(``core.viewer.reformat.volume_from_frames`` once the series is loaded: no second copy of the
+voxels). The widget subscribes to ``changed`` and paints ``frame()`` through the display
+pipeline with its viewport's window; mouse positions map to patient mm through ``plane()``
+(``Plane.to_patient``), measurements take ``plane()`` as their spacing, reference lines take
+``ImagePlane.from_reformat(view.plane())``, and a crosshair click elsewhere calls ``goto``.
+
+Oblique planes come from rotating the crosshair: ``rotate(axis, degrees)`` turns this view's
+plane about an axis through the current plane's centre (typically another viewport's normal,
+so the plane turns as the line drawn in that viewport turns).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+from psygnal import Signal
+
+from core.imaging.model import Frame
+from core.viewer.reformat import Plane, PlaneName, Reformat, Slab, Volume
+
+Vec = npt.NDArray[np.float64]
+
+
+def rotated(vector: npt.ArrayLike, axis: npt.ArrayLike, degrees: float) -> Vec:
+    """``vector`` turned by ``degrees`` about ``axis`` (right hand; Rodrigues' formula)."""
+    v = np.asarray(vector, dtype=np.float64)
+    k = np.asarray(axis, dtype=np.float64)
+    norm = float(np.linalg.norm(k))
+    if norm < 1e-9:
+        raise ValueError(f"rotation axis {tuple(k)} has no direction")
+    k = k / norm
+    a = math.radians(degrees)
+    return np.asarray(
+        v * math.cos(a) + np.cross(k, v) * math.sin(a) + k * float(k @ v) * (1 - math.cos(a)),
+        dtype=np.float64,
+    )
+
+
+class MprView:
+    """One viewport's reformat state over a shared Volume; ``changed`` fires on every change."""
+
+    changed = Signal()
+
+    def __init__(
+        self, volume: Volume, plane: PlaneName = "axial", slab: Slab | None = None
+    ) -> None:
+        self.volume = volume
+        self._standard: dict[str, Reformat] = {}  # one per standard plane: keeps its caches
+        self._reformat = self._get(plane if plane != "oblique" else "axial")
+        self.index = self._reformat.default_index
+        self.slab = slab
+
+    def _get(self, name: str) -> Reformat:
+        if name not in self._standard:
+            self._standard[name] = Reformat(self.volume, name)  # type: ignore[arg-type]
+        return self._standard[name]
+
+    @property
+    def reformat(self) -> Reformat:
+        return self._reformat
+
+    @property
+    def plane_name(self) -> PlaneName:
+        return self._reformat.name
+
+    @property
+    def count(self) -> int:
+        return self._reformat.count
+
+    def plane(self) -> Plane:
+        return self._reformat.plane(self.index)
+
+    def frame(self) -> Frame:
+        """What to paint (modality units, square pixels of ``plane().pixel_size`` mm)."""
+        return self._reformat.frame(self.index, self.slab)
+
+    def set_plane(self, name: PlaneName) -> None:
+        """Axial, coronal or sagittal, through the same point as the plane shown now."""
+        if name == "oblique":
+            raise ValueError("an oblique plane comes from rotate() or set_oblique()")
+        centre = self.plane().center
+        self._reformat = self._get(name)
+        self.index = self._reformat.index_of(centre)
+        self.changed.emit()
+
+    def set_oblique(self, center: npt.ArrayLike, u: npt.ArrayLike, v: npt.ArrayLike) -> None:
+        self._reformat = Reformat.oblique(self.volume, center, u, v)
+        self.index = self._reformat.index_of(center)
+        self.changed.emit()
+
+    def rotate(self, axis: npt.ArrayLike, degrees: float) -> None:
+        """Turn the plane about ``axis`` through its centre: an oblique plane."""
+        plane = self.plane()
+        self.set_oblique(
+            plane.center, rotated(plane.u, axis, degrees), rotated(plane.v, axis, degrees)
+        )
+
+    def set_index(self, index: int) -> None:
+        index = min(max(index, 0), self.count - 1)
+        if index != self.index:
+            self.index = index
+            self.changed.emit()
+
+    def step(self, delta: int) -> None:
+        self.set_index(self.index + delta)
+
+    def goto(self, point: npt.ArrayLike) -> None:
+        """Show the plane through a patient point (crosshair, linked scrolling)."""
+        self.set_index(self._reformat.index_of(point))
+
+    def set_slab(self, slab: Slab | None) -> None:
+        if slab != self.slab:
+            self.slab = slab
+            self.changed.emit()
