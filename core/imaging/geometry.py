@@ -196,6 +196,14 @@ def _regular_step(positions: Vec, row_dir: Vec, col_dir: Vec, name: str) -> tupl
     normal = _unit(np.cross(row_dir, col_dir))
     along = (positions - positions[0]) @ normal
     gaps = np.diff(along)
+    places = np.unique(np.round(along / POSITION_TOLERANCE_MM).astype(np.int64))
+    if 1 < len(places) < len(along) and len(along) % len(places) == 0:
+        repeats = len(along) // len(places)
+        raise GeometryError(
+            name,
+            f"it holds {repeats} volumes at the same {len(places)} positions (echoes, phases "
+            "or time points); a reformat needs one volume",
+        )
     if np.any(np.abs(gaps) <= POSITION_TOLERANCE_MM):
         i = int(np.argmin(np.abs(gaps)))
         raise GeometryError(

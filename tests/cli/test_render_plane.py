@@ -228,3 +228,15 @@ def test_a_reformat_export_is_audited(
     ids = {o["id"] for o in export.objects}
     assert str(out.resolve()) in ids
     assert {i.sop_instance_uid for i in only_series(ct_series_dir).instances} <= ids
+
+
+def test_a_series_of_several_volumes_is_refused_by_name(
+    dicom_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The enhanced Philips field map holds two 32-slice volumes at the same positions."""
+    path = dicom_data / "neurolabusc__dcm_qa_enh/In/Philips/IM_0027_fMAP.dcm"
+    out = tmp_path / "never.png"
+    assert cli.main(["render", str(path), "--plane", "coronal", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "it holds 2 volumes at the same 32 positions" in err
+    assert not out.exists()
