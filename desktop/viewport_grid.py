@@ -1,0 +1,325 @@
+"""The reading room's viewport grid: draws a ``core.viewer.layout.Layout``, nothing more.
+
+One ``ViewportWidget`` per cell (the window's own widget is cell 1, so every existing tool,
+overlay and heatmap keeps working there), framed; the active one is outlined. A click makes a
+viewport active, a double-click maximises it or restores the grid. Every other viewport in the
+same Frame of Reference draws where this one's current plane cuts it (reference lines,
+``core.viewer.reference_lines``). A series opened while another viewport than the first is
+active loads into that viewport with its own loader; a series already shown elsewhere is not
+decoded again (the layout hands over the same frames).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt
+from PySide6.QtGui import QAction, QColor, QKeySequence, QPainter, QPaintEvent, QPen
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QInputDialog,
+    QLabel,
+    QMenu,
+    QMessageBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.viewer.layout import MAX_SIDE, PRESETS, Direction, Layout, LayoutError
+from core.viewer.reference_lines import ImagePlane, reference_line
+from core.viewer.transform import image_to_screen
+from desktop.viewport_widget import Tool, ViewportWidget
+
+if TYPE_CHECKING:
+    from desktop.controller import ViewerController
+    from desktop.workers import JobRunner
+
+ACTIVE = "#3daee9"
+REFERENCE = QColor(255, 200, 40, 200)
+
+
+def current_plane(widget: ViewportWidget) -> ImagePlane | None:
+    ref = widget.state.current_slice()
+    return ImagePlane.from_instance(ref.instance, ref.frame) if ref is not None else None
+
+
+class ReferenceOverlay(QWidget):
+    """Draws, over one viewport, where the other visible viewports' planes cut it."""
+
+    def __init__(self, grid: ViewportGrid, viewport: ViewportWidget) -> None:
+        super().__init__(viewport)
+        self.grid, self.viewport = grid, viewport
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.setAttribute(Qt.WidgetAttribute.WA_NoSystemBackground)
+        self.setGeometry(viewport.rect())
+        viewport.installEventFilter(self)
+        self.lines_drawn = 0  # by the last paint (tests)
+        self.show()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is self.viewport and event.type() == QEvent.Type.Resize:
+            self.setGeometry(self.viewport.rect())
+        return False
+
+    def segments(self) -> list[tuple[QPointF, QPointF]]:
+        """The reference lines in this widget's pixels (empty when there is nothing to cut)."""
+        mine = current_plane(self.viewport)
+        g = self.viewport.view_geometry()
+        if mine is None or g is None or not self.grid.reference_lines:
+            return []
+        out = []
+        for other in self.grid.visible_widgets():
+            if other is self.viewport:
+                continue
+            plane = current_plane(other)
+            seg = reference_line(mine, plane) if plane is not None else None
+            if seg is not None:
+                a, b = (image_to_screen(g, p) for p in seg)
+                out.append((QPointF(*a), QPointF(*b)))
+        return out
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        segments = self.segments()
+        self.lines_drawn = len(segments)
+        if not segments:
+            return
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(QPen(REFERENCE, 1.0, Qt.PenStyle.DashLine))
+        for a, b in segments:
+            p.drawLine(a, b)
+        p.end()
+
+
+class ViewportGrid(QWidget):
+    """The grid of viewports of a ``Layout``; the window's first viewport widget is cell 1."""
+
+    def __init__(
+        self,
+        layout: Layout,
+        first: ViewportWidget,
+        runner: JobRunner | None = None,
+        first_controller: ViewerController | None = None,
+        load_workers: int | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setObjectName("viewportGrid")
+        self.model = layout
+        self.runner, self.first_controller, self.load_workers = (
+            runner,
+            first_controller,
+            load_workers,
+        )
+        self.reference_lines = True
+        self.widgets: list[ViewportWidget] = [first]
+        self.frames: list[QFrame] = []
+        self.captions: list[QLabel] = []
+        self.overlays: list[ReferenceOverlay] = []
+        self.controllers: dict[int, ViewerController] = {}
+        self._tool: Tool = first.tool
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(2)
+        layout.grid_changed.connect(lambda *_: self._rebuild())
+        layout.maximised_changed.connect(lambda _i: self._place())
+        layout.active_changed.connect(lambda _i: self._highlight())
+        layout.cell_changed.connect(lambda i: self._caption(i))
+        self._rebuild()
+
+    # --- building ------------------------------------------------------------------------
+    def _frame_for(self, i: int) -> QFrame:
+        while len(self.widgets) <= i:
+            self.widgets.append(ViewportWidget(self.model.cells[len(self.widgets)].state))
+        while len(self.frames) <= i:
+            j = len(self.frames)
+            box = QFrame(self)
+            box.setObjectName(f"viewportFrame{j}")
+            col = QVBoxLayout(box)
+            col.setContentsMargins(2, 2, 2, 2)
+            col.setSpacing(0)
+            caption = QLabel("", box)
+            caption.setObjectName("viewportCaption")
+            caption.setStyleSheet("color: #c8c8c8; padding: 1px 4px;")
+            col.addWidget(caption)
+            widget = self.widgets[j]
+            widget.tool = self._tool
+            col.addWidget(widget, 1)
+            widget.installEventFilter(self)
+            widget.state.series_changed.connect(lambda _s: self._refresh_lines())
+            widget.state.viewport.events.slice_index.connect(lambda _i: self._refresh_lines())
+            self.frames.append(box)
+            self.captions.append(caption)
+            self.overlays.append(ReferenceOverlay(self, widget))
+        return self.frames[i]
+
+    def _rebuild(self) -> None:
+        n = len(self.model)
+        for i in range(n):
+            self._frame_for(i)
+        for j in range(n, len(self.frames)):  # cells dropped from the layout
+            box, widget = self.frames[j], self.widgets[j]
+            self._grid.removeWidget(box)
+            widget.removeEventFilter(self)
+            box.deleteLater()
+            ctl = self.controllers.pop(j, None)
+            if ctl is not None:
+                ctl.cancel_series_load()
+        del self.frames[n:], self.widgets[n:], self.captions[n:], self.overlays[n:]
+        for i in range(n):
+            self._caption(i)
+        self._place()
+
+    def _place(self) -> None:
+        while self._grid.count():
+            self._grid.takeAt(0)
+        visible = set(self.model.visible())
+        for i, box in enumerate(self.frames):
+            if i in visible:
+                r, c = (0, 0) if self.model.maximised is not None else self.model.position(i)
+                self._grid.addWidget(box, r, c)
+                box.show()
+            else:
+                box.hide()
+        rows, cols = (
+            (1, 1) if self.model.maximised is not None else (self.model.rows, self.model.cols)
+        )
+        for k in range(MAX_SIDE):
+            self._grid.setRowStretch(k, 1 if k < rows else 0)
+            self._grid.setColumnStretch(k, 1 if k < cols else 0)
+        self._highlight()
+        self._refresh_lines()
+
+    def _highlight(self) -> None:
+        single = len(self.model) == 1 or self.model.maximised is not None
+        for i, box in enumerate(self.frames):
+            colour = ACTIVE if i == self.model.active and not single else "transparent"
+            box.setStyleSheet(f"#viewportFrame{i} {{ border: 2px solid {colour}; }}")
+            self.captions[i].setVisible(not single or bool(self.model.cells[i].label))
+
+    def _caption(self, i: int) -> None:
+        if i >= len(self.captions):
+            return
+        cell = self.model.cells[i]
+        series = cell.state.series
+        parts = [cell.label] if cell.label else []
+        if series is not None:
+            parts.append(series.description or series.modality)
+        if cell.orientation != "acquired":
+            parts.append(cell.orientation)
+        self.captions[i].setText(" · ".join(parts))
+        self._highlight()
+
+    def _refresh_lines(self) -> None:
+        for overlay in self.overlays:
+            overlay.update()
+
+    # --- behaviour ---------------------------------------------------------------------------
+    def visible_widgets(self) -> list[ViewportWidget]:
+        return [self.widgets[i] for i in self.model.visible() if i < len(self.widgets)]
+
+    def active_widget(self) -> ViewportWidget:
+        return self.widgets[self.model.active]
+
+    def set_tool(self, tool: Tool) -> None:
+        self._tool = tool
+        for w in self.widgets:
+            w.tool = tool
+
+    def set_reference_lines(self, on: bool) -> None:
+        self.reference_lines = on
+        self._refresh_lines()
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if isinstance(obj, ViewportWidget) and obj in self.widgets:
+            i = self.widgets.index(obj)
+            if event.type() == QEvent.Type.MouseButtonPress:
+                self.model.set_active(i)
+            elif event.type() == QEvent.Type.MouseButtonDblClick:
+                self.model.toggle_maximise(i)
+                return True
+        return False
+
+    def open_series(self, series_uid: str) -> None:
+        """Show a series in the active viewport (the study browser's double-click)."""
+        i = self.model.active
+        _p, _st, series = self.model.cells[i].state.find_series(series_uid)
+        if i == 0 and self.first_controller is not None:
+            self.first_controller.open_series(series_uid)
+            self.model.cell_changed.emit(0)
+            return
+        self.model.assign(i, series)
+        if len(self.model.cells_showing(series_uid)) > 1 or self.runner is None:
+            return  # another viewport holds it or is loading it: its slices reach this one
+        from desktop.controller import ViewerController
+
+        ctl = self.controllers.get(i)
+        if ctl is None:
+            ctl = ViewerController(self.model.cells[i].state, self.runner, self, self.load_workers)
+            self.controllers[i] = ctl
+        ctl.open_series(series_uid)
+
+
+LAYOUT_KEYS: dict[str, str] = {
+    "Next viewport": "F6",
+    "Previous viewport": "Shift+F6",
+    "Viewport left": "Ctrl+Alt+Left",
+    "Viewport right": "Ctrl+Alt+Right",
+    "Viewport up": "Ctrl+Alt+Up",
+    "Viewport down": "Ctrl+Alt+Down",
+    "Maximise/restore viewport": "Ctrl+M",
+}
+
+
+def install_layout_menu(win: QWidget, menu: QMenu, grid: ViewportGrid) -> dict[str, QAction]:
+    """View > Layout: the grid presets, a custom grid, maximise, moving between viewports and
+    the reference lines; the actions are added to ``win`` so their keys work everywhere."""
+    sub = menu.addMenu("Layout")
+    actions: dict[str, QAction] = {}
+
+    def add(text: str, slot: Callable[[], object], key: str | None = None) -> QAction:
+        action = QAction(text, win)
+        if key:
+            action.setShortcut(QKeySequence(key))
+        action.triggered.connect(lambda _checked=False: slot())  # never the 'checked' flag
+        win.addAction(action)
+        sub.addAction(action)
+        actions[text] = action
+        return action
+
+    model = grid.model
+    for name in PRESETS:
+        add(name.replace("x", " × "), partial(model.set_preset, name))
+
+    def custom() -> None:
+        text, ok = QInputDialog.getText(win, "Custom layout", "Rows x columns (e.g. 2x4):")
+        if ok and text:
+            try:
+                model.set_preset(text)
+            except LayoutError as exc:
+                QMessageBox.warning(win, "Custom layout", str(exc))
+
+    add("Custom…", custom)
+    sub.addSeparator()
+    moves: dict[str, Direction] = {
+        "Next viewport": "next",
+        "Previous viewport": "prev",
+        "Viewport left": "left",
+        "Viewport right": "right",
+        "Viewport up": "up",
+        "Viewport down": "down",
+    }
+    add(
+        "Maximise/restore viewport", model.toggle_maximise, LAYOUT_KEYS["Maximise/restore viewport"]
+    )
+    for text, direction in moves.items():
+        add(text, partial(model.move_active, direction), LAYOUT_KEYS[text])
+    sub.addSeparator()
+    lines = add("Reference lines", lambda: None)
+    lines.setCheckable(True)
+    lines.setChecked(grid.reference_lines)
+    lines.toggled.connect(grid.set_reference_lines)
+    return actions

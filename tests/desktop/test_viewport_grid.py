@@ -1,0 +1,153 @@
+"""The viewport grid draws the Layout: cells, active outline, click and double-click, reference
+lines where the other viewport's plane cuts, and loading into the active viewport (real CT)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtWidgets import QMainWindow
+
+from core.imaging.index import build_index
+from core.imaging.model import Frame, Patient, Study
+from core.viewer.layout import Layout
+from core.viewer.reference_lines import ImagePlane, reference_line
+from core.viewer.state import ViewerState
+from core.viewer.transform import image_to_screen
+from desktop.viewport_grid import ViewportGrid, install_layout_menu
+from desktop.viewport_widget import ViewportWidget
+from desktop.workers import ErrorSink, JobRunner
+from tests.viewer.synthetic import CORONAL, stack
+
+LOAD_TIMEOUT_MS = 60_000
+
+
+def frame(shape: tuple[int, int]) -> Frame:
+    values = np.add.outer(np.arange(shape[0]), np.arange(shape[1])).astype(np.float32)
+    return Frame(values, value_range=(0.0, float(values.max())), pixel_spacing=(0.8, 0.8))
+
+
+def make_grid(qtbot, rows: int = 1, cols: int = 2):  # type: ignore[no-untyped-def]
+    first = ViewerState()
+    layout = Layout(rows, cols, first=first)
+    win = QMainWindow()
+    grid = ViewportGrid(layout, ViewportWidget(first))
+    win.setCentralWidget(grid)
+    qtbot.addWidget(win)
+    win.resize(1000, 520)
+    win.show()
+    qtbot.waitExposed(win)
+    return win, grid, layout
+
+
+def fill(layout: Layout, i: int, series) -> None:  # type: ignore[no-untyped-def]
+    """Add a synthetic series to the open studies, show it in viewport i, decode it."""
+    patient = layout.index.patients.setdefault("P1", Patient("P1", "Test^Patient"))
+    study = patient.studies.setdefault("1.9", Study("1.9", "20240101"))
+    study.series[series.series_instance_uid] = series
+    layout.assign(i, series)
+    shape = (series.instances[0].rows, series.instances[0].columns)
+    for k in range(len(series.instances)):
+        layout.deliver_frame(series.series_instance_uid, k, frame(shape))
+
+
+def test_click_activates_double_click_maximises_and_restores(qtbot) -> None:  # type: ignore[no-untyped-def]
+    _win, grid, layout = make_grid(qtbot, 2, 2)
+    assert len(grid.widgets) == 4
+    assert all(w.isVisible() for w in grid.widgets)
+    qtbot.mouseClick(grid.widgets[3], Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
+    assert layout.active == 3
+    assert "#3daee9" in grid.frames[3].styleSheet()
+    assert "#3daee9" not in grid.frames[0].styleSheet()
+    qtbot.mouseDClick(grid.widgets[2], Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
+    assert layout.maximised == 2
+    qtbot.waitUntil(lambda: not grid.widgets[0].isVisible())
+    qtbot.waitUntil(lambda: grid.widgets[2].width() > 900)
+    qtbot.mouseDClick(grid.widgets[2], Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
+    assert layout.maximised is None
+    qtbot.waitUntil(lambda: grid.widgets[0].isVisible())
+    layout.set_preset("1x3")
+    assert len(grid.widgets) == 3
+    qtbot.waitUntil(lambda: grid.widgets[2].height() > 400)
+    layout.set_preset("3x3")
+    assert len(grid.widgets) == 9
+    grid.set_tool("length")
+    assert {w.tool for w in grid.widgets} == {"length"}
+
+
+def test_layout_menu_keys_move_the_active_viewport(qtbot) -> None:  # type: ignore[no-untyped-def]
+    win, grid, layout = make_grid(qtbot, 1, 1)
+    actions = install_layout_menu(win, win.menuBar().addMenu("View"), grid)
+    actions["2 × 2"].trigger()
+    assert (layout.rows, layout.cols) == (2, 2)
+    actions["Next viewport"].trigger()
+    actions["Viewport down"].trigger()
+    assert layout.active == 3
+    actions["Maximise/restore viewport"].trigger()
+    assert layout.maximised == 3
+    actions["Maximise/restore viewport"].trigger()
+    assert layout.maximised is None
+
+
+def test_reference_line_of_a_coronal_viewport_on_the_axial_one(qtbot) -> None:  # type: ignore[no-untyped-def]
+    _win, grid, layout = make_grid(qtbot, 1, 2)
+    axial = stack("1.1", 40, 2.5, start=(-25.6, -25.6, 0.0))
+    coronal = stack("1.2", 64, 0.8, start=(-25.6, -25.6, 97.5), orientation=CORONAL)
+    fill(layout, 0, axial)
+    fill(layout, 1, coronal)
+    layout.cells[1].state.set_slice(40)  # y = -25.6 + 40 * 0.8 = 6.4 mm
+    qtbot.waitUntil(lambda: grid.overlays[0].lines_drawn == 1)
+    (a, b) = grid.overlays[0].segments()[0]
+    ref = layout.cells[0].state.current_slice()
+    cor = layout.cells[1].state.current_slice()
+    assert ref is not None
+    assert cor is not None
+    mine = ImagePlane.from_instance(ref.instance)
+    other = ImagePlane.from_instance(cor.instance)
+    assert mine is not None
+    assert other is not None
+    seg = reference_line(mine, other)
+    assert seg is not None
+    assert seg[0][1] == pytest.approx((6.4 + 25.6) / 0.8 + 0.5)  # row of y = 6.4 mm
+    g = grid.widgets[0].view_geometry()
+    assert g is not None
+    expected = [image_to_screen(g, p) for p in seg]
+    assert (a.x(), a.y()) == pytest.approx(expected[0])
+    assert (b.x(), b.y()) == pytest.approx(expected[1])
+    assert grid.overlays[1].lines_drawn == 1  # and the axial plane cuts the coronal one
+    grid.grab().save(str(Path("/tmp") / "doctorai_grid_reference_lines.png"))
+    grid.set_reference_lines(False)
+    qtbot.waitUntil(lambda: grid.overlays[0].lines_drawn == 0)
+
+
+def test_series_opened_in_another_viewport_loads_there_once(qtbot, ct_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    first = ViewerState()
+    index = build_index([ct_dir])
+    first.add_index(index)
+    layout = Layout(2, 2, first=first)
+    runner = JobRunner(ErrorSink())
+    grid = ViewportGrid(layout, ViewportWidget(first), runner=runner)
+    qtbot.addWidget(grid)
+    grid.resize(900, 700)
+    grid.show()
+    ((_, _, series),) = list(layout.index.iter_series())
+    uid = series.series_instance_uid
+    try:
+        layout.set_active(1)
+        grid.open_series(uid)
+        state = layout.cells[1].state
+        qtbot.waitUntil(lambda: state.loaded_count == state.slice_count, timeout=LOAD_TIMEOUT_MS)
+        assert state.slice_count == 134
+        assert first.series is None  # the first viewport was not touched
+        layout.set_active(3)
+        grid.open_series(uid)  # already shown: the same frames, no second load
+        assert set(grid.controllers) == {1}
+        other = layout.cells[3].state
+        assert other.loaded_count == 134
+        assert all(a is b for a, b in zip(other.frames, state.frames, strict=True))
+        qtbot.waitUntil(lambda: grid.overlays[1].isVisible())
+        grid.grab().save("/tmp/doctorai_grid_ct.png")
+    finally:
+        assert runner.shutdown(10_000)
