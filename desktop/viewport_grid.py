@@ -2,11 +2,13 @@
 
 One ``ViewportWidget`` per cell (the window's own widget is cell 1, so every existing tool,
 overlay and heatmap keeps working there), framed; the active one is outlined. A click makes a
-viewport active, a double-click maximises it or restores the grid. Every other viewport in the
-same Frame of Reference draws where this one's current plane cuts it (reference lines,
-``core.viewer.reference_lines``). A series opened while another viewport than the first is
-active loads into that viewport with its own loader; a series already shown elsewhere is not
-decoded again (the layout hands over the same frames).
+viewport active, a double-click maximises it or restores the grid, Shift+click is the crosshair
+(every viewport of that Frame of Reference goes to the clicked point). One ``LinkGroup`` spans
+the grid; View > Layout switches its scroll, window/level and zoom/pan links. Every other
+viewport in the same Frame of Reference draws where this one's current plane cuts it
+(reference lines, ``core.viewer.reference_lines``). A series opened while another viewport
+than the first is active loads into that viewport with its own loader; a series already shown
+elsewhere is not decoded again (the layout hands over the same frames).
 """
 
 from __future__ import annotations
@@ -16,7 +18,15 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
-from PySide6.QtGui import QAction, QColor, QKeySequence, QPainter, QPaintEvent, QPen
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QKeySequence,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -29,7 +39,9 @@ from PySide6.QtWidgets import (
 )
 
 from core.viewer.layout import MAX_SIDE, PRESETS, Direction, Layout, LayoutError
+from core.viewer.linking import LinkGroup
 from core.viewer.reference_lines import ImagePlane, reference_line
+from core.viewer.state import ViewerState
 from core.viewer.transform import image_to_screen
 from desktop.viewport_widget import Tool, ViewportWidget
 
@@ -37,7 +49,7 @@ if TYPE_CHECKING:
     from desktop.controller import ViewerController
     from desktop.workers import JobRunner
 
-ACTIVE = "#3daee9"
+ACTIVE = "#3daee9"  # the active viewport's outline
 REFERENCE = QColor(255, 200, 40, 200)
 
 
@@ -121,6 +133,8 @@ class ViewportGrid(QWidget):
         self.overlays: list[ReferenceOverlay] = []
         self.controllers: dict[int, ViewerController] = {}
         self._tool: Tool = first.tool
+        # one link group over the grid, every link off until the reader switches it on
+        self.links = LinkGroup(scroll=False, window=False, zoom_pan=False)
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
@@ -154,6 +168,7 @@ class ViewportGrid(QWidget):
             self.frames.append(box)
             self.captions.append(caption)
             self.overlays.append(ReferenceOverlay(self, widget))
+            self.links.add(widget.state)
         return self.frames[i]
 
     def _rebuild(self) -> None:
@@ -168,6 +183,7 @@ class ViewportGrid(QWidget):
             ctl = self.controllers.pop(j, None)
             if ctl is not None:
                 ctl.cancel_series_load()
+            self.links.remove(widget.state)
         del self.frames[n:], self.widgets[n:], self.captions[n:], self.overlays[n:]
         for i in range(n):
             self._caption(i)
@@ -238,10 +254,27 @@ class ViewportGrid(QWidget):
             i = self.widgets.index(obj)
             if event.type() == QEvent.Type.MouseButtonPress:
                 self.model.set_active(i)
+                if (
+                    isinstance(event, QMouseEvent)
+                    and event.button() == Qt.MouseButton.LeftButton
+                    and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+                ):
+                    self.crosshair(obj, event.position())
+                    return True
             elif event.type() == QEvent.Type.MouseButtonDblClick:
                 self.model.toggle_maximise(i)
                 return True
         return False
+
+    def crosshair(self, widget: ViewportWidget, pos: QPointF) -> list[ViewerState]:
+        """Shift+click: every viewport in this one's Frame of Reference goes to the slice
+        nearest the clicked point (patient mm). Returns the viewports moved."""
+        plane = current_plane(widget)
+        at = widget.to_image(pos)
+        if plane is None or at is None:
+            return []
+        point = plane.to_patient(*at)
+        return self.links.goto_point(point, plane.frame_of_reference)
 
     def open_series(self, series_uid: str) -> None:
         """Show a series in the active viewport (the study browser's double-click)."""
@@ -322,4 +355,19 @@ def install_layout_menu(win: QWidget, menu: QMenu, grid: ViewportGrid) -> dict[s
     lines.setCheckable(True)
     lines.setChecked(grid.reference_lines)
     lines.toggled.connect(grid.set_reference_lines)
+    sub.addSeparator()
+    for text, key in (
+        ("Link scrolling", "scroll"),
+        ("Link window/level", "window"),
+        ("Link zoom/pan", "zoom_pan"),
+    ):
+        link = add(text, lambda: None)
+        link.setCheckable(True)
+        link.setChecked(bool(getattr(grid.links, key)))
+        link.toggled.connect(partial(_switch, grid.links, key))
+    add("Keep offsets as they are now", grid.links.capture_offsets)
     return actions
+
+
+def _switch(links: LinkGroup, key: str, on: bool) -> None:
+    links.set_links(**{key: on})

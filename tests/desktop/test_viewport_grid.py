@@ -151,3 +151,34 @@ def test_series_opened_in_another_viewport_loads_there_once(qtbot, ct_dir: Path)
         grid.grab().save("/tmp/doctorai_grid_ct.png")
     finally:
         assert runner.shutdown(10_000)
+
+
+def test_shift_click_crosshair_and_linked_scrolling_from_the_menu(qtbot) -> None:  # type: ignore[no-untyped-def]
+    win, grid, layout = make_grid(qtbot, 1, 2)
+    actions = install_layout_menu(win, win.menuBar().addMenu("View"), grid)
+    axial = stack("1.1", 40, 2.5, start=(-25.6, -25.6, 0.0))
+    coronal = stack("1.2", 64, 0.8, start=(-25.6, -25.6, 97.5), orientation=CORONAL)
+    fill(layout, 0, axial)
+    fill(layout, 1, coronal)
+    widget = grid.widgets[0]
+    g = widget.view_geometry()
+    assert g is not None
+    # image point (10.5, 50.5) of the axial slice: y = -25.6 + 50 * 0.8 = 14.4 mm
+    x, y = image_to_screen(g, (10.5, 50.5))
+    qtbot.mouseClick(
+        widget,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.ShiftModifier,
+        QPoint(round(x), round(y)),
+    )
+    cor = layout.cells[1].state.current_slice()
+    assert cor is not None
+    assert cor.instance.image_position is not None
+    assert abs(cor.instance.image_position[1] - 14.4) <= 0.4 + 0.8 / widget.width() * 64
+    assert widget.state.measurements == []  # the click drew nothing
+    before = layout.cells[1].state.viewport.slice_index
+    widget.state.step_slice(1)
+    assert layout.cells[1].state.viewport.slice_index == before  # scrolling not linked yet
+    actions["Link window/level"].setChecked(True)
+    widget.state.viewport.set_window(10, 20)
+    assert layout.cells[1].state.viewport.window_width == 20
