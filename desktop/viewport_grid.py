@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.viewer.hanging import Hanging, apply, apply_windows
 from core.viewer.layout import MAX_SIDE, PRESETS, Direction, Layout, LayoutError
 from core.viewer.linking import LinkGroup
 from core.viewer.reference_lines import ImagePlane, reference_line
@@ -132,6 +133,7 @@ class ViewportGrid(QWidget):
         self.captions: list[QLabel] = []
         self.overlays: list[ReferenceOverlay] = []
         self.controllers: dict[int, ViewerController] = {}
+        self.hanging: Hanging | None = None
         self._tool: Tool = first.tool
         # one link group over the grid, every link off until the reader switches it on
         self.links = LinkGroup(scroll=False, window=False, zoom_pan=False)
@@ -225,7 +227,8 @@ class ViewportGrid(QWidget):
         if series is not None:
             parts.append(series.description or series.modality)
         if cell.orientation != "acquired":
-            parts.append(cell.orientation)
+            # ViewportWidget draws acquired slices only, for now: never claim a reformat
+            parts.append(f"acquired plane ({cell.orientation} reformat not drawn yet)")
         self.captions[i].setText(" · ".join(parts))
         self._highlight()
 
@@ -276,6 +279,53 @@ class ViewportGrid(QWidget):
         point = plane.to_patient(*at)
         return self.links.goto_point(point, plane.frame_of_reference)
 
+    # --- hanging protocols -------------------------------------------------------------------
+    def show_hanging(self, hanging: Hanging) -> None:
+        """Lay out a hanging protocol's first stage and load its series (each once). Its studies
+        must be in the open index (priors from the study database are added there first)."""
+        self.hanging = hanging
+        self._show_stage()
+
+    def next_stage(self) -> None:
+        if self.hanging is not None:
+            self.hanging.next()
+            self._show_stage()
+
+    def previous_stage(self) -> None:
+        if self.hanging is not None:
+            self.hanging.previous()
+            self._show_stage()
+
+    def _show_stage(self) -> None:
+        assert self.hanging is not None
+        stage = self.hanging.current
+        apply(stage, self.model)
+        self.load_missing()
+        apply_windows(stage, self.model)  # a loader starting over resets the window
+
+    def load_missing(self) -> None:
+        """Start one load per series on screen that still misses slices (in its first cell)."""
+        started: set[str] = set()
+        for i, cell in enumerate(self.model):
+            uid, state = cell.series_uid, cell.state
+            if uid is None or uid in started or state.settled_count >= state.slice_count:
+                continue
+            started.add(uid)
+            self._controller(i).open_series(uid)
+
+    def _controller(self, i: int) -> ViewerController:
+        if i == 0 and self.first_controller is not None:
+            return self.first_controller
+        ctl = self.controllers.get(i)
+        if ctl is None:
+            from desktop.controller import ViewerController
+
+            if self.runner is None:
+                raise RuntimeError("the viewport grid was made without a job runner")
+            ctl = ViewerController(self.model.cells[i].state, self.runner, self, self.load_workers)
+            self.controllers[i] = ctl
+        return ctl
+
     def open_series(self, series_uid: str) -> None:
         """Show a series in the active viewport (the study browser's double-click)."""
         i = self.model.active
@@ -287,13 +337,7 @@ class ViewportGrid(QWidget):
         self.model.assign(i, series)
         if len(self.model.cells_showing(series_uid)) > 1 or self.runner is None:
             return  # another viewport holds it or is loading it: its slices reach this one
-        from desktop.controller import ViewerController
-
-        ctl = self.controllers.get(i)
-        if ctl is None:
-            ctl = ViewerController(self.model.cells[i].state, self.runner, self, self.load_workers)
-            self.controllers[i] = ctl
-        ctl.open_series(series_uid)
+        self._controller(i).open_series(series_uid)
 
 
 LAYOUT_KEYS: dict[str, str] = {
@@ -304,6 +348,8 @@ LAYOUT_KEYS: dict[str, str] = {
     "Viewport up": "Ctrl+Alt+Up",
     "Viewport down": "Ctrl+Alt+Down",
     "Maximise/restore viewport": "Ctrl+M",
+    "Next stage": "Ctrl+PgDown",
+    "Previous stage": "Ctrl+PgUp",
 }
 
 
@@ -350,6 +396,8 @@ def install_layout_menu(win: QWidget, menu: QMenu, grid: ViewportGrid) -> dict[s
     )
     for text, direction in moves.items():
         add(text, partial(model.move_active, direction), LAYOUT_KEYS[text])
+    add("Next stage", grid.next_stage, LAYOUT_KEYS["Next stage"])
+    add("Previous stage", grid.previous_stage, LAYOUT_KEYS["Previous stage"])
     sub.addSeparator()
     lines = add("Reference lines", lambda: None)
     lines.setCheckable(True)

@@ -336,15 +336,21 @@ def apply(stage: HungStage, layout: Layout) -> None:
     layout.set_grid(stage.rows, stage.cols)
     for i in range(len(layout)):
         view = stage.viewports[i] if i < len(stage.viewports) else None
-        series = view.series if view is not None else None
         if view is None:
             layout.assign(i, None)
-            continue
-        layout.assign(i, series, view.orientation, view.label)
+        else:
+            layout.assign(i, view.series, view.orientation, view.label)
+    apply_windows(stage, layout)
+    layout.set_active(0)
+
+
+def apply_windows(stage: HungStage, layout: Layout) -> None:
+    """The stage's window presets (again, after a loader reset a viewport's series)."""
+    for i, view in enumerate(stage.viewports[: len(layout)]):
+        series = view.series
         names = {p.name for p in presets_for(series.modality)} if series is not None else set()
         if view.window in names:
             _window_when_loaded(layout.cell(i).state, view.window)
-    layout.set_active(0)
 
 
 def _window_when_loaded(state: ViewerState, name: str) -> None:

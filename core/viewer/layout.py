@@ -95,6 +95,7 @@ class Layout:
         self._fill()
         self.active = 0
         self.maximised: int | None = None
+        self._dropped: list[Cell] = []  # cells the last grid change removed (frames to reuse)
 
     # --- grid ----------------------------------------------------------------------------
     def _new_cell(self) -> Cell:
@@ -136,13 +137,15 @@ class Layout:
     def set_grid(self, rows: int, cols: int) -> None:
         """Change the grid; cells keep their series in reading order, extra ones are dropped.
 
-        Dropped cells' states are forgotten (their frames live on where another cell shows the
-        same series). The active cell is clamped; a maximised cell outside the grid is restored.
+        Dropped cells' frames are kept until the next grid change, so a hanging stage that shows
+        their series in another cell hands the frames over instead of decoding them again.
+        The active cell is clamped; a maximised cell outside the grid is restored.
         """
         check_grid(rows, cols)
         if (rows, cols) == (self.rows, self.cols):
             return
         self.rows, self.cols = rows, cols
+        self._dropped = [c for c in self.cells[rows * cols :] if c.state.loaded_count]
         del self.cells[rows * cols :]
         self._fill()
         self.grid_changed.emit(rows, cols)
@@ -250,7 +253,7 @@ class Layout:
         self.cell_changed.emit(i)
 
     def _holder(self, series_uid: str, exclude: Cell | None = None) -> Cell | None:
-        for c in self:
+        for c in [*self.cells[: len(self)], *self._dropped]:
             if c is not exclude and c.series_uid == series_uid and c.state.loaded_count:
                 return c
         return None

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QMainWindow
+from PySide6.QtWidgets import QApplication, QMainWindow
 
 from core.imaging.index import build_index
 from core.imaging.model import Frame, Patient, Study
@@ -182,3 +182,56 @@ def test_shift_click_crosshair_and_linked_scrolling_from_the_menu(qtbot) -> None
     actions["Link window/level"].setChecked(True)
     widget.state.viewport.set_window(10, 20)
     assert layout.cells[1].state.viewport.window_width == 20
+
+
+def test_ct_with_a_prior_opens_hung_each_series_loaded_once(qtbot, ct_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    from core.viewer.hanging import hang, load_protocols
+    from desktop.theme import apply_dark_theme
+    from tests.viewer.test_hanging import prior_of
+
+    first = ViewerState()
+    first.add_index(build_index([ct_dir]))
+    (patient,) = first.index.patients.values()
+    (ct,) = patient.studies.values()
+    prior = prior_of(ct, "20100101")  # the same files under new study/series UIDs
+    patient.studies[prior.study_instance_uid] = prior
+    layout = Layout(first=first)
+    runner = JobRunner(ErrorSink())
+    win = QMainWindow()
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    apply_dark_theme(app)
+    grid = ViewportGrid(layout, ViewportWidget(first), runner=runner)
+    win.setCentralWidget(grid)
+    qtbot.addWidget(win)
+    win.resize(1200, 900)
+    win.show()
+    try:
+        grid.show_hanging(hang(ct, [prior], load_protocols()))
+        assert (layout.rows, layout.cols) == (2, 2)
+        states = [c.state for c in layout]
+        qtbot.waitUntil(
+            lambda: all(s.loaded_count == s.slice_count == 134 for s in states),
+            timeout=LOAD_TIMEOUT_MS,
+        )
+        assert len(grid.controllers) == 2  # the current CT once, the prior once
+        assert all(states[1].frames[k] is states[0].frames[k] for k in range(134))
+        assert states[3].series is not None
+        assert states[3].series.series_instance_uid.endswith(".9")
+        assert states[3].frames[0] is not states[0].frames[0]
+        assert [grid.captions[i].text().split(" · ")[0] for i in range(4)] == [
+            "Axial",
+            "Coronal",
+            "Sagittal",
+            "Prior axial",
+        ]
+        assert grid.captions[1].text().endswith("acquired plane (coronal reformat not drawn yet)")
+        qtbot.wait(50)
+        grid.grab().save("/tmp/doctorai_hanging_ct_prior.png")
+        grid.next_stage()
+        assert (layout.rows, layout.cols) == (1, 2)
+        assert layout.cells[1].state.loaded_count == 134  # handed over, not decoded again
+        grid.previous_stage()
+        assert (layout.rows, layout.cols) == (2, 2)
+    finally:
+        assert runner.shutdown(10_000)

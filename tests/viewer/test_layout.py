@@ -135,3 +135,18 @@ def test_a_slice_loaded_into_one_viewport_reaches_the_others_of_that_series() ->
     g = frame()
     layout.cells[1].state.set_frame(3, g)
     assert first.frames[3] is g
+
+
+def test_frames_of_a_dropped_viewport_are_handed_to_the_next_one_showing_its_series() -> None:
+    layout = Layout(2, 2)
+    series = stack("1.1", 5, 2.0)
+    layout.assign(3, series)
+    f = frame()
+    layout.deliver_frame("1.1", 0, f)
+    layout.set_grid(1, 2)  # viewport 4 goes, its frames wait for the next assignment
+    layout.assign(1, series)
+    assert layout.cells[1].state.frames[0] is f
+    layout.set_grid(1, 1)
+    layout.set_grid(1, 3)  # only the last grid change's cells are kept
+    layout.assign(2, series)
+    assert layout.cells[2].state.frames[0] is None
