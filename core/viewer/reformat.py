@@ -10,10 +10,11 @@ screen) and ``v`` (image +y, top to bottom) in patient mm, and the positions alo
 ``u x v`` that cover the volume, one ``Plane`` per index. Sampling is in physical space with
 SQUARE pixels (``pixel_size``: by default the finest in-plane spacing of the series), so a
 400 mm by 550 mm coronal plane is an image whose height/width ratio is 400/550. Interpolation is
-trilinear (``scipy.ndimage.map_coordinates``, order 1; benchmarks/bench_reformat.py compares it
-with a bare call). Each voxel fills its whole cell (edge values hold to half a voxel beyond the
-outer voxel centres, as on the native slices); outside the cells is the volume's lowest value
-(black on screen).
+trilinear (``core.viewer.resample``: numpy, separable for planes along the voxel axes, scipy's
+``map_coordinates`` order 1 for oblique ones when installed; benchmarks/bench_reformat.py
+compares it with a bare map_coordinates call). Each voxel fills its whole cell (edge values
+hold to half a voxel beyond the outer voxel centres, as on the native slices); outside the
+cells is the volume's lowest value (black on screen).
 
 Orientation convention (radiological, as RadiAnt, Horos, OHIF): axial seen from the feet
 (patient's right on the image's left, anterior at the top); coronal seen from the front (right
@@ -49,6 +50,7 @@ from core.imaging.index import Cancel
 from core.imaging.model import Frame, Series, SliceRef
 from core.imaging.pixels import gray_frame
 from core.imaging.volume import first_slice, load_volume, slice_refs
+from core.viewer.resample import Grid, sample_aligned, sample_general
 
 Vec = npt.NDArray[np.float64]
 Image = npt.NDArray[np.float32]
@@ -410,40 +412,28 @@ class Reformat:
             raise IndexError(f"{self.name} index {index} outside 0..{self.count - 1}")
         return index
 
-    def voxel_coordinates(self, index: int, shift_mm: float = 0.0) -> Vec:
-        """(3, rows, cols) fractional voxel indices (k, r, c) of plane ``index``'s pixels,
-        moved ``shift_mm`` along the normal: what ``map_coordinates`` samples."""
+    def grid(self, index: int, shift_mm: float = 0.0) -> Grid:
+        """Plane ``index``'s pixels as voxel coordinates (k, r, c), moved ``shift_mm`` along
+        the normal (a slab's sample planes)."""
         plane = self.plane(index)
         base = self._inverse @ (
             plane.top_left + shift_mm * self.normal - self.volume.geometry.origin
         )
         du = self._inverse @ (self.u * self.pixel_size)
         dv = self._inverse @ (self.v * self.pixel_size)
-        rows = np.arange(self.rows, dtype=np.float64)
-        cols = np.arange(self.cols, dtype=np.float64)
-        coords = np.empty((3, self.rows, self.cols), dtype=np.float64)
-        for a in range(3):
-            np.add.outer(rows * dv[a] + base[a], cols * du[a], out=coords[a])
-        return coords
+        return Grid(base, du, dv, self.rows, self.cols)
+
+    def voxel_coordinates(self, index: int, shift_mm: float = 0.0) -> Vec:
+        """(3, rows, cols) fractional voxel indices of ``grid(index, shift_mm)``'s pixels."""
+        return self.grid(index, shift_mm).coordinates()
 
     # --- images --------------------------------------------------------------------------
-    def _sample(self, coords: Vec, cval: float) -> Image:
-        """Trilinear samples; a voxel fills its whole cell (edge voxels are not faded into
-        the background within half a voxel of the edge), beyond the cells: ``cval``."""
-        from scipy import ndimage
-
-        out = np.empty(coords.shape[1:], dtype=np.float32)
-        ndimage.map_coordinates(self.volume.values, coords, output=out, order=1, mode="nearest")
-        # coordinates are affine in (row, col): the image corners bound them all
-        corners = coords[:, [0, 0, -1, -1], [0, -1, 0, -1]]
-        limits = np.asarray(self.volume.values.shape, dtype=np.float64)[:, None] - 0.5
-        if np.any(corners < -0.5 - 1e-9) or np.any(corners > limits + 1e-9):
-            outside = np.zeros(out.shape, dtype=bool)
-            for a in range(3):
-                outside |= coords[a] < -0.5
-                outside |= coords[a] > limits[a, 0]
-            out[outside] = np.float32(cval)
-        return out
+    def _sample(self, grid: Grid, cval: float) -> Image:
+        """Trilinear samples (``core.viewer.resample``: separable when the plane runs along
+        the voxel axes); a voxel fills its cell, beyond the cells: ``cval``."""
+        if grid.aligned_axes() is not None:
+            return sample_aligned(self.volume.values, grid, cval)
+        return sample_general(self.volume.values, grid, cval)
 
     def slab_offsets(self, slab: Slab) -> list[float]:
         """Sample offsets (mm) of a slab: one plane step apart, within half the thickness."""
@@ -460,7 +450,7 @@ class Reformat:
             return cached
         background = self.volume.background
         if slab is None:
-            out = self._sample(self.voxel_coordinates(i), background)
+            out = self._sample(self.grid(i), background)
         else:
             out = self._slab(i, slab, background)
         out.flags.writeable = False
@@ -468,13 +458,10 @@ class Reformat:
         return out
 
     def _slab(self, index: int, slab: Slab, background: float) -> Image:
-        base = self.voxel_coordinates(index)
-        dn = self._inverse @ self.normal
         cval = math.inf if slab.kind == "minip" else background
         out: Image | None = None
         for offset in self.slab_offsets(slab):
-            coords = base + (dn * offset)[:, None, None]
-            sample = self._sample(coords, cval)
+            sample = self._sample(self.grid(index, offset), cval)
             if out is None:
                 out = sample
             elif slab.kind == "mip":
