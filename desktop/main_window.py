@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
     from desktop.pacs_panel import PacsGui
     from desktop.seg_overlay import ResultsObjectsPanel
     from desktop.session_lock import InactivityLock
+    from desktop.study_list import StudyListPanel
     from desktop.sync_status import SyncStatusWidget
     from desktop.sync_worker import SyncController
 
@@ -52,6 +53,9 @@ Area = Qt.DockWidgetArea
 
 
 class MainWindow(QMainWindow):
+    #: a file dialog ended in this folder (the study list keeps it per user, desktop.study_list)
+    dialog_folder_chosen = Signal(str)
+
     def __init__(
         self,
         state: ViewerState | None = None,
@@ -85,6 +89,8 @@ class MainWindow(QMainWindow):
         self.seg_panel: ResultsObjectsPanel | None = None
         self.sync: SyncController | None = None
         self.sync_status_widget: SyncStatusWidget | None = None
+        self.study_list: StudyListPanel | None = None  # with a profile (desktop.study_list)
+        self.dialog_folder = ""  # where the next file dialog starts
 
         self.viewport = ViewportWidget(self.state)
         self.slider = QSlider(Qt.Orientation.Horizontal)
@@ -149,6 +155,9 @@ class MainWindow(QMainWindow):
         self.session_lock = InactivityLock(self, ws, check_ms=lock_check_ms)
         self.session_lock.signed_out.connect(self._on_signed_out)
         self.audit_hooks = AuditHooks(self, ws, menu=self.session_lock.menu)
+        from desktop.study_list import install_study_list
+
+        self.study_list = install_study_list(self, ws)  # the local study database, priors
         user = ws.session.user
         for name in ("Open files…", "Open folder…", "Open zip…"):  # disabled, saying who may
             gate_action(self.actions_by_name[name], user, Permission.LOAD)
@@ -300,17 +309,33 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.cancel_button.hide()
 
+    def _dialog_ended(self, folder: str) -> None:
+        if folder:
+            self.dialog_folder = folder
+            self.dialog_folder_chosen.emit(folder)
+
     def open_files_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open DICOM or image files")
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Open DICOM or image files", self.dialog_folder
+        )
+        if files:
+            self._dialog_ended(str(Path(files[0]).parent))
         self.open_paths(files)
 
     def open_folder_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open a folder (searched recursively)")
+        folder = QFileDialog.getExistingDirectory(
+            self, "Open a folder (searched recursively)", self.dialog_folder
+        )
         if folder:
+            self._dialog_ended(str(Path(folder).parent))
             self.open_paths([folder])
 
     def open_zip_dialog(self) -> None:
-        files, _ = QFileDialog.getOpenFileNames(self, "Open zip archives", "", "Zip (*.zip)")
+        files, _ = QFileDialog.getOpenFileNames(
+            self, "Open zip archives", self.dialog_folder, "Zip (*.zip)"
+        )
+        if files:
+            self._dialog_ended(str(Path(files[0]).parent))
         self.open_paths(files)
 
     # --- drag and drop, shutdown ------------------------------------------------------------

@@ -436,3 +436,12 @@ def open_paths(entry: StudyEntry) -> list[str]:
     else:
         why = f"its files are gone (first was '{entry.location[0]}')"
     raise StudyUnavailable(f"cannot open study '{entry.study_uid}': {why}")
+
+
+def issuer_of(study: Study) -> str:
+    """The Issuer of Patient ID of a study as indexed (read from its first DICOM header)."""
+    for s in study.series.values():
+        first = next((i.path for i in s.instances if not i.is_plain_image), None)
+        if first:
+            return _header_tags(first)[0]
+    return ""

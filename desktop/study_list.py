@@ -1,0 +1,455 @@
+"""The study list: every study opened or retrieved on this workstation (the local study
+database), searchable, and the priors of the study on screen.
+
+A view over core.app.studies: every read and write is a ``JobRunner`` job (SQL never runs on the
+GUI thread) and every list shown is an audited Query. "Recent" (the studies opened last) is the
+default view; typing searches name, Patient ID and accession; double-click (or Enter) opens a
+study through the window's own open path. The priors list under it is asked for whenever a
+series of another study comes on screen: the local database and each configured PACS node
+(QIDO-RS), matched by Patient ID and issuer. A prior here opens at once; one only on a PACS is
+retrieved in the background into the encrypted cache, recorded, then opened on request.
+
+With hide-PHI on, names, IDs, accession numbers and dates are blanked, as in the study browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDockWidget,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.app.studies import (
+    PriorsFound,
+    find_priors,
+    last_folder,
+    list_studies,
+    mark_retrieved,
+    pacs_searchers,
+    remember_folder,
+    study_paths,
+)
+from core.imaging.model import Patient, Series, Study
+from core.studies.catalogue import StudyEntry, StudySearch
+from core.studies.priors import PatientKey, Prior
+from core.viewer.overlay import format_dicom_date
+from desktop.workers import Job, JobContext
+
+if TYPE_CHECKING:
+    from core.app.workstation import Workstation
+    from core.imaging.model import StudyIndex
+    from desktop.main_window import MainWindow
+
+UID_ROLE = Qt.ItemDataRole.UserRole
+COLUMNS = ("Name", "Patient ID", "Accession", "Date", "Modality", "Description", "Source",
+           "Last opened")  # fmt: skip
+PRIOR_COLUMNS = ("Date", "Modality", "Description", "Images", "Source")
+SEARCH_DELAY_MS = 300
+
+
+# --- jobs (worker threads) ------------------------------------------------------------------
+def list_job(ctx: JobContext, ws: Workstation, query: StudySearch) -> list[StudyEntry]:
+    return list_studies(ws, query)
+
+
+def paths_job(ctx: JobContext, ws: Workstation, study_uid: str) -> list[str]:
+    return study_paths(ws, study_uid)
+
+
+def priors_job(
+    ctx: JobContext, ws: Workstation, patient: Patient, study: Study, with_pacs: bool
+) -> PriorsFound:
+    """The key from the study's own header (the issuer is not in the index), then local and
+    PACS priors; a PACS configuration problem is reported with the local priors."""
+    from core.config import ConfigError
+    from core.pacs.errors import PacsError
+    from core.studies.catalogue import issuer_of
+    from desktop.pacs_dialog import current_settings
+
+    key = PatientKey.of(patient.patient_id, issuer_of(study))
+    problems: list[str] = []
+    clients: list[Any] = []
+    if with_pacs:
+        try:
+            clients = list(pacs_searchers(ws, current_settings()))
+        except (ConfigError, PacsError) as exc:
+            problems.append(str(exc))
+    found = find_priors(ws, study.study_instance_uid, clients, key, lambda: ctx.cancelled)
+    found.problems[:0] = problems
+    return found
+
+
+def retrieve_prior_job(
+    ctx: JobContext, ws: Workstation, node: str, study_uid: str, cache: Any
+) -> int:
+    """Retrieve a prior from ``node`` into the cache (each step audited by the PACS layer),
+    then record it in the study database under that node. Returns the instances retrieved."""
+    from core.app.access import index_read
+    from core.imaging.index import build_index
+    from core.pacs.retrieve import retrieve_study
+    from desktop.pacs_dialog import current_settings
+
+    (client,) = pacs_searchers(ws, current_settings(), [node])
+    results = retrieve_study(client, cache, study_uid, cancel=ctx.cancel_event)  # type: ignore[arg-type]
+    paths = [str(p) for r in results for p in r.paths]
+    if ctx.cancelled or not paths:
+        return 0
+    index_read(ws, build_index(paths), action="retrieve-prior", node=node)
+    mark_retrieved(ws, study_uid, node)
+    return len(paths)
+
+
+def folder_job(ctx: JobContext, ws: Workstation, folder: str | None) -> str:
+    if folder is not None:
+        remember_folder(ws, folder)
+        return folder
+    return last_folder(ws)
+
+
+def refresh_job(ctx: JobContext, ws: Workstation, index: StudyIndex) -> int:
+    from core.app.access import refresh_studies
+
+    return refresh_studies(ws, index)
+
+
+# --- the panel --------------------------------------------------------------------------------
+def _item(text: str, uid: str = "") -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setToolTip(text)
+    if uid:
+        item.setData(UID_ROLE, uid)
+    return item
+
+
+def _table(headers: Sequence[str]) -> QTableWidget:
+    table = QTableWidget(0, len(headers))
+    table.setHorizontalHeaderLabels(list(headers))
+    table.verticalHeader().setVisible(False)
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+    table.setWordWrap(False)
+    table.setAlternatingRowColors(True)
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    header.setStretchLastSection(True)
+    return table
+
+
+class StudyListPanel(QWidget):
+    """Search box, the study table, and the priors of the current study."""
+
+    def __init__(self, window: MainWindow, ws: Workstation) -> None:
+        super().__init__()
+        self.setObjectName("studyList")
+        self.window_, self.ws = window, ws
+        self.entries: list[StudyEntry] = []
+        self.priors: list[Prior] = []
+        self.priors_for = ""  # the study whose priors are listed (or being asked for)
+        self.list_job: Job | None = None
+        self.priors_job: Job | None = None
+        self.retrieve_jobs: list[Job] = []
+        self.with_pacs = True
+        self._pending_recent = False
+        self.folders: DialogFolders | None = None
+        self._opening: tuple[str, Job] | None = None
+        self.dock: QDockWidget | None = None
+
+        self.search = QLineEdit(placeholderText="Search name, Patient ID or accession")
+        self.search.setClearButtonEnabled(True)
+        self.recent_button = QPushButton("Recent")
+        self.recent_button.setToolTip("The studies opened last on this workstation")
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.table = _table(COLUMNS)
+        self.priors_label = QLabel("Priors: open a study")
+        self.priors_table = _table(PRIOR_COLUMNS)
+        self.open_prior_button = QPushButton("Open")
+        self.retrieve_prior_button = QPushButton("Retrieve")
+        self.retrieve_prior_button.setToolTip("Retrieve the prior from PACS in the background")
+
+        row = QHBoxLayout()
+        row.addWidget(self.search, 1)
+        row.addWidget(self.recent_button)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.open_prior_button)
+        buttons.addWidget(self.retrieve_prior_button)
+        col = QVBoxLayout(self)
+        col.setContentsMargins(2, 2, 2, 2)
+        col.addLayout(row)
+        col.addWidget(self.table, 3)
+        col.addWidget(self.status)
+        col.addWidget(self.priors_label)
+        col.addWidget(self.priors_table, 2)
+        col.addLayout(buttons)
+
+        self._search_timer = QTimer(self, singleShot=True, interval=SEARCH_DELAY_MS)
+        self._search_timer.timeout.connect(self.refresh)
+        self.search.textChanged.connect(lambda _t: self._search_timer.start())
+        self.search.returnPressed.connect(self.refresh)
+        self.recent_button.clicked.connect(self.show_recent)
+        self.table.itemActivated.connect(lambda item: self.open_row(item.row()))
+        self.table.itemDoubleClicked.connect(lambda item: self.open_row(item.row()))
+        self.priors_table.itemDoubleClicked.connect(lambda item: self.open_or_retrieve(item.row()))
+        self.priors_table.itemSelectionChanged.connect(self._update_prior_buttons)
+        self.open_prior_button.clicked.connect(lambda: self.open_or_retrieve(self._prior_row()))
+        self.retrieve_prior_button.clicked.connect(lambda: self.retrieve_prior(self._prior_row()))
+        state = window.state
+        state.series_changed.connect(self._on_series_changed)
+        state.hide_phi_changed.connect(lambda _h: self._show_entries(self.entries))
+        window.controller.index_loaded.connect(self._on_index_loaded)
+        self._update_prior_buttons()
+
+    # --- the list ------------------------------------------------------------------------
+    def query(self) -> StudySearch:
+        return StudySearch(text=self.search.text().strip())
+
+    def show_recent(self) -> Job | None:
+        self.search.blockSignals(True)
+        self.search.clear()
+        self.search.blockSignals(False)
+        return self.refresh()
+
+    def refresh(self) -> Job | None:
+        """List again (recent, or what the search box asks) in a job."""
+        self._search_timer.stop()
+        if self.window_.runner.closed:
+            return None
+        if self.list_job is not None and not self.list_job.done:
+            self.list_job.cancel()
+        query = self.query()
+        self.status.setText("Searching…" if query.keys() else "Reading the recent studies…")
+        self.list_job = self.window_.runner.start(
+            "study list", list_job, self.ws, query,
+            on_result=self._show_entries, on_error=self._list_failed,
+        )  # fmt: skip
+        return self.list_job
+
+    def _show_entries(self, entries: list[StudyEntry]) -> None:
+        self.entries = entries
+        hide = self.window_.state.hide_phi
+        self.table.setRowCount(0)
+        for row, e in enumerate(entries):
+            self.table.insertRow(row)
+            name = f"Patient {row + 1}" if hide else e.display_name or "(no name)"
+            cells = (
+                name,
+                "" if hide else e.patient_id,
+                "" if hide else e.accession,
+                "" if hide else format_dicom_date(e.study_date),
+                "/".join(e.modalities),
+                e.description,
+                e.source,
+                "" if hide else e.last_opened[:16].replace("T", " "),
+            )
+            for col, text in enumerate(cells):
+                self.table.setItem(row, col, _item(text, e.study_uid))
+        self.table.resizeColumnsToContents()
+        what = "matching" if self.query().keys() else "opened recently"
+        n = len(entries)
+        self.status.setText(f"{n} stud{'y' if n == 1 else 'ies'} {what}")
+
+    def _list_failed(self, exc: BaseException) -> None:
+        self.status.setText(f"Cannot list studies: {exc}")
+
+    def open_row(self, row: int) -> Job | None:
+        """Open the study of ``row`` through the window's open path (its files indexed)."""
+        if not 0 <= row < len(self.entries) or self.window_.runner.closed:
+            return None
+        entry = self.entries[row]
+        busy = self._opening
+        if busy is not None and not busy[1].done and busy[0] == entry.study_uid:
+            return busy[1]  # a double click also activates the row: open it once
+        self.status.setText("Opening the study…")
+        job = self.window_.runner.start(
+            "open study", paths_job, self.ws, entry.study_uid,
+            on_result=self._open_paths, on_error=self._open_failed,
+        )  # fmt: skip
+        self._opening = (entry.study_uid, job)
+        return job
+
+    def _open_paths(self, paths: list[str]) -> None:
+        self.status.setText(f"Opening {len(paths)} file(s)…")
+        self.window_.open_paths(paths)
+
+    def _open_failed(self, exc: BaseException) -> None:
+        self.status.setText(str(exc))
+        self.window_.statusBar().showMessage(str(exc), 10_000)
+
+    # --- reactions to the viewer ------------------------------------------------------------
+    def _on_series_changed(self, series: Series | None) -> None:
+        ctx = self.window_.state.context()
+        if series is None or ctx is None:
+            return
+        patient, study = ctx
+        if study.study_instance_uid != self.priors_for:
+            self._pending_recent = True
+            self.ask_priors(patient, study)
+
+    def on_audited(self) -> None:
+        """An access event was written: the recent list may have changed."""
+        if self._pending_recent and not self.query().keys():
+            self._pending_recent = False
+            self.refresh()
+
+    def _on_index_loaded(self, index: StudyIndex) -> None:
+        if not self.window_.runner.closed:
+            self.window_.runner.start(
+                "study database refresh", refresh_job, self.ws, index,
+                on_error=lambda exc: self.status.setText(f"Study database not updated: {exc}"),
+            )  # fmt: skip
+
+    # --- priors ---------------------------------------------------------------------------
+    def ask_priors(self, patient: Patient, study: Study) -> Job | None:
+        if self.window_.runner.closed:
+            return None
+        if self.priors_job is not None and not self.priors_job.done:
+            self.priors_job.cancel()
+        self.priors_for = study.study_instance_uid
+        self.priors = []
+        self.priors_table.setRowCount(0)
+        self.priors_label.setText("Priors: searching…")
+        self.priors_job = self.window_.runner.start(
+            "priors", priors_job, self.ws, patient, study, self.with_pacs,
+            on_result=self._show_priors, on_error=self._priors_failed,
+        )  # fmt: skip
+        return self.priors_job
+
+    def _show_priors(self, found: PriorsFound) -> None:
+        if found.study_uid != self.priors_for:
+            return
+        self.priors = found.priors
+        hide = self.window_.state.hide_phi
+        self.priors_table.setRowCount(0)
+        for row, p in enumerate(found.priors):
+            self.priors_table.insertRow(row)
+            where = "here" if p.local is not None else p.source
+            if p.local is not None and p.nodes:
+                where += f" + {', '.join(p.nodes)}"
+            cells = (
+                "" if hide else format_dicom_date(p.study_date),
+                "/".join(p.modalities),
+                p.description,
+                "?" if p.n_instances is None else str(p.n_instances),
+                where,
+            )
+            for col, text in enumerate(cells):
+                self.priors_table.setItem(row, col, _item(text, p.study_uid))
+        self.priors_table.resizeColumnsToContents()
+        n = len(found.priors)
+        text = f"Priors: {n} other stud{'y' if n == 1 else 'ies'} of this patient"
+        if found.problems:
+            text += " - not asked: " + "; ".join(found.problems)
+        self.priors_label.setText(text)
+        self._update_prior_buttons()
+
+    def _priors_failed(self, exc: BaseException) -> None:
+        self.priors_label.setText(f"Priors: {exc}")
+
+    def _prior_row(self) -> int:
+        rows = self.priors_table.selectionModel().selectedRows()
+        return rows[0].row() if rows else -1
+
+    def _update_prior_buttons(self) -> None:
+        row = self._prior_row()
+        prior = self.priors[row] if 0 <= row < len(self.priors) else None
+        self.open_prior_button.setEnabled(prior is not None and prior.local is not None)
+        self.retrieve_prior_button.setEnabled(prior is not None and prior.retrievable)
+
+    def open_or_retrieve(self, row: int) -> Job | None:
+        """A prior here opens; one only on a PACS is retrieved first."""
+        if not 0 <= row < len(self.priors):
+            return None
+        prior = self.priors[row]
+        if prior.local is None:
+            return self.retrieve_prior(row)
+        self.priors_label.setText("Opening the prior…")
+        return self.window_.runner.start(
+            "open prior", paths_job, self.ws, prior.study_uid,
+            on_result=self._open_paths, on_error=self._open_failed,
+        )  # fmt: skip
+
+    def retrieve_prior(self, row: int) -> Job | None:
+        if not 0 <= row < len(self.priors) or not self.priors[row].nodes:
+            return None
+        prior, cache = self.priors[row], self._cache()
+        if cache is None:
+            self.priors_label.setText("Priors: no PACS cache (File > Search PACS is not set up)")
+            return None
+        node = prior.nodes[0]
+        self.priors_label.setText(f"Retrieving the prior from '{node}' in the background…")
+        job = self.window_.runner.start(
+            "retrieve prior", retrieve_prior_job, self.ws, node, prior.study_uid, cache,
+            on_result=lambda n: self._retrieved(prior, node, n),
+            on_error=lambda exc: self.priors_label.setText(f"Retrieve failed: {exc}"),
+            on_finished=lambda j: self.retrieve_jobs.remove(j) if j in self.retrieve_jobs else None,
+        )  # fmt: skip
+        self.retrieve_jobs.append(job)
+        return job
+
+    def _cache(self) -> Any:
+        pacs = self.window_.pacs
+        if pacs is not None:
+            return pacs.cache
+        from core.pacs.cache import PacsCache
+        from desktop.pacs_dialog import current_settings
+
+        return PacsCache.from_settings(current_settings())
+
+    def _retrieved(self, prior: Prior, node: str, count: int) -> None:
+        self.window_.statusBar().showMessage(
+            f"Prior of {format_dicom_date(prior.study_date)} retrieved from '{node}' "
+            f"({count} instance(s)); it is in the study list",
+            10_000,
+        )
+        ctx = self.window_.state.context()
+        if ctx is not None:  # list again: the prior is now here
+            self.ask_priors(*ctx)
+        self.refresh()
+
+
+class DialogFolders(QObject):
+    """File dialogs start where the user's last one ended: the folder is read and saved in
+    jobs, in the encrypted store (a folder's name often carries a patient's name)."""
+
+    def __init__(self, window: MainWindow, ws: Workstation) -> None:
+        super().__init__(window)
+        self.window_, self.ws = window, ws
+        window.dialog_folder_chosen.connect(self.save)
+        window.runner.start("last folder", folder_job, ws, None, on_result=self._loaded)
+
+    def _loaded(self, folder: str) -> None:
+        if folder and not self.window_.dialog_folder:
+            self.window_.dialog_folder = folder
+
+    def save(self, folder: str) -> None:
+        if not self.window_.runner.closed:
+            self.window_.runner.start("remember folder", folder_job, self.ws, folder)
+
+
+def install_study_list(window: MainWindow, ws: Workstation) -> StudyListPanel:
+    """The "Study list" dock, tabbed with the study browser, showing the recent studies."""
+    panel = StudyListPanel(window, ws)
+    dock = window.add_panel(panel, Qt.DockWidgetArea.LeftDockWidgetArea, "Study list")
+    window.tabifyDockWidget(window.browser_dock, dock)
+    window.browser_dock.raise_()
+    if window.audit_hooks is not None:
+        window.audit_hooks.audited.connect(panel.on_audited)
+    panel.folders = DialogFolders(window, ws)
+    panel.dock = dock
+    panel.refresh()
+    return panel
