@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from psygnal import Signal
 
-from core.viewer.reference_lines import ImagePlane, nearest_slice, same_frame, stack_planes
+from core.viewer.reference_lines import ImagePlane, PlaneStack, same_frame, stack_planes
 from core.viewer.state import ViewerState
 
 PlaneSource = Callable[[ViewerState], Sequence[ImagePlane | None]]
@@ -52,14 +52,14 @@ class _Cache:
 
     def __init__(self, source: PlaneSource) -> None:
         self.source = source
-        self._memo: dict[int, tuple[tuple[str, int, int], Sequence[ImagePlane | None]]] = {}
+        self._memo: dict[int, tuple[tuple[str, int, int], PlaneStack]] = {}
 
-    def get(self, state: ViewerState) -> Sequence[ImagePlane | None]:
+    def get(self, state: ViewerState) -> PlaneStack:
         uid = state.series.series_instance_uid if state.series is not None else ""
         key = (uid, len(state.slices), id(state.slices))
         hit = self._memo.get(id(state))
         if hit is None or hit[0] != key:
-            hit = (key, self.source(state))
+            hit = (key, PlaneStack(self.source(state)))
             self._memo[id(state)] = hit
         return hit[1]
 
@@ -137,7 +137,7 @@ class LinkGroup:
         self.changed.emit()
 
     # --- geometry ------------------------------------------------------------------------
-    def planes(self, state: ViewerState) -> Sequence[ImagePlane | None]:
+    def planes(self, state: ViewerState) -> PlaneStack:
         return self._planes.get(state)
 
     def current_plane(self, state: ViewerState) -> ImagePlane | None:
@@ -155,14 +155,14 @@ class LinkGroup:
     def _position_target(self, src: Member, dst: Member) -> int | None:
         plane = self.current_plane(src.state)
         planes = self.planes(dst.state)
-        ref = next((p for p in planes if p is not None), None)
+        ref = planes.first()
         if plane is None or ref is None:
             return None
         n = ref.normal
         sign = 1.0 if float(plane.normal @ n) >= 0 else -1.0
         # where the source would be without its offset, then where the target wants to be
         point = plane.centre - src.offset_mm * sign * n + dst.offset_mm * n
-        return nearest_slice(planes, point)
+        return planes.nearest(point)
 
     def _index_target(self, src: Member, dst: Member) -> int:
         return src.state.viewport.slice_index - src.offset_slices + dst.offset_slices
@@ -261,12 +261,12 @@ class LinkGroup:
         try:
             for m in self.members:
                 planes = self.planes(m.state)
-                ref = next((p for p in planes if p is not None), None)
+                ref = planes.first()
                 if ref is None or not frame_of_reference:
                     continue
                 if ref.frame_of_reference != frame_of_reference:
                     continue
-                j = nearest_slice(planes, np.asarray(point, dtype=np.float64))
+                j = planes.nearest(np.asarray(point, dtype=np.float64))
                 if j is not None:
                     m.state.set_slice(j)
                     moved.append(m.state)

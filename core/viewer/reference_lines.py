@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
@@ -49,9 +50,12 @@ class ImagePlane:
     size: tuple[int, int]
     frame_of_reference: str = ""
 
-    @property
+    @cached_property
     def normal(self) -> Vec:
-        n: Vec = np.cross(np.asarray(self.row_dir), np.asarray(self.col_dir))
+        r, c = self.row_dir, self.col_dir
+        n = np.array(
+            [r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]]
+        )
         return n / float(np.linalg.norm(n))
 
     def to_patient(self, x: float, y: float) -> Vec:
@@ -216,16 +220,39 @@ def reference_line(target: ImagePlane, other: ImagePlane) -> Segment | None:
     return _clip(p, d, float(cols), float(rows))
 
 
+class PlaneStack:
+    """A stack's planes with their origins and normals as arrays: the nearest slice to a point
+    is one vectorised step (scrolling linked viewports asks it on every wheel notch)."""
+
+    def __init__(self, planes: Sequence[ImagePlane | None]) -> None:
+        self.planes = list(planes)
+        self.known = np.array([i for i, p in enumerate(self.planes) if p is not None], dtype=int)
+        known = [p for p in self.planes if p is not None]
+        self.origins = np.array([p.origin for p in known], dtype=np.float64).reshape(-1, 3)
+        self.normals = np.array([p.normal for p in known], dtype=np.float64).reshape(-1, 3)
+
+    def __len__(self) -> int:
+        return len(self.planes)
+
+    def __getitem__(self, i: int) -> ImagePlane | None:
+        return self.planes[i]
+
+    def first(self) -> ImagePlane | None:
+        return next((p for p in self.planes if p is not None), None)
+
+    def nearest(self, point: Sequence[float] | Vec) -> int | None:
+        """The index of the slice whose plane is nearest ``point`` (None without geometry)."""
+        if not len(self.known):
+            return None
+        p = np.asarray(point, dtype=np.float64)
+        d = np.abs(np.einsum("ij,ij->i", self.origins - p, self.normals))
+        return int(self.known[int(np.argmin(d))])
+
+
 def nearest_slice(planes: Sequence[ImagePlane | None], point: Sequence[float] | Vec) -> int | None:
     """The index of the slice whose plane is nearest ``point`` (None without geometry)."""
-    best: tuple[float, int] | None = None
-    for i, plane in enumerate(planes):
-        if plane is None:
-            continue
-        d = abs(plane.distance(point))
-        if best is None or d < best[0]:
-            best = (d, i)
-    return None if best is None else best[1]
+    stack = planes if isinstance(planes, PlaneStack) else PlaneStack(planes)
+    return stack.nearest(point)
 
 
 def first_last_lines(target: ImagePlane, planes: Sequence[ImagePlane | None]) -> list[Segment]:
