@@ -101,3 +101,17 @@ def test_rotating_the_crosshair_gives_the_oblique_plane_in_between() -> None:
     assert view.plane().u == pytest.approx(rotated((0.0, 1.0, 0.0), (0, 0, 1), -45.0))
     with pytest.raises(ValueError, match="no direction"):
         view.rotate((0.0, 0.0, 0.0), 10.0)
+
+
+def test_every_view_of_a_series_gets_the_one_shared_volume() -> None:
+    from core.viewer.mpr import SharedVolumes
+
+    refs = slices()
+    frames: list[Frame | None] = [Frame(values=np.ones((8, 10), np.float32)) for _ in refs]
+    series = Series("1.2.840.99", modality="CT", instances=[r.instance for r in refs])
+    shared = SharedVolumes()
+    views = [MprView(shared.get(series, refs, frames), p) for p in ("axial", "coronal")]
+    assert views[0].volume is views[1].volume
+    assert shared.nbytes == 12 * 8 * 10 * 4  # one copy
+    shared.drop("1.2.840.99")
+    assert "1.2.840.99" not in shared
