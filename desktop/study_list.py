@@ -259,8 +259,11 @@ class StudyListPanel(QWidget):
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, _item(text, e.study_uid))
         self.table.resizeColumnsToContents()
-        what = "matching" if self.query().keys() else "opened recently"
-        n = len(entries)
+        self._show_count()
+
+    def _show_count(self) -> None:
+        what = "matching" if self.query().keys() else "opened or retrieved recently"
+        n = len(self.entries)
         self.status.setText(f"{n} stud{'y' if n == 1 else 'ies'} {what}")
 
     def _list_failed(self, exc: BaseException) -> None:
@@ -296,6 +299,8 @@ class StudyListPanel(QWidget):
         if series is None or ctx is None:
             return
         patient, study = ctx
+        if self.status.text().startswith("Opening"):
+            self._show_count()
         if study.study_instance_uid != self.priors_for:
             self._pending_recent = True
             self.ask_priors(patient, study)

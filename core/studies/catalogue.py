@@ -405,11 +405,13 @@ def _escape(text: str) -> str:
 
 
 def recent(conn: Connection, n: int = 50) -> list[StudyEntry]:
-    """The ``n`` studies opened last, most recent first."""
+    """The ``n`` studies opened or retrieved from a PACS last, most recent first (a study only
+    indexed, e.g. by ``doctorai inspect`` of a whole disk, is found by searching)."""
+    used = func.coalesce(studies.c.last_opened, studies.c.first_seen)
     stmt = (
         select(studies)
-        .where(studies.c.last_opened.is_not(None))
-        .order_by(studies.c.last_opened.desc(), studies.c.study_uid)
+        .where(or_(studies.c.last_opened.is_not(None), studies.c.source.like("pacs%")))
+        .order_by(used.desc(), studies.c.study_uid)
         .limit(max(1, n))
     )
     return [_entry(r) for r in conn.execute(stmt).all()]

@@ -4,14 +4,17 @@ the study on screen are listed and open; file dialogs start where the last one e
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 
 from core.app.workstation import Workstation
 from core.audit.vocabulary import EventType
-from core.config import SecuritySettings
+from core.config import PacsNode, SecuritySettings, Settings, pin_settings
 from tests.desktop.workstation.helpers import PASSWORD, add_users
+from tests.pacs.orthanc import OrthancServer, orthanc_server, unavailable_reason
 from tests.studies.helpers import make_study
 
 TIMEOUT_MS = 60_000
@@ -123,3 +126,65 @@ def test_file_dialogs_start_where_the_last_one_ended(
     assert win.shutdown(10_000)
     win2 = open_window(ws)
     qtbot.waitUntil(lambda: win2.dialog_folder == str(tmp_path), timeout=TIMEOUT_MS)
+
+
+@pytest.fixture(scope="module")
+def orthanc() -> Iterator[OrthancServer]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with orthanc_server() as server:
+        yield server
+
+
+def test_a_prior_on_the_pacs_is_listed_retrieved_in_the_background_and_opened(
+    qtbot, ws: Workstation, open_window, tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    current = make_study(tmp_path / "now", patient_id="R5", issuer="HOSP-A", date="20240505")
+    prior = make_study(
+        tmp_path / "pacs-prior", patient_id="R5", issuer="HOSP-A", date="20210909",
+        description="CT ABDOMEN",
+    )  # fmt: skip
+    other = make_study(tmp_path / "wrong", patient_id="R5", issuer="HOSP-Z", date="20220202")
+    for folder in ("pacs-prior", "wrong"):
+        orthanc.upload(sorted((tmp_path / folder).glob("*.dcm")))
+    add_users(ws)
+    ws.session.login("rad", PASSWORD)
+    pin_settings(Settings(pacs=[PacsNode(name="orthanc", url=orthanc.dicomweb)]))
+    try:
+        win = open_window(ws)
+        panel = win.study_list
+        _open_and_wait(qtbot, win, tmp_path / "now")
+        assert _study_on_screen(win) == current
+        qtbot.waitUntil(lambda: panel.priors_table.rowCount() == 1, timeout=TIMEOUT_MS)
+        assert panel.priors_table.item(0, 0).data(Qt.ItemDataRole.UserRole) == prior
+        assert panel.priors_table.item(0, 4).text() == "pacs:orthanc"
+        assert other not in [p.study_uid for p in panel.priors]  # another issuer
+        panel.priors_table.selectRow(0)
+        assert panel.retrieve_prior_button.isEnabled()
+        assert not panel.open_prior_button.isEnabled()  # not here yet
+        qtbot.mouseClick(panel.retrieve_prior_button, Qt.MouseButton.LeftButton)
+        assert _study_on_screen(win) == current  # retrieved in the background: the view stays
+        qtbot.waitUntil(
+            lambda: (
+                panel.priors_table.rowCount() == 1
+                and panel.priors_table.item(0, 4).text() == "here + orthanc"
+            ),
+            timeout=TIMEOUT_MS,
+        )
+        assert _study_on_screen(win) == current
+        qtbot.waitUntil(lambda: prior in _listed(panel), timeout=TIMEOUT_MS)
+        row = _listed(panel).index(prior)
+        assert panel.table.item(row, 6).text() == "pacs:orthanc"
+        panel.priors_table.selectRow(0)
+        qtbot.mouseClick(panel.open_prior_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: _study_on_screen(win) == prior, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: not win.controller.indexing, timeout=TIMEOUT_MS)
+        assert win.state.slice_count == 3
+        panel.grab().save(str(tmp_path / "priors.png"))
+        win.audit_hooks.flush()
+        types = [e.event_type for e in ws.audit.iter_events(user="rad")]
+        assert EventType.BEGIN_TRANSFERRING in types
+        assert EventType.INSTANCES_TRANSFERRED in types
+    finally:
+        pin_settings(None)
