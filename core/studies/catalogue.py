@@ -226,6 +226,9 @@ def upsert(conn: Connection, entry: StudyEntry, *, opened: bool, at: str | None 
     }
     if row is None:
         values.update(
+            modalities="\\".join(entry.modalities),
+            n_series=entry.n_series,
+            n_instances=entry.n_instances,
             study_uid=entry.study_uid,
             source=entry.source,
             location=json.dumps(list(entry.location)),
@@ -276,6 +279,8 @@ def _recount(conn: Connection, study_uid: str) -> None:
             series_table.c.study_uid == study_uid
         )
     ).all()
+    if not rows:  # a study known without its series (a PACS answer): keep what it said
+        return
     conn.execute(
         update(studies)
         .where(studies.c.study_uid == study_uid)

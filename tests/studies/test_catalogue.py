@@ -148,3 +148,22 @@ def test_the_last_folder_is_kept_per_user_in_the_encrypted_store(tmp_path: Path)
         assert last_folder(ws) == "/data/DOE_JANE_CT"
     finally:
         ws.close()
+
+
+def test_modality_matches_whole_codes_of_a_multi_modality_study(tmp_path: Path) -> None:
+    from core.studies import catalogue
+    from core.studies.catalogue import StudyEntry
+
+    ws = Workstation.open_for_cli(tmp_path / "ws.db")
+    try:
+        with ws.db.transaction() as conn:
+            for uid, modalities in (("1.1", ("MR", "SR")), ("1.2", ("CT",)), ("1.3", ("CR",))):
+                entry = StudyEntry(study_uid=uid, patient_id="X", modalities=modalities)
+                catalogue.upsert(conn, entry, opened=True)
+        for wanted, expected in (("SR", ["1.1"]), ("MR", ["1.1"]), ("R", []), ("CT", ["1.2"])):
+            found = list_studies(ws, StudySearch(modality=wanted))
+            assert [e.study_uid for e in found] == expected, wanted
+        with pytest.raises(ValueError, match="modality 'C%' is not a DICOM modality"):
+            list_studies(ws, StudySearch(modality="C%"))
+    finally:
+        ws.close()
