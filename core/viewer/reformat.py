@@ -201,7 +201,10 @@ def volume_from_frames(
             )
         values[k] = frame.values
         frame.values = values[k]
-    return Volume(values, geometry, **_series_facts(series, refs))
+    volume = Volume(values, geometry, **_series_facts(series, refs))
+    # the frames already know their lowest value: no pass over the whole volume for it
+    volume.__dict__["background"] = min(f.value_range[0] for f in frames if f is not None)
+    return volume
 
 
 @dataclass(frozen=True, eq=False)

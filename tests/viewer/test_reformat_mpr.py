@@ -115,3 +115,14 @@ def test_every_view_of_a_series_gets_the_one_shared_volume() -> None:
     assert shared.nbytes == 12 * 8 * 10 * 4  # one copy
     shared.drop("1.2.840.99")
     assert "1.2.840.99" not in shared
+
+
+def test_the_background_comes_from_the_frames_value_ranges() -> None:
+    refs = slices()
+    frames: list[Frame | None] = [
+        Frame(values=np.full((8, 10), 5.0 + k, np.float32), value_range=(5.0 + k, 5.0 + k))
+        for k in range(len(refs))
+    ]
+    series = Series("1.2.840.99", instances=[r.instance for r in refs])
+    volume = volume_from_frames(series, refs, frames)
+    assert volume.background == 5.0 == float(volume.values.min())
