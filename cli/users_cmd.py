@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -98,26 +97,11 @@ def _new_password(name: str, from_stdin: bool, prompt: str = "new password") -> 
     return password
 
 
-def _when(iso: str | None) -> str:
-    if not iso:
-        return "never"
-    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
-
-
 def _table(accounts: list[AccountInfo]) -> str:
-    head = ("NAME", "ROLE", "STATE", "LAST SIGN-IN", "FAILED", "MUST CHANGE", "2FA")
-    rows = [
-        (
-            a.username,
-            a.role.value,
-            a.state,
-            _when(a.last_sign_in),
-            str(a.failed_logins),
-            "yes" if a.must_change_password else "no",
-            "yes" if a.mfa_enrolled else "no",
-        )
-        for a in accounts
-    ]
+    from core.security.users import AccountInfo
+
+    head = tuple(h.upper() for h in AccountInfo.HEADINGS)
+    rows = [a.cells() for a in accounts]
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
     return "\n".join(
         "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()

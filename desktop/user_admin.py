@@ -10,7 +10,6 @@ the dialog in plain words. The dialog closes when the session locks.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, SignalInstance
@@ -36,19 +35,13 @@ from PySide6.QtWidgets import (
 
 from core.app import accounts
 from core.app.workstation import Workstation
-from core.security.users import AccountInfo, Permission, Role
+from core.security.users import AccountInfo, Permission, Role, local_time
 from desktop.change_password import REFUSED, ChangePasswordDialog, password_field, plain
 from desktop.permissions import gate_action
 from desktop.workers import ErrorSink, JobContext, JobRunner
 
-COLUMNS = ["Name", "Role", "State", "Last sign-in", "Failed attempts", "Must change", "2FA"]
+COLUMNS = list(AccountInfo.HEADINGS)
 ROLES = [r.value for r in Role]
-
-
-def _when(iso: str | None) -> str:
-    if not iso:
-        return "never"
-    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
 
 
 def _call(_ctx: JobContext, use_case: Callable[..., Any], *args: Any) -> Any:
@@ -216,19 +209,10 @@ class UserAdminDialog(QDialog):
         self.accounts = listed
         self.table.setRowCount(len(listed))
         for r, a in enumerate(listed):
-            cells = [
-                a.username,
-                a.role.value,
-                a.state,
-                _when(a.last_sign_in),
-                str(a.failed_logins),
-                "yes" if a.must_change_password else "no",
-                "enrolled" if a.mfa_enrolled else "no",
-            ]
-            for c, text in enumerate(cells):
+            for c, text in enumerate(a.cells()):
                 item = QTableWidgetItem(text)
                 if c == 2 and a.state == "locked":
-                    item.setToolTip(f"locked until {_when(a.locked_until)}")
+                    item.setToolTip(f"locked until {local_time(a.locked_until)}")
                 self.table.setItem(r, c, item)
         names = [a.username for a in listed]
         if chosen is not None and chosen.username in names:

@@ -438,6 +438,13 @@ class UserStore:
         ]
 
 
+def local_time(iso: str | None) -> str:
+    """A stored UTC time as the user reads it (local zone, to the minute); 'never' for none."""
+    if not iso:
+        return "never"
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
 @dataclass(frozen=True)
 class AccountInfo:
     """One row of ``users list`` and of the window's Users dialog."""
@@ -462,3 +469,18 @@ class AccountInfo:
     def state(self) -> str:
         """'disabled', 'locked' or 'enabled'."""
         return "disabled" if self.disabled else "locked" if self.locked() else "enabled"
+
+    #: The headings of ``cells``: one listing for the CLI's table and the window's dialog.
+    HEADINGS = ("Name", "Role", "State", "Last sign-in", "Failed attempts", "Must change", "2FA")
+
+    def cells(self) -> tuple[str, ...]:
+        """The account as one listed row (times in the local zone)."""
+        return (
+            self.username,
+            self.role.value,
+            self.state,
+            local_time(self.last_sign_in),
+            str(self.failed_logins),
+            "yes" if self.must_change_password else "no",
+            "yes" if self.mfa_enrolled else "no",
+        )

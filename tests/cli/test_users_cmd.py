@@ -76,6 +76,7 @@ def test_list_needs_an_admin_and_shows_the_table(
         "LAST",
         "SIGN-IN",
         "FAILED",
+        "ATTEMPTS",
         "MUST",
         "CHANGE",
         "2FA",
