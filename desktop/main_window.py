@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from core.app.results import StoredResults
 from core.imaging.model import LoadError
+from core.viewer.layout import Layout
 from core.viewer.state import ViewerState
 from desktop.actions import build_actions
 from desktop.ai_panel import install_ai
@@ -35,6 +36,7 @@ from desktop.cine import CinePlayer
 from desktop.controller import ViewerController
 from desktop.menus import WindowMenus
 from desktop.panels import LoadErrorsPanel, TagBrowser
+from desktop.viewport_grid import ViewportGrid, install_layout_menu
 from desktop.viewport_widget import Tool, ViewportWidget
 from desktop.workers import ErrorSink, JobRunner
 
@@ -93,6 +95,9 @@ class MainWindow(QMainWindow):
         self.dialog_folder = ""  # where the next file dialog starts
 
         self.viewport = ViewportWidget(self.state)
+        # the reading room: self.state and self.viewport are viewport 1 of the grid
+        self.reading = Layout(first=self.state)
+        self.grid = ViewportGrid(self.reading, self.viewport, self.runner, self.controller)
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setObjectName("sliceSlider")
         self.slice_label = QLabel("")
@@ -100,7 +105,7 @@ class MainWindow(QMainWindow):
         col = QVBoxLayout(central)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(0)
-        col.addWidget(self.viewport, 1)
+        col.addWidget(self.grid, 1)
         row = QHBoxLayout()
         row.setContentsMargins(8, 4, 8, 4)
         row.addWidget(self.slider, 1)
@@ -112,6 +117,8 @@ class MainWindow(QMainWindow):
         self.tags = TagBrowser()
         self.errors = LoadErrorsPanel()
         build_actions(self)
+        if self.menus is not None:
+            install_layout_menu(self, self.menus.view, self.grid)
         self.browser_dock = self.add_panel(self.browser, Area.LeftDockWidgetArea, "Studies")
         self.tags_dock = self.add_panel(self.tags, Area.RightDockWidgetArea, "DICOM tags")
         self.errors_dock = self.add_panel(self.errors, Area.BottomDockWidgetArea, "Load errors")
@@ -191,7 +198,7 @@ class MainWindow(QMainWindow):
 
     def _connect(self) -> None:
         st, vp, ctl = self.state, self.state.viewport, self.controller
-        self.browser.series_activated.connect(ctl.open_series)
+        self.browser.series_activated.connect(self.grid.open_series)  # the active viewport
         ctl.thumbnail_ready.connect(self.browser.set_thumbnail)
         ctl.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
         ctl.tags_loaded.connect(self._on_tags)
@@ -295,6 +302,7 @@ class MainWindow(QMainWindow):
 
     def set_tool(self, tool: Tool) -> None:
         self.viewport.tool = tool
+        self.grid.set_tool(tool)
 
     def apply_preset(self, name: str) -> None:
         try:
