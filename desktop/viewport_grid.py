@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.viewer.hanging import Hanging, apply, apply_windows
+from core.viewer.hanging import Hanging, acquired_plane, apply, apply_windows
 from core.viewer.layout import MAX_SIDE, PRESETS, Direction, Layout, LayoutError
 from core.viewer.linking import LinkGroup
 from core.viewer.reference_lines import ImagePlane, reference_line
@@ -226,7 +226,9 @@ class ViewportGrid(QWidget):
         parts = [cell.label] if cell.label else []
         if series is not None:
             parts.append(series.description or series.modality)
-        if cell.orientation != "acquired":
+        if cell.orientation != "acquired" and (
+            series is None or acquired_plane(series) != cell.orientation
+        ):
             # ViewportWidget draws acquired slices only, for now: never claim a reformat
             parts.append(f"acquired plane ({cell.orientation} reformat not drawn yet)")
         self.captions[i].setText(" · ".join(parts))
