@@ -38,7 +38,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.viewer.hanging import Hanging, acquired_plane, apply, apply_windows
+from core.viewer.hanging import (
+    Hanging,
+    HangingError,
+    acquired_plane,
+    apply,
+    apply_windows,
+    hang,
+    load_protocols,
+)
 from core.viewer.layout import MAX_SIDE, PRESETS, Direction, Layout, LayoutError
 from core.viewer.linking import LinkGroup
 from core.viewer.reference_lines import ImagePlane, reference_line
@@ -288,6 +296,22 @@ class ViewportGrid(QWidget):
         self.hanging = hanging
         self._show_stage()
 
+    def hang_current(self, it_file: str | None = None) -> Hanging | None:
+        """Hang the study on screen by protocol (IT's file first), with the other studies of
+        the same patient in the open studies as priors. A bad protocol file raises
+        HangingError naming the file and the key; None when nothing is on screen."""
+        state = (
+            self.model.active_state if self.model.active_state.series else self.model.cells[0].state
+        )
+        context = state.context()
+        if context is None:
+            return None
+        patient, study = context
+        priors = [s for s in patient.studies.values() if s is not study]
+        hanging = hang(study, priors, load_protocols(it_file))
+        self.show_hanging(hanging)
+        return hanging
+
     def next_stage(self) -> None:
         if self.hanging is not None:
             self.hanging.next()
@@ -350,6 +374,7 @@ LAYOUT_KEYS: dict[str, str] = {
     "Viewport up": "Ctrl+Alt+Up",
     "Viewport down": "Ctrl+Alt+Down",
     "Maximise/restore viewport": "Ctrl+M",
+    "Hang by protocol": "Ctrl+Shift+L",
     "Next stage": "Ctrl+PgDown",
     "Previous stage": "Ctrl+PgUp",
 }
@@ -398,6 +423,16 @@ def install_layout_menu(win: QWidget, menu: QMenu, grid: ViewportGrid) -> dict[s
     )
     for text, direction in moves.items():
         add(text, partial(model.move_active, direction), LAYOUT_KEYS[text])
+
+    def hang_now() -> None:
+        from core.config import ConfigError, load_settings
+
+        try:
+            grid.hang_current(load_settings().viewer.hanging_protocols)
+        except (ConfigError, HangingError) as exc:
+            QMessageBox.warning(win, "Hanging protocol", str(exc))
+
+    add("Hang by protocol", hang_now, LAYOUT_KEYS["Hang by protocol"])
     add("Next stage", grid.next_stage, LAYOUT_KEYS["Next stage"])
     add("Previous stage", grid.previous_stage, LAYOUT_KEYS["Previous stage"])
     sub.addSeparator()

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication, QMainWindow
 
 from core.imaging.index import build_index
@@ -236,3 +237,38 @@ def test_ct_with_a_prior_opens_hung_each_series_loaded_once(qtbot, ct_dir: Path)
         assert (layout.rows, layout.cols) == (2, 2)
     finally:
         assert runner.shutdown(10_000)
+
+
+def test_whole_window_hangs_a_ct_with_its_prior(  # type: ignore[no-untyped-def]
+    qtbot, window, ct_dir: Path, tmp_path: Path
+) -> None:
+    from core.viewer.hanging import HangingError
+    from tests.viewer.test_hanging import prior_of
+
+    window.open_paths([str(ct_dir)])
+    st = window.state
+    qtbot.waitUntil(
+        lambda: st.slice_count == 134 and st.loaded_count == 134, timeout=LOAD_TIMEOUT_MS
+    )
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=LOAD_TIMEOUT_MS)
+    (patient,) = st.index.patients.values()
+    (ct,) = patient.studies.values()
+    prior = prior_of(ct, "20100101")
+    patient.studies[prior.study_instance_uid] = prior
+    bad = tmp_path / "hanging.toml"
+    bad.write_text('[[protocol]]\nname = "x"\nstage = []\n')
+    with pytest.raises(HangingError, match=r"hanging.toml'.*protocol\[1\]\.match"):
+        window.grid.hang_current(str(bad))
+    hanging = window.grid.hang_current(None)
+    assert hanging is not None
+    assert hanging.protocol == "CT with prior: axial, coronal, sagittal + prior"
+    layout = window.reading
+    assert (layout.rows, layout.cols) == (2, 2)
+    qtbot.waitUntil(
+        lambda: all(c.state.loaded_count == 134 for c in layout), timeout=LOAD_TIMEOUT_MS
+    )
+    assert layout.cells[0].state is st
+    assert layout.cells[3].state.series is prior.series[next(iter(prior.series))]
+    assert "Hang by protocol" in [a.text() for a in window.findChildren(QAction)]
+    window.grid.next_stage()
+    assert (layout.rows, layout.cols) == (1, 2)
