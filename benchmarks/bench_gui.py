@@ -5,8 +5,8 @@ Figures (ratios against baselines measured in this run):
   generated from the real 134-slice CT; goal < 10%), both from File > Open of the folder
   (``MainWindow.open_paths([folder])``: a provisional first image shows while the headers are
   still being indexed) and from activating the already-indexed series;
-- the GUI event loop's longest gap while that series loads, measured by a 5 ms QTimer
-  (goal < 50 ms), against the same timer on an idle loop;
+- the GUI event loop's gaps while that series loads, measured by a 5 ms QTimer: the 99th
+  percentile (goal < 30 ms) and the longest, against the same timer on an idle loop;
 - ``doctorai --version`` (goal < 0.5 s) and the main window painted from a cold start
   (goal < 2 s), each in a fresh subprocess, against a bare ``python -c pass``.
 """
@@ -48,6 +48,13 @@ def make_series(out: Path, n: int = N_SLICES) -> Path:
     return out
 
 
+def p99(gaps: list[float]) -> float:
+    """99th percentile of the timer gaps (the first gap, before the timer ran, left out)."""
+    import numpy as np
+
+    return float(np.percentile(gaps[1:], 99)) if len(gaps) > 1 else 0.0
+
+
 def _wait(predicate, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
     from desktop.screenshot import wait_until
 
@@ -78,6 +85,7 @@ def measure_load(folder: Path) -> dict[str, float]:
     timer.start()
     _wait(lambda: False, 1.0)
     idle_max = max(gaps[1:]) if len(gaps) > 1 else 0.0
+    idle_p99 = p99(gaps)
     timer.stop()
 
     win = MainWindow()
@@ -98,6 +106,7 @@ def measure_load(folder: Path) -> dict[str, float]:
         raise RuntimeError("series did not load within 300 s")
     timer.stop()
     load_max_gap = max(gaps[1:]) if len(gaps) > 1 else 0.0
+    load_p99 = p99(gaps)
     t = ctl.timings
     res = {
         "open_first_paint": painted["first_paint"] - t_open,
@@ -105,7 +114,9 @@ def measure_load(folder: Path) -> dict[str, float]:
         "index": t["indexed"] - t_open,
         "first_image": t.get("first_image", float("nan")) - t_open,
         "idle_max_gap": idle_max,
+        "idle_p99": idle_p99,
         "load_max_gap": load_max_gap,
+        "load_p99": load_p99,
         "slices": float(win.state.loaded_count),
     }
     # 2) the series again, index already known (warm page cache): series open -> paint
@@ -122,6 +133,7 @@ def measure_load(folder: Path) -> dict[str, float]:
     res["series_first_paint"] = painted["first_paint"] - t["series_open"]
     res["series_loaded"] = ctl.timings["series_loaded"] - ctl.timings["series_open"]
     res["reload_max_gap"] = max(gaps[1:]) if len(gaps) > 1 else 0.0
+    res["reload_p99"] = p99(gaps)
     win.shutdown()
     win.close()
     app.processEvents()
@@ -218,12 +230,12 @@ def main() -> None:
         f"{r['series_loaded'] * 1000:.0f} ms = "
         f"{r['series_first_paint'] / r['series_loaded']:.1%}   (goal < 10%)"
     )
-    print("\nGUI event loop, longest gap of a 5 ms QTimer (baseline = idle loop)")
+    print("\nGUI event loop, gaps of a 5 ms QTimer: p99 / longest (baseline = idle loop)")
     print(
-        f"  idle {r['idle_max_gap'] * 1000:.1f} ms; while indexing+loading "
-        f"{r['load_max_gap'] * 1000:.1f} ms (x{r['load_max_gap'] / r['idle_max_gap']:.1f}); "
-        f"while reloading {r['reload_max_gap'] * 1000:.1f} ms "
-        f"(x{r['reload_max_gap'] / r['idle_max_gap']:.1f})   (goal < 50 ms)"
+        f"  idle {r['idle_p99'] * 1000:.1f} / {r['idle_max_gap'] * 1000:.1f} ms; "
+        f"while indexing+loading {r['load_p99'] * 1000:.1f} / {r['load_max_gap'] * 1000:.1f} ms; "
+        f"while reloading {r['reload_p99'] * 1000:.1f} / {r['reload_max_gap'] * 1000:.1f} ms   "
+        "(goal: p99 < 30 ms)"
     )
     s = startup_times()
     print("\nstart-up, fresh subprocesses, best of 3 (baseline = python -c pass)")

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QMenu, QToolBar, QToolButton
+from PySide6.QtWidgets import QToolBar, QToolButton
 
-from core.viewer.presets import AUTO, CT_PRESETS
 from desktop.menus import WindowMenus, open_log_folder
+from desktop.window_presets import install_window_presets
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
@@ -87,25 +87,8 @@ def build_actions(win: MainWindow) -> None:
     tb.addAction(_act(win, "Clear", state.clear_measurements, "Del", tip="Clear measurements"))
     tb.addSeparator()
 
-    presets = QMenu("Window presets", win)
-    presets.addAction(
-        _act(
-            win,
-            "Auto",
-            lambda: win.apply_preset(AUTO),
-            "0",
-            tip="Auto: the file's window or full range",
-        )
-    )
-    for p in CT_PRESETS:
-        presets.addAction(
-            _act(
-                win,
-                f"{p.label}  (W {p.width:.0f} L {p.center:.0f})",
-                lambda _c=False, n=p.name: win.apply_preset(n),
-                p.shortcut,
-            )
-        )
+    # keys 0..9 and the menu offer the current modality's presets only (desktop.window_presets)
+    presets = install_window_presets(win)
     preset_button = QToolButton(win)
     preset_button.setText("Presets")
     preset_button.setMenu(presets)

@@ -10,12 +10,20 @@ middle file before it reads the other headers and reports it as progress, so it 
 before the index does. When the index arrives, the series' slice list is rebuilt in geometric
 order (``ViewerState.refresh_slices``: the image on screen, W/L, zoom and measurements stay) and
 only the missing slices load.
+
+The GUI thread shares the interpreter with the loading threads, and each queued signal it
+handles has to win the interpreter lock back from a busy worker (up to the 5 ms switch interval
+each time). So the workers send few, larger messages: decoded slices arrive in batches
+(``batched``: the first slice at once, then at most every ``BATCH_S``), indexing progress at
+most ``PROGRESS_S`` apart, and the indexing pauses while the provisional image is painted
+(``FirstImage.shown``). A slice-per-signal load used to stall the event loop 20-60 ms.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
@@ -35,6 +43,32 @@ if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
 
 log = logging.getLogger(__name__)
 
+BATCH_S = 0.04  # decoded slices reach the GUI thread at most this often (after the first)
+PROGRESS_S = 0.1  # indexing progress reaches it at most this often
+
+
+def batched(items: Iterator[Any], interval: float = BATCH_S) -> Iterator[list[Any]]:
+    """Lists of ``items``: the first alone and at once, then whatever arrived in ``interval``
+    seconds. Items before an error are yielded before the error propagates."""
+    batch: list[Any] = []
+    last: float | None = None
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            break
+        except Exception:
+            if batch:
+                yield batch
+            raise
+        batch.append(item)
+        now = time.monotonic()
+        if last is None or now - last >= interval:
+            yield batch
+            batch, last = [], now
+    if batch:
+        yield batch
+
 
 def progressive_index_job(
     ctx: JobContext, paths: Sequence[str], workers: int | None, want_first: bool
@@ -53,9 +87,15 @@ def progressive_index_job(
             return
         if first is not None:
             ctx.report(first)
+            first.wait_shown()  # let the GUI paint it before the headers take the CPU
+
+    last = [0.0]
 
     def progress(*args: Any) -> None:
-        ctx.report(args)
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_S or (len(args) >= 2 and args[0] == args[1]):
+            last[0] = now
+            ctx.report(args)
 
     return build_index(
         list(paths), workers=workers, progress=progress, cancel=ctx.cancel_event, on_files=on_files
@@ -63,15 +103,39 @@ def progressive_index_job(
 
 
 def slices_job(
-    ctx: JobContext, refs: Sequence[SliceRef], order: Sequence[int], workers: int | None = None
-) -> Iterator[tuple[int, Frame]]:
-    """Yield ``(slice index, Frame)`` for ``refs[i]``, i in ``order`` (missing slices only)."""
-    from core.imaging.volume import iter_load_slices
+    ctx: JobContext,
+    refs: Sequence[SliceRef],
+    order: Sequence[int],
+    workers: int | None = None,
+    shown: threading.Event | None = None,
+) -> Iterator[list[tuple[int, Frame]]]:
+    """Yield batches of ``(slice index, Frame)`` for ``refs[i]``, i in ``order``.
 
-    for index, frame in iter_load_slices(refs, order, workers=workers, cancel=ctx.cancel_event):
+    With ``shown``, ``order[0]`` is loaded alone and the rest waits (at most ``SHOWN_WAIT_S``)
+    until the viewer has painted it: the first paint then has the interpreter to itself. Failed
+    slices of both stages are raised together (``SeriesLoadError``) after all good ones."""
+    from core.imaging.progressive import SHOWN_WAIT_S
+    from core.imaging.volume import SeriesLoadError, iter_load_slices
+
+    stages = [order[:1], order[1:]] if shown is not None else [order]
+    errors: list[SeriesLoadError] = []
+    for n, stage in enumerate(stages):
+        if n and shown is not None:
+            shown.wait(SHOWN_WAIT_S)
         if ctx.cancelled:
             return
-        yield index, frame
+        items = iter_load_slices(refs, stage, workers=workers, cancel=ctx.cancel_event)
+        try:
+            for batch in batched(items):
+                yield batch
+                if ctx.cancelled:
+                    return
+        except SeriesLoadError as exc:
+            errors.append(exc)
+    if errors:
+        raise SeriesLoadError(
+            [e for exc in errors for e in exc.errors], [i for exc in errors for i in exc.indices]
+        )
 
 
 class ViewerController(QObject):
@@ -103,11 +167,14 @@ class ViewerController(QObject):
         # the series shown from a provisional first image, until its indexing job ends
         self.provisional: Series | None = None
         self._provisional_job: Job | None = None
+        self._first_shown: FirstImage | None = None  # its indexing waits for the paint
+        self._shown_event: threading.Event | None = None  # a series load waits for the paint
         self._last_progress = 0.0
         self._header_timer = QTimer(self, singleShot=True, interval=120)
         self._header_timer.timeout.connect(self._load_header)
         state.viewport.events.slice_index.connect(lambda _i: self._header_timer.start())
         state.hide_phi_changed.connect(lambda _h: self._header_timer.start())
+        state.frame_shown.connect(lambda _i: self.first_image_painted())
 
     # --- opening -------------------------------------------------------------------------
     def open_paths(self, paths: Sequence[str]) -> Job | None:
@@ -155,10 +222,28 @@ class ViewerController(QObject):
             self._last_progress = now
             self.status.emit(f"Indexing: {args[0]}/{args[1]} files")
 
+    def first_image_painted(self) -> None:
+        """The viewport painted its slice: a load waiting for that paint goes on (module doc)."""
+        if self._shown_event is not None:
+            self._shown_event.set()
+            self._shown_event = None
+        if self._first_shown is not None:
+            self._first_shown.shown.set()
+            self._first_shown = None
+
     def _show_first_image(self, first: FirstImage, job: Job | None) -> None:
         """Show a provisional first image (indexing goes on); ignored if a series is shown."""
         if self.state.series is not None or self.provisional is not None or self.runner.closed:
+            first.shown.set()
             return
+        self._first_shown = first
+        try:
+            self._put_first_image(first, job)
+        finally:
+            if self.state.current_frame() is not first.frame:  # nothing new to paint
+                self.first_image_painted()
+
+    def _put_first_image(self, first: FirstImage, job: Job | None) -> None:
         self.state.add_index(first.index)
         try:
             _p, _st, series = self.state.find_series(first.series.series_instance_uid)
@@ -272,9 +357,7 @@ class ViewerController(QObject):
         if not self.state.slice_count:
             self.status.emit(f"Series '{series.description}' has no images")
             return None
-        return self._start_series_load(
-            series, series_uid, jobs.series_job, series, self.load_workers
-        )
+        return self._load_missing(series)
 
     def _start_series_load(
         self, series: Series, name: str, func: Callable[..., Any], *args: Any
@@ -308,20 +391,28 @@ class ViewerController(QObject):
         if not missing:
             self._on_series_done(series)
             return None
+        return self._load_missing(series, missing)
+
+    def _load_missing(self, series: Series, missing: Sequence[int] | None = None) -> Job:
+        """Load the slices not yet loaded (all when None), nearest to the one on screen first;
+        when it is not on screen yet, it loads alone and is painted before the rest loads."""
         cur = self.state.viewport.slice_index
-        order = sorted(missing, key=lambda i: (abs(i - cur), i))
+        todo = range(self.state.slice_count) if missing is None else missing
+        order = sorted(todo, key=lambda i: (abs(i - cur), i))
         refs = [(r.instance, r.frame) for r in self.state.slices]
+        shown = None
+        if self.state.current_frame() is None:
+            shown = self._shown_event = threading.Event()
         return self._start_series_load(
-            series, series.series_instance_uid, slices_job, refs, order, self.load_workers
+            series, series.series_instance_uid, slices_job, refs, order, self.load_workers, shown
         )
 
-    def _on_slice(self, series: Series, item: tuple[int, Any]) -> None:
-        if self.state.series is not series:
-            return  # a late slice of a series no longer shown
-        index, frame = item
+    def _on_slice(self, series: Series, batch: list[tuple[int, Frame]]) -> None:
+        if self.state.series is not series or not batch:
+            return  # late slices of a series no longer shown
         if "first_frame" not in self.timings:
             self.timings["first_frame"] = time.perf_counter()
-        self.state.set_frame(index, frame)
+        self.state.set_frames(batch)
 
     def _on_series_done(self, series: Series, _result: object = None) -> None:
         if self.state.series is series and self.provisional is not series:

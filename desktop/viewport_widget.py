@@ -215,6 +215,7 @@ class ViewportWidget(QWidget):
         p.end()
         if frame is not None and own:
             self.painted.emit(index)
+            self.state.frame_shown.emit(index)
 
     def _paint_measurements(self, p: QPainter, frame: Frame, g: ViewGeometry) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
@@ -327,6 +328,8 @@ class ViewportWidget(QWidget):
             mode = "pan"
         if mode is None:
             return
+        if mode == "window" and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            mode = "region"  # Ctrl + drag with W/L: the window of the rectangle drawn
         self._drag = {
             "mode": mode,
             "start": event.position(),
@@ -335,12 +338,13 @@ class ViewportWidget(QWidget):
             "zoom": self.effective_zoom(),
             "pan": vp.pan,
         }
-        if mode in ("length", "roi"):
+        if mode in ("length", "roi", "region"):
             p0 = self.to_image(event.position())
             if p0 is None or self.state.current_frame() is None:
                 self._drag = None
                 return
-            self._drag["measure"] = Measurement(mode, vp.slice_index, p0, p0)  # type: ignore[arg-type]
+            kind = "roi" if mode == "region" else mode  # drawn like an ROI rectangle
+            self._drag["measure"] = Measurement(kind, vp.slice_index, p0, p0)  # type: ignore[arg-type]
         event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -362,7 +366,7 @@ class ViewportWidget(QWidget):
             vp.update({"zoom": min(max(d["zoom"] * factor, 1 / 64), 64.0), "fit": False})
         elif mode == "pan":
             vp.pan = (d["pan"][0] + dx, d["pan"][1] + dy)
-        elif mode in ("length", "roi"):
+        elif mode in ("length", "roi", "region"):
             p1 = self.to_image(pos)
             if p1 is not None:
                 d["measure"].p1 = p1
@@ -370,12 +374,31 @@ class ViewportWidget(QWidget):
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         d, self._drag = self._drag, None
-        if d is not None and d.get("measure") is not None:
+        if d is not None and d["mode"] == "region":
+            end = self.to_image(event.position())
+            if end is not None:
+                d["measure"].p1 = end
+            if d["measure"].p0 != d["measure"].p1:  # a Ctrl+click alone changes nothing
+                self._window_from_region(d["measure"])
+            self.update()
+        elif d is not None and d.get("measure") is not None:
             m: Measurement = d["measure"]
             if m.p0 != m.p1:
                 self.state.add_measurement(m)
             else:
                 self.update()
+
+    def _window_from_region(self, m: Measurement) -> None:
+        from core.viewer.presets import PresetError
+
+        (x0, y0), (x1, y1) = m.p0, m.p1
+        rows = (int(np.floor(min(y0, y1))), int(np.ceil(max(y0, y1))))
+        cols = (int(np.floor(min(x0, x1))), int(np.ceil(max(x0, x1))))
+        try:
+            self.state.window_from_region(rows, cols)
+        except PresetError as exc:
+            self.status_text = str(exc)
+        self.update()
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         dy = event.angleDelta().y()

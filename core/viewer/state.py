@@ -22,6 +22,7 @@ from core.imaging.model import (
 from core.imaging.volume import slice_refs
 from core.viewer.measure import Measurement
 from core.viewer.presets import AUTO, REGION, PresetBook, PresetError, preset_for_key, window_for
+from core.viewer.release import release_later
 from core.viewer.viewport import Viewport
 
 
@@ -61,6 +62,8 @@ class ViewerState:
     load_progress = Signal(int, int)  # (loaded, total)
     measurements_changed = Signal()
     hide_phi_changed = Signal(bool)
+    # a view painted this slice with its own frame (a loader waiting for the first paint goes on)
+    frame_shown = Signal(int)
 
     def __init__(self, presets: PresetBook | None = None) -> None:
         self.index = StudyIndex()
@@ -103,6 +106,7 @@ class ViewerState:
         """Make a series current: no frame loaded yet, slice in the middle, geometry reset."""
         self.series = series
         self.slices = slice_refs(series) if series is not None else []
+        release_later(self.frames)  # hundreds of MB: freed off this (the GUI) thread
         self.frames = [None] * len(self.slices)
         self._loaded = 0
         self.failed = {}
@@ -163,7 +167,14 @@ class ViewerState:
     def loaded_count(self) -> int:
         return self._loaded  # kept up to date by set_frame: O(1) per arriving slice
 
-    def set_frame(self, index: int, frame: Frame) -> None:
+    def set_frames(self, items: list[tuple[int, Frame]]) -> None:
+        """Store a batch of decoded slices: ``frame_loaded`` for each, ``load_progress`` once."""
+        for index, frame in items:
+            self.set_frame(index, frame, progress=False)
+        if items:
+            self.load_progress.emit(self.loaded_count, len(self.frames))
+
+    def set_frame(self, index: int, frame: Frame, progress: bool = True) -> None:
         """Store a decoded slice; the first one of a series sets the 'auto' window."""
         if not 0 <= index < len(self.frames):
             raise IndexError(f"slice {index} outside series of {len(self.frames)} slices")
@@ -175,7 +186,8 @@ class ViewerState:
             center, width = window_for(AUTO, frame)
             self.viewport.set_window(center, width, preset=AUTO)
         self.frame_loaded.emit(index)
-        self.load_progress.emit(self.loaded_count, len(self.frames))
+        if progress:
+            self.load_progress.emit(self.loaded_count, len(self.frames))
 
     @property
     def settled_count(self) -> int:
