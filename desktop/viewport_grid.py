@@ -148,6 +148,7 @@ class ViewportGrid(QWidget):
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
+        self._deferred = False  # while a hanging stage is laid out: widgets follow at the end
         layout.grid_changed.connect(lambda *_: self._rebuild())
         layout.maximised_changed.connect(lambda _i: self._place())
         layout.active_changed.connect(lambda _i: self._highlight())
@@ -182,6 +183,8 @@ class ViewportGrid(QWidget):
         return self.frames[i]
 
     def _rebuild(self) -> None:
+        if self._deferred:
+            return
         n = len(self.model)
         for i in range(n):
             self._frame_for(i)
@@ -200,6 +203,8 @@ class ViewportGrid(QWidget):
         self._place()
 
     def _place(self) -> None:
+        if self._deferred:
+            return
         while self._grid.count():
             self._grid.takeAt(0)
         visible = set(self.model.visible())
@@ -220,6 +225,8 @@ class ViewportGrid(QWidget):
         self._refresh_lines()
 
     def _highlight(self) -> None:
+        if self._deferred:
+            return
         single = len(self.model) == 1 or self.model.maximised is not None
         for i, box in enumerate(self.frames):
             colour = ACTIVE if i == self.model.active and not single else "transparent"
@@ -227,7 +234,7 @@ class ViewportGrid(QWidget):
             self.captions[i].setVisible(not single or bool(self.model.cells[i].label))
 
     def _caption(self, i: int) -> None:
-        if i >= len(self.captions):
+        if self._deferred or i >= len(self.captions):
             return
         cell = self.model.cells[i]
         series = cell.state.series
@@ -325,9 +332,14 @@ class ViewportGrid(QWidget):
     def _show_stage(self) -> None:
         assert self.hanging is not None
         stage = self.hanging.current
-        apply(stage, self.model)
-        self.load_missing()
-        apply_windows(stage, self.model)  # a loader starting over resets the window
+        self._deferred = True  # the loads start before the widgets are built (first image)
+        try:
+            apply(stage, self.model)
+            self.load_missing()
+            apply_windows(stage, self.model)  # a loader starting over resets the window
+        finally:
+            self._deferred = False
+        self._rebuild()
 
     def load_missing(self) -> None:
         """Start one load per series on screen that still misses slices (in its first cell)."""
@@ -343,6 +355,9 @@ class ViewportGrid(QWidget):
         if i == 0 and self.first_controller is not None:
             return self.first_controller
         ctl = self.controllers.get(i)
+        if ctl is not None and ctl.state is not self.model.cells[i].state:
+            ctl.cancel_series_load()  # bound to a viewport the layout dropped since
+            ctl = None
         if ctl is None:
             from desktop.controller import ViewerController
 
