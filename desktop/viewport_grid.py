@@ -49,7 +49,7 @@ from core.viewer.hanging import (
 )
 from core.viewer.layout import MAX_SIDE, PRESETS, Direction, Layout, LayoutError
 from core.viewer.linking import LinkGroup
-from core.viewer.reference_lines import ImagePlane, reference_line
+from core.viewer.reference_lines import ImagePlane, first_last_lines, reference_line
 from core.viewer.state import ViewerState
 from core.viewer.transform import image_to_screen
 from desktop.viewport_widget import Tool, ViewportWidget
@@ -96,10 +96,13 @@ class ReferenceOverlay(QWidget):
             if other is self.viewport:
                 continue
             plane = current_plane(other)
-            seg = reference_line(mine, plane) if plane is not None else None
-            if seg is not None:
-                a, b = (image_to_screen(g, p) for p in seg)
-                out.append((QPointF(*a), QPointF(*b)))
+            segs = [reference_line(mine, plane)] if plane is not None else []
+            if self.grid.first_last:  # where the other series begins and ends
+                segs += first_last_lines(mine, self.grid.links.planes(other.state).planes)
+            for seg in segs:
+                if seg is not None:
+                    a, b = (image_to_screen(g, p) for p in seg)
+                    out.append((QPointF(*a), QPointF(*b)))
         return out
 
     def paintEvent(self, event: QPaintEvent) -> None:
@@ -136,6 +139,7 @@ class ViewportGrid(QWidget):
             load_workers,
         )
         self.reference_lines = True
+        self.first_last = False  # also the other series' first and last slices
         self.widgets: list[ViewportWidget] = [first]
         self.frames: list[QFrame] = []
         self.captions: list[QLabel] = []
@@ -267,6 +271,10 @@ class ViewportGrid(QWidget):
 
     def set_reference_lines(self, on: bool) -> None:
         self.reference_lines = on
+        self._refresh_lines()
+
+    def set_first_last(self, on: bool) -> None:
+        self.first_last = on
         self._refresh_lines()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
@@ -455,6 +463,9 @@ def install_layout_menu(win: QWidget, menu: QMenu, grid: ViewportGrid) -> dict[s
     lines.setCheckable(True)
     lines.setChecked(grid.reference_lines)
     lines.toggled.connect(grid.set_reference_lines)
+    ends = add("Reference lines: first and last slices", lambda: None)
+    ends.setCheckable(True)
+    ends.toggled.connect(grid.set_first_last)
     sub.addSeparator()
     for text, key in (
         ("Link scrolling", "scroll"),

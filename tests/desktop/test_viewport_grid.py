@@ -118,7 +118,13 @@ def test_reference_line_of_a_coronal_viewport_on_the_axial_one(qtbot) -> None:  
     assert (a.x(), a.y()) == pytest.approx(expected[0])
     assert (b.x(), b.y()) == pytest.approx(expected[1])
     assert grid.overlays[1].lines_drawn == 1  # and the axial plane cuts the coronal one
+    grid.set_first_last(True)  # the coronal stack's first (y = -25.6) and last (y = 24.8) too
+    qtbot.waitUntil(lambda: grid.overlays[0].lines_drawn == 3)
+    ys = sorted(round(a.y(), 3) for a, _ in grid.overlays[0].segments())
+    expected_rows = [0.5, (6.4 + 25.6) / 0.8 + 0.5, 63.5]
+    assert ys == pytest.approx([image_to_screen(g, (0.0, r))[1] for r in expected_rows], abs=1e-3)
     grid.grab().save(str(Path("/tmp") / "doctorai_grid_reference_lines.png"))
+    grid.set_first_last(False)
     grid.set_reference_lines(False)
     qtbot.waitUntil(lambda: grid.overlays[0].lines_drawn == 0)
 
