@@ -20,6 +20,7 @@ from core.imaging.model import (
     StudyIndex,
 )
 from core.imaging.volume import slice_refs
+from core.viewer import release
 from core.viewer.measure import Measurement
 from core.viewer.presets import AUTO, REGION, PresetBook, PresetError, preset_for_key, window_for
 from core.viewer.release import release_later
@@ -68,6 +69,7 @@ class ViewerState:
     def __init__(self, presets: PresetBook | None = None) -> None:
         self.index = StudyIndex()
         self.presets = presets or PresetBook()  # the user's own window presets
+        release.start()  # before any series loads (core.viewer.release)
         self.viewport = Viewport()
         self.series: Series | None = None
         self.slices: list[SliceRef] = []
