@@ -9,4 +9,10 @@ state drives tests and scripts without a window (napari's model/view split).
 - ``core.viewer.transform``: image <-> screen coordinates as pure functions
 - ``core.viewer.measure``: length in mm and rectangle ROI statistics in modality units
 - ``core.viewer.overlay``: the four-corner overlay text, honouring the hide-PHI toggle
+- ``core.viewer.layout.Layout``: the reading room's grid of viewports (one ViewerState each over
+  shared frames), active and maximised viewport
+- ``core.viewer.linking.LinkGroup``: synchronised scrolling (by position or index, offsets),
+  window/level and zoom/pan, each switchable; the crosshair
+- ``core.viewer.reference_lines``: image planes in patient space, reference lines, nearest slice
+- ``core.viewer.hanging``: hanging protocols (layout, series per viewport, plane, window, stages)
 """
