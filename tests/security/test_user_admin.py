@@ -242,7 +242,6 @@ def test_the_list_shows_what_an_admin_needs(ws: Workstation) -> None:
     assert listed["rad"].state == "enabled"
 
 
-
 def test_a_session_that_must_change_its_password_may_do_nothing_else(ws: Workstation) -> None:
     """The window and the CLI ask for the change first; the core refuses meanwhile too, so
     no front end can skip it."""
