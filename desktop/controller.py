@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from core.imaging.model import Frame, LoadError, Series, SliceRef, StudyIndex
-from core.imaging.volume import slice_refs
+from core.imaging.volume import first_slice, slice_refs
 from core.viewer.state import ViewerState
 from desktop import jobs
 from desktop.workers import Job, JobContext, JobRunner
@@ -359,11 +359,17 @@ class ViewerController(QObject):
         self.timings["series_open"] = time.perf_counter()
         self.timings.pop("first_frame", None)
         self.timings.pop("series_loaded", None)
-        self.state.set_series(series)
-        if not self.state.slice_count:
+        refs = slice_refs(series)  # the slice list set_series makes, in the same order
+        if not refs:
+            self.state.set_series(series)
             self.status.emit(f"Series '{series.description}' has no images")
             return None
-        return self._load_missing(series)
+        # The load starts before the views react to the new series: their work (slider,
+        # panels, overlay) overlaps the decoding of the first slice. Its results are queued
+        # signals, handled after set_series.
+        job = self._start_load(series, refs, first_slice(len(refs)), range(len(refs)), True)
+        self.state.set_series(series)
+        return job
 
     def _start_series_load(
         self, series: Series, name: str, func: Callable[..., Any], *args: Any
@@ -402,15 +408,27 @@ class ViewerController(QObject):
     def _load_missing(self, series: Series, missing: Sequence[int] | None = None) -> Job:
         """Load the slices not yet loaded (all when None), nearest to the one on screen first;
         when it is not on screen yet, it loads alone and is painted before the rest loads."""
-        cur = self.state.viewport.slice_index
         todo = range(self.state.slice_count) if missing is None else missing
+        first_pending = self.state.current_frame() is None
+        return self._start_load(
+            series, self.state.slices, self.state.viewport.slice_index, todo, first_pending
+        )
+
+    def _start_load(
+        self,
+        series: Series,
+        refs: Sequence[SliceRef],
+        cur: int,
+        todo: Sequence[int],
+        first_pending: bool,
+    ) -> Job:
+        """Load ``todo`` of ``refs``, nearest to slice ``cur`` first; with ``first_pending``
+        (slice ``cur`` is not on screen yet) it loads alone and is painted before the rest."""
         order = sorted(todo, key=lambda i: (abs(i - cur), i))
-        refs = [(r.instance, r.frame) for r in self.state.slices]
-        shown = None
-        if self.state.current_frame() is None:
-            shown = self._shown_event = threading.Event()
+        shown = self._shown_event = threading.Event() if first_pending else None
+        plain = [(r.instance, r.frame) for r in refs]
         return self._start_series_load(
-            series, series.series_instance_uid, slices_job, refs, order, self.load_workers, shown
+            series, series.series_instance_uid, slices_job, plain, order, self.load_workers, shown
         )
 
     def _on_slice(self, series: Series, batch: list[tuple[int, Frame]]) -> None:
