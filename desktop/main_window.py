@@ -226,8 +226,12 @@ class MainWindow(QMainWindow):
         self.slider.setValue(self.state.viewport.slice_index)
         self.slider.blockSignals(False)
         self._on_slice(self.state.viewport.slice_index)
+        # QProgressBar.setValue repaints at once, and with it the whole window (the viewport
+        # with no image yet): a few ms while the new series' first slice should be painting
+        self.progress.setUpdatesEnabled(False)
         self.progress.setRange(0, max(n, 1))
         self.progress.setValue(0)
+        self.progress.setUpdatesEnabled(True)
         self.progress.setVisible(n > 0)
         self.cancel_button.setVisible(n > 0)
         self.tags.show_message("Reading header…")
