@@ -21,6 +21,7 @@ from core.viewer.presets import PresetError, UserPreset, presets_for
 
 if TYPE_CHECKING:
     from core.app.workstation import Workstation
+    from core.viewer.state import ViewerState
     from desktop.main_window import MainWindow
 
 
@@ -28,10 +29,16 @@ def _say(win: MainWindow, text: str) -> None:
     win.statusBar().showMessage(text, 6000)
 
 
+def active_state(win: MainWindow) -> ViewerState:
+    """The state of the active viewport of the reading room (viewport 1 without a grid)."""
+    reading = getattr(win, "reading", None)
+    return reading.active_state if reading is not None else win.state
+
+
 def apply_key(win: MainWindow, key: int) -> None:
-    """Key ``key`` (0 = auto) on the current series; a refusal is said, never raised."""
+    """Key ``key`` (0 = auto) on the active viewport's series; a refusal is said, not raised."""
     try:
-        win.state.apply_preset_key(key)
+        active_state(win).apply_preset_key(key)
     except PresetError as exc:
         _say(win, str(exc))
 
@@ -84,16 +91,21 @@ class PresetMenu(QMenu):
         while len(self._pool) <= i:
             action = QAction(self)
             action.setEnabled(self._auto.isEnabled())  # disabled while the window is locked
-            action.triggered.connect(
-                lambda _c=False, a=action: self.win.apply_preset(str(a.data()))
-            )
+            action.triggered.connect(lambda _c=False, a=action: self._apply(str(a.data())))
             self.insertAction(self._tail, action)
             self._pool.append(action)
         return self._pool[i]
 
+    def _apply(self, name: str) -> None:
+        try:
+            active_state(self.win).apply_preset(name)
+        except PresetError as exc:
+            _say(self.win, str(exc))
+
     def rebuild(self) -> None:
-        """The menu for the current modality: auto, its presets with their keys, the user's."""
-        st = self.win.state
+        """The menu for the active viewport's modality: auto, its presets with their keys, the
+        user's."""
+        st = active_state(self.win)
         offered = presets_for(st.modality, st.presets.presets)
         for i, preset in enumerate(offered):
             action = self._preset_action(i)
@@ -115,7 +127,7 @@ class PresetMenu(QMenu):
         )
 
     def save_current(self) -> None:
-        win, st = self.win, self.win.state
+        win, st = self.win, active_state(self.win)
         if win.workstation is None:
             _say(win, "Sign in to keep your own window presets")
             return

@@ -99,8 +99,9 @@ class Layout:
 
     # --- grid ----------------------------------------------------------------------------
     def _new_cell(self) -> Cell:
-        state = ViewerState()
-        state.index = self.index  # one index for every viewport
+        # one index and one set of the user's window presets for every viewport
+        state = ViewerState(presets=self.cells[0].state.presets if self.cells else None)
+        state.index = self.index
         state.hide_phi = self.cells[0].state.hide_phi if self.cells else False
         return self._watch(Cell(state))
 

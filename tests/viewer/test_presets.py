@@ -226,3 +226,22 @@ def test_user_presets_follow_the_modality_and_round_trip() -> None:
             bad.checked()
     with pytest.raises(PresetError, match="unreadable"):
         user_presets_from_json('[{"name": "a"}]')
+
+
+def test_every_viewport_of_the_reading_room_shares_the_users_presets() -> None:
+    from core.viewer.layout import Layout
+
+    first = ViewerState()
+    layout = Layout(first=first)
+    layout.set_grid(2, 2)
+    first.presets.replace((UserPreset("Liver", "CT", 60.0, 160.0),))
+    assert all(cell.state.presets is first.presets for cell in layout.cells)
+    other = _synthetic("ct2", "CT")
+    st = layout.cells[3].state
+    st.add_index(
+        StudyIndex(patients={"p": Patient("p", studies={"s": Study("s", series={"ct2": other})})})
+    )
+    st.set_series(other)
+    st.set_frame(0, Frame(values=np.zeros((4, 4), np.float32), windows=[(40.0, 400.0)]))
+    st.apply_preset_key(6)
+    assert (st.viewport.window_center, st.viewport.window_width) == (60.0, 160.0)
