@@ -11,7 +11,8 @@ Public API (stable names other packages use; details in each module):
 - ``core.imaging.pixels.read_frame(instance, frame=0) -> Frame``: decode + modality LUT
 - ``core.imaging.display.render(frame, window=None, invert=None) -> uint8 array``: VOI +
   presentation, exactly what the viewer paints and ``doctorai render`` writes
-- ``core.imaging.presets.CT_PRESETS``: CT windows as (center, width)
+- ``core.imaging.presets``: window presets per modality (CT in HU, the others relative to the
+  image) and the robust percentile window
 - ``core.imaging.volume``: whole-series loading to a volume in modality units, progressive;
   ``iter_load_slices(refs, order)`` loads only the given slices
 - ``core.imaging.progressive.first_image(files) -> FirstImage | None``: one decoded frame of the

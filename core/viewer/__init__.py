@@ -5,7 +5,7 @@ state drives tests and scripts without a window (napari's model/view split).
 
 - ``core.viewer.viewport.Viewport``: window/level, zoom, pan, rotation, flips, invert, slice, cine
 - ``core.viewer.state.ViewerState``: the open index, the current series and its loaded frames
-- ``core.viewer.presets``: window presets (CT lung, mediastinum, bone, brain, abdomen; auto)
+- ``core.viewer.presets``: window presets per modality on keys 1..9, the user's own, and auto
 - ``core.viewer.transform``: image <-> screen coordinates as pure functions
 - ``core.viewer.measure``: length in mm and rectangle ROI statistics in modality units
 - ``core.viewer.overlay``: the four-corner overlay text, honouring the hide-PHI toggle
