@@ -112,6 +112,18 @@ def retrieve_prior_job(
     return len(paths)
 
 
+def hang_job(ctx: JobContext, ws: Workstation, study_uids: Sequence[str]) -> StudyIndex:
+    """Index the files of local priors (their headers read: audited as access) so that the
+    hanging protocol finds them among the open studies."""
+    from core.app.access import index_read
+    from core.imaging.index import build_index
+
+    paths = [p for uid in study_uids for p in study_paths(ws, uid)]
+    index = build_index(paths, cancel=ctx.cancel_event)
+    index_read(ws, index, action="hang-priors")
+    return index
+
+
 def folder_job(ctx: JobContext, ws: Workstation, folder: str | None) -> str:
     if folder is not None:
         remember_folder(ws, folder)
@@ -166,6 +178,7 @@ class StudyListPanel(QWidget):
         self._pending_recent = False
         self.folders: DialogFolders | None = None
         self._opening: tuple[str, Job] | None = None
+        self._found: PriorsFound | None = None
         self.dock: QDockWidget | None = None
 
         self.search = QLineEdit(placeholderText="Search name, Patient ID or accession")
@@ -180,11 +193,16 @@ class StudyListPanel(QWidget):
         self.open_prior_button = QPushButton("Open")
         self.retrieve_prior_button = QPushButton("Retrieve")
         self.retrieve_prior_button.setToolTip("Retrieve the prior from PACS in the background")
+        self.hang_button = QPushButton("Hang with priors")
+        self.hang_button.setToolTip(
+            "Hang the study on screen by protocol, with the priors that are here"
+        )
 
         row = QHBoxLayout()
         row.addWidget(self.search, 1)
         row.addWidget(self.recent_button)
         buttons = QHBoxLayout()
+        buttons.addWidget(self.hang_button)
         buttons.addStretch(1)
         buttons.addWidget(self.open_prior_button)
         buttons.addWidget(self.retrieve_prior_button)
@@ -208,9 +226,10 @@ class StudyListPanel(QWidget):
         self.priors_table.itemSelectionChanged.connect(self._update_prior_buttons)
         self.open_prior_button.clicked.connect(lambda: self.open_or_retrieve(self._prior_row()))
         self.retrieve_prior_button.clicked.connect(lambda: self.retrieve_prior(self._prior_row()))
+        self.hang_button.clicked.connect(self.hang_with_priors)
         state = window.state
         state.series_changed.connect(self._on_series_changed)
-        state.hide_phi_changed.connect(lambda _h: self._show_entries(self.entries))
+        state.hide_phi_changed.connect(self._on_hide_phi)
         window.controller.index_loaded.connect(self._on_index_loaded)
         self._update_prior_buttons()
 
@@ -265,6 +284,11 @@ class StudyListPanel(QWidget):
         what = "matching" if self.query().keys() else "opened or retrieved recently"
         n = len(self.entries)
         self.status.setText(f"{n} stud{'y' if n == 1 else 'ies'} {what}")
+
+    def _on_hide_phi(self, _hide: bool) -> None:
+        self._show_entries(self.entries)
+        if self._found is not None:
+            self._show_priors(self._found)
 
     def _list_failed(self, exc: BaseException) -> None:
         self.status.setText(f"Cannot list studies: {exc}")
@@ -325,7 +349,7 @@ class StudyListPanel(QWidget):
         if self.priors_job is not None and not self.priors_job.done:
             self.priors_job.cancel()
         self.priors_for = study.study_instance_uid
-        self.priors = []
+        self.priors, self._found = [], None
         self.priors_table.setRowCount(0)
         self.priors_label.setText("Priors: searching…")
         self.priors_job = self.window_.runner.start(
@@ -337,6 +361,7 @@ class StudyListPanel(QWidget):
     def _show_priors(self, found: PriorsFound) -> None:
         if found.study_uid != self.priors_for:
             return
+        self._found = found
         self.priors = found.priors
         hide = self.window_.state.hide_phi
         self.priors_table.setRowCount(0)
@@ -374,6 +399,7 @@ class StudyListPanel(QWidget):
         prior = self.priors[row] if 0 <= row < len(self.priors) else None
         self.open_prior_button.setEnabled(prior is not None and prior.local is not None)
         self.retrieve_prior_button.setEnabled(prior is not None and prior.retrievable)
+        self.hang_button.setEnabled(any(p.local is not None for p in self.priors))
 
     def open_or_retrieve(self, row: int) -> Job | None:
         """A prior here opens; one only on a PACS is retrieved first."""
@@ -387,6 +413,34 @@ class StudyListPanel(QWidget):
             "open prior", paths_job, self.ws, prior.study_uid,
             on_result=self._open_paths, on_error=self._open_failed,
         )  # fmt: skip
+
+    def hang_with_priors(self) -> Job | None:
+        """The priors that are here (the selected one, else all) indexed into the open studies,
+        then the study on screen hung by protocol (View > Layout > Hang by protocol)."""
+        row = self._prior_row()
+        chosen = [self.priors[row]] if 0 <= row < len(self.priors) else self.priors
+        uids = [p.study_uid for p in chosen if p.local is not None]
+        if not uids or self.window_.runner.closed:
+            return None
+        self.priors_label.setText(f"Hanging with {len(uids)} prior(s)…")
+        return self.window_.runner.start(
+            "hang with priors", hang_job, self.ws, uids,
+            on_result=self._hang, on_error=self._open_failed,
+        )  # fmt: skip
+
+    def _hang(self, index: StudyIndex) -> None:
+        from core.config import ConfigError, load_settings
+        from core.viewer.hanging import HangingError
+
+        self.window_.state.add_index(index)
+        try:
+            hanging = self.window_.grid.hang_current(load_settings().viewer.hanging_protocols)
+        except (ConfigError, HangingError) as exc:
+            self.priors_label.setText(f"Cannot hang: {exc}")
+            return
+        if hanging is not None:
+            n = len(hanging.studies) - 1
+            self.priors_label.setText(f"Hung by '{hanging.protocol}' with {n} prior(s)")
 
     def retrieve_prior(self, row: int) -> Job | None:
         if not 0 <= row < len(self.priors) or not self.priors[row].nodes:

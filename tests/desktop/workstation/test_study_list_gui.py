@@ -68,6 +68,19 @@ def test_a_study_opened_is_listed_again_after_a_restart_and_opens_by_double_clic
     assert panel.priors_table.item(0, 0).data(Qt.ItemDataRole.UserRole) == prior
     assert panel.priors_table.item(0, 2).text() == "CT CHEST PRIOR"
     assert "1 other study of this patient" in panel.priors_label.text()
+    # hung by the protocol with the prior (indexed into the open studies, not switched to)
+    assert panel.hang_button.isEnabled()
+    qtbot.mouseClick(panel.hang_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: win.grid.hanging is not None, timeout=TIMEOUT_MS)
+    hung = [s.study_instance_uid for s in win.grid.hanging.studies]
+    assert hung == [current, prior]
+    assert "with 1 prior(s)" in panel.priors_label.text()
+    qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)
+    win.state.hide_phi = True  # names, IDs and dates blanked as in the study browser
+    assert panel.table.item(0, 0).text() == "Patient 1"
+    assert panel.table.item(0, 1).text() == ""
+    assert panel.priors_table.item(0, 0).text() == ""
+    win.state.hide_phi = False
     assert win.shutdown(10_000)
     ws.close()
 
