@@ -167,3 +167,24 @@ def test_modality_matches_whole_codes_of_a_multi_modality_study(tmp_path: Path) 
             list_studies(ws, StudySearch(modality="C%"))
     finally:
         ws.close()
+
+
+def test_a_study_shown_from_its_first_file_is_completed_when_indexing_ends(
+    tmp_path: Path, studies: dict[str, str]
+) -> None:
+    from core.app.access import refresh_studies
+
+    ws = Workstation.open_for_cli(tmp_path / "ws.db")
+    try:
+        first = build_index([str(tmp_path / "jane" / "00.dcm")])  # the provisional first image
+        ((patient, study, series),) = list(first.iter_series())
+        series_viewed(ws, patient, study, series)
+        (entry,) = list_studies(ws)
+        assert (entry.n_instances, len(entry.location)) == (1, 1)
+        full = build_index([str(tmp_path / "jane"), str(tmp_path / "john")])
+        assert refresh_studies(ws, full) == 1  # john was never shown: not recorded by a refresh
+        (entry,) = list_studies(ws)
+        assert (entry.n_instances, len(entry.location)) == (3, 3)
+        assert list_studies(ws, StudySearch(text="smith")) == []
+    finally:
+        ws.close()
