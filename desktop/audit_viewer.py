@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QItemSelectionModel, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QComboBox,
@@ -313,8 +313,15 @@ class AuditViewer(QWidget):
     def _select_index(self, index: int | None) -> None:
         for row, event in enumerate(self.events):
             if event.index == index:
-                self.table.selectRow(row)
-                self.table.scrollTo(self.table.model().index(row, 0))
+                # an explicit command: selectRow follows the keyboard modifiers held at the
+                # moment (Shift or Ctrl held while verifying would extend or toggle instead)
+                cell = self.table.model().index(row, 0)
+                flags = (
+                    QItemSelectionModel.SelectionFlag.ClearAndSelect
+                    | QItemSelectionModel.SelectionFlag.Rows
+                )
+                self.table.selectionModel().setCurrentIndex(cell, flags)
+                self.table.scrollTo(cell)
                 return
 
     # --- export ----------------------------------------------------------------------------
