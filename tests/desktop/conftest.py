@@ -3,11 +3,12 @@ test leaving a background job running (napari's leaked-thread check)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QThreadPool
+from PySide6.QtCore import QCoreApplication, QThreadPool
 from superqt.utils import WorkerBase
 
 CT_PARTS = ("pyvista__vtk-data", "Data", "DICOM_Stack")
@@ -17,7 +18,13 @@ CT_PARTS = ("pyvista__vtk-data", "Data", "DICOM_Stack")
 def _no_leaked_workers(qapp: object) -> Iterator[None]:
     yield
     pool = QThreadPool.globalInstance()
-    pool.waitForDone(300)  # a job that already emitted 'finished' may still be returning
+    # a job that already emitted its result may still be returning, and superqt forgets a
+    # worker only when its queued 'finished' reaches this thread's event loop: let it, for up
+    # to a second (on a loaded 2-core machine an argon2 job took over 300 ms to wind down)
+    deadline = time.monotonic() + 1.0
+    while (pool.activeThreadCount() or WorkerBase._worker_set) and time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        pool.waitForDone(10)
     running = pool.activeThreadCount()
     pending = len(WorkerBase._worker_set)
     if running or pending:
