@@ -81,9 +81,9 @@ def _priors(ws: Any, args: argparse.Namespace) -> int:
     from core.app.studies import find_priors, pacs_searchers
     from core.config import load_settings
 
-    clients = [] if args.local else pacs_searchers(ws, load_settings(), args.node)
+    clients, problems = ([], []) if args.local else pacs_searchers(ws, load_settings(), args.node)
     found = find_priors(ws, args.study, clients)
-    for problem in found.problems:
+    for problem in [*problems, *found.problems]:
         print(f"warning: {problem}", file=sys.stderr)
     if args.json:
         rows = [

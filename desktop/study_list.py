@@ -84,7 +84,7 @@ def priors_job(
     clients: list[Any] = []
     if with_pacs:
         try:
-            clients = list(pacs_searchers(ws, current_settings()))
+            clients, problems = pacs_searchers(ws, current_settings())
         except (ConfigError, PacsError) as exc:
             problems.append(str(exc))
     found = find_priors(ws, study.study_instance_uid, clients, key, lambda: ctx.cancelled)
@@ -99,10 +99,14 @@ def retrieve_prior_job(
     then record it in the study database under that node. Returns the instances retrieved."""
     from core.app.access import index_read
     from core.imaging.index import build_index
+    from core.pacs.errors import PacsError
     from core.pacs.retrieve import retrieve_study
     from desktop.pacs_dialog import current_settings
 
-    (client,) = pacs_searchers(ws, current_settings(), [node])
+    clients, problems = pacs_searchers(ws, current_settings(), [node])
+    if not clients:
+        raise PacsError("; ".join(problems) or f"PACS '{node}' cannot be used")
+    client = clients[0]
     results = retrieve_study(client, cache, study_uid, cancel=ctx.cancel_event)  # type: ignore[arg-type]
     paths = [str(p) for r in results for p in r.paths]
     if ctx.cancelled or not paths:

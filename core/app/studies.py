@@ -163,9 +163,11 @@ def remember_folder(ws: Workstation, folder: str) -> None:
 
 def pacs_searchers(
     ws: Workstation, settings: Settings | None = None, names: Sequence[str] | None = None
-) -> list[StudySearcher]:
+) -> tuple[list[StudySearcher], list[str]]:
     """A client for each configured PACS node (or those ``names``), each auditing its queries
-    on ``ws``'s trail in the name of whoever acts. Raises PacsConfigError for an unknown name."""
+    on ``ws``'s trail in the name of whoever acts, and what is wrong with the nodes that cannot
+    be used (no secret in the keyring, a missing CA bundle): one bad node never hides the
+    others. Raises PacsConfigError for a name that is not configured."""
     from core.app.pacs_audit import pacs_audit
     from core.pacs.client import PacsClient
     from core.pacs.dimse import DimseClient, is_dimse
@@ -173,4 +175,11 @@ def pacs_searchers(
 
     nodes = [get_node(n, settings) for n in names] if names else list_nodes(settings)
     sink = pacs_audit(ws)
-    return [DimseClient(n, sink) if is_dimse(n) else PacsClient(n, sink) for n in nodes]
+    clients: list[StudySearcher] = []
+    problems: list[str] = []
+    for node in nodes:
+        try:
+            clients.append(DimseClient(node, sink) if is_dimse(node) else PacsClient(node, sink))
+        except PacsError as exc:
+            problems.append(str(exc))
+    return clients, problems

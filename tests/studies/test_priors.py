@@ -134,3 +134,27 @@ def test_a_pacs_that_is_down_is_named_and_the_local_priors_still_come(
     (problem,) = found.problems
     assert "PACS 'down'" in problem
     assert "not reachable" in problem
+
+
+def test_one_unusable_node_is_named_and_the_others_are_still_asked(
+    ws: Workstation, tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    from core.app.studies import pacs_searchers
+    from core.config import PacsNode, Settings
+
+    current = make_study(tmp_path / "a", patient_id="T1", issuer="H", date="20240101")
+    prior = make_study(tmp_path / "b", patient_id="T1", issuer="H", date="20200101")
+    orthanc.upload(sorted((tmp_path / "b").glob("*.dcm")))
+    _view(ws, tmp_path / "a")
+    settings = Settings(
+        pacs=[
+            PacsNode(name="locked", url="http://127.0.0.1:9/dicom-web", auth="basic", username="u"),
+            PacsNode(name="orthanc", url=orthanc.dicomweb),
+        ]
+    )
+    clients, problems = pacs_searchers(ws, settings)
+    assert [c.node.name for c in clients] == ["orthanc"]
+    (problem,) = problems
+    assert "no password for PACS node 'locked'" in problem
+    found = find_priors(ws, current, clients)
+    assert [(p.study_uid, p.source) for p in found.priors] == [(prior, "pacs:orthanc")]
