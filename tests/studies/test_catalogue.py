@@ -47,7 +47,16 @@ def test_a_study_opened_is_listed_after_the_profile_is_reopened(
     ws = Workstation.open_for_cli(db)
     _view_all(ws, tmp_path / "jane")
     ws.close()
-    assert b"DOE^JANE" not in db.read_bytes()  # the name is in the encrypted file only
+    # the name, ID and accession are in the encrypted database only: not in the database's
+    # side files, the head record, the keyring file or a log
+    written = [
+        f for f in tmp_path.rglob("*") if f.is_file() and f.parent.name not in ("jane", "john")
+    ]
+    assert db in written, written
+    for f in written:
+        data = f.read_bytes()
+        for secret in (b"DOE^JANE", b"PID-1", b"ACC-100"):
+            assert secret not in data, f
 
     ws = Workstation.open_for_cli(db)
     try:
