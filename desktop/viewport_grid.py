@@ -322,7 +322,7 @@ class ViewportGrid(QWidget):
         if context is None:
             return None
         patient, study = context
-        priors = [s for s in patient.studies.values() if s is not study]
+        priors = [s for s in patient.studies.values() if s is not study]  # hang checks issuers
         hanging = hang(study, priors, load_protocols(it_file))
         self.show_hanging(hanging)
         return hanging

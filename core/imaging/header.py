@@ -54,6 +54,7 @@ WANTED = frozenset(
         0x0008103E,
         0x00100010,
         0x00100020,
+        0x00100021,
         0x00100030,
         0x00100040,
         0x00180015,
@@ -458,6 +459,7 @@ def _to_header(
         series_instance_uid=uids["SeriesInstanceUID"],
         study_instance_uid=uids["StudyInstanceUID"],
         patient_id=t.person_text(0x00100020, "PatientID"),
+        issuer_of_patient_id=t.person_text(0x00100021, "IssuerOfPatientID"),
         frame_of_reference_uid=t.text(0x00200052),
         pixel=pixel,
     )

@@ -50,6 +50,7 @@ class Instance:
     series_instance_uid: str = ""
     study_instance_uid: str = ""
     patient_id: str = ""
+    issuer_of_patient_id: str = ""  # with patient_id, who the patient is (priors: never by name)
     frame_of_reference_uid: str = ""  # same UID: positions comparable (linking, ref. lines)
     pixel: PixelInfo | None = None  # header facts for decoding; read-only for callers
 

@@ -316,8 +316,20 @@ def _fallback(studies: list[Study]) -> Hanging:
     return Hanging("default", [HungStage("Default", 1, len(views), views)], studies=studies)
 
 
+def issuer_of(study: Study) -> str:
+    """The study's Issuer of Patient ID ("" when its files name none)."""
+    for series in study.series.values():
+        for instance in series.instances:
+            return instance.issuer_of_patient_id
+    return ""
+
+
 def hang(current: Study, priors: Sequence[Study], protocols: Sequence[Protocol]) -> Hanging:
-    """The first protocol that fits ``current`` (with ``priors``), applied; else the default."""
+    """The first protocol that fits ``current`` (with ``priors``), applied; else the default.
+    A prior of another issuer of patient IDs is left out: the same ID from another hospital's
+    numbering is another patient (the open studies are grouped by Patient ID alone)."""
+    issuer = issuer_of(current)
+    priors = [p for p in priors if issuer_of(p) == issuer]
     ordered = sorted(priors, key=lambda s: (s.study_date, s.study_time), reverse=True)
     studies = [current, *ordered]
     for protocol in protocols:

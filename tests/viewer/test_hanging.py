@@ -91,6 +91,24 @@ def test_ct_alone_hangs_three_planes_then_all_series(shared: dict[str, Study]) -
     assert (hanging.next().rows, hanging.current.cols) == (1, 1)
 
 
+def test_a_prior_under_another_issuer_of_patient_ids_is_not_hung(
+    shared: dict[str, Study],
+) -> None:
+    """Same Patient ID, another issuer (another hospital's numbering): another patient."""
+    import dataclasses
+
+    ct = shared["CT"]
+    foreign = prior_of(ct, "20100101", "3")
+    for series in foreign.series.values():
+        series.instances = [
+            dataclasses.replace(i, issuer_of_patient_id="OTHER-HOSPITAL") for i in series.instances
+        ]
+    hanging = hang(ct, [foreign], load_protocols())
+    assert hanging.protocol == "CT: axial, coronal, sagittal"
+    same = prior_of(ct, "20100101", "4")
+    assert hang(ct, [foreign, same], load_protocols()).current.viewports[3].study is same
+
+
 def test_a_prior_of_another_modality_does_not_count(shared: dict[str, Study]) -> None:
     hanging = hang(shared["CT"], [shared["MR"]], load_protocols())
     assert hanging.protocol == "CT: axial, coronal, sagittal"
