@@ -9,6 +9,12 @@ viewport in the same Frame of Reference draws where this one's current plane cut
 (reference lines, ``core.viewer.reference_lines``). A series opened while another viewport
 than the first is active loads into that viewport with its own loader; a series already shown
 elsewhere is not decoded again (the layout hands over the same frames).
+
+A cell whose planned orientation (hanging protocol, or View > Layout > Show as axial / coronal /
+sagittal for the active cell) is another plane than its series' acquired one is covered by a
+``desktop.mpr_cell.MprCell`` drawing that reformat through an ``MprView`` over the grid's one
+``SharedVolumes`` (built in a job once the series has loaded); its plane is what the other
+viewports' reference lines cut.
 """
 
 from __future__ import annotations
@@ -49,9 +55,11 @@ from core.viewer.hanging import (
 )
 from core.viewer.layout import MAX_SIDE, PRESETS, Direction, Layout, LayoutError
 from core.viewer.linking import LinkGroup
+from core.viewer.mpr import SharedVolumes
 from core.viewer.reference_lines import ImagePlane, first_last_lines, reference_line
 from core.viewer.state import ViewerState
 from core.viewer.transform import image_to_screen
+from desktop.mpr_cell import MprCell
 from desktop.viewport_widget import Tool, ViewportWidget
 
 if TYPE_CHECKING:
@@ -63,6 +71,11 @@ REFERENCE = QColor(255, 200, 40, 200)
 
 
 def current_plane(widget: ViewportWidget) -> ImagePlane | None:
+    mpr = widget.findChild(MprCell)
+    if isinstance(mpr, MprCell) and mpr.view is not None:  # a reformat: its plane
+        ref0 = widget.state.slices[0] if widget.state.slices else None
+        frame_of_reference = ref0.instance.frame_of_reference_uid if ref0 is not None else ""
+        return ImagePlane.from_reformat(mpr.view.plane(), frame_of_reference or "")
     ref = widget.state.current_slice()
     return ImagePlane.from_instance(ref.instance, ref.frame) if ref is not None else None
 
@@ -146,6 +159,8 @@ class ViewportGrid(QWidget):
         self.overlays: list[ReferenceOverlay] = []
         self.controllers: dict[int, ViewerController] = {}
         self.hanging: Hanging | None = None
+        self.volumes = SharedVolumes()  # one Volume per series for every reformat cell
+        self.mpr: dict[int, MprCell] = {}  # cell index -> its reformat, when it shows one
         self._tool: Tool = first.tool
         # one link group over the grid, every link off until the reader switches it on
         self.links = LinkGroup(scroll=False, window=False, zoom_pan=False)
@@ -179,6 +194,7 @@ class ViewportGrid(QWidget):
             col.addWidget(widget, 1)
             widget.installEventFilter(self)
             widget.state.series_changed.connect(lambda _s: self._refresh_lines())
+            widget.state.series_changed.connect(partial(self._series_changed, j))
             widget.state.viewport.events.slice_index.connect(lambda _i: self._refresh_lines())
             self.frames.append(box)
             self.captions.append(caption)
@@ -200,6 +216,7 @@ class ViewportGrid(QWidget):
             ctl = self.controllers.pop(j, None)
             if ctl is not None:
                 ctl.cancel_series_load()
+            self._drop_mpr(j)
             self.links.remove(widget.state)
         del self.frames[n:], self.widgets[n:], self.captions[n:], self.overlays[n:]
         for i in range(n):
@@ -245,13 +262,70 @@ class ViewportGrid(QWidget):
         parts = [cell.label] if cell.label else []
         if series is not None:
             parts.append(series.description or series.modality)
-        if cell.orientation != "acquired" and (
-            series is None or acquired_plane(series) != cell.orientation
-        ):
-            # ViewportWidget draws acquired slices only, for now: never claim a reformat
-            parts.append(f"acquired plane ({cell.orientation} reformat not drawn yet)")
+        if self._sync_mpr(i):
+            parts.append(f"{cell.orientation} reformat")
         self.captions[i].setText(" · ".join(parts))
         self._highlight()
+
+    # --- reformats ---------------------------------------------------------------------------
+    def reformat_of(self, i: int) -> str | None:
+        """The plane cell ``i`` must reformat to, or None when it shows the acquired slices."""
+        cell = self.model.cells[i] if i < len(self.model) else None
+        if cell is None or cell.state.series is None or cell.orientation == "acquired":
+            return None
+        acquired = acquired_plane(cell.state.series)
+        return None if acquired in ("", cell.orientation) else cell.orientation
+
+    def _series_changed(self, i: int, _series: object) -> None:
+        self._sync_mpr(i)
+
+    def _sync_mpr(self, i: int) -> bool:
+        """Cover cell ``i`` with its reformat, or uncover it; True when it shows one."""
+        if self._deferred or i >= len(self.widgets):
+            return False
+        plane = self.reformat_of(i)
+        mpr = self.mpr.get(i)
+        if plane is None:
+            self._drop_mpr(i)
+            return False
+        if mpr is None or mpr.viewport is not self.widgets[i]:
+            self._drop_mpr(i)
+            mpr = MprCell(
+                self.widgets[i],
+                plane,  # type: ignore[arg-type]
+                self.volumes,
+                self.runner,
+                self._release_volume,
+            )
+            mpr.installEventFilter(self)
+            mpr.plane_changed.connect(self._refresh_lines)
+            self.mpr[i] = mpr
+        elif mpr.plane_name != plane:
+            mpr.set_plane(plane)  # type: ignore[arg-type]
+        return True
+
+    def _drop_mpr(self, i: int) -> None:
+        mpr = self.mpr.pop(i, None)
+        if mpr is None:
+            return
+        uid = mpr.built_for
+        mpr.detach()
+        mpr.removeEventFilter(self)
+        mpr.hide()
+        mpr.deleteLater()
+        if uid is not None:
+            self._release_volume(uid)
+        self._refresh_lines()
+
+    def _release_volume(self, uid: str) -> None:
+        if all(m.built_for != uid for m in self.mpr.values()):
+            self.volumes.drop(uid)  # no reformat shows the series any more
+
+    def set_orientation(self, orientation: str, i: int | None = None) -> None:
+        """Show cell ``i`` (the active one) as axial, coronal, sagittal or acquired."""
+        i = self.model.active if i is None else i
+        self.model.cells[i].orientation = orientation  # type: ignore[assignment]
+        self.model.cell_changed.emit(i)
 
     def _refresh_lines(self) -> None:
         for overlay in self.overlays:
@@ -278,6 +352,18 @@ class ViewportGrid(QWidget):
         self._refresh_lines()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if isinstance(obj, MprCell):  # a reformat: press activates, double-click maximises
+            if obj.viewport in self.widgets and event.type() in (
+                QEvent.Type.MouseButtonPress,
+                QEvent.Type.MouseButtonDblClick,
+            ):
+                i = self.widgets.index(obj.viewport)
+                if event.type() == QEvent.Type.MouseButtonPress:
+                    self.model.set_active(i)
+                else:
+                    self.model.toggle_maximise(i)
+                    return True
+            return False
         if isinstance(obj, ViewportWidget) and obj in self.widgets:
             i = self.widgets.index(obj)
             if event.type() == QEvent.Type.MouseButtonPress:
@@ -458,6 +544,12 @@ def install_layout_menu(win: QWidget, menu: QMenu, grid: ViewportGrid) -> dict[s
     add("Hang by protocol", hang_now, LAYOUT_KEYS["Hang by protocol"])
     add("Next stage", grid.next_stage, LAYOUT_KEYS["Next stage"])
     add("Previous stage", grid.previous_stage, LAYOUT_KEYS["Previous stage"])
+    sub.addSeparator()
+    for plane in ("axial", "coronal", "sagittal", "acquired"):
+        add(
+            f"Show as {plane}" if plane != "acquired" else "Show the acquired slices",
+            partial(grid.set_orientation, plane),
+        )
     sub.addSeparator()
     lines = add("Reference lines", lambda: None)
     lines.setCheckable(True)

@@ -232,7 +232,7 @@ def test_ct_with_a_prior_opens_hung_each_series_loaded_once(qtbot, ct_dir: Path)
             "Sagittal",
             "Prior axial",
         ]
-        assert grid.captions[1].text().endswith("acquired plane (coronal reformat not drawn yet)")
+        assert grid.captions[1].text().endswith("coronal reformat")
         assert grid.captions[0].text() == "Axial · PANCREAS DI, iDose (3)"  # it is the axial
         qtbot.wait(50)
         grid.grab().save("/tmp/doctorai_hanging_ct_prior.png")

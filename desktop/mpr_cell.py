@@ -1,0 +1,337 @@
+"""A grid cell's reformatted plane (coronal, sagittal, or axial of a non-axial series).
+
+An ``MprCell`` lies over a ``ViewportWidget`` whose cell shows another plane than the acquired
+one. Once every slice of the cell's series has settled it builds, in a ``JobRunner`` job (never
+on the GUI thread), the series' one shared ``Volume`` (``core.viewer.mpr.SharedVolumes``) and
+an ``MprView`` of the plane; meanwhile it says what it waits for. It paints ``view.frame()``
+through ``core.imaging.display.render`` with the cell's own window (``state.viewport``), with
+square pixels in mm (the image's aspect is the plane's size in mm), head at the top and the
+patient's right on the left (``core.viewer.reformat``'s convention). A series whose geometry is
+refused (gaps, irregular spacing, tilt) shows the refusal, naming the series and the cause,
+never a distorted image.
+
+Mouse and keys: wheel, arrows, PgUp/PgDn, Home/End step along the plane's normal; left drag is
+window/level (the cell's window, so linked window/level follows); the grid's event filter
+gets presses for the active cell and double-clicks for maximise. Not yet here: zoom/pan (the
+plane is fitted to the cell), measurements (a measuring tool says so in the status line),
+reference lines drawn INTO this cell, thick slabs and oblique planes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPaintEvent,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import QWidget
+
+from core.imaging.model import Frame, Series, SliceRef
+from core.viewer.mpr import MprView, SharedVolumes
+from core.viewer.reformat import PlaneName
+from desktop.viewport_widget import OVERLAY_COLOUR, ViewportWidget, to_qimage
+
+if TYPE_CHECKING:
+    from desktop.workers import JobContext, JobRunner
+
+# LPS axis -> the patient side it points to (+x left, +y posterior, +z head)
+SIDES = (("R", "L"), ("A", "P"), ("F", "H"))
+NO_MEASURE = "Measurements are not available in reformatted views yet"
+
+
+def side(direction: Any) -> str:
+    """The patient side a direction points to most ('L', 'H', ...); two letters if oblique."""
+    d = np.asarray(direction, dtype=np.float64)
+    order = np.argsort(-np.abs(d))
+    letters = [SIDES[int(a)][int(d[a] > 0)] for a in order[:2] if abs(d[a]) > 0.25]
+    return "".join(letters)
+
+
+def build_view(
+    ctx: JobContext,
+    volumes: SharedVolumes,
+    series: Series,
+    refs: list[SliceRef],
+    frames: list[Frame | None],
+    plane: PlaneName,
+) -> MprView:
+    """The worker's part: the shared volume (built once per series) and this cell's view."""
+    view = MprView(volumes.get(series, refs, frames), plane)
+    view.frame()  # the first image is sampled here, not in the first paint
+    return view
+
+
+class MprCell(QWidget):
+    """Paints a reformatted plane over its ViewportWidget; see the module docstring."""
+
+    plane_changed = Signal()  # another plane is shown (reference lines elsewhere follow it)
+
+    def __init__(
+        self,
+        viewport: ViewportWidget,
+        plane: PlaneName,
+        volumes: SharedVolumes,
+        runner: JobRunner | None,
+        released: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(viewport)
+        self.setObjectName("mprCell")
+        self.viewport, self.state = viewport, viewport.state
+        self.plane_name: PlaneName = plane
+        self.volumes, self.runner = volumes, runner
+        self.released = released  # told a series uid this cell no longer needs a volume of
+        self.view: MprView | None = None
+        self.message = ""  # what the cell says instead of an image (building, refused)
+        self.image_rect = QRectF()  # where the last paint drew the plane (tests)
+        self.built_for: str | None = None  # series uid of the view or of the job under way
+        self._generation = 0
+        self._cache_key: tuple[Any, ...] | None = None
+        self._cache_img: QImage | None = None
+        self._drag: dict[str, Any] | None = None
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setGeometry(viewport.rect())
+        viewport.installEventFilter(self)
+        self.state.series_changed.connect(self._on_series)
+        self.state.frame_loaded.connect(self._on_frame)
+        self.state.viewport.events.connect(self._on_viewport)
+        self.show()
+        self.refresh()
+
+    def detach(self) -> None:
+        """Stop following the viewport's state (before the cell is deleted)."""
+        self._generation += 1
+        self.state.series_changed.disconnect(self._on_series)
+        self.state.frame_loaded.disconnect(self._on_frame)
+        self.state.viewport.events.disconnect(self._on_viewport)
+        self.viewport.removeEventFilter(self)
+        self._set_view(None)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is self.viewport and event.type() == QEvent.Type.Resize:
+            self.setGeometry(self.viewport.rect())
+        return False
+
+    # --- building ----------------------------------------------------------------------
+    def set_plane(self, plane: PlaneName) -> None:
+        self.plane_name = plane
+        if self.view is not None:
+            self.view.set_plane(plane)  # through the same point
+        self.update()
+
+    def _on_series(self, _series: object) -> None:
+        old, self.built_for = self.built_for, None
+        self._set_view(None)
+        if old is not None and self.released is not None:
+            self.released(old)
+        self.refresh()
+
+    def _on_frame(self, _index: int) -> None:
+        if self.view is None and self.built_for is None:
+            st = self.state
+            if st.settled_count >= st.slice_count:
+                self.refresh()
+            elif st.settled_count % 16 == 0:
+                self._waiting()
+
+    def _on_viewport(self, *_: Any) -> None:
+        self.update()
+
+    def _on_view(self) -> None:
+        self.update()
+        self.plane_changed.emit()
+
+    def _waiting(self) -> None:
+        st = self.state
+        self.message = (
+            f"{self.plane_name.capitalize()} reformat: waiting for the series to load "
+            f"({st.settled_count}/{st.slice_count})"
+        )
+        self.update()
+
+    def refresh(self) -> None:
+        """Build the view once the series has settled (in a job); say why not meanwhile."""
+        st = self.state
+        series = st.series
+        if series is None:
+            self.message = ""
+            self.update()
+            return
+        if self.view is not None or self.built_for == series.series_instance_uid:
+            return
+        if st.settled_count < st.slice_count:
+            self._waiting()
+            return
+        if st.failed:
+            k = min(st.failed)
+            self.message = (
+                f"No {self.plane_name} reformat of series '{series.description or series.modality}'"
+                f": image {k + 1} cannot be decoded ({st.failed[k]})"
+            )
+            self.update()
+            return
+        if self.runner is None:
+            self.message = "Reformats need the window's background jobs"
+            self.update()
+            return
+        self.built_for = series.series_instance_uid
+        self._generation += 1
+        generation = self._generation
+        self.message = f"Building the {self.plane_name} reformat…"
+        self.update()
+        self.runner.start(
+            "Reformat",
+            build_view,
+            self.volumes,
+            series,
+            list(st.slices),
+            list(st.frames),
+            self.plane_name,
+            on_result=lambda view: self._built(generation, view),
+            on_error=lambda exc: self._refused(generation, exc),
+        )
+
+    def _built(self, generation: int, view: MprView) -> None:
+        if generation != self._generation:
+            return
+        if view.plane_name != self.plane_name:
+            view.set_plane(self.plane_name)
+        self._set_view(view)
+        self.message = ""
+        self.update()
+        self.plane_changed.emit()
+
+    def _refused(self, generation: int, exc: BaseException) -> None:
+        if generation != self._generation:
+            return
+        self.message = f"No {self.plane_name} reformat: {exc}"
+        self.update()
+
+    def _set_view(self, view: MprView | None) -> None:
+        if self.view is not None:
+            self.view.changed.disconnect(self._on_view)
+        self.view = view
+        self._cache_key = self._cache_img = None
+        if view is not None:
+            view.changed.connect(self._on_view)
+
+    # --- painting ----------------------------------------------------------------------
+    def _image(self, view: MprView) -> QImage:
+        from core.imaging.display import render
+
+        vp = self.state.viewport
+        key = (id(view.reformat), view.index, vp.window_center, vp.window_width, vp.invert)
+        if key != self._cache_key or self._cache_img is None:
+            frame = view.frame()
+            invert = frame.invert != vp.invert
+            pixels = render(frame, window=(vp.window_center, vp.window_width), invert=invert)
+            self._cache_img = to_qimage(pixels)
+            self._cache_key = key
+        return self._cache_img
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.fillRect(self.rect(), Qt.GlobalColor.black)
+        view = self.view
+        if view is None:
+            self.image_rect = QRectF()
+            p.setPen(QColor("#ff7b72") if "No " in self.message else QColor("#c8c8c8"))
+            p.drawText(
+                self.rect().adjusted(30, 0, -30, 0),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                self.message,
+            )
+            p.end()
+            return
+        img = self._image(view)
+        # square pixels: one scale for both axes, the plane fitted and centred in the cell
+        scale = min(self.width() / img.width(), self.height() / img.height())
+        w, h = img.width() * scale, img.height() * scale
+        self.image_rect = QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 4)
+        p.drawImage(self.image_rect, img)
+        self._paint_labels(p, view)
+        p.end()
+
+    def _paint_labels(self, p: QPainter, view: MprView) -> None:
+        plane, fm = view.plane(), p.fontMetrics()
+        w, h, m = self.width(), self.height(), 8
+        vp = self.state.viewport
+        p.setPen(OVERLAY_COLOUR)
+        p.drawText(QPointF(m, m + fm.ascent()), f"{view.plane_name.capitalize()} reformat")
+        p.drawText(QPointF(m, m + fm.ascent() + fm.height()), f"{view.index + 1}/{view.count}")
+        p.drawText(
+            QPointF(m, h - m - fm.descent()),
+            f"W {vp.window_width:.0f}  L {vp.window_center:.0f}",
+        )
+        labels = {
+            "left": (QPointF(m, h / 2), side(-plane.u)),
+            "right": (QPointF(w - m - fm.horizontalAdvance(side(plane.u)), h / 2), side(plane.u)),
+            "top": (QPointF(w / 2, m + fm.ascent() + fm.height()), side(-plane.v)),
+            "bottom": (QPointF(w / 2, h - m - fm.descent() - fm.height()), side(plane.v)),
+        }
+        for at, text in labels.values():
+            p.drawText(at, text)
+
+    # --- mouse and keys ----------------------------------------------------------------
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        self.setFocus()
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        if self.viewport.tool in ("length", "roi"):
+            self.viewport.status_text = NO_MEASURE
+            return
+        vp = self.state.viewport
+        self._drag = {"start": event.position(), "c": vp.window_center, "w": vp.window_width}
+        event.accept()
+
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:
+        d = self._drag
+        if d is None:
+            return
+        pos = event.position()
+        step = max(d["w"], 10.0) / 300.0  # as in ViewportWidget
+        self.state.viewport.set_window(
+            d["c"] + (pos.y() - d["start"].y()) * step, d["w"] + (pos.x() - d["start"].x()) * step
+        )
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        self._drag = None
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        dy = event.angleDelta().y()
+        if dy == 0 or self.view is None:
+            event.ignore()
+            return
+        self.view.step(-(int(dy / 120) or (1 if dy > 0 else -1)))
+        event.accept()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        view = self.view
+        steps = {
+            Qt.Key.Key_Up: -1,
+            Qt.Key.Key_Left: -1,
+            Qt.Key.Key_Down: 1,
+            Qt.Key.Key_Right: 1,
+            Qt.Key.Key_PageUp: -10,
+            Qt.Key.Key_PageDown: 10,
+        }
+        key = Qt.Key(event.key())
+        if view is None:
+            super().keyPressEvent(event)
+        elif key in steps:
+            view.step(steps[key])
+        elif key == Qt.Key.Key_Home:
+            view.set_index(0)
+        elif key == Qt.Key.Key_End:
+            view.set_index(view.count - 1)
+        else:
+            super().keyPressEvent(event)
