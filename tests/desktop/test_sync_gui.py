@@ -36,7 +36,12 @@ REPO = Path(__file__).resolve().parents[2]
 CR = REPO / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
 PASSWORD = "correct horse battery"
 FAST = BackoffPolicy(base_s=0.05, cap_s=0.2, max_attempts=2)
-MAX_STALL_S = 0.050
+# The window must never freeze: a sync pass on the GUI thread would stop it for seconds
+# (2,000 items). The longest single gap also takes in the OS preempting this process on a
+# loaded 2-core machine (51 ms seen with a second test run beside it), so the worst gap has a
+# freeze's bound and the 99th percentile the p99 goal.
+MAX_STALL_S = 0.100
+P99_STALL_S = 0.030
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +108,20 @@ class StallMeter(QObject):
         self.last: float | None = None
         self.worst = 0.0
         self.ticks = 0
+        self.gaps: list[float] = []
 
     def _tick(self) -> None:
         now = time.perf_counter()
         if self.last is not None:
-            self.worst = max(self.worst, now - self.last - 0.002)
+            gap = now - self.last - 0.002
+            self.gaps.append(gap)
+            self.worst = max(self.worst, gap)
         self.last, self.ticks = now, self.ticks + 1
+
+    @property
+    def p99(self) -> float:
+        ordered = sorted(self.gaps)
+        return ordered[int(len(ordered) * 0.99)] if ordered else 0.0
 
     def start(self) -> None:
         self.timer.start()
@@ -170,9 +183,13 @@ def test_accepted_result_reaches_server_without_stalling_the_gui(  # type: ignor
         assert "last synced" in widget.text.text()
         assert StoreOutbox(ws.db).count_unsent() == 0
         took = time.perf_counter() - t_install
-        print(f"sync of {queued} items: {took:.2f} s, worst GUI stall {meter.worst * 1000:.1f} ms")
+        print(
+            f"sync of {queued} items: {took:.2f} s, GUI stall worst {meter.worst * 1000:.1f} ms,"
+            f" p99 {meter.p99 * 1000:.1f} ms"
+        )
         assert meter.ticks > 100  # the GUI loop ran all along
         assert meter.worst < MAX_STALL_S, f"GUI thread stalled {meter.worst * 1000:.0f} ms"
+        assert meter.p99 < P99_STALL_S, f"GUI stall p99 {meter.p99 * 1000:.0f} ms"
         device = CredentialStore(remote.url).require_device().device_id  # enrolled by the loop
         got = remote.query(
             "SELECT decision, model_id FROM results WHERE device_id = ? AND client_id = ?",
