@@ -38,7 +38,7 @@ from PySide6.QtWidgets import QWidget
 from core.imaging.model import Frame, Series, SliceRef
 from core.viewer.mpr import MprView, SharedVolumes
 from core.viewer.reformat import PlaneName
-from desktop.viewport_widget import OVERLAY_COLOUR, ViewportWidget, to_qimage
+from desktop.viewport_widget import OVERLAY_COLOUR, SLICE_KEYS, ViewportWidget, to_qimage
 
 if TYPE_CHECKING:
     from desktop.workers import JobContext, JobRunner
@@ -316,19 +316,11 @@ class MprCell(QWidget):
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
         view = self.view
-        steps = {
-            Qt.Key.Key_Up: -1,
-            Qt.Key.Key_Left: -1,
-            Qt.Key.Key_Down: 1,
-            Qt.Key.Key_Right: 1,
-            Qt.Key.Key_PageUp: -10,
-            Qt.Key.Key_PageDown: 10,
-        }
         key = Qt.Key(event.key())
         if view is None:
             super().keyPressEvent(event)
-        elif key in steps:
-            view.step(steps[key])
+        elif key in SLICE_KEYS:
+            view.step(SLICE_KEYS[key])
         elif key == Qt.Key.Key_Home:
             view.set_index(0)
         elif key == Qt.Key.Key_End:

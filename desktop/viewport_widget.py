@@ -56,6 +56,17 @@ def to_qimage(pixels: np.ndarray[Any, Any]) -> QImage:
     return img.copy()  # detach from the numpy buffer
 
 
+#: Keys that step through slices (or along a reformat's normal), and by how many.
+SLICE_KEYS: dict[Qt.Key, int] = {
+    Qt.Key.Key_Up: -1,
+    Qt.Key.Key_Left: -1,
+    Qt.Key.Key_Down: 1,
+    Qt.Key.Key_Right: 1,
+    Qt.Key.Key_PageUp: -10,
+    Qt.Key.Key_PageDown: 10,
+}
+
+
 class ViewportWidget(QWidget):
     painted = Signal(int)  # slice index painted with its own (not a neighbour's) frame
 
@@ -415,17 +426,9 @@ class ViewportWidget(QWidget):
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
-        keys = {
-            Qt.Key.Key_Up: -1,
-            Qt.Key.Key_Left: -1,
-            Qt.Key.Key_Down: 1,
-            Qt.Key.Key_Right: 1,
-            Qt.Key.Key_PageUp: -10,
-            Qt.Key.Key_PageDown: 10,
-        }
         key = Qt.Key(event.key())
-        if key in keys:
-            self.state.step_slice(keys[key])
+        if key in SLICE_KEYS:
+            self.state.step_slice(SLICE_KEYS[key])
         elif key == Qt.Key.Key_Home:
             self.state.set_slice(0)
         elif key == Qt.Key.Key_End:
