@@ -43,7 +43,7 @@ from core.inference.shadow import ShadowModels
 from core.results.store import Decision
 from core.viewer.state import ViewerState
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
-from desktop.model_manager_view import ModelManagerView, refusal_warnings
+from desktop.model_manager_view import ModelManagerView
 from desktop.viewport_widget import ViewportWidget
 from desktop.workers import JobContext, JobRunner
 
@@ -298,7 +298,7 @@ class AIPanel(QWidget):
     def set_manager(self, manager: ModelManager) -> None:
         self.manager = manager
         self.manager_view.set_manager(manager)
-        refused = refusal_warnings(manager)
+        refused = self.manager_view.warnings
         self.update_warning.setText("\n".join(refused))
         self.update_warning.setVisible(bool(refused))
         self._fill_models()

@@ -175,7 +175,6 @@ class ViewerController(QObject):
         self._provisional_job: Job | None = None
         self._first_shown: FirstImage | None = None  # its indexing waits for the paint
         self._shown_event: threading.Event | None = None  # a series load waits for the paint
-        self._last_progress = 0.0
         self._header_timer = QTimer(self, singleShot=True, interval=120)
         self._header_timer.timeout.connect(self._load_header)
         state.viewport.events.slice_index.connect(lambda _i: self._header_timer.start())
@@ -223,10 +222,8 @@ class ViewerController(QObject):
             return
         if len(args) < 2:
             return
-        now = time.perf_counter()
-        if now - self._last_progress >= 0.1 or args[0] == args[1]:  # at most 10 updates/s
-            self._last_progress = now
-            self.status.emit(f"Indexing: {args[0]}/{args[1]} files")
+        # already throttled where it is sent (progressive_index_job: at most one per PROGRESS_S)
+        self.status.emit(f"Indexing: {args[0]}/{args[1]} files")
 
     def first_image_painted(self) -> None:
         """The viewport painted its slice: a load waiting for that paint goes on (module doc)."""

@@ -120,6 +120,7 @@ class ModelManagerView(QWidget):
         self.setWindowTitle("Model manager")
         self.runner = runner
         self.manager: ModelManager | None = None
+        self.warnings: list[str] = []  # refused signed updates of the current manager
         self.events: ManagerEvents | None = None
         self.summary = QLabel("Looking for installed models…")
         self.summary.setWordWrap(True)
@@ -154,9 +155,9 @@ class ModelManagerView(QWidget):
         self.manager = manager
         self.events = ManagerEvents(manager, self)
         self.events.changed.connect(lambda _id: self.refresh())
-        warnings = refusal_warnings(manager)
-        self.refused.setText("\n".join(warnings))
-        self.refused.setVisible(bool(warnings))
+        self.warnings = refusal_warnings(manager)  # the AI panel shows the same lines
+        self.refused.setText("\n".join(self.warnings))
+        self.refused.setVisible(bool(self.warnings))
         self.refresh()
 
     def refresh(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.app.workstation import Workstation
 from core.audit.events import Participants, event
-from core.audit.head_record import HeadRecorder
+from core.audit.head_record import HeadRecorder, head_key
 from core.audit.log import TrailCheck
 from core.audit.vocabulary import EventType, Outcome
 from core.paths import machine_config_path
@@ -96,7 +96,7 @@ def restore_backup(
     manifest = restored.manifest
     index, digest = manifest.head
     if index >= 0:  # the head record beside the database, under the restored head key
-        recorder = HeadRecorder(restored.target)
+        recorder = HeadRecorder(restored.target, head_key(restored.target, create=True)[0])
         recorder.start_at(index, digest)
         recorder.close()
     ws: Workstation = (open_profile or Workstation.open_for_cli)(restored.target)

@@ -30,11 +30,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.store.keys import head_key_entry
+from core.store.keys import SERVICE, head_key_entry
 
 log = logging.getLogger(__name__)
 
-SERVICE = "DoctorAI Workstation"
 #: Longest the record lags behind the committed head in normal running (one fsync per interval).
 WRITE_INTERVAL_S = 0.25
 
@@ -137,9 +136,10 @@ def compare(
 class HeadRecorder:
     """Writes the newest committed head to the head file from one writer thread."""
 
-    def __init__(self, db_path: Path) -> None:
+    def __init__(self, db_path: Path, key: bytes | None) -> None:
+        """``key``: the head key (``head_key``); None records nothing."""
         self.path = head_path(db_path)
-        self.key, self.key_is_new = head_key(db_path, create=True)
+        self.key = key
         self._lock = threading.Condition()
         self._pending: tuple[int, str] | None = None
         self._written: tuple[int, str] | None = None

@@ -289,8 +289,9 @@ class AuditLog:
         self._group: GroupCommit[_Batch, list[StoredEvent]] = GroupCommit(
             self._commit_batches, MAX_BATCH_EVENTS
         )
-        self.chain_key, head_key_made = self._keys()
-        self.head_record = HeadRecorder(db.path)  # the head, also kept outside the database
+        self.chain_key, head_secret, head_key_made = self._keys()
+        # the head, also kept outside the database
+        self.head_record = HeadRecorder(db.path, head_secret)
         db.after_commit.append(self._after_commit)
         db.before_close.append(self.head_record.close)
         if head_key_made:  # a trail from before head records: start from here
@@ -298,22 +299,23 @@ class AuditLog:
             if index >= 0:
                 self.head_record.start_at(index, digest)
 
-    def _keys(self) -> tuple[ChainKey, bool]:
-        """The chain key, and whether the head key was made just now. A missing key is made
-        under the write lock (BEGIN IMMEDIATE): one process makes it, any other opening the
-        trail at the same moment then reads it (two keys would make each other's links and
-        head records look forged). The chain is keyed from the next event on."""
+    def _keys(self) -> tuple[ChainKey, bytes | None, bool]:
+        """The chain key, the head key and whether the head key was made just now. A missing
+        key is made under the write lock (BEGIN IMMEDIATE): one process makes it, any other
+        opening the trail at the same moment then reads it (two keys would make each other's
+        links and head records look forged). The chain is keyed from the next event on."""
         path = self.db.path
         chain = read_chain_key(path)
-        if chain is not None and head_key(path, create=False)[0] is not None:
-            return chain, False
+        head, _made = head_key(path, create=False)
+        if chain is not None and head is not None:
+            return chain, head, False
         with self.db.transaction() as conn:
             chain = read_chain_key(path)
             if chain is None:
                 last = conn.exec_driver_sql(_LAST_SQL).first()
                 chain = create_chain_key(path, last[0] + 1 if last else 0)
-            _key, made = head_key(path, create=True)
-        return chain, made
+            head, made = head_key(path, create=True)
+        return chain, head, made
 
     def _after_commit(self, info: dict[Any, Any]) -> None:
         head = info.get(_HEAD_KEY)

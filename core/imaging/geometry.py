@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -245,12 +244,3 @@ def _regular_step(positions: Vec, row_dir: Vec, col_dir: Vec, name: str) -> tupl
             "mm; a varying gantry tilt?)",
         )
     return origin, step
-
-
-def describe(geometry: VolumeGeometry) -> dict[str, Any]:
-    """Plain facts for logs and the CLI (no patient data)."""
-    return {
-        "shape": geometry.shape,
-        "spacing_mm": tuple(round(s, 4) for s in geometry.spacing),
-        "tilt_degrees": round(geometry.tilt_degrees, 3),
-    }

@@ -170,10 +170,6 @@ class Layout:
 
     # --- active / maximised ------------------------------------------------------------
     @property
-    def active_cell(self) -> Cell:
-        return self.cells[self.active]
-
-    @property
     def active_state(self) -> ViewerState:
         return self.cells[self.active].state
 
@@ -246,9 +242,10 @@ class Layout:
         if series is not None:
             donor = self._holder(series.series_instance_uid, exclude=cell)
             if donor is not None and len(donor.state.frames) == len(cell.state.frames):
-                for j, frame in enumerate(donor.state.frames):
-                    if frame is not None:
-                        cell.state.set_frame(j, frame)  # the same object: no copy
+                # the same objects: no copy; one progress signal for the whole hand-over
+                cell.state.set_frames(
+                    [(j, f) for j, f in enumerate(donor.state.frames) if f is not None]
+                )
                 for j, reason in donor.state.failed.items():
                     cell.state.mark_failed(j, reason)
         self.cell_changed.emit(i)

@@ -426,10 +426,6 @@ class Reformat:
         dv = self._inverse @ (self.v * self.pixel_size)
         return Grid(base, du, dv, self.rows, self.cols)
 
-    def voxel_coordinates(self, index: int, shift_mm: float = 0.0) -> Vec:
-        """(3, rows, cols) fractional voxel indices of ``grid(index, shift_mm)``'s pixels."""
-        return self.grid(index, shift_mm).coordinates()
-
     # --- images --------------------------------------------------------------------------
     def _sample(self, grid: Grid, cval: float) -> Image:
         """Trilinear samples (``core.viewer.resample``: separable when the plane runs along
