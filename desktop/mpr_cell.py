@@ -10,11 +10,16 @@ patient's right on the left (``core.viewer.reformat``'s convention). A series wh
 refused (gaps, irregular spacing, tilt) shows the refusal, naming the series and the cause,
 never a distorted image.
 
-Mouse and keys: wheel, arrows, PgUp/PgDn, Home/End step along the plane's normal; left drag is
-window/level (the cell's window, so linked window/level follows); the grid's event filter
-gets presses for the active cell and double-clicks for maximise. Not yet here: zoom/pan (the
-plane is fitted to the cell), measurements (a measuring tool says so in the status line),
-reference lines drawn INTO this cell, thick slabs and oblique planes.
+Mouse and keys (as ``ViewportWidget``): wheel, arrows, PgUp/PgDn, Home/End step along the
+plane's normal; left drag is the viewport's tool (window/level by default: the cell's window, so
+linked window/level follows; zoom; pan), right drag zooms, middle drag pans, Ctrl+wheel zooms.
+Zoom and pan are the cell's ``state.viewport`` zoom/pan/fit (so Fit, 1:1, Reset and linked
+zoom/pan act on it); its rotation and flips are not applied (a reformat stays head-up). The grid's
+event filter gets presses for the active cell and double-clicks for maximise.
+
+Public API for the grid (crosshair, reference lines, linked scrolling): ``current_plane``,
+``widget_to_patient``, ``patient_to_widget``, ``goto``, and the signals ``plane_changed`` and
+``view_changed`` (zoom, pan or size: where the plane lies in the widget).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, QSizeF, Qt, Signal
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -37,7 +42,8 @@ from PySide6.QtWidgets import QWidget
 
 from core.imaging.model import Frame, Series, SliceRef
 from core.viewer.mpr import MprView, SharedVolumes
-from core.viewer.reformat import PlaneName
+from core.viewer.reformat import Plane, PlaneName
+from core.viewer.transform import ViewGeometry, fit_zoom, image_to_screen, screen_to_image
 from desktop.viewport_widget import OVERLAY_COLOUR, SLICE_KEYS, ViewportWidget, to_qimage
 
 if TYPE_CHECKING:
@@ -74,6 +80,7 @@ class MprCell(QWidget):
     """Paints a reformatted plane over its ViewportWidget; see the module docstring."""
 
     plane_changed = Signal()  # another plane is shown (reference lines elsewhere follow it)
+    view_changed = Signal()  # zoom, pan or the cell's size changed: where the plane is drawn
 
     def __init__(
         self,
@@ -103,6 +110,8 @@ class MprCell(QWidget):
         self.state.series_changed.connect(self._on_series)
         self.state.frame_loaded.connect(self._on_frame)
         self.state.viewport.events.connect(self._on_viewport)
+        for signal in self._geometry_signals():
+            signal.connect(self._on_geometry)
         self.show()
         self.refresh()
 
@@ -112,13 +121,75 @@ class MprCell(QWidget):
         self.state.series_changed.disconnect(self._on_series)
         self.state.frame_loaded.disconnect(self._on_frame)
         self.state.viewport.events.disconnect(self._on_viewport)
+        for signal in self._geometry_signals():
+            signal.disconnect(self._on_geometry)
         self.viewport.removeEventFilter(self)
         self._set_view(None)
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if obj is self.viewport and event.type() == QEvent.Type.Resize:
             self.setGeometry(self.viewport.rect())
+            self.view_changed.emit()
         return False
+
+    def _geometry_signals(self) -> list[Any]:
+        events = self.state.viewport.events
+        return [events.zoom, events.pan, events.fit]
+
+    def _on_geometry(self, *_: Any) -> None:
+        self.view_changed.emit()
+
+    # --- public API: where the plane is on screen and in the patient ------------------------
+    def current_plane(self) -> Plane | None:
+        """The Plane now shown (None while building or refused)."""
+        return self.view.plane() if self.view is not None else None
+
+    def effective_zoom(self) -> float:
+        """Screen pixels per plane pixel: the cell's zoom, or the fit zoom until one is set."""
+        plane = self.current_plane()
+        vp = self.state.viewport
+        if plane is None or not vp.fit:
+            return vp.zoom
+        return fit_zoom((plane.cols, plane.rows), (self.width(), self.height()))
+
+    def view_geometry(self) -> ViewGeometry | None:
+        """The plane's image -> widget mapping: zoom and pan from the cell's viewport state,
+        never its rotation or flips (a reformat stays head-up, patient's right on the left)."""
+        plane = self.current_plane()
+        if plane is None:
+            return None
+        return ViewGeometry(
+            image_size=(plane.cols, plane.rows),
+            view_size=(self.width(), self.height()),
+            zoom=self.effective_zoom(),
+            pan=self.state.viewport.pan,
+        )
+
+    def widget_to_patient(self, pos: QPointF) -> np.ndarray | None:
+        """The patient point (LPS mm) under a widget position; None off the plane's image."""
+        g, plane = self.view_geometry(), self.current_plane()
+        if g is None or plane is None:
+            return None
+        x, y = screen_to_image(g, (pos.x(), pos.y()))
+        if not (0.0 <= x <= plane.cols and 0.0 <= y <= plane.rows):
+            return None
+        return plane.to_patient(y - 0.5, x - 0.5)  # image coordinates: pixel centres at +0.5
+
+    def patient_to_widget(self, point: Any) -> QPointF | None:
+        """Where a patient point (LPS mm), projected onto the plane shown, lies in the widget
+        (zoom and pan included); None while no plane is shown."""
+        g, plane = self.view_geometry(), self.current_plane()
+        if g is None or plane is None:
+            return None
+        row, col, _distance = plane.to_pixel(point)
+        x, y = image_to_screen(g, (col + 0.5, row + 0.5))
+        return QPointF(x, y)
+
+    def goto(self, point: Any) -> None:
+        """Move the plane (along its normal) to the one through a patient point; plane_changed
+        fires when it moves (crosshair, linked scrolling)."""
+        if self.view is not None:
+            self.view.goto(point)
 
     # --- building ----------------------------------------------------------------------
     def set_plane(self, plane: PlaneName) -> None:
@@ -252,11 +323,12 @@ class MprCell(QWidget):
             p.end()
             return
         img = self._image(view)
-        # square pixels: one scale for both axes, the plane fitted and centred in the cell
-        scale = min(self.width() / img.width(), self.height() / img.height())
-        w, h = img.width() * scale, img.height() * scale
-        self.image_rect = QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 4)
+        g = self.view_geometry()
+        assert g is not None
+        # square pixels: one scale for both axes; fitted and centred until zoomed or panned
+        x0, y0 = image_to_screen(g, (0.0, 0.0))
+        self.image_rect = QRectF(QPointF(x0, y0), QSizeF(img.width(), img.height()) * g.zoom)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, g.zoom < 4)
         p.drawImage(self.image_rect, img)
         self._paint_labels(p, view)
         p.end()
@@ -283,14 +355,28 @@ class MprCell(QWidget):
 
     # --- mouse and keys ----------------------------------------------------------------
     def mousePressEvent(self, event: QMouseEvent) -> None:
+        """As ViewportWidget: left = the viewport's tool, right = zoom, middle = pan."""
         self.setFocus()
-        if event.button() != Qt.MouseButton.LeftButton:
+        btn = event.button()
+        mode: str | None = {
+            Qt.MouseButton.LeftButton: self.viewport.tool,
+            Qt.MouseButton.RightButton: "zoom",
+            Qt.MouseButton.MiddleButton: "pan",
+        }.get(btn)
+        if mode is None:
             return
-        if self.viewport.tool in ("length", "roi"):
+        if mode in ("length", "roi"):
             self.viewport.status_text = NO_MEASURE
             return
         vp = self.state.viewport
-        self._drag = {"start": event.position(), "c": vp.window_center, "w": vp.window_width}
+        self._drag = {
+            "mode": mode,
+            "start": event.position(),
+            "center": vp.window_center,
+            "width": vp.window_width,
+            "zoom": self.effective_zoom(),
+            "pan": vp.pan,
+        }
         event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -298,10 +384,16 @@ class MprCell(QWidget):
         if d is None:
             return
         pos = event.position()
-        step = max(d["w"], 10.0) / 300.0  # as in ViewportWidget
-        self.state.viewport.set_window(
-            d["c"] + (pos.y() - d["start"].y()) * step, d["w"] + (pos.x() - d["start"].x()) * step
-        )
+        dx, dy = pos.x() - d["start"].x(), pos.y() - d["start"].y()
+        vp = self.state.viewport
+        if d["mode"] == "window":
+            step = max(d["width"], 10.0) / 300.0  # as in ViewportWidget
+            vp.set_window(d["center"] + dy * step, d["width"] + dx * step)
+        elif d["mode"] == "zoom":
+            factor = float(np.exp(-dy / 200.0))
+            vp.update({"zoom": min(max(d["zoom"] * factor, 1 / 64), 64.0), "fit": False})
+        elif d["mode"] == "pan":
+            vp.pan = (d["pan"][0] + dx, d["pan"][1] + dy)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         self._drag = None
@@ -311,7 +403,13 @@ class MprCell(QWidget):
         if dy == 0 or self.view is None:
             event.ignore()
             return
-        self.view.step(-(int(dy / 120) or (1 if dy > 0 else -1)))
+        steps = int(dy / 120) or (1 if dy > 0 else -1)
+        if event.modifiers() & Qt.KeyboardModifier.ControlModifier:  # zoom, as ViewportWidget
+            self.state.viewport.update(
+                {"zoom": min(max(self.effective_zoom() * 1.15**steps, 1 / 64), 64.0), "fit": False}
+            )
+        else:
+            self.view.step(-steps)
         event.accept()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:
