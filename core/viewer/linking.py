@@ -4,8 +4,10 @@ Scrolling: when one member shows another slice, every other member goes to the s
 same anatomical position if both series share a Frame of Reference and their slices are
 (nearly) parallel: the slice of the target whose plane is nearest the source slice's centre,
 measured along the target's normal, so two series with different slice spacing meet at the
-same place within half a target slice. Otherwise (different Frame of Reference - a prior
-study -, no geometry, or crossing planes) by index. Each member carries a user-set offset: in mm
+same place within half a target slice. Crossing planes of one Frame of Reference do not move
+each other (an axial index means nothing to a coronal stack; the reference lines show where
+one cuts the other). Otherwise (different Frame of Reference - a prior study -, or no
+geometry) by index. Each member carries a user-set offset: in mm
 for position linking, in slices for index linking; ``capture_offsets`` records the members'
 present relative positions as the offsets ("link here", after aligning a prior by hand).
 
@@ -13,23 +15,40 @@ Window/level is copied between members of the same modality only (a CT window on
 it out); zoom is copied scaled by the pixel spacings, so linked images show the same mm per
 screen pixel; pan is copied as is.
 
+Each member can leave the links and come back (``set_linked``): an unlinked member neither
+drives the others nor follows them, nor goes to the crosshair.
+
+Reformats: a member whose viewport paints a reformat (``set_reformat`` with its ``MprView``) is
+at the view's plane, not at its series' acquired slice. It links by position only: scrolling it
+moves the members whose current plane is parallel to it in the same Frame of Reference (other
+cells of that orientation, acquired or reformatted), and a parallel member scrolled elsewhere
+moves it (``MprView.goto``); crossing planes do not move (their reference lines follow). An
+index has no meaning between a reformat and a stack, so a reformat never links by index.
+
+The crosshair (``goto_point``) moves every linked member of the point's Frame of Reference
+through the point (a reformat by ``goto``, a stack to its nearest slice) and keeps the point
+(``crosshair``), so each viewport whose plane holds it within half a slice (``holds``) marks it.
+
 No feedback loops: a group ignores the events it causes itself while it propagates one change.
-Planes come from the slices' headers (``reference_lines.stack_planes``); a viewport showing a
-reformat supplies its planes through the ``planes`` callable given to the group.
+Planes come from the slices' headers (``reference_lines.stack_planes``) unless a ``planes``
+callable is given to the group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from psygnal import Signal
 
-from core.viewer.reference_lines import ImagePlane, PlaneStack, same_frame, stack_planes
+from core.viewer.reference_lines import ImagePlane, PlaneStack, Vec, same_frame, stack_planes
 from core.viewer.state import ViewerState
+
+if TYPE_CHECKING:
+    from core.viewer.mpr import MprView
 
 PlaneSource = Callable[[ViewerState], Sequence[ImagePlane | None]]
 _PARALLEL_COS = 0.9  # normals within ~25 degrees: "the same orientation" for position linking
@@ -41,6 +60,18 @@ class Member:
     offset_mm: float = 0.0  # position linking: this member sits offset_mm further along its normal
     offset_slices: int = 0  # index linking: this member sits offset_slices further
     handlers: tuple[tuple[Any, Callable[..., None]], ...] = ()
+    linked: bool = True  # False: the viewport left the links (keeps its offsets for its return)
+    view: MprView | None = None  # the reformat this viewport paints, if any
+    view_key: tuple[str, int] = ("", -1)  # the view's (plane, index) last seen (scroll or not)
+    view_handler: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class Crosshair:
+    """The last crosshair point (patient mm) and the Frame of Reference it belongs to."""
+
+    point: tuple[float, float, float]
+    frame_of_reference: str
 
 
 def _planes_from_headers(state: ViewerState) -> Sequence[ImagePlane | None]:
@@ -67,7 +98,7 @@ class _Cache:
 class LinkGroup:
     """Viewports linked together; ``scroll``, ``window`` and ``zoom_pan`` switch each link."""
 
-    changed = Signal()  # members, links or offsets changed
+    changed = Signal()  # members, links, offsets or the crosshair changed
 
     def __init__(
         self,
@@ -80,6 +111,7 @@ class LinkGroup:
     ) -> None:
         self.members: list[Member] = []
         self.scroll, self.window, self.zoom_pan = scroll, window, zoom_pan
+        self.crosshair: Crosshair | None = None
         self._planes = _Cache(planes or _planes_from_headers)
         self._busy = False
         for s in states:
@@ -107,6 +139,7 @@ class LinkGroup:
             (ev.zoom, lambda *_: self._on_zoom(state)),
             (ev.fit, lambda *_: self._on_zoom(state)),
             (ev.pan, lambda *_: self._on_zoom(state)),
+            (state.series_changed, lambda *_: self.set_reformat(state, None)),
         )
         for signal, fn in handlers:
             signal.connect(fn)
@@ -115,10 +148,26 @@ class LinkGroup:
 
     def remove(self, state: ViewerState) -> None:
         m = self._member(state)
+        self._detach_view(m)
         for signal, fn in m.handlers:
             signal.disconnect(fn)
         self.members.remove(m)
         self.changed.emit()
+
+    def set_linked(self, state: ViewerState, on: bool) -> None:
+        """Let one viewport leave the links (False) or rejoin them (True)."""
+        m = self._member(state)
+        if m.linked != on:
+            m.linked = on
+            self.changed.emit()
+
+    def is_linked(self, state: ViewerState) -> bool:
+        return self._member(state).linked
+
+    def offsets(self, state: ViewerState) -> tuple[float, int]:
+        """One member's (mm, slices) offsets."""
+        m = self._member(state)
+        return m.offset_mm, m.offset_slices
 
     def set_links(
         self,
@@ -136,14 +185,70 @@ class LinkGroup:
             self.zoom_pan = zoom_pan
         self.changed.emit()
 
+    # --- reformats -----------------------------------------------------------------------
+    def set_reformat(self, state: ViewerState, view: MprView | None) -> None:
+        """The reformat a member's viewport paints now (None: its acquired slices). A series
+        change forgets it: the viewport builds a new view for the new series."""
+        m = self._member(state)
+        if m.view is view:
+            return
+        self._detach_view(m)
+        if view is not None:
+            m.view, m.view_key = view, (view.plane_name, view.index)
+            m.view_handler = lambda: self._on_view(m)
+            view.changed.connect(m.view_handler)
+
+    def reformat(self, state: ViewerState) -> MprView | None:
+        return self._member(state).view
+
+    @staticmethod
+    def _detach_view(m: Member) -> None:
+        if m.view is not None and m.view_handler is not None:
+            m.view.changed.disconnect(m.view_handler)
+        m.view, m.view_handler, m.view_key = None, None, ("", -1)
+
+    def _on_view(self, m: Member) -> None:
+        view = m.view
+        if view is None:
+            return
+        old, m.view_key = m.view_key, (view.plane_name, view.index)
+        if self.scroll and old[0] == view.plane_name and old[1] != view.index:  # a scroll
+            self._propagate(m.state, self._scroll_one)
+
     # --- geometry ------------------------------------------------------------------------
     def planes(self, state: ViewerState) -> PlaneStack:
+        """The member's acquired slices' planes (its series, whatever its viewport paints)."""
         return self._planes.get(state)
 
+    @staticmethod
+    def frame_of_reference(state: ViewerState) -> str:
+        if not state.slices:
+            return ""
+        return state.slices[0].instance.frame_of_reference_uid or ""
+
     def current_plane(self, state: ViewerState) -> ImagePlane | None:
+        """The plane the member's viewport shows now: its reformat's, else its slice's."""
+        view = self._member(state).view if state in self else None
+        if view is not None:
+            return ImagePlane.from_reformat(view.plane(), self.frame_of_reference(state))
         planes = self.planes(state)
         i = state.viewport.slice_index
         return planes[i] if 0 <= i < len(planes) else None
+
+    def half_slice(self, state: ViewerState) -> float:
+        """Half the distance between the member's neighbouring planes (mm): how far from its
+        current plane a point still counts as on it."""
+        view = self._member(state).view if state in self else None
+        if view is not None:
+            return view.reformat.step / 2
+        return self.planes(state).spacing() / 2
+
+    def holds(self, state: ViewerState, point: Sequence[float] | Vec) -> bool:
+        """Whether the member's current plane passes within half a slice of ``point``."""
+        plane = self.current_plane(state)
+        if plane is None:
+            return False
+        return abs(plane.distance(point)) <= self.half_slice(state) + 1e-6
 
     def by_position(self, a: ViewerState, b: ViewerState) -> bool:
         """Whether a and b link by anatomical position (same FoR, parallel slices)."""
@@ -152,45 +257,64 @@ class LinkGroup:
             return False
         return abs(float(pa.normal @ pb.normal)) >= _PARALLEL_COS
 
-    def _position_target(self, src: Member, dst: Member) -> int | None:
-        plane = self.current_plane(src.state)
-        planes = self.planes(dst.state)
-        ref = planes.first()
-        if plane is None or ref is None:
+    def _position_point(self, src: Member, dst: Member) -> Vec | None:
+        """Where ``dst`` wants to be when ``src`` is where it is (offsets included)."""
+        plane, target = self.current_plane(src.state), self.current_plane(dst.state)
+        if dst.view is None:
+            target = self.planes(dst.state).first()
+        if plane is None or target is None:
             return None
-        n = ref.normal
+        n = target.normal
         sign = 1.0 if float(plane.normal @ n) >= 0 else -1.0
         # where the source would be without its offset, then where the target wants to be
-        point = plane.centre - src.offset_mm * sign * n + dst.offset_mm * n
-        return planes.nearest(point)
+        return np.asarray(
+            plane.centre - src.offset_mm * sign * n + dst.offset_mm * n, dtype=np.float64
+        )
 
     def _index_target(self, src: Member, dst: Member) -> int:
         return src.state.viewport.slice_index - src.offset_slices + dst.offset_slices
+
+    @staticmethod
+    def _goto(m: Member, stack: PlaneStack, point: Vec) -> bool:
+        """Move one member through ``point``; False when it has no geometry for it."""
+        if m.view is not None:
+            m.view.goto(point)
+            return True
+        j = stack.nearest(point)
+        if j is None:
+            return False
+        m.state.set_slice(j)
+        return True
 
     # --- propagation -----------------------------------------------------------------------
     def _propagate(self, source: ViewerState, apply: Callable[[Member, Member], None]) -> None:
         if self._busy or source not in self:
             return
+        src = self._member(source)
+        if not src.linked:
+            return
         self._busy = True
         try:
-            src = self._member(source)
             for dst in self.members:
-                if dst is not src and dst.state.series is not None:
+                if dst is not src and dst.linked and dst.state.series is not None:
                     apply(src, dst)
         finally:
             self._busy = False
 
     def _on_slice(self, state: ViewerState) -> None:
-        if self.scroll:
+        if self.scroll and self._member(state).view is None:  # a reformat scrolls its view
             self._propagate(state, self._scroll_one)
 
     def _scroll_one(self, src: Member, dst: Member) -> None:
-        target = None
-        if self.by_position(src.state, dst.state):
-            target = self._position_target(src, dst)
-        if target is None:
-            target = self._index_target(src, dst)
-        dst.state.set_slice(target)
+        a, b = self.current_plane(src.state), self.current_plane(dst.state)
+        if a is not None and b is not None and same_frame(a, b):
+            if abs(float(a.normal @ b.normal)) >= _PARALLEL_COS:
+                point = self._position_point(src, dst)
+                if point is not None:
+                    self._goto(dst, self.planes(dst.state), point)
+            return  # crossing planes of one patient space: the reference lines show where
+        if src.view is None and dst.view is None:  # by index: stacks only
+            dst.state.set_slice(self._index_target(src, dst))
 
     def _on_window(self, state: ViewerState) -> None:
         if self.window:
@@ -230,6 +354,8 @@ class LinkGroup:
         """The user's offset for one member (mm for position linking, slices for index)."""
         m = self._member(state)
         if mm is not None:
+            if not np.isfinite(mm):
+                raise ValueError(f"link offset {mm} mm is not a number of millimetres")
             m.offset_mm = float(mm)
         if slices is not None:
             m.offset_slices = int(slices)
@@ -254,22 +380,28 @@ class LinkGroup:
     def goto_point(
         self, point: Sequence[float] | npt.NDArray[np.float64], frame_of_reference: str
     ) -> list[ViewerState]:
-        """The crosshair: every member in that Frame of Reference goes to the slice nearest
-        ``point`` (patient mm). Returns the members moved; others (another FoR) stay."""
+        """The crosshair: every linked member in that Frame of Reference goes through ``point``
+        (patient mm): a reformat to its plane through it, a stack to its nearest slice. The
+        point is kept as ``crosshair``. Returns the members moved; others (another FoR,
+        unlinked) stay."""
+        p = np.asarray(point, dtype=np.float64)
         moved: list[ViewerState] = []
         self._busy = True
         try:
             for m in self.members:
-                planes = self.planes(m.state)
-                ref = planes.first()
-                if ref is None or not frame_of_reference:
+                if not m.linked or not frame_of_reference:
                     continue
-                if ref.frame_of_reference != frame_of_reference:
+                if self.frame_of_reference(m.state) != frame_of_reference:
                     continue
-                j = planes.nearest(np.asarray(point, dtype=np.float64))
-                if j is not None:
-                    m.state.set_slice(j)
+                if self._goto(m, self.planes(m.state), p):
                     moved.append(m.state)
         finally:
             self._busy = False
+        self.crosshair = Crosshair((float(p[0]), float(p[1]), float(p[2])), frame_of_reference)
+        self.changed.emit()
         return moved
+
+    def clear_crosshair(self) -> None:
+        if self.crosshair is not None:
+            self.crosshair = None
+            self.changed.emit()

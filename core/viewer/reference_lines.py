@@ -230,6 +230,7 @@ class PlaneStack:
         known = [p for p in self.planes if p is not None]
         self.origins = np.array([p.origin for p in known], dtype=np.float64).reshape(-1, 3)
         self.normals = np.array([p.normal for p in known], dtype=np.float64).reshape(-1, 3)
+        self._spacing: float | None = None
 
     def __len__(self) -> int:
         return len(self.planes)
@@ -239,6 +240,18 @@ class PlaneStack:
 
     def first(self) -> ImagePlane | None:
         return next((p for p in self.planes if p is not None), None)
+
+    def spacing(self) -> float:
+        """The median distance between neighbouring planes along the normal (mm); a single
+        slice counts as its larger pixel spacing thick (no better guess without neighbours)."""
+        if self._spacing is None:
+            if len(self.origins) > 1:
+                gap = float(np.median(np.abs(np.diff(self.origins @ self.normals[0]))))
+                self._spacing = gap if gap > 0 else 1.0
+            else:
+                first = self.first()
+                self._spacing = max(first.spacing) if first is not None else 1.0
+        return self._spacing
 
     def nearest(self, point: Sequence[float] | Vec) -> int | None:
         """The index of the slice whose plane is nearest ``point`` (None without geometry)."""

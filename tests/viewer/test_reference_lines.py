@@ -10,6 +10,7 @@ import pytest
 from core.imaging.volume import slice_refs
 from core.viewer.reference_lines import (
     ImagePlane,
+    PlaneStack,
     first_last_lines,
     nearest_slice,
     reference_line,
@@ -138,3 +139,12 @@ def test_a_reformat_plane_maps_pixels_like_the_reformat_engine() -> None:
         assert image_plane.to_patient(col + 0.5, row + 0.5) == pytest.approx(expected)
     axial = ImagePlane((-128.0, -128.0, 40.0), (1, 0, 0), (0, 1, 0), (0.5, 0.5), (512, 512), "F")
     check(axial, image_plane)
+
+
+def test_a_stacks_slice_spacing_is_its_median_gap_along_the_normal() -> None:
+    series = stack("1.1", 12, 2.5, orientation=CORONAL)
+    planes = stack_planes(slice_refs(series))
+    assert PlaneStack(planes).spacing() == pytest.approx(2.5)
+    del planes[5]  # one slice missing: the usual gap still rules
+    assert PlaneStack(planes).spacing() == pytest.approx(2.5)
+    assert PlaneStack(planes[:1]).spacing() == pytest.approx(0.8)  # alone: its pixel spacing
