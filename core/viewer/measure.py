@@ -4,6 +4,11 @@ Points are image coordinates (see ``core.viewer.transform``): x along columns, y
 ``pixel_spacing`` follows DICOM's order (row spacing, column spacing) in mm, so a horizontal
 distance is scaled by the column spacing and a vertical one by the row spacing. In a reformat
 (``core.viewer.reformat``) pass the ``Plane`` itself: its square pixels give the spacing.
+
+A ``Measurement`` drawn on an acquired slice has ``plane=None`` and belongs to its
+``slice_index``; one drawn in a reformatted plane records that plane (``MeasurePlane``: name,
+origin, orientation, pixel size), so it is drawn only where that same plane is shown, and its
+points can be turned into patient mm (``MeasurePlane.to_patient``).
 """
 
 from __future__ import annotations
@@ -16,6 +21,19 @@ import numpy as np
 import numpy.typing as npt
 
 Point = tuple[float, float]
+
+
+class PlaneLike(Protocol):
+    """What a measurement needs of a reformatted plane (``core.viewer.reformat.Plane``)."""
+
+    @property
+    def top_left(self) -> npt.NDArray[np.float64]: ...
+
+    @property
+    def orientation(self) -> tuple[float, float, float, float, float, float]: ...
+
+    @property
+    def pixel_size(self) -> float: ...
 
 
 class HasPixelSpacing(Protocol):
@@ -119,11 +137,63 @@ def roi_stats(
     )
 
 
+@dataclass(frozen=True)
+class MeasurePlane:
+    """The reformatted plane a measurement was drawn in (patient mm, LPS).
+
+    ``origin`` is the patient position of pixel (0, 0)'s centre and ``orientation`` the image's
+    +x and +y directions, as ImagePositionPatient / ImageOrientationPatient; with
+    ``pixel_size`` they turn the measurement's image points into patient mm.
+    """
+
+    name: str  # 'coronal', 'sagittal', 'axial' or 'oblique': for the report, not for matching
+    origin: tuple[float, float, float]
+    orientation: tuple[float, float, float, float, float, float]
+    pixel_size: float
+
+    @classmethod
+    def of(cls, plane: PlaneLike, name: str) -> MeasurePlane:
+        o = np.asarray(plane.top_left, dtype=np.float64)
+        return cls(
+            name,
+            (float(o[0]), float(o[1]), float(o[2])),
+            tuple(float(x) for x in plane.orientation),  # type: ignore[arg-type]
+            float(plane.pixel_size),
+        )
+
+    def _axes(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        o = np.asarray(self.orientation, dtype=np.float64)
+        return o[:3], o[3:]
+
+    def to_patient(self, point: Point) -> npt.NDArray[np.float64]:
+        """An image point (x along columns, pixel centres at +0.5) -> patient mm."""
+        u, v = self._axes()
+        x, y = point
+        origin = np.asarray(self.origin, dtype=np.float64)
+        return np.asarray(
+            origin + (x - 0.5) * self.pixel_size * u + (y - 0.5) * self.pixel_size * v,
+            dtype=np.float64,
+        )
+
+    def shows(self, plane: PlaneLike, tolerance_mm: float = 0.01) -> bool:
+        """Whether ``plane`` is this plane: the same image axes and no distance between them
+        (its grid may be another one, e.g. an oblique plane anchored elsewhere)."""
+        u, v = self._axes()
+        o = np.asarray(plane.orientation, dtype=np.float64)
+        if float(u @ o[:3]) < 1 - 1e-6 or float(v @ o[3:]) < 1 - 1e-6:
+            return False
+        gap = np.asarray(plane.top_left, dtype=np.float64) - np.asarray(self.origin)
+        return abs(float(gap @ np.cross(u, v))) <= tolerance_mm
+
+
 @dataclass
 class Measurement:
-    """One drawn measurement, tied to a slice of the current series."""
+    """One drawn measurement: on an acquired slice (``plane`` None: ``slice_index`` is the
+    slice), or in a reformatted plane (``plane``; ``slice_index`` is then the reformat's index,
+    for information only)."""
 
     kind: Literal["length", "roi"]
     slice_index: int
     p0: Point
     p1: Point
+    plane: MeasurePlane | None = None
