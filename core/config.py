@@ -29,6 +29,11 @@ class ViewerSettings(_Section):
     hide_patient_info: bool = False
     # IT's hanging protocols (TOML, core/viewer/hanging.py), tried before the shipped ones
     hanging_protocols: str | None = None
+    # a study opened is hung by its protocol at once, with its priors (desktop.auto_hang)
+    hang_on_open: bool = True
+    # how long a PACS node's answer to "the studies of this patient" is reused, in seconds
+    # (switching studies does not ask again; the study list's "Refresh priors" does); 0: never
+    priors_cache_s: float = Field(default=600.0, ge=0)
 
 
 class InferenceSettings(_Section):

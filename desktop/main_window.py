@@ -27,10 +27,12 @@ from PySide6.QtWidgets import (
 
 from core.app.results import StoredResults
 from core.imaging.model import LoadError
+from core.studies.priors import RemotePriorsCache
 from core.viewer.layout import Layout
 from core.viewer.state import ViewerState
 from desktop.actions import build_actions
 from desktop.ai_panel import install_ai
+from desktop.auto_hang import AutoHang
 from desktop.browser import StudyBrowser
 from desktop.cine import CinePlayer
 from desktop.controller import ViewerController
@@ -54,6 +56,18 @@ if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
 Area = Qt.DockWidgetArea
 
 
+def _viewer_settings() -> tuple[bool, float]:
+    """(hang_on_open, priors_cache_s) from the settings in force; the defaults when they
+    cannot be read (the app says why at start-up)."""
+    from core.config import ConfigError, ViewerSettings, load_settings
+
+    try:
+        viewer = load_settings().viewer
+    except ConfigError:
+        viewer = ViewerSettings()
+    return viewer.hang_on_open, viewer.priors_cache_s
+
+
 class MainWindow(QMainWindow):
     #: a file dialog ended in this folder (the study list keeps it per user, desktop.study_list)
     dialog_folder_chosen = Signal(str)
@@ -65,9 +79,12 @@ class MainWindow(QMainWindow):
         ai_device: str | None = None,
         workstation: Workstation | None = None,
         lock_check_ms: int = 5_000,
+        hang_on_open: bool | None = None,
     ) -> None:
         """``workstation``: the signed-in encrypted profile (login, lock, audit); without it
-        (tests, the offscreen screenshot) the window is a bare viewer that records nothing."""
+        (tests, the offscreen screenshot) the window is a bare viewer that records nothing.
+        ``hang_on_open``: hang each study opened by its protocol (desktop.auto_hang); None:
+        the machine setting ``[viewer] hang_on_open`` with a profile, off without one."""
         super().__init__()
         self.workstation = workstation
         self.session_lock: InactivityLock | None = None
@@ -131,6 +148,11 @@ class MainWindow(QMainWindow):
         self._progress_timer.timeout.connect(self._show_load_progress)
         self._build_status_bar()
         self._connect()
+        hang_setting, priors_ttl = _viewer_settings()
+        self.priors_cache = RemotePriorsCache(priors_ttl)  # PACS answers about priors
+        if hang_on_open is None:
+            hang_on_open = hang_setting and workstation is not None
+        self.auto_hang = AutoHang(self, workstation, hang_on_open, self.priors_cache)
         if workstation is not None:
             self._attach_workstation(workstation, lock_check_ms)
 

@@ -23,7 +23,15 @@ from core.store.database import set_property
 from core.store.schema import properties
 from core.studies import catalogue
 from core.studies.catalogue import StudyEntry, StudySearch
-from core.studies.priors import PatientKey, Prior, StudySearcher, local_priors, merge, remote_priors
+from core.studies.priors import (
+    PatientKey,
+    Prior,
+    RemotePriorsCache,
+    StudySearcher,
+    local_priors,
+    merge,
+    remote_priors,
+)
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -84,6 +92,28 @@ def mark_retrieved(ws: Workstation, study_uid: str, node: str) -> None:
         catalogue.set_source(conn, study_uid, f"pacs:{node}")
 
 
+def forget_study(ws: Workstation, study_uid: str) -> StudyEntry:
+    """Remove a study from the local study database (its files, the PACS cache and the audit
+    trail are untouched: it can be opened or retrieved again). Audited in the same transaction
+    as DICOM Instances Accessed with action "forget", naming the patient and study. Raises
+    StudyNotFound naming the study when it is not listed."""
+    actor = ws.require(Permission.LOAD)
+    with ws.db.transaction() as conn:
+        entry = catalogue.get(conn, study_uid)
+        catalogue.forget(conn, study_uid)
+        ws.audit.append(
+            event(
+                EventType.INSTANCES_ACCESSED,
+                actor,
+                _shown([entry]),
+                action="forget",
+                source="local",
+            ),
+            conn=conn,
+        )
+    return entry
+
+
 @dataclass
 class PriorsFound:
     """The priors of one study, and what could not be asked (a node down, refused...)."""
@@ -100,10 +130,12 @@ def find_priors(
     clients: Sequence[StudySearcher] = (),
     key: PatientKey | None = None,
     cancelled: Callable[[], bool] = lambda: False,
+    cache: RemotePriorsCache | None = None,
 ) -> PriorsFound:
     """The other studies of ``study_uid``'s patient (same Patient ID and issuer), here and on
     each PACS of ``clients``, newest first. ``key``: who the patient is when the study is not
-    in the local database yet. Raises StudyNotFound (no key, study unknown) or NoPatientKey."""
+    in the local database yet; ``cache``: PACS answers reused while fresh (no query, so no
+    PACS audit event for them). Raises StudyNotFound (no key, study unknown) or NoPatientKey."""
     actor = ws.require(Permission.VIEW)
     with ws.db.transaction() as conn:
         if key is None:
@@ -131,7 +163,10 @@ def find_priors(
         if cancelled():
             break
         try:  # each node audits its own query (core.app.pacs_audit)
-            remote.append(remote_priors(client, key, study_uid))
+            if cache is not None:
+                remote.append(cache.priors(client, key, study_uid))
+            else:
+                remote.append(remote_priors(client, key, study_uid))
         except PacsError as exc:
             found.problems.append(str(exc))
     found.priors = merge(local, *remote)

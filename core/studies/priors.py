@@ -13,6 +13,9 @@ and C-FIND), with the issuer returned, and every answer is checked here, exactly
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -118,6 +121,49 @@ def remote_priors(client: StudySearcher, key: PatientKey, current_uid: str) -> l
         for h in hits
         if h.study_uid and h.study_uid != current_uid and key.matches(h.patient_id, h.issuer)
     ]
+
+
+class RemotePriorsCache:
+    """PACS answers to "the studies of this patient", per node and patient key, reused for
+    ``ttl_s`` seconds: switching between a patient's studies does not ask the nodes again.
+
+    Used from several jobs at once: two asking the same node for the same patient at the same
+    time make one query (the second waits for the first's answer). A node that fails is not
+    remembered (the next ask tries again). Answers live in memory only, with the window."""
+
+    def __init__(self, ttl_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if ttl_s < 0:
+            raise ValueError(f"priors cache time must be >= 0 seconds, not {ttl_s}")
+        self.ttl_s, self._clock = ttl_s, clock
+        self._answers: dict[tuple[str, PatientKey], tuple[float, list[Prior]]] = {}
+        self._slots: dict[tuple[str, PatientKey], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.queries = 0  # node queries made (tests, benchmarks)
+
+    def priors(self, client: StudySearcher, key: PatientKey, current_uid: str) -> list[Prior]:
+        """``remote_priors`` of ``client``, from the cache while it is fresh."""
+        slot = (client.node.name, key)
+        with self._lock:
+            slot_lock = self._slots.setdefault(slot, threading.Lock())
+        with slot_lock:
+            with self._lock:
+                hit = self._answers.get(slot)
+            if hit is None or self._clock() - hit[0] >= self.ttl_s:
+                found = remote_priors(client, key, "")  # all of the patient's studies there
+                with self._lock:
+                    self.queries += 1
+                    self._answers[slot] = (self._clock(), found)
+            else:
+                found = hit[1]
+        return [p for p in found if p.study_uid != current_uid]
+
+    def forget(self, key: PatientKey | None = None) -> int:
+        """Drop the answers about ``key`` (every node), or all; returns how many were dropped."""
+        with self._lock:
+            gone = [s for s in self._answers if key is None or s[1] == key]
+            for slot in gone:
+                del self._answers[slot]
+        return len(gone)
 
 
 def merge(*lists: list[Prior]) -> list[Prior]:

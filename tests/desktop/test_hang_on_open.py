@@ -1,0 +1,167 @@
+"""Whole window, real profile: a study opened is hung by its protocol at once, with the prior
+from the local study database in the viewport the protocol gives it, without any key press;
+a namesake (same name, another Patient ID) is never taken for a prior."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from core.app.access import index_read
+from core.app.workstation import Workstation
+from core.config import SecuritySettings
+from core.imaging.index import build_index
+from core.imaging.model import Study
+from core.viewer.hanging import Hanging, acquired_plane
+from core.viewer.state import ViewerState
+from desktop.main_window import MainWindow
+from tests.desktop.workstation.helpers import CR, PASSWORD, add_users
+
+TIMEOUT_MS = 120_000
+
+
+def copy_as_study(
+    files: list[Path], folder: Path, date: str, patient_id: str | None = None
+) -> tuple[str, str]:
+    """The files as another study of the same patient (or of ``patient_id``): new study,
+    series and instance UIDs, another study date. Returns (study UID, series UID)."""
+    folder.mkdir(parents=True)
+    study_uid, series_uid = generate_uid(), generate_uid()
+    for n, src in enumerate(files):
+        ds = pydicom.dcmread(src)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.StudyDate = date
+        if patient_id is not None:
+            ds.PatientID = patient_id
+        ds.save_as(folder / f"{n:04d}.dcm")
+    return study_uid, series_uid
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workstation]:
+    w = Workstation.open(tmp_path / "ws.db", SecuritySettings(lock_timeout_min=30))
+    add_users(w)
+    w.session.login("rad", PASSWORD)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def window(qtbot, ws: Workstation) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QApplication
+
+    from desktop.theme import apply_dark_theme
+
+    apply_dark_theme(QApplication.instance())  # type: ignore[arg-type]
+    win = MainWindow(workstation=ws, lock_check_ms=60_000)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    assert win.shutdown(10_000)
+
+
+def index_as_prior(ws: Workstation, folder: Path) -> None:
+    """The prior is in the local study database (indexed earlier on this workstation)."""
+    index_read(ws, build_index([str(folder)]), action="test-setup")
+
+
+def hung(win: MainWindow) -> Hanging:
+    assert win.auto_hang.hanging is not None, "nothing was hung"
+    return win.auto_hang.hanging
+
+
+def study_of(state: ViewerState) -> Study:
+    context = state.context()
+    assert context is not None, "the viewport shows nothing"
+    return context[1]
+
+
+def wait_hung_and_loaded(qtbot, win: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    qtbot.waitUntil(lambda: win.auto_hang.hanging is not None, timeout=TIMEOUT_MS)
+
+    def loaded() -> bool:
+        cells = [c.state for c in win.grid.model]
+        return all(s.series is None or s.settled_count == s.slice_count for s in cells)
+
+    qtbot.waitUntil(lambda: loaded() and not win.auto_hang.jobs, timeout=TIMEOUT_MS)
+
+
+def test_a_ct_opens_hung_with_its_prior_in_four_viewports(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, ws: Workstation, ct_dir: Path, tmp_path: Path
+) -> None:
+    prior_study, prior_series = copy_as_study(
+        sorted(ct_dir.glob("*.dcm")), tmp_path / "prior", "20100101"
+    )
+    index_as_prior(ws, tmp_path / "prior")
+    window.open_paths([str(ct_dir)])  # File > Open folder's path; no key is pressed after it
+    wait_hung_and_loaded(qtbot, window)
+
+    grid, model = window.grid, window.grid.model
+    assert hung(window).protocol.startswith("CT with prior")
+    assert (model.rows, model.cols) == (2, 2)
+    current = study_of(model.cells[0].state)
+    assert current.study_instance_uid != prior_study
+    ct_series = max(current.series.values(), key=lambda s: s.frame_count).series_instance_uid
+    assert [c.series_uid for c in model] == [ct_series, ct_series, ct_series, prior_series]
+    assert [c.orientation for c in model] == ["axial", "coronal", "sagittal", "axial"]
+    # the CT is acquired axially: cells 1 and 2 draw reformats, 0 and 3 the acquired slices
+    assert acquired_plane(current.series[ct_series]) == "axial"
+    assert [grid.reformat_of(i) for i in range(4)] == [None, "coronal", "sagittal", None]
+    assert sorted(grid.mpr) == [1, 2]
+    qtbot.waitUntil(lambda: all(m.view is not None for m in grid.mpr.values()), timeout=TIMEOUT_MS)
+    # every viewport has its images; the prior's cell shows the prior study's own frames
+    for cell in model:
+        assert cell.state.loaded_count == cell.state.slice_count > 100
+    prior_state = model.cells[3].state
+    assert study_of(prior_state).study_date == "20100101"
+    assert prior_state.frames[0] is not model.cells[0].state.frames[0]
+    assert "with 1 prior(s)" in window.auto_hang.message
+
+
+def test_a_radiograph_opens_side_by_side_with_its_prior(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, ws: Workstation, tmp_path: Path
+) -> None:
+    prior_study, prior_series = copy_as_study([CR], tmp_path / "prior", "20000101")
+    index_as_prior(ws, tmp_path / "prior")
+    window.open_paths([str(CR)])
+    wait_hung_and_loaded(qtbot, window)
+
+    model = window.grid.model
+    assert hung(window).protocol == "Radiograph with prior: side by side"
+    assert (model.rows, model.cols) == (1, 2)
+    current, prior = study_of(model.cells[0].state), study_of(model.cells[1].state)
+    assert current.study_instance_uid != prior_study
+    assert (prior.study_instance_uid, model.cells[1].series_uid) == (prior_study, prior_series)
+    assert [c.label for c in model] == ["Current", "Prior"]
+    assert all(c.state.loaded_count == 1 for c in model)
+
+
+def test_a_namesake_of_another_patient_is_not_taken_as_a_prior(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, ws: Workstation, tmp_path: Path
+) -> None:
+    # same name as the CR's patient, another Patient ID: another person
+    namesake, _ = copy_as_study([CR], tmp_path / "namesake", "20000101", patient_id="OTHER-1")
+    index_as_prior(ws, tmp_path / "namesake")
+    assert (
+        pydicom.dcmread(next((tmp_path / "namesake").glob("*.dcm"))).PatientName
+        == pydicom.dcmread(CR).PatientName
+    )
+    window.open_paths([str(CR)])
+    wait_hung_and_loaded(qtbot, window)
+
+    hanging = hung(window)
+    assert [s.study_instance_uid for s in hanging.studies] == [
+        study_of(window.state).study_instance_uid
+    ]
+    assert hanging.protocol == "Radiograph"  # the protocol without a prior
+    model = window.grid.model
+    assert len(model) == 1
+    assert all(study_of(c.state).study_instance_uid != namesake for c in model if c.series_uid)
