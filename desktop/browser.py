@@ -2,23 +2,35 @@
 
 A view of ``ViewerState.index``; activating a series asks the controller to open it.
 With hide-PHI on, patients show as "Patient 1, 2, ..." and dates are blanked.
+A series row can be dragged into any viewport of the grid: the drag carries its UID under
+``desktop.series_drop.SERIES_MIME`` (never file paths), always as a copy (the row stays).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QMimeData, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
-from PySide6.QtWidgets import QHeaderView, QTreeWidget, QTreeWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QWidget,
+)
 
 from core.imaging.model import StudyIndex
 from core.viewer.overlay import format_dicom_date
 from core.viewer.state import ViewerState
+from desktop.series_drop import SERIES_MIME, series_mime
 from desktop.viewport_widget import to_qimage
 
 UID_ROLE = Qt.ItemDataRole.UserRole
 ICON = 64
+NOT_DRAGGED = ~Qt.ItemFlag.ItemIsDragEnabled  # patients and studies: only series are dragged
 
 
 class StudyBrowser(QTreeWidget):
@@ -34,6 +46,9 @@ class StudyBrowser(QTreeWidget):
         self.setUniformRowHeights(False)
         self.setIndentation(10)
         self.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.setDragEnabled(True)  # a series into a viewport of the grid (series_drop)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self._thumbs: dict[str, QPixmap] = {}
         self._series_items: dict[str, QTreeWidgetItem] = {}
         self.itemActivated.connect(self._on_activated)
@@ -53,11 +68,13 @@ class StudyBrowser(QTreeWidget):
             font = p_item.font(0)
             font.setBold(True)
             p_item.setFont(0, font)
+            p_item.setFlags(p_item.flags() & NOT_DRAGGED)
             self.addTopLevelItem(p_item)
             for study in patient.studies.values():
                 date = "" if hide else format_dicom_date(study.study_date)
                 s_item = QTreeWidgetItem([f"{date}  {study.description or '(study)'}".strip()])
                 s_item.setForeground(0, QColor("#aeb3bb"))
+                s_item.setFlags(s_item.flags() & NOT_DRAGGED)
                 p_item.addChild(s_item)
                 for series in study.series.values():
                     num = series.series_number
@@ -78,6 +95,22 @@ class StudyBrowser(QTreeWidget):
                     self._series_items[series.series_instance_uid] = item
         self.expandAll()
         self._select_current(self.viewer_state.series)
+
+    # --- drag source ------------------------------------------------------------------------
+    def supportedDropActions(self) -> Qt.DropAction:
+        """Copy only: the item view removes a row whose drag ended as a move."""
+        return Qt.DropAction.CopyAction
+
+    def mimeTypes(self) -> list[str]:
+        return [SERIES_MIME]
+
+    def mimeData(self, items: Sequence[QTreeWidgetItem]) -> QMimeData:
+        """The dragged series' UID (the first series row among ``items``)."""
+        for item in items:
+            uid = item.data(0, UID_ROLE)
+            if uid:
+                return series_mime(str(uid))
+        return QMimeData()
 
     def set_thumbnail(self, series_uid: str, pixels: npt.NDArray[np.uint8]) -> None:
         pix = QPixmap.fromImage(to_qimage(pixels))
