@@ -197,3 +197,41 @@ def test_a_study_shown_from_its_first_file_is_completed_when_indexing_ends(
         assert list_studies(ws, StudySearch(text="smith")) == []
     finally:
         ws.close()
+
+
+def test_forget_removes_a_study_from_the_list_audited_and_keeps_its_files(
+    tmp_path: Path, studies: dict[str, str]
+) -> None:
+    from core.app.studies import find_priors, forget_study
+    from core.studies.catalogue import StudyNotFound
+
+    ws = Workstation.open_for_cli(tmp_path / "ws.db")
+    try:
+        prior = make_study(tmp_path / "jane-prior", patient_id="PID-1", issuer="HOSP-A",
+                           name="DOE^JANE", date="20150101")  # fmt: skip
+        for folder in ("jane-prior", "jane", "john"):
+            _view_all(ws, tmp_path / folder)
+        assert [p.study_uid for p in find_priors(ws, studies["jane"]).priors] == [prior]
+
+        entry = forget_study(ws, prior)
+        assert entry.study_uid == prior
+        listed = [e.study_uid for e in list_studies(ws)]
+        assert prior not in listed
+        assert sorted(listed) == sorted([studies["jane"], studies["john"]])
+        assert find_priors(ws, studies["jane"]).priors == []  # no longer a prior here
+        assert len(list((tmp_path / "jane-prior").glob("*.dcm"))) == 3  # files untouched
+        forgot = [
+            e
+            for e in ws.audit.iter_events(event_type=EventType.INSTANCES_ACCESSED)
+            if e.details.get("action") == "forget"
+        ]
+        (event,) = forgot
+        assert [o["id"] for o in event.objects if o["kind"] == "study"] == [prior]
+        assert [o["id"] for o in event.objects if o["kind"] == "patient"] == ["PID-1"]
+        with pytest.raises(StudyNotFound, match=f"no study '{prior}'"):
+            forget_study(ws, prior)
+        # opened again, it is listed again
+        _view_all(ws, tmp_path / "jane-prior")
+        assert prior in [e.study_uid for e in list_studies(ws)]
+    finally:
+        ws.close()

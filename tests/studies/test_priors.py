@@ -158,3 +158,95 @@ def test_one_unusable_node_is_named_and_the_others_are_still_asked(
     assert "no password for PACS node 'locked'" in problem
     found = find_priors(ws, current, clients)
     assert [(p.study_uid, p.source) for p in found.priors] == [(prior, "pacs:orthanc")]
+
+
+def _pacs_queries(ws: Workstation) -> int:
+    return sum(
+        1
+        for e in ws.audit.iter_events(event_type=EventType.QUERY)
+        if e.details.get("node") == "orthanc"
+    )
+
+
+def test_pacs_answers_are_reused_per_patient_until_refreshed_or_stale(
+    ws: Workstation, tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    from core.studies.priors import RemotePriorsCache
+
+    current = make_study(tmp_path / "now", patient_id="C9", issuer="H", date="20240101")
+    first = make_study(tmp_path / "first", patient_id="C9", issuer="H", date="20200101")
+    other = make_study(tmp_path / "other", patient_id="C9", issuer="H", date="20220101")
+    orthanc.upload(sorted((tmp_path / "first").glob("*.dcm")))
+    _view(ws, tmp_path / "now")
+    _view(ws, tmp_path / "other")  # switching between two studies of the patient
+    clock = [0.0]
+    cache = RemotePriorsCache(ttl_s=60, clock=lambda: clock[0])
+    client = client_for_url(orthanc.dicomweb, pacs_audit(ws), name="orthanc")
+    before = _pacs_queries(ws)
+
+    found = find_priors(ws, current, [client], cache=cache)
+    assert [p.study_uid for p in found.priors] == [other, first]
+    # the other study on screen: the same patient, the PACS is not asked again
+    again = find_priors(ws, other, [client], cache=cache)
+    assert [p.study_uid for p in again.priors] == [current, first]
+    assert _pacs_queries(ws) - before == cache.queries == 1
+    # a study that reached the PACS since is not seen while the answer is fresh...
+    late = make_study(tmp_path / "late", patient_id="C9", issuer="H", date="20230101")
+    orthanc.upload(sorted((tmp_path / "late").glob("*.dcm")))
+    clock[0] = 59.0
+    assert late not in [p.study_uid for p in find_priors(ws, current, [client], cache=cache).priors]
+    # ...the refresh action forgets the patient's answers: asked again, seen
+    assert cache.forget(PatientKey("C9", "H")) == 1
+    assert late in [p.study_uid for p in find_priors(ws, current, [client], cache=cache).priors]
+    assert _pacs_queries(ws) - before == 2
+    # and an answer older than the configured time is not used
+    clock[0] = 59.0 + 60.0
+    find_priors(ws, current, [client], cache=cache)
+    assert _pacs_queries(ws) - before == cache.queries == 3
+    # another patient is never answered from this one's entry
+    make_study(tmp_path / "x", patient_id="C10", issuer="H", date="20240101")
+    _view(ws, tmp_path / "x")
+    x_key = PatientKey("C10", "H")
+    assert find_priors(ws, _uid_of(tmp_path / "x"), [client], x_key, cache=cache).priors == []
+    assert cache.queries == 4
+
+
+def _uid_of(folder: Path) -> str:
+    (study_uid,) = {
+        st.study_instance_uid for _p, st, _s in build_index([str(folder)]).iter_series()
+    }
+    return study_uid
+
+
+def test_two_jobs_asking_at_once_make_one_query(
+    ws: Workstation, tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.studies.priors import RemotePriorsCache
+
+    current = make_study(tmp_path / "now", patient_id="D1", date="20240101")
+    prior = make_study(tmp_path / "p", patient_id="D1", date="20200101")
+    orthanc.upload(sorted((tmp_path / "p").glob("*.dcm")))
+    _view(ws, tmp_path / "now")
+    cache = RemotePriorsCache(ttl_s=600)
+    client = client_for_url(orthanc.dicomweb, pacs_audit(ws), name="orthanc")
+    key = PatientKey("D1")
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _i: cache.priors(client, key, current), range(4)))
+    assert [[p.study_uid for p in a] for a in answers] == [[prior]] * 4
+    assert cache.queries == 1
+
+
+def test_a_node_that_fails_is_not_remembered(ws: Workstation, tmp_path: Path) -> None:
+    from core.pacs.errors import PacsError
+    from core.studies.priors import RemotePriorsCache
+
+    cache = RemotePriorsCache(ttl_s=600)
+    client = client_for_url("http://127.0.0.1:9/dicom-web", pacs_audit(ws), name="down")
+    for _ in range(2):  # each ask reaches the node again and fails again
+        with pytest.raises(PacsError, match="PACS 'down'"):
+            cache.priors(client, PatientKey("E1"), "1.2.3")
+    assert cache.queries == 0
+    with pytest.raises(ValueError, match="priors cache time must be >= 0"):
+        RemotePriorsCache(ttl_s=-1)
