@@ -2,19 +2,28 @@
 
 One ``ViewportWidget`` per cell (the window's own widget is cell 1, so every existing tool,
 overlay and heatmap keeps working there), framed; the active one is outlined. A click makes a
-viewport active, a double-click maximises it or restores the grid, Shift+click is the crosshair
-(every viewport of that Frame of Reference goes to the clicked point). One ``LinkGroup`` spans
-the grid; View > Layout switches its scroll, window/level and zoom/pan links. Every other
-viewport in the same Frame of Reference draws where this one's current plane cuts it
-(reference lines, ``core.viewer.reference_lines``). A series opened while another viewport
-than the first is active loads into that viewport with its own loader; a series already shown
-elsewhere is not decoded again (the layout hands over the same frames).
+viewport active, a double-click maximises it or restores the grid. One ``LinkGroup`` spans the
+grid; View > Layout switches its scroll, window/level and zoom/pan links, lets the active
+viewport leave or rejoin them ("Link this viewport") and sets its offset in mm or slices
+("Link offset of this viewport…", a small ``LinkDialog``).
 
 A cell whose planned orientation (hanging protocol, or View > Layout > Show as axial / coronal /
 sagittal for the active cell) is another plane than its series' acquired one is covered by a
 ``desktop.mpr_cell.MprCell`` drawing that reformat through an ``MprView`` over the grid's one
-``SharedVolumes`` (built in a job once the series has loaded); its plane is what the other
-viewports' reference lines cut.
+``SharedVolumes`` (built in a job once the series has loaded). The grid hands that view to the
+link group, so a reformat scrolls with the viewports of its orientation and goes to the
+crosshair (``core.viewer.linking``).
+
+Each viewport, acquired or reformatted, draws where the other visible viewports' current planes
+cut it (same Frame of Reference; ``core.viewer.reference_lines``), and on demand where their
+first and last planes do; the ``ReferenceOverlay`` lies over the reformat and maps through
+``MprCell.patient_to_widget``, so the lines follow its zoom and pan. Shift+click in any viewport
+is the crosshair: every linked viewport of that Frame of Reference goes through the clicked
+point, and each viewport whose plane holds it (within half a slice) marks it.
+
+A series opened while another viewport than the first is active loads into that viewport with
+its own loader; a series already shown elsewhere is not decoded again (the layout hands over
+the same frames).
 """
 
 from __future__ import annotations
@@ -34,12 +43,18 @@ from PySide6.QtGui import (
     QPen,
 )
 from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
     QFrame,
     QGridLayout,
     QInputDialog,
     QLabel,
     QMenu,
     QMessageBox,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -56,7 +71,7 @@ from core.viewer.hanging import (
 from core.viewer.layout import MAX_SIDE, PRESETS, Direction, Layout, LayoutError
 from core.viewer.linking import LinkGroup
 from core.viewer.mpr import SharedVolumes
-from core.viewer.reference_lines import ImagePlane, first_last_lines, reference_line
+from core.viewer.reference_lines import ImagePlane, Point2, first_last_lines, reference_line
 from core.viewer.state import ViewerState
 from core.viewer.transform import image_to_screen
 from desktop.mpr_cell import MprCell
@@ -67,21 +82,49 @@ if TYPE_CHECKING:
     from desktop.workers import JobRunner
 
 ACTIVE = "#3daee9"  # the active viewport's outline
+CROSSHAIR_MODIFIER = Qt.KeyboardModifier.ShiftModifier
 REFERENCE = QColor(255, 200, 40, 200)
+CROSSHAIR = QColor(80, 220, 120, 230)
 
 
 def current_plane(widget: ViewportWidget) -> ImagePlane | None:
-    mpr = widget.findChild(MprCell)
-    if isinstance(mpr, MprCell) and mpr.view is not None:  # a reformat: its plane
-        ref0 = widget.state.slices[0] if widget.state.slices else None
-        frame_of_reference = ref0.instance.frame_of_reference_uid if ref0 is not None else ""
-        return ImagePlane.from_reformat(mpr.view.plane(), frame_of_reference or "")
+    """The plane a viewport shows now: its reformat's when a reformat covers it (None while
+    that is building or refused), else its current slice's."""
+    mpr = mpr_of(widget)
+    if mpr is not None:
+        plane = mpr.current_plane()
+        return ImagePlane.from_reformat(plane, _frame_of_reference(widget)) if plane else None
     ref = widget.state.current_slice()
     return ImagePlane.from_instance(ref.instance, ref.frame) if ref is not None else None
 
 
+def mpr_of(widget: ViewportWidget) -> MprCell | None:
+    """The reformat covering a viewport, if one does (a direct child, see ``MprCell``)."""
+    for child in widget.children():
+        if isinstance(child, MprCell) and child.isVisibleTo(widget):
+            return child
+    return None
+
+
+def _frame_of_reference(widget: ViewportWidget) -> str:
+    slices = widget.state.slices
+    return (slices[0].instance.frame_of_reference_uid or "") if slices else ""
+
+
+def _ends(widget: ViewportWidget, links: LinkGroup) -> list[ImagePlane | None]:
+    """The first and last planes a viewport can scroll to: its reformat's, else its stack's."""
+    mpr = mpr_of(widget)
+    view = mpr.view if mpr is not None else None
+    if view is None:
+        return links.planes(widget.state).planes
+    f = _frame_of_reference(widget)
+    r = view.reformat
+    return [ImagePlane.from_reformat(r.plane(i), f) for i in (0, r.count - 1)]
+
+
 class ReferenceOverlay(QWidget):
-    """Draws, over one viewport, where the other visible viewports' planes cut it."""
+    """Draws, over one viewport (acquired or reformatted), where the other visible viewports'
+    planes cut it, and the crosshair point where this viewport's plane holds it."""
 
     def __init__(self, grid: ViewportGrid, viewport: ViewportWidget) -> None:
         super().__init__(viewport)
@@ -91,6 +134,7 @@ class ReferenceOverlay(QWidget):
         self.setGeometry(viewport.rect())
         viewport.installEventFilter(self)
         self.lines_drawn = 0  # by the last paint (tests)
+        self.marker: QPointF | None = None  # where the last paint drew the crosshair (tests)
         self.show()
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
@@ -98,11 +142,21 @@ class ReferenceOverlay(QWidget):
             self.setGeometry(self.viewport.rect())
         return False
 
+    def _mapper(self, mine: ImagePlane) -> Callable[[Point2], QPointF | None] | None:
+        """This plane's image coordinates -> this widget's pixels (None: not drawn yet)."""
+        mpr = mpr_of(self.viewport)
+        if mpr is not None:
+            return lambda p: mpr.patient_to_widget(mine.to_patient(*p))
+        g = self.viewport.view_geometry()
+        if g is None:
+            return None
+        return lambda p: QPointF(*image_to_screen(g, p))
+
     def segments(self) -> list[tuple[QPointF, QPointF]]:
         """The reference lines in this widget's pixels (empty when there is nothing to cut)."""
         mine = current_plane(self.viewport)
-        g = self.viewport.view_geometry()
-        if mine is None or g is None or not self.grid.reference_lines:
+        to_widget = self._mapper(mine) if mine is not None else None
+        if mine is None or to_widget is None or not self.grid.reference_lines:
             return []
         out = []
         for other in self.grid.visible_widgets():
@@ -110,25 +164,88 @@ class ReferenceOverlay(QWidget):
                 continue
             plane = current_plane(other)
             segs = [reference_line(mine, plane)] if plane is not None else []
-            if self.grid.first_last:  # where the other series begins and ends
-                segs += first_last_lines(mine, self.grid.links.planes(other.state).planes)
+            if self.grid.first_last:  # where the other viewport's planes begin and end
+                segs += first_last_lines(mine, _ends(other, self.grid.links))
             for seg in segs:
                 if seg is not None:
-                    a, b = (image_to_screen(g, p) for p in seg)
-                    out.append((QPointF(*a), QPointF(*b)))
+                    a, b = to_widget(seg[0]), to_widget(seg[1])
+                    if a is not None and b is not None:
+                        out.append((a, b))
         return out
+
+    def crosshair(self) -> QPointF | None:
+        """The crosshair point in this widget's pixels, when this viewport's plane holds it
+        (same Frame of Reference, within half a slice)."""
+        links, state = self.grid.links, self.viewport.state
+        cross = links.crosshair
+        if cross is None or state not in links or _frame_of_reference(self.viewport) == "":
+            return None
+        if cross.frame_of_reference != _frame_of_reference(self.viewport):
+            return None
+        mine = current_plane(self.viewport)
+        if mine is None or abs(mine.distance(cross.point)) > links.half_slice(state) + 1e-6:
+            return None
+        to_widget = self._mapper(mine)
+        return to_widget(mine.to_image(cross.point)) if to_widget is not None else None
 
     def paintEvent(self, event: QPaintEvent) -> None:
         segments = self.segments()
         self.lines_drawn = len(segments)
-        if not segments:
+        self.marker = self.crosshair()
+        if not segments and self.marker is None:
             return
         p = QPainter(self)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         p.setPen(QPen(REFERENCE, 1.0, Qt.PenStyle.DashLine))
         for a, b in segments:
             p.drawLine(a, b)
+        if self.marker is not None:  # a cross with a gap, so the point itself stays visible
+            c, gap, arm = self.marker, 4.0, 14.0
+            p.setPen(QPen(CROSSHAIR, 1.5))
+            for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+                p.drawLine(c + QPointF(dx * gap, dy * gap), c + QPointF(dx * arm, dy * arm))
         p.end()
+
+
+class LinkDialog(QDialog):
+    """One viewport's link settings: in the links or not, and its offsets (mm where it links
+    by anatomical position, slices where by index, such as a prior of another patient space)."""
+
+    def __init__(self, links: LinkGroup, state: ViewerState, name: str, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.links, self.state = links, state
+        self.setWindowTitle(f"Links of {name}")
+        mm, slices = links.offsets(state)
+        self.linked = QCheckBox("Scroll, window and zoom with the other viewports", self)
+        self.linked.setChecked(links.is_linked(state))
+        self.mm = QDoubleSpinBox(self)
+        self.mm.setRange(-2000.0, 2000.0)
+        self.mm.setDecimals(1)
+        self.mm.setSingleStep(0.5)
+        self.mm.setSuffix(" mm")
+        self.mm.setValue(mm)
+        self.slices = QSpinBox(self)
+        self.slices.setRange(-5000, 5000)
+        self.slices.setSuffix(" slices")
+        self.slices.setValue(slices)
+        form = QFormLayout(self)
+        form.addRow(self.linked)
+        form.addRow("Offset, same patient space:", self.mm)
+        form.addRow("Offset, other series (by index):", self.slices)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel, self
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.accepted.connect(self.apply)
+
+    def apply(self) -> None:
+        """Write the entries to the link group (OK does this)."""
+        if self.state not in self.links:
+            return  # the viewport was dropped from the layout while the dialog was open
+        self.links.set_offset(self.state, mm=self.mm.value(), slices=self.slices.value())
+        self.links.set_linked(self.state, self.linked.isChecked())
 
 
 class ViewportGrid(QWidget):
@@ -164,6 +281,7 @@ class ViewportGrid(QWidget):
         self._tool: Tool = first.tool
         # one link group over the grid, every link off until the reader switches it on
         self.links = LinkGroup(scroll=False, window=False, zoom_pan=False)
+        self.links.changed.connect(self._refresh_lines)  # a viewport left, the crosshair moved
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
@@ -298,7 +416,9 @@ class ViewportGrid(QWidget):
                 self._release_volume,
             )
             mpr.installEventFilter(self)
-            mpr.plane_changed.connect(self._refresh_lines)
+            mpr.plane_changed.connect(partial(self._mpr_moved, mpr))
+            mpr.view_changed.connect(self.overlays[i].update)  # zoom/pan: the lines drawn in it
+            self.overlays[i].raise_()  # over the reformat, so its lines are drawn into it
             self.mpr[i] = mpr
         elif mpr.plane_name != plane:
             mpr.set_plane(plane)  # type: ignore[arg-type]
@@ -309,12 +429,22 @@ class ViewportGrid(QWidget):
         if mpr is None:
             return
         uid = mpr.built_for
+        if mpr.state in self.links:
+            self.links.set_reformat(mpr.state, None)
         mpr.detach()
         mpr.removeEventFilter(self)
         mpr.hide()
         mpr.deleteLater()
         if uid is not None:
             self._release_volume(uid)
+        self._refresh_lines()
+
+    def _mpr_moved(self, mpr: MprCell) -> None:
+        """A reformat was built, scrolled or turned: the link group links its view (so it
+        scrolls with the parallel viewports) and every reference line follows."""
+        current = mpr.viewport in self.widgets and self.mpr.get(self.widgets.index(mpr.viewport))
+        if current is mpr and mpr.state in self.links:
+            self.links.set_reformat(mpr.state, mpr.view)
         self._refresh_lines()
 
     def _release_volume(self, uid: str) -> None:
@@ -343,6 +473,21 @@ class ViewportGrid(QWidget):
         for w in self.widgets:
             w.tool = tool
 
+    def edit_links(self, i: int | None = None) -> LinkDialog:
+        """Open (not modal to the app) the link settings of viewport ``i`` (the active one)."""
+        i = self.model.active if i is None else i
+        cell = self.model.cells[i]
+        name = f"viewport {i + 1}" + (f" ({cell.label})" if cell.label else "")
+        dialog = LinkDialog(self.links, cell.state, name, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        return dialog
+
+    def set_linked(self, on: bool, i: int | None = None) -> None:
+        """Let viewport ``i`` (the active one) leave the links or rejoin them."""
+        i = self.model.active if i is None else i
+        self.links.set_linked(self.model.cells[i].state, on)
+
     def set_reference_lines(self, on: bool) -> None:
         self.reference_lines = on
         self._refresh_lines()
@@ -351,43 +496,46 @@ class ViewportGrid(QWidget):
         self.first_last = on
         self._refresh_lines()
 
+    @staticmethod
+    def _is_crosshair(event: QEvent) -> bool:
+        return (
+            isinstance(event, QMouseEvent)
+            and event.button() == Qt.MouseButton.LeftButton
+            and bool(event.modifiers() & CROSSHAIR_MODIFIER)
+        )
+
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        if isinstance(obj, MprCell):  # a reformat: press activates, double-click maximises
-            if obj.viewport in self.widgets and event.type() in (
-                QEvent.Type.MouseButtonPress,
-                QEvent.Type.MouseButtonDblClick,
-            ):
-                i = self.widgets.index(obj.viewport)
-                if event.type() == QEvent.Type.MouseButtonPress:
-                    self.model.set_active(i)
-                else:
-                    self.model.toggle_maximise(i)
-                    return True
+        widget = obj.viewport if isinstance(obj, MprCell) else obj
+        if not isinstance(widget, ViewportWidget) or widget not in self.widgets:
             return False
-        if isinstance(obj, ViewportWidget) and obj in self.widgets:
-            i = self.widgets.index(obj)
-            if event.type() == QEvent.Type.MouseButtonPress:
-                self.model.set_active(i)
-                if (
-                    isinstance(event, QMouseEvent)
-                    and event.button() == Qt.MouseButton.LeftButton
-                    and event.modifiers() & Qt.KeyboardModifier.ShiftModifier
-                ):
-                    self.crosshair(obj, event.position())
-                    return True
-            elif event.type() == QEvent.Type.MouseButtonDblClick:
-                self.model.toggle_maximise(i)
+        i = self.widgets.index(widget)
+        if event.type() == QEvent.Type.MouseButtonPress:
+            self.model.set_active(i)
+            if self._is_crosshair(event):
+                assert isinstance(event, QMouseEvent)
+                self.crosshair(widget, event.position())  # the MprCell covers the viewport
                 return True
+        elif event.type() == QEvent.Type.MouseButtonDblClick:
+            self.model.toggle_maximise(i)
+            return True
         return False
 
     def crosshair(self, widget: ViewportWidget, pos: QPointF) -> list[ViewerState]:
-        """Shift+click: every viewport in this one's Frame of Reference goes to the slice
-        nearest the clicked point (patient mm). Returns the viewports moved."""
+        """Shift+click: every linked viewport in this one's Frame of Reference goes through
+        the clicked point (patient mm), a reformat to its plane through it, a stack to its
+        nearest slice; the point is marked where a plane holds it. Returns the viewports
+        moved (none when the click is off the image)."""
+        mpr = mpr_of(widget)
         plane = current_plane(widget)
-        at = widget.to_image(pos)
-        if plane is None or at is None:
+        if plane is None:
             return []
-        point = plane.to_patient(*at)
+        if mpr is not None:
+            point = mpr.widget_to_patient(pos)
+        else:
+            at = widget.to_image(pos)
+            point = plane.to_patient(*at) if at is not None else None
+        if point is None:
+            return []
         return self.links.goto_point(point, plane.frame_of_reference)
 
     # --- hanging protocols -------------------------------------------------------------------
@@ -569,6 +717,18 @@ def install_layout_menu(win: QWidget, menu: QMenu, grid: ViewportGrid) -> dict[s
         link.setChecked(bool(getattr(grid.links, key)))
         link.toggled.connect(partial(_switch, grid.links, key))
     add("Keep offsets as they are now", grid.links.capture_offsets)
+    linked = add("Link this viewport", lambda: None)
+    linked.setCheckable(True)
+
+    def show_linked(*_: object) -> None:  # the active viewport's own switch
+        state = model.active_state
+        linked.setChecked(state in grid.links and grid.links.is_linked(state))
+
+    show_linked()
+    linked.toggled.connect(lambda on: grid.set_linked(on))
+    model.active_changed.connect(show_linked)
+    grid.links.changed.connect(show_linked)
+    add("Link offset of this viewport…", grid.edit_links)
     return actions
 
 

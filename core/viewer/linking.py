@@ -333,15 +333,18 @@ class LinkGroup:
             self._propagate(state, self._zoom_one)
 
     @staticmethod
-    def _spacing(state: ViewerState) -> float | None:
-        ref = state.current_slice()
+    def _spacing(m: Member) -> float | None:
+        """mm per image pixel across: the reformat's square pixels, else the slice's columns."""
+        if m.view is not None:
+            return float(m.view.plane().pixel_size)
+        ref = m.state.current_slice()
         spacing = ref.instance.pixel_spacing if ref is not None else None
         return spacing[1] if spacing else None
 
     def _zoom_one(self, src: Member, dst: Member) -> None:
         vp = src.state.viewport
         zoom = vp.zoom
-        a, b = self._spacing(src.state), self._spacing(dst.state)
+        a, b = self._spacing(src), self._spacing(dst)
         if a and b:
             zoom = vp.zoom * b / a  # same mm per screen pixel
         zoom = float(np.clip(zoom, 1 / 64, 64.0))

@@ -278,3 +278,44 @@ def test_whole_window_hangs_a_ct_with_its_prior(  # type: ignore[no-untyped-def]
     assert "Hang by protocol" in [a.text() for a in window.findChildren(QAction)]
     window.grid.next_stage()
     assert (layout.rows, layout.cols) == (1, 2)
+
+
+def test_link_menu_switches_one_viewport_and_sets_its_offset_in_mm(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from desktop.viewport_grid import LinkDialog
+
+    win, grid, layout = make_grid(qtbot, 1, 3)
+    actions = install_layout_menu(win, win.menuBar().addMenu("View"), grid)
+    fill(layout, 0, stack("1.1", 40, 2.5, start=(-25.6, -25.6, 0.0)))
+    fill(layout, 1, stack("1.2", 100, 1.0, start=(-30.0, -30.0, -4.2)))
+    fill(layout, 2, stack("1.3", 40, 2.5, start=(-25.6, -25.6, 0.0)))
+    a, b, c = (layout.cells[i].state for i in range(3))
+    actions["Link scrolling"].setChecked(True)
+    layout.set_active(1)
+    assert actions["Link this viewport"].isChecked()
+    actions["Link offset of this viewport…"].trigger()
+    dialog = grid.findChild(LinkDialog)
+    assert isinstance(dialog, LinkDialog)
+    assert dialog.isVisible()
+    dialog.mm.setValue(7.5)
+    dialog.accept()
+    for i in (8, 20, 33):
+        a.set_slice(i)
+        za, zb = (s.current_slice().instance.image_position[2] for s in (a, b))
+        assert abs(zb - (za + 7.5)) <= 0.5 + 1e-9  # 7.5 mm further, within half of b's slice
+    layout.set_active(2)  # the switch shows the active viewport's own state
+    actions["Link this viewport"].setChecked(False)
+    assert not grid.links.is_linked(c)
+    assert grid.links.is_linked(b)
+    a.set_slice(5)
+    assert c.viewport.slice_index == 33  # left the links: stays where it was
+    layout.set_active(1)
+    assert actions["Link this viewport"].isChecked()
+    layout.set_active(2)
+    assert not actions["Link this viewport"].isChecked()
+    dialog = grid.edit_links()  # the dialog can bring it back
+    assert not dialog.linked.isChecked()
+    dialog.linked.setChecked(True)
+    dialog.accept()
+    assert actions["Link this viewport"].isChecked()
+    a.set_slice(6)
+    assert c.viewport.slice_index == 6
