@@ -270,13 +270,15 @@ def load_volume(
     workers: int | None = None,
     cancel: Cancel | None = None,
     progress: Callable[[int, int], None] | None = None,
+    refs: Sequence[SliceRef] | None = None,
 ) -> npt.NDArray[np.float32]:
-    """The series as a float32 (slices, rows, cols) array in modality units.
+    """The series as a float32 (slices, rows, cols) array in modality units; ``refs``: only
+    those slices, in that order (default: all, ``slice_refs``), e.g. without its localizers.
 
     Raises ValueError for colour or mixed-size series, SeriesLoadError if slices fail, and
     InterruptedError if cancelled.
     """
-    refs = slice_refs(series)
+    refs = slice_refs(series) if refs is None else list(refs)
     if not refs:
         raise ValueError(f"series '{series.series_instance_uid}' has no images")
     shapes = {(inst.rows, inst.columns) for inst, _ in refs}

@@ -45,7 +45,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from core.imaging.geometry import GeometryError, VolumeGeometry, geometry_of
+from core.imaging.geometry import GeometryError, VolumeGeometry, VolumePlan, plan_volume
 from core.imaging.index import Cancel
 from core.imaging.model import Frame, Series, SliceRef
 from core.imaging.pixels import gray_frame
@@ -119,6 +119,8 @@ class Volume:
     invert: bool = False  # MONOCHROME1
     voi_function: str = "LINEAR"
     frame_of_reference: str = ""  # positions comparable with other series (reference lines)
+    # what was done to make it a regular volume (localizers left out, spacing resampled)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.values.shape != self.geometry.shape:
@@ -163,14 +165,36 @@ def load_series_volume(
     cancel: Cancel | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> Volume:
-    """Validate the series' geometry (before any pixel is read), then load it as a Volume.
+    """Validate the series' geometry (before any pixel is read), then load it as a Volume:
+    localizers left out, irregular spacing resampled (``core.imaging.geometry.plan_volume``;
+    what was done is in ``Volume.notes``).
 
     GeometryError names the series and the cause; the loader's errors pass through.
     """
     refs = slice_refs(series)
-    geometry = geometry_of(refs, series.series_instance_uid)
-    values = load_volume(series, workers=workers, cancel=cancel, progress=progress)
-    return Volume(values, geometry, **_series_facts(series, refs))
+    plan = plan_volume(refs, series.series_instance_uid)
+    kept = [refs[i] for i in plan.kept]
+    values = load_volume(series, workers=workers, cancel=cancel, progress=progress, refs=kept)
+    if plan.resampled:
+        values = _resampled(plan, list(values))
+    return Volume(values, plan.geometry, notes=plan.notes, **_series_facts(series, kept))
+
+
+def _resampled(plan: VolumePlan, slices: Sequence[Image]) -> Image:
+    """The regular volume of ``plan`` from its kept slices (see ``VolumePlan``): each voxel
+    slice the linear blend of the two acquired slices around it, a copy where it lies on one."""
+    assert plan.lower is not None
+    assert plan.weight is not None
+    out = np.empty(plan.geometry.shape, dtype=np.float32)
+    for j, (lo, w) in enumerate(zip(plan.lower, plan.weight, strict=True)):
+        if w < 1e-6:
+            out[j] = slices[lo]
+        elif w > 1 - 1e-6:
+            out[j] = slices[lo + 1]
+        else:
+            np.multiply(slices[lo], np.float32(1 - w), out=out[j])
+            out[j] += slices[lo + 1] * np.float32(w)
+    return out
 
 
 def volume_from_frames(
@@ -180,30 +204,42 @@ def volume_from_frames(
     the voxels are stacked once and each Frame's ``values`` becomes a view of its slice of the
     volume (the frames' own arrays are then freed), so slices and reformats share one array.
 
+    Localizers are left out and irregular spacing is resampled (``plan_volume``; said in
+    ``Volume.notes``); a resampled volume is a new array beside the frames (its voxel slices
+    are not the acquired ones), so such a series costs the frames plus the volume.
+
     ``refs`` and ``frames`` are the viewer's (``ViewerState.slices`` / ``.frames``). Raises
     GeometryError (names the series and the cause) or ValueError (slices still loading, colour).
     """
-    geometry = geometry_of(refs, series.series_instance_uid)
+    plan = plan_volume(refs, series.series_instance_uid)
     missing = sum(f is None for f in frames)
     if missing or len(frames) != len(refs):
         raise ValueError(
             f"series '{series.series_instance_uid}': {missing or 'some'} slice(s) not loaded yet"
         )
-    if any(f is not None and f.is_color for f in frames):
+    kept = [frames[i] for i in plan.kept]
+    if any(f is not None and f.is_color for f in kept):
         raise ValueError(f"series '{series.series_instance_uid}' is colour, not a volume")
-    values = np.empty(geometry.shape, dtype=np.float32)
-    for k, frame in enumerate(frames):
+    size = plan.geometry.shape[1:]
+    for k, frame in zip(plan.kept, kept, strict=True):
         assert frame is not None
-        if frame.values.shape != geometry.shape[1:]:
+        if frame.values.shape != size:
             raise ValueError(
-                f"series '{series.series_instance_uid}': slice {k} is {frame.shape}, "
-                f"not {geometry.shape[1:]}"
+                f"series '{series.series_instance_uid}': slice {k} is {frame.shape}, not {size}"
             )
-        values[k] = frame.values
-        frame.values = values[k]
-    volume = Volume(values, geometry, **_series_facts(series, refs))
-    # the frames already know their lowest value: no pass over the whole volume for it
-    volume.__dict__["background"] = min(f.value_range[0] for f in frames if f is not None)
+    if plan.resampled:
+        values = _resampled(plan, [f.values for f in kept if f is not None])
+    else:
+        values = np.empty(plan.geometry.shape, dtype=np.float32)
+        for k, frame in enumerate(kept):
+            assert frame is not None
+            values[k] = frame.values
+            frame.values = values[k]
+    facts = _series_facts(series, [refs[i] for i in plan.kept])
+    volume = Volume(values, plan.geometry, notes=plan.notes, **facts)
+    # the frames already know their lowest value (a blend of two never goes below both): no
+    # pass over the whole volume for it
+    volume.__dict__["background"] = min(f.value_range[0] for f in kept if f is not None)
     return volume
 
 
