@@ -81,7 +81,8 @@ def test_rectangle_roi_matches_the_viewer_measure_on_real_hu() -> None:
     )
     mine = compute.roi_stats(a, hu, "HU")
     theirs = measure.roi_stats(hu, (120.7, 100.2), (180.1, 140.9), spacing, "HU")
-    assert mine is not None and theirs is not None
+    assert mine is not None
+    assert theirs is not None
     assert mine.pixels == theirs.pixels
     assert mine.mean == pytest.approx(theirs.mean)
     assert mine.sd == pytest.approx(theirs.sd)
@@ -96,7 +97,7 @@ def test_ellipse_and_freehand_pick_the_pixels_inside_their_outline() -> None:
     hu, spacing, sop = _ct()
     image = AcquiredImage(sop, 0, spacing)
     ellipse = Annotation(Kind.ELLIPSE, [(200, 200), (260, 300)], image, STUDY, SERIES)
-    rs, cs, inside = compute.roi_mask(ellipse, hu.shape)
+    _rs, _cs, inside = compute.roi_mask(ellipse, hu.shape)
     rr, cc = np.meshgrid(np.arange(hu.shape[0]) + 0.5, np.arange(hu.shape[1]) + 0.5, indexing="ij")
     full = ((rr - 230) / 30) ** 2 + ((cc - 250) / 50) ** 2 <= 1
     assert inside.sum() == full.sum()
@@ -109,7 +110,8 @@ def test_ellipse_and_freehand_pick_the_pixels_inside_their_outline() -> None:
     free = Annotation(Kind.FREEHAND, square, image, STUDY, SERIES)
     rect = Annotation(Kind.RECTANGLE, [(100, 100), (130, 150)], image, STUDY, SERIES)
     f, r = compute.roi_stats(free, hu), compute.roi_stats(rect, hu)
-    assert f is not None and r is not None
+    assert f is not None
+    assert r is not None
     assert (f.pixels, f.mean) == (r.pixels, pytest.approx(r.mean))
     assert f.area.value == pytest.approx(r.area.value)
     # a triangle: about half the square's pixels, exactly half its area
@@ -130,7 +132,7 @@ def test_probe_reads_the_pixel_under_the_point_and_refuses_outside() -> None:
 
 
 def test_bad_annotations_are_refused_naming_what_is_wrong() -> None:
-    with pytest.raises(AnnotationError, match="length annotation .* needs 2 points, got 3"):
+    with pytest.raises(AnnotationError, match=r"length annotation .* needs 2 points, got 3"):
         _on(Kind.LENGTH, [(0, 0), (1, 1), (2, 2)])
     with pytest.raises(AnnotationError, match="unknown annotation kind 'circle'"):
         _on("circle", [(0, 0)])  # type: ignore[arg-type]
@@ -175,12 +177,14 @@ def test_a_viewer_measurement_converts_on_its_slice_or_its_plane() -> None:
     a = from_measurement(
         m, sop_instance_uid="1.2.3", study_uid=STUDY, series_uid=SERIES, pixel_spacing=(0.5, 0.5)
     )
-    assert a.kind is Kind.LENGTH and a.points == ((20.0, 10.0), (60.0, 40.0))
+    assert a.kind is Kind.LENGTH
+    assert a.points == ((20.0, 10.0), (60.0, 40.0))
     assert compute.length(a).value == pytest.approx(measure.length(m.p0, m.p1, (0.5, 0.5)).value)
     plane = Plane(np.zeros(3), np.array([0, 1.0, 0]), np.array([0, 0, -1.0]), 32, 32, 0.6)
     on_plane = measure.Measurement(
         "roi", 0, (1.0, 2.0), (5.0, 9.0), measure.MeasurePlane.of(plane, "sagittal")
     )
     b = from_measurement(on_plane, sop_instance_uid="", study_uid=STUDY, series_uid=SERIES)
-    assert b.kind is Kind.RECTANGLE and isinstance(b.image, PlaneImage)
+    assert b.kind is Kind.RECTANGLE
+    assert isinstance(b.image, PlaneImage)
     assert np.allclose(b.image.to_patient((9.0, 5.0)), on_plane.plane.to_patient((5.0, 9.0)))
