@@ -87,13 +87,17 @@ REFERENCE = QColor(255, 200, 40, 200)
 CROSSHAIR = QColor(80, 220, 120, 230)
 
 
-def current_plane(widget: ViewportWidget) -> ImagePlane | None:
+def current_plane(widget: ViewportWidget, links: LinkGroup | None = None) -> ImagePlane | None:
     """The plane a viewport shows now: its reformat's when a reformat covers it (None while
-    that is building or refused), else its current slice's."""
+    that is building or refused), else its current slice's (from the link group's cached
+    planes when it is a member: every repaint of every overlay asks)."""
     mpr = mpr_of(widget)
     if mpr is not None:
         plane = mpr.current_plane()
         return ImagePlane.from_reformat(plane, _frame_of_reference(widget)) if plane else None
+    if links is not None and widget.state in links:
+        planes, i = links.planes(widget.state), widget.state.viewport.slice_index
+        return planes[i] if 0 <= i < len(planes) else None
     ref = widget.state.current_slice()
     return ImagePlane.from_instance(ref.instance, ref.frame) if ref is not None else None
 
@@ -154,7 +158,7 @@ class ReferenceOverlay(QWidget):
 
     def segments(self) -> list[tuple[QPointF, QPointF]]:
         """The reference lines in this widget's pixels (empty when there is nothing to cut)."""
-        mine = current_plane(self.viewport)
+        mine = current_plane(self.viewport, self.grid.links)
         to_widget = self._mapper(mine) if mine is not None else None
         if mine is None or to_widget is None or not self.grid.reference_lines:
             return []
@@ -162,7 +166,7 @@ class ReferenceOverlay(QWidget):
         for other in self.grid.visible_widgets():
             if other is self.viewport:
                 continue
-            plane = current_plane(other)
+            plane = current_plane(other, self.grid.links)
             segs = [reference_line(mine, plane)] if plane is not None else []
             if self.grid.first_last:  # where the other viewport's planes begin and end
                 segs += first_last_lines(mine, _ends(other, self.grid.links))
@@ -182,7 +186,7 @@ class ReferenceOverlay(QWidget):
             return None
         if cross.frame_of_reference != _frame_of_reference(self.viewport):
             return None
-        mine = current_plane(self.viewport)
+        mine = current_plane(self.viewport, self.grid.links)
         if mine is None or abs(mine.distance(cross.point)) > links.half_slice(state) + 1e-6:
             return None
         to_widget = self._mapper(mine)
@@ -526,7 +530,7 @@ class ViewportGrid(QWidget):
         nearest slice; the point is marked where a plane holds it. Returns the viewports
         moved (none when the click is off the image)."""
         mpr = mpr_of(widget)
-        plane = current_plane(widget)
+        plane = current_plane(widget, self.links)
         if plane is None:
             return []
         if mpr is not None:
