@@ -230,7 +230,9 @@ class ViewportWidget(QWidget):
 
     def _paint_measurements(self, p: QPainter, frame: Frame, g: ViewGeometry) -> None:
         p.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        items = list(self.state.measurements_on_slice(self.state.viewport.slice_index))
+        index = self.state.viewport.slice_index
+        # a measurement made in a reformatted plane (m.plane) is drawn by desktop.mpr_cell only
+        items = [m for m in self.state.measurements_on_slice(index) if m.plane is None]
         if self._drag and self._drag.get("measure") is not None:
             items.append(self._drag["measure"])
         for m in items:

@@ -9,8 +9,13 @@ measurements take ``plane()`` as their spacing; reference lines take
 ``ImagePlane.from_reformat(view.plane())``; a crosshair click elsewhere calls ``goto``.
 
 Oblique planes come from rotating the crosshair: ``rotate(axis, degrees)`` turns this view's
-plane about an axis through the current plane's centre (typically another viewport's normal,
-so the plane turns as the line drawn in that viewport turns).
+plane about an axis through the current plane's centre, or through a given point (the
+crosshair; typically about another viewport's normal, so the plane turns as the line drawn in
+that viewport turns). ``base_name`` remembers the standard plane it was turned from;
+``reset_oblique`` goes back to it through the same point, ``tilt_degrees`` says how far it is.
+
+Thick slabs (``set_slab``): ``SLAB_STEPS_MM`` are the thicknesses a viewer steps through
+(``thicker``/``thinner``), ``slab_label`` is what the overlay prints ("MIP 10 mm").
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from core.imaging.model import Frame, Series, SliceRef
 from core.viewer.reformat import Plane, PlaneName, Reformat, Slab, Volume, volume_from_frames
 
 Vec = npt.NDArray[np.float64]
+SLAB_STEPS_MM: tuple[float, ...] = (1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0)
+SLAB_NAMES: dict[str, str] = {"mip": "MIP", "minip": "MinIP", "avg": "Average"}
 
 
 def rotated(vector: npt.ArrayLike, axis: npt.ArrayLike, degrees: float) -> Vec:
@@ -91,6 +98,7 @@ class MprView:
         self.volume = volume
         self._standard: dict[str, Reformat] = {}  # one per standard plane: keeps its caches
         self._reformat = self._get(plane if plane != "oblique" else "axial")
+        self.base_name: PlaneName = self._reformat.name  # the standard plane an oblique left
         self.index = self._reformat.default_index
         self.slab = slab
 
@@ -118,12 +126,14 @@ class MprView:
         """What to paint (modality units, square pixels of ``plane().pixel_size`` mm)."""
         return self._reformat.frame(self.index, self.slab)
 
-    def set_plane(self, name: PlaneName) -> None:
-        """Axial, coronal or sagittal, through the same point as the plane shown now."""
+    def set_plane(self, name: PlaneName, through: npt.ArrayLike | None = None) -> None:
+        """Axial, coronal or sagittal, through the centre of the plane shown now (or through
+        the point ``through``: the crosshair)."""
         if name == "oblique":
             raise ValueError("an oblique plane comes from rotate() or set_oblique()")
-        centre = self.plane().center
+        centre = self.plane().center if through is None else through
         self._reformat = self._get(name)
+        self.base_name = name
         self.index = self._reformat.index_of(centre)
         self.changed.emit()
 
@@ -132,12 +142,33 @@ class MprView:
         self.index = self._reformat.index_of(center)
         self.changed.emit()
 
-    def rotate(self, axis: npt.ArrayLike, degrees: float) -> None:
-        """Turn the plane about ``axis`` through its centre: an oblique plane."""
+    def rotate(
+        self, axis: npt.ArrayLike, degrees: float, through: npt.ArrayLike | None = None
+    ) -> None:
+        """Turn the plane about ``axis`` through its centre, or through the point ``through``
+        (moved onto the plane first, so the turned plane passes through the crosshair)."""
         plane = self.plane()
-        self.set_oblique(
-            plane.center, rotated(plane.u, axis, degrees), rotated(plane.v, axis, degrees)
-        )
+        pivot = plane.center
+        if through is not None:
+            p = np.asarray(through, dtype=np.float64)
+            pivot = p - float((p - plane.center) @ plane.normal) * plane.normal
+        self.set_oblique(pivot, rotated(plane.u, axis, degrees), rotated(plane.v, axis, degrees))
+
+    @property
+    def is_oblique(self) -> bool:
+        return self._reformat.name == "oblique"
+
+    def tilt_degrees(self) -> float:
+        """The angle between this plane and the standard plane it was turned from."""
+        base = self._get(self.base_name).normal
+        cos = abs(float(base @ self._reformat.normal))
+        return math.degrees(math.acos(min(cos, 1.0)))
+
+    def reset_oblique(self, through: npt.ArrayLike | None = None) -> None:
+        """Back to the standard plane it was turned from, through the same centre (or the
+        point ``through``: the crosshair it was turned about)."""
+        if self.is_oblique:
+            self.set_plane(self.base_name, through)
 
     def set_index(self, index: int) -> None:
         index = min(max(index, 0), self.count - 1)
@@ -156,3 +187,22 @@ class MprView:
         if slab != self.slab:
             self.slab = slab
             self.changed.emit()
+
+    def slab_label(self) -> str:
+        """'MIP 10 mm', 'MinIP 5 mm', 'Average 2.5 mm'; '' for a thin plane."""
+        if self.slab is None:
+            return ""
+        return f"{SLAB_NAMES[self.slab.kind]} {self.slab.thickness_mm:g} mm"
+
+    def thicker(self, steps: int = 1) -> None:
+        """Step the slab's thickness through ``SLAB_STEPS_MM`` (no slab: nothing changes)."""
+        if self.slab is None:
+            return
+        now = self.slab.thickness_mm
+        at = min(range(len(SLAB_STEPS_MM)), key=lambda i: abs(SLAB_STEPS_MM[i] - now))
+        if steps > 0 and SLAB_STEPS_MM[at] < now:  # between two steps: the next is a step
+            steps -= 1
+        elif steps < 0 and SLAB_STEPS_MM[at] > now:
+            steps += 1
+        to = SLAB_STEPS_MM[min(max(at + steps, 0), len(SLAB_STEPS_MM) - 1)]
+        self.set_slab(Slab(self.slab.kind, to))

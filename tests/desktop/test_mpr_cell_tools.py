@@ -139,3 +139,145 @@ def test_goto_moves_the_plane_through_the_point_and_says_so(qtbot, grid) -> None
     assert back is not None
     assert back[0] == pytest.approx(target[0])
     assert back[2] == pytest.approx(target[2])
+
+
+def test_a_length_drawn_across_the_sphere_measures_its_diameter_in_mm(qtbot, grid) -> None:  # type: ignore[no-untyped-def]
+    cell = coronal_cell(qtbot, grid, "2.3")
+    # zoomed in 1.5x and panned: the measurement is in the plane's mm, not screen pixels
+    drag(qtbot, cell, Qt.MouseButton.RightButton, QPoint(200, 400), QPoint(200, 319))
+    drag(qtbot, cell, Qt.MouseButton.MiddleButton, QPoint(200, 300), QPoint(190, 310))
+    cell.repaint()
+    x, y, w, h = bright_box(cell.grab().toImage())  # the disc's edges, as the eye sees them
+    grid.set_tool("length")
+    row = y + h // 2
+    drag(qtbot, cell, Qt.MouseButton.LeftButton, QPoint(x, row), QPoint(x + w, row))
+    (m,) = cell.state.measurements
+    assert m.kind == "length"
+    assert m.plane is not None
+    assert m.plane.name == "coronal"
+    plane = cell.current_plane()
+    assert plane is not None
+    assert m.plane.shows(plane)
+    from core.viewer.measure import length
+
+    measured = length(m.p0, m.p1, plane)
+    assert measured.unit == "mm"
+    # the disc drawn is 30 mm across (values above ~500): within a screen pixel's worth of mm
+    assert measured.value == pytest.approx(30.0, abs=1.0 + plane.pixel_size / cell.effective_zoom())
+    # its end points in patient mm lie on the sphere's equator, 15 mm either side of the centre
+    for p in (m.p0, m.p1):
+        d = np.linalg.norm(m.plane.to_patient(p) - CENTRE)
+        assert d == pytest.approx(15.0, abs=1.0)
+    cell.repaint()
+    assert cell.measurements_drawn == 1
+    qtbot.keyClick(cell, Qt.Key.Key_Down)  # the next plane: not drawn there
+    cell.repaint()
+    assert cell.measurements_drawn == 0
+    qtbot.keyClick(cell, Qt.Key.Key_Up)
+    cell.repaint()
+    assert cell.measurements_drawn == 1
+
+
+@pytest.fixture
+def ct_cell(qtbot, grid, ct_dir):  # type: ignore[no-untyped-def]
+    """The shared 134-slice CT loaded (for real, by the grid's loader) in a coronal cell."""
+    from core.imaging.index import build_index
+
+    layout = grid.model
+    state = layout.cells[0].state
+    state.add_index(build_index([ct_dir]))
+    (patient,) = state.index.patients.values()
+    (study,) = patient.studies.values()
+    (series,) = study.series.values()
+    layout.assign(1, series, "coronal")
+    grid.load_missing()
+    cell = grid.mpr[1]
+    qtbot.waitUntil(lambda: cell.view is not None, timeout=60_000)
+    cell.repaint()
+    return cell
+
+
+def test_thick_slabs_by_key_and_menu_on_the_shared_ct(qtbot, ct_cell) -> None:  # type: ignore[no-untyped-def]
+    from core.viewer.reformat import Slab
+
+    cell = ct_cell
+    view = cell.view
+    assert view is not None
+    thin = cell.current_frame()
+    assert thin is not None  # a thin coronal plane is sampled in the paint
+    thin_values = thin.values.copy()
+    assert cell.slab_button.text() == "Thin"
+    qtbot.keyClick(cell, Qt.Key.Key_S)
+    assert view.slab == Slab("mip", 10.0)
+    assert cell.current_frame() is None  # a slab renders in a job, never in the paint
+    qtbot.waitUntil(lambda: cell.current_frame() is not None, timeout=10_000)
+    mip = cell.current_frame()
+    assert mip is not None
+    # a MIP is at least as bright as the plane at its middle, everywhere, and brighter somewhere
+    assert np.all(mip.values >= thin_values - 1e-3)
+    assert float((mip.values - thin_values).max()) > 50.0
+    assert cell.slab_button.text() == "MIP 10 mm"
+    qtbot.keyClick(cell, Qt.Key.Key_Plus)
+    assert view.slab == Slab("mip", 15.0)
+    qtbot.keyClick(cell, Qt.Key.Key_Minus)
+    qtbot.keyClick(cell, Qt.Key.Key_Minus)
+    assert view.slab == Slab("mip", 7.5)
+    qtbot.keyClick(cell, Qt.Key.Key_S)
+    assert view.slab == Slab("minip", 7.5)
+    qtbot.waitUntil(lambda: cell.current_frame() is not None, timeout=10_000)
+    minip = cell.current_frame()
+    assert minip is not None
+    assert np.all(minip.values <= thin_values + 1e-3)
+    # the menu does what the keys do
+    cell.slab_button.kind_actions["avg"].trigger()
+    assert view.slab == Slab("avg", 7.5)
+    cell.slab_button.thickness_actions[20.0].trigger()
+    assert view.slab == Slab("avg", 20.0)
+    qtbot.waitUntil(lambda: cell.current_frame() is not None, timeout=10_000)
+    avg = cell.current_frame()
+    assert avg is not None
+    assert float(np.abs(avg.values - thin_values).mean()) > 1.0  # smoothed: not the thin plane
+    cell.slab_button.kind_actions[None].trigger()
+    assert view.slab is None
+    assert cell.slab_button.text() == "Thin"
+
+
+def test_ctrl_arrows_tilt_through_the_crosshair_ctrl_0_straightens(qtbot, ct_cell) -> None:  # type: ignore[no-untyped-def]
+    from desktop.mpr_cell import side
+
+    cell = ct_cell
+    view = cell.view
+    assert view is not None
+    r = cell.image_rect
+    pivot = cell.widget_to_patient(QPointF(r.left() + r.width() * 0.4, r.top() + r.height() * 0.6))
+    assert pivot is not None
+    cell.goto(pivot)  # what the grid's crosshair does
+    index = view.index
+    with qtbot.waitSignal(cell.plane_changed, timeout=1000):
+        qtbot.keyClick(cell, Qt.Key.Key_Right, Qt.KeyboardModifier.ControlModifier)
+    assert view.is_oblique
+    assert view.tilt_degrees() == pytest.approx(5.0)
+    for _ in range(5):
+        qtbot.keyClick(cell, Qt.Key.Key_Right, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(cell, Qt.Key.Key_Up, Qt.KeyboardModifier.ControlModifier)
+    plane = cell.current_plane()
+    assert plane is not None
+    # turned 30 degrees about the vertical and 5 about the horizontal, through the crosshair
+    assert abs(plane.to_pixel(pivot)[2]) < 1e-6
+    assert view.tilt_degrees() == pytest.approx(
+        np.degrees(np.arccos(np.cos(np.radians(30)) * np.cos(np.radians(5)))), abs=0.01
+    )
+    assert len(side(plane.u)) == 2  # the orientation letters follow: left and front/back
+    assert side(-plane.v) == "H"  # still head up
+    at = cell.patient_to_widget(pivot)
+    assert at is not None
+    assert cell.widget_to_patient(at) == pytest.approx(pivot)
+    # the oblique image renders in a job and is then shown
+    qtbot.waitUntil(lambda: cell.current_frame() is not None, timeout=10_000)
+    frame = cell.current_frame()
+    assert frame is not None
+    assert frame.shape == (plane.rows, plane.cols)
+    qtbot.keyClick(cell, Qt.Key.Key_0, Qt.KeyboardModifier.ControlModifier)
+    assert not view.is_oblique
+    assert view.plane_name == "coronal"
+    assert view.index == index  # back through the same point
