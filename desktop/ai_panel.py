@@ -2,7 +2,12 @@
 scores, the heatmap overlay (toggle, opacity, colour bar) and accept / reject / comment.
 
 Everything slow runs as a job (finding packages, loading a model, predicting, health checks);
-the panel only reacts to signals, so the GUI thread never waits on a model. Verdicts go to a
+the panel only reacts to signals, so the GUI thread never waits on a model. A result's heatmaps
+are drawn in every viewport of the reading room's grid that shows its series, at the slices of
+the instances the model saw (``follow_grid``); the toggle and the opacity act on all of them, and
+a viewport switched to another series drops them (ViewportWidget clears on a series change).
+The models, Run and the result shown are those of the grid's active viewport.
+Verdicts go to a
 ``ReadingResults`` (core.app.results: the workstation's encrypted, audited store, or the
 session's memory in a window without a profile); runs are recorded and decisions stored in
 worker jobs, never on the GUI thread.
@@ -42,6 +47,7 @@ from core.inference.result import InferenceResult
 from core.inference.shadow import ShadowModels
 from core.results.store import Decision
 from core.viewer.state import ViewerState
+from desktop.grid_cells import GridCells
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
 from desktop.model_manager_view import ModelManagerView
 from desktop.viewport_widget import ViewportWidget
@@ -49,6 +55,7 @@ from desktop.workers import JobContext, JobRunner
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
+    from desktop.viewport_grid import ViewportGrid
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +140,12 @@ class AIPanel(QWidget):
         # (the provisional first image is re-sorted when indexing ends).
         self.by_ref: dict[tuple[str, int], tuple[QueueRow, int]] = {}
         self.run_blocked = ""  # why the signed-in user may not run models ("" = may)
+        self.cells: GridCells | None = None  # the grid's viewports, once follow_grid is called
+        self.grid: ViewportGrid | None = None
+        self._watched: list[ViewportWidget] = []  # viewports whose series changes are followed
         self._build()
         self._connect()
+        self._watch_viewport(viewport)
         if manager is not None:
             self.set_manager(manager)
         else:
@@ -283,16 +294,15 @@ class AIPanel(QWidget):
         self.queue.changed.connect(self._refresh_queue)
         self.queue.result_ready.connect(self._on_result)
         self.queue.failed.connect(self._on_failed)
-        self.heat_toggle.toggled.connect(self.viewport.set_heatmap_visible)
-        self.opacity.valueChanged.connect(lambda v: self.viewport.set_heatmap_opacity(v / 100))
-        self.viewport.set_heatmap_opacity(self.opacity.value() / 100)
+        self.heat_toggle.toggled.connect(self._set_heatmap_visible)
+        self.opacity.valueChanged.connect(self._set_heatmap_opacity)
         self.accept_button.clicked.connect(lambda: self.decide("accepted"))
         self.reject_button.clicked.connect(lambda: self.decide("rejected"))
         self.comment_button.clicked.connect(lambda: self.decide("comment"))
         self.comment.returnPressed.connect(lambda: self.decide("comment"))
         self.manager_button.clicked.connect(self.show_manager)
         self.state.series_changed.connect(self._on_series_changed)
-        self.state.viewport.events.slice_index.connect(lambda _i: self._show_current())
+        self.state.viewport.events.slice_index.connect(self._on_slice)
 
     # --- models --------------------------------------------------------------------------
     def set_manager(self, manager: ModelManager) -> None:
@@ -400,18 +410,82 @@ class AIPanel(QWidget):
 
     def _on_series_changed(self, _series: object) -> None:
         self._fill_models()
-        self._restore_heatmaps()
         self._show_current()
 
-    def _restore_heatmaps(self) -> None:
-        """Put this series' heatmaps back at the slices their instances now occupy."""
+    def _on_slice(self, _index: int) -> None:
+        self._show_current()
+
+    def bind(self, state: ViewerState, viewport: ViewportWidget) -> None:
+        """Act on another viewport (the grid's active one): its series' models, Run on its
+        images, the result of its current slice. Runs already queued go on unchanged."""
+        if state is self.state:
+            return
+        self.state.series_changed.disconnect(self._on_series_changed)
+        self.state.viewport.events.slice_index.disconnect(self._on_slice)
+        self.state, self.viewport = state, viewport
+        state.series_changed.connect(self._on_series_changed)
+        state.viewport.events.slice_index.connect(self._on_slice)
+        self._fill_models()
+        self._show_current()
+
+    # --- heatmaps in every viewport --------------------------------------------------------
+    def follow_grid(self, grid: ViewportGrid) -> None:
+        """Draw heatmaps in every viewport of ``grid`` showing their series, including the
+        viewports later layouts add, and act on the active viewport."""
+        self.cells = GridCells(grid)
+        self.cells.added.connect(self._watch_viewport)
+        self.cells.start()
+        self.grid = grid
+        grid.model.active_changed.connect(self._on_active_changed)
+        self._on_active_changed(grid.model.active)
+
+    def _on_active_changed(self, _index: int) -> None:
+        """The panel follows the active viewport (the one a click or a drop chose)."""
+        grid = self.grid
+        if grid is not None and grid.model.active < len(grid.widgets):
+            self.bind(grid.model.active_state, grid.widgets[grid.model.active])
+
+    def viewports(self) -> list[ViewportWidget]:
+        """The viewports heatmaps are drawn in: the grid's cells, or the panel's one viewport."""
+        return self.cells.widgets() if self.cells is not None else [self.viewport]
+
+    def _owns(self, widget: ViewportWidget) -> bool:
+        return self.cells.owns(widget) if self.cells is not None else widget is self.viewport
+
+    def _watch_viewport(self, widget: ViewportWidget) -> None:
+        if any(w is widget for w in self._watched):
+            return
+        self._watched = [w for w in self._watched if self._owns(w)] + [widget]
+        widget.set_heatmap_visible(self.heat_toggle.isChecked())
+        widget.set_heatmap_opacity(self.opacity.value() / 100)
+        # after the widget's own handler, which clears the previous series' heatmaps
+        widget.state.series_changed.connect(lambda _s: self._series_shown(widget))
+        self._restore_heatmaps(widget)
+        if self.grid is not None:  # a hanging stage builds its cells after choosing the active
+            self._on_active_changed(self.grid.model.active)
+
+    def _series_shown(self, widget: ViewportWidget) -> None:
+        if self._owns(widget):  # a dropped cell's state may outlive its widget
+            self._restore_heatmaps(widget)
+
+    def _set_heatmap_visible(self, on: bool) -> None:
+        for widget in self.viewports():
+            widget.set_heatmap_visible(on)
+
+    def _set_heatmap_opacity(self, value: int) -> None:
+        for widget in self.viewports():
+            widget.set_heatmap_opacity(value / 100)
+
+    def _restore_heatmaps(self, widget: ViewportWidget) -> None:
+        """Put the heatmaps of ``widget``'s series at the slices their instances occupy there
+        (keyed by instance: the same result lands right in every viewport and slice order)."""
         maps = {}
-        for i, ref in enumerate(self.state.slices):
+        for i, ref in enumerate(widget.state.slices):
             found = self.by_ref.get((ref.instance.sop_instance_uid, ref.frame))
             if found is not None and found[0].maps is not None:
                 maps[i] = found[0].maps[found[1]]
         if maps:
-            self.viewport.set_heatmaps(maps)
+            widget.set_heatmaps(maps)
 
     # --- running -------------------------------------------------------------------------
     def run_current_image(self) -> QueueRow | None:
@@ -458,9 +532,10 @@ class AIPanel(QWidget):
         assert row.result is not None
         for k, ref in enumerate(row.result.provenance.inputs):
             self.by_ref[(ref.sop_instance_uid, ref.frame)] = (row, k)
-        series = self.state.series
-        if series is not None and series.series_instance_uid == row.series_uid:
-            self._restore_heatmaps()
+        for widget in self.viewports():
+            series = widget.state.series
+            if series is not None and series.series_instance_uid == row.series_uid:
+                self._restore_heatmaps(widget)
         self._show_current()
         self._start_shadow(row)
 
@@ -629,6 +704,7 @@ def install_ai(
     """Add the AI panel and the model manager view to a MainWindow (via ``add_panel``)."""
     area = Qt.DockWidgetArea
     panel = AIPanel(window.state, window.viewport, window.runner, results=results, device=device)
+    panel.follow_grid(window.grid)  # heatmaps in every viewport showing their series
     scroll = QScrollArea()  # the panel is tall: scroll rather than force the window taller
     scroll.setObjectName("aiPanel")
     scroll.setWidgetResizable(True)

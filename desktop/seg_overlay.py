@@ -3,7 +3,11 @@
 Whenever studies are added (from files or the PACS), SEG and SR instances among them are read
 in a background job (core.imaging.overlays); masks then follow the viewport's slice, zoom,
 pan, rotation and flip through the same view matrix the image uses. A transparent child
-widget paints them, so viewport_widget.py needed no change.
+widget paints them, so viewport_widget.py needed no change. Every viewport of the reading room's
+grid gets one (``ResultsObjectsPanel.follow_grid``, also for viewports later layouts add); each
+draws only the masks of the instance its own current slice shows, so a viewport showing another
+series draws none, and the panel's toggle shows or hides them in all. A viewport covered by a
+reformat (``desktop.mpr_cell``) draws none: the masks belong to the acquired slices.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import QImage, QPainter, QPaintEvent, QTransform
 from PySide6.QtWidgets import QCheckBox, QLabel, QPlainTextEdit, QVBoxLayout, QWidget
@@ -19,6 +24,8 @@ from core.imaging.model import Instance, StudyIndex
 from core.imaging.overlays import SEG_SOP_CLASS, SR_SOP_CLASSES, SegOverlay, SrSummary
 from core.viewer.state import ViewerState
 from core.viewer.transform import view_matrix
+from desktop.grid_cells import GridCells
+from desktop.mpr_cell import MprCell
 from desktop.workers import JobContext, JobRunner
 
 ALPHA = 110
@@ -78,6 +85,7 @@ def read_objects_job(
 
 if TYPE_CHECKING:
     from desktop.main_window import MainWindow
+    from desktop.viewport_grid import ViewportGrid
     from desktop.viewport_widget import ViewportWidget
 
 
@@ -94,9 +102,9 @@ class SegOverlayLayer(QWidget):
         self.setAttribute(Qt.WidgetAttribute.WA_NoSystemBackground)
         self.setGeometry(viewport.rect())
         viewport.installEventFilter(self)
-        state.viewport.events.connect(lambda *_: self.update())
-        state.frame_loaded.connect(lambda _i: self.update())
-        state.series_changed.connect(lambda _s: self.update())
+        state.viewport.events.connect(self._repaint)
+        state.frame_loaded.connect(self._repaint)
+        state.series_changed.connect(self._repaint)
         self.painted_masks = 0  # masks drawn by the last paint (tests, status)
         self.show()
 
@@ -104,6 +112,12 @@ class SegOverlayLayer(QWidget):
         if obj is self.viewport and event.type() == QEvent.Type.Resize:
             self.setGeometry(self.viewport.rect())
         return False
+
+    def _repaint(self, *_: object) -> None:
+        # a viewport a smaller grid deleted (with this layer) may leave its state behind,
+        # still emitting for a while (a cancelled load's last slices)
+        if shiboken6.isValid(self):
+            self.update()
 
     def set_overlays(self, overlays: list[SegOverlay]) -> None:
         self.overlays = overlays
@@ -125,10 +139,14 @@ class SegOverlayLayer(QWidget):
             out.append((overlay.sop_instance_uid, self._cache[key]))
         return out
 
+    def covered(self) -> bool:
+        """Whether a reformat lies over the viewport (its acquired slice is not on screen)."""
+        return any(c.isVisible() for c in self.viewport.findChildren(MprCell))
+
     def paintEvent(self, event: QPaintEvent) -> None:
         self.painted_masks = 0
         frame = self.state.current_frame()
-        if frame is None or not self.isVisible():
+        if frame is None or not self.isVisible() or self.covered():
             return
         masks = self.current_masks()
         if not masks:
@@ -157,13 +175,15 @@ class ResultsObjectsPanel(QWidget):
         super().__init__(parent)
         self.setObjectName("segSrPanel")
         self.state, self.runner, self.layer = state, runner, layer
+        self.layers: list[SegOverlayLayer] = [layer]  # one per viewport (follow_grid)
+        self.cells: GridCells | None = None
         self.seen: set[str] = set()
         self.overlays: list[SegOverlay] = []
         self.reports: list[StudyReport] = []
         self.problems: list[str] = []
         self.show_masks = QCheckBox("Show segmentations over the image")
         self.show_masks.setChecked(True)
-        self.show_masks.toggled.connect(layer.setVisible)
+        self.show_masks.toggled.connect(self._set_masks_visible)
         self.summary = QLabel("No SEG or SR objects in the open studies")
         self.summary.setWordWrap(True)
         self.text = QPlainTextEdit()
@@ -174,6 +194,30 @@ class ResultsObjectsPanel(QWidget):
         col.addWidget(self.text, 1)
         state.index_changed.connect(self._scan)
         state.series_changed.connect(lambda _s: self._show())
+
+    def follow_grid(self, grid: ViewportGrid) -> None:
+        """A mask layer over every viewport of ``grid``, now and in later layouts."""
+        self.cells = GridCells(grid)
+        self.cells.added.connect(self._add_layer)
+        self.cells.start()
+
+    def _add_layer(self, viewport: ViewportWidget) -> None:
+        cells = self.cells
+        # layers of viewports a smaller grid deleted go (they were deleted with them)
+        self.layers = [la for la in self.layers if cells is None or cells.owns(la.viewport)]
+        if any(la.viewport is viewport for la in self.layers):
+            return
+        layer = SegOverlayLayer(viewport, viewport.state)
+        layer.set_overlays(self.overlays)
+        layer.setVisible(self.show_masks.isChecked())
+        self.layers.append(layer)
+
+    def layer_of(self, viewport: ViewportWidget) -> SegOverlayLayer | None:
+        return next((la for la in self.layers if la.viewport is viewport), None)
+
+    def _set_masks_visible(self, on: bool) -> None:
+        for layer in self.layers:
+            layer.setVisible(on)
 
     def _scan(self, index: StudyIndex) -> None:
         seg, sr = [], []
@@ -197,7 +241,8 @@ class ResultsObjectsPanel(QWidget):
         self.overlays += overlays
         self.reports += reports
         self.problems += problems
-        self.layer.set_overlays(self.overlays)
+        for layer in self.layers:
+            layer.set_overlays(self.overlays)
         self._show()
 
     def _show(self) -> None:
@@ -224,9 +269,11 @@ class ResultsObjectsPanel(QWidget):
 
 
 def install(window: MainWindow) -> ResultsObjectsPanel:
-    """Add the SEG layer to ``window.viewport`` and the SEG/SR panel as a dock."""
+    """Add the SEG layer to every viewport of the window's grid and the SEG/SR panel as a
+    dock."""
     layer = SegOverlayLayer(window.viewport, window.state)
     panel = ResultsObjectsPanel(window.state, window.runner, layer)
+    panel.follow_grid(window.grid)
     window.add_panel(panel, Qt.DockWidgetArea.RightDockWidgetArea, "SEG / SR")
     window.seg_panel = panel
     return panel
