@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, QPointF, Qt
 from PySide6.QtGui import (
@@ -285,16 +285,24 @@ class ViewportGrid(QWidget):
         self._tool: Tool = first.tool
         # one link group over the grid, every link off until the reader switches it on
         self.links = LinkGroup(scroll=False, window=False, zoom_pan=False)
-        self.links.changed.connect(self._refresh_lines)  # a viewport left, the crosshair moved
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(2)
         self._deferred = False  # while a hanging stage is laid out: widgets follow at the end
-        layout.grid_changed.connect(lambda *_: self._rebuild())
-        layout.maximised_changed.connect(lambda _i: self._place())
-        layout.active_changed.connect(lambda _i: self._highlight())
-        layout.cell_changed.connect(lambda i: self._caption(i))
+        # the layout, its states and the links may outlive this widget (tests, a rebuilt
+        # window): every connection to them is undone when it goes
+        self._slots: list[tuple[Any, Callable[..., Any]]] = []
+        self.destroyed.connect(partial(_disconnect_all, self._slots))
+        self._connect(layout.grid_changed, lambda *_: self._rebuild())
+        self._connect(layout.maximised_changed, lambda _i: self._place())
+        self._connect(layout.active_changed, lambda _i: self._highlight())
+        self._connect(layout.cell_changed, lambda i: self._caption(i))
+        self._connect(self.links.changed, lambda *_: self._refresh_lines())
         self._rebuild()
+
+    def _connect(self, signal: Any, slot: Callable[..., Any]) -> None:
+        signal.connect(slot)
+        self._slots.append((signal, slot))
 
     # --- building ------------------------------------------------------------------------
     def _frame_for(self, i: int) -> QFrame:
@@ -315,9 +323,11 @@ class ViewportGrid(QWidget):
             widget.tool = self._tool
             col.addWidget(widget, 1)
             widget.installEventFilter(self)
-            widget.state.series_changed.connect(lambda _s: self._refresh_lines())
-            widget.state.series_changed.connect(partial(self._series_changed, j))
-            widget.state.viewport.events.slice_index.connect(lambda _i: self._refresh_lines())
+            self._connect(widget.state.series_changed, lambda _s: self._refresh_lines())
+            self._connect(widget.state.series_changed, partial(self._series_changed, j))
+            self._connect(
+                widget.state.viewport.events.slice_index, lambda _i: self._refresh_lines()
+            )
             self.frames.append(box)
             self.captions.append(caption)
             self.overlays.append(ReferenceOverlay(self, widget))
@@ -627,6 +637,12 @@ class ViewportGrid(QWidget):
         self._controller(i).open_series(series_uid)
 
 
+def _disconnect_all(slots: list[tuple[Any, Callable[..., Any]]], *_: object) -> None:
+    for signal, slot in slots:
+        signal.disconnect(slot)
+    slots.clear()
+
+
 LAYOUT_KEYS: dict[str, str] = {
     "Next viewport": "F6",
     "Previous viewport": "Shift+F6",
@@ -732,6 +748,12 @@ def install_layout_menu(win: QWidget, menu: QMenu, grid: ViewportGrid) -> dict[s
     linked.toggled.connect(lambda on: grid.set_linked(on))
     model.active_changed.connect(show_linked)
     grid.links.changed.connect(show_linked)
+
+    def forget(*_: object) -> None:  # the model and links may outlive the window's actions
+        model.active_changed.disconnect(show_linked)
+        grid.links.changed.disconnect(show_linked)
+
+    linked.destroyed.connect(forget)
     add("Link offset of this viewport…", grid.edit_links)
     return actions
 

@@ -319,3 +319,22 @@ def test_link_menu_switches_one_viewport_and_sets_its_offset_in_mm(qtbot) -> Non
     assert actions["Link this viewport"].isChecked()
     a.set_slice(6)
     assert c.viewport.slice_index == 6
+
+
+def test_the_layout_outlives_its_grid_and_menu(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    first = ViewerState()
+    layout = Layout(1, 2, first=first)
+    win = QMainWindow()
+    grid = ViewportGrid(layout, ViewportWidget(first))
+    win.setCentralWidget(grid)
+    install_layout_menu(win, win.menuBar().addMenu("View"), grid)
+    links = grid.links
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    layout.set_active(1)  # nothing of the deleted window is called any more
+    layout.set_preset("2x2")
+    links.set_links(scroll=True)
+    assert layout.active == 1
+    assert len(layout) == 4
