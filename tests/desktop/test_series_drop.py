@@ -208,3 +208,44 @@ def test_series_uid_of_refuses_what_cannot_be_a_uid() -> None:
         data.setData(SERIES_MIME, payload)
         with pytest.raises(SeriesDropError, match="is not a series UID"):
             series_uid_of(data)
+
+
+def test_cells_a_hanging_stage_builds_accept_drops(qtbot: Any, ct_dir: Path) -> None:
+    """A hanging stage lays out its grid before the grid builds the cell widgets (no
+    grid_changed after they exist): the drop targets still reach them."""
+    from PySide6.QtWidgets import QMainWindow
+
+    from core.imaging.index import build_index
+    from core.viewer.hanging import hang, load_protocols
+    from core.viewer.layout import Layout
+    from desktop.series_drop import SeriesDrop
+    from desktop.viewport_grid import ViewportGrid
+    from desktop.viewport_widget import ViewportWidget
+    from desktop.workers import ErrorSink, JobRunner
+    from tests.viewer.test_hanging import prior_of
+
+    first = ViewerState()
+    first.add_index(build_index([ct_dir]))
+    (patient,) = first.index.patients.values()
+    (ct,) = patient.studies.values()
+    prior = prior_of(ct, "20100101")
+    patient.studies[prior.study_instance_uid] = prior
+    layout = Layout(first=first)
+    runner = JobRunner(ErrorSink())
+    win = QMainWindow()
+    grid = ViewportGrid(layout, ViewportWidget(first), runner=runner)
+    win.setCentralWidget(grid)
+    qtbot.addWidget(win)
+    win.resize(900, 700)
+    win.show()
+    drop = SeriesDrop(grid)
+    try:
+        grid.show_hanging(hang(ct, [prior], load_protocols()))
+        assert len(grid.widgets) == 4
+        qtbot.waitUntil(lambda: all(w.acceptDrops() for w in grid.widgets), timeout=5000)
+        prior_uid = next(iter(prior.series))
+        assert drag_to(grid.widgets[2], series_mime(prior_uid)) == (True, True)
+        assert (layout.active, layout.cells[2].series_uid) == (2, prior_uid)
+        assert drop.cells.owns(grid.widgets[3])
+    finally:
+        assert runner.shutdown(10_000)
