@@ -128,3 +128,42 @@ series = Table(
     Column("body_part", Text, nullable=False, default=""),
     Column("frame_of_reference", String(64), nullable=False, default=""),
 )
+
+# Annotations and key images (migration 0004, issue 17): written by core.app.annotations, one
+# transaction per change with its audit event. Rows are never deleted: ``deleted`` /
+# ``removed_at`` keep what was taken back, for the audit trail's objects to resolve.
+annotation_rows = Table(  # not "annotations": that name is the __future__ import
+    "annotations",
+    metadata,
+    Column("uid", String(36), primary_key=True),
+    Column("study_uid", String(64), nullable=False),
+    Column("series_uid", String(64), nullable=False),
+    Column("sop_instance_uid", String(64), nullable=False, default=""),  # "" on an MPR plane
+    Column("frame", Integer, nullable=False, default=0),  # 0-based, as SliceRef.frame
+    Column("image_ref", Text, nullable=False),  # JSON: the image or the reformatted plane
+    Column("author", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("geometry", Text, nullable=False),  # JSON: {"points": [[row, col], ...]}
+    Column("label", Text, nullable=False, default=""),
+    Column("state", Text, nullable=False, default="{}"),  # JSON: {"label_pos": [row, col]}
+    Column("revision", Integer, nullable=False, default=0),
+    Column("created_at", String(32), nullable=False),
+    Column("modified_at", String(32), nullable=False),
+    Column("deleted", Integer, nullable=False, default=0),
+    Column("audit_idx", Integer, ForeignKey("audit_events.idx"), nullable=False),
+)
+
+key_images = Table(
+    "key_images",
+    metadata,
+    Column("uid", String(36), primary_key=True),
+    Column("study_uid", String(64), nullable=False),
+    Column("series_uid", String(64), nullable=False),
+    Column("sop_instance_uid", String(64), nullable=False),
+    Column("frame", Integer, nullable=False, default=0),
+    Column("author", String(128), nullable=False),
+    Column("purpose", String(16), nullable=False),  # "Of Interest" | "For Report" (KOS title)
+    Column("created_at", String(32), nullable=False),
+    Column("removed_at", String(32)),
+    Column("audit_idx", Integer, ForeignKey("audit_events.idx"), nullable=False),
+)
