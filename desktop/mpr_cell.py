@@ -278,7 +278,7 @@ class MprCell(QWidget):
         self.plane_changed.emit()
 
     def resizeEvent(self, event: QResizeEvent) -> None:
-        self.slab_button.move(self.width() - self.slab_button.width() - 6, 6)
+        self.slab_button.place()
 
     def _waiting(self) -> None:
         st = self.state
@@ -338,7 +338,6 @@ class MprCell(QWidget):
         self._set_view(view)
         self.message = ""
         self.slab_button.sync()
-        self.resizeEvent(QResizeEvent(self.size(), self.size()))
         self.update()
         self.plane_changed.emit()
 

@@ -113,6 +113,13 @@ class SlabButton(QToolButton):
         self.reset_action.setEnabled(view is not None and view.is_oblique)
         self.setEnabled(view is not None)
         self.adjustSize()
+        self.place()
+
+    def place(self) -> None:
+        """In the cell's top right corner (after a resize of the cell or of the label)."""
+        parent = self.parentWidget()
+        if parent is not None:
+            self.move(parent.width() - self.width() - 6, 6)
 
 
 def image_point(m: Measurement, point: Point, plane: Plane) -> Point:

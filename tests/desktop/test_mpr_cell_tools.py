@@ -281,3 +281,47 @@ def test_ctrl_arrows_tilt_through_the_crosshair_ctrl_0_straightens(qtbot, ct_cel
     assert not view.is_oblique
     assert view.plane_name == "coronal"
     assert view.index == index  # back through the same point
+
+
+def test_an_roi_drawn_on_the_ct_coronal_is_in_hu(qtbot, grid, ct_cell) -> None:  # type: ignore[no-untyped-def]
+    from core.viewer.measure import roi_pixels, roi_stats
+
+    cell = ct_cell
+    cell.state.viewport.set_window(40.0, 400.0)
+    cell.repaint()
+    plane = cell.current_plane()
+    assert plane is not None
+    r = cell.image_rect
+    # the liver, on the image's left (the patient's right) in the middle coronal plane
+    a = QPoint(round(r.left() + 0.25 * r.width()), round(r.top() + 0.25 * r.height()))
+    b = QPoint(round(r.left() + 0.33 * r.width()), round(r.top() + 0.32 * r.height()))
+    grid.set_tool("roi")
+    drag(qtbot, cell, Qt.MouseButton.LeftButton, a, b)
+    (m,) = cell.state.measurements
+    assert m.kind == "roi"
+    assert m.plane is not None
+    assert m.plane.shows(plane)
+    # the corners are where the mouse was on the painted image (its rectangle, its scale)
+    scale = r.width() / plane.cols
+    for corner, pos in ((m.p0, a), (m.p1, b)):
+        assert corner[0] == pytest.approx((pos.x() - r.left()) / scale, abs=1e-6)
+        assert corner[1] == pytest.approx((pos.y() - r.top()) / scale, abs=1e-6)
+    frame = cell.current_frame()
+    assert frame is not None
+    assert frame.units == "HU"
+    stats = roi_stats(frame.values, m.p0, m.p1, plane, frame.units)
+    assert stats is not None
+    rows, cols = roi_pixels(frame.shape, m.p0, m.p1)
+    block = frame.values[rows, cols]
+    assert stats.mean == pytest.approx(float(block.mean()), rel=1e-5)
+    assert 50.0 < stats.mean < 200.0  # enhancing liver: neither air nor bone nor fat
+    assert stats.sd < 40.0
+    w_mm = (b.x() - a.x()) / scale * plane.pixel_size
+    h_mm = (b.y() - a.y()) / scale * plane.pixel_size
+    assert stats.area == pytest.approx(w_mm * h_mm, rel=0.1)
+    cell.repaint()
+    assert cell.measurements_drawn == 1
+    # Clear (the toolbar's Del) clears it here too
+    cell.state.clear_measurements()
+    cell.repaint()
+    assert cell.measurements_drawn == 0
