@@ -22,8 +22,9 @@ from core.viewer.layout import Layout
 from core.viewer.reformat import Plane
 from core.viewer.state import ViewerState
 from core.viewer.transform import image_to_screen
+from desktop.grid_overlay import LinkDialog
 from desktop.mpr_cell import MprCell
-from desktop.viewport_grid import LinkDialog, ViewportGrid, install_layout_menu
+from desktop.viewport_grid import ViewportGrid, install_layout_menu
 from desktop.viewport_widget import ViewportWidget
 from desktop.workers import ErrorSink, JobRunner
 

@@ -281,7 +281,7 @@ def test_whole_window_hangs_a_ct_with_its_prior(  # type: ignore[no-untyped-def]
 
 
 def test_link_menu_switches_one_viewport_and_sets_its_offset_in_mm(qtbot) -> None:  # type: ignore[no-untyped-def]
-    from desktop.viewport_grid import LinkDialog
+    from desktop.grid_overlay import LinkDialog
 
     win, grid, layout = make_grid(qtbot, 1, 3)
     actions = install_layout_menu(win, win.menuBar().addMenu("View"), grid)
