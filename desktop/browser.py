@@ -4,6 +4,8 @@ A view of ``ViewerState.index``; activating a series asks the controller to open
 With hide-PHI on, patients show as "Patient 1, 2, ..." and dates are blanked.
 A series row can be dragged into any viewport of the grid: the drag carries its UID under
 ``desktop.series_drop.SERIES_MIME`` (never file paths), always as a copy (the row stays).
+Following the reading room's layout (``follow_layout``), the highlighted row and the "already
+shown" check of a click are those of the active viewport, not of the first one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.imaging.model import StudyIndex
+from core.imaging.model import Series, StudyIndex
+from core.viewer.layout import Layout
 from core.viewer.overlay import format_dicom_date
 from core.viewer.state import ViewerState
 from desktop.series_drop import SERIES_MIME, series_mime
@@ -51,6 +54,7 @@ class StudyBrowser(QTreeWidget):
         self.setDefaultDropAction(Qt.DropAction.CopyAction)
         self._thumbs: dict[str, QPixmap] = {}
         self._series_items: dict[str, QTreeWidgetItem] = {}
+        self.layout_followed: Layout | None = None
         self.itemActivated.connect(self._on_activated)
         self.itemClicked.connect(self._on_activated)
         state.index_changed.connect(self.rebuild)
@@ -122,8 +126,25 @@ class StudyBrowser(QTreeWidget):
     def has_thumbnail(self, series_uid: str) -> bool:
         return series_uid in self._thumbs
 
-    def _select_current(self, series: object) -> None:
-        uid = getattr(series, "series_instance_uid", None)
+    def follow_layout(self, layout: Layout) -> None:
+        """Highlight, and compare clicks with, the series of ``layout``'s active viewport."""
+        self.layout_followed = layout
+        layout.active_changed.connect(self._on_layout_changed)
+        layout.cell_changed.connect(self._on_layout_changed)
+        self._select_current(None)
+
+    def _on_layout_changed(self, _index: int) -> None:
+        self._select_current(None)
+
+    def shown_series(self) -> Series | None:
+        """The series of the viewport a click opens into (the active one)."""
+        layout = self.layout_followed
+        if layout is not None and layout.active < len(layout):
+            return layout.active_state.series
+        return self.viewer_state.series
+
+    def _select_current(self, _series: object) -> None:
+        uid = getattr(self.shown_series(), "series_instance_uid", None)
         item = self._series_items.get(uid) if uid else None
         if item is not None:
             self.blockSignals(True)
@@ -132,6 +153,6 @@ class StudyBrowser(QTreeWidget):
 
     def _on_activated(self, item: QTreeWidgetItem, _column: int = 0) -> None:
         uid = item.data(0, UID_ROLE)
-        current = self.viewer_state.series
+        current = self.shown_series()
         if uid and (current is None or current.series_instance_uid != uid):
             self.series_activated.emit(uid)

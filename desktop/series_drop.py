@@ -144,8 +144,11 @@ class SeriesDrop(QObject):
 
 
 def install_series_drop(window: MainWindow) -> SeriesDrop:
-    """Series drops onto ``window.grid``'s viewports; a refused drop is said in the status
-    bar. Call once, after the window built its grid (MainWindow.__init__ or desktop.app)."""
+    """Series drops onto ``window.grid``'s viewports, and the study browser following the
+    active viewport (its highlight, and a click on the series another viewport shows opens
+    it in the active one); a refused drop is said in the status bar. Call once, after the
+    window built its grid and browser (MainWindow.__init__ or desktop.app)."""
+    window.browser.follow_layout(window.reading)
     drop = SeriesDrop(window.grid, window)
     drop.refused.connect(lambda text: window.statusBar().showMessage(text, 10_000))
     return drop

@@ -249,3 +249,32 @@ def test_cells_a_hanging_stage_builds_accept_drops(qtbot: Any, ct_dir: Path) -> 
         assert drop.cells.owns(grid.widgets[3])
     finally:
         assert runner.shutdown(10_000)
+
+
+def test_browser_follows_the_active_viewport(qtbot: Any, window: Any, ct3: Path, mr: Path) -> None:
+    win = window
+    open_and_index(qtbot, win, ct3, mr)
+    install_series_drop(win)
+    browser, model = win.browser, win.reading
+    first = win.state.series.series_instance_uid
+    second = next(uid for uid in browser._series_items if uid != first)
+    model.set_preset("1x2")
+    assert drag_to(win.grid.widgets[1], series_mime(second)) == (True, True)
+    assert browser.currentItem() is browser._series_items[second]  # the active viewport's
+    model.set_active(0)
+    assert browser.currentItem() is browser._series_items[first]
+    # viewport 2 active: a click on the series viewport 1 shows opens it there too
+    model.set_active(1)
+    item = browser._series_items[first]
+    with qtbot.waitSignal(browser.series_activated, timeout=5000) as got:
+        browser.itemClicked.emit(item, 0)
+    assert got.args == [first]
+    assert model.cells[1].series_uid == first
+    assert model.cells[0].series_uid == first
+    # a click on the series the active viewport already shows reopens nothing
+    opened: list[str] = []
+    browser.series_activated.connect(opened.append)
+    browser.itemClicked.emit(item, 0)
+    assert opened == []
+    for state in (model.cells[0].state, model.cells[1].state):
+        qtbot.waitUntil(lambda state=state: loaded(state), timeout=TIMEOUT_MS)
