@@ -93,6 +93,7 @@ def test_heatmap_in_every_viewport_showing_its_series(
     # the CR in viewport 1 too: the same result drawn there, at the same instance
     show(qtbot, v1, cr_uid)
     np.testing.assert_array_equal(v1.heatmaps[v1.state.viewport.slice_index], row.maps[0])
+    assert v1.heatmaps[v1.state.viewport.slice_index] is v2.heatmaps[k]  # one copy in memory
     qtbot.waitUntil(lambda: v1.heatmap_painted == v1.state.viewport.slice_index, timeout=5000)
 
     # the toggle and the opacity act on every viewport
