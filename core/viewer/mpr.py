@@ -146,12 +146,10 @@ class MprView:
         self, axis: npt.ArrayLike, degrees: float, through: npt.ArrayLike | None = None
     ) -> None:
         """Turn the plane about ``axis`` through its centre, or through the point ``through``
-        (moved onto the plane first, so the turned plane passes through the crosshair)."""
+        (the crosshair: the turned plane passes exactly through it, although the plane shown
+        before may have been up to half a step from it)."""
         plane = self.plane()
-        pivot = plane.center
-        if through is not None:
-            p = np.asarray(through, dtype=np.float64)
-            pivot = p - float((p - plane.center) @ plane.normal) * plane.normal
+        pivot = plane.center if through is None else np.asarray(through, dtype=np.float64)
         self.set_oblique(pivot, rotated(plane.u, axis, degrees), rotated(plane.v, axis, degrees))
 
     @property
@@ -200,9 +198,10 @@ class MprView:
             return
         now = self.slab.thickness_mm
         at = min(range(len(SLAB_STEPS_MM)), key=lambda i: abs(SLAB_STEPS_MM[i] - now))
-        if steps > 0 and SLAB_STEPS_MM[at] < now:  # between two steps: the next is a step
+        # between two steps, the nearest one on the way counts as the first step
+        if steps > 0 and SLAB_STEPS_MM[at] > now:
             steps -= 1
-        elif steps < 0 and SLAB_STEPS_MM[at] > now:
+        elif steps < 0 and SLAB_STEPS_MM[at] < now:
             steps += 1
         to = SLAB_STEPS_MM[min(max(at + steps, 0), len(SLAB_STEPS_MM) - 1)]
         self.set_slab(Slab(self.slab.kind, to))

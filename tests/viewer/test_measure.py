@@ -76,3 +76,33 @@ def test_length_on_real_ct_uses_pixel_spacing(ct_frame) -> None:
     frame, _values, ds = ct_frame
     m = length((100, 256), (400, 256), frame.pixel_spacing)
     assert m.value == pytest.approx(300 * float(ds.PixelSpacing[1]))
+
+
+def test_a_measure_plane_maps_image_points_to_patient_mm_and_knows_its_plane() -> None:
+    from core.viewer.measure import Measurement, MeasurePlane
+    from core.viewer.reformat import Plane
+
+    # a coronal plane: +x left, +y down the patient (towards the feet); 0.5 mm pixels
+    plane = Plane(
+        center=np.array([0.0, 20.0, 100.0]),
+        u=np.array([1.0, 0.0, 0.0]),
+        v=np.array([0.0, 0.0, -1.0]),
+        rows=200,
+        cols=100,
+        pixel_size=0.5,
+    )
+    where = MeasurePlane.of(plane, "coronal")
+    # pixel (0, 0)'s centre: half the image left of and above the centre, minus half a pixel
+    assert where.origin == pytest.approx((-24.75, 20.0, 149.75))
+    assert where.orientation == (1.0, 0.0, 0.0, 0.0, 0.0, -1.0)
+    # image point (x, y) = (50, 100) is the middle of the image: the plane's centre
+    assert where.to_patient((50.0, 100.0)) == pytest.approx([0.0, 20.0, 100.0])
+    assert where.to_patient((52.0, 100.0)) == pytest.approx([1.0, 20.0, 100.0])
+    assert where.shows(plane)
+    moved = Plane(plane.center + np.array([0.0, 0.5, 0.0]), plane.u, plane.v, 200, 100, 0.5)
+    assert not where.shows(moved)  # the next coronal plane, half a mm behind
+    shifted = Plane(plane.center + np.array([3.0, 0.0, -7.0]), plane.u, plane.v, 220, 90, 0.5)
+    assert where.shows(shifted)  # the same plane on another grid
+    turned = Plane(plane.center, np.array([0.0, 1.0, 0.0]), plane.v, 200, 100, 0.5)
+    assert not where.shows(turned)
+    assert Measurement("length", 3, (0.0, 0.0), (1.0, 1.0)).plane is None  # an acquired slice
