@@ -26,8 +26,9 @@ point) when there is one; Ctrl+0 straightens it; the orientation letters follow 
 
 Work off the GUI thread: building the volume and view; any image that is not a thin plane along
 the voxel axes (a slab: ~0.1-0.8 s on 512x512x400; an oblique plane: ~45 ms) is sampled in a
-job, latest request wins, while the last image stays on screen. A thin aligned plane (~15 ms)
-is sampled in the paint.
+job, latest request wins, while the last image stays on screen. A thin aligned plane (~11-16 ms
+sampled and windowed) is sampled in the paint, until one of the view takes longer than
+``SYNC_BUDGET_MS`` (a slow machine, a huge volume): from then on every image is a job.
 
 Public API for the grid (crosshair, reference lines, linked scrolling): ``current_plane``,
 ``widget_to_patient``, ``patient_to_widget``, ``goto``, and the signals ``plane_changed`` and
@@ -36,6 +37,7 @@ Public API for the grid (crosshair, reference lines, linked scrolling): ``curren
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 # LPS axis -> the patient side it points to (+x left, +y posterior, +z head)
 SIDES = (("R", "L"), ("A", "P"), ("F", "H"))
 TILT_DEGREES = 5.0
+SYNC_BUDGET_MS = 20.0  # the most a paint may spend sampling a plane (see current_frame)
 TILT_KEYS: dict[Qt.Key, tuple[str, float]] = {  # Ctrl+arrow: (in-plane axis, degrees)
     Qt.Key.Key_Left: ("v", -TILT_DEGREES),
     Qt.Key.Key_Right: ("v", TILT_DEGREES),
@@ -133,6 +136,10 @@ class MprCell(QWidget):
         self._frame_key: tuple[Any, ...] | None = None  # (reformat, index, slab) of _frame
         self._frame: Frame | None = None  # the last sampled image (stays while the next renders)
         self._rendering = False  # a render job is under way
+        # a thin plane along the voxel axes is sampled in the paint (~11-16 ms on 512x512x400)
+        # until one takes longer than this; then every image of the view renders in a job
+        self.sync_budget_ms = SYNC_BUDGET_MS
+        self.slow_planes = False
         self.pivot: np.ndarray | None = None  # the crosshair (last goto): oblique turns about it
         self.measurements_drawn = 0  # by the last paint (tests)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -354,6 +361,7 @@ class MprCell(QWidget):
         self._cache_key = self._cache_img = None
         self._frame_key = self._frame = None
         self._rendering = False
+        self.slow_planes = False
         self.pivot = None
         self.slab_button.sync()
         if view is not None:
@@ -369,9 +377,16 @@ class MprCell(QWidget):
         key = (id(view.reformat), view.index, view.slab)
         if key == self._frame_key:
             return self._frame
-        cheap = view.slab is None and view.reformat.grid(view.index).aligned_axes() is not None
+        cheap = (
+            not self.slow_planes
+            and view.slab is None
+            and view.reformat.grid(view.index).aligned_axes() is not None
+        )
         if cheap or self.runner is None:
+            start = time.perf_counter()
             self._frame_key, self._frame = key, view.frame()
+            if (time.perf_counter() - start) * 1000 > self.sync_budget_ms:
+                self.slow_planes = True  # this volume's planes go to jobs from now on
             return self._frame
         if not self._rendering:
             self._rendering = True

@@ -325,3 +325,21 @@ def test_an_roi_drawn_on_the_ct_coronal_is_in_hu(qtbot, grid, ct_cell) -> None: 
     cell.state.clear_measurements()
     cell.repaint()
     assert cell.measurements_drawn == 0
+
+
+def test_a_plane_slower_than_the_paint_budget_renders_in_jobs_from_then_on(qtbot, grid) -> None:  # type: ignore[no-untyped-def]
+    cell = coronal_cell(qtbot, grid, "2.4")
+    view = cell.view
+    assert view is not None
+    assert cell.current_frame() is not None  # thin, along the voxel axes: in the paint
+    assert not cell.slow_planes
+    cell.sync_budget_ms = -1.0  # as if the last sample had taken too long (a slow machine)
+    qtbot.keyClick(cell, Qt.Key.Key_Down)
+    assert cell.current_frame() is not None  # sampled in the paint once more, and timed
+    assert cell.slow_planes
+    qtbot.keyClick(cell, Qt.Key.Key_Down)
+    assert cell.current_frame() is None  # now in a job
+    qtbot.waitUntil(lambda: cell.current_frame() is not None, timeout=10_000)
+    frame = cell.current_frame()
+    assert frame is not None
+    assert np.array_equal(frame.values, view.reformat.image(view.index))
