@@ -372,7 +372,11 @@ class ViewportGrid(QWidget):
             point = plane.to_patient(*at) if at is not None else None
         if point is None:
             return []
-        return self.links.goto_point(point, plane.frame_of_reference)
+        moved = self.links.goto_point(point, plane.frame_of_reference)
+        for cell in self.mpr.values():
+            if cell.state in moved:
+                cell.goto(point)  # already through it; the cell keeps it as its pivot
+        return moved
 
     # --- hanging protocols -------------------------------------------------------------------
     def show_hanging(self, hanging: Hanging) -> None:

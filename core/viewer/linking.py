@@ -62,7 +62,9 @@ class Member:
     handlers: tuple[tuple[Any, Callable[..., None]], ...] = ()
     linked: bool = True  # False: the viewport left the links (keeps its offsets for its return)
     view: MprView | None = None  # the reformat this viewport paints, if any
-    view_key: tuple[str, int] = ("", -1)  # the view's (plane, index) last seen (scroll or not)
+    # the view's (reformat, index) last seen: a scroll is another index of the same reformat;
+    # another plane or an oblique turn replaces the reformat and moves nobody else
+    view_key: tuple[int, int] = (0, -1)
     view_handler: Callable[[], None] | None = None
 
 
@@ -194,7 +196,7 @@ class LinkGroup:
             return
         self._detach_view(m)
         if view is not None:
-            m.view, m.view_key = view, (view.plane_name, view.index)
+            m.view, m.view_key = view, (id(view.reformat), view.index)
             m.view_handler = lambda: self._on_view(m)
             view.changed.connect(m.view_handler)
 
@@ -205,14 +207,14 @@ class LinkGroup:
     def _detach_view(m: Member) -> None:
         if m.view is not None and m.view_handler is not None:
             m.view.changed.disconnect(m.view_handler)
-        m.view, m.view_handler, m.view_key = None, None, ("", -1)
+        m.view, m.view_handler, m.view_key = None, None, (0, -1)
 
     def _on_view(self, m: Member) -> None:
         view = m.view
         if view is None:
             return
-        old, m.view_key = m.view_key, (view.plane_name, view.index)
-        if self.scroll and old[0] == view.plane_name and old[1] != view.index:  # a scroll
+        old, m.view_key = m.view_key, (id(view.reformat), view.index)
+        if self.scroll and old[0] == m.view_key[0] and old[1] != view.index:  # a scroll
             self._propagate(m.state, self._scroll_one)
 
     # --- geometry ------------------------------------------------------------------------

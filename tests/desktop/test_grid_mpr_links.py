@@ -174,6 +174,7 @@ def test_a_crosshair_click_puts_every_plane_through_the_point(qtbot, grid) -> No
     for i in (1, 2, 3):
         plane, step = shown(grid.mpr[i]), grid.mpr[i].view.reformat.step
         assert abs(float((point - plane.center) @ np.cross(plane.u, plane.v))) <= step / 2 + 1e-6
+        assert grid.mpr[i].pivot == pytest.approx(point)  # oblique turns go about the crosshair
     for overlay in grid.overlays:
         overlay.repaint()
     marker = grid.overlays[0].marker

@@ -265,3 +265,23 @@ def test_a_series_change_forgets_the_reformat(four) -> None:  # type: ignore[no-
     before = [s.viewport.slice_index for s in states]
     cor_a.step(3)  # the old view drives nothing any more
     assert [s.viewport.slice_index for s in states] == before
+
+
+def test_an_oblique_turn_moves_nobody_its_scroll_moves_the_parallel_ones(four) -> None:  # type: ignore[no-untyped-def]
+    _group, states, cor_a, cor_b = four
+    cor_b.set_index(3)
+    coronal = states[3]
+    coronal.set_slice(2)
+    before = (cor_b.index, coronal.viewport.slice_index)
+    pivot = cor_a.plane().center + np.array([0.0, 4.0, 0.0])
+    cor_a.rotate(cor_a.plane().v, 10.0, through=pivot)  # an oblique plane: not a scroll
+    assert cor_a.plane_name == "oblique"
+    indices = [cor_a.index]
+    for degrees in (5.0, -12.0, 7.0):  # more turns: another index of another oblique plane
+        cor_a.rotate(cor_a.plane().u, degrees, through=pivot + np.array([0.0, degrees, 0.0]))
+        indices.append(cor_a.index)
+    assert len(set(indices)) > 1
+    assert (cor_b.index, coronal.viewport.slice_index) == before
+    cor_a.step(6)  # scrolling the oblique plane: the coronal ones (10 degrees off) follow
+    y = float(cor_a.plane().center[1])
+    assert abs(y_of(cor_b) - y) <= cor_b.reformat.step / 2 + 1e-6
