@@ -247,6 +247,12 @@ def test_cells_a_hanging_stage_builds_accept_drops(qtbot: Any, ct_dir: Path) -> 
         assert drag_to(grid.widgets[2], series_mime(prior_uid)) == (True, True)
         assert (layout.active, layout.cells[2].series_uid) == (2, prior_uid)
         assert drop.cells.owns(grid.widgets[3])
+        # a drop on a reformat covering its cell reaches the cell (Qt offers it to the
+        # nearest parent that accepts drops)
+        mpr = grid.mpr[1]
+        assert mpr.isVisible()
+        assert drag_to(mpr, series_mime(prior_uid)) == (True, True)
+        assert (layout.active, layout.cells[1].series_uid) == (1, prior_uid)
     finally:
         assert runner.shutdown(10_000)
 
