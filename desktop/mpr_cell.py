@@ -508,6 +508,8 @@ class MprCell(QWidget):
         }.get(btn)
         if mode is None:
             return
+        if mode == "window" and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
+            mode = "region"  # Ctrl + drag with W/L: the window of the rectangle drawn
         vp = self.state.viewport
         self._drag = {
             "mode": mode,
@@ -517,7 +519,7 @@ class MprCell(QWidget):
             "zoom": self.effective_zoom(),
             "pan": vp.pan,
         }
-        if mode in ("length", "roi"):
+        if mode in ("length", "roi", "region"):
             view, g = self.view, self.view_geometry()
             if view is None or g is None:
                 self._drag = None
@@ -525,7 +527,8 @@ class MprCell(QWidget):
             pos = event.position()
             p0 = screen_to_image(g, (pos.x(), pos.y()))
             where = MeasurePlane.of(view.plane(), view.plane_name)
-            self._drag["measure"] = Measurement(mode, view.index, p0, p0, where)  # type: ignore[arg-type]
+            kind = "roi" if mode == "region" else mode  # a region is drawn like an ROI
+            self._drag["measure"] = Measurement(kind, view.index, p0, p0, where)  # type: ignore[arg-type]
         event.accept()
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
@@ -557,10 +560,32 @@ class MprCell(QWidget):
         if g is not None:
             pos = event.position()
             m.p1 = screen_to_image(g, (pos.x(), pos.y()))
-        if m.p0 != m.p1:
-            self.state.add_measurement(m)  # repaints through measurements_changed
-        else:
+        if m.p0 == m.p1:  # a click alone changes nothing
             self.update()
+        elif d is not None and d["mode"] == "region":
+            self._window_from_region(m)
+        else:
+            self.state.add_measurement(m)  # repaints through measurements_changed
+
+    def _window_from_region(self, m: Measurement) -> None:
+        """The window of the rectangle drawn (its robust min/max), as on an acquired slice."""
+        from core.imaging.presets import PresetError, region_window
+        from core.viewer.presets import REGION
+
+        frame = self.current_frame()
+        (x0, y0), (x1, y1) = m.p0, m.p1
+        rows = (int(np.floor(min(y0, y1))), int(np.ceil(max(y0, y1))))
+        cols = (int(np.floor(min(x0, x1))), int(np.ceil(max(x0, x1))))
+        if frame is None:
+            self.viewport.status_text = "No window from that region: the reformat is being drawn"
+            return
+        try:
+            center, width = region_window(frame.values, rows, cols)
+        except PresetError as exc:
+            self.viewport.status_text = f"No window from that region: {exc}"
+        else:
+            self.state.viewport.set_window(center, width, preset=REGION)
+        self.update()
 
     def _update_status(self, pos: QPointF) -> None:
         """The value under the mouse in modality units and where it is in the patient."""

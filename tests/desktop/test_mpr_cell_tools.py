@@ -343,3 +343,33 @@ def test_a_plane_slower_than_the_paint_budget_renders_in_jobs_from_then_on(qtbot
     frame = cell.current_frame()
     assert frame is not None
     assert np.array_equal(frame.values, view.reformat.image(view.index))
+
+
+def test_ctrl_drag_sets_the_window_of_a_region_of_the_reformat(qtbot, ct_cell) -> None:  # type: ignore[no-untyped-def]
+    from core.imaging.presets import region_window
+    from core.viewer.presets import REGION
+
+    cell = ct_cell
+    plane = cell.current_plane()
+    frame = cell.current_frame()
+    assert plane is not None
+    assert frame is not None
+    r = cell.image_rect
+    a = QPoint(round(r.left() + 0.25 * r.width()), round(r.top() + 0.25 * r.height()))
+    b = QPoint(round(r.left() + 0.33 * r.width()), round(r.top() + 0.32 * r.height()))
+    ctrl = Qt.KeyboardModifier.ControlModifier
+    qtbot.mousePress(cell, Qt.MouseButton.LeftButton, ctrl, a)
+    qtbot.mouseMove(cell, b)
+    qtbot.mouseRelease(cell, Qt.MouseButton.LeftButton, ctrl, b)
+    vp = cell.state.viewport
+    assert vp.preset == REGION
+    assert cell.state.measurements == []  # a window, not a measurement
+    # the window is the robust range of the pixels drawn round, in the reformat's HU
+    scale = r.width() / plane.cols
+    x0, y0 = (a.x() - r.left()) / scale, (a.y() - r.top()) / scale
+    x1, y1 = (b.x() - r.left()) / scale, (b.y() - r.top()) / scale
+    rows, cols = (int(np.floor(y0)), int(np.ceil(y1))), (int(np.floor(x0)), int(np.ceil(x1)))
+    center, width = region_window(frame.values, rows, cols)
+    assert (vp.window_center, vp.window_width) == pytest.approx((center, width))
+    assert 50.0 < vp.window_center < 200.0  # the liver's HU, not the default CT window
+    assert width < 200.0
