@@ -6,12 +6,17 @@ from __future__ import annotations
 import shutil
 import subprocess
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
 
+from core.app.access import series_viewed
+from core.app.workstation import Workstation
+from core.imaging.index import build_index
 from core.reports.items import ImageRef
+from core.security.users import Role
 from tests.conftest import DICOM_DATA
 
 CT3_DIR = DICOM_DATA / "QIICR__dcmqi" / "data" / "segmentations" / "ct-3slice"
@@ -63,3 +68,31 @@ def dciodvfy(ds: pydicom.Dataset, folder: Path) -> tuple[set[str], set[str]]:
     errors = {line.strip() for line in said if line.startswith("Error")}
     warns = {line.strip() for line in said if line.startswith("Warning")}
     return errors, warns
+
+
+PASSWORD = "correct horse battery"
+
+
+def add_users(ws: Workstation) -> None:
+    ws.users.create_user("admin", PASSWORD, Role.ADMIN, by="system")
+    ws.users.create_user("dr-a", PASSWORD, Role.RADIOLOGIST, by="admin")
+    ws.users.create_user("tech", PASSWORD, Role.TECHNOLOGIST, by="admin")
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workstation]:
+    workstation = Workstation.open(tmp_path / "ws.db")
+    add_users(workstation)
+    workstation.session.login("dr-a", PASSWORD)
+    yield workstation
+    workstation.close()
+
+
+@pytest.fixture
+def study(ws: Workstation) -> tuple[str, str]:
+    """The real 3-slice CT shown once (recorded in the study database): (study UID, patient)."""
+    if not CT3_DIR.is_dir():
+        pytest.skip(f"the shared 3-slice CT is not at '{CT3_DIR}'")
+    ((patient, st, series),) = list(build_index([str(CT3_DIR)]).iter_series())
+    series_viewed(ws, patient, st, series)
+    return st.study_instance_uid, patient.patient_id

@@ -4,7 +4,6 @@ user, patient, study and objects; a signed row cannot be changed even by SQL."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
@@ -22,36 +21,9 @@ from core.config import SecuritySettings
 from core.dicom_out.report_sr import report_text
 from core.imaging.index import build_index
 from core.reports.model import ReportError, ReportState
-from core.security.users import AuthError, PermissionDenied, Role, SecondFactorRequired
+from core.security.users import AuthError, PermissionDenied, SecondFactorRequired
 from core.store.database import MIGRATIONS, STORE_ERRORS
-from tests.reports.conftest import CT3_DIR
-
-PASSWORD = "correct horse battery"
-
-
-def _users(ws: Workstation) -> None:
-    ws.users.create_user("admin", PASSWORD, Role.ADMIN, by="system")
-    ws.users.create_user("dr-a", PASSWORD, Role.RADIOLOGIST, by="admin")
-    ws.users.create_user("tech", PASSWORD, Role.TECHNOLOGIST, by="admin")
-
-
-@pytest.fixture
-def ws(tmp_path: Path) -> Iterator[Workstation]:
-    workstation = Workstation.open(tmp_path / "ws.db")
-    _users(workstation)
-    workstation.session.login("dr-a", PASSWORD)
-    yield workstation
-    workstation.close()
-
-
-@pytest.fixture
-def study(ws: Workstation) -> tuple[str, str]:
-    """The real 3-slice CT shown once (recorded in the study database): (study UID, patient)."""
-    if not CT3_DIR.is_dir():
-        pytest.skip(f"the shared 3-slice CT is not at '{CT3_DIR}'")
-    ((patient, st, series),) = list(build_index([str(CT3_DIR)]).iter_series())
-    series_viewed(ws, patient, st, series)
-    return st.study_instance_uid, patient.patient_id
+from tests.reports.conftest import CT3_DIR, PASSWORD, add_users
 
 
 def _report_events(ws: Workstation) -> list[tuple[str, str, dict[str, str]]]:
@@ -155,7 +127,7 @@ def test_a_signed_row_cannot_be_changed_even_by_sql(ws: Workstation, study) -> N
 def test_second_factor_where_it_is_required(tmp_path: Path) -> None:
     ws = Workstation.open(tmp_path / "ws.db", SecuritySettings(mfa_required_roles=["radiologist"]))
     try:
-        _users(ws)
+        add_users(ws)
         enrolment = ws.users.mfa.begin("dr-a")
         ws.session.login("dr-a", PASSWORD, pyotp.TOTP(enrolment.secret).now())  # confirms it
         if not CT3_DIR.is_dir():

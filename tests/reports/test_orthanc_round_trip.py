@@ -94,3 +94,36 @@ def test_report_kos_tid1500_and_gsps_round_trip(orthanc, ct3) -> None:
         assert mark_caption(mark) in {g.text for g in drawn}
         if mark.kind != "text":
             assert (mark.kind.upper(), mark.points) in {(g.kind, g.points) for g in drawn}
+
+
+def test_signed_report_exported_to_pacs_through_the_use_case(orthanc, ws, study, ct3) -> None:
+    from core.app import reports as app
+    from core.audit.vocabulary import EventType
+    from tests.reports.conftest import PASSWORD
+
+    study_uid, patient_id = study
+    client = client_for_url(orthanc.dicomweb, RecordingSink(), name="orthanc")
+    app.save_draft(ws, study_uid, findings="Kidneys: normal.\nBowel: normal.", impression="Normal.")
+    signed = app.sign_report(ws, study_uid, PASSWORD).report
+    keys = [KeyImage(ref(ct3[0]), "overview")]
+    kos = build_kos(keys, ct3, observer="dr-a", title="for_report")
+    (sr_done,) = app.export_report(ws, study_uid, ct3, key_images=[ref(ct3[0])], client=client)
+    (kos_done,) = app.export_objects(ws, study_uid, [("KOS", kos)], client=client)
+    assert (sr_done.destination, kos_done.destination) == ("pacs:orthanc", "pacs:orthanc")
+
+    sr = client.retrieve_instance(study_uid, sr_done.series_instance_uid, sr_done.sop_instance_uid)
+    assert report_text(sr) == {"Findings": [signed.findings], "Impressions": [signed.impression]}
+    back = read_kos(
+        client.retrieve_instance(study_uid, kos_done.series_instance_uid, kos_done.sop_instance_uid)
+    )
+    assert (back.title, [r.sop_instance_uid for r in back.images]) == (
+        "For Report Attachment",
+        [str(ct3[0].SOPInstanceUID)],
+    )
+    events = list(ws.audit.iter_events(event_type=EventType.EXPORT))
+    assert len(events) == 2
+    for e, uid in zip(events, (sr_done.sop_instance_uid, kos_done.sop_instance_uid), strict=True):
+        objects = {(o["kind"], o["id"]) for o in e.objects}
+        assert {("patient", patient_id), ("study", study_uid), ("instance", uid)} <= objects
+        assert ("node", "orthanc") in objects
+        assert e.user == "dr-a"
