@@ -238,11 +238,12 @@ class LinkGroup:
         return planes[i] if 0 <= i < len(planes) else None
 
     def half_slice(self, state: ViewerState) -> float:
-        """Half the distance between the member's neighbouring planes (mm): how far from its
-        current plane a point still counts as on it."""
+        """Half the distance between the member's neighbouring planes (mm), or half its thick
+        slab when it shows one: how far from its current plane a point is still in the image."""
         view = self._member(state).view if state in self else None
         if view is not None:
-            return view.reformat.step / 2
+            slab = view.slab.thickness_mm if view.slab is not None else 0.0
+            return max(view.reformat.step, slab) / 2
         return self.planes(state).spacing() / 2
 
     def holds(self, state: ViewerState, point: Sequence[float] | Vec) -> bool:

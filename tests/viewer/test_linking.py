@@ -10,7 +10,7 @@ import pytest
 from core.imaging.model import Frame, Series
 from core.viewer.linking import LinkGroup
 from core.viewer.mpr import MprView
-from core.viewer.reformat import volume_from_frames
+from core.viewer.reformat import Slab, volume_from_frames
 from core.viewer.state import ViewerState
 from tests.viewer.synthetic import CORONAL, stack
 
@@ -248,6 +248,12 @@ def test_the_crosshair_puts_every_linked_plane_through_the_point(four) -> None: 
     assert group.half_slice(states[0]) == pytest.approx(1.25)
     assert group.half_slice(states[1]) == pytest.approx(cor_a.reformat.step / 2)
     assert not group.holds(states[0], point + np.array([0.0, 0.0, 1.3]))
+    off = point + np.array([0.0, 4.0, 0.0])  # 4 mm behind the coronal plane
+    assert not group.holds(states[1], off)
+    cor_a.set_slab(Slab("mip", 10.0))  # a 10 mm slab shows it
+    assert group.half_slice(states[1]) == pytest.approx(5.0)
+    assert group.holds(states[1], off)
+    cor_a.set_slab(None)
     assert not group.goto_point(point, "9.9.OTHER")  # another Frame of Reference: nobody
     group.set_linked(states[2], False)
     cor_b.set_index(0)
