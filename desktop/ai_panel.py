@@ -19,6 +19,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import shiboken6
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
@@ -47,7 +48,7 @@ from core.inference.result import InferenceResult
 from core.inference.shadow import ShadowModels
 from core.results.store import Decision
 from core.viewer.state import ViewerState
-from desktop.grid_cells import GridCells
+from desktop.grid_cells import GridCells, tie
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
 from desktop.model_manager_view import ModelManagerView
 from desktop.viewport_widget import ViewportWidget
@@ -436,7 +437,7 @@ class AIPanel(QWidget):
         self.cells.added.connect(self._watch_viewport)
         self.cells.start()
         self.grid = grid
-        grid.model.active_changed.connect(self._on_active_changed)
+        tie(self, grid.model.active_changed, self._on_active_changed)
         self._on_active_changed(grid.model.active)
 
     def _on_active_changed(self, _index: int) -> None:
@@ -465,7 +466,8 @@ class AIPanel(QWidget):
             self._on_active_changed(self.grid.model.active)
 
     def _series_shown(self, widget: ViewportWidget) -> None:
-        if self._owns(widget):  # a dropped cell's state may outlive its widget
+        # a dropped cell's state (or the whole layout) may outlive its widget
+        if shiboken6.isValid(widget) and self._owns(widget):
             self._restore_heatmaps(widget)
 
     def _set_heatmap_visible(self, on: bool) -> None:

@@ -28,6 +28,7 @@ from core.imaging.model import Series, StudyIndex
 from core.viewer.layout import Layout
 from core.viewer.overlay import format_dicom_date
 from core.viewer.state import ViewerState
+from desktop.grid_cells import tie
 from desktop.series_drop import SERIES_MIME, series_mime
 from desktop.viewport_widget import to_qimage
 
@@ -129,8 +130,8 @@ class StudyBrowser(QTreeWidget):
     def follow_layout(self, layout: Layout) -> None:
         """Highlight, and compare clicks with, the series of ``layout``'s active viewport."""
         self.layout_followed = layout
-        layout.active_changed.connect(self._on_layout_changed)
-        layout.cell_changed.connect(self._on_layout_changed)
+        tie(self, layout.active_changed, self._on_layout_changed)
+        tie(self, layout.cell_changed, self._on_layout_changed)
         self._select_current(None)
 
     def _on_layout_changed(self, _index: int) -> None:

@@ -9,7 +9,9 @@ the grid for new child frames. ``added`` fires once per widget, in cell order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 
@@ -17,6 +19,17 @@ from desktop.viewport_widget import ViewportWidget
 
 if TYPE_CHECKING:
     from desktop.viewport_grid import ViewportGrid
+
+
+def tie(owner: QObject, signal: Any, slot: Callable[..., Any]) -> None:
+    """Connect a Qt-free (psygnal) ``signal`` of a model that may outlive ``owner`` to its
+    ``slot``, and disconnect it when ``owner`` is destroyed (the layout outlives its window)."""
+    signal.connect(slot)
+    owner.destroyed.connect(partial(_untie, signal, slot))
+
+
+def _untie(signal: Any, slot: Callable[..., Any], *_: object) -> None:
+    signal.disconnect(slot, missing_ok=True)
 
 
 class GridCells(QObject):
@@ -28,7 +41,7 @@ class GridCells(QObject):
         super().__init__(grid)
         self.grid = grid
         self._known: list[ViewportWidget] = []
-        grid.model.grid_changed.connect(self._on_grid_changed)  # after the grid's own rebuild
+        tie(self, grid.model.grid_changed, self._on_grid_changed)  # after the grid's rebuild
         grid.installEventFilter(self)
 
     def widgets(self) -> list[ViewportWidget]:

@@ -192,3 +192,26 @@ def test_seg_masks_in_every_viewport_showing_their_slices(
     repainted(qtbot, l3)
     assert l3.painted_masks == 1
     qtbot.waitUntil(lambda: all(loaded(c.state) for c in model if c.series_uid))
+
+
+def test_the_layout_outlives_the_window_with_the_overlays_and_drops(qtbot: Any) -> None:
+    """Nothing installed here is called once the window is gone (the layout and its states
+    may live on: a hanging stage keeps dropped cells, a test keeps the layout)."""
+    from PySide6.QtCore import QCoreApplication, QEvent
+
+    from desktop.main_window import MainWindow
+    from desktop.seg_overlay import install
+
+    win = MainWindow()
+    install(win)
+    install_series_drop(win)
+    layout = win.reading
+    layout.set_preset("1x2")
+    assert win.shutdown(10_000)
+    win.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    layout.set_active(1)  # the AI panel and the browser follow the active viewport no more
+    layout.set_preset("2x2")  # nor do the drop targets and mask layers follow new cells
+    layout.set_active(3)
+    layout.cell_changed.emit(3)
+    assert (layout.active, len(layout)) == (3, 4)
