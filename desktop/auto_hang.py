@@ -121,10 +121,11 @@ def index_study_job(ctx: JobContext, ws: Workstation, study_uid: str) -> StudyIn
 
 
 def newest_remote(priors: Sequence[Prior], study: Study) -> Prior | None:
-    """The prior to fetch: the newest one of a modality of ``study``, when it is only on a
-    PACS (a newer or equal one here is what the protocol shows anyway)."""
+    """The prior to fetch: the newest one of a modality of ``study`` (or of modalities the node
+    did not say), when it is only on a PACS (a newer or equal one here is what the protocol
+    shows anyway)."""
     mods = {s.modality.upper() for s in study.series.values() if s.modality}
-    fitting = [p for p in priors if mods & {m.upper() for m in p.modalities}]
+    fitting = [p for p in priors if not p.modalities or mods & {m.upper() for m in p.modalities}]
     newest = max(fitting, key=lambda p: (p.study_date, p.study_time), default=None)
     return newest if newest is not None and newest.local is None and newest.nodes else None
 
@@ -146,6 +147,7 @@ class AutoHang(QObject):
         self.protocols: list[Protocol] | None = None
         self.hanging: Hanging | None = None  # the last one laid out by this object
         self.study_uid = ""  # the study it was for
+        self.prior_uids: list[str] = []  # its priors in the study database (retrieved ones too)
         self._images = 0  # how many images that study had then
         self.jobs: list[Job] = []
         self.message = ""  # the last thing said about hanging (tests, status bar)
@@ -171,6 +173,7 @@ class AutoHang(QObject):
         ):
             return None
         self.study_uid, self._images = study.study_instance_uid, images
+        self.prior_uids = []
         self._cancel_jobs()
         if self.ws is None:
             if self.protocols is None:
@@ -217,7 +220,8 @@ class AutoHang(QObject):
             return
         if found.index is not None:
             self.window_.state.add_index(found.index)
-        self._lay_out(patient, study, found.prior_uids)
+        self.prior_uids = list(found.prior_uids)
+        self._lay_out(patient, study)
         if found.problems:
             self._say("Some priors could not be opened: " + "; ".join(found.problems))
         if self.cache is not None and self.ws is not None and _has_pacs():
@@ -246,15 +250,18 @@ class AutoHang(QObject):
         hanging = self.hanging
         self._start(
             "hang on open: index prior", index_study_job, self.ws, prior.study_uid,
-            on_result=lambda index: self._prior_arrived(study, index, hanging),
+            on_result=lambda index: self._prior_arrived(study, prior, index, hanging),
         )  # fmt: skip
 
-    def _prior_arrived(self, study: Study, index: StudyIndex, before: Hanging | None) -> None:
+    def _prior_arrived(
+        self, study: Study, prior: Prior, index: StudyIndex, before: Hanging | None
+    ) -> None:
         win = self.window_
         win.state.add_index(index)
         if not self._still_on_screen(study) or win.grid.hanging is not before:
             self._say("A prior arrived from PACS; it is in the study list")  # layout changed
             return
+        self.prior_uids.append(prior.study_uid)
         ctx = win.state.context()
         if ctx is not None:
             self._lay_out(*ctx)
@@ -269,12 +276,12 @@ class AutoHang(QObject):
         return PacsCache.from_settings(current_settings())
 
     # --- laying out ------------------------------------------------------------------------
-    def _lay_out(self, patient: Patient, study: Study, prior_uids: Sequence[str] = ()) -> None:
+    def _lay_out(self, patient: Patient, study: Study) -> None:
         """Hang ``study`` with the other studies of its patient that are open (``hang`` leaves
         out another issuer's); with a profile only those the study database calls priors."""
         others = [s for s in patient.studies.values() if s is not study]
         if self.ws is not None:
-            wanted = set(prior_uids)
+            wanted = set(self.prior_uids)
             others = [s for s in others if s.study_instance_uid in wanted]
         hanging = hang(study, others, self.protocols or load_protocols())
         self._show(hanging)

@@ -6,7 +6,8 @@ signed in at that moment. The search dialog is ``desktop.pacs_dialog.PacsDialog`
 the size-bounded profile cache and opens the first instance at once). An export builds, for the
 accepted result of the image on screen, a TID 1500 Comprehensive 3D SR and, where highdicom can
 encode it for that image, a Parametric Map of the heatmap (core.pacs.export), and stores them with
-STOW-RS in a background job; "Export" is audited, failures included.
+STOW-RS in a background job; "Export" is audited, failures included. A study retrieved through
+the search dialog is listed in the study list with the node it came from (``RetrievedFrom``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from pydicom import Dataset
 
     from core.app.workstation import Workstation
+    from core.imaging.model import StudyIndex
     from core.inference.result import InferenceResult
     from core.pacs.client import PacsClient
     from desktop.main_window import MainWindow
@@ -200,12 +202,67 @@ class PacsExport(QObject):
         self.window.statusBar().showMessage(text, 15_000)
 
 
+def record_retrieved_job(
+    ctx: JobContext, ws: Workstation, index: StudyIndex, study_uid: str, node: str
+) -> None:
+    """Record the retrieved study in the study database (its headers read: audited as access,
+    as a retrieved prior is) and name the node it came from."""
+    from core.app.access import index_read
+    from core.app.studies import mark_retrieved
+
+    index_read(ws, index, action="retrieve", node=node)
+    mark_retrieved(ws, study_uid, node)
+
+
+class RetrievedFrom(QObject):
+    """Remembers which node each study retrieved through the search dialog came from, and
+    records it once the study's index is known (the study list's Source column)."""
+
+    def __init__(self, window: MainWindow, ws: Workstation, panel: Any) -> None:
+        super().__init__(window)
+        self.window_, self.ws, self.panel = window, ws, panel
+        self.pending: dict[str, str] = {}  # study uid -> node name
+        self.jobs: list[Job] = []
+        self._seen: object = None  # the retrieve job whose node is noted
+        opener: Callable[[list[str]], None] = panel.open_paths
+
+        def open_paths(paths: list[str]) -> None:
+            self._note(panel.retrieve)
+            opener(paths)
+
+        panel.open_paths = open_paths
+        window.controller.index_loaded.connect(self._on_index)
+
+    def _note(self, job: object) -> None:
+        if job is None or job is self._seen:
+            return
+        self._seen = job
+        item = self.panel.results.currentItem()
+        data = item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
+        node = self.panel.node.currentText()
+        if isinstance(data, tuple) and data and data[0] and node:
+            self.pending[str(data[0])] = node
+
+    def _on_index(self, index: StudyIndex) -> None:
+        for _p, study, _s in index.iter_series():
+            node = self.pending.pop(study.study_instance_uid, None)
+            if node is None or self.window_.runner.closed:
+                continue
+            job = self.window_.runner.start(
+                "record retrieved study", record_retrieved_job, self.ws, index,
+                study.study_instance_uid, node,
+                on_finished=lambda j: self.jobs.remove(j) if j in self.jobs else None,
+            )  # fmt: skip
+            self.jobs.append(job)
+
+
 @dataclass
 class PacsGui:
     action: QAction
     dialog: PacsDialog
     export: PacsExport | None
     cache: PacsCache
+    retrieved_from: RetrievedFrom | None = None
 
     def show_search(self) -> None:
         self.dialog.show()
@@ -233,7 +290,7 @@ def install_pacs(
         before = next((a for a in file_menu.actions() if a.isSeparator()), window.menus.quit)
         file_menu.insertAction(before, action)
     export = PacsExport(window, names, client_for, problem)
-    gui = PacsGui(action, dialog, export, cache)
+    gui = PacsGui(action, dialog, export, cache, RetrievedFrom(window, ws, dialog.panel))
     action.triggered.connect(gui.show_search)
     window.pacs = gui
     return gui

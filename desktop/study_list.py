@@ -3,11 +3,16 @@ database), searchable, and the priors of the study on screen.
 
 A view over core.app.studies: every read and write is a ``JobRunner`` job (SQL never runs on the
 GUI thread) and every list shown is an audited Query. "Recent" (the studies opened last) is the
-default view; typing searches name, Patient ID and accession; double-click (or Enter) opens a
-study through the window's own open path. The priors list under it is asked for whenever a
-series of another study comes on screen: the local database and each configured PACS node
-(QIDO-RS), matched by Patient ID and issuer. A prior here opens at once; one only on a PACS is
-retrieved in the background into the encrypted cache, recorded, then opened on request.
+default view; typing searches name, Patient ID and accession; a click on a column header sorts
+by it (dates by their value); double-click (or Enter) opens a study through the window's own open
+path. "Forget" removes the selected study from the local database after a confirmation (its
+files stay; audited by ``core.app.studies.forget_study``). The Source column names the PACS node
+a study was retrieved from. The priors list under it is asked for whenever a series of another
+study comes on screen: the local database and each configured PACS node (QIDO-RS), matched by
+Patient ID and issuer; a node's answer is reused for that patient for ``[viewer]
+priors_cache_s`` (``RemotePriorsCache``), "Refresh" asks again. A prior here opens at once; one
+only on a PACS is retrieved in the background into the encrypted cache, recorded, then opened on
+request.
 
 With hide-PHI on, names, IDs, accession numbers and dates are blanked, as in the study browser.
 """
@@ -17,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, Qt, QTimer
+from PySide6.QtCore import QObject, QPoint, Qt, QTimer
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
@@ -25,6 +30,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMenu,
+    QMessageBox,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -35,6 +42,7 @@ from PySide6.QtWidgets import (
 from core.app.studies import (
     PriorsFound,
     find_priors,
+    forget_study,
     last_folder,
     list_studies,
     mark_retrieved,
@@ -44,7 +52,7 @@ from core.app.studies import (
 )
 from core.imaging.model import Patient, Series, Study
 from core.studies.catalogue import StudyEntry, StudySearch
-from core.studies.priors import PatientKey, Prior
+from core.studies.priors import PatientKey, Prior, RemotePriorsCache
 from core.viewer.overlay import format_dicom_date
 from desktop.workers import Job, JobContext
 
@@ -54,6 +62,7 @@ if TYPE_CHECKING:
     from desktop.main_window import MainWindow
 
 UID_ROLE = Qt.ItemDataRole.UserRole
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # what a column sorts by, when not its text
 COLUMNS = ("Name", "Patient ID", "Accession", "Date", "Modality", "Description", "Source",
            "Last opened")  # fmt: skip
 PRIOR_COLUMNS = ("Date", "Modality", "Description", "Images", "Source")
@@ -70,16 +79,25 @@ def paths_job(ctx: JobContext, ws: Workstation, study_uid: str) -> list[str]:
 
 
 def priors_job(
-    ctx: JobContext, ws: Workstation, patient: Patient, study: Study, with_pacs: bool
+    ctx: JobContext,
+    ws: Workstation,
+    patient: Patient,
+    study: Study,
+    with_pacs: bool,
+    cache: RemotePriorsCache | None = None,
+    refresh: bool = False,
 ) -> PriorsFound:
     """The key from the study's own header (the issuer is not in the index), then local and
-    PACS priors; a PACS configuration problem is reported with the local priors."""
+    PACS priors (``cache``: PACS answers reused; ``refresh``: this patient's dropped first); a
+    PACS configuration problem is reported with the local priors."""
     from core.config import ConfigError
     from core.pacs.errors import PacsError
     from core.studies.catalogue import issuer_of
     from desktop.pacs_dialog import current_settings
 
     key = PatientKey.of(patient.patient_id, issuer_of(study))
+    if refresh and cache is not None:
+        cache.forget(key)
     problems: list[str] = []
     clients: list[Any] = []
     if with_pacs:
@@ -87,7 +105,9 @@ def priors_job(
             clients, problems = pacs_searchers(ws, current_settings())
         except (ConfigError, PacsError) as exc:
             problems.append(str(exc))
-    found = find_priors(ws, study.study_instance_uid, clients, key, lambda: ctx.cancelled)
+    found = find_priors(
+        ws, study.study_instance_uid, clients, key, lambda: ctx.cancelled, cache=cache
+    )
     found.problems[:0] = problems
     return found
 
@@ -128,6 +148,10 @@ def hang_job(ctx: JobContext, ws: Workstation, study_uids: Sequence[str]) -> Stu
     return index
 
 
+def forget_job(ctx: JobContext, ws: Workstation, study_uid: str) -> StudyEntry:
+    return forget_study(ws, study_uid)
+
+
 def folder_job(ctx: JobContext, ws: Workstation, folder: str | None) -> str:
     if folder is not None:
         remember_folder(ws, folder)
@@ -142,11 +166,24 @@ def refresh_job(ctx: JobContext, ws: Workstation, index: StudyIndex) -> int:
 
 
 # --- the panel --------------------------------------------------------------------------------
-def _item(text: str, uid: str = "") -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
+class _Item(QTableWidgetItem):
+    """A cell that sorts by its SORT_ROLE value when it has one (dates: YYYYMMDD, not the
+    displayed text), else by its text, case-insensitively."""
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        mine, theirs = self.data(SORT_ROLE), other.data(SORT_ROLE)
+        if mine is None or theirs is None:
+            return self.text().casefold() < other.text().casefold()
+        return str(mine) < str(theirs)
+
+
+def _item(text: str, uid: str = "", sort: str | None = None) -> QTableWidgetItem:
+    item = _Item(text)
     item.setToolTip(text)
     if uid:
         item.setData(UID_ROLE, uid)
+    if sort is not None:
+        item.setData(SORT_ROLE, sort)
     return item
 
 
@@ -192,6 +229,20 @@ class StudyListPanel(QWidget):
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.table = _table(COLUMNS)
+        self.table.setSortingEnabled(True)  # a header click sorts; "Last opened" first
+        self.table.horizontalHeader().setSortIndicator(
+            COLUMNS.index("Last opened"), Qt.SortOrder.DescendingOrder
+        )
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.forget_button = QPushButton("Forget")
+        self.forget_button.setToolTip(
+            "Forget this study: remove it from this list (its files are kept)"
+        )
+        self.forget_box: QMessageBox | None = None  # the confirmation on screen
+        self.forget_job: Job | None = None
+        self.priors_cache: RemotePriorsCache | None = getattr(window, "priors_cache", None)
+        self.refresh_priors_button = QPushButton("Refresh")
+        self.refresh_priors_button.setToolTip("Ask the PACS nodes for this patient's priors again")
         self.priors_label = QLabel("Priors: open a study")
         self.priors_table = _table(PRIOR_COLUMNS)
         self.open_prior_button = QPushButton("Open")
@@ -205,8 +256,10 @@ class StudyListPanel(QWidget):
         row = QHBoxLayout()
         row.addWidget(self.search, 1)
         row.addWidget(self.recent_button)
+        row.addWidget(self.forget_button)
         buttons = QHBoxLayout()
         buttons.addWidget(self.hang_button)
+        buttons.addWidget(self.refresh_priors_button)
         buttons.addStretch(1)
         buttons.addWidget(self.open_prior_button)
         buttons.addWidget(self.retrieve_prior_button)
@@ -231,11 +284,16 @@ class StudyListPanel(QWidget):
         self.open_prior_button.clicked.connect(lambda: self.open_or_retrieve(self._prior_row()))
         self.retrieve_prior_button.clicked.connect(lambda: self.retrieve_prior(self._prior_row()))
         self.hang_button.clicked.connect(self.hang_with_priors)
+        self.refresh_priors_button.clicked.connect(self.refresh_priors)
+        self.forget_button.clicked.connect(lambda: self.ask_forget(self._study_row()))
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.itemSelectionChanged.connect(self._update_forget_button)
         state = window.state
         state.series_changed.connect(self._on_series_changed)
         state.hide_phi_changed.connect(self._on_hide_phi)
         window.controller.index_loaded.connect(self._on_index_loaded)
         self._update_prior_buttons()
+        self._update_forget_button()
 
     # --- the list ------------------------------------------------------------------------
     def query(self) -> StudySearch:
@@ -265,6 +323,7 @@ class StudyListPanel(QWidget):
     def _show_entries(self, entries: list[StudyEntry]) -> None:
         self.entries = entries
         hide = self.window_.state.hide_phi
+        self.table.setSortingEnabled(False)  # rows stay where they are put while filling
         self.table.setRowCount(0)
         for row, e in enumerate(entries):
             self.table.insertRow(row)
@@ -279,10 +338,16 @@ class StudyListPanel(QWidget):
                 e.source,
                 "" if hide else e.last_opened[:16].replace("T", " "),
             )
+            sorts = {
+                3: "" if hide else e.study_date + e.study_time,
+                7: "" if hide else e.last_opened,
+            }
             for col, text in enumerate(cells):
-                self.table.setItem(row, col, _item(text, e.study_uid))
+                self.table.setItem(row, col, _item(text, e.study_uid, sorts.get(col)))
+        self.table.setSortingEnabled(True)  # sorts by the header's column and order
         self.table.resizeColumnsToContents()
         self._show_count()
+        self._update_forget_button()
 
     def _show_count(self) -> None:
         what = "matching" if self.query().keys() else "opened or retrieved recently"
@@ -297,11 +362,21 @@ class StudyListPanel(QWidget):
     def _list_failed(self, exc: BaseException) -> None:
         self.status.setText(f"Cannot list studies: {exc}")
 
+    def entry_at(self, row: int) -> StudyEntry | None:
+        """The study shown in table row ``row`` (rows follow the sorting, not ``entries``)."""
+        item = self.table.item(row, 0) if 0 <= row < self.table.rowCount() else None
+        uid = item.data(UID_ROLE) if item is not None else None
+        return next((e for e in self.entries if e.study_uid == uid), None)
+
+    def _study_row(self) -> int:
+        rows = self.table.selectionModel().selectedRows()
+        return rows[0].row() if rows else -1
+
     def open_row(self, row: int) -> Job | None:
         """Open the study of ``row`` through the window's open path (its files indexed)."""
-        if not 0 <= row < len(self.entries) or self.window_.runner.closed:
+        entry = self.entry_at(row)
+        if entry is None or self.window_.runner.closed:
             return None
-        entry = self.entries[row]
         busy = self._opening
         if busy is not None and not busy[1].done and busy[0] == entry.study_uid:
             return busy[1]  # a double click also activates the row: open it once
@@ -320,6 +395,64 @@ class StudyListPanel(QWidget):
     def _open_failed(self, exc: BaseException) -> None:
         self.status.setText(str(exc))
         self.window_.statusBar().showMessage(str(exc), 10_000)
+
+    # --- forgetting a study -----------------------------------------------------------------
+    def _update_forget_button(self) -> None:
+        self.forget_button.setEnabled(self.entry_at(self._study_row()) is not None)
+
+    def _context_menu(self, pos: QPoint) -> None:
+        row = self.table.rowAt(pos.y())
+        if self.entry_at(row) is None:
+            return
+        menu = QMenu(self)
+        menu.addAction("Open", lambda: self.open_row(row))
+        menu.addAction("Forget this study…", lambda: self.ask_forget(row))
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+
+    def ask_forget(self, row: int) -> QMessageBox | None:
+        """Ask for a confirmation (window-modal, not blocking); Yes forgets the study."""
+        entry = self.entry_at(row)
+        if entry is None:
+            return None
+        hide = self.window_.state.hide_phi
+        who = "this patient" if hide else (entry.display_name or entry.patient_id or "no name")
+        when = "" if hide else f" of {format_dicom_date(entry.study_date)}"
+        what = entry.description or "/".join(entry.modalities) or "study"
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
+            "Forget this study",
+            f"Remove the {what}{when} ({who}) from the study list?\n\n"
+            "Its files are not deleted; opening them again lists it again. "
+            "The removal is recorded in the audit trail.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        uid = entry.study_uid
+        box.finished.connect(
+            lambda _r: self._forget_answered(
+                uid, box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes
+            )
+        )
+        self.forget_box = box
+        box.open()
+        return box
+
+    def _forget_answered(self, study_uid: str, yes: bool) -> None:
+        self.forget_box = None
+        if yes and not self.window_.runner.closed:
+            self.status.setText("Forgetting the study…")
+            self.forget_job = self.window_.runner.start(
+                "forget study", forget_job, self.ws, study_uid,
+                on_result=self._forgotten, on_error=self._list_failed,
+            )  # fmt: skip
+
+    def _forgotten(self, entry: StudyEntry) -> None:
+        self.window_.statusBar().showMessage("The study was removed from the study list", 8000)
+        self.refresh()
+        ctx = self.window_.state.context()
+        if ctx is not None and self.priors_for:  # it may have been listed as a prior
+            self.ask_priors(*ctx)
 
     # --- reactions to the viewer ------------------------------------------------------------
     def _on_series_changed(self, series: Series | None) -> None:
@@ -347,7 +480,13 @@ class StudyListPanel(QWidget):
             )  # fmt: skip
 
     # --- priors ---------------------------------------------------------------------------
-    def ask_priors(self, patient: Patient, study: Study) -> Job | None:
+    def refresh_priors(self) -> Job | None:
+        """Ask again for the priors of the study on screen, the PACS nodes included (their
+        cached answers about this patient dropped)."""
+        ctx = self.window_.state.context()
+        return self.ask_priors(*ctx, refresh=True) if ctx is not None else None
+
+    def ask_priors(self, patient: Patient, study: Study, refresh: bool = False) -> Job | None:
         if self.window_.runner.closed:
             return None
         if self.priors_job is not None and not self.priors_job.done:
@@ -357,8 +496,8 @@ class StudyListPanel(QWidget):
         self.priors_table.setRowCount(0)
         self.priors_label.setText("Priors: searching…")
         self.priors_job = self.window_.runner.start(
-            "priors", priors_job, self.ws, patient, study, self.with_pacs,
-            on_result=self._show_priors, on_error=self._priors_failed,
+            "priors", priors_job, self.ws, patient, study, self.with_pacs, self.priors_cache,
+            refresh, on_result=self._show_priors, on_error=self._priors_failed,
         )  # fmt: skip
         return self.priors_job
 

@@ -13,6 +13,7 @@ from pydicom.uid import generate_uid
 
 from core.app.access import index_read
 from core.app.workstation import Workstation
+from core.audit.vocabulary import EventType
 from core.config import SecuritySettings
 from core.imaging.index import build_index
 from core.imaging.model import Study
@@ -20,6 +21,8 @@ from core.viewer.hanging import Hanging, acquired_plane
 from core.viewer.state import ViewerState
 from desktop.main_window import MainWindow
 from tests.desktop.workstation.helpers import CR, PASSWORD, add_users
+from tests.pacs.orthanc import OrthancServer, orthanc_server, unavailable_reason
+from tests.studies.helpers import make_study
 
 TIMEOUT_MS = 120_000
 
@@ -165,3 +168,43 @@ def test_a_namesake_of_another_patient_is_not_taken_as_a_prior(  # type: ignore[
     model = window.grid.model
     assert len(model) == 1
     assert all(study_of(c.state).study_instance_uid != namesake for c in model if c.series_uid)
+
+
+@pytest.fixture(scope="module")
+def orthanc() -> Iterator[OrthancServer]:
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with orthanc_server() as server:
+        yield server
+
+
+def test_a_prior_only_on_the_pacs_is_retrieved_in_the_background_and_hung(  # type: ignore[no-untyped-def]
+    qtbot, ws: Workstation, tmp_path: Path, orthanc: OrthancServer
+) -> None:
+    from core.config import PacsNode, Settings, pin_settings
+
+    current = make_study(tmp_path / "now", patient_id="H1", issuer="HOSP", date="20240101")
+    prior = make_study(tmp_path / "prior", patient_id="H1", issuer="HOSP", date="20200101")
+    orthanc.upload(sorted((tmp_path / "prior").glob("*.dcm")))
+    pin_settings(Settings(pacs=[PacsNode(name="orthanc", url=orthanc.dicomweb)]))
+    win = MainWindow(workstation=ws, lock_check_ms=60_000)
+    qtbot.addWidget(win)
+    try:
+        win.show()
+        win.open_paths([str(tmp_path / "now")])
+        # hung at once without a prior, then again when the prior has arrived from the PACS
+        qtbot.waitUntil(lambda: win.auto_hang.hanging is not None, timeout=TIMEOUT_MS)
+        assert [s.study_instance_uid for s in hung(win).studies] == [current]
+        qtbot.waitUntil(lambda: len(hung(win).studies) == 2, timeout=TIMEOUT_MS)
+        assert [s.study_instance_uid for s in hung(win).studies] == [current, prior]
+        assert hung(win).protocol.startswith("CT with prior")
+        model = win.grid.model
+        assert study_of(model.cells[3].state).study_instance_uid == prior
+        assert study_of(win.state).study_instance_uid == current  # the view stayed
+        qtbot.waitUntil(lambda: not win.auto_hang.jobs, timeout=TIMEOUT_MS)
+        transfers = [e.event_type for e in ws.audit.iter_events(user="rad")]
+        assert EventType.INSTANCES_TRANSFERRED in transfers
+    finally:
+        assert win.shutdown(10_000)
+        pin_settings(None)
