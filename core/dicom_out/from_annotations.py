@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from core.annotations import compute
 from core.annotations.model import ROI_KINDS, AcquiredImage, Annotation, AnnotationError, Kind
-from core.reports.items import ImageRef, Mark, Value
+from core.annotations.store import KeyImage as StoredKeyImage
+from core.annotations.store import Purpose
+from core.reports.items import ImageRef, KeyImage, Mark, Value
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -24,6 +26,9 @@ if TYPE_CHECKING:
 
 #: The frame's modality values (rows, cols), for ROI statistics and probes: (sop uid, frame).
 PixelValues = Callable[[str, int], "npt.NDArray[Any] | None"]
+
+#: The KOS title (core.dicom_out.kos.TITLES) of each key-image purpose.
+TITLE_OF_PURPOSE = {Purpose.OF_INTEREST: "of_interest", Purpose.FOR_REPORT: "for_report"}
 
 UNITS = {"mm": "mm", "mm²": "mm2", "px": "{pixel}", "px²": "{pixel}2", "HU": "[hnsf'U]", "": "1"}
 
@@ -123,3 +128,22 @@ def marks_from_annotations(
         else:  # length, angle, arrow
             marks.append(Mark("polyline", points, ref, label, values))
     return marks, skipped
+
+
+def key_images_by_title(
+    keys: Sequence[StoredKeyImage], sources: Sequence[pydicom.Dataset]
+) -> tuple[dict[str, list[KeyImage]], list[Skipped]]:
+    """The stored key images as one KOS's worth per title (of_interest, for_report); a key
+    image whose image is not among ``sources`` is skipped, named."""
+    by_uid = {str(ds.SOPInstanceUID): ds for ds in sources}
+    found: dict[str, list[KeyImage]] = {}
+    skipped: list[Skipped] = []
+    for key in keys:
+        ds = by_uid.get(key.sop_instance_uid)
+        if ds is None:
+            skipped.append(Skipped(key.uid, f"image '{key.sop_instance_uid}' not exported"))
+            continue
+        multi = int(ds.get("NumberOfFrames", 1) or 1) > 1
+        ref = ImageRef(str(ds.SOPClassUID), key.sop_instance_uid, key.frame + 1 if multi else None)
+        found.setdefault(TITLE_OF_PURPOSE[Purpose(key.purpose)], []).append(KeyImage(ref))
+    return found, skipped

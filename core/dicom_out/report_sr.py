@@ -124,6 +124,8 @@ def build_report_sr(
         )
         items.append(block)
     root.ContentSequence = hd.sr.ContentSequence(items)
+    # Verifying Organization: the caller's, else the images' institution, else said unknown
+    verifier_org = organization or str(sources[0].get("InstitutionName", "") or "") or "Unknown"
     sr = hd.sr.ComprehensiveSR(
         evidence=list(sources),
         content=root,
@@ -136,7 +138,7 @@ def build_report_sr(
         is_final=True,
         is_verified=True,
         verifying_observer_name=person_name(report.signer),
-        verifying_organization=organization or "Unknown",
+        verifying_organization=verifier_org,
         previous_versions=[previous] if previous is not None else None,
         series_description="Diagnostic imaging report",
         specific_character_set=charset(sources),
@@ -147,7 +149,7 @@ def build_report_sr(
     for part in report.addenda:
         extra = type(observers[0])()
         extra.VerifyingObserverName = person_name(part.author)
-        extra.VerifyingOrganization = organization or "Unknown"
+        extra.VerifyingOrganization = verifier_org
         extra.VerificationDateTime = dicom_datetime(part.signed_at)
         extra.VerifyingObserverIdentificationCodeSequence = []
         observers.append(extra)

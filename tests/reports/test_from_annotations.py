@@ -88,3 +88,44 @@ def test_every_tool_exports_valid_gsps_and_tid1500(ct3, tmp_path: Path) -> None:
     assert len([g for g in drawn if g.kind != "TEXT"]) == 9  # the text mark draws text only
     measured = read_measurements(tid1500)[marks[0].image]
     assert {m.label for m in measured} >= {"L1", "liver", "Angle", "Cobb", "Probe"}
+
+
+def test_stored_key_images_become_one_kos_per_title(ct3, enhanced_mr, tmp_path: Path) -> None:
+    from core.annotations.store import KeyImage as StoredKeyImage
+    from core.annotations.store import Purpose
+    from core.dicom_out.from_annotations import key_images_by_title
+    from core.dicom_out.kos import build_kos
+    from core.dicom_out.read import read_kos
+
+    def stored(ds: pydicom.Dataset, frame: int, purpose: Purpose, uid: str) -> StoredKeyImage:
+        return StoredKeyImage(
+            uid,
+            str(ds.StudyInstanceUID),
+            str(ds.SeriesInstanceUID),
+            str(ds.SOPInstanceUID),
+            frame,
+            "dr-a",
+            purpose,
+        )
+
+    keys = [
+        stored(ct3[0], 0, Purpose.OF_INTEREST, "k1"),
+        stored(ct3[2], 0, Purpose.FOR_REPORT, "k2"),
+        stored(ct3[1], 0, Purpose.OF_INTEREST, "k3"),
+        stored(enhanced_mr, 4, Purpose.OF_INTEREST, "k4"),  # another study: not in the sources
+    ]
+    titles, skipped = key_images_by_title(keys, ct3)
+    assert [s.uid for s in skipped] == ["k4"]
+    assert {t: [k.image.sop_instance_uid for k in ks] for t, ks in titles.items()} == {
+        "of_interest": [str(ct3[0].SOPInstanceUID), str(ct3[1].SOPInstanceUID)],
+        "for_report": [str(ct3[2].SOPInstanceUID)],
+    }
+    for title, chosen in titles.items():
+        kos = build_kos(chosen, ct3, observer="dr-a", title=title)
+        errors, _ = dciodvfy(kos, tmp_path)
+        assert errors == set()
+        assert [r.sop_instance_uid for r in read_kos(kos).images] == [
+            k.image.sop_instance_uid for k in chosen
+        ]
+    (mr_titles, _) = key_images_by_title(keys[3:], [enhanced_mr])
+    assert [k.image.frame for k in mr_titles["of_interest"]] == [5]  # 0-based 4 is DICOM's 5
