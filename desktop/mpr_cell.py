@@ -24,11 +24,9 @@ button; the overlay says "MIP 10 mm". Oblique: Ctrl+Left/Right turn the plane 5Â
 vertical axis, Ctrl+Up/Down about its horizontal one, through the crosshair (the last ``goto``
 point) when there is one; Ctrl+0 straightens it; the orientation letters follow the plane.
 
-Work off the GUI thread: building the volume and view; any image that is not a thin plane along
-the voxel axes (a slab: ~0.1-0.8 s on 512x512x400; an oblique plane: ~45 ms) is sampled in a
-job, latest request wins, while the last image stays on screen. A thin aligned plane (~11-16 ms
-sampled and windowed) is sampled in the paint, until one of the view takes longer than
-``SYNC_BUDGET_MS`` (a slow machine, a huge volume): from then on every image is a job.
+Work off the GUI thread: building the volume and view (a job); slabs and oblique planes are
+sampled in jobs too, latest request wins (``desktop.mpr_render.PlaneImages``); a thin plane
+along the voxel axes is sampled in the paint while that stays under 20 ms.
 
 Public API for the grid (crosshair, reference lines, linked scrolling): ``current_plane``,
 ``widget_to_patient``, ``patient_to_widget``, ``goto``, and the signals ``plane_changed`` and
@@ -37,7 +35,6 @@ Public API for the grid (crosshair, reference lines, linked scrolling): ``curren
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +55,9 @@ from PySide6.QtWidgets import QWidget
 from core.imaging.model import Frame, Series, SliceRef
 from core.viewer.measure import Measurement, MeasurePlane
 from core.viewer.mpr import MprView, SharedVolumes
-from core.viewer.reformat import Plane, PlaneName, Reformat, Slab
+from core.viewer.reformat import Plane, PlaneName, Slab
 from core.viewer.transform import ViewGeometry, fit_zoom, image_to_screen, screen_to_image
+from desktop.mpr_render import PlaneImages
 from desktop.mpr_tools import SlabButton, paint_measurements
 from desktop.viewport_widget import OVERLAY_COLOUR, SLICE_KEYS, ViewportWidget, to_qimage
 
@@ -69,7 +67,6 @@ if TYPE_CHECKING:
 # LPS axis -> the patient side it points to (+x left, +y posterior, +z head)
 SIDES = (("R", "L"), ("A", "P"), ("F", "H"))
 TILT_DEGREES = 5.0
-SYNC_BUDGET_MS = 20.0  # the most a paint may spend sampling a plane (see current_frame)
 TILT_KEYS: dict[Qt.Key, tuple[str, float]] = {  # Ctrl+arrow: (in-plane axis, degrees)
     Qt.Key.Key_Left: ("v", -TILT_DEGREES),
     Qt.Key.Key_Right: ("v", TILT_DEGREES),
@@ -100,11 +97,6 @@ def build_view(
     return view
 
 
-def render_frame(ctx: JobContext, reformat: Reformat, index: int, slab: Slab | None) -> Frame:
-    """The worker's part of a slab or oblique image (kept in the reformat's small cache)."""
-    return reformat.frame(index, slab)
-
-
 class MprCell(QWidget):
     """Paints a reformatted plane over its ViewportWidget; see the module docstring."""
 
@@ -133,13 +125,7 @@ class MprCell(QWidget):
         self._cache_key: tuple[Any, ...] | None = None
         self._cache_img: QImage | None = None
         self._drag: dict[str, Any] | None = None
-        self._frame_key: tuple[Any, ...] | None = None  # (reformat, index, slab) of _frame
-        self._frame: Frame | None = None  # the last sampled image (stays while the next renders)
-        self._rendering = False  # a render job is under way
-        # a thin plane along the voxel axes is sampled in the paint (~11-16 ms on 512x512x400)
-        # until one takes longer than this; then every image of the view renders in a job
-        self.sync_budget_ms = SYNC_BUDGET_MS
-        self.slow_planes = False
+        self.images = PlaneImages(runner, self.update, self._render_failed)
         self.pivot: np.ndarray | None = None  # the crosshair (last goto): oblique turns about it
         self.measurements_drawn = 0  # by the last paint (tests)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -359,9 +345,7 @@ class MprCell(QWidget):
             self.view.changed.disconnect(self._on_view)
         self.view = view
         self._cache_key = self._cache_img = None
-        self._frame_key = self._frame = None
-        self._rendering = False
-        self.slow_planes = False
+        self.images.reset()
         self.pivot = None
         self.slab_button.sync()
         if view is not None:
@@ -370,51 +354,11 @@ class MprCell(QWidget):
     # --- painting ----------------------------------------------------------------------
     def current_frame(self) -> Frame | None:
         """The image of the plane, slab and index shown now; None while it renders in a job
-        (started here: a slab or an oblique plane) or when no plane is shown."""
-        view = self.view
-        if view is None:
-            return None
-        key = (id(view.reformat), view.index, view.slab)
-        if key == self._frame_key:
-            return self._frame
-        cheap = (
-            not self.slow_planes
-            and view.slab is None
-            and view.reformat.grid(view.index).aligned_axes() is not None
-        )
-        if cheap or self.runner is None:
-            start = time.perf_counter()
-            self._frame_key, self._frame = key, view.frame()
-            if (time.perf_counter() - start) * 1000 > self.sync_budget_ms:
-                self.slow_planes = True  # this volume's planes go to jobs from now on
-            return self._frame
-        if not self._rendering:
-            self._rendering = True
-            generation = self._generation
-            self.runner.start(
-                "Reformat slab" if view.slab is not None else "Oblique reformat",
-                render_frame,
-                view.reformat,
-                view.index,
-                view.slab,
-                on_result=lambda frame: self._rendered(generation, key, frame),
-                on_error=lambda exc: self._render_failed(generation, exc),
-                on_finished=lambda _job: self._render_finished(generation),
-            )
-        return None
+        (``desktop.mpr_render``) or when no plane is shown."""
+        return self.images.get(self.view) if self.view is not None else None
 
-    def _rendered(self, generation: int, key: tuple[Any, ...], frame: Frame) -> None:
-        if generation == self._generation:
-            self._frame_key, self._frame = key, frame
-
-    def _render_failed(self, generation: int, exc: BaseException) -> None:
-        if generation == self._generation:
-            self.viewport.status_text = f"The reformat could not be drawn: {exc}"
-
-    def _render_finished(self, generation: int) -> None:
-        if generation == self._generation:
-            self._rendering = False
-            self.update()  # the next paint asks for what is wanted now, if it changed meanwhile
+    def _render_failed(self, message: str) -> None:
+        self.viewport.status_text = message
 
     def _image(self, frame: Frame) -> QImage:
         from core.imaging.display import render
@@ -445,7 +389,7 @@ class MprCell(QWidget):
             return
         plane = view.plane()
         frame = self.current_frame()
-        shown = frame if frame is not None else self._frame  # the last image while rendering
+        shown = frame if frame is not None else self.images.last  # the last while rendering
         g = self.view_geometry()
         assert g is not None
         # square pixels: one scale for both axes; fitted and centred until zoomed or panned

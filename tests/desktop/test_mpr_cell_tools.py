@@ -332,11 +332,11 @@ def test_a_plane_slower_than_the_paint_budget_renders_in_jobs_from_then_on(qtbot
     view = cell.view
     assert view is not None
     assert cell.current_frame() is not None  # thin, along the voxel axes: in the paint
-    assert not cell.slow_planes
-    cell.sync_budget_ms = -1.0  # as if the last sample had taken too long (a slow machine)
+    assert not cell.images.slow
+    cell.images.sync_budget_ms = -1.0  # as if the last sample had taken too long (a slow machine)
     qtbot.keyClick(cell, Qt.Key.Key_Down)
     assert cell.current_frame() is not None  # sampled in the paint once more, and timed
-    assert cell.slow_planes
+    assert cell.images.slow
     qtbot.keyClick(cell, Qt.Key.Key_Down)
     assert cell.current_frame() is None  # now in a job
     qtbot.waitUntil(lambda: cell.current_frame() is not None, timeout=10_000)
