@@ -244,7 +244,7 @@ class MprCell(QWidget):
     def set_plane(self, plane: PlaneName) -> None:
         self.plane_name = plane
         if self.view is not None:
-            self.view.set_plane(plane)  # through the same point
+            self.view.set_plane(plane, self.pivot)  # through the crosshair, else the centre
         self.update()
 
     def _on_series(self, _series: object) -> None:

@@ -139,6 +139,11 @@ def test_goto_moves_the_plane_through_the_point_and_says_so(qtbot, grid) -> None
     assert back is not None
     assert back[0] == pytest.approx(target[0])
     assert back[2] == pytest.approx(target[2])
+    # shown as sagittal now: the plane goes through the crosshair, not the old plane's centre
+    cell.set_plane("sagittal")
+    plane = cell.current_plane()
+    assert plane is not None
+    assert abs(plane.to_pixel(target)[2]) <= view.reformat.step / 2 + 1e-9
 
 
 def test_a_length_drawn_across_the_sphere_measures_its_diameter_in_mm(qtbot, grid) -> None:  # type: ignore[no-untyped-def]
