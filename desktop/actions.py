@@ -2,20 +2,85 @@
 
 Every action writes to ``ViewerState`` (or asks the controller to open/cancel); views update
 from the state's events, so a toolbar button and a key do exactly the same thing.
+
+In the reading room the actions act on the *active* viewport: the tools are shared by every
+viewport; window presets, invert, clear, cine and the view actions (rotate, flip, fit, 1:1,
+reset) change the active one, and the others of the grid's link group when that link is on
+(invert and presets with "Link window/level", the view actions with "Link zoom/pan"; the link
+group itself carries window, zoom and pan). Hide patient info hides it in every viewport. The
+checked state of Invert, Flip and Cine shows the active viewport's (``FollowActive``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QToolBar, QToolButton
 
 from desktop.menus import WindowMenus, open_log_folder
-from desktop.window_presets import install_window_presets
+from desktop.window_presets import active_state, install_window_presets
 
 if TYPE_CHECKING:
+    from core.viewer.state import ViewerState
     from desktop.main_window import MainWindow
+
+
+def linked_states(win: MainWindow, link: str) -> list[ViewerState]:
+    """The active viewport's state, then the others of its link group showing a series when
+    the group's ``link`` ("window" or "zoom_pan") is on."""
+    state = active_state(win)
+    links = win.grid.links
+    out = [state]
+    if getattr(links, link) and state in links:
+        out += [m.state for m in links.members if m.state is not state and m.state.series]
+    return out
+
+
+def _set_view(win: MainWindow, link: str, attr: str, value: object) -> None:
+    for st in linked_states(win, link):
+        setattr(st.viewport, attr, value)
+
+
+def _on_view(win: MainWindow, link: str, call: Callable[[ViewerState], object]) -> None:
+    for st in linked_states(win, link):
+        call(st)
+
+
+class FollowActive:
+    """Checkable view actions show the active viewport's value (and follow it when another
+    viewport becomes active); changing them programmatically never writes back."""
+
+    def __init__(self, win: MainWindow, toggles: dict[str, QAction]) -> None:
+        self.win, self.toggles = win, toggles  # viewport attribute -> its action
+        self.bound: ViewerState | None = None
+        self._handlers: list[tuple[Any, Callable[[bool], None]]] = []
+        win.reading.active_changed.connect(lambda _i: self.bind())
+        win.reading.grid_changed.connect(lambda *_: self.bind())
+        self.bind()
+
+    @staticmethod
+    def _show(action: QAction, value: bool) -> None:
+        action.blockSignals(True)
+        action.setChecked(bool(value))
+        action.blockSignals(False)
+
+    def bind(self) -> None:
+        state = active_state(self.win)
+        if state is self.bound:
+            return
+        for signal, handler in self._handlers:
+            signal.disconnect(handler)
+        self._handlers = []
+        for attr, action in self.toggles.items():
+            handler = partial(self._show, action)
+            signal = getattr(state.viewport.events, attr)
+            signal.connect(handler)
+            self._handlers.append((signal, handler))
+            self._show(action, getattr(state.viewport, attr))
+        self.bound = state
 
 
 def _act(
@@ -41,7 +106,7 @@ def _act(
 
 
 def build_actions(win: MainWindow) -> None:
-    state, vp = win.state, win.state.viewport
+    state = win.state
     menu = win.menuBar()
 
     file_menu = menu.addMenu("&File")
@@ -84,7 +149,15 @@ def build_actions(win: MainWindow) -> None:
         a.setChecked(name == "window")
         tools.addAction(a)
         tb.addAction(a)
-    tb.addAction(_act(win, "Clear", state.clear_measurements, "Del", tip="Clear measurements"))
+    tb.addAction(
+        _act(
+            win,
+            "Clear",
+            lambda: active_state(win).clear_measurements(),
+            "Del",
+            tip="Clear the active viewport's measurements",
+        )
+    )
     tb.addSeparator()
 
     # keys 0..9 and the menu offer the current modality's presets only (desktop.window_presets)
@@ -96,40 +169,69 @@ def build_actions(win: MainWindow) -> None:
     tb.addWidget(preset_button)
     win.preset_menu = presets
 
-    invert = _act(win, "Invert", lambda on: setattr(vp, "invert", on), "I", checkable=True)
-    vp.events.invert.connect(lambda v: invert.setChecked(v))
+    invert = _act(
+        win, "Invert", lambda on: _set_view(win, "window", "invert", on), "I", checkable=True
+    )
     tb.addAction(invert)
-    tb.addAction(_act(win, "Rot ⟳", lambda: vp.rotate(90), "]", tip="Rotate 90° clockwise"))
-    tb.addAction(_act(win, "Rot ⟲", lambda: vp.rotate(-90), "[", tip="Rotate 90° anticlockwise"))
-    flip_h = _act(win, "Flip H", lambda on: setattr(vp, "flip_h", on), "H", checkable=True)
-    flip_v = _act(win, "Flip V", lambda on: setattr(vp, "flip_v", on), "V", checkable=True)
-    vp.events.flip_h.connect(lambda v: flip_h.setChecked(v))
-    vp.events.flip_v.connect(lambda v: flip_v.setChecked(v))
-    tb.addAction(flip_h)
-    tb.addAction(flip_v)
-    tb.addAction(_act(win, "Fit", lambda: vp.update({"fit": True, "pan": (0.0, 0.0)}), "F"))
     tb.addAction(
         _act(
-            win, "1:1", lambda: vp.update({"fit": False, "zoom": 1.0, "pan": (0.0, 0.0)}), "Ctrl+1"
+            win,
+            "Rot ⟳",
+            lambda: _on_view(win, "zoom_pan", lambda st: st.viewport.rotate(90)),
+            "]",
+            tip="Rotate 90° clockwise",
         )
     )
-    tb.addAction(_act(win, "Reset", vp.reset_geometry, "Ctrl+R", tip="Reset zoom/rotation/flip"))
-    tb.addSeparator()
-    cine = _act(
-        win,
-        "Cine",
-        lambda on: setattr(vp, "cine_playing", on),
-        "Space",
-        checkable=True,
-        tip="Play/stop cine",
+    tb.addAction(
+        _act(
+            win,
+            "Rot ⟲",
+            lambda: _on_view(win, "zoom_pan", lambda st: st.viewport.rotate(-90)),
+            "[",
+            tip="Rotate 90° anticlockwise",
+        )
     )
-    vp.events.cine_playing.connect(lambda v: cine.setChecked(v))
+    flip_h = _act(
+        win, "Flip H", lambda on: _set_view(win, "zoom_pan", "flip_h", on), "H", checkable=True
+    )
+    flip_v = _act(
+        win, "Flip V", lambda on: _set_view(win, "zoom_pan", "flip_v", on), "V", checkable=True
+    )
+    tb.addAction(flip_h)
+    tb.addAction(flip_v)
+    fit = {"fit": True, "pan": (0.0, 0.0)}
+    one = {"fit": False, "zoom": 1.0, "pan": (0.0, 0.0)}
+    tb.addAction(
+        _act(win, "Fit", lambda: _on_view(win, "zoom_pan", lambda st: st.viewport.update(fit)), "F")
+    )
+    tb.addAction(
+        _act(
+            win,
+            "1:1",
+            lambda: _on_view(win, "zoom_pan", lambda st: st.viewport.update(one)),
+            "Ctrl+1",
+        )
+    )
+    tb.addAction(
+        _act(
+            win,
+            "Reset",
+            lambda: _on_view(win, "zoom_pan", lambda st: st.viewport.reset_geometry()),
+            "Ctrl+R",
+            tip="Reset zoom/rotation/flip",
+        )
+    )
+    tb.addSeparator()
+    cine = _act(win, "Cine", win.play_cine, "Space", checkable=True, tip="Play/stop cine")
     tb.addAction(cine)
+    win.follow_active = FollowActive(
+        win, {"invert": invert, "flip_h": flip_h, "flip_v": flip_v, "cine_playing": cine}
+    )
     tb.addSeparator()
     phi = _act(
         win,
         "Hide patient info",
-        lambda on: setattr(state, "hide_phi", on),
+        lambda on: win.reading.set_hide_phi(on),  # every viewport, the priors' too
         "Ctrl+Shift+H",
         checkable=True,
         tip="Hide patient-identifying text everywhere (screenshots, teaching)",

@@ -45,6 +45,7 @@ from desktop.workers import ErrorSink, JobRunner
 if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
     from core.app.workstation import Workstation
     from core.viewer.tags import TagRow
+    from desktop.actions import FollowActive
     from desktop.audit_hooks import AuditHooks
     from desktop.pacs_panel import PacsGui
     from desktop.seg_overlay import ResultsObjectsPanel
@@ -98,6 +99,8 @@ class MainWindow(QMainWindow):
         self.runner = JobRunner(self.sink, self)
         self.controller = ViewerController(self.state, self.runner, self, load_workers)
         self.cine = CinePlayer(self.state, self)
+        self._cines: dict[int, CinePlayer] = {id(self.state): self.cine}  # per viewport state
+        self.follow_active: FollowActive | None = None  # set by build_actions
         self.actions_by_name: dict[str, QAction] = {}
         self.preset_menu: QMenu | None = None
         self.menus: WindowMenus | None = None  # set by build_actions
@@ -231,6 +234,7 @@ class MainWindow(QMainWindow):
             lambda _n, _t: self._progress_timer.isActive() or self._progress_timer.start()
         )
         st.hide_phi_changed.connect(lambda _h: self._update_title())
+        st.hide_phi_changed.connect(self.reading.set_hide_phi)  # every viewport hides it
         vp.events.slice_index.connect(self._on_slice)
         self.slider.valueChanged.connect(st.set_slice)
         self.viewport.installEventFilter(self)
@@ -331,10 +335,19 @@ class MainWindow(QMainWindow):
         self.grid.set_tool(tool)
 
     def apply_preset(self, name: str) -> None:
+        """A window preset on the active viewport (its link group follows when linked)."""
         try:
-            self.state.apply_preset(name)
+            self.reading.active_state.apply_preset(name)
         except ValueError as exc:
             self.statusBar().showMessage(str(exc), 5000)
+
+    def play_cine(self, on: bool) -> None:
+        """Play or stop cine in the active viewport (each viewport has its own player)."""
+        state = self.reading.active_state
+        key = id(state)
+        if key not in self._cines:
+            self._cines[key] = CinePlayer(state, self)
+        state.viewport.cine_playing = on
 
     def cancel_loading(self) -> None:
         self.controller.cancel_series_load()
@@ -385,7 +398,8 @@ class MainWindow(QMainWindow):
 
     def shutdown(self, timeout_ms: int = 10_000) -> bool:
         """Stop cine, cancel and await every background job (also run by closeEvent)."""
-        self.state.viewport.cine_playing = False
+        for cell in self.reading.cells:
+            cell.state.viewport.cine_playing = False
         self.controller.stop()
         if self.audit_hooks is not None:  # its queued events are written before jobs stop
             self.audit_hooks.shutdown()

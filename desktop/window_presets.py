@@ -82,6 +82,7 @@ class PresetMenu(QMenu):
         self._hint.setEnabled(False)
         self.aboutToShow.connect(self.rebuild)
         win.state.series_changed.connect(lambda _s: self.rebuild())
+        win.reading.active_changed.connect(lambda _i: self.rebuild())  # its modality's presets
         win.state.presets.changed.connect(self.rebuild)
         self.rebuild()
         if win.workstation is not None:

@@ -13,6 +13,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
+from core.viewer.measure import Measurement
 from core.viewer.overlay import corner_text
 from core.viewer.transform import image_to_screen
 
@@ -258,3 +259,76 @@ def test_opening_another_study_shows_it_unless_measurements_would_be_lost(
     qtbot.waitUntil(lambda: any("another study" in m for m in messages), timeout=60_000)
     assert st.series is mr_series  # the radiologist's measurement stays on screen
     assert len(st.measurements) == 1
+
+
+def test_toolbar_acts_on_the_active_viewport_and_its_linked_ones(
+    qtbot, window, ct_dir: Path
+) -> None:
+    from core.viewer.presets import AUTO, presets_for
+
+    win, grid = window, window.grid
+    cr = Path(__file__).resolve().parents[2] / "resources" / "sample" / "chest_cr"
+    win.open_paths([ct_dir, cr])
+    qtbot.waitUntil(lambda: "series_loaded" in win.controller.timings, timeout=LOAD_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: not win.controller.indexing, timeout=LOAD_TIMEOUT_MS)
+    series = {s.modality: s.series_instance_uid for _p, _st, s in win.state.index.iter_series()}
+    model = grid.model
+    model.set_preset("1x2")
+    model.set_active(1)
+    grid.open_series(series["CT"])  # the CT on the right (its frames handed over)
+    model.set_active(0)
+    grid.open_series(series["CR"])  # the radiograph on the left
+    left, right = (c.state for c in model.cells[:2])
+    qtbot.waitUntil(
+        lambda: left.loaded_count == 1 and right.loaded_count == right.slice_count == 134,
+        timeout=LOAD_TIMEOUT_MS,
+    )
+    act = win.actions_by_name
+    model.set_active(1)
+    act["Invert"].trigger()
+    assert (left.viewport.invert, right.viewport.invert) == (False, True)
+    assert act["Invert"].isChecked()
+    model.set_active(0)  # the button shows the active viewport's value, and writes nothing
+    assert not act["Invert"].isChecked()
+    assert right.viewport.invert
+    model.set_active(1)
+    assert act["Invert"].isChecked()
+    act["Rot ⟳"].trigger()
+    act["Flip H"].trigger()
+    assert (left.viewport.rotation, right.viewport.rotation) == (0, 90)
+    assert (left.viewport.flip_h, right.viewport.flip_h) == (False, True)
+    act["Reset"].trigger()
+    assert (right.viewport.rotation, right.viewport.flip_h) == (0, False)
+    # window preset keys: the active viewport's modality; key 4 on the CT is a CT window
+    (ct_key4,) = [p.name for p in presets_for("CT") if p.shortcut == "4"]
+    win.preset_menu.key_actions[4].trigger()
+    assert right.viewport.preset == ct_key4
+    assert left.viewport.preset == AUTO
+    # clear: the active viewport's measurements only
+    for st in (left, right):
+        st.add_measurement(Measurement("length", st.viewport.slice_index, (1, 1), (9, 1)))
+    act["Clear"].trigger()
+    assert (len(left.measurements), len(right.measurements)) == (1, 0)
+    # cine plays in the active viewport
+    start = right.viewport.slice_index
+    act["Cine"].trigger()
+    assert right.viewport.cine_playing
+    assert not left.viewport.cine_playing
+    qtbot.waitUntil(lambda: right.viewport.slice_index != start, timeout=5_000)
+    act["Cine"].trigger()
+    assert not right.viewport.cine_playing
+    # linked zoom/pan: the view actions reach the other viewport of the link group too
+    grid.links.set_links(zoom_pan=True)
+    act["Rot ⟲"].trigger()
+    assert (left.viewport.rotation, right.viewport.rotation) == (270, 270)
+    grid.links.set_links(window=True)
+    act["Invert"].trigger()  # off on the right, and on the left with it
+    assert (left.viewport.invert, right.viewport.invert) == (False, False)
+    act["Invert"].trigger()
+    assert (left.viewport.invert, right.viewport.invert) == (True, True)
+    # hide patient info hides it in every viewport
+    act["Hide patient info"].trigger()
+    assert left.hide_phi
+    assert right.hide_phi
+    win.state.hide_phi = False  # set on viewport 1 (as the app does at start): spreads too
+    assert not right.hide_phi
