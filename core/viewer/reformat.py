@@ -3,7 +3,11 @@
 A ``Volume`` is the series' float32 voxels (modality units) with its validated patient-space
 geometry (``core.imaging.geometry``); it is loaded once and every ``Reformat`` holds a reference
 to the same read-only array (no per-plane copy). Only output images are cached, a few per
-reformat (``cache_size``).
+reformat (``cache_size`` entries and ``cache_bytes``, by default 1/50 of the volume: with four
+MPR viewports the process stays near 1.1x of the volume, benchmarks/bench_mpr_memory.py).
+A series that is not one plain regular stack is made one first (``plan_volume``: localizers
+left out, irregular spacing resampled along the normal, a tilted gantry as a sheared affine;
+what was done is in ``Volume.notes`` for the viewer to show; gaps are refused).
 
 A ``Reformat`` is one plane orientation: in-plane unit axes ``u`` (image +x, left to right on
 screen) and ``v`` (image +y, top to bottom) in patient mm, and the positions along the normal
@@ -47,6 +51,7 @@ import numpy.typing as npt
 
 from core.imaging.geometry import GeometryError, VolumeGeometry, VolumePlan, plan_volume
 from core.imaging.index import Cancel
+from core.imaging.memory import give_back_freed_memory
 from core.imaging.model import Frame, Series, SliceRef
 from core.imaging.pixels import gray_frame
 from core.imaging.volume import first_slice, load_volume, slice_refs
@@ -64,6 +69,12 @@ STANDARD_AXES: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
     "sagittal": ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0)),
 }
 SLAB_KINDS: tuple[SlabKind, ...] = ("mip", "minip", "avg")
+# A reformat's image cache holds at most 1/CACHE_SHARE of its volume's bytes (at least
+# CACHE_FLOOR): four MPR viewports then stay within the issue's 1.2x of the volume
+# (benchmarks/bench_mpr_memory.py); a 400-slice CT's coronal plane is ~3 MB, so two or three.
+CACHE_SHARE = 50
+CACHE_FLOOR = 8 * 1024 * 1024
+TRIM_EVERY = 32  # slices stacked between two hand-backs of their freed memory (core.imaging.memory)
 
 __all__ = [
     "STANDARD_AXES",
@@ -234,7 +245,10 @@ def volume_from_frames(
         for k, frame in enumerate(kept):
             assert frame is not None
             values[k] = frame.values
-            frame.values = values[k]
+            frame.values = values[k]  # its own array is freed here...
+            if k % TRIM_EVERY == TRIM_EVERY - 1:
+                give_back_freed_memory()  # ...and given back: the peak stays near one volume
+        give_back_freed_memory()
     facts = _series_facts(series, [refs[i] for i in plan.kept])
     volume = Volume(values, plan.geometry, notes=plan.notes, **facts)
     # the frames already know their lowest value (a blend of two never goes below both): no
@@ -311,9 +325,11 @@ def _unit(v: npt.ArrayLike, what: str) -> Vec:
 
 @dataclass
 class _Cache:
-    """A few output images, least recently used dropped first (bounded: ``size`` entries)."""
+    """A few output images, least recently used dropped first, bounded by ``size`` entries and
+    ``max_bytes`` (the newest image always stays: it is the one being shown)."""
 
     size: int
+    max_bytes: int | None = None
     items: OrderedDict[Any, Image] = field(default_factory=OrderedDict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -324,13 +340,19 @@ class _Cache:
                 self.items.move_to_end(key)
             return image
 
+    @property
+    def nbytes(self) -> int:
+        return sum(int(image.nbytes) for image in self.items.values())
+
     def put(self, key: Any, image: Image) -> None:
         if self.size <= 0:
             return
         with self.lock:
             self.items[key] = image
             self.items.move_to_end(key)
-            while len(self.items) > self.size:
+            while len(self.items) > self.size or (
+                self.max_bytes is not None and len(self.items) > 1 and self.nbytes > self.max_bytes
+            ):
                 self.items.popitem(last=False)
 
 
@@ -353,6 +375,7 @@ class Reformat:
         center: npt.ArrayLike | None = None,
         pixel_size: float | None = None,
         cache_size: int = 8,
+        cache_bytes: int | None = None,
     ) -> None:
         if name not in (*STANDARD_AXES, "oblique"):
             raise ValueError(f"plane '{name}' is not axial, coronal, sagittal or oblique")
@@ -373,7 +396,9 @@ class Reformat:
         if not (math.isfinite(self.pixel_size) and self.pixel_size > 0):
             raise ValueError(f"pixel size must be a positive number of mm, not {pixel_size}")
         self._inverse = np.linalg.inv(geometry.matrix)
-        self._cache = _Cache(cache_size)
+        if cache_bytes is None:
+            cache_bytes = max(volume.nbytes // CACHE_SHARE, CACHE_FLOOR)
+        self._cache = _Cache(cache_size, cache_bytes)
         corners = geometry.corners()
         anchor = geometry.center() if center is None else np.asarray(center, dtype=np.float64)
         rel = corners - anchor
@@ -404,11 +429,19 @@ class Reformat:
         v: npt.ArrayLike,
         pixel_size: float | None = None,
         cache_size: int = 8,
+        cache_bytes: int | None = None,
     ) -> Reformat:
         """The plane through ``center`` spanned by ``u`` (image +x) and ``v`` (image +y), e.g.
         the crosshair's rotated axes; ``index_of(center)`` is that plane."""
         return cls(
-            volume, "oblique", u=u, v=v, center=center, pixel_size=pixel_size, cache_size=cache_size
+            volume,
+            "oblique",
+            u=u,
+            v=v,
+            center=center,
+            pixel_size=pixel_size,
+            cache_size=cache_size,
+            cache_bytes=cache_bytes,
         )
 
     def _natural_step(self) -> float:

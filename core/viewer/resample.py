@@ -118,12 +118,29 @@ def _scipy_available() -> bool:
 HAVE_SCIPY = _scipy_available()
 
 
+BLOCK_PIXELS = 1 << 16  # pixels sampled per block by sample_general: 1.5 MiB of coordinates
+
+
 def sample_general(values: Image, grid: Grid, cval: float, use_scipy: bool | None = None) -> Image:
     """Trilinear samples for any grid (see the module docstring for the edge rule);
-    ``use_scipy`` None: scipy when it is installed."""
-    coords = grid.coordinates()
+    ``use_scipy`` None: scipy when it is installed.
+
+    Sampled in blocks of rows (``BLOCK_PIXELS``): the float64 coordinates of a whole coronal
+    plane of a 400-slice CT are ~24 MiB, and the allocator keeps such freed temporaries
+    (benchmarks/bench_mpr_memory.py); a block's are ~1.5 MiB."""
     out = np.empty((grid.rows, grid.cols), dtype=np.float32)
-    if HAVE_SCIPY if use_scipy is None else use_scipy:
+    scipy = HAVE_SCIPY if use_scipy is None else use_scipy
+    step = max(1, BLOCK_PIXELS // max(grid.cols, 1))
+    for r0 in range(0, grid.rows, step):
+        n = min(step, grid.rows - r0)
+        block = Grid(grid.base + r0 * grid.dv, grid.du, grid.dv, n, grid.cols)
+        _sample_block(values, block, cval, scipy, out[r0 : r0 + n])
+    return out
+
+
+def _sample_block(values: Image, grid: Grid, cval: float, scipy: bool, out: Image) -> None:
+    coords = grid.coordinates()
+    if scipy:
         from scipy import ndimage
 
         ndimage.map_coordinates(values, coords, output=out, order=1, mode="nearest")
@@ -138,7 +155,6 @@ def sample_general(values: Image, grid: Grid, cval: float, use_scipy: bool | Non
             outside |= coords[a] < -0.5
             outside |= coords[a] > limits[a, 0]
         out[outside] = np.float32(cval)
-    return out
 
 
 def _gather(values: Image, coords: Vec, out: Image) -> None:

@@ -104,3 +104,28 @@ def test_reformats_work_without_scipy(monkeypatch: pytest.MonkeyPatch) -> None:
     np.testing.assert_allclose(without, with_scipy, atol=1e-3)
     for name in ("axial", "coronal", "sagittal"):
         assert Reformat(volume, name).image(slab=Slab("mip", 5)).any()
+
+
+@pytest.mark.parametrize("block", [1, 31 * 4 - 5, 31 * 25])
+def test_sampling_in_blocks_of_rows_gives_the_whole_grid(
+    block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large oblique plane is sampled a few rows at a time (bounded temporaries): one row, an
+    uneven last block, one block; each the same as map_coordinates over the whole grid."""
+    from core.viewer import resample
+
+    rng = np.random.default_rng(11)
+    values = rng.normal(size=SHAPE).astype(np.float32)
+    grid = Grid(
+        base=np.array([-0.8, 1.5, -1.0]),
+        du=np.array([0.11, 0.42, 0.53]),
+        dv=np.array([0.31, -0.05, 0.2]),
+        rows=25,
+        cols=31,
+    )
+    expected = reference(values, grid, 5.0)
+    monkeypatch.setattr(resample, "BLOCK_PIXELS", block)
+    for use_scipy in (True, False):
+        np.testing.assert_allclose(
+            sample_general(values, grid, 5.0, use_scipy=use_scipy), expected, atol=1e-5
+        )
