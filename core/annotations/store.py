@@ -4,13 +4,20 @@ use case (``core.app.annotations``) decides the transaction and puts its audit e
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
-from core.annotations.model import AcquiredImage, Annotation, AnnotationError, image_from_json
+from core.annotations.model import (
+    AcquiredImage,
+    Annotation,
+    AnnotationError,
+    ImageRef,
+    image_from_json,
+)
 from core.store.schema import annotation_rows as rows_table
 from core.store.schema import key_images
 
@@ -19,8 +26,13 @@ class NotFound(LookupError):
     """No such annotation (or key image), or it was deleted."""
 
 
+_NO_STATE = '{"label_pos":null}'  # a label placed automatically: the common row, not parsed
+
+
 def _state(a: Annotation) -> str:
-    return json.dumps({"label_pos": list(a.label_pos) if a.label_pos else None})
+    if a.label_pos is None:
+        return _NO_STATE
+    return json.dumps({"label_pos": list(a.label_pos)}, separators=(",", ":"))
 
 
 def _image_json(a: Annotation) -> str:
@@ -75,13 +87,19 @@ def set_deleted(conn: Connection, uid: str, deleted: bool, at: str, audit_idx: i
     )
 
 
-def _annotation(row: Any) -> Annotation:
-    state = json.loads(row.state or "{}")
-    label = state.get("label_pos")
+def _annotation(row: Any, images: dict[str, ImageRef] | None = None) -> Annotation:
+    """A row as an Annotation; ``images`` caches the parsed image references of one read
+    (a series' annotations share a few hundred images at most)."""
+    image = images.get(row.image_ref) if images is not None else None
+    if image is None:
+        image = image_from_json(json.loads(row.image_ref))
+        if images is not None:
+            images[row.image_ref] = image
+    label = json.loads(row.state).get("label_pos") if row.state != _NO_STATE else None
     return Annotation(
         kind=row.kind,
         points=tuple(tuple(p) for p in json.loads(row.geometry)["points"]),
-        image=image_from_json(json.loads(row.image_ref)),
+        image=image,
         study_uid=row.study_uid,
         series_uid=row.series_uid,
         author=row.author,
@@ -105,22 +123,53 @@ def get_annotation(conn: Connection, uid: str) -> tuple[Annotation, bool]:
         raise AnnotationError(f"stored annotation '{uid}' cannot be read: {exc}") from exc
 
 
+def _parse(rows: Iterable[Any]) -> list[Annotation]:
+    images: dict[str, ImageRef] = {}
+    out = []
+    for row in rows:
+        try:
+            out.append(_annotation(row, images))
+        except (AnnotationError, KeyError, ValueError, TypeError):
+            continue  # one unreadable row does not hide all the others
+    return out
+
+
+def _read(conn: Connection, *where: Any) -> list[Annotation]:
+    return _parse(
+        conn.execute(
+            select(rows_table)
+            .where(rows_table.c.deleted == 0, *where)
+            .order_by(rows_table.c.created_at)
+        )
+    )
+
+
 def annotations_of(
     conn: Connection, study_uid: str, series_uid: str | None = None
 ) -> list[Annotation]:
     """The study's (or one series') annotations that are not deleted, all authors, oldest
-    first. A row that cannot be read is skipped rather than hiding all the others."""
-    where = [rows_table.c.study_uid == study_uid, rows_table.c.deleted == 0]
+    first."""
+    where = [rows_table.c.study_uid == study_uid]
     if series_uid is not None:
         where.append(rows_table.c.series_uid == series_uid)
-    rows = conn.execute(select(rows_table).where(and_(*where)).order_by(rows_table.c.created_at))
-    out = []
-    for row in rows:
-        try:
-            out.append(_annotation(row))
-        except (AnnotationError, KeyError, ValueError, TypeError):
-            continue
-    return out
+    return _read(conn, *where)
+
+
+#: One image's annotations, as driver SQL: this read sits before the first image is drawn,
+#: and building the statement through SQLAlchemy cost twice the read itself (0.2 vs 0.08 ms).
+_ON_IMAGE_SQL = (
+    f"SELECT {', '.join(c.name for c in rows_table.columns)} FROM annotations "
+    "WHERE sop_instance_uid = ? AND frame = ? AND study_uid = ? AND deleted = 0 "
+    "ORDER BY created_at"
+)
+
+
+def annotations_on(conn: Connection, study_uid: str, image: AcquiredImage) -> list[Annotation]:
+    """The annotations of one acquired frame (indexed: the image shown first gets its
+    annotations without reading the whole series)."""
+    return _parse(
+        conn.exec_driver_sql(_ON_IMAGE_SQL, (image.sop_instance_uid, image.frame, study_uid))
+    )
 
 
 class Purpose(StrEnum):

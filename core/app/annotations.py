@@ -171,6 +171,15 @@ def list_annotations(
         return store.annotations_of(conn, study_uid, series_uid)
 
 
+def list_annotations_on(ws: Workstation, study_uid: str, image: AcquiredImage) -> list[Annotation]:
+    """The annotations of one acquired frame, every author's: an indexed read, so the image
+    the window shows first is drawn with its annotations before the rest of the series (read
+    by ``list_annotations``) has been loaded."""
+    ws.require(READ)
+    with ws.db.engine.connect() as conn:
+        return store.annotations_on(conn, study_uid, image)
+
+
 class StoredAnnotations:
     """The sink an ``AnnotationSession`` writes through: each step is a use case above."""
 

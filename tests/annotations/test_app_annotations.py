@@ -256,3 +256,22 @@ def test_a_cli_operator_may_list_but_must_sign_in_to_draw(db_path: Path) -> None
             )
     finally:
         ws.close()
+
+
+def test_the_annotations_of_one_image_are_read_without_the_series(
+    ws: Workstation, shown: Shown
+) -> None:
+    first, second = _image(shown, 0), _image(shown, 1)
+    other_frame = AcquiredImage(first.sop_instance_uid, 1, first.pixel_spacing)
+    made = {
+        name: app.create_annotation(
+            ws, Annotation(Kind.PROBE, [(n, n)], img, shown.study_uid, shown.series_uid)
+        )
+        for n, (name, img) in enumerate(
+            [("a", first), ("b", second), ("c", other_frame), ("d", first)]
+        )
+    }
+    app.delete_annotation(ws, made["d"].uid)
+    assert app.list_annotations_on(ws, shown.study_uid, first) == [made["a"]]
+    assert app.list_annotations_on(ws, shown.study_uid, other_frame) == [made["c"]]
+    assert app.list_annotations_on(ws, "9.9.9", first) == []  # another study's image

@@ -37,6 +37,8 @@ def upgrade() -> None:
         sa.Column("audit_idx", sa.Integer, sa.ForeignKey("audit_events.idx"), nullable=False),
     )
     op.create_index("ix_annotations_series", "annotations", ["study_uid", "series_uid", "deleted"])
+    # the annotations of the image shown first, read before the rest of the series
+    op.create_index("ix_annotations_image", "annotations", ["sop_instance_uid", "frame"])
     op.create_table(
         "key_images",
         sa.Column("uid", sa.String(36), primary_key=True),
@@ -64,5 +66,6 @@ def downgrade() -> None:
     op.drop_index("ux_key_images_active", "key_images")
     op.drop_index("ix_key_images_study", "key_images")
     op.drop_table("key_images")
+    op.drop_index("ix_annotations_image", "annotations")
     op.drop_index("ix_annotations_series", "annotations")
     op.drop_table("annotations")
