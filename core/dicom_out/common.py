@@ -93,12 +93,13 @@ def dicom_datetime(at: datetime) -> str:
 
 
 def person_name(name: str) -> str:
-    """A display name as a DICOM person name ('Ada Lovelace' -> 'Lovelace^Ada')."""
+    """A display name as a DICOM person name ('Ada Lovelace' -> 'Lovelace^Ada'); one word (an
+    account name, 'dr-a') is a family name with the trailing caret that says so."""
     if "^" in name:
         return name
     parts = name.strip().split()
     if len(parts) < 2:
-        return name.strip()
+        return f"{name.strip()}^"
     return f"{parts[-1]}^{' '.join(parts[:-1])}"
 
 
