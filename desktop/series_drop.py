@@ -5,7 +5,8 @@ paths: the series is already indexed, and the main window's own drop of files (p
 must not mistake it for something to open. Each cell widget of the grid accepts drops through an
 event filter installed here (``GridCells`` reaches the cells later rebuilds make), so
 viewport_grid.py needed no change. The cell under the cursor becomes active and shows the
-series, through the grid's own ``open_series`` (one loader per series, frames shared). Other
+series, through the grid's own ``open_series`` (one loader per series, frames shared). While a
+series is dragged over a cell, a dashed outline (``DropHint``) shows where it will land. Other
 drags (files) are left alone: they go on to the main window, which opens them.
 """
 
@@ -13,9 +14,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, Qt, Signal
-from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
-from PySide6.QtWidgets import QFrame
+from PySide6.QtCore import QByteArray, QEvent, QMimeData, QObject, QPoint, QRect, Qt, Signal
+from PySide6.QtGui import (
+    QColor,
+    QDragEnterEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QPainter,
+    QPaintEvent,
+    QPen,
+)
+from PySide6.QtWidgets import QFrame, QWidget
 
 from desktop.grid_cells import GridCells
 from desktop.viewport_widget import ViewportWidget
@@ -63,6 +72,39 @@ def series_uid_of(data: QMimeData | None) -> str | None:
     return text
 
 
+HINT = QColor("#3daee9")  # the grid's active outline: the cell will become the active one
+
+
+class DropHint(QWidget):
+    """A dashed outline over the cell a series would be dropped in; never takes an event."""
+
+    def __init__(self, grid: QWidget) -> None:
+        super().__init__(grid)  # the grid's child: a smaller grid deletes cells, not this
+        self.setObjectName("seriesDropHint")
+        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.setAttribute(Qt.WidgetAttribute.WA_NoSystemBackground)
+        self.cell: ViewportWidget | None = None  # the cell outlined (tests)
+        self.hide()
+
+    def over(self, grid: QWidget, widget: ViewportWidget) -> None:
+        frame = widget.parentWidget()
+        box = frame if isinstance(frame, QFrame) else widget
+        self.setGeometry(QRect(box.mapTo(grid, QPoint(0, 0)), box.size()))
+        self.cell = widget
+        self.show()
+        self.raise_()
+
+    def clear(self) -> None:
+        self.cell = None
+        self.hide()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        p = QPainter(self)
+        p.setPen(QPen(HINT, 3.0, Qt.PenStyle.DashLine))
+        p.drawRect(self.rect().adjusted(2, 2, -2, -2))
+        p.end()
+
+
 class SeriesDrop(QObject):
     """Makes every cell of ``grid`` a drop target for ``SERIES_MIME`` drags."""
 
@@ -72,6 +114,7 @@ class SeriesDrop(QObject):
     def __init__(self, grid: ViewportGrid, parent: QObject | None = None) -> None:
         super().__init__(parent if parent is not None else grid)
         self.grid = grid
+        self.hint = DropHint(grid)
         self.cells = GridCells(grid)
         self.cells.added.connect(self._watch)
         self.cells.start()
@@ -92,6 +135,9 @@ class SeriesDrop(QObject):
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         kind = event.type()
+        if kind == QEvent.Type.DragLeave:
+            self.hint.clear()
+            return False
         if kind not in (QEvent.Type.DragEnter, QEvent.Type.DragMove, QEvent.Type.Drop):
             return False
         widget = self._cell_widget(obj)
@@ -100,13 +146,17 @@ class SeriesDrop(QObject):
         assert isinstance(event, QDragEnterEvent | QDragMoveEvent | QDropEvent)
         if not event.mimeData().hasFormat(SERIES_MIME):
             # files and anything else: ignored here, so Qt offers them to the main window
+            self.hint.clear()
             event.ignore()
             return True
         # a copy, never a move: the browser must keep its item
         event.setDropAction(Qt.DropAction.CopyAction)
         event.accept()
         if kind == QEvent.Type.Drop:
+            self.hint.clear()
             self._drop(widget, event.mimeData())
+        elif self.hint.cell is not widget:
+            self.hint.over(self.grid, widget)
         return True
 
     def _drop(self, widget: ViewportWidget, data: QMimeData) -> None:

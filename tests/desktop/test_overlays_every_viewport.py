@@ -195,22 +195,40 @@ def test_seg_masks_in_every_viewport_showing_their_slices(
 
 
 def test_the_layout_outlives_the_window_with_the_overlays_and_drops(qtbot: Any) -> None:
-    """Nothing installed here is called once the window is gone (the layout and its states
-    may live on: a hanging stage keeps dropped cells, a test keeps the layout)."""
+    """Nothing installed here is called once its window is gone (the layout may live on: a
+    test keeps it, the reading room may rebuild its window)."""
     from PySide6.QtCore import QCoreApplication, QEvent
+    from PySide6.QtWidgets import QMainWindow
 
-    from desktop.main_window import MainWindow
-    from desktop.seg_overlay import install
+    from core.inference.manager import ModelManager
+    from core.viewer.layout import Layout
+    from core.viewer.state import ViewerState
+    from desktop.ai_panel import AIPanel
+    from desktop.browser import StudyBrowser
+    from desktop.seg_overlay import ResultsObjectsPanel, SegOverlayLayer
+    from desktop.series_drop import SeriesDrop
+    from desktop.viewport_grid import ViewportGrid
+    from desktop.workers import ErrorSink, JobRunner
 
-    win = MainWindow()
-    install(win)
-    install_series_drop(win)
-    layout = win.reading
-    layout.set_preset("1x2")
-    assert win.shutdown(10_000)
+    first = ViewerState()
+    layout = Layout(1, 2, first=first)
+    runner = JobRunner(ErrorSink())
+    win = QMainWindow()
+    grid = ViewportGrid(layout, ViewportWidget(first), runner=runner)
+    win.setCentralWidget(grid)
+    SeriesDrop(grid)
+    ai = AIPanel(first, grid.widgets[0], runner, manager=ModelManager([]), parent=win)
+    ai.follow_grid(grid)
+    seg = ResultsObjectsPanel(first, runner, SegOverlayLayer(grid.widgets[0], first), win)
+    seg.follow_grid(grid)
+    browser = StudyBrowser(first, win)
+    browser.follow_layout(layout)
+    layout.set_active(1)
+    assert ai.state is layout.cells[1].state
+    assert runner.shutdown(10_000)
     win.deleteLater()
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
-    layout.set_active(1)  # the AI panel and the browser follow the active viewport no more
+    layout.set_active(0)  # the AI panel and the browser follow the active viewport no more
     layout.set_preset("2x2")  # nor do the drop targets and mask layers follow new cells
     layout.set_active(3)
     layout.cell_changed.emit(3)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from core.viewer.state import ViewerState
@@ -113,7 +113,22 @@ def test_drop_opens_the_series_in_the_cell_under_the_cursor(
     dropped: list[tuple[int, str]] = []
     drop.dropped.connect(lambda i, uid: dropped.append((i, uid)))
 
+    # dragged over viewport 2: outlined where it would land, nothing opened yet
+    assert drag_to(grid.widgets[1], series_mime(second), drop=False) == (True, False)
+    hint = drop.hint
+    assert hint.isVisible()
+    assert hint.cell == grid.widgets[1]
+    assert hint.geometry() == grid.frames[1].geometry()
+    assert (model.active, model.cells[1].series_uid) == (0, None)
+    QApplication.sendEvent(grid.widgets[1], QDragLeaveEvent())
+    assert not hint.isVisible()
+    files = QMimeData()
+    files.setUrls([QUrl.fromLocalFile(str(mr))])
+    assert drag_to(grid.widgets[1], files, drop=False) == (True, False)  # the window's
+    assert not hint.isVisible()
+
     assert drag_to(grid.widgets[1], series_mime(second)) == (True, True)
+    assert not hint.isVisible()
     assert model.active == 1
     assert dropped == [(1, second)]
     assert model.cells[1].series_uid == second
