@@ -102,6 +102,7 @@ class MprCell(QWidget):
 
     plane_changed = Signal()  # another plane is shown (reference lines elsewhere follow it)
     view_changed = Signal()  # zoom, pan or the cell's size changed: where the plane is drawn
+    status = Signal(str)  # the value under the mouse, or why an action did nothing (status bar)
 
     def __init__(
         self,
@@ -357,8 +358,16 @@ class MprCell(QWidget):
         (``desktop.mpr_render``) or when no plane is shown."""
         return self.images.get(self.view) if self.view is not None else None
 
+    def _say(self, text: str) -> None:
+        """For the status bar: kept in the viewport's ``status_text`` (as the acquired
+        viewport's) and emitted as ``status``, since the cell's own events are not the
+        viewport's."""
+        if text != self.viewport.status_text:
+            self.viewport.status_text = text
+            self.status.emit(text)
+
     def _render_failed(self, message: str) -> None:
-        self.viewport.status_text = message
+        self._say(message)
 
     def _image(self, frame: Frame) -> QImage:
         from core.imaging.display import render
@@ -521,12 +530,12 @@ class MprCell(QWidget):
         rows = (int(np.floor(min(y0, y1))), int(np.ceil(max(y0, y1))))
         cols = (int(np.floor(min(x0, x1))), int(np.ceil(max(x0, x1))))
         if frame is None:
-            self.viewport.status_text = "No window from that region: the reformat is being drawn"
+            self._say("No window from that region: the reformat is being drawn")
             return
         try:
             center, width = region_window(frame.values, rows, cols)
         except PresetError as exc:
-            self.viewport.status_text = f"No window from that region: {exc}"
+            self._say(f"No window from that region: {exc}")
         else:
             self.state.viewport.set_window(center, width, preset=REGION)
         self.update()
@@ -541,11 +550,11 @@ class MprCell(QWidget):
         rows, cols = frame.shape
         point = self.widget_to_patient(pos)
         if point is None or not (0 <= col < cols and 0 <= row < rows):
-            self.viewport.status_text = ""
+            self._say("")
             return
         value = f"{float(frame.values[row, col]):.0f} {frame.units}".strip()
         at = "  ".join(f"{a} {c:.1f}" for a, c in zip("xyz", point, strict=True))
-        self.viewport.status_text = f"{at} mm  value {value}"
+        self._say(f"{at} mm  value {value}")
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         dy = event.angleDelta().y()

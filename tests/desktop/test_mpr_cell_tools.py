@@ -297,6 +297,18 @@ def test_an_roi_drawn_on_the_ct_coronal_is_in_hu(qtbot, grid, ct_cell) -> None: 
     plane = cell.current_plane()
     assert plane is not None
     r = cell.image_rect
+    # the value under the mouse, in HU, and where it is in the patient, for the status bar
+    at = QPoint(round(r.left() + 0.3 * r.width()) + 3, round(r.top() + 0.3 * r.height()) + 3)
+    with qtbot.waitSignal(cell.status, timeout=1000) as said:
+        qtbot.mouseMove(cell, at)
+    frame = cell.current_frame()
+    assert frame is not None
+    scale = r.width() / plane.cols
+    col, row = int((at.x() - r.left()) / scale), int((at.y() - r.top()) / scale)
+    assert said.args[0].endswith(f"value {float(frame.values[row, col]):.0f} HU")
+    point = cell.widget_to_patient(QPointF(at))
+    assert point is not None
+    assert said.args[0].startswith(f"x {point[0]:.1f}  y {point[1]:.1f}  z {point[2]:.1f} mm")
     # the liver, on the image's left (the patient's right) in the middle coronal plane
     a = QPoint(round(r.left() + 0.25 * r.width()), round(r.top() + 0.25 * r.height()))
     b = QPoint(round(r.left() + 0.33 * r.width()), round(r.top() + 0.32 * r.height()))
