@@ -21,12 +21,15 @@ class ReadOnlyAnnotation(AnnotationError):
 
 
 class AnnotationSession:
+    """``on_change(what, annotation, deleted)`` is called after each step, in the thread that
+    ran it (the window re-emits it to its GUI thread)."""
+
     def __init__(
         self,
         sink: AnnotationSink,
         author: str,
         loaded: Iterable[Annotation] = (),
-        on_change: Callable[[str, Annotation], None] | None = None,
+        on_change: Callable[[str, Annotation, bool], None] | None = None,
     ) -> None:
         self.author = author
         self._items: dict[str, Annotation] = {a.uid: a for a in loaded}
@@ -97,8 +100,7 @@ class AnnotationSession:
             )
         return a
 
-    def _changed(self, what: str, annotation: Annotation) -> None:
-        deleted = what in ("delete", "undo create", "redo delete")
+    def _changed(self, what: str, annotation: Annotation, deleted: bool) -> None:
         with self._lock:
             self._items[annotation.uid] = annotation
             if deleted:
@@ -106,7 +108,7 @@ class AnnotationSession:
             else:
                 self._deleted.discard(annotation.uid)
         if self._listener is not None:
-            self._listener(what, annotation)
+            self._listener(what, annotation, deleted)
 
 
 class SessionOnly:

@@ -38,6 +38,10 @@ class Command(Protocol):
 
     def undo(self, sink: AnnotationSink) -> Annotation: ...
 
+    def deleted_after(self, undone: bool) -> bool:
+        """Whether the annotation is deleted once this step is done (or undone)."""
+        ...
+
 
 @dataclass
 class Create:
@@ -55,6 +59,9 @@ class Create:
     def undo(self, sink: AnnotationSink) -> Annotation:
         return sink.delete(self.annotation.uid)
 
+    def deleted_after(self, undone: bool) -> bool:
+        return undone
+
 
 @dataclass
 class Update:
@@ -70,6 +77,9 @@ class Update:
     def undo(self, sink: AnnotationSink) -> Annotation:
         return sink.update(self.before)
 
+    def deleted_after(self, undone: bool) -> bool:
+        return False
+
 
 @dataclass
 class Delete:
@@ -81,6 +91,9 @@ class Delete:
 
     def undo(self, sink: AnnotationSink) -> Annotation:
         return sink.restore(self.annotation.uid)
+
+    def deleted_after(self, undone: bool) -> bool:
+        return not undone
 
 
 #: Steps kept for undo; older ones are dropped (they stay stored and audited).
@@ -95,13 +108,14 @@ class History:
         self,
         sink: AnnotationSink,
         depth: int = DEFAULT_DEPTH,
-        on_change: Callable[[str, Annotation], None] | None = None,
+        on_change: Callable[[str, Annotation, bool], None] | None = None,
     ) -> None:
         if depth < 1:
             raise ValueError(f"undo depth {depth} must be at least 1")
         self.sink = sink
         self.depth = depth
-        self.on_change = on_change  # (what happened, the annotation as now stored)
+        #: (what happened, the annotation as now stored, whether it is now deleted)
+        self.on_change = on_change
         self._undo: list[Command] = []
         self._redo: list[Command] = []
         self._lock = threading.RLock()
@@ -129,7 +143,7 @@ class History:
             self._undo.append(command)
             del self._undo[: -self.depth]
             self._redo.clear()
-        self._notify(command.name, result)
+        self._notify(command.name, result, command.deleted_after(False))
         return result
 
     def undo(self) -> Annotation | None:
@@ -140,7 +154,7 @@ class History:
             command = self._undo[-1]
             result = command.undo(self.sink)
             self._redo.append(self._undo.pop())
-        self._notify(f"undo {command.name}", result)
+        self._notify(f"undo {command.name}", result, command.deleted_after(True))
         return result
 
     def redo(self) -> Annotation | None:
@@ -150,7 +164,7 @@ class History:
             command = self._redo[-1]
             result = command.do(self.sink)
             self._undo.append(self._redo.pop())
-        self._notify(f"redo {command.name}", result)
+        self._notify(f"redo {command.name}", result, command.deleted_after(False))
         return result
 
     def clear(self) -> None:
@@ -158,6 +172,6 @@ class History:
             self._undo.clear()
             self._redo.clear()
 
-    def _notify(self, what: str, annotation: Annotation) -> None:
+    def _notify(self, what: str, annotation: Annotation, deleted: bool) -> None:
         if self.on_change is not None:
-            self.on_change(what, annotation)
+            self.on_change(what, annotation, deleted)

@@ -20,7 +20,10 @@ def _length(**kw) -> Annotation:
 def _session(author: str = "dr-a", loaded=()) -> tuple[AnnotationSession, list[str]]:
     seen: list[str] = []
     session = AnnotationSession(
-        SessionOnly(author), author, loaded, on_change=lambda what, _a: seen.append(what)
+        SessionOnly(author),
+        author,
+        loaded,
+        on_change=lambda what, _a, deleted: seen.append(what + (" -> gone" if deleted else "")),
     )
     return session, seen
 
@@ -54,8 +57,15 @@ def test_create_move_edit_delete_undo_all_then_redo_all() -> None:
     s.redo()
     assert s.all() == []
     assert not s.history.can_redo
-    assert seen[:5] == ["create", "move", "edit", "move label", "delete"]
-    assert seen[5] == "undo delete"
+    assert seen[:5] == ["create", "move", "edit", "move label", "delete -> gone"]
+    assert seen[5:10] == [
+        "undo delete",
+        "undo move label",
+        "undo edit",
+        "undo move",
+        "undo create -> gone",
+    ]
+    assert seen[-1] == "redo delete -> gone"
 
 
 def test_a_new_step_clears_redo_and_depth_is_bounded() -> None:
