@@ -222,3 +222,21 @@ def test_bad_planes_and_slabs_are_said() -> None:
     assert parse_slab("MIP:7.5") == Slab("mip", 7.5)
     with pytest.raises(ValueError, match="does not match its geometry"):
         Volume(np.zeros((3, 3, 3), dtype=np.float32), geometry())
+
+
+def test_the_image_cache_is_bounded_in_bytes_too() -> None:
+    """Four MPR viewports of a 400-slice CT must stay near one volume (issue 16: <= 1.2x): a
+    reformat caches at most ``cache_bytes`` of images, the newest always."""
+    volume = Volume(np.zeros(SHAPE, dtype=np.float32), geometry())
+    coronal = Reformat(volume, "coronal", cache_bytes=300_000)
+    one = coronal.image(0).nbytes  # 160 x 171 float32: 109 KiB
+    for i in range(6):
+        coronal.image(i)
+    assert len(coronal._cache.items) == 300_000 // one == 2
+    assert list(coronal._cache.items)[-1] == (5, None)
+    tiny = Reformat(volume, "sagittal", cache_bytes=1)
+    tiny.image(3)
+    tiny.image(4)
+    assert list(tiny._cache.items) == [(4, None)]  # never less than the image shown
+    big = Volume(np.zeros((400, 64, 64), dtype=np.float32), geometry(shape=(400, 64, 64)))
+    assert Reformat(big, "axial")._cache.max_bytes == 8 * 1024 * 1024  # the floor

@@ -294,3 +294,54 @@ def test_another_orientation_that_is_no_localizer_stays_refused(
         load_series_volume(series)
     assert series.series_instance_uid in str(info.value)
     assert "different image sizes" in str(info.value)
+
+
+def test_a_real_ct_whose_spacing_changes_is_resampled_and_rendered(
+    dicom_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Real files: the shared CT's 3 mm slices 40..51, then every other one (6 mm) up to 62, as
+    a reconstruction whose interval changes. The volume is on a 3 mm grid; where a voxel slice
+    lies on an acquired slice it is that slice, between two 6 mm slices it is their mean; the
+    CLI draws the coronal with the physical height."""
+    import cli
+
+    source = dicom_data.joinpath(*CT)
+    if not source.is_dir():
+        pytest.skip(f"the shared 134-slice CT is not at '{source}'")
+    files = sorted(
+        source.glob("*.dcm"), key=lambda p: float(pydicom.dcmread(p).ImagePositionPatient[2])
+    )[40:63]
+    dest = tmp_path / "two-spacings"
+    dest.mkdir()
+    kept = [p for k, p in enumerate(files) if k < 12 or k % 2 == 0]
+    for path in kept:
+        pydicom.dcmread(path).save_as(dest / path.name)
+    series = only_series(dest)
+    assert len(series.instances) == len(kept) == 18
+    volume = load_series_volume(series)
+    assert volume.geometry.shape == (23, 512, 512)  # 66 mm on a 3 mm grid
+    assert volume.geometry.slice_spacing == pytest.approx(3.0, abs=0.01)
+    assert "resampled" in volume.notes[0]
+    clean = load_series_volume(only_series(copy_all(files, tmp_path / "all")))
+    for k in range(23):
+        if k < 12 or k % 2 == 0:  # an acquired slice
+            np.testing.assert_array_equal(volume.values[k], clean.values[k])
+        else:  # halfway between two acquired 6 mm neighbours
+            mean = (clean.values[k - 1] + clean.values[k + 1]) / 2
+            np.testing.assert_allclose(volume.values[k], mean, atol=1e-3)
+    out = tmp_path / "coronal.png"
+    assert cli.main(["render", str(dest), "--plane", "coronal", "--out", str(out)]) == 0
+    capsys.readouterr()
+    from PIL import Image
+
+    height, width = np.asarray(Image.open(out)).shape
+    pixel = min(volume.geometry.pixel_spacing)
+    assert height == round(23 * 3.0 / pixel)
+    assert width == 512
+
+
+def copy_all(files: Sequence[Path], dest: Path) -> Path:
+    dest.mkdir()
+    for path in files:
+        pydicom.dcmread(path).save_as(dest / path.name)
+    return dest
