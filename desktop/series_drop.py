@@ -90,9 +90,10 @@ class DropHint(QWidget):
         frame = widget.parentWidget()
         box = frame if isinstance(frame, QFrame) else widget
         self.setGeometry(QRect(box.mapTo(grid, QPoint(0, 0)), box.size()))
-        self.cell = widget
-        self.show()
-        self.raise_()
+        if self.cell is not widget or self.isHidden():
+            self.cell = widget
+            self.show()
+            self.raise_()
 
     def clear(self) -> None:
         self.cell = None
@@ -155,7 +156,7 @@ class SeriesDrop(QObject):
         if kind == QEvent.Type.Drop:
             self.hint.clear()
             self._drop(widget, event.mimeData())
-        elif self.hint.cell is not widget:
+        else:  # each move: the grid may have been laid out anew since the drag entered
             self.hint.over(self.grid, widget)
         return True
 
