@@ -219,7 +219,7 @@ class AutoHang(QObject):
         if not self._still_on_screen(study):
             return
         if found.index is not None:
-            self.window_.state.add_index(found.index)
+            self._add(found.index)
         self.prior_uids = list(found.prior_uids)
         self._lay_out(patient, study)
         if found.problems:
@@ -257,7 +257,7 @@ class AutoHang(QObject):
         self, study: Study, prior: Prior, index: StudyIndex, before: Hanging | None
     ) -> None:
         win = self.window_
-        win.state.add_index(index)
+        self._add(index)
         if not self._still_on_screen(study) or win.grid.hanging is not before:
             self._say("A prior arrived from PACS; it is in the study list")  # layout changed
             return
@@ -265,6 +265,11 @@ class AutoHang(QObject):
         ctx = win.state.context()
         if ctx is not None:
             self._lay_out(*ctx)
+
+    def _add(self, index: StudyIndex) -> None:
+        """Priors into the open studies, with their thumbnails in the study browser."""
+        self.window_.state.add_index(index)
+        self.window_.controller.start_thumbnails([s for _p, _st, s in index.iter_series()])
 
     def _pacs_cache(self) -> Any:
         pacs = self.window_.pacs

@@ -576,6 +576,7 @@ class StudyListPanel(QWidget):
         from core.viewer.hanging import HangingError
 
         self.window_.state.add_index(index)
+        self.window_.controller.start_thumbnails([s for _p, _st, s in index.iter_series()])
         try:
             hanging = self.window_.grid.hang_current(load_settings().viewer.hanging_protocols)
         except (ConfigError, HangingError) as exc:
