@@ -10,7 +10,7 @@ from PySide6.QtGui import QImage
 from desktop.screenshot import SAMPLE, take
 
 
-def test_screenshot_of_sample(tmp_path: Path, qtbot) -> None:
+def test_screenshot_of_sample(tmp_path: Path, qtbot) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "shot.png"
     assert take(out, [SAMPLE], size=(1000, 700), timeout_s=60) == 0
     img = QImage(str(out))
