@@ -164,6 +164,50 @@ class PlaneImage:
             for o, u, v in zip(self.origin, self.row_direction, self.column_direction, strict=True)
         )
 
+    @property
+    def normal(self) -> Vec3:
+        (a1, a2, a3), (b1, b2, b3) = self.row_direction, self.column_direction
+        return (a2 * b3 - a3 * b2, a3 * b1 - a1 * b3, a1 * b2 - a2 * b1)
+
+    def to_pixel(self, point: Vec3) -> tuple[float, float, float]:
+        """Patient LPS mm -> (row, col) in this module's convention and the signed distance
+        from the plane in mm."""
+        d = [p - o for p, o in zip(point, self.origin, strict=True)]
+        along_col = sum(x * u for x, u in zip(d, self.row_direction, strict=True))
+        along_row = sum(x * v for x, v in zip(d, self.column_direction, strict=True))
+        off = sum(x * n for x, n in zip(d, self.normal, strict=True))
+        return (
+            along_row / self.pixel_spacing[0] + 0.5,
+            along_col / self.pixel_spacing[1] + 0.5,
+            off,
+        )
+
+    def shows(self, other: PlaneImage, tolerance_mm: float = 0.01) -> bool:
+        """Whether ``other`` is this plane (same frame of reference where both name one, the
+        same image axes, no distance between them), whatever its grid's anchor and spacing:
+        a reformat rebuilt after a reopen is drawn with the annotations made on it."""
+        mine, theirs = self.frame_of_reference_uid, other.frame_of_reference_uid
+        if mine and theirs and mine != theirs:
+            return False
+
+        def dot(a: Vec3, b: Vec3) -> float:
+            return sum(x * y for x, y in zip(a, b, strict=True))
+
+        if dot(self.row_direction, other.row_direction) < 1 - 1e-6:
+            return False
+        if dot(self.column_direction, other.column_direction) < 1 - 1e-6:
+            return False
+        gap = tuple(o - s for o, s in zip(other.origin, self.origin, strict=True))
+        return abs(dot(gap, self.normal)) <= tolerance_mm  # type: ignore[arg-type]
+
+    def map_points(self, points: Sequence[Point], onto: PlaneImage) -> tuple[Point, ...]:
+        """Points of this plane's grid in the grid of ``onto`` (a plane that ``shows`` it)."""
+        out = []
+        for p in points:
+            row, col, _off = onto.to_pixel(self.to_patient(p))
+            out.append((row, col))
+        return tuple(out)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "type": "plane",

@@ -12,7 +12,14 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
-from core.annotations.model import AcquiredImage, Annotation, AnnotationError, ImageRef, Point
+from core.annotations.model import (
+    AcquiredImage,
+    Annotation,
+    AnnotationError,
+    ImageRef,
+    PlaneImage,
+    Point,
+)
 from core.annotations.undo import AnnotationSink, Create, Delete, History, Update
 
 
@@ -51,7 +58,9 @@ class AnnotationSession:
             return self._items[uid]
 
     def on(self, image: ImageRef) -> list[Annotation]:
-        """The annotations drawn on one image (an acquired frame, or a reformatted plane)."""
+        """The annotations drawn on one image: an acquired frame, or a reformatted plane that
+        shows the same plane (its grid may differ: draw their points through
+        ``PlaneImage.map_points``)."""
         if isinstance(image, AcquiredImage):
             key = (image.sop_instance_uid, image.frame)
             return [
@@ -60,7 +69,7 @@ class AnnotationSession:
                 if isinstance(a.image, AcquiredImage)
                 and (a.image.sop_instance_uid, a.image.frame) == key
             ]
-        return [a for a in self.all() if a.image == image]
+        return [a for a in self.all() if isinstance(a.image, PlaneImage) and a.image.shows(image)]
 
     def editable(self, a: Annotation) -> bool:
         return a.author == self.author

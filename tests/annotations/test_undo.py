@@ -1,13 +1,16 @@
 """Undo/redo over a viewer session, Qt-free: create, move, edit, delete and back again, a
-failing step leaves the stacks as they were, other authors' annotations are read-only."""
+failing step leaves the stacks as they were, other authors' annotations are read-only; which
+annotations an image (or a rebuilt reformat plane) shows."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from core.annotations.model import AcquiredImage, Annotation, Kind
+from core.annotations.model import AcquiredImage, Annotation, Kind, PlaneImage
 from core.annotations.session import AnnotationSession, ReadOnlyAnnotation, SessionOnly
 from core.annotations.undo import Create, History, Update
+from core.viewer.reformat import Plane
 
 STUDY, SERIES = "1.2.826.0.1.1", "1.2.826.0.1.2"
 IMAGE = AcquiredImage("1.2.3.4", 0, (0.7, 0.7))
@@ -121,3 +124,22 @@ def test_annotations_are_found_by_the_image_they_were_drawn_on() -> None:
     )
     assert s.on(IMAGE) == [here]
     assert s.on(AcquiredImage("1.2.3.4", 1)) == [other_frame]
+
+
+def test_a_plane_annotation_is_shown_on_the_same_plane_rebuilt_with_another_grid() -> None:
+    u, v = np.array([1.0, 0.0, 0.0]), np.array([0.0, 0.0, -1.0])
+    drawn_on = PlaneImage.from_plane(Plane(np.array([0.0, 5.0, 0.0]), u, v, 64, 64, 0.8))
+    s, _ = _session()
+    a = s.create(Annotation(Kind.LENGTH, [(10.5, 10.5), (20.5, 30.5)], drawn_on, STUDY, SERIES))
+    # the same coronal plane (y = 5 mm), anchored 7 mm to the side, finer pixels
+    rebuilt = PlaneImage.from_plane(Plane(np.array([7.0, 5.0, 3.0]), u, v, 80, 80, 0.5))
+    parallel = PlaneImage.from_plane(Plane(np.array([0.0, 6.0, 0.0]), u, v, 64, 64, 0.8))
+    axial = PlaneImage.from_plane(
+        Plane(np.array([0.0, 5.0, 0.0]), u, np.array([0.0, 1.0, 0.0]), 64, 64, 0.8)
+    )
+    assert s.on(rebuilt) == [a]
+    assert s.on(parallel) == []
+    assert s.on(axial) == []
+    mapped = drawn_on.map_points(a.points, rebuilt)
+    for p, q in zip(a.points, mapped, strict=True):
+        assert np.allclose(drawn_on.to_patient(p), rebuilt.to_patient(q))
