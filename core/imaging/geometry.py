@@ -218,7 +218,7 @@ def plan_volume(refs: Sequence[SliceRef], series: str = "") -> VolumePlan:
     ]
     if missing:
         raise GeometryError(name, f"some slices have no {' or '.join(missing)}")
-    kept, notes = _leave_out_localizers(refs)
+    kept, notes, hint = _leave_out_localizers(refs)
     use = [refs[i] for i in kept]
     if len(use) < 2:
         raise GeometryError(
@@ -227,18 +227,20 @@ def plan_volume(refs: Sequence[SliceRef], series: str = "") -> VolumePlan:
     sizes = {(r.instance.rows, r.instance.columns) for r in use}
     if len(sizes) != 1 or None in next(iter(sizes)):
         raise GeometryError(
-            name, f"its slices have different image sizes {sorted(map(str, sizes))}"
+            name, f"its slices have different image sizes {sorted(map(str, sizes))}{hint}"
         )
     orientations = np.array([r.instance.image_orientation for r in use], dtype=np.float64)
     if np.abs(orientations - orientations[0]).max() > _ORIENTATION_TOLERANCE:
-        raise GeometryError(name, "its slices have mixed orientations (ImageOrientationPatient)")
+        raise GeometryError(
+            name, f"its slices have mixed orientations (ImageOrientationPatient){hint}"
+        )
     spacings = np.array([r.instance.pixel_spacing for r in use], dtype=np.float64)
     if np.abs(spacings / spacings[0] - 1).max() > _SPACING_TOLERANCE:
         lo, hi = spacings.min(axis=0), spacings.max(axis=0)
         raise GeometryError(
             name,
             f"its slices have mixed pixel spacings (from {lo[0]:g}x{lo[1]:g} "
-            f"to {hi[0]:g}x{hi[1]:g} mm)",
+            f"to {hi[0]:g}x{hi[1]:g} mm){hint}",
         )
     row_dir, col_dir = _unit(orientations[0][:3]), _unit(orientations[0][3:])
     if abs(float(np.dot(row_dir, col_dir))) > _ORIENTATION_TOLERANCE:
@@ -281,11 +283,11 @@ def is_localizer(instance: Instance) -> bool:
     return any(str(v).strip().upper() == "LOCALIZER" for v in values)
 
 
-def _leave_out_localizers(refs: Sequence[SliceRef]) -> tuple[list[int], list[str]]:
-    """(indices kept, notes): the slices that do not fit the series' main stack (another
-    orientation, image size or pixel spacing) are left out when every one of them is a
-    localizer (``is_localizer``) and they are fewer than half; otherwise all are kept and the
-    checks after this refuse the mix as before."""
+def _leave_out_localizers(refs: Sequence[SliceRef]) -> tuple[list[int], list[str], str]:
+    """(indices kept, notes, hint for a refusal): the slices that do not fit the series' main
+    stack (another orientation, image size or pixel spacing) are left out when every one of
+    them is a localizer (``is_localizer``) and they are fewer than half; otherwise all are kept,
+    the checks after this refuse the mix as before, and the hint says why they stayed."""
 
     def key(r: SliceRef) -> tuple[object, ...]:
         i = r.instance
@@ -314,17 +316,22 @@ def _leave_out_localizers(refs: Sequence[SliceRef]) -> tuple[list[int], list[str
     odd = [k for k, r in enumerate(refs) if not fits(r)]
     everything = list(range(len(refs)))
     if not odd or 2 * len(odd) >= len(refs):
-        return everything, []
+        return everything, [], ""
     instances = {id(refs[k].instance): refs[k].instance for k in odd}
-    if not all(is_localizer(i) for i in instances.values()):
-        return everything, []
     numbers = sorted(str(i.instance_number) for i in instances.values() if i.instance_number)
     which = f" (instance number {', '.join(numbers)})" if numbers else ""
+    if not all(is_localizer(i) for i in instances.values()):
+        return (
+            everything,
+            [],
+            f"; {len(instances)} image(s) unlike the others{which} are not marked LOCALIZER "
+            "in their ImageType, so they are not left out",
+        )
     note = (
         f"{len(instances)} localizer image(s) left out of the volume{which}: ImageType "
         "LOCALIZER, another orientation or size than the series' slices"
     )
-    return [k for k in everything if k not in set(odd)], [note]
+    return [k for k in everything if k not in set(odd)], [note], ""
 
 
 @dataclass(frozen=True)

@@ -294,6 +294,10 @@ def test_another_orientation_that_is_no_localizer_stays_refused(
         load_series_volume(series)
     assert series.series_instance_uid in str(info.value)
     assert "different image sizes" in str(info.value)
+    assert (
+        "1 image(s) unlike the others (instance number 1) are not marked LOCALIZER in their "
+        "ImageType, so they are not left out" in str(info.value)
+    )
 
 
 def test_a_real_ct_whose_spacing_changes_is_resampled_and_rendered(
