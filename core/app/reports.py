@@ -22,9 +22,10 @@ and exporting need the radiologist's ``decide`` permission, reading needs ``view
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection
 
@@ -44,6 +45,7 @@ from core.studies import catalogue
 if TYPE_CHECKING:
     import pydicom
 
+    from core.inference.manager import ModelManager
     from core.pacs.client import PacsClient
     from core.reports.items import ImageRef
 
@@ -209,6 +211,59 @@ def add_addendum(
         stored = _audit(ws, conn, actor, report, "addendum", "U", revision)
         store.update_report(conn, report, revision, stored.index)
         return StoredReport(report, revision, current.exported)
+
+
+# --- the impression drafter ------------------------------------------------------------------
+#: The text model that drafts an impression from the findings (models/zoo/report-drafter).
+DRAFTER = "report-drafter"
+
+
+@dataclass(frozen=True)
+class ImpressionDraft:
+    """A drafted impression for the radiologist to edit: never saved or signed by itself."""
+
+    text: str
+    model_id: str
+    version: str
+    notice: str  # shown with the draft: a demonstration model's words, not a radiologist's
+
+
+def draft_impression(
+    ws: Workstation, manager: ModelManager, study_uid: str, findings: str, model_id: str = DRAFTER
+) -> ImpressionDraft:
+    """Draft the impression from ``findings`` with the text model (load it on first use: call
+    from a worker). Audited as a Model Run naming the patient, the study, the report and the
+    model; the texts stay out of the trail. Nothing is stored: the draft goes to the editor."""
+    actor = ws.require(Permission.RUN_AI)
+    if not findings.strip():
+        raise ReportError("the findings are empty: the drafter drafts an impression from them")
+    package = manager.package(model_id)
+    if package.manifest.input.kind != "text":
+        raise ReportError(f"model '{model_id}' is not a text model; it cannot draft a report")
+    with ws.db.engine.connect() as conn:
+        who = _who(conn, study_uid)
+    with manager.use(model_id) as model:
+        # LoadedModel types predict() for image arrays; a text model's adapter takes strings
+        drafts = list(cast(Any, model).predict([findings]))
+    if len(drafts) != 1 or not isinstance(drafts[0], str):
+        raise ReportError(f"model '{model_id}' returned {len(drafts)} drafts for one findings text")
+    version = package.manifest.version
+    ws.audit.append(
+        event(
+            EventType.MODEL_RUN,
+            actor,
+            who.add("model", f"{model_id}@{version}"),
+            action="report-draft-impression",
+            texts=1,
+        )
+    )
+    demo = package.manifest.demo_notice
+    notice = (
+        f"Drafted by a demonstration model ({model_id} {version}): {demo}. Edit before signing."
+        if demo
+        else f"Drafted by model {model_id} {version}. Edit before signing."
+    )
+    return ImpressionDraft(drafts[0].strip(), model_id, version, notice)
 
 
 # --- export ----------------------------------------------------------------------------------

@@ -207,3 +207,43 @@ def test_migration_0005_up_and_down(ws: Workstation, study) -> None:
     assert "reports" in inspect(ws.db.engine).get_table_names()
     assert app.get_report(ws, study_uid) is None
     assert ws.audit.verify().ok
+
+
+def test_the_drafter_drafts_an_impression_audited_and_stores_nothing(
+    ws: Workstation, study
+) -> None:
+    """The real report-drafter package (a tiny T5) on CPU: the draft is the model's own output
+    for the findings, labelled as a demonstration model's, and only the Model Run is recorded."""
+    from core.inference.manager import ModelManager
+    from models.adapters.transformers_adapter import load as load_t5
+    from models.manifest import load_package
+
+    study_uid, patient_id = study
+    package = load_package(
+        Path(__file__).resolve().parents[2] / "models" / "zoo" / "report-drafter"
+    )
+    findings = (package.path / "selftest" / "input.txt").read_text(encoding="utf-8").strip()
+    manager = ModelManager([package], device="cpu")
+    try:
+        draft = app.draft_impression(ws, manager, study_uid, findings)
+    finally:
+        manager.shutdown()
+    direct = load_t5(package, "cpu")
+    try:
+        (expected,) = direct.predict([findings])
+    finally:
+        direct.close()
+    assert draft.text == expected.strip()
+    assert draft.text
+    assert draft.notice.startswith("Drafted by a demonstration model (report-drafter 1.0.0)")
+    assert app.get_report(ws, study_uid) is None  # nothing saved: the draft goes to the editor
+    (run,) = list(ws.audit.iter_events(event_type=EventType.MODEL_RUN))
+    objects = {(o["kind"], o["id"]) for o in run.objects}
+    assert {
+        ("patient", patient_id),
+        ("study", study_uid),
+        ("model", "report-drafter@1.0.0"),
+    } <= objects
+    assert findings not in str(run.details)  # the text stays out of the trail
+    with pytest.raises(ReportError, match="findings are empty"):
+        app.draft_impression(ws, manager, study_uid, "  ")
