@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDropEvent
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QWidget
 
 from core.viewer.state import ViewerState
@@ -152,6 +152,19 @@ def test_drop_opens_the_series_in_the_cell_under_the_cursor(
 
     # cells the grid builds later accept drops too
     model.set_preset("2x2")
+    # entered before the new grid is laid out: the outline follows the cell on the next move
+    assert drag_to(grid.widgets[3], series_mime(second), drop=False) == (True, False)
+    qtbot.waitUntil(lambda: grid.frames[3].geometry().top() > grid.height() // 3)
+    payload = series_mime(second)  # held: the event does not own it
+    move = QDragMoveEvent(
+        QPoint(5, 5),
+        Qt.DropAction.CopyAction,
+        payload,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(grid.widgets[3], move)
+    assert hint.geometry() == grid.frames[3].geometry()
     assert drag_to(grid.widgets[3], series_mime(second)) == (True, True)
     assert (model.active, model.cells[3].series_uid) == (3, second)
     model.set_preset("3x3")
