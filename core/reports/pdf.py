@@ -9,6 +9,7 @@ and ``render_pdf`` says so in ``PdfResult.replaced``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from core.reports.header import StudyHeader
@@ -37,8 +38,8 @@ def _font_files() -> tuple[Path, Path] | None:
     return None
 
 
-def _stamp(report: Report, when: object) -> str:
-    return f"{when:%Y-%m-%d %H:%M} UTC" if when is not None else ""
+def _stamp(when: datetime | None) -> str:
+    return f"{when.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if when is not None else ""
 
 
 def render_pdf(report: Report, header: StudyHeader, *, title: str = "") -> PdfResult:
@@ -96,10 +97,10 @@ def render_pdf(report: Report, header: StudyHeader, *, title: str = "") -> PdfRe
     block("Impression", 12, "B")
     block(report.impression)
     pdf.ln(4)
-    block(f"Signed by {report.signer} on {_stamp(report, report.signed_at)}", 9.5, "B")
+    block(f"Signed by {report.signer} on {_stamp(report.signed_at)}", 9.5, "B")
     for n, part in enumerate(report.addenda, start=1):
         pdf.ln(4)
         block(f"Addendum {n}", 12, "B")
         block(part.text)
-        block(f"Signed by {part.author} on {_stamp(report, part.signed_at)}", 9.5, "B")
+        block(f"Signed by {part.author} on {_stamp(part.signed_at)}", 9.5, "B")
     return PdfResult(data=bytes(pdf.output()), replaced=replaced)
