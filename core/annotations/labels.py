@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+
+from core.annotations.model import Annotation, Point
 
 
 @dataclass(frozen=True)
@@ -197,3 +199,25 @@ def _place_one(
             lowest = max(box[2] for cell in labels.cells.values() for box in cell)
             return Rect(lowest + gap, a.right + gap, lowest + gap + h, a.right + gap + w)
         tried, radius = radius, radius * 2
+
+
+def annotation_labels(
+    annotations: Sequence[Annotation],
+    to_view: Callable[[Point], tuple[float, float]],
+    size: Callable[[Annotation], tuple[float, float]],
+    bounds: Rect | None = None,
+    gap: float = 4.0,
+) -> dict[str, Rect]:
+    """The labels of the annotations on one image, by UID, in view coordinates: ``to_view``
+    maps an image (row, col) to the view's (y, x) (zoom, pan, rotation, flips), ``size`` gives
+    each label's (height, width) as drawn. A dragged label (``label_pos``, kept in image
+    coordinates so it follows zoom and pan) stays where the user put it."""
+    requests = []
+    for a in annotations:
+        corners = [to_view(p) for p in a.points]
+        ys, xs = [c[0] for c in corners], [c[1] for c in corners]
+        pinned = to_view(a.label_pos) if a.label_pos is not None else None
+        requests.append(
+            LabelRequest(a.uid, Rect(min(ys), min(xs), max(ys), max(xs)), size(a), pinned)
+        )
+    return place_labels(requests, bounds, gap)

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from core.annotations.labels import LabelRequest, Rect, place_labels
+from core.annotations.labels import LabelRequest, Rect, annotation_labels, place_labels
+from core.annotations.model import AcquiredImage, Annotation, Kind
 
 
 def _grid(
@@ -95,3 +96,35 @@ def test_bad_requests_are_refused() -> None:
         place_labels([req, req])
     with pytest.raises(ValueError, match="must be positive"):
         place_labels([LabelRequest("x", req.anchor, (0.0, 10.0))])
+
+
+def test_annotation_labels_follow_the_view_and_keep_dragged_labels() -> None:
+    image = AcquiredImage("1.2.3", 0, (0.5, 0.5))
+    rois = [
+        Annotation(
+            Kind.ELLIPSE,
+            [(40 + 12 * i, 40 + 12 * j), (50 + 12 * i, 50 + 12 * j)],
+            image,
+            "1.2.826.0.1.1",
+            "1.2.826.0.1.2",
+            label_pos=(0.0, 0.0) if (i, j) == (2, 2) else None,
+        )
+        for i in range(6)
+        for j in range(5)
+    ]
+
+    def to_view(p: tuple[float, float]) -> tuple[float, float]:
+        """Zoom 2, image rotated 90 degrees clockwise in a 600 px view, panned by 10 px."""
+        row, col = p
+        return (2 * col + 10, 600 - 2 * row + 10)
+
+    placed = annotation_labels(rois, to_view, lambda a: (30.0, 110.0), Rect(0, 0, 600, 620))
+    assert set(placed) == {a.uid for a in rois}
+    pinned = rois[2 * 5 + 2]
+    assert (placed[pinned.uid].top, placed[pinned.uid].left) == to_view((0.0, 0.0))
+    _no_overlaps(placed)
+    first = rois[0]  # its label sits beside its ROI as drawn (rotated, zoomed), not the image's
+    ys = [to_view(p)[0] for p in first.points]
+    xs = [to_view(p)[1] for p in first.points]
+    anchor = Rect(min(ys), min(xs), max(ys), max(xs))
+    assert placed[first.uid].gap(anchor) < 4 * 30
