@@ -74,6 +74,7 @@ SLAB_KINDS: tuple[SlabKind, ...] = ("mip", "minip", "avg")
 # (benchmarks/bench_mpr_memory.py); a 400-slice CT's coronal plane is ~3 MB, so two or three.
 CACHE_SHARE = 50
 CACHE_FLOOR = 8 * 1024 * 1024
+SAME_SLICE = 1e-6  # a voxel slice this close (in gaps) to an acquired slice is a copy of it
 TRIM_EVERY = 32  # slices stacked between two hand-backs of their freed memory (core.imaging.memory)
 
 __all__ = [
@@ -198,13 +199,26 @@ def _resampled(plan: VolumePlan, slices: Sequence[Image]) -> Image:
     assert plan.weight is not None
     out = np.empty(plan.geometry.shape, dtype=np.float32)
     for j, (lo, w) in enumerate(zip(plan.lower, plan.weight, strict=True)):
-        if w < 1e-6:
+        if w < SAME_SLICE:
             out[j] = slices[lo]
-        elif w > 1 - 1e-6:
+        elif w > 1 - SAME_SLICE:
             out[j] = slices[lo + 1]
         else:
             np.multiply(slices[lo], np.float32(1 - w), out=out[j])
             out[j] += slices[lo + 1] * np.float32(w)
+    return out
+
+
+def _coinciding(plan: VolumePlan) -> dict[int, int]:
+    """Kept slice -> the voxel slice that is an unblended copy of it (``_resampled``)."""
+    assert plan.lower is not None
+    assert plan.weight is not None
+    out: dict[int, int] = {}
+    for j, (lo, w) in enumerate(zip(plan.lower, plan.weight, strict=True)):
+        if w < SAME_SLICE:
+            out.setdefault(int(lo), j)
+        elif w > 1 - SAME_SLICE:
+            out.setdefault(int(lo) + 1, j)
     return out
 
 
@@ -216,8 +230,9 @@ def volume_from_frames(
     volume (the frames' own arrays are then freed), so slices and reformats share one array.
 
     Localizers are left out and irregular spacing is resampled (``plan_volume``; said in
-    ``Volume.notes``); a resampled volume is a new array beside the frames (its voxel slices
-    are not the acquired ones), so such a series costs the frames plus the volume.
+    ``Volume.notes``); after resampling, each frame whose slice lies on a voxel slice (all of
+    them when the spacings are multiples of the finest, as 2.5 and 5 mm) becomes a view of it
+    too; the others (a transition gap off the grid) keep their own arrays beside the volume.
 
     ``refs`` and ``frames`` are the viewer's (``ViewerState.slices`` / ``.frames``). Raises
     GeometryError (names the series and the cause) or ValueError (slices still loading, colour).
@@ -240,6 +255,11 @@ def volume_from_frames(
             )
     if plan.resampled:
         values = _resampled(plan, [f.values for f in kept if f is not None])
+        for k, j in _coinciding(plan).items():  # an acquired slice that IS a voxel slice
+            frame = kept[k]
+            assert frame is not None
+            frame.values = values[j]  # the same pixels (copied unblended): one copy kept
+        give_back_freed_memory()
     else:
         values = np.empty(plan.geometry.shape, dtype=np.float32)
         for k, frame in enumerate(kept):

@@ -151,16 +151,30 @@ def test_voxel_slices_on_acquired_slices_are_those_slices_and_between_them_a_ble
     np.testing.assert_allclose(
         volume.values[j], (acquired[k] + acquired[k + 1]) / 2, rtol=1e-6, atol=1e-3
     )
-    # the same volume when the pixels are read by load_series_volume's path
     assert volume.background == pytest.approx(float(volume.values.min()))
+    # every acquired slice is on the 2.5 mm grid: the viewer's frames became views of the
+    # volume, so the series is in memory once, as a plain stack would be
+    for frame in frames:
+        assert frame is not None
+        assert np.shares_memory(frame.values, volume.values)
 
 
 def test_a_transition_gap_between_two_spacings_is_accepted() -> None:
     """2.5 mm, one 3.75 mm gap, then 5 mm: a real change of table speed, resampled."""
     zs = [*np.arange(0.0, 20.1, FINE), *np.arange(23.75, 60.0, COARSE)]
-    plan = plan_volume(slice_refs(series_of(zs)))
+    series = series_of(zs)
+    plan = plan_volume(slice_refs(series))
     assert plan.resampled
-    assert plan.geometry.to_patient((plan.geometry.shape[0] - 1, 0, 0))[2] == pytest.approx(zs[-1])
+    last = plan.geometry.to_patient((plan.geometry.shape[0] - 1, 0, 0))
+    assert last[2] == pytest.approx(zs[-1])
+    frames = sphere_frames(series, CENTRE, RADIUS)
+    volume = volume_from_frames(series, slice_refs(series), frames)
+    shared = [f is not None and np.shares_memory(f.values, volume.values) for f in frames]
+    # the grid runs from z = 0 to 58.75 in 24 steps of 2.448 mm (the finest spacing, adjusted
+    # to end on the last slice): only the first and the last slice lie on it; the others keep
+    # their own arrays beside the volume
+    assert plan.geometry.slice_spacing == pytest.approx(58.75 / 24)
+    assert shared == [k in (0, len(zs) - 1) for k in range(len(zs))]
 
 
 @pytest.mark.parametrize(
