@@ -110,6 +110,12 @@ def create_annotation(ws: Workstation, annotation: Annotation) -> Annotation:
     actor = ws.require(WRITE)
     a = replace(annotation, author=actor.user, revision=0)
     with ws.db.transaction() as conn:
+        try:
+            store.get_annotation(conn, a.uid)
+        except NotFound:
+            pass
+        else:
+            raise AnnotationError(f"{a.what} is stored already (restore it, or draw a new one)")
         stored = _audit(ws, conn, actor, a, "create", "C")
         a = replace(a, created_at=stored.created_at, modified_at=stored.created_at)
         store.insert_annotation(conn, a, stored.index)

@@ -124,6 +124,8 @@ def test_edit_move_delete_restore_are_audited_and_deletes_kept(
     assert len(_events(ws, "annotation-restore")) == 1
     with pytest.raises(NotFound, match="not deleted"):
         app.restore_annotation(ws, a.uid)
+    with pytest.raises(AnnotationError, match="is stored already"):
+        app.create_annotation(ws, noted)
     with pytest.raises(AnnotationError, match="image cannot be changed"):
         app.update_annotation(ws, replace(noted, image=_image(shown, 1)))
 

@@ -91,6 +91,11 @@ def test_rectangle_roi_matches_the_viewer_measure_on_real_hu() -> None:
         (140.9 - 100.2) * (180.1 - 120.7) * spacing[0] * spacing[1]
     )
     assert mine.area.unit == "mm²"
+    lines = compute.label_lines(a.edited(text="liver"), hu, "HU")
+    assert lines[0] == "liver"
+    assert lines[1] == f"mean {theirs.mean:.1f} HU  SD {theirs.sd:.1f}"
+    assert lines[3] == f"area {mine.area.value:.1f} mm²"
+    assert compute.label_lines(a) == [f"area {mine.area.value:.1f} mm²"]  # no pixels at hand
 
 
 def test_ellipse_and_freehand_pick_the_pixels_inside_their_outline() -> None:
@@ -126,6 +131,7 @@ def test_probe_reads_the_pixel_under_the_point_and_refuses_outside() -> None:
     hu, spacing, sop = _ct()
     a = Annotation(Kind.PROBE, [(10.9, 20.1)], AcquiredImage(sop, 0, spacing), STUDY, SERIES)
     assert compute.probe(a, hu, "HU") == compute.Quantity(float(hu[10, 20]), "HU")
+    assert compute.label_lines(a, hu, "HU") == [f"{float(hu[10, 20]):.1f} HU"]
     outside = a.edited(points=[(hu.shape[0] + 1.0, 3.0)])
     with pytest.raises(AnnotationError, match="outside"):
         compute.probe(outside, hu)
