@@ -148,43 +148,69 @@ class AutoHang(QObject):
         self.hanging: Hanging | None = None  # the last one laid out by this object
         self.study_uid = ""  # the study it was for
         self.prior_uids: list[str] = []  # its priors in the study database (retrieved ones too)
-        self._images = 0  # how many images that study had then
+        self._images = 0  # how many images that study had when it was last hung
+        self._indexed = False  # the study's index is known (not only its first image)
+        self._found: LocalPriors | None = None  # its local priors, once the job has answered
+        self._asked_pacs = False  # the PACS nodes were asked for its priors
         self.jobs: list[Job] = []
         self.message = ""  # the last thing said about hanging (tests, status bar)
+        window.controller.first_image_shown.connect(lambda _uid: self._on_first_image())
         window.controller.index_loaded.connect(self._on_index)
 
     # --- when a study is known -------------------------------------------------------------
+    def _on_first_image(self) -> None:
+        """A provisional first image names the study before its folder is indexed: the priors
+        are looked up (and indexed) beside the indexing, not after it."""
+        if self.enabled and self.ws is not None:
+            self._prepare()
+
     def _on_index(self, _index: StudyIndex) -> None:
         # the controller puts the study's main series on screen after this signal: look then
         if self.enabled:
             QTimer.singleShot(0, self.hang_shown)
 
-    def hang_shown(self) -> Job | None:
-        """Hang the study of viewport 1 (with its priors); once per study, again when it grew
-        (a PACS retrieve arriving in batches) while the layout is still the one hung."""
+    def _prepare(self) -> bool:
+        """Start on the study of viewport 1 when it is another than the last; True if so."""
         win = self.window_
         ctx = win.state.context()
-        if ctx is None or win.runner.closed:
-            return None
+        if ctx is None or win.runner.closed or ctx[1].study_instance_uid == self.study_uid:
+            return False
         patient, study = ctx
-        images = sum(s.frame_count for s in study.series.values())
-        if study.study_instance_uid == self.study_uid and (
-            images <= self._images or win.grid.hanging is not self.hanging
-        ):
-            return None
-        self.study_uid, self._images = study.study_instance_uid, images
-        self.prior_uids = []
         self._cancel_jobs()
+        self.study_uid, self._images, self._indexed = study.study_instance_uid, 0, False
+        self.prior_uids, self._found, self.hanging = [], None, None
+        self._asked_pacs = False
+        if self.ws is not None:
+            open_uids = [uid for p in win.state.index.patients.values() for uid in p.studies]
+            self._start(
+                "hang on open: priors", local_priors_job, self.ws, patient, study, open_uids,
+                on_result=lambda found: self._local_done(study.study_instance_uid, found),
+            )  # fmt: skip
+        return True
+
+    def hang_shown(self) -> None:
+        """Hang the study of viewport 1 (with its priors, once they are known); once per study,
+        again when it grew (a PACS retrieve arriving in batches) while the layout is still the
+        one hung."""
+        win = self.window_
+        self._prepare()
+        ctx = win.state.context()
+        if ctx is None or ctx[1].study_instance_uid != self.study_uid:
+            return
+        self._indexed = True
+        patient, study = ctx
         if self.ws is None:
             if self.protocols is None:
                 self.protocols = self._read_protocols()
-            self._lay_out(patient, study)
-            return None
-        open_uids = [uid for p in win.state.index.patients.values() for uid in p.studies]
-        return self._start(
-            "hang on open: priors", local_priors_job, self.ws, patient, study, open_uids,
-            on_result=lambda found: self._local_done(patient, study, found),
-        )  # fmt: skip
+        elif self._found is None:
+            return  # hung when the priors job answers
+        images = sum(s.frame_count for s in study.series.values())
+        if self.hanging is not None and (
+            images <= self._images or win.grid.hanging is not self.hanging
+        ):
+            return
+        self._lay_out(patient, study)
+        self._ask_pacs(patient, study)
 
     def _read_protocols(self) -> list[Protocol]:
         from core.config import ConfigError
@@ -214,21 +240,32 @@ class AutoHang(QObject):
         ctx = self.window_.state.context()
         return ctx is not None and ctx[1].study_instance_uid == study.study_instance_uid
 
-    def _local_done(self, patient: Patient, study: Study, found: LocalPriors) -> None:
+    def _local_done(self, study_uid: str, found: LocalPriors) -> None:
         self.protocols = found.protocols
-        if not self._still_on_screen(study):
+        if study_uid != self.study_uid:
             return
+        self._found = found
         if found.index is not None:
             self._add(found.index)
         self.prior_uids = list(found.prior_uids)
-        self._lay_out(patient, study)
         if found.problems:
             self._say("Some priors could not be opened: " + "; ".join(found.problems))
-        if self.cache is not None and self.ws is not None and _has_pacs():
-            self._start(
-                "hang on open: PACS priors", remote_priors_job, self.ws, patient, study,
-                self.cache, on_result=lambda priors: self._remote_done(study, priors),
-            )  # fmt: skip
+        ctx = self.window_.state.context()
+        if not self._indexed or ctx is None or ctx[1].study_instance_uid != study_uid:
+            return  # hung when the index arrives (hang_shown)
+        patient, study = ctx
+        self._lay_out(patient, study)
+        self._ask_pacs(patient, study)
+
+    def _ask_pacs(self, patient: Patient, study: Study) -> None:
+        """Once per study, after its first hanging: the PACS nodes' priors (cached)."""
+        if self._asked_pacs or self.cache is None or self.ws is None or not _has_pacs():
+            return
+        self._asked_pacs = True
+        self._start(
+            "hang on open: PACS priors", remote_priors_job, self.ws, patient, study,
+            self.cache, on_result=lambda priors: self._remote_done(study, priors),
+        )  # fmt: skip
 
     def _remote_done(self, study: Study, priors: list[Prior]) -> None:
         prior = newest_remote(priors, study)
@@ -289,6 +326,7 @@ class AutoHang(QObject):
             wanted = set(self.prior_uids)
             others = [s for s in others if s.study_instance_uid in wanted]
         hanging = hang(study, others, self.protocols or load_protocols())
+        self._images = sum(s.frame_count for s in study.series.values())
         self._show(hanging)
         n = len(hanging.studies) - 1
         self._say(f"Hung by '{hanging.protocol}'" + (f" with {n} prior(s)" if n else ""))
