@@ -75,6 +75,7 @@ VTK_REQUIREMENT = "vtk==9.7.2"
 # OpenGL renderers that are software rasterisers: the CPU ray caster beats GPU ray casting there
 SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software rasterizer", "swr ")
 MAX_RENDER_SIDE = 512  # frames are scaled up beyond this: CPU ray casting stays interactive
+DRAG_FACTOR = 0.5  # frame size while the mouse drags, relative to the still frame
 Mode = Literal["auto", "gpu", "cpu"]
 VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     # name -> (direction from the focal point to the camera, view up), LPS; head up everywhere
@@ -391,14 +392,16 @@ def render_loop(
 
 
 # --- the window ----------------------------------------------------------------------------
-def render_size(width: int, height: int) -> tuple[int, int]:
-    """The frame size for a canvas: its own, scaled down to MAX_RENDER_SIDE at most."""
-    scale = min(1.0, MAX_RENDER_SIDE / max(width, height, 1))
+def render_size(width: int, height: int, factor: float = 1.0) -> tuple[int, int]:
+    """The frame size for a canvas: its own, scaled down to MAX_RENDER_SIDE at most, times
+    ``factor`` (a drag renders at half size: a quarter of the rays, so it follows the mouse)."""
+    scale = min(1.0, MAX_RENDER_SIDE / max(width, height, 1)) * factor
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 class VolumeCanvas(QWidget):
-    """Paints the last frame, fitted; left drag rotates, wheel or right drag zooms."""
+    """Paints the last frame, fitted; left drag rotates, wheel or right drag zooms (frames at
+    half size while the button is down)."""
 
     def __init__(self, view: VolumeView) -> None:
         super().__init__(view)
@@ -435,6 +438,7 @@ class VolumeCanvas(QWidget):
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         self._last, self._button = event.position(), event.button()
+        self.view.request("size", *render_size(self.width(), self.height(), DRAG_FACTOR))
 
     def mouseMoveEvent(self, event: QMouseEvent) -> None:
         if self._last is None:
@@ -449,6 +453,7 @@ class VolumeCanvas(QWidget):
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         self._last, self._button = None, Qt.MouseButton.NoButton
+        self.view.request("size", *render_size(self.width(), self.height()))
 
     def wheelEvent(self, event: QWheelEvent) -> None:
         self.view.request("zoom", 1.1 ** (event.angleDelta().y() / 120))

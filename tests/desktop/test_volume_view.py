@@ -337,8 +337,11 @@ def test_the_3d_window_renders_the_viewers_own_volume_and_follows_the_mouse(
     centre = canvas.rect().center()
     qtbot.mousePress(canvas, Qt.MouseButton.LeftButton, pos=centre)
     qtbot.mouseMove(canvas, centre + QPoint(120, 0))
+    dragging = next_frame()  # while the button is down: half size, turned
+    assert dragging.shape[0] == pytest.approx(soft.shape[0] / 2, abs=1)
     qtbot.mouseRelease(canvas, Qt.MouseButton.LeftButton, pos=centre + QPoint(120, 0))
-    turned = next_frame()
+    turned = next_frame()  # let go: full size again
+    assert turned.shape == soft.shape
     assert np.abs(turned - soft).mean() > 3
 
     wheel = QWheelEvent(
