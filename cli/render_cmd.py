@@ -245,6 +245,8 @@ def _render_plane(args: argparse.Namespace, ws: Workstation) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_NO_AUDIT
     tilt = volume.geometry.tilt_degrees
+    for note in volume.notes:  # resampled spacing, localizers left out: said, never silent
+        print(f"note: {note}")
     print(
         f"wrote '{out}' ({image.shape[1]}x{image.shape[0]}, {args.plane} {index} of "
         f"{reformat.count}, {reformat.pixel_size:.3g} mm pixels"

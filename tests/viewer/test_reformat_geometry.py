@@ -349,7 +349,9 @@ def test_a_real_ct_whose_spacing_changes_is_resampled_and_rendered(
             np.testing.assert_allclose(volume.values[k], mean, atol=1e-3)
     out = tmp_path / "coronal.png"
     assert cli.main(["render", str(dest), "--plane", "coronal", "--out", str(out)]) == 0
-    capsys.readouterr()
+    said = capsys.readouterr().out
+    assert "note: " in said  # the resampling is said, never silent
+    assert "resampled" in said
     from PIL import Image
 
     height, width = np.asarray(Image.open(out)).shape
