@@ -350,8 +350,11 @@ class MainWindow(QMainWindow):
         state.viewport.cine_playing = on
 
     def cancel_loading(self) -> None:
+        """Esc: every viewport's load, the indexing and the hanging's prior lookups stop."""
         self.controller.cancel_series_load()
-        for job in list(self.controller.index_jobs):
+        for ctl in list(self.grid.controllers.values()):
+            ctl.cancel_series_load()
+        for job in [*self.controller.index_jobs, *self.auto_hang.jobs]:
             job.cancel()
         self.progress.hide()
         self.cancel_button.hide()

@@ -208,3 +208,42 @@ def test_a_prior_only_on_the_pacs_is_retrieved_in_the_background_and_hung(  # ty
     finally:
         assert win.shutdown(10_000)
         pin_settings(None)
+
+
+def test_hang_on_open_is_off_when_it_says_so_and_esc_stops_every_viewport(  # type: ignore[no-untyped-def]
+    qtbot, ws: Workstation, tmp_path: Path, ct_dir: Path
+) -> None:
+    import os
+
+    Path(os.environ["DOCTORAI_MACHINE_CONFIG"]).write_text("[viewer]\nhang_on_open = false\n")
+    copy_as_study([CR], tmp_path / "prior", "20000101")
+    index_as_prior(ws, tmp_path / "prior")
+    win = MainWindow(workstation=ws, lock_check_ms=60_000)
+    qtbot.addWidget(win)
+    try:
+        win.show()
+        assert not win.auto_hang.enabled
+        win.open_paths([str(CR)])
+        qtbot.waitUntil(lambda: win.state.loaded_count == 1, timeout=TIMEOUT_MS)
+        qtbot.waitUntil(lambda: not win.controller.indexing, timeout=TIMEOUT_MS)
+        qtbot.wait(200)
+        assert win.auto_hang.hanging is None
+        assert len(win.grid.model) == 1
+        # Esc stops the loads of every viewport, not only the first one's
+        win.open_paths([str(ct_dir)])
+        qtbot.waitUntil(lambda: not win.controller.indexing, timeout=TIMEOUT_MS)
+        series = {s.modality: s for _p, _st, s in win.state.index.iter_series()}
+        model = win.grid.model
+        win.grid.open_series(series["CR"].series_instance_uid)  # viewport 1: the radiograph
+        model.set_preset("1x2")
+        model.set_active(1)
+        win.grid.open_series(series["CT"].series_instance_uid)  # viewport 2 loads the CT
+        job = win.grid.controllers[1].series_load
+        assert job is not None
+        assert not job.done
+        win.cancel_loading()
+        assert job.cancelled
+        qtbot.waitUntil(lambda: job.done, timeout=TIMEOUT_MS)
+        assert model.cells[1].state.loaded_count < 134
+    finally:
+        assert win.shutdown(10_000)
