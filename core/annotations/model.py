@@ -59,6 +59,10 @@ class AnnotationError(ValueError):
     """An annotation that cannot be: the message names the annotation and what is wrong."""
 
 
+class StaleAnnotation(AnnotationError):
+    """An edit made on an older revision than the one stored (changed elsewhere meanwhile)."""
+
+
 def _spacing(value: Any, what: str) -> tuple[float, float] | None:
     if value is None:
         return None

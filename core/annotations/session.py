@@ -19,6 +19,7 @@ from core.annotations.model import (
     ImageRef,
     PlaneImage,
     Point,
+    StaleAnnotation,
 )
 from core.annotations.undo import AnnotationSink, Create, Delete, History, Update
 
@@ -44,6 +45,11 @@ class AnnotationSession:
         self._lock = threading.RLock()
         self._listener = on_change
         self.history = History(sink, on_change=self._changed)
+
+    def listen(self, on_change: Callable[[str, Annotation, bool], None] | None) -> None:
+        """Set who is told of each step (a session opened by ``core.app.annotations.
+        open_session`` has no listener until the window gives it one)."""
+        self._listener = on_change
 
     # what is shown
 
@@ -142,6 +148,10 @@ class SessionOnly:
     def update(self, annotation: Annotation) -> Annotation:
         with self._lock:
             before = self._live(annotation.uid)
+            if annotation.revision != before.revision:
+                raise StaleAnnotation(
+                    f"{before.what} was changed since revision {annotation.revision}"
+                )
             a = replace(
                 before,
                 points=annotation.points,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from core.annotations.model import Annotation
@@ -96,6 +96,33 @@ class Delete:
         return not undone
 
 
+class _AtKnownRevision:
+    """The sink as History uses it: each update goes at the revision last returned for that
+    annotation, so an undo or redo (whose before/after were taken earlier) is not refused as
+    stale by a store that checks revisions, while a change made elsewhere meanwhile still is."""
+
+    def __init__(self, sink: AnnotationSink) -> None:
+        self.sink = sink
+        self.revisions: dict[str, int] = {}
+
+    def _seen(self, a: Annotation) -> Annotation:
+        self.revisions[a.uid] = a.revision
+        return a
+
+    def create(self, annotation: Annotation) -> Annotation:
+        return self._seen(self.sink.create(annotation))
+
+    def update(self, annotation: Annotation) -> Annotation:
+        revision = self.revisions.get(annotation.uid, annotation.revision)
+        return self._seen(self.sink.update(replace(annotation, revision=revision)))
+
+    def delete(self, uid: str) -> Annotation:
+        return self._seen(self.sink.delete(uid))
+
+    def restore(self, uid: str) -> Annotation:
+        return self._seen(self.sink.restore(uid))
+
+
 #: Steps kept for undo; older ones are dropped (they stay stored and audited).
 DEFAULT_DEPTH = 200
 
@@ -112,7 +139,7 @@ class History:
     ) -> None:
         if depth < 1:
             raise ValueError(f"undo depth {depth} must be at least 1")
-        self.sink = sink
+        self.sink = _AtKnownRevision(sink)
         self.depth = depth
         #: (what happened, the annotation as now stored, whether it is now deleted)
         self.on_change = on_change

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from core.annotations import store
-from core.annotations.model import AcquiredImage, Annotation, AnnotationError
+from core.annotations.model import AcquiredImage, Annotation, AnnotationError, StaleAnnotation
 from core.annotations.session import AnnotationSession
 from core.annotations.store import KeyImage, NotFound, Purpose
 from core.app.workstation import Workstation
@@ -124,7 +124,9 @@ def create_annotation(ws: Workstation, annotation: Annotation) -> Annotation:
 
 def update_annotation(ws: Workstation, annotation: Annotation, what: str = "edit") -> Annotation:
     """Store an edit (points, text, label position) of one of the actor's annotations; its
-    kind, image, study and series cannot change. ``what`` ("move", "edit") is audited."""
+    kind, image, study and series cannot change, and ``annotation.revision`` must be the one
+    stored (an edit of an older revision would undo a change made elsewhere: StaleAnnotation).
+    ``what`` ("move", "edit") is audited."""
     actor = ws.require(WRITE)
     with ws.db.transaction() as conn:
         before = _own(conn, actor, annotation.uid, deleted=False)
@@ -132,6 +134,11 @@ def update_annotation(ws: Workstation, annotation: Annotation, what: str = "edit
         changed = [f for f in fixed if getattr(before, f) != getattr(annotation, f)]
         if changed:
             raise AnnotationError(f"{before.what}: its {', '.join(changed)} cannot be changed")
+        if annotation.revision != before.revision:
+            raise StaleAnnotation(
+                f"{before.what} was changed elsewhere since revision {annotation.revision} "
+                f"(stored: {before.revision}): reload it before editing"
+            )
         a = replace(
             before,
             points=annotation.points,

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from core.annotations.model import AcquiredImage, Annotation, AnnotationError, Kind, PlaneImage
+from core.annotations.model import (
+    AcquiredImage,
+    Annotation,
+    AnnotationError,
+    Kind,
+    PlaneImage,
+    StaleAnnotation,
+)
 from core.annotations.store import NotFound
 from core.app import annotations as app
 from core.app.workstation import Workstation
@@ -277,3 +284,25 @@ def test_the_annotations_of_one_image_are_read_without_the_series(
     assert app.list_annotations_on(ws, shown.study_uid, first) == [made["a"]]
     assert app.list_annotations_on(ws, shown.study_uid, other_frame) == [made["c"]]
     assert app.list_annotations_on(ws, "9.9.9", first) == []  # another study's image
+
+
+def test_an_edit_of_an_older_revision_is_refused_but_undo_chains_are_not(
+    ws: Workstation, shown: Shown
+) -> None:
+    first = app.open_session(ws, shown.study_uid)
+    a = first.create(
+        Annotation(Kind.LENGTH, [(1, 1), (4, 5)], _image(shown), shown.study_uid, shown.series_uid)
+    )
+    second = app.open_session(ws, shown.study_uid)  # another viewer session on the study
+    first.move(a.uid, 1, 0)
+    with pytest.raises(StaleAnnotation, match="changed elsewhere since revision 0"):
+        second.move(a.uid, 0, 1)  # it would have undone the first session's move
+    assert not second.history.can_undo
+    # one session's steps, undone and redone across each other, are never stale
+    first.edit(a.uid, text="x")
+    first.move(a.uid, 0, 2)
+    for step in (first.undo, first.undo, first.undo, first.redo, first.redo, first.redo):
+        step()
+    (stored,) = app.list_annotations(ws, shown.study_uid)
+    assert (stored.points, stored.text) == (((2, 3), (5, 7)), "x")
+    assert stored.revision == 9  # 3 edits, 3 undone, 3 redone
