@@ -222,7 +222,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.cancel_button)
 
     def _connect(self) -> None:
-        st, vp, ctl = self.state, self.state.viewport, self.controller
+        st, ctl = self.state, self.controller
         self.browser.series_activated.connect(self.grid.open_series)  # the active viewport
         ctl.thumbnail_ready.connect(self.browser.set_thumbnail)
         ctl.status.connect(lambda text: self.statusBar().showMessage(text, 8000))
@@ -235,8 +235,13 @@ class MainWindow(QMainWindow):
         )
         st.hide_phi_changed.connect(lambda _h: self._update_title())
         st.hide_phi_changed.connect(self.reading.set_hide_phi)  # every viewport hides it
-        vp.events.slice_index.connect(self._on_slice)
-        self.slider.valueChanged.connect(st.set_slice)
+        self._slider_state: ViewerState | None = None  # the viewport the slider scrolls
+        self.slider.valueChanged.connect(lambda i: self.slider_state.set_slice(i))
+        reading = self.reading
+        reading.active_changed.connect(lambda _i: self._bind_slider())
+        reading.grid_changed.connect(lambda *_: self._bind_slider())
+        reading.cell_changed.connect(lambda _i: self._bind_slider(force=True))
+        self._bind_slider()
         self.viewport.installEventFilter(self)
 
     def eventFilter(self, obj: object, event: object) -> bool:
@@ -245,13 +250,43 @@ class MainWindow(QMainWindow):
         return False
 
     # --- reactions to the state ------------------------------------------------------------
+    @property
+    def slider_state(self) -> ViewerState:
+        return self._slider_state or self.state
+
+    def _bind_slider(self, force: bool = False) -> None:
+        """The slider and its label follow the active viewport's acquired slices; over a
+        reformat (scrolled with the wheel and keys in its own plane) the slider is disabled."""
+        state = self.reading.active_state
+        old = self._slider_state
+        if state is not old:
+            if old is not None:
+                old.viewport.events.slice_index.disconnect(self._on_slice)
+                old.series_changed.disconnect(self._sync_slider)
+            state.viewport.events.slice_index.connect(self._on_slice)
+            state.series_changed.connect(self._sync_slider)
+            self._slider_state = state
+        elif not force:
+            return
+        reformat = self.grid.reformat_of(self.reading.active) is not None
+        self.slider.setEnabled(not reformat)
+        self.slider.setToolTip(
+            "This viewport shows a reformat: scroll it with the wheel or the arrow keys"
+            if reformat
+            else "Slice of the active viewport"
+        )
+        self._sync_slider()
+
+    def _sync_slider(self, _series: object = None) -> None:
+        st = self.slider_state
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(st.slice_count - 1, 0))
+        self.slider.setValue(st.viewport.slice_index)
+        self.slider.blockSignals(False)
+        self._on_slice(st.viewport.slice_index)
+
     def _on_series_changed(self, _series: object) -> None:
         n = self.state.slice_count
-        self.slider.blockSignals(True)
-        self.slider.setRange(0, max(n - 1, 0))
-        self.slider.setValue(self.state.viewport.slice_index)
-        self.slider.blockSignals(False)
-        self._on_slice(self.state.viewport.slice_index)
         # QProgressBar.setValue repaints at once, and with it the whole window (the viewport
         # with no image yet): a few ms while the new series' first slice should be painting
         self.progress.setUpdatesEnabled(False)
@@ -267,7 +302,7 @@ class MainWindow(QMainWindow):
         self.slider.blockSignals(True)
         self.slider.setValue(index)
         self.slider.blockSignals(False)
-        self.slice_label.setText(f"{index + 1} / {self.state.slice_count}")
+        self.slice_label.setText(f"{index + 1} / {self.slider_state.slice_count}")
 
     def _show_load_progress(self) -> None:
         """Throttled (10 Hz): a progress-bar repaint per arriving slice would stall the GUI."""

@@ -127,6 +127,14 @@ def test_a_ct_opens_hung_with_its_prior_in_four_viewports(  # type: ignore[no-un
     assert study_of(prior_state).study_date == "20100101"
     assert prior_state.frames[0] is not model.cells[0].state.frames[0]
     assert "with 1 prior(s)" in window.auto_hang.message
+    # the slider follows the active viewport: off over a reformat, the prior's own slices
+    model.set_active(1)
+    assert not window.slider.isEnabled()
+    model.set_active(3)
+    assert window.slider.isEnabled()
+    window.slider.setValue(5)
+    assert prior_state.viewport.slice_index == 5
+    assert model.cells[0].state.viewport.slice_index != 5
 
 
 def test_a_radiograph_opens_side_by_side_with_its_prior(  # type: ignore[no-untyped-def]

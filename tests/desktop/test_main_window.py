@@ -285,6 +285,19 @@ def test_toolbar_acts_on_the_active_viewport_and_its_linked_ones(
     )
     act = win.actions_by_name
     model.set_active(1)
+    # the slider scrolls the active viewport
+    assert (win.slider.maximum(), win.slice_label.text()) == (
+        133,
+        f"{right.viewport.slice_index + 1} / 134",
+    )
+    win.slider.setValue(10)
+    assert right.viewport.slice_index == 10
+    assert left.viewport.slice_index == 0
+    assert win.slice_label.text() == "11 / 134"
+    model.set_active(0)
+    assert (win.slider.maximum(), win.slice_label.text()) == (0, "1 / 1")
+    model.set_active(1)
+    assert win.slider.value() == 10
     act["Invert"].trigger()
     assert (left.viewport.invert, right.viewport.invert) == (False, True)
     assert act["Invert"].isChecked()
