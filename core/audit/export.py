@@ -80,13 +80,25 @@ def to_csv(events: Iterable[StoredEvent]) -> str:
     return out.getvalue()
 
 
+# PS3.15 A.5.1 EventActionCode values; an event may say its own (an annotation created,
+# updated or deleted is Instances Accessed with C/U/D) in details["event_action"].
+_ACTIONS = frozenset({"C", "R", "U", "D", "E"})
+
+
+def _action(e: StoredEvent) -> str:
+    own = e.details.get("event_action") if isinstance(e.details, dict) else None
+    if isinstance(own, str) and own in _ACTIONS:
+        return own
+    return _ACTION.get(e.event_type.name, "E")
+
+
 def _message(e: StoredEvent) -> ET.Element:
     msg = ET.Element("AuditMessage")
     ident = ET.SubElement(
         msg,
         "EventIdentification",
         {
-            "EventActionCode": _ACTION.get(e.event_type.name, "E"),
+            "EventActionCode": _action(e),
             "EventDateTime": e.created_at,
             "EventOutcomeIndicator": str(e.outcome),
         },

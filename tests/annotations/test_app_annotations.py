@@ -6,6 +6,7 @@ enforced, undo/redo through the store, writes from several threads at once."""
 from __future__ import annotations
 
 import threading
+import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from core.annotations.model import (
 from core.annotations.store import NotFound
 from core.app import annotations as app
 from core.app.workstation import Workstation
+from core.audit.export import to_dicom_xml
 from core.audit.vocabulary import EventType
 from core.security.users import PermissionDenied
 from core.store.schema import annotation_rows
@@ -129,6 +131,12 @@ def test_edit_move_delete_restore_are_audited_and_deletes_kept(
     assert [e.details["event_action"] for e in updates] == ["U", "U"]
     assert _events(ws, "annotation-delete")[0].details["event_action"] == "D"
     assert len(_events(ws, "annotation-restore")) == 1
+    # the DICOM audit message export carries each change's own action code, not "R"
+    xml = to_dicom_xml(ws.audit.iter_events(event_type=EventType.INSTANCES_ACCESSED))
+    codes = [m.find("EventIdentification").get("EventActionCode") for m in ET.fromstring(xml)]
+    assert codes.count("C") >= 1
+    assert codes.count("U") == 3  # move, edit, restore
+    assert codes.count("D") == 1
     with pytest.raises(NotFound, match="not deleted"):
         app.restore_annotation(ws, a.uid)
     with pytest.raises(AnnotationError, match="is stored already"):
