@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -55,6 +55,7 @@ if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
     from desktop.sync_worker import SyncController
 
 Area = Qt.DockWidgetArea
+_POINTER = (QEvent.Type.MouseMove, QEvent.Type.MouseButtonPress, QEvent.Type.Wheel)
 
 
 def _viewer_settings() -> tuple[bool, float]:
@@ -245,9 +246,19 @@ class MainWindow(QMainWindow):
         self.viewport.installEventFilter(self)
 
     def eventFilter(self, obj: object, event: object) -> bool:
-        if obj is self.viewport and self.viewport.status_text:
-            self.pixel_label.setText(self.viewport.status_text)
+        """The pixel value and position under the mouse, from whichever viewport it is over
+        (read once the viewport has handled the event, so it is this move's, not the last)."""
+        if (
+            isinstance(obj, ViewportWidget)
+            and isinstance(event, QEvent)
+            and event.type() in _POINTER
+        ):
+            QTimer.singleShot(0, self, lambda w=obj: self._show_pixel(w))
         return False
+
+    def _show_pixel(self, widget: ViewportWidget) -> None:
+        if widget.status_text:
+            self.pixel_label.setText(widget.status_text)
 
     # --- reactions to the state ------------------------------------------------------------
     @property
@@ -257,6 +268,7 @@ class MainWindow(QMainWindow):
     def _bind_slider(self, force: bool = False) -> None:
         """The slider and its label follow the active viewport's acquired slices; over a
         reformat (scrolled with the wheel and keys in its own plane) the slider is disabled."""
+        QTimer.singleShot(0, self._watch_viewports)  # after a hanging has built its cells
         state = self.reading.active_state
         old = self._slider_state
         if state is not old:
@@ -276,6 +288,11 @@ class MainWindow(QMainWindow):
             else "Slice of the active viewport"
         )
         self._sync_slider()
+
+    def _watch_viewports(self) -> None:
+        """Every viewport's pixel readout reaches the status bar (installing twice is once)."""
+        for widget in self.grid.widgets:
+            widget.installEventFilter(self)
 
     def _sync_slider(self, _series: object = None) -> None:
         st = self.slider_state

@@ -298,6 +298,14 @@ def test_toolbar_acts_on_the_active_viewport_and_its_linked_ones(
     assert (win.slider.maximum(), win.slice_label.text()) == (0, "1 / 1")
     model.set_active(1)
     assert win.slider.value() == 10
+    # the pixel readout in the status bar comes from the viewport under the mouse
+    qtbot.wait(50)
+    right_widget = grid.widgets[1]
+    centre = right_widget.rect().center()
+    for dx in (0, 3, 6):
+        qtbot.mouseMove(right_widget, centre + QPoint(dx, 0))
+    assert right_widget.status_text
+    qtbot.waitUntil(lambda: win.pixel_label.text() == right_widget.status_text, timeout=2_000)
     act["Invert"].trigger()
     assert (left.viewport.invert, right.viewport.invert) == (False, True)
     assert act["Invert"].isChecked()

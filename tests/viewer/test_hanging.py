@@ -272,3 +272,17 @@ def test_a_missing_file_is_said(tmp_path: Path) -> None:
 def test_the_shipped_file_is_valid() -> None:
     names = [p.name for p in read_protocols(DEFAULT_FILE)]
     assert len(names) == len(set(names)) == 5
+
+
+def test_hang_on_open_and_the_priors_cache_time_are_machine_settings(tmp_path: Path) -> None:
+    from core.config import ConfigError
+
+    machine, user = tmp_path / "machine.toml", tmp_path / "user.toml"
+    defaults = load_settings(machine, user).viewer
+    assert (defaults.hang_on_open, defaults.priors_cache_s) == (True, 600.0)
+    machine.write_text("[viewer]\nhang_on_open = false\npriors_cache_s = 30\n")
+    viewer = load_settings(machine, user).viewer
+    assert (viewer.hang_on_open, viewer.priors_cache_s) == (False, 30.0)
+    machine.write_text("[viewer]\npriors_cache_s = -5\n")
+    with pytest.raises(ConfigError, match=r"viewer\.priors_cache_s"):
+        load_settings(machine, user)
