@@ -141,7 +141,6 @@ class VolumeRenderer:
         check_modality(volume.modality, volume.series_uid)
         _offscreen_default()
         import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL classes)
-        from vtkmodules.vtkCommonCore import vtkMultiThreader
         from vtkmodules.vtkCommonDataModel import vtkImageData
         from vtkmodules.vtkCommonMath import vtkMatrix4x4
         from vtkmodules.vtkRenderingCore import (
@@ -153,8 +152,6 @@ class VolumeRenderer:
         )
         from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
 
-        # the CPU ray caster's threads leave one core to the GUI thread (it paints meanwhile)
-        vtkMultiThreader.SetGlobalDefaultNumberOfThreads(max(1, (os.cpu_count() or 2) - 1))
         self.volume = volume
         k, r, c = volume.values.shape
         geometry = volume.geometry
