@@ -26,7 +26,10 @@ ray caster. So the renderer asks for the CPU ray caster when the OpenGL renderer
 software one and leaves the GPU ray caster on a real GPU; ``mode`` says which ran.
 
 vtk is imported on first use only (start-up stays fast); without it ``vtk_missing`` says what
-to install and the menu entry says so.
+to install and the menu entry says so. Without a working OpenGL (no Mesa EGL, no GPU driver)
+VTK does not raise but crashes the process (segmentation fault, seen with its OSMesa window
+where libOSMesa is absent), so ``probe_opengl`` first renders once in a child process and
+turns a failure into a VolumeRenderError naming VTK's complaint and the packages to install.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import queue
+import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -118,6 +123,64 @@ def _numpy_support() -> Any:
     return numpy_support
 
 
+NO_GL_FIX = (
+    "It renders offscreen through EGL with a GPU driver or Mesa "
+    "(Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
+)
+_PROBE = """
+import vtkmodules.vtkRenderingOpenGL2
+from vtkmodules.vtkRenderingCore import vtkRenderer, vtkRenderWindow
+window = vtkRenderWindow()
+window.SetOffScreenRendering(1)
+window.AddRenderer(vtkRenderer())
+window.SetSize(8, 8)
+window.Render()
+print(window.GetClassName())
+print(window.ReportCapabilities())
+"""
+_probed: dict[str, str] = {}  # VTK_DEFAULT_OPENGL_WINDOW -> OpenGL renderer (once a process)
+
+
+def probe_opengl() -> str:
+    """The OpenGL renderer VTK gets offscreen, asked of a child process once: a missing
+    driver or library makes VTK crash (segmentation fault), not raise. VolumeRenderError
+    names what failed and what to install. (A frozen bundle has no ``python -c``: not probed.)"""
+    _offscreen_default()
+    key = os.environ.get("VTK_DEFAULT_OPENGL_WINDOW", "")
+    if key in _probed or getattr(sys, "frozen", False):
+        return _probed.get(key, "")
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise VolumeRenderError(f"3D volume rendering could not test OpenGL: {exc}") from exc
+    renderer = _gl_renderer(run.stdout)
+    if run.returncode != 0 or not renderer:
+        said = [
+            re.sub(r"\x1b\[[0-9;]*m", "", line).split("| ", 1)[-1].strip()
+            for line in run.stderr.splitlines()
+            if "WARN|" in line or "ERR|" in line
+        ]
+        how = (
+            f"exit status {run.returncode}"
+            if run.returncode >= 0
+            else (f"killed by signal {-run.returncode}")
+        )
+        detail = f"; VTK said: {said[0]}" if said else ""
+        window = run.stdout.splitlines()[0] if run.stdout.strip() else key or "vtkRenderWindow"
+        raise VolumeRenderError(
+            f"3D volume rendering found no OpenGL: VTK's {window} failed ({how}{detail}). "
+            f"{NO_GL_FIX}"
+        )
+    _probed[key] = renderer
+    return renderer
+
+
 def _gl_renderer(capabilities: str) -> str:
     for line in capabilities.splitlines():
         if line.startswith("OpenGL renderer string:"):
@@ -139,7 +202,7 @@ class VolumeRenderer:
         if missing is not None:
             raise VolumeRenderError(missing)
         check_modality(volume.modality, volume.series_uid)
-        _offscreen_default()
+        probe_opengl()  # in a child process: without a driver VTK crashes instead of raising
         import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL classes)
         from vtkmodules.vtkCommonDataModel import vtkImageData
         from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -188,10 +251,7 @@ class VolumeRenderer:
         self.gl_renderer = _gl_renderer(self.window.ReportCapabilities())
         if not self.gl_renderer:
             self.window.Finalize()
-            raise VolumeRenderError(
-                "3D volume rendering found no OpenGL to render offscreen with (it needs EGL "
-                "with a GPU driver or Mesa: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
-            )
+            raise VolumeRenderError(f"3D volume rendering found no OpenGL. {NO_GL_FIX}")
         self.mapper: Any = vtkSmartVolumeMapper()
         self.mapper.SetInputData(image)
         software = any(s in self.gl_renderer.lower() + " " for s in SOFTWARE_GL)

@@ -9,6 +9,7 @@ fails, as on a machine without the package) the menu entry and the renderer say 
 
 from __future__ import annotations
 
+import ctypes.util
 import dataclasses
 import subprocess
 import sys
@@ -22,12 +23,14 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QMainWindow, QMenu
 
+from core.imaging.geometry import VolumeGeometry
 from core.imaging.index import build_index
 from core.imaging.pixels import read_frame
 from core.viewer.layout import Layout
 from core.viewer.reformat import Volume, load_series_volume
 from core.viewer.state import ViewerState
 from core.viewer.volume_presets import VOLUME_PRESETS, VolumePresetError
+from desktop import volume_view
 from desktop.viewport_grid import ViewportGrid
 from desktop.viewport_widget import ViewportWidget
 from desktop.volume_view import (
@@ -36,6 +39,7 @@ from desktop.volume_view import (
     VTK_REQUIREMENT,
     RenderedFrame,
     VolumeRenderer,
+    VolumeRenderError,
     VolumeView,
     install_volume_menu,
     vtk_missing,
@@ -261,6 +265,29 @@ def test_without_vtk_the_menu_entry_and_the_renderer_say_what_to_install(tmp_pat
     assert "TIP 3D volume rendering needs the 'vtk' package, which is not installed" in out
     assert "ERROR 3D volume rendering needs the 'vtk' package" in out
     assert f"(pip install {VTK_REQUIREMENT})" in out.split("ERROR", 1)[1]
+
+
+@needs_vtk
+def test_without_an_opengl_driver_the_renderer_says_what_is_missing_and_does_not_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """VTK's OSMesa window on a machine without libOSMesa: VTK itself crashes (segmentation
+    fault) there, so the renderer must find out in its child-process probe and refuse."""
+    if ctypes.util.find_library("OSMesa"):
+        pytest.skip("libOSMesa is installed here: this machine has the driver")
+    monkeypatch.setenv("VTK_DEFAULT_OPENGL_WINDOW", "vtkOSOpenGLRenderWindow")
+    monkeypatch.setattr(volume_view, "_probed", {})
+    geometry = VolumeGeometry(
+        (2, 2, 2), np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 1.0, 0]),
+        np.array([0, 0, 1.0]), (1.0, 1.0),
+    )  # fmt: skip
+    tiny = Volume(np.zeros((2, 2, 2), np.float32), geometry, modality="CT")
+    with pytest.raises(VolumeRenderError) as info:
+        VolumeRenderer(tiny)
+    text = str(info.value)
+    assert "found no OpenGL: VTK's vtkOSOpenGLRenderWindow failed" in text
+    assert "OSMesa is not installed" in text  # VTK's own words, passed on
+    assert "apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri" in text
 
 
 # --- the window ------------------------------------------------------------------------------
