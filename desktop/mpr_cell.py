@@ -129,6 +129,9 @@ class MprCell(QWidget):
         self.images = PlaneImages(runner, self.update, self._render_failed)
         self.pivot: np.ndarray | None = None  # the crosshair (last goto): oblique turns about it
         self.measurements_drawn = 0  # by the last paint (tests)
+        # paint over the plane in widget pixels (desktop.annotation_layer): (painter, the
+        # plane's image or None while it renders, the view geometry)
+        self.overlays: list[Callable[[QPainter, Frame | None, ViewGeometry], None]] = []
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setMouseTracking(True)
         self.slab_button = SlabButton(self, lambda: self.view, self.straighten)
@@ -418,6 +421,8 @@ class MprCell(QWidget):
             lambda q: image_to_screen(g, q),
             view.slab_label(),
         )
+        for overlay in self.overlays:
+            overlay(p, frame, g)
         self._paint_labels(p, view, rendering=frame is None)
         p.end()
 

@@ -8,6 +8,7 @@ Mouse (radiology convention): left drag = current tool (window/level by default:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -40,7 +41,11 @@ from core.viewer.transform import (
     view_matrix,
 )
 
-Tool = Literal["window", "pan", "zoom", "length", "roi"]
+#: The viewport's own tools; desktop.annotation_layer adds the annotation tools (their names are
+#: ``core.annotations.model.Kind`` values), which it handles through its event filter.
+Tool = Literal["window", "pan", "zoom", "length", "roi"] | str
+#: Paints over the current slice's own image, in widget pixels (desktop.annotation_layer).
+Overlay = Callable[[QPainter, Frame, ViewGeometry], None]
 OVERLAY_COLOUR = QColor("#e8e6a0")
 MEASURE_COLOUR = QColor("#4fd1c5")
 
@@ -91,11 +96,19 @@ class ViewportWidget(QWidget):
         self.heatmap_painted: int | None = None  # slice whose heatmap the last paint drew
         self._heat_key: tuple[Any, ...] | None = None
         self._heat_img: QImage | None = None
-        state.viewport.events.connect(self._on_viewport_event)
-        state.frame_loaded.connect(self._on_frame_loaded)
-        state.series_changed.connect(self._on_series_changed)
-        state.measurements_changed.connect(lambda: self.update())
-        state.hide_phi_changed.connect(lambda _hide: self.update())
+        self.overlays: list[Overlay] = []
+        self.overlays_painted = 0  # overlays run by the last paint of an own frame (tests)
+        # the state outlives a grid cell's widget: each connection goes when the widget does
+        from desktop.grid_cells import tie
+
+        tie(self, state.viewport.events, self._on_viewport_event)
+        tie(self, state.frame_loaded, self._on_frame_loaded)
+        tie(self, state.series_changed, self._on_series_changed)
+        tie(self, state.measurements_changed, self._repaint)
+        tie(self, state.hide_phi_changed, self._repaint)
+
+    def _repaint(self, *_: Any) -> None:
+        self.update()
 
     # --- model events --------------------------------------------------------------------
     def _on_viewport_event(self, *_: Any) -> None:
@@ -221,6 +234,9 @@ class ViewportWidget(QWidget):
             p.restore()
             if own:
                 self._paint_measurements(p, frame, g)
+                for overlay in self.overlays:
+                    overlay(p, frame, g)
+                self.overlays_painted = len(self.overlays)
             self._paint_orientation(p, g)
         self._paint_overlay(p, frame)
         p.end()

@@ -1,0 +1,871 @@
+"""The annotation layer of the reading room: draw, select, move, edit, delete, undo; stored.
+
+One ``AnnotationLayer`` per window (``install_annotations(window)``, called once after the
+window is built, does everything: tools in the toolbar and Tools menu with their keys, Undo and
+Redo, the layer over every viewport the grid has now or makes later, acquired and reformatted).
+
+Model and storage are ``core.annotations`` and ``core.app.annotations``: one
+``AnnotationSession`` per study, opened on first sight of the study. Every change goes to the
+session (hence the store and the audit trail) in a worker as soon as it is made: the GUI thread
+only appends the step to a queue that one ``JobRunner`` job at a time drains, in order. What is
+on screen (``shown``) is updated at once and corrected by what the store answers (the session's
+listener, re-emitted to the GUI thread). A step in flight when the window closes is finished
+before the window's job runner lets it go (``JobRunner.shutdown`` awaits the drain job); a
+stroke not yet released is not a change and is lost with a crash, nothing else.
+
+Mouse: with any tool, a left press on an annotation selects it; dragging it moves it, dragging a
+handle edits that point, dragging its label moves the label (it stays put). Elsewhere the
+annotation tools draw: length, arrow, ellipse, rectangle by dragging; angle (3) and Cobb (4) by
+clicks (or drags, one line each); freehand by drawing the outline; probe and text by a click.
+Delete/Backspace delete the selected one, Esc drops a drawing; a double click or the context
+menu edits a text label's text. Other authors' annotations are shown read-only, as core says.
+GSPS graphics and TID 1500 measurements of other systems among the loaded files are drawn
+read-only, naming the system (``desktop.annotation_foreign``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QMouseEvent, QPainter
+from PySide6.QtWidgets import QInputDialog, QMenu, QToolBar, QWidget
+
+from core.annotations import compute
+from core.annotations.labels import Rect, annotation_labels
+from core.annotations.model import (
+    AcquiredImage,
+    Annotation,
+    AnnotationError,
+    ImageRef,
+    Kind,
+    PlaneImage,
+    Point,
+    new_uid,
+)
+from core.annotations.session import AnnotationSession, SessionOnly
+from core.imaging.model import Frame
+from core.viewer.state import ViewerState
+from core.viewer.transform import ViewGeometry, image_to_screen, screen_to_image
+from desktop import annotation_tools as tools
+from desktop.viewport_widget import ViewportWidget
+
+if TYPE_CHECKING:
+    from core.app.workstation import Workstation
+    from desktop.mpr_cell import MprCell
+    from desktop.workers import JobContext, JobRunner
+
+log = logging.getLogger(__name__)
+
+#: A study's first annotation may be drawn before the window's audit job has recorded the study
+#: in the local database (core.app.annotations needs it to name the patient): retried this long.
+STUDY_WAIT_S = 10.0
+
+
+@dataclass
+class Where:
+    """The image a widget shows now and how its pixels map to the widget's."""
+
+    study_uid: str
+    series_uid: str
+    image: ImageRef
+    frame: Frame | None
+    to_screen: Callable[[Point], tuple[float, float]]  # image (row, col) -> widget (x, y)
+    to_image: Callable[[tuple[float, float]], Point]
+
+
+def _study_of(state: ViewerState) -> tuple[str, str] | None:
+    series = state.series
+    if series is None:
+        return None
+    ctx = state.context()
+    study = ctx[1].study_instance_uid if ctx is not None else ""
+    if not study and series.instances:
+        study = series.instances[0].study_instance_uid
+    return (study, series.series_instance_uid) if study else None
+
+
+def _mapping(g: ViewGeometry) -> tuple[Any, Any]:
+    def to_screen(q: Point) -> tuple[float, float]:
+        return image_to_screen(g, (q[1], q[0]))
+
+    def to_image(pos: tuple[float, float]) -> Point:
+        x, y = screen_to_image(g, pos)
+        return (y, x)
+
+    return to_screen, to_image
+
+
+def where_acquired(w: ViewportWidget) -> Where | None:
+    """The acquired frame a viewport shows (None while it shows another slice's pixels)."""
+    ids = _study_of(w.state)
+    ref = w.state.current_slice()
+    frame = w.state.current_frame()
+    if ids is None or ref is None or frame is None:
+        return None
+    spacing = ref.instance.pixel_spacing or frame.pixel_spacing
+    if spacing is not None and not all(v > 0 for v in spacing):
+        spacing = None  # "0\\0" says nothing: measured in pixels, as core.annotations says
+    image = AcquiredImage(ref.instance.sop_instance_uid, ref.frame, spacing)
+    to_screen, to_image = _mapping(w.geometry_for(frame))
+    return Where(ids[0], ids[1], image, frame, to_screen, to_image)
+
+
+def where_reformat(cell: MprCell) -> Where | None:
+    """The reformatted plane an MPR cell shows, with its frame of reference."""
+    ids = _study_of(cell.state)
+    view, g = cell.view, cell.view_geometry()
+    if ids is None or view is None or g is None or cell.state.series is None:
+        return None
+    instances = cell.state.series.instances
+    for_uid = instances[0].frame_of_reference_uid if instances else ""
+    image = PlaneImage.from_plane(view.plane(), for_uid)
+    to_screen, to_image = _mapping(g)
+    return Where(ids[0], ids[1], image, cell.current_frame(), to_screen, to_image)
+
+
+def on_image(a: Annotation, image: ImageRef) -> tuple[Point, ...] | None:
+    """The annotation's points in ``image``'s grid when it is drawn there, else None."""
+    if isinstance(image, AcquiredImage):
+        mine = a.image
+        if isinstance(mine, AcquiredImage) and (mine.sop_instance_uid, mine.frame) == (
+            image.sop_instance_uid,
+            image.frame,
+        ):
+            return a.points
+        return None
+    if isinstance(a.image, PlaneImage) and a.image.shows(image):
+        return a.image.map_points(a.points, image)
+    return None
+
+
+def to_own_grid(a: Annotation, image: ImageRef, points: tuple[Point, ...]) -> tuple[Point, ...]:
+    """Points drawn in ``image``'s grid back in the grid the annotation was made in."""
+    if isinstance(image, PlaneImage) and isinstance(a.image, PlaneImage):
+        return image.map_points(points, a.image)
+    return points
+
+
+class _Writer(QObject):
+    """The one queue of steps to the store: appended on the GUI thread, drained in order by one
+    JobRunner job at a time (a job is started when the queue was idle)."""
+
+    failed = Signal(str)
+
+    def __init__(self, runner: JobRunner, parent: QObject) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self._steps: list[tuple[str, Callable[[], object]]] = []
+        self._lock = threading.Lock()
+        self._draining = False
+        self.done = 0  # steps finished (tests, benchmarks)
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._steps) + int(self._draining)
+
+    def submit(self, name: str, step: Callable[[], object]) -> None:
+        with self._lock:
+            self._steps.append((name, step))
+            if self._draining:
+                return
+            self._draining = True
+        try:
+            self.runner.start("Save annotations", self._drain)
+        except RuntimeError:  # the window is closing: write it here rather than lose it
+            self._drain(None)
+
+    def _drain(self, _ctx: JobContext | None) -> None:
+        while True:
+            with self._lock:
+                if not self._steps:
+                    self._draining = False
+                    return
+                name, step = self._steps.pop(0)
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - every failure is told, none stops the queue
+                log.warning("annotation step %s failed: %s", name, exc)
+                self.failed.emit(f"Annotation not saved ({name}): {exc}")
+            self.done += 1
+
+
+class AnnotationLayer(QObject):
+    """See the module docstring. ``workstation`` None: a bare window, annotations live for the
+    session only (``SessionOnly``)."""
+
+    changed = Signal()  # what is shown changed (repaint)
+    message = Signal(str)  # for the status bar
+    _stepped = Signal(str, object, bool)  # (what, annotation, deleted), from the worker
+    _loaded = Signal(str, list)  # (study uid, annotations), from the worker
+
+    def __init__(self, runner: JobRunner, workstation: Workstation | None, parent: QObject) -> None:
+        super().__init__(parent)
+        self.ws = workstation
+        self.author = workstation.actor.user if workstation is not None else "local"
+        self.writer = _Writer(runner, self)
+        self.writer.failed.connect(self._failed)
+        self.sessions: dict[str, AnnotationSession] = {}
+        self._session_lock = threading.Lock()
+        self._requested: set[str] = set()
+        self.loaded: set[str] = set()  # studies whose stored annotations are shown
+        self.shown: dict[str, Annotation] = {}
+        self.selected: str | None = None
+        self.last_study = ""
+        self.widgets: list[QWidget] = []
+        self.foreign: Any = None  # desktop.annotation_foreign.ForeignMarks, when installed
+        self.grid: Any = None  # the window's ViewportGrid: a press makes its cell active
+        self.text_dialog: QInputDialog | None = None
+        self._drag: dict[str, Any] | None = None
+        self._drawing: dict[str, Any] | None = None  # a click tool's points so far
+        self._painted: dict[int, list[tuple[Annotation, tuple[Point, ...], Rect]]] = {}
+        self._lines: dict[tuple[Any, ...], list[str]] = {}
+        self._stepped.connect(self._on_step)
+        self._loaded.connect(self._on_loaded)
+
+    # --- sessions (worker side) -------------------------------------------------------------
+    def _session(self, study_uid: str) -> AnnotationSession:
+        """The study's session, opened here (in the writer's job) on first use."""
+        with self._session_lock:
+            found = self.sessions.get(study_uid)
+            if found is not None:
+                return found
+        if self.ws is None:
+            session = AnnotationSession(SessionOnly(self.author), self.author)
+        else:
+            from core.app.annotations import open_session
+
+            session = open_session(self.ws, study_uid)
+        session.listen(self._stepped.emit)
+        with self._session_lock:
+            self.sessions.setdefault(study_uid, session)
+            return self.sessions[study_uid]
+
+    def _run(self, study_uid: str, what: str, step: Callable[[AnnotationSession], object]) -> None:
+        def call() -> object:
+            from core.app.annotations import StudyNotRecorded
+
+            session = self._session(study_uid)
+            deadline = time.monotonic() + STUDY_WAIT_S
+            while True:
+                try:
+                    return step(session)
+                except StudyNotRecorded:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+
+        self.writer.submit(what, call)
+
+    def require(self, study_uid: str) -> None:
+        """Show the study's stored annotations (read in the writer's queue, so before any
+        change drawn after this call)."""
+        if not study_uid or study_uid in self._requested:
+            return
+        self._requested.add(study_uid)
+
+        def load() -> object:
+            found = self._session(study_uid).all()
+            self._loaded.emit(study_uid, found)
+            return found
+
+        self.writer.submit("load", load)
+
+    # --- GUI side -------------------------------------------------------------------------
+    def _on_loaded(self, study_uid: str, found: list[Annotation]) -> None:
+        for a in found:
+            self.shown.setdefault(a.uid, a)
+        self.loaded.add(study_uid)
+        self._repaint()
+
+    def _on_step(self, _what: str, a: Annotation, deleted: bool) -> None:
+        if deleted:
+            self.shown.pop(a.uid, None)
+            if self.selected == a.uid:
+                self.selected = None
+        else:
+            self.shown[a.uid] = a
+        self._repaint()
+
+    def _failed(self, text: str) -> None:
+        """A refused or failed step: say so and show what the store holds."""
+        self.message.emit(text)
+        with self._session_lock:
+            sessions = list(self.sessions.values())
+        for session in sessions:
+            for a in session.all():
+                self.shown[a.uid] = a
+        live = {a.uid for s in sessions for a in s.all()}
+        for uid in [u for u in self.shown if u not in live]:
+            del self.shown[uid]
+        self._repaint()
+
+    def _repaint(self) -> None:
+        for w in self.widgets:
+            w.update()
+        self.changed.emit()
+
+    def editable(self, a: Annotation) -> bool:
+        return a.author == self.author
+
+    # changes: shown at once, stored in order by the writer
+    def create(self, a: Annotation) -> None:
+        a = replace(a, author=self.author)
+        self.shown[a.uid] = a
+        self.selected = a.uid
+        self.last_study = a.study_uid
+        self._run(a.study_uid, "create", lambda s: s.create(a))
+        self._repaint()
+
+    def update(self, before: Annotation, after: Annotation, what: str) -> None:
+        self.shown[after.uid] = after
+        self.last_study = after.study_uid
+        uid = after.uid
+        if what == "move":
+            d_row = after.points[0][0] - before.points[0][0]
+            d_col = after.points[0][1] - before.points[0][1]
+            self._run(after.study_uid, what, lambda s: s.move(uid, d_row, d_col))
+        elif what == "move label":
+            self._run(after.study_uid, what, lambda s: s.move_label(uid, after.label_pos))
+        else:
+            self._run(
+                after.study_uid,
+                what,
+                lambda s: s.edit(uid, points=after.points, text=after.text),
+            )
+        self._repaint()
+
+    def delete(self, uid: str) -> bool:
+        a = self.shown.get(uid)
+        if a is None:
+            return False
+        if not self.editable(a):
+            self.message.emit(f"{a.what} was drawn by '{a.author}': it is read-only")
+            return False
+        del self.shown[uid]
+        if self.selected == uid:
+            self.selected = None
+        self.last_study = a.study_uid
+        self._run(a.study_uid, "delete", lambda s: s.delete(uid))
+        self._repaint()
+        return True
+
+    def undo(self) -> None:
+        if self.last_study:
+            self._run(self.last_study, "undo", lambda s: s.undo())
+
+    def redo(self) -> None:
+        if self.last_study:
+            self._run(self.last_study, "redo", lambda s: s.redo())
+
+    def edit_text(self, uid: str, text: str) -> None:
+        a = self.shown.get(uid)
+        if a is None or not self.editable(a) or text == a.text:
+            return
+        try:
+            after = a.edited(text=text)
+        except AnnotationError as exc:
+            self.message.emit(str(exc))
+            return
+        self.update(a, after, "edit")
+
+    # --- attaching to widgets -------------------------------------------------------------
+    def attach(self, w: ViewportWidget) -> None:
+        """Draw over ``w`` and take its mouse and keys (each viewport of the grid)."""
+        if any(x is w for x in self.widgets):
+            return
+        self.widgets.append(w)
+        w.overlays.append(partial(self._paint_acquired, w))
+        w.installEventFilter(self)
+        w.destroyed.connect(lambda *_: self._forget(w))
+        from desktop.grid_cells import tie
+
+        tie(w, w.state.series_changed, lambda *_: self._series_shown(w.state))
+        self._series_shown(w.state)
+
+    def attach_reformat(self, cell: MprCell) -> None:
+        if any(x is cell for x in self.widgets):
+            return
+        self.widgets.append(cell)
+        cell.overlays.append(partial(self._paint_reformat, cell))
+        cell.installEventFilter(self)
+        cell.destroyed.connect(lambda *_: self._forget(cell))
+
+    def _paint_acquired(self, w: ViewportWidget, p: QPainter, *_: object) -> None:
+        self.paint(w, p, where_acquired(w))
+
+    def _paint_reformat(self, cell: MprCell, p: QPainter, *_: object) -> None:
+        self.paint(cell, p, where_reformat(cell))
+
+    def scan_reformats(self) -> None:
+        """Attach to the MPR cells over the viewports (made and dropped by the grid)."""
+        from desktop.mpr_cell import MprCell
+
+        for w in list(self.widgets):
+            if isinstance(w, ViewportWidget):
+                for cell in w.findChildren(MprCell):
+                    self.attach_reformat(cell)
+
+    def _activate(self, w: QObject) -> None:
+        vp = w if isinstance(w, ViewportWidget) else getattr(w, "viewport", None)
+        grid = self.grid
+        if grid is not None and vp is not None:
+            for i, x in enumerate(grid.widgets):
+                if x is vp:
+                    grid.model.set_active(i)
+
+    def _forget(self, w: QObject) -> None:
+        self.widgets = [x for x in self.widgets if x is not w]
+        self._painted.pop(id(w), None)
+
+    def _series_shown(self, state: ViewerState) -> None:
+        ids = _study_of(state)
+        if ids is not None:
+            self.require(ids[0])
+            self.last_study = self.last_study or ids[0]
+
+    def where(self, w: QObject) -> Where | None:
+        if isinstance(w, ViewportWidget):
+            return where_acquired(w)
+        return where_reformat(w)  # type: ignore[arg-type]
+
+    # --- painting -------------------------------------------------------------------------
+    def on(self, image: ImageRef) -> list[tuple[Annotation, tuple[Point, ...]]]:
+        found = []
+        for a in self.shown.values():
+            pts = on_image(a, image)
+            if pts is not None:
+                found.append((a, pts))
+        return found
+
+    def lines(self, a: Annotation, frame: Frame | None) -> list[str]:
+        key = (a.uid, a.points, a.text, id(frame) if frame is not None else None)
+        found = self._lines.get(key)
+        if found is None:
+            values = frame.values if frame is not None else None
+            units = frame.units if frame is not None else ""
+            try:
+                found = compute.label_lines(a, values, units)
+            except (AnnotationError, ValueError) as exc:
+                found = [str(exc)]
+            if not self.editable(a):
+                found = [*found, f"by {a.author}"]
+            if len(self._lines) > 5000:
+                self._lines.clear()
+            self._lines[key] = found
+        return found
+
+    def paint(self, w: QWidget, p: QPainter, at: Where | None) -> None:
+        """Every annotation on the image ``w`` shows, their labels placed without overlap."""
+        if at is None:
+            self._painted[id(w)] = []
+            return
+        items = self.on(at.image)
+        d = self._drag
+        if d is not None and d.get("widget") is w and d.get("preview") is not None:
+            a = d["preview"]
+            items = [(x, pts) for x, pts in items if x.uid != a.uid]
+            items.append((a, on_image(a, at.image) or a.points))
+        fm = p.fontMetrics()
+        labelled = [
+            replace(a, points=pts, label_pos=self._local_label(a, at.image)) for a, pts in items
+        ]
+        texts = {a.uid: self.lines(a, at.frame) for a, _ in items}
+
+        def to_view(q: Point) -> tuple[float, float]:
+            x, y = at.to_screen(q)
+            return (y, x)
+
+        rects = annotation_labels(
+            [a for a in labelled if texts[a.uid]],
+            to_view,
+            lambda a: tools.label_size(fm, texts[a.uid]),
+            Rect(0.0, 0.0, float(w.height()), float(w.width())),
+        )
+        painted = []
+        for a, pts in items:
+            colour = tools.OWN_COLOUR if self.editable(a) else tools.OTHER_COLOUR
+            chosen = a.uid == self.selected
+            tools.paint_shape(p, a.kind, pts, at.to_screen, colour, chosen)
+            rect = rects.get(a.uid)
+            if rect is not None:
+                tools.paint_label(p, rect, texts[a.uid], colour, chosen)
+            painted.append((a, pts, rect or Rect(0, 0, 0, 0)))
+        self._painted[id(w)] = painted
+        drawing = self._drawing
+        if drawing is not None and drawing["widget"] is w:
+            sketch = [*drawing["points"], drawing["cursor"]]
+            tools.paint_shape(p, drawing["kind"], sketch, at.to_screen, tools.OWN_COLOUR)
+        if self.foreign is not None:
+            self.foreign.paint(p, at)
+
+    def _local_label(self, a: Annotation, image: ImageRef) -> Point | None:
+        if a.label_pos is None:
+            return None
+        if isinstance(image, PlaneImage) and isinstance(a.image, PlaneImage):
+            return a.image.map_points([a.label_pos], image)[0]
+        return a.label_pos
+
+    def painted_on(self, w: QWidget) -> list[Annotation]:
+        """The annotations the last paint of ``w`` drew (tests)."""
+        return [a for a, _, _ in self._painted.get(id(w), [])]
+
+    def label_rect(self, w: QWidget, uid: str) -> Rect | None:
+        for a, _, rect in self._painted.get(id(w), []):
+            if a.uid == uid:
+                return rect
+        return None
+
+    # --- mouse and keys -------------------------------------------------------------------
+    def tool_of(self, w: QObject) -> Kind | None:
+        vp = w if isinstance(w, ViewportWidget) else getattr(w, "viewport", None)
+        name = getattr(vp, "tool", "window")
+        return tools.TOOL_KINDS.get(str(name))
+
+    def _hit(self, w: QObject, pos: tuple[float, float], at: Where) -> tuple[Annotation, str, int]:
+        """(annotation, part, handle) under ``pos``; part '' when nothing is."""
+        found = self._painted.get(id(w), [])
+        order = sorted(found, key=lambda t: t[0].uid != self.selected)
+        hits = [(a, tools.hit(a.kind, pts, at.to_screen, pos)) for a, pts, _rect in order]
+        for a, h in hits:  # a handle first: a label may lie over a line's end
+            if h is not None and h >= 0:
+                return a, "handle", h
+        for a, _pts, rect in reversed(found):
+            if rect.left <= pos[0] <= rect.right and rect.top <= pos[1] <= rect.bottom:
+                return a, "label", -1
+        for a, h in hits:
+            if h is not None:
+                return a, "body", h
+        return found[0][0] if found else None, "", -1  # type: ignore[return-value]
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        t = event.type()
+        if t == QEvent.Type.ChildAdded and isinstance(obj, ViewportWidget):
+            QTimer.singleShot(0, self, self.scan_reformats)  # an MPR cell is being made
+            return False
+        if t == QEvent.Type.MouseButtonPress:
+            return self._press(obj, event)  # type: ignore[arg-type]
+        if t == QEvent.Type.MouseMove:
+            return self._move(obj, event)  # type: ignore[arg-type]
+        if t == QEvent.Type.MouseButtonRelease:
+            return self._release(obj, event)  # type: ignore[arg-type]
+        if t == QEvent.Type.MouseButtonDblClick:
+            return self._double_click(obj, event)  # type: ignore[arg-type]
+        if t == QEvent.Type.ShortcutOverride:
+            return self._override(event)  # type: ignore[arg-type]
+        if t == QEvent.Type.KeyPress:
+            return self._key(event)  # type: ignore[arg-type]
+        if t == QEvent.Type.ContextMenu:
+            return self._context_menu(obj, event)
+        return False
+
+    def _press(self, w: Any, e: QMouseEvent) -> bool:
+        if e.button() != Qt.MouseButton.LeftButton:
+            return False
+        if e.modifiers() & Qt.KeyboardModifier.ShiftModifier:
+            return False  # Shift+click: the grid's crosshair
+        if e.modifiers() & Qt.KeyboardModifier.ControlModifier and self.tool_of(w) is None:
+            return False  # Ctrl+drag with W/L: the window of a region
+        at = self.where(w)
+        if at is None:
+            return False
+        pos = (e.position().x(), e.position().y())
+        point = at.to_image(pos)
+        kind = self.tool_of(w)
+        drawing = self._drawing
+        if drawing is not None and drawing["widget"] is w:
+            drawing["points"].append(point)
+            drawing["cursor"] = point
+            self._finish_clicks(w, at)
+            return True
+        a, part, handle = self._hit(w, pos, at)
+        if part or kind is not None:
+            w.setFocus()
+            self._activate(w)
+        if part:
+            self.selected = a.uid
+            self.last_study = a.study_uid
+            if self.editable(a):
+                self._drag = {
+                    "widget": w,
+                    "part": part,
+                    "handle": handle,
+                    "start": point,
+                    "start_pos": pos,
+                    "before": a,
+                    "preview": None,
+                }
+            self._repaint()
+            return True
+        changed = self.selected is not None
+        self.selected = None
+        if kind is None:
+            if changed:
+                self._repaint()
+            return False
+        self._start_drawing(w, at, kind, point)
+        return True
+
+    def _start_drawing(self, w: Any, at: Where, kind: Kind, point: Point) -> None:
+        if kind is Kind.PROBE:
+            self.create(Annotation(kind, (point,), at.image, at.study_uid, at.series_uid))
+        elif kind is Kind.TEXT:
+            self._ask_text(w, "Text label", "", lambda text: self._new_text(at, point, text))
+        elif kind in tools.CLICK_KINDS:
+            self._drawing = {"widget": w, "kind": kind, "points": [point], "cursor": point}
+            self._drawing["at"] = at
+        else:
+            self._drag = {
+                "widget": w,
+                "part": "new",
+                "kind": kind,
+                "start": point,
+                "points": [point],
+                "at": at,
+                "preview": None,
+                "uid": new_uid(),
+            }
+        self._repaint()
+
+    def _new_text(self, at: Where, point: Point, text: str) -> None:
+        if text.strip():
+            self.create(
+                Annotation(Kind.TEXT, (point,), at.image, at.study_uid, at.series_uid, text=text)
+            )
+
+    def _ask_text(self, w: QWidget, title: str, text: str, done: Callable[[str], None]) -> None:
+        """A non-modal input (the event loop runs on; tests fill ``text_dialog``)."""
+        dialog = QInputDialog(w.window())
+        dialog.setWindowTitle(title)
+        dialog.setLabelText("Text:")
+        dialog.setTextValue(text)
+        dialog.textValueSelected.connect(done)
+        dialog.finished.connect(dialog.deleteLater)
+        self.text_dialog = dialog
+        dialog.open()
+
+    def _finish_clicks(self, w: Any, at: Where) -> None:
+        d = self._drawing
+        assert d is not None
+        kind: Kind = d["kind"]
+        if len(d["points"]) >= (3 if kind is Kind.ANGLE else 4):
+            self._drawing = None
+            self.create(Annotation(kind, tuple(d["points"]), d["at"].image, at.study_uid,
+                                   at.series_uid))  # fmt: skip
+        self._repaint()
+
+    def _move(self, w: Any, e: QMouseEvent) -> bool:
+        d = self._drag
+        drawing = self._drawing
+        pos = (e.position().x(), e.position().y())
+        if drawing is not None and drawing["widget"] is w:
+            at = self.where(w)
+            if at is not None:
+                drawing["cursor"] = at.to_image(pos)
+                w.update()
+            return False  # the status bar still follows the mouse
+        if d is None or d["widget"] is not w:
+            return False
+        at = self.where(w)
+        if at is None:
+            return True
+        point = at.to_image(pos)
+        if d["part"] == "new":
+            kind: Kind = d["kind"]
+            if kind is Kind.FREEHAND:
+                last = d["points"][-1]
+                if abs(point[0] - last[0]) + abs(point[1] - last[1]) >= 1.0:
+                    d["points"].append(point)
+                pts = tuple(d["points"]) if len(d["points"]) >= 3 else None
+            else:
+                pts = (d["start"], point)
+            if pts is not None:
+                d["preview"] = Annotation(
+                    kind,
+                    pts,
+                    at.image,
+                    at.study_uid,
+                    at.series_uid,
+                    author=self.author,
+                    uid=d["uid"],
+                )
+        else:
+            self._drag_existing(d, at, point, pos)
+        w.update()
+        return True
+
+    def _drag_existing(
+        self, d: dict[str, Any], at: Where, point: Point, pos: tuple[float, float]
+    ) -> None:
+        a: Annotation = d["before"]
+        local = on_image(a, at.image) or a.points
+        d_row, d_col = point[0] - d["start"][0], point[1] - d["start"][1]
+        if d["part"] == "label":
+            rect = d.get("label_at") or self.label_rect(d["widget"], a.uid)
+            if rect is None:
+                return
+            d["label_at"] = rect
+            top = rect.top + pos[1] - d["start_pos"][1]
+            left = rect.left + pos[0] - d["start_pos"][0]
+            label = at.to_image((left, top))
+            d["preview"] = a.edited(label_pos=to_own_grid(a, at.image, (label,))[0])
+            return
+        if d["part"] == "handle":
+            pts = list(local)
+            pts[d["handle"]] = point
+            moved = tuple(pts)
+        else:
+            moved = tuple((r + d_row, c + d_col) for r, c in local)
+        d["preview"] = a.edited(points=to_own_grid(a, at.image, moved))
+
+    def _release(self, w: Any, e: QMouseEvent) -> bool:
+        if e.button() != Qt.MouseButton.LeftButton:
+            return False
+        d, self._drag = self._drag, None
+        if d is None or d["widget"] is not w:
+            return self._drawing is not None and self._drawing["widget"] is w
+        preview: Annotation | None = d.get("preview")
+        if d["part"] == "new":
+            if preview is not None and self._big_enough(d["at"], preview):
+                self.create(replace(preview, author=""))
+            self._repaint()
+            return True
+        if preview is None:
+            self._repaint()
+            return True
+        if d["part"] == "label":
+            self.update(d["before"], preview, "move label")
+        elif d["part"] == "handle":
+            self.update(d["before"], preview, "edit")
+        else:
+            self.update(d["before"], preview, "move")
+        return True
+
+    @staticmethod
+    def _big_enough(at: Where, a: Annotation) -> bool:
+        """A click without a drag draws nothing (3 widget pixels at least)."""
+        xs = [at.to_screen(p) for p in a.points]
+        span = max(abs(x[0] - xs[0][0]) + abs(x[1] - xs[0][1]) for x in xs)
+        return span >= 3.0
+
+    def _double_click(self, w: Any, e: QMouseEvent) -> bool:
+        at = self.where(w)
+        if at is None:
+            return False
+        a, part, _ = self._hit(w, (e.position().x(), e.position().y()), at)
+        if not part or a.kind is not Kind.TEXT or not self.editable(a):
+            return False
+        self._ask_text(w, "Edit text label", a.text, lambda text: self.edit_text(a.uid, text))
+        return True
+
+    _KEYS = (Qt.Key.Key_Delete, Qt.Key.Key_Backspace, Qt.Key.Key_Escape)
+
+    def _override(self, e: QKeyEvent) -> bool:
+        """Delete and Esc belong to the viewport while an annotation is selected or drawn
+        (the window's Clear and Cancel loading keep them otherwise)."""
+        if e.key() in self._KEYS and (self.selected is not None or self._drawing is not None):
+            e.accept()
+        return False
+
+    def _key(self, e: QKeyEvent) -> bool:
+        key = e.key()
+        if key == Qt.Key.Key_Escape and self._drawing is not None:
+            self._drawing = None
+            self._repaint()
+            return True
+        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.selected is not None:
+            self.delete(self.selected)
+            return True
+        return False
+
+    def _context_menu(self, w: Any, event: QEvent) -> bool:
+        at = self.where(w)
+        pos = getattr(event, "pos", None)
+        if at is None or pos is None:
+            return False
+        p = pos()
+        a, part, _ = self._hit(w, (float(p.x()), float(p.y())), at)
+        if not part or not self.editable(a):
+            return False
+        self.selected = a.uid
+        self._repaint()
+        menu = QMenu(w)
+        menu.addAction("Delete annotation", lambda: self.delete(a.uid))
+        if a.kind is Kind.TEXT:
+            menu.addAction(
+                "Edit text…",
+                lambda: self._ask_text(w, "Edit text label", a.text,
+                                       lambda text: self.edit_text(a.uid, text)),
+            )  # fmt: skip
+        menu.popup(w.mapToGlobal(p))
+        return True
+
+
+def _toolbar(window: Any) -> QToolBar | None:
+    found = window.findChild(QToolBar, "toolsToolbar")
+    return found if isinstance(found, QToolBar) else None
+
+
+def install_annotations(window: Any) -> AnnotationLayer:
+    """Everything annotations need in a built main window, in one call: the layer (on the
+    window's profile, or session-only without one), the tools in the Tools toolbar, group and
+    menu with their keys, Undo/Redo (Ctrl+Z; Ctrl+Shift+Z and Ctrl+Y), Delete in the Tools
+    menu, the layer over every viewport and reformat of the grid (now and later), other systems'
+    GSPS/TID 1500 marks, and the status bar told of refused steps. Returns the layer."""
+    from desktop.annotation_foreign import ForeignMarks
+    from desktop.grid_cells import GridCells
+
+    layer = AnnotationLayer(window.runner, window.workstation, window)
+    layer.grid = window.grid
+    window.annotations = layer
+    layer.message.connect(lambda text: window.statusBar().showMessage(text, 8000))
+    group = None
+    known = getattr(window, "actions_by_name", {})
+    if "Length" in known:
+        group = known["Length"].actionGroup()
+    bar = _toolbar(window)
+    menu = window.menus.tools if getattr(window, "menus", None) is not None else None
+    added: list[QAction] = []
+    for spec in tools.TOOLS:
+        action = QAction(spec.label, window)
+        action.setShortcut(QKeySequence(spec.key))
+        action.setCheckable(True)
+        action.setToolTip(f"{spec.tip} ({spec.key})")
+        action.toggled.connect(lambda on, k=spec.kind: window.set_tool(k.value) if on else None)
+        window.addAction(action)
+        if group is not None:
+            group.addAction(action)
+        if bar is not None:
+            bar.addAction(action)
+        if menu is not None:
+            menu.addAction(action)
+        known[spec.label] = action
+        added.append(action)
+    for name, keys, slot in (
+        ("Undo annotation", ["Ctrl+Z"], layer.undo),
+        ("Redo annotation", ["Ctrl+Shift+Z", "Ctrl+Y"], layer.redo),
+        ("Delete annotation", [], lambda: layer.selected and layer.delete(layer.selected)),
+    ):
+        action = QAction(name, window)
+        action.setShortcuts([QKeySequence(k) for k in keys])
+        action.triggered.connect(slot)
+        window.addAction(action)
+        if menu is not None:
+            menu.addAction(action)
+        known[name] = action
+    layer.tool_actions = added  # type: ignore[attr-defined]
+
+    cells = GridCells(window.grid)
+    cells.added.connect(layer.attach)
+    cells.start()
+    layer.cells = cells  # type: ignore[attr-defined]
+    layer.scan_reformats()
+    layer.foreign = ForeignMarks(window, layer)
+    return layer
