@@ -35,6 +35,7 @@ from core.audit.events import Actor, Participants, event
 from core.audit.log import StoredEvent
 from core.audit.vocabulary import EventType, Outcome
 from core.reports import store
+from core.reports.items import AcceptedFinding
 from core.reports.model import Report, ReportError, ReportState
 from core.reports.store import Exported, StoredReport
 from core.security.users import Permission
@@ -211,6 +212,28 @@ def add_addendum(
         stored = _audit(ws, conn, actor, report, "addendum", "U", revision)
         store.update_report(conn, report, revision, stored.index)
         return StoredReport(report, revision, current.exported)
+
+
+def accepted_findings(ws: Workstation, study_uid: str) -> list[AcceptedFinding]:
+    """The study's AI results whose latest verdict is "accepted", one line's worth per result
+    and decided label (the report's "insert accepted AI findings"). A read, not audited: the
+    decisions were audited when made."""
+    ws.require(READ)
+    found: list[AcceptedFinding] = []
+    for stored in ws.results.list_for_study(study_uid):
+        if stored.latest_decision != "accepted":
+            continue
+        decisions = [str(d) for d in stored.payload.get("decisions", [])]
+        scores = stored.payload.get("scores", [])
+        for label in dict.fromkeys(decisions):
+            picked = [i for i, d in enumerate(decisions) if d == label]
+            values = [
+                float(scores[i][label]) for i in picked if i < len(scores) and label in scores[i]
+            ]
+            where = f" on {len(picked)} of {len(decisions)} images" if len(decisions) > 1 else ""
+            model = f"{stored.model_id} {stored.model_version}"
+            found.append(AcceptedFinding(model, label + where, max(values) if values else None))
+    return found
 
 
 # --- the impression drafter ------------------------------------------------------------------
