@@ -72,6 +72,16 @@ def _rc(points: Iterable[tuple[float, float]]) -> tuple[Point, ...]:
     return tuple((float(r), float(c)) for c, r in points)
 
 
+#: UCUM codes as a reader reads them.
+UNITS = {"{pixel}": "px", "{pixel}2": "px²", "mm2": "mm²", "1": "", "[hnsf'U]": "HU", "deg": "°"}
+
+
+def _line(label: str, what: str, value: float, unit: str) -> str:
+    unit = UNITS.get(unit, unit)
+    head = f"{label}: " if label and label != what else ""
+    return f"{head}{what} {value:g} {unit}".rstrip()
+
+
 def _key(sop: str, frame: int | None) -> tuple[str, int]:
     return (sop, (frame - 1) if frame else 0)
 
@@ -103,8 +113,7 @@ def read_marks(_ctx: JobContext | None, paths: list[str]) -> tuple[dict[Any, lis
                     if target is None:
                         continue
                     for m in numbers:
-                        what = m.derivation or m.quantity
-                        line = f"{m.label + ': ' if m.label else ''}{what} {m.value:g} {m.unit}"
+                        line = _line(m.label, m.derivation or m.quantity, m.value, m.unit)
                         mark = ForeignMark(system, m.graphic_type or "TEXT", _rc(m.points), (line,))
                         found.setdefault(_key(target.sop_instance_uid, target.frame), []).append(
                             mark
@@ -124,6 +133,7 @@ class ForeignMarks(QObject):
         self.window, self.layer = window, layer
         self.marks: dict[tuple[str, int], list[ForeignMark]] = {}
         self._seen: set[str] = set()
+        self.painted: list[ForeignMark] = []  # by the last paint of an image with marks (tests)
         from desktop.grid_cells import tie
 
         tie(self, window.state.index_changed, self._on_index)
@@ -165,6 +175,7 @@ class ForeignMarks(QObject):
         marks = self.on(at.image)
         if not marks:
             return 0
+        self.painted = list(marks)
         fm = p.fontMetrics()
         requests = []
         for i, m in enumerate(marks):
