@@ -106,9 +106,9 @@ def _words(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def test_draft_edit_sign_export_and_addendum(
+def test_draft_edit_sign_export_and_addendum(  # type: ignore[no-untyped-def]
     qtbot, window, ws: Workstation, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     gui = install_reports(window)
     assert gui is not None
     panel = gui.panel
@@ -189,7 +189,9 @@ def test_draft_edit_sign_export_and_addendum(
     meter = StallMeter()
     meter.start()
     assert dialog.submit()
-    qtbot.waitUntil(lambda: panel.doc.state is ReportState.SIGNED, timeout=TIMEOUT_MS)
+    doc = panel.doc
+    assert doc is not None
+    qtbot.waitUntil(lambda: doc.state is ReportState.SIGNED, timeout=TIMEOUT_MS)
     qtbot.waitUntil(lambda: not dialog.isVisible(), timeout=TIMEOUT_MS)
     meter.stop()
     signing_stall = meter.worst
