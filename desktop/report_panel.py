@@ -72,6 +72,7 @@ class Doc:
     body_part: str = ""
     revision: int | None = None
     state: ReportState = ReportState.NONE
+    loaded: bool = False  # the stored report (or the template) is on screen: editable
     closed: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -354,6 +355,8 @@ class ReportPanel(QWidget):
             return
         self.doc = Doc(uid, modality, body_part)
         self._set_texts("", "")
+        self.template.clear()
+        self._update_buttons()  # read-only until the stored report is read
         self.title.setText(f"Report · {modality or 'study'} · loading…")
         self._set_message("")
         doc = self.doc
@@ -407,6 +410,7 @@ class ReportPanel(QWidget):
             self._show_addenda(stored)
         self.title.setText(f"Report · {doc.modality or 'study'} · {doc.state.value}")
         self._set_message(f"Templates: {problem}" if problem else "")
+        doc.loaded = True
         self._update_buttons()
 
     def _select_template(self, template_id: str) -> None:
@@ -733,7 +737,7 @@ class ReportPanel(QWidget):
     def _update_buttons(self) -> None:
         doc = self.doc
         signed = doc is not None and doc.state is ReportState.SIGNED
-        open_ = doc is not None and not signed and self._may_write()
+        open_ = doc is not None and doc.loaded and not signed and self._may_write()
         user = self.ws.session.user
         may_ai = user is not None and user.can(Permission.RUN_AI)
         for editor in (self.findings, self.impression):

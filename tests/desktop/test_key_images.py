@@ -73,7 +73,7 @@ def _open(qtbot, win, gui: ReportsGui, path: Path) -> str:  # type: ignore[no-un
     )
     win.audit_hooks.flush()
     qtbot.waitUntil(lambda: gui.keys.study_uid != "", timeout=TIMEOUT_MS)
-    qtbot.waitUntil(lambda: gui.panel.template.count() > 0, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: gui.panel.doc is not None and gui.panel.doc.loaded, timeout=TIMEOUT_MS)
     return gui.keys.study_uid
 
 

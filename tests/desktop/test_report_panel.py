@@ -93,7 +93,7 @@ def _open(qtbot, win, gui: ReportsGui, path: Path) -> str:  # type: ignore[no-un
         timeout=TIMEOUT_MS,
     )
     win.audit_hooks.flush()
-    qtbot.waitUntil(lambda: gui.panel.template.count() > 0, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: gui.panel.doc is not None and gui.panel.doc.loaded, timeout=TIMEOUT_MS)
     assert gui.panel.doc is not None
     return gui.panel.doc.study_uid
 
