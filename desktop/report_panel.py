@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.app import reports as app
-from core.reports.model import ReportState
+from core.reports.model import ReportError, ReportState
 from core.reports.templates import Template, TemplateError, load_templates, template_for
 from core.security.users import Permission
 from desktop.report_lines import (
@@ -109,10 +109,25 @@ def save_job(
 
 
 def sign_job(
-    _ctx: JobContext, ws: Workstation, doc: Doc, password: str, code: str | None
+    _ctx: JobContext,
+    ws: Workstation,
+    doc: Doc,
+    password: str,
+    code: str | None,
+    shown: tuple[str, str],
 ) -> StoredReport:
+    """Sign the stored draft, only if it is the text on screen (``shown``: findings,
+    impression): a save that failed before it would otherwise sign an older text."""
     with doc.lock:
-        stored = app.sign_report(ws, doc.study_uid, password, code, expected_revision=doc.revision)
+        current = app.get_report(ws, doc.study_uid)
+        if current is None or (current.report.findings, current.report.impression) != shown:
+            raise ReportError(
+                "the text on screen is not the stored draft (its save failed or is pending): "
+                'not signed; wait for "Draft saved" and sign again'
+            )
+        stored = app.sign_report(
+            ws, doc.study_uid, password, code, expected_revision=current.revision
+        )
         doc.revision, doc.state = stored.revision, stored.report.state
         return stored
 
@@ -206,6 +221,7 @@ class ReportPanel(QWidget):
         self.templates: dict[str, Template] = {}
         self.template_text: tuple[str, str] = ("", "")  # the template's text as first shown
         self.model_draft = ""  # the impression as the drafter gave it (until edited)
+        self.model_notice = ""  # what the drafter's manifest says of it (a demonstration model)
         self.dirty = False
         self._loading = False  # text set by the panel, not typed
         self._save_pending = False
@@ -287,9 +303,14 @@ class ReportPanel(QWidget):
         )
         self.to_pacs = QCheckBox("Also send to PACS")
         self.to_pacs.setObjectName("reportToPacs")
+        self.reload_button = button(
+            "Reload", self.reload, "Show the stored report (the text typed since is dropped)"
+        )
+        self.reload_button.hide()
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.template)
+        top.addWidget(self.reload_button)
         inserts = QHBoxLayout()
         inserts.addWidget(QLabel("Insert:"))
         for b in (self.insert_measurements, self.insert_keys, self.insert_ai):
@@ -353,22 +374,36 @@ class ReportPanel(QWidget):
         if not uid:
             self._show_empty()
             return
-        self.doc = Doc(uid, modality, body_part)
+        self._read(Doc(uid, modality, body_part))
+        self.study_changed.emit(uid)
+
+    def _read(self, doc: Doc) -> None:
+        """Show ``doc``'s stored report (or its template) once read (a job)."""
+        self.doc = doc
+        self.dirty = False
+        self.reload_button.hide()
         self._set_texts("", "")
         self.template.clear()
         self._update_buttons()  # read-only until the stored report is read
-        self.title.setText(f"Report · {modality or 'study'} · loading…")
+        self.title.setText(f"Report · {doc.modality or 'study'} · loading…")
         self._set_message("")
-        doc = self.doc
         self.runner.start(
             "Reading the report",
             load_job,
             self.ws,
-            uid,
+            doc.study_uid,
             on_result=lambda found: self._loaded(doc, *found),
             on_error=self._failure("The report cannot be read"),
         )
-        self.study_changed.emit(uid)
+
+    def reload(self) -> None:
+        """Show the stored report again, dropping the text typed since the last save (after
+        someone else changed it: that save was refused rather than overwrite theirs)."""
+        if self.doc is not None:
+            self._save_timer.stop()
+            self.model_draft = ""
+            self.draft_notice.hide()
+            self._read(Doc(self.doc.study_uid, self.doc.modality, self.doc.body_part))
 
     def leave_study(self) -> None:
         """Save what was typed in the study being left (a job), before showing another."""
@@ -458,7 +493,7 @@ class ReportPanel(QWidget):
             return
         self.dirty = True
         if self.model_draft and self.impression.toPlainText().strip() != self.model_draft:
-            self.draft_notice.setText(self.draft_notice.text().replace("Edit before", "Edited;"))
+            self._show_notice(edited=True)
         self._save_timer.start()
 
     def save_now(self) -> None:
@@ -499,9 +534,13 @@ class ReportPanel(QWidget):
             self._update_buttons()
 
     def _save_failed(self, doc: Doc, exc: BaseException) -> None:
-        if doc is self.doc:
-            self.dirty = True  # kept for the next try
-            self._set_message(f"The draft was not saved: {exc}", True)
+        if doc is not self.doc:
+            self._set_message(f"The draft of the study left was not saved: {exc}", True)
+            return
+        self.dirty = True  # kept for the next try
+        self._set_message(f"The draft was not saved: {exc}", True)
+        if isinstance(exc, app.ReportConflict):
+            self.reload_button.show()
 
     def save_on_close(self) -> None:
         """The window is closing: save the newest text now, waiting for a save in flight
@@ -522,7 +561,7 @@ class ReportPanel(QWidget):
 
     # --- inserting lines ------------------------------------------------------------------
     def _insert_with(self, name: str, job: Callable[..., list[str]], what: str) -> None:
-        if self.doc is None or self.doc.state is ReportState.SIGNED:
+        if self.doc is None or not self.doc.loaded or self.doc.state is ReportState.SIGNED:
             return
         sources = self.insert_sources(self.doc.study_uid)
         doc = self.doc
@@ -566,7 +605,7 @@ class ReportPanel(QWidget):
     # --- the drafter ----------------------------------------------------------------------
     def draft_impression(self) -> bool:
         """Ask the demonstration drafter for an impression of the findings (a job)."""
-        if self.doc is None or self.draft_job_running:
+        if self.doc is None or not self.doc.loaded or self.draft_job_running:
             return False
         manager = self.manager_of()
         findings = self.findings.toPlainText()
@@ -589,8 +628,8 @@ class ReportPanel(QWidget):
             cursor = self.impression.textCursor()  # one undoable step: Ctrl+Z brings back the old
             cursor.select(cursor.SelectionType.Document)
             cursor.insertText(draft.text)
-            self.draft_notice.setText(f"DRAFT · {draft.notice}")
-            self.draft_notice.show()
+            self.model_notice = draft.notice
+            self._show_notice(edited=False)
             self._set_message("Impression drafted: review and edit it before signing.")
 
         def finished(_job: object) -> None:
@@ -611,10 +650,15 @@ class ReportPanel(QWidget):
         )
         return True
 
+    def _show_notice(self, *, edited: bool) -> None:
+        state = "DRAFT, edited by you" if edited else "DRAFT"
+        self.draft_notice.setText(f"{state} · {self.model_notice}")
+        self.draft_notice.show()
+
     # --- signing, addenda -----------------------------------------------------------------
     def open_sign_dialog(self) -> SignDialog | None:
         """The password dialog (shown, not blocking); it signs through ``_submit_sign``."""
-        if self.doc is None or self.doc.state is ReportState.SIGNED:
+        if self.doc is None or not self.doc.loaded or self.doc.state is ReportState.SIGNED:
             return None
         self.save_now()  # queued before the signature: what is signed is what is shown
         unreviewed = bool(self.model_draft) and (
@@ -647,7 +691,7 @@ class ReportPanel(QWidget):
             on_failed(RuntimeError("no study on screen"))
             return
         self.serial.submit(
-            "Signing the report", sign_job, self.ws, doc, password, code,
+            "Signing the report", sign_job, self.ws, doc, password, code, self._shown(),
             on_result=on_done, on_error=on_failed,
         )  # fmt: skip
 
@@ -667,6 +711,9 @@ class ReportPanel(QWidget):
             "Adding an addendum", addendum_job, self.ws, doc, text, password, code,
             on_result=on_done, on_error=on_failed,
         )  # fmt: skip
+
+    def _shown(self) -> tuple[str, str]:
+        return self.findings.toPlainText(), self.impression.toPlainText()
 
     def _after_sign(self, dialog: SignDialog | None) -> None:
         stored: Any = dialog.signed if dialog is not None else None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
+from PySide6.QtCore import Qt
 
 from core.app import reports as app
 from core.app.workstation import Workstation
@@ -224,4 +225,48 @@ def test_a_technologist_reads_the_report_only(qtbot, make_window) -> None:  # ty
     assert gui.keys.toggle_mark()  # started: the use case says who may
     qtbot.waitUntil(lambda: "Not marked" in gui.keys.status.text(), timeout=TIMEOUT_MS)
     assert "may not" in gui.keys.status.text()
+    qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)
+
+
+def test_a_report_changed_elsewhere_is_neither_overwritten_nor_signed_unseen(  # type: ignore[no-untyped-def]
+    qtbot, make_window
+) -> None:
+    """Another window saves the report between two saves of this one: this panel's save is
+    refused, signing what is on screen is refused (the stored text differs), and Reload shows
+    the other text, which can then be signed."""
+    win, gui = make_window()
+    panel = gui.panel
+    ws = win.workstation
+    uid = _open(qtbot, win, gui, CR)
+    panel.findings.setPlainText("Mine, first.")
+    panel.save_now()
+    qtbot.waitUntil(lambda: "Draft saved" in panel.status.text(), timeout=TIMEOUT_MS)
+    app.save_draft(ws, uid, findings="Theirs.", impression="", expected_revision=0)
+
+    panel.findings.setPlainText("Mine, second.")
+    panel.save_now()
+    qtbot.waitUntil(lambda: "not saved" in panel.status.text(), timeout=TIMEOUT_MS)
+    assert "changed since it was read" in panel.status.text()
+    assert panel.reload_button.isVisible()
+    assert _report(ws, uid).report.findings == "Theirs."
+
+    dialog = panel.open_sign_dialog()
+    assert dialog is not None
+    dialog.password.setText(PASSWORD)
+    assert dialog.submit()
+    qtbot.waitUntil(lambda: not dialog.busy, timeout=TIMEOUT_MS)
+    assert dialog.message.text().startswith("Not signed: The text on screen is not the stored")
+    assert _report(ws, uid).report.state is ReportState.DRAFT
+    dialog.reject()
+
+    qtbot.mouseClick(panel.reload_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.findings.toPlainText() == "Theirs.", timeout=TIMEOUT_MS)
+    assert not panel.reload_button.isVisible()
+    dialog = panel.open_sign_dialog()
+    assert dialog is not None
+    dialog.password.setText(PASSWORD)
+    assert dialog.submit()
+    qtbot.waitUntil(lambda: panel.findings.isReadOnly(), timeout=TIMEOUT_MS)
+    assert _report(ws, uid).report.state is ReportState.SIGNED
+    assert _report(ws, uid).report.findings == "Theirs."
     qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)
