@@ -125,6 +125,18 @@ def test_mark_list_show_unmark_and_export_kos(  # type: ignore[no-untyped-def]
     assert "For Report" in keys.list.item(0).text()
     assert [r.sop_instance_uid for r in keys.report_refs()] == [shown.instance.sop_instance_uid]
 
+    # typing K in the report types a K: the key is the viewer's, not the editor's
+    gui.panel.findings.setFocus()
+    before = gui.panel.findings.toPlainText()
+    qtbot.keyClick(gui.panel.findings, Qt.Key.Key_K)
+    assert gui.panel.findings.toPlainText() == "k" + before  # the cursor was at the start
+    assert len(notes.list_key_images(ws, study_uid)) == 1
+    assert gui.menu is not None
+    entries = {a.text(): a.shortcut().toString() for a in gui.menu.actions() if a.text()}
+    assert entries["Mark key image"] == "K"
+    assert entries["Mark key image for the report"] == "Shift+K"
+    assert "Export key images (KOS)…" in entries
+
     # inserted in the report as a line naming the image
     gui.panel.findings.setFocus()
     gui.panel.insert_key_image_lines()
