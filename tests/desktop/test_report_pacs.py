@@ -10,6 +10,7 @@ import pydicom
 import pytest
 import requests
 
+from core.annotations.store import Purpose
 from core.app import reports as app
 from core.app.workstation import Workstation
 from core.config import PacsNode, SecuritySettings, Settings, pin_settings
@@ -44,6 +45,16 @@ def _retrieve(server: OrthancServer, sop_uid: str) -> pydicom.Dataset:
     return pydicom.dcmread(BytesIO(blob.content))
 
 
+def _image_refs(ds: pydicom.Dataset) -> list[str]:
+    """The SOP Instance UIDs of the SR's IMAGE content items, depth first."""
+    found: list[str] = []
+    for item in ds.get("ContentSequence") or []:
+        if item.get("ValueType") == "IMAGE":
+            found.append(str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID))
+        found += _image_refs(item)
+    return found
+
+
 def test_signed_report_and_kos_are_stored_on_the_pacs(  # type: ignore[no-untyped-def]
     qtbot, orthanc: OrthancServer, tmp_path: Path
 ) -> None:
@@ -75,7 +86,7 @@ def test_signed_report_and_kos_are_stored_on_the_pacs(  # type: ignore[no-untype
         study_uid = panel.doc.study_uid
 
         # a key image for the report, then the report signed and sent to the PACS only
-        assert keys.toggle_mark()
+        assert keys.toggle_mark(Purpose.FOR_REPORT)
         qtbot.waitUntil(lambda: keys.list.count() == 1, timeout=TIMEOUT_MS)
         panel.findings.setPlainText("Right lower lobe consolidation.")
         panel.impression.setPlainText("Pneumonia.")
@@ -97,6 +108,10 @@ def test_signed_report_and_kos_are_stored_on_the_pacs(  # type: ignore[no-untype
             "Findings": [signed.report.findings],
             "Impressions": [signed.report.impression],
         }
+        shown = win.state.current_slice()
+        assert shown is not None
+        # the key image for the report is referenced from the findings
+        assert _image_refs(back) == [shown.instance.sop_instance_uid]
 
         # the key images as a KOS, to the PACS
         assert keys.export_kos(None, to_pacs=True)
@@ -104,8 +119,7 @@ def test_signed_report_and_kos_are_stored_on_the_pacs(  # type: ignore[no-untype
         (kos_sent,) = keys.last_export
         assert kos_sent.destination == "pacs:orthanc"
         kos = read_kos(_retrieve(orthanc, kos_sent.sop_instance_uid))
-        shown = win.state.current_slice()
-        assert shown is not None
+        assert kos.title == "For Report Attachment"
         assert [r.sop_instance_uid for r in kos.images] == [shown.instance.sop_instance_uid]
         qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)
     finally:
