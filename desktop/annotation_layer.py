@@ -33,12 +33,12 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QKeyEvent, QKeySequence, QMouseEvent, QPainter
+from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QFontMetrics, QKeyEvent, QKeySequence, QMouseEvent, QPainter
 from PySide6.QtWidgets import QInputDialog, QMenu, QToolBar, QWidget
 
 from core.annotations import compute
-from core.annotations.labels import Rect, annotation_labels
+from core.annotations.labels import LabelRequest, Rect, place_labels
 from core.annotations.model import (
     AcquiredImage,
     Annotation,
@@ -52,7 +52,7 @@ from core.annotations.model import (
 from core.annotations.session import AnnotationSession, SessionOnly
 from core.imaging.model import Frame
 from core.viewer.state import ViewerState
-from core.viewer.transform import ViewGeometry, image_to_screen, screen_to_image
+from core.viewer.transform import ViewGeometry, screen_to_image, view_matrix
 from desktop import annotation_tools as tools
 from desktop.viewport_widget import ViewportWidget
 
@@ -66,6 +66,9 @@ log = logging.getLogger(__name__)
 #: A study's first annotation may be drawn before the window's audit job has recorded the study
 #: in the local database (core.app.annotations needs it to name the patient): retried this long.
 STUDY_WAIT_S = 10.0
+#: At most this many labels on one image (placed in the paint: a few ms); a more crowded
+#: image labels the selected, the dragged and the top-left most and says how many are not.
+MAX_LABELS = 60
 
 
 @dataclass
@@ -92,8 +95,12 @@ def _study_of(state: ViewerState) -> tuple[str, str] | None:
 
 
 def _mapping(g: ViewGeometry) -> tuple[Any, Any]:
+    m = view_matrix(g)  # once: hundreds of points are mapped per paint
+    a, b, c, d, e, f = (float(m[0, 0]), float(m[0, 1]), float(m[0, 2]), float(m[1, 0]),
+                        float(m[1, 1]), float(m[1, 2]))  # fmt: skip
+
     def to_screen(q: Point) -> tuple[float, float]:
-        return image_to_screen(g, (q[1], q[0]))
+        return (a * q[1] + b * q[0] + c, d * q[1] + e * q[0] + f)
 
     def to_image(pos: tuple[float, float]) -> Point:
         x, y = screen_to_image(g, pos)
@@ -215,6 +222,7 @@ class AnnotationLayer(QObject):
         self.sessions: dict[str, AnnotationSession] = {}
         self._session_lock = threading.Lock()
         self._requested: set[str] = set()
+        self._ahead: list[Annotation] = []  # read ahead for the first image, not yet shown
         self.loaded: set[str] = set()  # studies whose stored annotations are shown
         self.shown: dict[str, Annotation] = {}
         self.selected: str | None = None
@@ -227,6 +235,7 @@ class AnnotationLayer(QObject):
         self._drawing: dict[str, Any] | None = None  # a click tool's points so far
         self._painted: dict[int, list[tuple[Annotation, tuple[Point, ...], Rect]]] = {}
         self._lines: dict[tuple[Any, ...], list[str]] = {}
+        self._placed: dict[int, tuple[Any, dict[str, Rect]]] = {}  # per widget: key, rects
         self._stepped.connect(self._on_step)
         self._loaded.connect(self._on_loaded)
 
@@ -264,12 +273,20 @@ class AnnotationLayer(QObject):
 
         self.writer.submit(what, call)
 
-    def require(self, study_uid: str) -> None:
+    def require(self, study_uid: str, first: AcquiredImage | None = None) -> None:
         """Show the study's stored annotations (read in the writer's queue, so before any
-        change drawn after this call)."""
+        change drawn after this call). Those of ``first``, the image about to be shown, are
+        read first by an indexed query, so that image is painted with them."""
         if not study_uid or study_uid in self._requested:
             return
         self._requested.add(study_uid)
+
+        if first is not None and self.ws is not None:
+            # its own short thread: when a study opens, the shared pool is busy decoding, and
+            # this indexed read (about a millisecond) must not wait behind those jobs
+            threading.Thread(
+                target=self._read_first, args=(study_uid, first), daemon=True, name="annotations"
+            ).start()
 
         def load() -> object:
             found = self._session(study_uid).all()
@@ -278,11 +295,25 @@ class AnnotationLayer(QObject):
 
         self.writer.submit("load", load)
 
+    def _read_first(self, study_uid: str, image: AcquiredImage) -> None:
+        from core.app.annotations import list_annotations_on
+
+        assert self.ws is not None
+        try:
+            found = list_annotations_on(self.ws, study_uid, image)
+            with self._session_lock:
+                self._ahead.extend(found)  # taken by the next paint, if it comes first
+            self._loaded.emit("", found)
+        except Exception as exc:  # noqa: BLE001 - the study's full read follows and says why
+            log.info("annotations of the first image not read ahead: %s", exc)
+
     # --- GUI side -------------------------------------------------------------------------
     def _on_loaded(self, study_uid: str, found: list[Annotation]) -> None:
+        """``study_uid`` "": the first image's, ahead of the study's (they are not all yet)."""
         for a in found:
             self.shown.setdefault(a.uid, a)
-        self.loaded.add(study_uid)
+        if study_uid:
+            self.loaded.add(study_uid)
         self._repaint()
 
     def _on_step(self, _what: str, a: Annotation, deleted: bool) -> None:
@@ -423,12 +454,15 @@ class AnnotationLayer(QObject):
 
     def _forget(self, w: QObject) -> None:
         self.widgets = [x for x in self.widgets if x is not w]
-        self._painted.pop(id(w), None)
+        for cache in (self._painted, self._placed):
+            cache.pop(id(w), None)
 
     def _series_shown(self, state: ViewerState) -> None:
         ids = _study_of(state)
         if ids is not None:
-            self.require(ids[0])
+            ref = state.current_slice()
+            first = AcquiredImage(ref.instance.sop_instance_uid, ref.frame) if ref else None
+            self.require(ids[0], first)
             self.last_study = self.last_study or ids[0]
 
     def where(self, w: QObject) -> Where | None:
@@ -467,6 +501,11 @@ class AnnotationLayer(QObject):
         if at is None:
             self._painted[id(w)] = []
             return
+        if self._ahead:  # the first image's annotations, read while its pixels decoded
+            with self._session_lock:
+                ahead, self._ahead = self._ahead, []
+            for a in ahead:
+                self.shown.setdefault(a.uid, a)
         items = self.on(at.image)
         d = self._drag
         if d is not None and d.get("widget") is w and d.get("preview") is not None:
@@ -474,21 +513,8 @@ class AnnotationLayer(QObject):
             items = [(x, pts) for x, pts in items if x.uid != a.uid]
             items.append((a, on_image(a, at.image) or a.points))
         fm = p.fontMetrics()
-        labelled = [
-            replace(a, points=pts, label_pos=self._local_label(a, at.image)) for a, pts in items
-        ]
         texts = {a.uid: self.lines(a, at.frame) for a, _ in items}
-
-        def to_view(q: Point) -> tuple[float, float]:
-            x, y = at.to_screen(q)
-            return (y, x)
-
-        rects = annotation_labels(
-            [a for a in labelled if texts[a.uid]],
-            to_view,
-            lambda a: tools.label_size(fm, texts[a.uid]),
-            Rect(0.0, 0.0, float(w.height()), float(w.width())),
-        )
+        rects = self._labels(w, at, items, texts, fm)
         painted = []
         for a, pts in items:
             colour = tools.OWN_COLOUR if self.editable(a) else tools.OTHER_COLOUR
@@ -499,12 +525,61 @@ class AnnotationLayer(QObject):
                 tools.paint_label(p, rect, texts[a.uid], colour, chosen)
             painted.append((a, pts, rect or Rect(0, 0, 0, 0)))
         self._painted[id(w)] = painted
+        hidden = sum(1 for a, _ in items if texts[a.uid]) - len(rects)
+        if hidden > 0:
+            note = f"{hidden} annotation labels not shown: zoom in, or select one"
+            p.setPen(tools.OWN_COLOUR)
+            p.drawText(QPointF(8.0, w.height() - 28.0 - fm.height()), note)
         drawing = self._drawing
         if drawing is not None and drawing["widget"] is w:
             sketch = [*drawing["points"], drawing["cursor"]]
             tools.paint_shape(p, drawing["kind"], sketch, at.to_screen, tools.OWN_COLOUR)
         if self.foreign is not None:
             self.foreign.paint(p, at)
+
+    def _labels(
+        self,
+        w: QWidget,
+        at: Where,
+        items: list[tuple[Annotation, tuple[Point, ...]]],
+        texts: dict[str, list[str]],
+        fm: QFontMetrics,
+    ) -> dict[str, Rect]:
+        """The label rectangles of the image shown (``core.annotations.labels``), the same as
+        the last paint's while nothing they depend on changed (the key is every input)."""
+
+        def to_view(q: Point) -> tuple[float, float]:
+            x, y = at.to_screen(q)
+            return (y, x)
+
+        requests = []
+        for a, pts in items:
+            if not texts[a.uid]:
+                continue
+            corners = [to_view(q) for q in pts]
+            ys, xs = [c[0] for c in corners], [c[1] for c in corners]
+            label = self._local_label(a, at.image)
+            pinned = to_view(label) if label is not None else None
+            size = tools.label_size(fm, texts[a.uid])
+            requests.append(
+                LabelRequest(a.uid, Rect(min(ys), min(xs), max(ys), max(xs)), size, pinned)
+            )
+        bounds = Rect(0.0, 0.0, float(w.height()), float(w.width()))
+        key = (bounds, tuple(requests))
+        last = self._placed.get(id(w))
+        if last is not None and last[0] == key:
+            return last[1]
+        if len(requests) > MAX_LABELS:
+            # a crowded image at this zoom: the selected, the dragged and the top-left most
+            # are labelled; the paint says how many are not (zoom in, or select one)
+            def rank(r: LabelRequest) -> tuple[int, float, float]:
+                first = r.key == self.selected or r.pinned is not None
+                return (0 if first else 1, r.anchor.top, r.anchor.left)
+
+            requests = sorted(requests, key=rank)[:MAX_LABELS]
+        rects = place_labels(requests, bounds)
+        self._placed[id(w)] = (key, rects)
+        return rects
 
     def _local_label(self, a: Annotation, image: ImageRef) -> Point | None:
         if a.label_pos is None:
