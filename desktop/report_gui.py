@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, QObject, Qt
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QMenu
 
@@ -70,10 +70,12 @@ def install_reports(window: MainWindow) -> ReportsGui | None:
     )
     area = Qt.DockWidgetArea.RightDockWidgetArea
     report_dock = window.add_panel(panel, area, "Report")
-    keys_dock = window.add_panel(keys, area, "Key images")
-    if window.ai_dock is not None:
-        window.tabifyDockWidget(window.ai_dock, report_dock)
-    window.splitDockWidget(report_dock, keys_dock, Qt.Orientation.Vertical)
+    keys_dock = window.add_panel(keys, Qt.DockWidgetArea.LeftDockWidgetArea, "Key images")
+    # the key images below the study browser (a row of their own in the left area, where the
+    # browser leaves room); the report a tab beside the AI panel, shown first
+    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, keys_dock, Qt.Orientation.Vertical)
+    window.tabifyDockWidget(window.ai_dock or window.tags_dock, report_dock)
+    QTimer.singleShot(0, report_dock.raise_)  # once the tab bar exists
     panel.study_changed.connect(keys.set_study)
     window.state.index_changed.connect(keys.scan_index)
     window.installEventFilter(_SaveOnClose(window, panel))

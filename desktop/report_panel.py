@@ -248,6 +248,7 @@ class ReportPanel(QWidget):
         self.template = QComboBox()
         self.template.setObjectName("reportTemplate")
         self.template.setToolTip("Report template (chosen by the study's modality)")
+        self.template.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.template.activated.connect(self._template_chosen)
         self.findings = QPlainTextEdit()
         self.findings.setObjectName("reportFindings")

@@ -113,6 +113,8 @@ def test_draft_edit_sign_export_and_addendum(  # type: ignore[no-untyped-def]
     assert gui is not None
     panel = gui.panel
     study_uid = _open(qtbot, window, gui, CR)
+    # the report is the tab shown beside the AI panel; the key images have a dock of their own
+    qtbot.waitUntil(lambda: panel.isVisible() and gui.keys.isVisible(), timeout=TIMEOUT_MS)
 
     # the chest radiograph's template is chosen by its modality, and nothing is stored yet
     assert panel.template.currentData() == "chest_radiograph"
