@@ -893,7 +893,11 @@ def install_annotations(window: Any) -> AnnotationLayer:
     window's profile, or session-only without one), the tools in the Tools toolbar, group and
     menu with their keys, Undo/Redo (Ctrl+Z; Ctrl+Shift+Z and Ctrl+Y), Delete in the Tools
     menu, the layer over every viewport and reformat of the grid (now and later), other systems'
-    GSPS/TID 1500 marks, and the status bar told of refused steps. Returns the layer."""
+    GSPS/TID 1500 marks, and the status bar told of refused steps. Returns the layer; a
+    second call returns the same one (nothing is added twice)."""
+    found = getattr(window, "annotations", None)
+    if isinstance(found, AnnotationLayer):
+        return found
     from desktop.annotation_foreign import ForeignMarks
     from desktop.grid_cells import GridCells
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
+from PySide6.QtGui import QAction
 
 from core.annotations.model import Kind
 from core.app.annotations import list_annotations
@@ -157,6 +158,26 @@ def test_every_tool_drawn_edited_deleted_undone_and_found_after_a_restart(
     win = open_window(ws)
     layer = install_annotations(win)
     assert win.annotations is layer
+    assert install_annotations(win) is layer  # once only, whoever calls it again
+    keys = [
+        k.toString()
+        for a in win.findChildren(QAction)
+        for k in a.shortcuts()
+        if not k.isEmpty() and a.isEnabled()
+    ]
+    assert len(keys) == len(set(keys)), "two actions share a key: neither would fire"
+    tools_menu = [a.text() for a in win.menus.tools.actions()]
+    for name in (
+        "Angle",
+        "Cobb",
+        "Ellipse",
+        "Freehand",
+        "Probe",
+        "Arrow",
+        "Text",
+        "Undo annotation",
+    ):
+        assert name in tools_menu
     study = open_study(qtbot, win, layer)
     draw_every_tool(qtbot, win, layer)
     settle(qtbot, layer)
@@ -197,6 +218,25 @@ def test_every_tool_drawn_edited_deleted_undone_and_found_after_a_restart(
     assert moved is not None
     assert layer.shown[by_kind[Kind.ELLIPSE].uid].label_pos is not None
     assert (moved.left - rect.left, moved.top - rect.top) == pytest.approx((60, 80), abs=1.5)
+
+    # a text label's text edited: double-click on it
+    text = by_kind[Kind.TEXT]
+    win.viewport.repaint()
+    box = layer.label_rect(win.viewport, text.uid)
+    assert box is not None
+    spot = QPoint(round((box.left + box.right) / 2), round((box.top + box.bottom) / 2))
+    layer.text_dialog = None
+    qtbot.mouseDClick(win.viewport, Qt.MouseButton.LeftButton, pos=spot)
+    qtbot.waitUntil(lambda: layer.text_dialog is not None, timeout=5_000)
+    assert layer.text_dialog is not None
+    assert layer.text_dialog.textValue() == "left apex nodule"
+    layer.text_dialog.setTextValue("left apex nodule, 8 mm")
+    layer.text_dialog.accept()
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=5_000)
+    settle(qtbot, layer)
+    assert stored(ws, study)[text.uid][2] == "left apex nodule, 8 mm"
+    assert win.grid.model.maximised is None  # the double-click was the label's, not the grid's
 
     # delete: the arrow selected by a click on its shaft, then the Delete key
     arrow = by_kind[Kind.ARROW]
