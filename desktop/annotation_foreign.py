@@ -162,7 +162,7 @@ class ForeignMarks(QObject):
             self.marks.setdefault(key, []).extend(marks)
         for text in problems:
             self.layer.message.emit(text)
-        self.layer._repaint()
+        self.layer.repaint()
         self.read_done.emit()
 
     def on(self, image: Any) -> list[ForeignMark]:

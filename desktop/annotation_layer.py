@@ -33,9 +33,9 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QFontMetrics, QKeyEvent, QKeySequence, QMouseEvent, QPainter
-from PySide6.QtWidgets import QInputDialog, QMenu, QToolBar, QWidget
+from PySide6.QtCore import QObject, QPointF, Signal
+from PySide6.QtGui import QAction, QFontMetrics, QKeySequence, QPainter
+from PySide6.QtWidgets import QInputDialog, QToolBar, QWidget
 
 from core.annotations import compute
 from core.annotations.labels import LabelRequest, Rect, place_labels
@@ -44,10 +44,8 @@ from core.annotations.model import (
     Annotation,
     AnnotationError,
     ImageRef,
-    Kind,
     PlaneImage,
     Point,
-    new_uid,
 )
 from core.annotations.session import AnnotationSession, SessionOnly
 from core.imaging.model import Frame
@@ -231,11 +229,14 @@ class AnnotationLayer(QObject):
         self.foreign: Any = None  # desktop.annotation_foreign.ForeignMarks, when installed
         self.grid: Any = None  # the window's ViewportGrid: a press makes its cell active
         self.text_dialog: QInputDialog | None = None
-        self._drag: dict[str, Any] | None = None
-        self._drawing: dict[str, Any] | None = None  # a click tool's points so far
+        self.dragging: dict[str, Any] | None = None
+        self.drawing: dict[str, Any] | None = None  # a click tool's points so far
         self._painted: dict[int, list[tuple[Annotation, tuple[Point, ...], Rect]]] = {}
         self._lines: dict[tuple[Any, ...], list[str]] = {}
         self._placed: dict[int, tuple[Any, dict[str, Rect]]] = {}  # per widget: key, rects
+        from desktop.annotation_input import AnnotationInput
+
+        self.input = AnnotationInput(self)
         self._stepped.connect(self._on_step)
         self._loaded.connect(self._on_loaded)
 
@@ -314,7 +315,7 @@ class AnnotationLayer(QObject):
             self.shown.setdefault(a.uid, a)
         if study_uid:
             self.loaded.add(study_uid)
-        self._repaint()
+        self.repaint()
 
     def _on_step(self, _what: str, a: Annotation, deleted: bool) -> None:
         if deleted:
@@ -323,7 +324,7 @@ class AnnotationLayer(QObject):
                 self.selected = None
         else:
             self.shown[a.uid] = a
-        self._repaint()
+        self.repaint()
 
     def _failed(self, text: str) -> None:
         """A refused or failed step: say so and show what the store holds."""
@@ -336,9 +337,9 @@ class AnnotationLayer(QObject):
         live = {a.uid for s in sessions for a in s.all()}
         for uid in [u for u in self.shown if u not in live]:
             del self.shown[uid]
-        self._repaint()
+        self.repaint()
 
-    def _repaint(self) -> None:
+    def repaint(self) -> None:
         for w in self.widgets:
             w.update()
         self.changed.emit()
@@ -353,7 +354,7 @@ class AnnotationLayer(QObject):
         self.selected = a.uid
         self.last_study = a.study_uid
         self._run(a.study_uid, "create", lambda s: s.create(a))
-        self._repaint()
+        self.repaint()
 
     def update(self, before: Annotation, after: Annotation, what: str) -> None:
         self.shown[after.uid] = after
@@ -371,7 +372,7 @@ class AnnotationLayer(QObject):
                 what,
                 lambda s: s.edit(uid, points=after.points, text=after.text),
             )
-        self._repaint()
+        self.repaint()
 
     def delete(self, uid: str) -> bool:
         a = self.shown.get(uid)
@@ -385,7 +386,7 @@ class AnnotationLayer(QObject):
             self.selected = None
         self.last_study = a.study_uid
         self._run(a.study_uid, "delete", lambda s: s.delete(uid))
-        self._repaint()
+        self.repaint()
         return True
 
     def undo(self) -> None:
@@ -414,7 +415,7 @@ class AnnotationLayer(QObject):
             return
         self.widgets.append(w)
         w.overlays.append(partial(self._paint_acquired, w))
-        w.installEventFilter(self)
+        w.installEventFilter(self.input)
         w.destroyed.connect(lambda *_: self._forget(w))
         from desktop.grid_cells import tie
 
@@ -426,7 +427,7 @@ class AnnotationLayer(QObject):
             return
         self.widgets.append(cell)
         cell.overlays.append(partial(self._paint_reformat, cell))
-        cell.installEventFilter(self)
+        cell.installEventFilter(self.input)
         cell.destroyed.connect(lambda *_: self._forget(cell))
 
     def _paint_acquired(self, w: ViewportWidget, p: QPainter, *_: object) -> None:
@@ -443,14 +444,6 @@ class AnnotationLayer(QObject):
             if isinstance(w, ViewportWidget):
                 for cell in w.findChildren(MprCell):
                     self.attach_reformat(cell)
-
-    def _activate(self, w: QObject) -> None:
-        vp = w if isinstance(w, ViewportWidget) else getattr(w, "viewport", None)
-        grid = self.grid
-        if grid is not None and vp is not None:
-            for i, x in enumerate(grid.widgets):
-                if x is vp:
-                    grid.model.set_active(i)
 
     def _forget(self, w: QObject) -> None:
         self.widgets = [x for x in self.widgets if x is not w]
@@ -507,7 +500,7 @@ class AnnotationLayer(QObject):
             for a in ahead:
                 self.shown.setdefault(a.uid, a)
         items = self.on(at.image)
-        d = self._drag
+        d = self.dragging
         if d is not None and d.get("widget") is w and d.get("preview") is not None:
             a = d["preview"]
             items = [(x, pts) for x, pts in items if x.uid != a.uid]
@@ -530,7 +523,7 @@ class AnnotationLayer(QObject):
             note = f"{hidden} annotation labels not shown: zoom in, or select one"
             p.setPen(tools.OWN_COLOUR)
             p.drawText(QPointF(8.0, w.height() - 28.0 - fm.height()), note)
-        drawing = self._drawing
+        drawing = self.drawing
         if drawing is not None and drawing["widget"] is w:
             sketch = [*drawing["points"], drawing["cursor"]]
             tools.paint_shape(p, drawing["kind"], sketch, at.to_screen, tools.OWN_COLOUR)
@@ -588,6 +581,11 @@ class AnnotationLayer(QObject):
             return a.image.map_points([a.label_pos], image)[0]
         return a.label_pos
 
+    def painted_items(self, w: QObject) -> list[tuple[Annotation, tuple[Point, ...], Rect]]:
+        """What the last paint of ``w`` drew: each annotation, its points in the image shown
+        and its label's rectangle (empty when it has none): what the mouse can hit."""
+        return self._painted.get(id(w), [])
+
     def painted_on(self, w: QWidget) -> list[Annotation]:
         """The annotations the last paint of ``w`` drew (tests)."""
         return [a for a, _, _ in self._painted.get(id(w), [])]
@@ -597,290 +595,6 @@ class AnnotationLayer(QObject):
             if a.uid == uid:
                 return rect
         return None
-
-    # --- mouse and keys -------------------------------------------------------------------
-    def tool_of(self, w: QObject) -> Kind | None:
-        vp = w if isinstance(w, ViewportWidget) else getattr(w, "viewport", None)
-        name = getattr(vp, "tool", "window")
-        return tools.TOOL_KINDS.get(str(name))
-
-    def _hit(self, w: QObject, pos: tuple[float, float], at: Where) -> tuple[Annotation, str, int]:
-        """(annotation, part, handle) under ``pos``; part '' when nothing is."""
-        found = self._painted.get(id(w), [])
-        order = sorted(found, key=lambda t: t[0].uid != self.selected)
-        hits = [(a, tools.hit(a.kind, pts, at.to_screen, pos)) for a, pts, _rect in order]
-        for a, h in hits:  # a handle first: a label may lie over a line's end
-            if h is not None and h >= 0:
-                return a, "handle", h
-        for a, _pts, rect in reversed(found):
-            if rect.left <= pos[0] <= rect.right and rect.top <= pos[1] <= rect.bottom:
-                return a, "label", -1
-        for a, h in hits:
-            if h is not None:
-                return a, "body", h
-        return found[0][0] if found else None, "", -1  # type: ignore[return-value]
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
-        t = event.type()
-        if t == QEvent.Type.ChildAdded and isinstance(obj, ViewportWidget):
-            QTimer.singleShot(0, self, self.scan_reformats)  # an MPR cell is being made
-            return False
-        if t == QEvent.Type.MouseButtonPress:
-            return self._press(obj, event)  # type: ignore[arg-type]
-        if t == QEvent.Type.MouseMove:
-            return self._move(obj, event)  # type: ignore[arg-type]
-        if t == QEvent.Type.MouseButtonRelease:
-            return self._release(obj, event)  # type: ignore[arg-type]
-        if t == QEvent.Type.MouseButtonDblClick:
-            return self._double_click(obj, event)  # type: ignore[arg-type]
-        if t == QEvent.Type.ShortcutOverride:
-            return self._override(event)  # type: ignore[arg-type]
-        if t == QEvent.Type.KeyPress:
-            return self._key(event)  # type: ignore[arg-type]
-        if t == QEvent.Type.ContextMenu:
-            return self._context_menu(obj, event)
-        return False
-
-    def _press(self, w: Any, e: QMouseEvent) -> bool:
-        if e.button() != Qt.MouseButton.LeftButton:
-            return False
-        if e.modifiers() & Qt.KeyboardModifier.ShiftModifier:
-            return False  # Shift+click: the grid's crosshair
-        if e.modifiers() & Qt.KeyboardModifier.ControlModifier and self.tool_of(w) is None:
-            return False  # Ctrl+drag with W/L: the window of a region
-        at = self.where(w)
-        if at is None:
-            return False
-        pos = (e.position().x(), e.position().y())
-        point = at.to_image(pos)
-        kind = self.tool_of(w)
-        drawing = self._drawing
-        if drawing is not None and drawing["widget"] is w:
-            drawing["points"].append(point)
-            drawing["cursor"] = point
-            self._finish_clicks(w, at)
-            return True
-        a, part, handle = self._hit(w, pos, at)
-        if part or kind is not None:
-            w.setFocus()
-            self._activate(w)
-        if part:
-            self.selected = a.uid
-            self.last_study = a.study_uid
-            if self.editable(a):
-                self._drag = {
-                    "widget": w,
-                    "part": part,
-                    "handle": handle,
-                    "start": point,
-                    "start_pos": pos,
-                    "before": a,
-                    "preview": None,
-                }
-            self._repaint()
-            return True
-        changed = self.selected is not None
-        self.selected = None
-        if kind is None:
-            if changed:
-                self._repaint()
-            return False
-        self._start_drawing(w, at, kind, point)
-        return True
-
-    def _start_drawing(self, w: Any, at: Where, kind: Kind, point: Point) -> None:
-        if kind is Kind.PROBE:
-            self.create(Annotation(kind, (point,), at.image, at.study_uid, at.series_uid))
-        elif kind is Kind.TEXT:
-            self._ask_text(w, "Text label", "", lambda text: self._new_text(at, point, text))
-        elif kind in tools.CLICK_KINDS:
-            self._drawing = {"widget": w, "kind": kind, "points": [point], "cursor": point}
-            self._drawing["at"] = at
-        else:
-            self._drag = {
-                "widget": w,
-                "part": "new",
-                "kind": kind,
-                "start": point,
-                "points": [point],
-                "at": at,
-                "preview": None,
-                "uid": new_uid(),
-            }
-        self._repaint()
-
-    def _new_text(self, at: Where, point: Point, text: str) -> None:
-        if text.strip():
-            self.create(
-                Annotation(Kind.TEXT, (point,), at.image, at.study_uid, at.series_uid, text=text)
-            )
-
-    def _ask_text(self, w: QWidget, title: str, text: str, done: Callable[[str], None]) -> None:
-        """A non-modal input (the event loop runs on; tests fill ``text_dialog``)."""
-        dialog = QInputDialog(w.window())
-        dialog.setWindowTitle(title)
-        dialog.setLabelText("Text:")
-        dialog.setTextValue(text)
-        dialog.textValueSelected.connect(done)
-        dialog.finished.connect(dialog.deleteLater)
-        self.text_dialog = dialog
-        dialog.open()
-
-    def _finish_clicks(self, w: Any, at: Where) -> None:
-        d = self._drawing
-        assert d is not None
-        kind: Kind = d["kind"]
-        if len(d["points"]) >= (3 if kind is Kind.ANGLE else 4):
-            self._drawing = None
-            self.create(Annotation(kind, tuple(d["points"]), d["at"].image, at.study_uid,
-                                   at.series_uid))  # fmt: skip
-        self._repaint()
-
-    def _move(self, w: Any, e: QMouseEvent) -> bool:
-        d = self._drag
-        drawing = self._drawing
-        pos = (e.position().x(), e.position().y())
-        if drawing is not None and drawing["widget"] is w:
-            at = self.where(w)
-            if at is not None:
-                drawing["cursor"] = at.to_image(pos)
-                w.update()
-            return False  # the status bar still follows the mouse
-        if d is None or d["widget"] is not w:
-            return False
-        at = self.where(w)
-        if at is None:
-            return True
-        point = at.to_image(pos)
-        if d["part"] == "new":
-            kind: Kind = d["kind"]
-            if kind is Kind.FREEHAND:
-                last = d["points"][-1]
-                if abs(point[0] - last[0]) + abs(point[1] - last[1]) >= 1.0:
-                    d["points"].append(point)
-                pts = tuple(d["points"]) if len(d["points"]) >= 3 else None
-            else:
-                pts = (d["start"], point)
-            if pts is not None:
-                d["preview"] = Annotation(
-                    kind,
-                    pts,
-                    at.image,
-                    at.study_uid,
-                    at.series_uid,
-                    author=self.author,
-                    uid=d["uid"],
-                )
-        else:
-            self._drag_existing(d, at, point, pos)
-        w.update()
-        return True
-
-    def _drag_existing(
-        self, d: dict[str, Any], at: Where, point: Point, pos: tuple[float, float]
-    ) -> None:
-        a: Annotation = d["before"]
-        local = on_image(a, at.image) or a.points
-        d_row, d_col = point[0] - d["start"][0], point[1] - d["start"][1]
-        if d["part"] == "label":
-            rect = d.get("label_at") or self.label_rect(d["widget"], a.uid)
-            if rect is None:
-                return
-            d["label_at"] = rect
-            top = rect.top + pos[1] - d["start_pos"][1]
-            left = rect.left + pos[0] - d["start_pos"][0]
-            label = at.to_image((left, top))
-            d["preview"] = a.edited(label_pos=to_own_grid(a, at.image, (label,))[0])
-            return
-        if d["part"] == "handle":
-            pts = list(local)
-            pts[d["handle"]] = point
-            moved = tuple(pts)
-        else:
-            moved = tuple((r + d_row, c + d_col) for r, c in local)
-        d["preview"] = a.edited(points=to_own_grid(a, at.image, moved))
-
-    def _release(self, w: Any, e: QMouseEvent) -> bool:
-        if e.button() != Qt.MouseButton.LeftButton:
-            return False
-        d, self._drag = self._drag, None
-        if d is None or d["widget"] is not w:
-            return self._drawing is not None and self._drawing["widget"] is w
-        preview: Annotation | None = d.get("preview")
-        if d["part"] == "new":
-            if preview is not None and self._big_enough(d["at"], preview):
-                self.create(replace(preview, author=""))
-            self._repaint()
-            return True
-        if preview is None:
-            self._repaint()
-            return True
-        if d["part"] == "label":
-            self.update(d["before"], preview, "move label")
-        elif d["part"] == "handle":
-            self.update(d["before"], preview, "edit")
-        else:
-            self.update(d["before"], preview, "move")
-        return True
-
-    @staticmethod
-    def _big_enough(at: Where, a: Annotation) -> bool:
-        """A click without a drag draws nothing (3 widget pixels at least)."""
-        xs = [at.to_screen(p) for p in a.points]
-        span = max(abs(x[0] - xs[0][0]) + abs(x[1] - xs[0][1]) for x in xs)
-        return span >= 3.0
-
-    def _double_click(self, w: Any, e: QMouseEvent) -> bool:
-        at = self.where(w)
-        if at is None:
-            return False
-        a, part, _ = self._hit(w, (e.position().x(), e.position().y()), at)
-        if not part or a.kind is not Kind.TEXT or not self.editable(a):
-            return False
-        self._ask_text(w, "Edit text label", a.text, lambda text: self.edit_text(a.uid, text))
-        return True
-
-    _KEYS = (Qt.Key.Key_Delete, Qt.Key.Key_Backspace, Qt.Key.Key_Escape)
-
-    def _override(self, e: QKeyEvent) -> bool:
-        """Delete and Esc belong to the viewport while an annotation is selected or drawn
-        (the window's Clear and Cancel loading keep them otherwise)."""
-        if e.key() in self._KEYS and (self.selected is not None or self._drawing is not None):
-            e.accept()
-        return False
-
-    def _key(self, e: QKeyEvent) -> bool:
-        key = e.key()
-        if key == Qt.Key.Key_Escape and self._drawing is not None:
-            self._drawing = None
-            self._repaint()
-            return True
-        if key in (Qt.Key.Key_Delete, Qt.Key.Key_Backspace) and self.selected is not None:
-            self.delete(self.selected)
-            return True
-        return False
-
-    def _context_menu(self, w: Any, event: QEvent) -> bool:
-        at = self.where(w)
-        pos = getattr(event, "pos", None)
-        if at is None or pos is None:
-            return False
-        p = pos()
-        a, part, _ = self._hit(w, (float(p.x()), float(p.y())), at)
-        if not part or not self.editable(a):
-            return False
-        self.selected = a.uid
-        self._repaint()
-        menu = QMenu(w)
-        menu.addAction("Delete annotation", lambda: self.delete(a.uid))
-        if a.kind is Kind.TEXT:
-            menu.addAction(
-                "Edit text…",
-                lambda: self._ask_text(w, "Edit text label", a.text,
-                                       lambda text: self.edit_text(a.uid, text)),
-            )  # fmt: skip
-        menu.popup(w.mapToGlobal(p))
-        return True
 
 
 def _toolbar(window: Any) -> QToolBar | None:

@@ -191,7 +191,7 @@ def test_every_tool_drawn_edited_deleted_undone_and_found_after_a_restart(
     assert len(by_kind[Kind.FREEHAND].points) >= 4
     win.viewport.repaint()
     assert len(layer.painted_on(win.viewport)) == 9
-    rects = [r for _, _, r in layer._painted[id(win.viewport)] if r.width > 0]
+    rects = [r for _, _, r in layer.painted_items(win.viewport) if r.width > 0]
     assert len(rects) == 8  # every tool but the arrow says something
     assert not any(a.intersects(b) for a, b in itertools.combinations(rects, 2))
 
