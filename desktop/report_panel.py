@@ -16,6 +16,7 @@ holds what is on screen; the stored report is the use cases'.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -237,7 +238,7 @@ class ReportPanel(QWidget):
         reading.active_changed.connect(self._schedule_follow)
         reading.cell_changed.connect(self._schedule_follow)
         reading.grid_changed.connect(self._schedule_follow)
-        self._watched: set[int] = set()
+        self._watched: weakref.WeakSet[ViewerState] = weakref.WeakSet()  # not ids: reused
         self._watch_cells()
         self._update_buttons()
 
@@ -348,8 +349,8 @@ class ReportPanel(QWidget):
 
     def _watch_cells(self) -> None:
         for cell in self.reading.cells:
-            if id(cell.state) not in self._watched:
-                self._watched.add(id(cell.state))
+            if cell.state not in self._watched:
+                self._watched.add(cell.state)
                 cell.state.series_changed.connect(self._schedule_follow)
 
     def _active_study(self) -> tuple[str, str, str]:

@@ -270,3 +270,32 @@ def test_a_report_changed_elsewhere_is_neither_overwritten_nor_signed_unseen(  #
     assert _report(ws, uid).report.state is ReportState.SIGNED
     assert _report(ws, uid).report.findings == "Theirs."
     qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)
+
+
+def test_the_panel_follows_the_active_viewport(qtbot, make_window) -> None:  # type: ignore[no-untyped-def]
+    if not CT3_DIR.is_dir():
+        pytest.skip(f"the shared 3-slice CT is not at '{CT3_DIR}'")
+    win, gui = make_window()
+    panel = gui.panel
+    cr_uid = _open(qtbot, win, gui, CR)
+    ct_uid = _open(qtbot, win, gui, CT3_DIR)
+    reading = win.reading
+    reading.set_grid(1, 2)
+    reading.set_active(0)
+    win.grid.open_series(_series_of(win, cr_uid))
+    reading.set_active(1)
+    win.grid.open_series(_series_of(win, ct_uid))
+    qtbot.waitUntil(
+        lambda: panel.doc is not None and panel.doc.study_uid == ct_uid and panel.doc.loaded,
+        timeout=TIMEOUT_MS,
+    )
+    assert panel.template.currentData() == "ct_abdomen"
+    assert gui.keys.study_uid == ct_uid
+    reading.set_active(0)
+    qtbot.waitUntil(
+        lambda: panel.doc is not None and panel.doc.study_uid == cr_uid and panel.doc.loaded,
+        timeout=TIMEOUT_MS,
+    )
+    assert panel.template.currentData() == "chest_radiograph"
+    assert gui.keys.study_uid == cr_uid
+    qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)
