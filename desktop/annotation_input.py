@@ -46,6 +46,10 @@ class AnnotationInput(QObject):
                     grid.model.set_active(i)
 
     def tool_of(self, w: QObject) -> Kind | None:
+        """The annotation tool the viewport's tool draws; None for the others, and for a user
+        who may not annotate (their Length and ROI stay the viewport's unsaved measurements)."""
+        if not self.layer.may_write:
+            return None
         vp = w if isinstance(w, ViewportWidget) else getattr(w, "viewport", None)
         name = getattr(vp, "tool", "window")
         return tools.TOOL_KINDS.get(str(name))

@@ -48,6 +48,7 @@ from core.annotations.model import (
     Point,
 )
 from core.annotations.session import AnnotationSession, SessionOnly
+from core.app.annotations import WRITE
 from core.imaging.model import Frame
 from core.viewer.state import ViewerState
 from core.viewer.transform import ViewGeometry, screen_to_image, view_matrix
@@ -215,6 +216,10 @@ class AnnotationLayer(QObject):
         super().__init__(parent)
         self.ws = workstation
         self.author = workstation.actor.user if workstation is not None else "local"
+        user = workstation.session.user if workstation is not None else None
+        #: whether this user's role may annotate (core.app.annotations.WRITE); checked again,
+        #: with the audit, by every use case
+        self.may_write = workstation is None or (user is not None and user.can(WRITE))
         self.writer = _Writer(runner, self)
         self.writer.failed.connect(self._failed)
         self.sessions: dict[str, AnnotationSession] = {}
@@ -653,6 +658,12 @@ def install_annotations(window: Any) -> AnnotationLayer:
         if menu is not None:
             menu.addAction(action)
         known[name] = action
+    if window.workstation is not None:
+        from desktop.permissions import gate_action
+
+        user = window.workstation.session.user
+        for action in [*added, known["Undo annotation"], known["Redo annotation"]]:
+            gate_action(action, user, WRITE)
     layer.tool_actions = added  # type: ignore[attr-defined]
 
     cells = GridCells(window.grid)

@@ -312,3 +312,25 @@ def test_another_authors_annotations_are_shown_read_only(
     assert stored(ws2, study)[mine.uid][1] == mine.points  # neither moved nor deleted
     assert layer2.shown[mine.uid].points == mine.points
     ws.close()
+
+
+def test_a_role_that_may_not_annotate_gets_the_tools_disabled_and_measures_unsaved(
+    qtbot: Any, open_window: Any, profile: Path
+) -> None:
+    ws = signed_in(profile, "tech")
+    win = open_window(ws)
+    layer = install_annotations(win)
+    study = open_study(qtbot, win, layer)
+    assert not layer.may_write
+    angle = win.actions_by_name["Angle"]
+    assert not angle.isEnabled()
+    assert "radiologist" in angle.text().lower() or "(" in angle.text()
+    use(win, "Length")  # the viewport's own measurement: on screen, never stored
+    drag(qtbot, win.viewport, [screen(win, 300, 300), screen(win, 300, 450), screen(win, 300, 600)])
+    settle(qtbot, layer)
+    assert len(win.state.measurements) == 1
+    assert layer.shown == {}
+    ws.close()
+    rad = signed_in(profile)
+    assert stored(rad, study) == {}
+    rad.close()
