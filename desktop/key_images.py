@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, Signal
+import numpy as np
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -39,11 +41,12 @@ if TYPE_CHECKING:
     import pydicom
 
     from core.app.workstation import Workstation
-    from core.imaging.model import StudyIndex
+    from core.imaging.model import Frame, StudyIndex
     from core.reports.items import ImageRef
     from core.reports.store import Exported
     from desktop.viewport_grid import ViewportGrid
 
+THUMB_PX = 64
 PURPOSE_LABEL = {Purpose.OF_INTEREST: "Of Interest", Purpose.FOR_REPORT: "For Report"}
 PixelValues = Callable[[str, int], "npt.NDArray[Any] | None"]
 
@@ -56,6 +59,25 @@ class Selected:
     sop_instance_uid: str
     frame: int  # 0-based, as the viewer counts
     label: str
+
+
+def thumbnail(frame: Frame, size: int = THUMB_PX) -> QIcon:
+    """A small picture of a decoded frame in its default window: every n-th pixel, so a
+    2,000-pixel radiograph costs a few thousand values, not a resampling."""
+    values = frame.values
+    step = max(1, max(values.shape[0], values.shape[1]) // size)
+    small = values[::step, ::step]
+    if frame.is_color:
+        rgb = np.ascontiguousarray(small[..., :3].astype(np.uint8))
+    else:
+        center, width = frame.default_window()
+        grey = np.clip((small.astype(np.float32) - (center - width / 2)) / width, 0.0, 1.0)
+        if frame.invert:
+            grey = 1.0 - grey
+        rgb = np.ascontiguousarray(np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=2))
+    h, w = rgb.shape[:2]
+    image = QImage(rgb.data, w, h, rgb.strides[0], QImage.Format.Format_RGB888)
+    return QIcon(QPixmap.fromImage(image.copy()))
 
 
 # --- jobs ----------------------------------------------------------------------------------
@@ -183,6 +205,7 @@ class KeyImagesPanel(QWidget):
         self.last_export: list[Exported] = []
         self.list = QListWidget()
         self.list.setObjectName("keyImageList")
+        self.list.setIconSize(QSize(THUMB_PX, THUMB_PX))
         self.list.itemDoubleClicked.connect(self._show_item)
         self.others = QListWidget()
         self.others.setObjectName("kosSelections")
@@ -248,8 +271,23 @@ class KeyImagesPanel(QWidget):
             item = QListWidgetItem(f"{label} · {purpose} · {key.author}")
             item.setData(Qt.ItemDataRole.UserRole, (key.sop_instance_uid, key.frame))
             item.setToolTip(f"Double-click to show. Marked {key.created_at}")
+            frame = self._decoded(key.sop_instance_uid, key.frame)
+            if frame is not None:
+                item.setIcon(thumbnail(frame))
             self.list.addItem(item)
         self.changed.emit()
+
+    def _decoded(self, sop_uid: str, frame: int) -> Frame | None:
+        """The frame as a viewport decoded it, if one did (nothing is read for a thumbnail)."""
+        for cell in self.grid.model.cells:
+            state = cell.state
+            for ref, decoded in zip(state.slices, state.frames, strict=False):
+                if decoded is not None and (ref.instance.sop_instance_uid, ref.frame) == (
+                    sop_uid,
+                    frame,
+                ):
+                    return decoded
+        return None
 
     def report_refs(self) -> list[ImageRef]:
         """The key images meant for the report, for the report SR's findings."""

@@ -104,6 +104,12 @@ def test_mark_list_show_unmark_and_export_kos(  # type: ignore[no-untyped-def]
         Purpose.OF_INTEREST,
     )
     assert "Of Interest" in keys.list.item(0).text()
+    # with a thumbnail of the slice as decoded on screen: a picture, not a blank
+    icon = keys.list.item(0).icon()
+    assert not icon.isNull()
+    picture = icon.pixmap(64, 64).toImage()
+    greys = {picture.pixelColor(x, y).value() for x in range(0, 64, 4) for y in range(0, 64, 4)}
+    assert len(greys) > 8
     marks = [
         e
         for e in ws.audit.iter_events(event_type=EventType.INSTANCES_ACCESSED)
