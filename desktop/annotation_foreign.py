@@ -134,6 +134,7 @@ class ForeignMarks(QObject):
         self.marks: dict[tuple[str, int], list[ForeignMark]] = {}
         self._seen: set[str] = set()
         self.painted: list[ForeignMark] = []  # by the last paint of an image with marks (tests)
+        self.label_rects: list[Rect] = []  # and where their labels went
         from desktop.grid_cells import tie
 
         tie(self, window.state.index_changed, self._on_index)
@@ -170,8 +171,9 @@ class ForeignMarks(QObject):
             return []
         return self.marks.get((image.sop_instance_uid, image.frame), [])
 
-    def paint(self, p: QPainter, at: Where) -> int:
-        """Draw the marks on the image shown; returns how many (tests)."""
+    def paint(self, p: QPainter, at: Where, taken: Iterable[Rect] = ()) -> int:
+        """Draw the marks on the image shown, their labels clear of ``taken`` (the reader's
+        own labels, placed first); returns how many (tests)."""
         marks = self.on(at.image)
         if not marks:
             return 0
@@ -192,7 +194,13 @@ class ForeignMarks(QObject):
                 anchor = Rect(20.0 + 20 * i, 20.0, 20.0 + 20 * i, 20.0)
             lines = [*m.lines, f"({m.system})"]
             requests.append(LabelRequest(str(i), anchor, tools.label_size(fm, lines)))
-        rects = place_labels(requests)
+        own = [
+            LabelRequest(f"own-{k}", r, (r.height, r.width), pinned=(r.top, r.left))
+            for k, r in enumerate(taken)
+            if r.height > 0 and r.width > 0
+        ]
+        rects = place_labels([*own, *requests])
+        self.label_rects = [rects[str(i)] for i in range(len(marks))]
         for i, m in enumerate(marks):
             tools.paint_label(p, rects[str(i)], [*m.lines, f"({m.system})"],
                               tools.FOREIGN_COLOUR)  # fmt: skip

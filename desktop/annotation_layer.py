@@ -533,7 +533,7 @@ class AnnotationLayer(QObject):
             sketch = [*drawing["points"], drawing["cursor"]]
             tools.paint_shape(p, drawing["kind"], sketch, at.to_screen, tools.OWN_COLOUR)
         if self.foreign is not None:
-            self.foreign.paint(p, at)
+            self.foreign.paint(p, at, rects.values())
 
     def _labels(
         self,

@@ -69,3 +69,25 @@ def test_gsps_and_tid1500_of_other_systems_are_drawn_read_only_naming_them(
     x, y = at.to_screen((400.0, 500.0))
     qtbot.mouseClick(window.viewport, Qt.MouseButton.LeftButton, pos=QPoint(round(x), round(y)))
     assert layer.selected is None
+
+    # the reader's own labels and the other systems' never overlap
+    use_length = window.actions_by_name["Length"]
+    use_length.trigger()
+    at = where_acquired(window.viewport)
+    assert at is not None
+    a, b = at.to_screen((400.0, 300.0)), at.to_screen((400.0, 700.0))
+    qtbot.mousePress(
+        window.viewport, Qt.MouseButton.LeftButton, pos=QPoint(round(a[0]), round(a[1]) + 2)
+    )
+    qtbot.mouseMove(window.viewport, QPoint(round(b[0]), round(b[1]) + 2))
+    qtbot.mouseRelease(
+        window.viewport, Qt.MouseButton.LeftButton, pos=QPoint(round(b[0]), round(b[1]) + 2)
+    )
+    qtbot.waitUntil(lambda: layer.writer.pending == 0, timeout=5_000)
+    window.viewport.repaint()
+    own = [r for _, _, r in layer.painted_items(window.viewport) if r.width > 0]
+    assert len(own) == 1
+    theirs = foreign.label_rects
+    assert len(theirs) == len(painted)
+    everything = own + theirs
+    assert not any(x.intersects(y) for i, x in enumerate(everything) for y in everything[i + 1 :])
