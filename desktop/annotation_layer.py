@@ -13,14 +13,13 @@ listener, re-emitted to the GUI thread). A step in flight when the window closes
 before the window's job runner lets it go (``JobRunner.shutdown`` awaits the drain job); a
 stroke not yet released is not a change and is lost with a crash, nothing else.
 
-Mouse: with any tool, a left press on an annotation selects it; dragging it moves it, dragging a
-handle edits that point, dragging its label moves the label (it stays put). Elsewhere the
-annotation tools draw: length, arrow, ellipse, rectangle by dragging; angle (3) and Cobb (4) by
-clicks (or drags, one line each); freehand by drawing the outline; probe and text by a click.
-Delete/Backspace delete the selected one, Esc drops a drawing; a double click or the context
-menu edits a text label's text. Other authors' annotations are shown read-only, as core says.
-GSPS graphics and TID 1500 measurements of other systems among the loaded files are drawn
-read-only, naming the system (``desktop.annotation_foreign``).
+Mouse and keys: ``desktop.annotation_input`` (an event filter on each viewport and reformat
+cell). Other authors' annotations are shown read-only, as core says; a role that may not
+annotate keeps the viewport's unsaved Length and ROI. GSPS graphics and TID 1500 measurements
+of other systems among the loaded files are drawn read-only, naming the system
+(``desktop.annotation_foreign``). Labels are placed by ``core.annotations.labels`` (at most
+``MAX_LABELS`` on one image) and kept while nothing they depend on changes. The annotations of
+the image a study opens on are read ahead in a short thread, so it is painted with them.
 """
 
 from __future__ import annotations

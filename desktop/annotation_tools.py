@@ -40,7 +40,7 @@ class ToolSpec:
 #: Toolbar/menu entries and their keys (W, M, Z, L, R, I, H, V, F, S and digits are taken).
 TOOLS: tuple[ToolSpec, ...] = (
     ToolSpec(Kind.ANGLE, "Angle", "A", "Angle: click arm, vertex, arm"),
-    ToolSpec(Kind.COBB, "Cobb", "C", "Cobb angle: drag or click two lines (four points)"),
+    ToolSpec(Kind.COBB, "Cobb", "C", "Cobb angle: click four points (two lines)"),
     ToolSpec(Kind.ELLIPSE, "Ellipse", "E", "Ellipse ROI statistics (drag)"),
     ToolSpec(Kind.FREEHAND, "Freehand", "D", "Freehand ROI statistics (draw the outline)"),
     ToolSpec(Kind.PROBE, "Probe", "P", "Point probe: the value at a point (click)"),
