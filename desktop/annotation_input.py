@@ -281,9 +281,13 @@ class AnnotationInput(QObject):
         return span >= 3.0
 
     def _double_click(self, w: Any, e: QMouseEvent) -> bool:
+        """A text label's text edited. With a drawing tool the double-click is the tool's (Qt
+        sends the second press first, which took its point): not the grid's maximise."""
         at = self.layer.where(w)
         if at is None:
             return False
+        if self.tool_of(w) is not None or self.layer.drawing is not None:
+            return True
         a, part, _ = self._hit(w, (e.position().x(), e.position().y()), at)
         if not part or a.kind is not Kind.TEXT or not self.layer.editable(a):
             return False

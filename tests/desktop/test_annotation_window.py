@@ -98,6 +98,25 @@ def click(qtbot: Any, w: Any, p: QPoint) -> None:
     qtbot.mouseRelease(w, Qt.MouseButton.LeftButton, pos=p)
 
 
+def quick_second_click(qtbot: Any, w: Any, p: QPoint) -> None:
+    """The second click of a double-click as Qt 6 delivers it: press, double-click, release."""
+    from PySide6.QtCore import QEvent, QPointF
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    qtbot.mousePress(w, Qt.MouseButton.LeftButton, pos=p)
+    event = QMouseEvent(
+        QEvent.Type.MouseButtonDblClick,
+        QPointF(p),
+        QPointF(w.mapToGlobal(p)),
+        Qt.MouseButton.LeftButton,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(w, event)
+    qtbot.mouseRelease(w, Qt.MouseButton.LeftButton, pos=p)
+
+
 def use(win: Any, label: str) -> None:
     win.actions_by_name[label].trigger()
 
@@ -128,9 +147,10 @@ def draw_every_tool(qtbot: Any, win: Any, layer: AnnotationLayer) -> None:
     use(win, "Angle")
     for p in (s(600, 300), s(700, 300), s(700, 450)):
         click(qtbot, vp, p)
-    use(win, "Cobb")
-    for p in (s(900, 250), s(880, 500), s(1100, 250), s(1150, 500)):
-        click(qtbot, vp, p)
+    use(win, "Cobb")  # clicked quickly: the second click of each pair is a double-click
+    for a, b in ((s(900, 250), s(880, 500)), (s(1100, 250), s(1150, 500))):
+        click(qtbot, vp, a)
+        quick_second_click(qtbot, vp, b)
     use(win, "Ellipse")
     drag(qtbot, vp, [s(300, 1000), s(400, 1100), s(450, 1200)])
     use(win, "Freehand")
@@ -189,6 +209,10 @@ def test_every_tool_drawn_edited_deleted_undone_and_found_after_a_restart(
     by_kind = {a.kind: a for a in layer.shown.values()}
     assert by_kind[Kind.TEXT].text == "left apex nodule"
     assert len(by_kind[Kind.FREEHAND].points) >= 4
+    cobb = [screen(win, *p) for p in by_kind[Kind.COBB].points]
+    wanted = [screen(win, *p) for p in ((900, 250), (880, 500), (1100, 250), (1150, 500))]
+    assert [(q.x(), q.y()) for q in cobb] == [(q.x(), q.y()) for q in wanted]
+    assert win.grid.model.maximised is None
     win.viewport.repaint()
     assert len(layer.painted_on(win.viewport)) == 9
     rects = [r for _, _, r in layer.painted_items(win.viewport) if r.width > 0]
