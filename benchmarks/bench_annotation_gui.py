@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import statistics
 import tempfile
@@ -88,7 +89,7 @@ def _ticks(app: Any, seconds: float, driver: Any = None) -> list[float]:
         time.sleep(0.0002)
     ticker.stop()
     drive.stop()
-    return [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(stamps)]
 
 
 def _stall(app: Any, ws: Any) -> int:
