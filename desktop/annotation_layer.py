@@ -43,6 +43,7 @@ from core.annotations.model import (
     Annotation,
     AnnotationError,
     ImageRef,
+    Kind,
     PlaneImage,
     Point,
 )
@@ -510,7 +511,8 @@ class AnnotationLayer(QObject):
             items = [(x, pts) for x, pts in items if x.uid != a.uid]
             items.append((a, on_image(a, at.image) or a.points))
         fm = p.fontMetrics()
-        texts = {a.uid: self.lines(a, at.frame) for a, _ in items}
+        speaks = self._labelled(at, items)  # measured only where a label will say it
+        texts = {a.uid: self.lines(a, at.frame) if a.uid in speaks else [] for a, _ in items}
         rects = self._labels(w, at, items, texts, fm)
         painted = []
         for a, pts in items:
@@ -522,7 +524,7 @@ class AnnotationLayer(QObject):
                 tools.paint_label(p, rect, texts[a.uid], colour, chosen)
             painted.append((a, pts, rect or Rect(0, 0, 0, 0)))
         self._painted[id(w)] = painted
-        hidden = sum(1 for a, _ in items if texts[a.uid]) - len(rects)
+        hidden = sum(1 for a, _ in items if a.kind is not Kind.ARROW or a.text) - len(rects)
         if hidden > 0:
             note = f"{hidden} annotation labels not shown: zoom in, or select one"
             p.setPen(tools.OWN_COLOUR)
@@ -533,6 +535,22 @@ class AnnotationLayer(QObject):
             tools.paint_shape(p, drawing["kind"], sketch, at.to_screen, tools.OWN_COLOUR)
         if self.foreign is not None:
             self.foreign.paint(p, at, rects.values())
+
+    def _labelled(self, at: Where, items: list[tuple[Annotation, tuple[Point, ...]]]) -> set[str]:
+        """The annotations that get a label: every one that says something, or on a crowded
+        image (more than ``MAX_LABELS``) the selected, the dragged and the top-left most; the
+        paint says how many are not (zoom in, or select one)."""
+        speaking = [(a, pts) for a, pts in items if a.kind is not Kind.ARROW or a.text]
+        if len(speaking) <= MAX_LABELS:
+            return {a.uid for a, _ in speaking}
+
+        def rank(item: tuple[Annotation, tuple[Point, ...]]) -> tuple[int, float, float]:
+            a, pts = item
+            corners = [at.to_screen(q) for q in pts]
+            first = a.uid == self.selected or a.label_pos is not None
+            return (0 if first else 1, min(y for _, y in corners), min(x for x, _ in corners))
+
+        return {a.uid for a, _ in sorted(speaking, key=rank)[:MAX_LABELS]}
 
     def _labels(
         self,
@@ -566,14 +584,6 @@ class AnnotationLayer(QObject):
         last = self._placed.get(id(w))
         if last is not None and last[0] == key:
             return last[1]
-        if len(requests) > MAX_LABELS:
-            # a crowded image at this zoom: the selected, the dragged and the top-left most
-            # are labelled; the paint says how many are not (zoom in, or select one)
-            def rank(r: LabelRequest) -> tuple[int, float, float]:
-                first = r.key == self.selected or r.pinned is not None
-                return (0 if first else 1, r.anchor.top, r.anchor.left)
-
-            requests = sorted(requests, key=rank)[:MAX_LABELS]
         rects = place_labels(requests, bounds)
         self._placed[id(w)] = (key, rects)
         return rects

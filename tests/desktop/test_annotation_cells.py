@@ -114,3 +114,42 @@ def test_a_removed_cell_leaves_a_state_that_no_longer_calls_its_widget(
     second.hide_phi_changed.emit(True)
     second.viewport.set_window(40.0, 400.0)
     assert not any(w is widget for w in layer.widgets)
+
+
+def test_a_crowded_image_labels_at_most_max_labels_never_overlapping_the_selected_first(
+    qtbot: Any, room: Any
+) -> None:
+    from core.annotations.model import AcquiredImage, Annotation
+    from desktop.annotation_layer import MAX_LABELS, where_acquired
+    from tests.desktop.test_viewport_grid import fill
+
+    grid, layer = room
+    fill(grid.model, 0, stack("3.1", 3, 2.5, size=(256, 256)))
+    w = grid.widgets[0]
+    qtbot.waitUntil(lambda: where_acquired(w) is not None, timeout=5_000)
+    at = where_acquired(w)
+    assert at is not None
+    assert isinstance(at.image, AcquiredImage)
+    crowd = [
+        Annotation(
+            Kind.RECTANGLE,
+            ((10 + (k % 10) * 24, 10 + (k // 10) * 24), (30 + (k % 10) * 24, 30 + (k // 10) * 24)),
+            at.image,
+            at.study_uid,
+            at.series_uid,
+            author=layer.author,
+        )
+        for k in range(MAX_LABELS + 40)
+    ]
+    for a in crowd:
+        layer.shown[a.uid] = a
+    layer.selected = crowd[-1].uid  # bottom right: labelled because it is selected
+    w.repaint()
+    drawn = layer.painted_items(w)
+    assert len(drawn) == len(crowd)
+    rects = [r for _, _, r in drawn if r.width > 0]
+    assert len(rects) == MAX_LABELS
+    assert not any(x.intersects(y) for i, x in enumerate(rects) for y in rects[i + 1 :])
+    labelled = {a.uid for a, _, r in drawn if r.width > 0}
+    assert crowd[-1].uid in labelled
+    assert crowd[0].uid in labelled  # the top-left most next
