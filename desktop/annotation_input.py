@@ -105,7 +105,13 @@ class AnnotationInput(QObject):
         point = at.to_image(pos)
         kind = self.tool_of(w)
         drawing = self.layer.drawing
-        if drawing is not None and drawing["widget"] is w:
+        if drawing is not None and (
+            drawing["widget"] is not w
+            or drawing["kind"] is not kind
+            or drawing["at"].image != at.image
+        ):
+            self.layer.drawing = drawing = None  # another cell, tool or image: it is dropped
+        if drawing is not None:
             drawing["points"].append(point)
             drawing["cursor"] = point
             self._finish_clicks(w, at)

@@ -153,3 +153,32 @@ def test_a_crowded_image_labels_at_most_max_labels_never_overlapping_the_selecte
     labelled = {a.uid for a, _, r in drawn if r.width > 0}
     assert crowd[-1].uid in labelled
     assert crowd[0].uid in labelled  # the top-left most next
+
+
+def test_an_angle_half_clicked_is_dropped_when_the_tool_changes(qtbot: Any, room: Any) -> None:
+    from desktop.annotation_layer import where_acquired
+    from tests.desktop.test_viewport_grid import fill
+
+    grid, layer = room
+    fill(grid.model, 0, stack("4.1", 3, 2.5, size=(256, 256)))
+    w = grid.widgets[0]
+    qtbot.waitUntil(lambda: where_acquired(w) is not None, timeout=5_000)
+    at = where_acquired(w)
+    assert at is not None
+
+    def s(row: float, col: float) -> QPoint:
+        x, y = at.to_screen((row, col))
+        return QPoint(round(x), round(y))
+
+    w.tool = "angle"
+    qtbot.mouseClick(w, Qt.MouseButton.LeftButton, pos=s(50, 50))
+    qtbot.mouseClick(w, Qt.MouseButton.LeftButton, pos=s(100, 50))
+    assert layer.drawing is not None
+    w.tool = "length"
+    qtbot.mousePress(w, Qt.MouseButton.LeftButton, pos=s(150, 150))
+    qtbot.mouseMove(w, s(150, 180))
+    qtbot.mouseMove(w, s(150, 200))
+    qtbot.mouseRelease(w, Qt.MouseButton.LeftButton, pos=s(150, 200))
+    qtbot.waitUntil(lambda: layer.writer.pending == 0, timeout=5_000)
+    assert layer.drawing is None
+    assert [a.kind for a in layer.shown.values()] == [Kind.LENGTH]
