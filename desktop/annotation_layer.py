@@ -234,6 +234,8 @@ class AnnotationLayer(QObject):
         self.foreign: Any = None  # desktop.annotation_foreign.ForeignMarks, when installed
         self.grid: Any = None  # the window's ViewportGrid: a press makes its cell active
         self.text_dialog: QInputDialog | None = None
+        self.undo_action: QAction | None = None  # set by install_annotations
+        self.redo_action: QAction | None = None
         self.dragging: dict[str, Any] | None = None
         self.drawing: dict[str, Any] | None = None  # a click tool's points so far
         self._painted: dict[int, list[tuple[Annotation, tuple[Point, ...], Rect]]] = {}
@@ -329,7 +331,21 @@ class AnnotationLayer(QObject):
                 self.selected = None
         else:
             self.shown[a.uid] = a
+        self._name_steps()
         self.repaint()
+
+    def _name_steps(self) -> None:
+        """Undo and Redo say which step they take (their menu entries' tool tips)."""
+        session = self.sessions.get(self.last_study)
+        history = session.history if session is not None else None
+        for action, name in (
+            (self.undo_action, history.undo_name if history else ""),
+            (self.redo_action, history.redo_name if history else ""),
+        ):
+            if action is not None:
+                verb = "Undo" if action is self.undo_action else "Redo"
+                action.setStatusTip(f"{verb} {name}" if name else f"Nothing to {verb.lower()}")
+                action.setToolTip(action.statusTip())
 
     def _failed(self, text: str) -> None:
         """A refused or failed step: say so and show what the store holds."""
@@ -667,6 +683,7 @@ def install_annotations(window: Any) -> AnnotationLayer:
         if menu is not None:
             menu.addAction(action)
         known[name] = action
+    layer.undo_action, layer.redo_action = known["Undo annotation"], known["Redo annotation"]
     if window.workstation is not None:
         from desktop.permissions import gate_action
 

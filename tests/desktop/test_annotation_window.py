@@ -271,6 +271,9 @@ def test_every_tool_drawn_edited_deleted_undone_and_found_after_a_restart(
     assert arrow.uid not in layer.shown
     assert arrow.uid not in stored(ws, study)
     assert layer.shown, "Delete took one annotation, not the viewport's all"
+    qtbot.waitUntil(
+        lambda: win.actions_by_name["Undo annotation"].statusTip() == "Undo delete", timeout=5_000
+    )
 
     # undo brings the arrow back (same UID), redo deletes it again
     qtbot.keyClick(win.viewport, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
