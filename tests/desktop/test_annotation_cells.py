@@ -182,3 +182,44 @@ def test_an_angle_half_clicked_is_dropped_when_the_tool_changes(qtbot: Any, room
     qtbot.waitUntil(lambda: layer.writer.pending == 0, timeout=5_000)
     assert layer.drawing is None
     assert [a.kind for a in layer.shown.values()] == [Kind.LENGTH]
+
+
+def test_the_context_menu_deletes_the_annotation_under_the_mouse(qtbot: Any, room: Any) -> None:
+    from PySide6.QtGui import QContextMenuEvent
+    from PySide6.QtWidgets import QApplication, QMenu
+
+    from desktop.annotation_layer import where_acquired
+    from tests.desktop.test_viewport_grid import fill
+
+    grid, layer = room
+    fill(grid.model, 0, stack("5.1", 3, 2.5, size=(256, 256)))
+    w = grid.widgets[0]
+    qtbot.waitUntil(lambda: where_acquired(w) is not None, timeout=5_000)
+    at = where_acquired(w)
+    assert at is not None
+
+    def s(row: float, col: float) -> QPoint:
+        x, y = at.to_screen((row, col))
+        return QPoint(round(x), round(y))
+
+    w.tool = "ellipse"
+    for a, b in (((40, 40), (90, 120)), ((150, 150), (200, 220))):
+        qtbot.mousePress(w, Qt.MouseButton.LeftButton, pos=s(*a))
+        qtbot.mouseMove(w, s(*b))
+        qtbot.mouseRelease(w, Qt.MouseButton.LeftButton, pos=s(*b))
+    qtbot.waitUntil(lambda: layer.writer.pending == 0, timeout=5_000)
+    first, second = layer.shown.values()
+    w.tool = "window"
+    w.repaint()
+    spot = s(65, 80)  # inside the first ellipse
+    QApplication.sendEvent(
+        w, QContextMenuEvent(QContextMenuEvent.Reason.Mouse, spot, w.mapToGlobal(spot))
+    )
+    menus = [m for m in w.findChildren(QMenu) if m.isVisible()]
+    assert len(menus) == 1
+    (delete,) = [a for a in menus[0].actions() if a.text() == "Delete annotation"]
+    delete.trigger()
+    menus[0].close()
+    qtbot.waitUntil(lambda: layer.writer.pending == 0, timeout=5_000)
+    assert list(layer.shown) == [second.uid]
+    assert first.uid not in {a.uid for a in layer.sessions[at.study_uid].all()}
