@@ -177,6 +177,9 @@ class AutoHang(QObject):
             return False
         patient, study = ctx
         self._cancel_jobs()
+        hung = win.grid.hanging
+        if hung is not None and hung.studies and hung.studies[0] is not study:
+            win.grid.hanging = None  # the last study's stages no longer apply (stage keys)
         self.study_uid, self._images, self._indexed = study.study_instance_uid, 0, False
         self.prior_uids, self._found, self.hanging = [], None, None
         self._asked_pacs = False
@@ -233,8 +236,11 @@ class AutoHang(QObject):
         return job
 
     def _cancel_jobs(self) -> None:
+        """Another study: its lookups stop; a prior's retrieve goes on (shared with the study
+        list, and the prior is in the cache and the list when it ends)."""
         for job in list(self.jobs):
-            job.cancel()
+            if job.name != "retrieve prior":
+                job.cancel()
 
     def _still_on_screen(self, study: Study) -> bool:
         ctx = self.window_.state.context()
@@ -271,15 +277,17 @@ class AutoHang(QObject):
         prior = newest_remote(priors, study)
         if prior is None or not self._still_on_screen(study) or self.ws is None:
             return
-        from desktop.study_list import retrieve_prior_job
+        from desktop.study_list import start_retrieve
 
-        cache = self._pacs_cache()
         node = prior.nodes[0]
         self._say(f"Retrieving the prior of {prior.study_date} from '{node}' to hang it…")
-        self._start(
-            "hang on open: retrieve prior", retrieve_prior_job, self.ws, node, prior.study_uid,
-            cache, on_result=lambda n: self._retrieved(study, prior, n),
+        job = start_retrieve(
+            self.window_, self.ws, node, prior.study_uid, self._pacs_cache(),
+            on_result=lambda n: self._retrieved(study, prior, n),
+            on_error=lambda exc: self._say(f"The prior was not retrieved: {exc}"),
         )  # fmt: skip
+        self.jobs.append(job)  # not cancelled with the study: the prior is wanted anyway
+        job.signals.finished.connect(lambda: self.jobs.remove(job) if job in self.jobs else None)
 
     def _retrieved(self, study: Study, prior: Prior, count: int) -> None:
         if not count or self.ws is None or not self._still_on_screen(study):

@@ -40,7 +40,7 @@ from desktop.menus import WindowMenus
 from desktop.panels import LoadErrorsPanel, TagBrowser
 from desktop.viewport_grid import ViewportGrid, install_layout_menu
 from desktop.viewport_widget import Tool, ViewportWidget
-from desktop.workers import ErrorSink, JobRunner
+from desktop.workers import ErrorSink, Job, JobRunner
 
 if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
     from core.app.workstation import Workstation
@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self.sync: SyncController | None = None
         self.sync_status_widget: SyncStatusWidget | None = None
         self.study_list: StudyListPanel | None = None  # with a profile (desktop.study_list)
+        self.prior_retrievals: dict[str, Job] = {}  # study uid -> its retrieve (one at a time)
         self.dialog_folder = ""  # where the next file dialog starts
 
         self.viewport = ViewportWidget(self.state)

@@ -19,7 +19,7 @@ With hide-PHI on, names, IDs, accession numbers and dates are blanked, as in the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QPoint, Qt, QTimer
@@ -134,6 +134,44 @@ def retrieve_prior_job(
     index_read(ws, build_index(paths), action="retrieve-prior", node=node)
     mark_retrieved(ws, study_uid, node)
     return len(paths)
+
+
+def start_retrieve(
+    window: MainWindow,
+    ws: Workstation,
+    node: str,
+    study_uid: str,
+    cache: Any,
+    on_result: Callable[[int], None],
+    on_error: Callable[[BaseException], None],
+) -> Job:
+    """Retrieve a prior in a job, once at a time per study: a second ask while it runs (the
+    study list's Retrieve while hanging on open fetches the same prior) waits for the same job
+    rather than writing the same files into the cache beside it."""
+    running = window.prior_retrievals.get(study_uid)
+    if running is not None and not running.done and not running.cancelled:
+
+        def guarded(callback: Callable[[Any], None]) -> Callable[[Any], None]:
+            def call(value: Any) -> None:
+                if not window.runner.closed and not running.cancelled:
+                    callback(value)
+
+            return call
+
+        running.signals.result.connect(guarded(on_result))
+        running.signals.error.connect(guarded(on_error))
+        return running
+
+    def finished(job: Job) -> None:
+        if window.prior_retrievals.get(study_uid) is job:
+            del window.prior_retrievals[study_uid]
+
+    job = window.runner.start(
+        "retrieve prior", retrieve_prior_job, ws, node, study_uid, cache,
+        on_result=on_result, on_error=on_error, on_finished=finished,
+    )  # fmt: skip
+    window.prior_retrievals[study_uid] = job
+    return job
 
 
 def hang_job(ctx: JobContext, ws: Workstation, study_uids: Sequence[str]) -> StudyIndex:
@@ -595,13 +633,15 @@ class StudyListPanel(QWidget):
             return None
         node = prior.nodes[0]
         self.priors_label.setText(f"Retrieving the prior from '{node}' in the background…")
-        job = self.window_.runner.start(
-            "retrieve prior", retrieve_prior_job, self.ws, node, prior.study_uid, cache,
+        job = start_retrieve(
+            self.window_, self.ws, node, prior.study_uid, cache,
             on_result=lambda n: self._retrieved(prior, node, n),
             on_error=lambda exc: self.priors_label.setText(f"Retrieve failed: {exc}"),
-            on_finished=lambda j: self.retrieve_jobs.remove(j) if j in self.retrieve_jobs else None,
         )  # fmt: skip
         self.retrieve_jobs.append(job)
+        job.signals.finished.connect(
+            lambda: self.retrieve_jobs.remove(job) if job in self.retrieve_jobs else None
+        )
         return job
 
     def _cache(self) -> Any:
