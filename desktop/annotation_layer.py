@@ -270,7 +270,10 @@ class AnnotationLayer(QObject):
             from core.app.annotations import StudyNotRecorded
 
             session = self._session(study_uid)
-            deadline = time.monotonic() + STUDY_WAIT_S
+            # the study may be recorded a moment later (in a job): wait for it in the writer's
+            # job, never on the GUI thread (a step written there while the window closes)
+            on_gui = threading.current_thread() is threading.main_thread()
+            deadline = time.monotonic() + (0.0 if on_gui else STUDY_WAIT_S)
             while True:
                 try:
                     return step(session)
