@@ -43,19 +43,11 @@ WRITE = Permission.DECIDE
 READ = Permission.VIEW
 
 
-class StudyNotRecorded(LookupError):
-    """The study is not in the local study database, so its patient cannot be named."""
+StudyNotRecorded = catalogue.StudyNotRecorded  # raised here; its one home is the catalogue
 
 
 def _patient(conn: Connection, study_uid: str) -> tuple[str, str]:
-    try:
-        entry = catalogue.get(conn, study_uid)
-    except catalogue.StudyNotFound:
-        raise StudyNotRecorded(
-            f"study '{study_uid}' is not in the local study database, so its annotations "
-            "cannot be audited by patient: show one of its series first"
-        ) from None
-    return entry.patient_id, entry.patient_name
+    return catalogue.patient_of(conn, study_uid, "its annotations")
 
 
 def _participants(

@@ -7,15 +7,18 @@ Each write does the whole job in one transaction: the actor's permission, the ro
 text never goes into the trail; its revision does.
 
 Signing (and an addendum, which is signed when added) asks for the password again, checked by
-the sign-in's own verification (``UserStore.authenticate``: the second factor where the account
-has one or IT requires one - ``SecondFactorRequired`` then, for the dialog to ask the code -,
-failed attempts audited and counted towards the lockout). A report changed by someone else
+the sign-in's own verification (``UserStore.reauthenticate``: the second factor where the
+account has one or IT requires one - ``SecondFactorRequired`` then, for the dialog to ask the
+code -, failed attempts counted towards the lockout; audited as "reauth-sign", not as a
+sign-in). An impression that is still a model's unedited draft is signed only when the signer
+confirms reviewing it (``UnreviewedDraft`` otherwise, audited). A report changed by someone else
 since it was read is refused (``ReportConflict``) rather than overwritten, when the caller
 passes the revision it read.
 
 Export audits first ("Export", naming the patient, the study, each object and where it goes)
-and only then writes files or sends to PACS; a write or a store that fails is recorded as a
-failed export and raised, and only what succeeded is listed on the report. Who may: writing
+and only then writes files or sends to PACS; a write or a store that fails (OSError, a
+ValueError from pydicom, PacsError) is recorded as a failed export naming what was written
+before, and raised with that note, and only what succeeded is listed on the report. Who may: writing
 and exporting need the radiologist's ``decide`` permission, reading needs ``view``.
 """
 
@@ -29,7 +32,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Connection
 
-from core.app.annotations import StudyNotRecorded
 from core.app.workstation import Workstation
 from core.audit.events import Actor, Participants, event
 from core.audit.log import StoredEvent
@@ -56,6 +58,9 @@ WRITE = Permission.DECIDE
 READ = Permission.VIEW
 
 
+StudyNotRecorded = catalogue.StudyNotRecorded  # a report of a study not recorded: refused
+
+
 class ReportConflict(RuntimeError):
     """The report changed since the caller read it (another window, another user)."""
 
@@ -65,14 +70,7 @@ def _now() -> datetime:
 
 
 def _patient(conn: Connection, study_uid: str) -> tuple[str, str]:
-    try:
-        entry = catalogue.get(conn, study_uid)
-    except catalogue.StudyNotFound:
-        raise StudyNotRecorded(
-            f"study '{study_uid}' is not in the local study database, so its report cannot "
-            "be audited by patient: show one of its series first"
-        ) from None
-    return entry.patient_id, entry.patient_name
+    return catalogue.patient_of(conn, study_uid, "its report")
 
 
 def _who(conn: Connection, study_uid: str) -> Participants:
@@ -88,6 +86,7 @@ def _audit(
     action: str,
     code: str,
     revision: int,
+    **details: Any,
 ) -> StoredEvent:
     return ws.audit.append(
         event(
@@ -99,6 +98,7 @@ def _audit(
             state=report.state.value,
             revision=revision,
             template=report.template_id,
+            **details,
         ),
         conn=conn,
     )
@@ -166,8 +166,49 @@ def save_draft(
 
 
 def _verify_signer(ws: Workstation, actor: Actor, password: str, code: str | None) -> None:
-    """The password (and second factor) again, through the sign-in's own check."""
-    ws.users.authenticate(actor.user, password, code)
+    """The password (and second factor) again, through the sign-in's own check and lockout,
+    audited as a re-authentication for signing ("reauth-sign"), not as a sign-in."""
+    ws.users.reauthenticate(actor.user, password, code, purpose="sign")
+
+
+class UnreviewedDraft(ReportError):
+    """The impression is still the model's unedited draft and the signer has not confirmed
+    reviewing it."""
+
+
+def review_refusal(unedited_model_draft: bool, reviewed: bool) -> str | None:
+    """The rule, in one place (the sign dialog asks it too, before the password): why an
+    impression may not be signed yet, or None."""
+    if unedited_model_draft and not reviewed:
+        return (
+            "the impression is a model's draft that nobody has edited: review it and confirm "
+            "so before signing"
+        )
+    return None
+
+
+def _require_review(
+    ws: Workstation, actor: Actor, study_uid: str, unedited_model_draft: bool, reviewed: bool
+) -> None:
+    """A model's words are never signed unseen: an unedited drafted impression needs the
+    signer's confirmation that it was reviewed; a refusal is audited (no text in the trail)."""
+    why = review_refusal(unedited_model_draft, reviewed)
+    if why is None:
+        return
+    with ws.db.transaction() as conn:
+        ws.audit.append(
+            event(
+                EventType.INSTANCES_ACCESSED,
+                actor,
+                _who(conn, study_uid),
+                Outcome.MINOR_FAILURE,
+                action="report-sign",
+                event_action="U",
+                reason="unreviewed model draft",
+            ),
+            conn=conn,
+        )
+    raise UnreviewedDraft(f"study '{study_uid}': {why}")
 
 
 def sign_report(
@@ -177,9 +218,15 @@ def sign_report(
     second_factor: str | None = None,
     *,
     expected_revision: int | None = None,
+    unedited_model_draft: bool = False,
+    reviewed: bool = False,
 ) -> StoredReport:
-    """Sign the study's draft as the signed-in radiologist, after re-entering the password."""
+    """Sign the study's draft as the signed-in radiologist, after re-entering the password.
+    ``unedited_model_draft``: the impression is a model's draft as it gave it (the caller
+    knows what the drafter returned); then ``reviewed`` (the signer confirmed reviewing it)
+    is required, else ``UnreviewedDraft``, audited, before the password is even checked."""
     actor = ws.require(WRITE)
+    _require_review(ws, actor, study_uid, unedited_model_draft, reviewed)
     _verify_signer(ws, actor, password, second_factor)
     with ws.db.transaction() as conn:
         current = store.get(conn, study_uid)
@@ -188,7 +235,16 @@ def sign_report(
         _check_revision(current, expected_revision, study_uid)
         report = current.report.sign(actor.user, at=_now())
         revision = current.revision + 1
-        stored = _audit(ws, conn, actor, report, "sign", "U", revision)
+        stored = _audit(
+            ws,
+            conn,
+            actor,
+            report,
+            "sign",
+            "U",
+            revision,
+            reviewed_model_draft=unedited_model_draft,
+        )
         store.update_report(conn, report, revision, stored.index)
         return StoredReport(report, revision, current.exported)
 
@@ -354,10 +410,20 @@ def export_objects(
         if client is not None and objects:
             client.store([ds for _, ds in objects])
             done += [_exported(k, f"pacs:{client.node.name}", at, ds) for k, ds in objects]
-    except (OSError, PacsError) as exc:
+    except (OSError, ValueError, PacsError) as exc:
+        # ValueError: pydicom refusing to write an object (file meta, a value); the success
+        # event is already in the trail, so the failure must follow it whatever broke
         outcome = Outcome.SERIOUS_FAILURE if isinstance(exc, PacsError) else Outcome.MINOR_FAILURE
-        ws.audit.append(event(EventType.EXPORT, actor, who, outcome, **details, reason=str(exc)))
+        written = [e.destination for e in done]
+        ws.audit.append(
+            event(
+                EventType.EXPORT, actor, who, outcome, **details, reason=str(exc), written=written
+            )
+        )
         _record(ws, study_uid, done)
+        exc.add_note(
+            "written before it failed: " + ", ".join(written) if written else "nothing was written"
+        )
         raise
     _record(ws, study_uid, done)
     return done

@@ -178,6 +178,32 @@ class UserStore:
         requires one (``SecondFactorRequired`` when it is missing); failures are audited and
         repeated ones (wrong codes too) lock the account. "login" is written only when all
         passed."""
+        return self._check(username, password, second_factor, action="login", sign_in=True)
+
+    def reauthenticate(
+        self, username: str, password: str, second_factor: str | None = None, *, purpose: str
+    ) -> User:
+        """The signed-in user's password (and second factor) again before an act that needs it
+        (``purpose`` "sign": a report signature). The same check and lockout accounting as
+        ``authenticate``, but audited as ``reauth-<purpose>`` and ``last_sign_in`` left as it
+        is: signing a report is not a sign-in, and the trail must not say it was one."""
+        if not purpose.isidentifier():
+            raise ValueError(f"re-authentication purpose '{purpose}' must be one plain word")
+        return self._check(
+            username, password, second_factor, action=f"reauth-{purpose}", sign_in=False
+        )
+
+    def _check(
+        self,
+        username: str,
+        password: str,
+        second_factor: str | None,
+        *,
+        action: str,
+        sign_in: bool,
+    ) -> User:
+        """The one password + second factor check, audited as ``action``; a sign-in
+        (``sign_in``) also records when it happened."""
         with self.db.transaction() as conn:
             row = conn.execute(select(users).where(users.c.username == username)).first()
             now = _now()
@@ -202,22 +228,21 @@ class UserStore:
                 if factor is Check.REFUSED:
                     reason = "second factor refused"
             if not reason and row is not None:
-                conn.execute(
-                    update(users)
-                    .where(users.c.username == username)
-                    .values(failed_logins=0, locked_until=None, last_sign_in=now.isoformat())
-                )
+                reset: dict[str, object] = {"failed_logins": 0, "locked_until": None}
+                if sign_in:
+                    reset["last_sign_in"] = now.isoformat()
+                conn.execute(update(users).where(users.c.username == username).values(**reset))
                 self.audit.append(
                     event(
                         EventType.USER_AUTHENTICATION,
                         Actor(username, row.role),
-                        action="login",
+                        action=action,
                         **({"second_factor": factor.value} if factor.value else {}),
                     ),
                     conn=conn,
                 )
                 return User(username, Role(row.role), self._must_change(row, now))
-            details: dict[str, object] = {"action": "login", "reason": reason}
+            details: dict[str, object] = {"action": action, "reason": reason}
             if row is not None and reason in ("wrong password", "second factor refused"):
                 failures = row.failed_logins + 1
                 values: dict[str, object] = {"failed_logins": failures}

@@ -39,6 +39,11 @@ class StudyNotFound(LookupError):
     """No study with that UID in the local database."""
 
 
+class StudyNotRecorded(StudyNotFound):
+    """The study is not in the local study database, so the patient of an act on it (an
+    annotation, a report) cannot be named in the audit trail."""
+
+
 class StudyUnavailable(OSError):
     """The study is listed but none of its files can be opened any more."""
 
@@ -341,6 +346,20 @@ def _entry(row: Any, series_rows: Iterable[Any] = ()) -> StudyEntry:
 def is_recorded(conn: Connection, study_uid: str) -> bool:
     row = conn.execute(select(studies.c.study_uid).where(studies.c.study_uid == study_uid))
     return row.first() is not None
+
+
+def patient_of(conn: Connection, study_uid: str, what: str) -> tuple[str, str]:
+    """(patient ID, patient name) of a recorded study, for auditing ``what`` ("its report")
+    by patient; ``StudyNotRecorded`` says why not and what to do."""
+    row = conn.execute(
+        select(studies.c.patient_id, studies.c.patient_name).where(studies.c.study_uid == study_uid)
+    ).first()
+    if row is None:
+        raise StudyNotRecorded(
+            f"study '{study_uid}' is not in the local study database, so {what} cannot be "
+            "audited by patient: show one of its series first"
+        )
+    return str(row.patient_id), str(row.patient_name)
 
 
 def get(conn: Connection, study_uid: str) -> StudyEntry:
