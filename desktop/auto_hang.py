@@ -2,10 +2,13 @@
 retrieve) is hung by its protocol as soon as its index is known, with its priors.
 
 The controller shows the study's main series in viewport 1 first (the first image does not
-wait for any of this). Then, with a profile open, one job asks the local study database for the
-priors (Patient ID + issuer, ``core.app.studies.find_priors``, audited), indexes the files of
-those that are here (audited as access) and reads the protocols; its answer lays the protocol
-out (``ViewportGrid.show_hanging``) with those priors in the viewports the protocol gives them.
+wait for any of this). With a profile open, one job, started as soon as the study is known (its
+provisional first image, else its index), asks the local study database for the priors (Patient
+ID + issuer, ``core.app.studies.find_priors``, audited), indexes the files of the newest ones of
+the study's modality that the protocols can show (audited as access; a patient with twenty
+priors does not have twenty studies read) and reads the protocols. When both the study's index
+and that answer are in, the protocol is laid out (``ViewportGrid.show_hanging``) with those
+priors in the viewports the protocol gives them.
 When PACS nodes are configured a second job asks them (answers cached per patient,
 ``core.studies.priors.RemotePriorsCache``); the newest prior that is only on a PACS is retrieved
 in the background and the study is hung again when it has arrived, if the reader has not
@@ -21,7 +24,6 @@ priors are the other studies of the patient among the open studies.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
     from core.app.workstation import Workstation
     from core.studies.priors import Prior, RemotePriorsCache
     from desktop.main_window import MainWindow
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,6 +54,12 @@ def _protocols() -> list[Protocol]:
     from core.config import load_settings
 
     return load_protocols(load_settings().viewer.hanging_protocols)
+
+
+def prior_depth(protocols: Sequence[Protocol]) -> int:
+    """How many priors any protocol shows (``prior = 2`` is the second newest); at least 1."""
+    used = [vr.prior for p in protocols for stage in p.stage for vr in stage.viewport]
+    return max([1, *used])
 
 
 def local_priors_job(
@@ -73,7 +79,13 @@ def local_priors_job(
     except NoPatientKey:
         return LocalPriors(protocols, None)
     found = find_priors(ws, study.study_instance_uid, (), key, lambda: ctx.cancelled)
-    uids = [p.study_uid for p in found.priors if p.local is not None]
+    mods = {s.modality.upper() for s in study.series.values() if s.modality}
+    fitting = [  # newest first
+        p
+        for p in found.priors
+        if p.local is not None and (not p.modalities or mods & {m.upper() for m in p.modalities})
+    ]
+    uids = [p.study_uid for p in fitting[: prior_depth(protocols)]]
     paths: list[str] = []
     problems: list[str] = []
     for uid in uids:

@@ -28,7 +28,11 @@ TIMEOUT_MS = 120_000
 
 
 def copy_as_study(
-    files: list[Path], folder: Path, date: str, patient_id: str | None = None
+    files: list[Path],
+    folder: Path,
+    date: str,
+    patient_id: str | None = None,
+    modality: str | None = None,
 ) -> tuple[str, str]:
     """The files as another study of the same patient (or of ``patient_id``): new study,
     series and instance UIDs, another study date. Returns (study UID, series UID)."""
@@ -42,6 +46,8 @@ def copy_as_study(
         ds.StudyDate = date
         if patient_id is not None:
             ds.PatientID = patient_id
+        if modality is not None:
+            ds.Modality = modality
         ds.save_as(folder / f"{n:04d}.dcm")
     return study_uid, series_uid
 
@@ -153,6 +159,27 @@ def test_a_radiograph_opens_side_by_side_with_its_prior(  # type: ignore[no-unty
     assert (prior.study_instance_uid, model.cells[1].series_uid) == (prior_study, prior_series)
     assert [c.label for c in model] == ["Current", "Prior"]
     assert all(c.state.loaded_count == 1 for c in model)
+
+
+def test_only_the_newest_prior_of_the_modality_is_read_and_hung(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, ws: Workstation, tmp_path: Path
+) -> None:
+    older, _ = copy_as_study([CR], tmp_path / "older", "20000101")
+    newer, _ = copy_as_study([CR], tmp_path / "newer", "20020101")
+    other, _ = copy_as_study([CR], tmp_path / "other", "20030101", modality="OT")
+    for folder in ("older", "newer", "other"):
+        index_as_prior(ws, tmp_path / folder)
+    window.open_paths([str(CR)])
+    wait_hung_and_loaded(qtbot, window)
+
+    hanging = hung(window)
+    assert [s.study_instance_uid for s in hanging.studies][1:] == [newer]
+    assert study_of(window.grid.model.cells[1].state).study_instance_uid == newer
+    opened = {st.study_instance_uid for p in window.state.index.patients.values()
+              for st in p.studies.values()}  # fmt: skip
+    assert newer in opened
+    assert older not in opened  # the protocol shows one prior: the older one is not read
+    assert other not in opened  # the newest study is of another modality
 
 
 def test_a_namesake_of_another_patient_is_not_taken_as_a_prior(  # type: ignore[no-untyped-def]
