@@ -15,6 +15,8 @@ holds what is on screen; the stored report is the use cases'.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import weakref
 from collections.abc import Callable
@@ -59,6 +61,8 @@ if TYPE_CHECKING:
     from core.viewer.layout import Layout
     from core.viewer.state import ViewerState
 
+log = logging.getLogger(__name__)
+
 DEMO_STYLE = "background:#7a2e00;color:#fff3e0;font-weight:bold;padding:4px;border-radius:3px;"
 SAVE_DELAY_MS = 1_000  # a pause in typing this long saves the draft
 
@@ -66,7 +70,11 @@ SAVE_DELAY_MS = 1_000  # a pause in typing this long saves the draft
 @dataclass
 class Doc:
     """The report of one study as the panel and its jobs share it. ``lock`` serialises a save
-    in a job with the last save at close; ``revision`` is the one stored last (None: none)."""
+    in a job with the last save at close; ``revision`` is the one stored last (None: none).
+    ``unsaved``: the text (findings, impression, template) handed to a save that has not
+    finished yet or failed - kept until a save stores it, so a window closing while it waits
+    in the queue saves it itself; ``stored_text``: what the last save stored (set under
+    ``lock`` by the job, so the close sees a save that finished but was not reported yet)."""
 
     study_uid: str
     modality: str = ""
@@ -75,6 +83,8 @@ class Doc:
     state: ReportState = ReportState.NONE
     loaded: bool = False  # the stored report (or the template) is on screen: editable
     closed: bool = False
+    unsaved: tuple[str, str, str] | None = None
+    stored_text: tuple[str, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -106,7 +116,20 @@ def save_job(
             expected_revision=doc.revision,
         )
         doc.revision, doc.state = stored.revision, stored.report.state
+        doc.stored_text = (findings, impression)
         return stored
+
+
+@dataclass(frozen=True)
+class SignRequest:
+    """What a signature signs and says: the text on screen (findings, impression), its
+    template (saved first when nothing is stored yet: an untouched template), and whether the
+    impression is a model's unedited draft and its review was confirmed (core's rule)."""
+
+    shown: tuple[str, str]
+    template: str = ""
+    unedited_model_draft: bool = False
+    reviewed: bool = False
 
 
 def sign_job(
@@ -115,19 +138,37 @@ def sign_job(
     doc: Doc,
     password: str,
     code: str | None,
-    shown: tuple[str, str],
+    request: SignRequest,
 ) -> StoredReport:
-    """Sign the stored draft, only if it is the text on screen (``shown``: findings,
-    impression): a save that failed before it would otherwise sign an older text."""
+    """Sign the stored draft, only if it is the text on screen (``request.shown``): a save
+    that failed before it would otherwise sign an older text. Nothing stored yet (a template
+    signed untouched: no save was ever due) saves the text on screen as the draft first."""
     with doc.lock:
         current = app.get_report(ws, doc.study_uid)
-        if current is None or (current.report.findings, current.report.impression) != shown:
+        if current is None and doc.revision is None:
+            findings, impression = request.shown
+            current = app.save_draft(
+                ws,
+                doc.study_uid,
+                findings=findings,
+                impression=impression,
+                template_id=request.template,
+            )
+            doc.revision, doc.state = current.revision, current.report.state
+            doc.stored_text = request.shown
+        if current is None or (current.report.findings, current.report.impression) != request.shown:
             raise ReportError(
                 "the text on screen is not the stored draft (its save failed or is pending): "
                 'not signed; wait for "Draft saved" and sign again'
             )
         stored = app.sign_report(
-            ws, doc.study_uid, password, code, expected_revision=current.revision
+            ws,
+            doc.study_uid,
+            password,
+            code,
+            expected_revision=current.revision,
+            unedited_model_draft=request.unedited_model_draft,
+            reviewed=request.reviewed,
         )
         doc.revision, doc.state = stored.revision, stored.report.state
         return stored
@@ -219,6 +260,8 @@ class ReportPanel(QWidget):
         self.key_images_for_report = key_images_for_report
         self.serial = SerialJobs(runner, self)
         self.doc: Doc | None = None
+        self.unsaved_docs: list[Doc] = []  # docs whose queued or failed save holds text
+        self.recovered: list[Path] = []  # recovery files written at close (a refused save)
         self.templates: dict[str, Template] = {}
         self.template_text: tuple[str, str] = ("", "")  # the template's text as first shown
         self.model_draft = ""  # the impression as the drafter gave it (until edited)
@@ -409,7 +452,7 @@ class ReportPanel(QWidget):
 
     def leave_study(self) -> None:
         """Save what was typed in the study being left (a job), before showing another."""
-        if self.doc is not None and self.dirty:
+        if self.doc is not None and self.dirty and self.doc.state is not ReportState.SIGNED:
             self._save_timer.stop()
             self._queue_save(self.doc)
         self.doc, self.dirty, self.model_draft = None, False, ""
@@ -509,6 +552,9 @@ class ReportPanel(QWidget):
         findings, impression = self.findings.toPlainText(), self.impression.toPlainText()
         template = str(self.template.currentData() or "")
         self.dirty = False
+        doc.unsaved = (findings, impression, template)  # until a save stores it
+        if doc not in self.unsaved_docs:
+            self.unsaved_docs.append(doc)
         if doc is self.doc:
             self._set_message("Saving…")
         self.serial.submit(
@@ -526,6 +572,10 @@ class ReportPanel(QWidget):
     def _saved(self, doc: Doc, stored: StoredReport | None) -> None:
         if stored is None:
             return
+        if doc.unsaved is not None and doc.unsaved[:2] == doc.stored_text:
+            doc.unsaved = None  # the newest text handed over is stored (a later one waits)
+            if doc in self.unsaved_docs:
+                self.unsaved_docs.remove(doc)
         self.report_saved.emit(doc.study_uid, stored.report.state.value)
         if doc is self.doc:
             self.title.setText(f"Report · {doc.modality or 'study'} · {doc.state.value}")
@@ -536,6 +586,7 @@ class ReportPanel(QWidget):
             self._update_buttons()
 
     def _save_failed(self, doc: Doc, exc: BaseException) -> None:
+        # doc.unsaved stays: the close saves it (or keeps it in a recovery file)
         if doc is not self.doc:
             self._set_message(f"The draft of the study left was not saved: {exc}", True)
             return
@@ -544,22 +595,72 @@ class ReportPanel(QWidget):
         if isinstance(exc, app.ReportConflict):
             self.reload_button.show()
 
-    def save_on_close(self) -> None:
-        """The window is closing: save the newest text now, waiting for a save in flight
-        (the window is going away, so there is no GUI left to keep responsive)."""
+    def save_on_close(self) -> list[Path]:
+        """The window is closing: save every draft whose text is not stored yet - the one on
+        screen and those of studies left whose save still waits in the queue (the queue stops
+        with the window) or failed - waiting for a save in flight (the window is going away,
+        so there is no GUI left to keep responsive).
+
+        Each save names the revision this panel read (``expected_revision``): another
+        writer's newer draft is not overwritten, and a report signed elsewhere is not
+        changed. The refused text is then not dropped either: it goes to a recovery file in
+        the profile's folder (private to the user, like the profile), named in the log
+        without patient data, because at close there is no one left to ask whether to save
+        it as the next draft. Returns the recovery files written."""
+        docs = list(self.unsaved_docs)
         doc = self.doc
-        if doc is None or not self.dirty or doc.state is ReportState.SIGNED:
-            return
-        with doc.lock:
-            doc.closed = True
-            app.save_draft(
-                self.ws,
-                doc.study_uid,
-                findings=self.findings.toPlainText(),
-                impression=self.impression.toPlainText(),
-                template_id=str(self.template.currentData() or ""),
+        if doc is not None and self.dirty and doc.state is not ReportState.SIGNED:
+            doc.unsaved = (
+                self.findings.toPlainText(),
+                self.impression.toPlainText(),
+                str(self.template.currentData() or ""),
             )
+            if doc not in docs:
+                docs.append(doc)
+        written: list[Path] = []
+        for d in docs:
+            with d.lock:
+                d.closed = True
+                if d.unsaved is None or d.unsaved[:2] == d.stored_text:
+                    continue  # stored by a save that finished as the window closed
+                findings, impression, template = d.unsaved
+                try:
+                    stored = app.save_draft(
+                        self.ws,
+                        d.study_uid,
+                        findings=findings,
+                        impression=impression,
+                        template_id=template,
+                        expected_revision=d.revision,
+                    )
+                except Exception as exc:  # noqa: BLE001 - any refusal: the text goes to a file
+                    written.append(self._recover(d, exc))
+                    continue
+                d.revision, d.stored_text, d.unsaved = stored.revision, (findings, impression), None
         self.dirty = False
+        self.unsaved_docs.clear()
+        self.recovered += written
+        return written
+
+    def _recover(self, doc: Doc, exc: BaseException) -> Path:
+        """Keep a draft the store refused at close in a file of the profile's folder."""
+        assert doc.unsaved is not None
+        findings, impression, template = doc.unsaved
+        folder = self.ws.db.path.parent / "report-recovery"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"draft-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}-{id(doc):x}.txt"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(
+                f"Study Instance UID: {doc.study_uid}\nTemplate: {template}\n"
+                f"Not saved because: {exc}\n\nFindings:\n{findings}\n\nImpression:\n{impression}\n"
+            )
+        log.warning(
+            "a report draft was refused by the store at close (%s); its text is kept in '%s'",
+            type(exc).__name__,
+            path,
+        )
+        return path
 
     # --- inserting lines ------------------------------------------------------------------
     def _insert_with(self, name: str, job: Callable[..., list[str]], what: str) -> None:
@@ -663,51 +764,84 @@ class ReportPanel(QWidget):
         if self.doc is None or not self.doc.loaded or self.doc.state is ReportState.SIGNED:
             return None
         self.save_now()  # queued before the signature: what is signed is what is shown
-        unreviewed = bool(self.model_draft) and (
-            self.impression.toPlainText().strip() == self.model_draft
-        )
-        notice = self.draft_notice.text() if unreviewed else ""
-        self.sign_dialog = SignDialog(self._submit_sign, unreviewed_draft=notice, parent=self)
+        notice = self.draft_notice.text() if self._unedited_model_draft() else ""
+        doc = self.doc  # the dialog signs this study's report, whatever is active at OK
+
+        def submit(*args: Any) -> None:
+            self._submit_sign(doc, *args)
+
+        self.sign_dialog = SignDialog(submit, unreviewed_draft=notice, parent=self)
         self.sign_dialog.accepted.connect(lambda: self._after_sign(self.sign_dialog))
         self.sign_dialog.open()
         return self.sign_dialog
+
+    def _unedited_model_draft(self) -> bool:
+        return bool(self.model_draft) and (
+            self.impression.toPlainText().strip() == self.model_draft
+        )
 
     def open_addendum_dialog(self) -> SignDialog | None:
         if self.doc is None or self.doc.state is not ReportState.SIGNED:
             return None
-        self.sign_dialog = SignDialog(self._submit_addendum, addendum=True, parent=self)
+        doc = self.doc
+
+        def submit(*args: Any) -> None:
+            self._submit_addendum(doc, *args)
+
+        self.sign_dialog = SignDialog(submit, addendum=True, parent=self)
         self.sign_dialog.accepted.connect(lambda: self._after_sign(self.sign_dialog))
         self.sign_dialog.open()
         return self.sign_dialog
 
+    def _moved_on(self, doc: Doc | None) -> ReportError | None:
+        """The refusal when the study on screen is no longer the one the dialog was opened
+        for (the panel follows the active viewport while the dialog is open)."""
+        if doc is not None and doc is self.doc:
+            return None
+        return ReportError(
+            "another study is on screen since the dialog opened: nothing was signed; "
+            "show that study again and sign it from there"
+        )
+
     def _submit_sign(
         self,
+        doc: Doc | None,
         password: str,
         code: str | None,
         _text: str | None,
+        reviewed: bool,
         on_done: Callable[[object], None],
         on_failed: Callable[[BaseException], None],
     ) -> None:
-        doc = self.doc
-        if doc is None:
-            on_failed(RuntimeError("no study on screen"))
+        if (refused := self._moved_on(doc)) is not None or doc is None:
+            on_failed(refused or RuntimeError("no study on screen"))
             return
+        request = SignRequest(
+            self._shown(),
+            str(self.template.currentData() or ""),
+            self._unedited_model_draft(),
+            reviewed,
+        )
         self.serial.submit(
-            "Signing the report", sign_job, self.ws, doc, password, code, self._shown(),
+            "Signing the report", sign_job, self.ws, doc, password, code, request,
             on_result=on_done, on_error=on_failed,
         )  # fmt: skip
 
     def _submit_addendum(
         self,
+        doc: Doc | None,
         password: str,
         code: str | None,
         text: str | None,
+        _reviewed: bool,
         on_done: Callable[[object], None],
         on_failed: Callable[[BaseException], None],
     ) -> None:
-        doc = self.doc
-        if doc is None or not text:
-            on_failed(RuntimeError("no study on screen"))
+        if (refused := self._moved_on(doc)) is not None or doc is None:
+            on_failed(refused or RuntimeError("no study on screen"))
+            return
+        if not text:
+            on_failed(ReportError("the addendum is empty"))
             return
         self.serial.submit(
             "Adding an addendum", addendum_job, self.ws, doc, text, password, code,

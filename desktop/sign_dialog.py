@@ -1,10 +1,11 @@
 """Sign a report, or add a signed addendum: the password again, and the second factor where
 the account has one or IT requires one (as at sign-in, desktop.login).
 
-The dialog only collects and shows; the check is core.app.reports' (``sign_report`` /
-``add_addendum`` through ``UserStore.authenticate``), run as a job by the caller through
-``submit``, so argon2 never runs on the GUI thread. A refusal keeps the dialog open with the
-reason; nothing is signed until the check passes.
+The dialog only collects and shows; the checks are core.app.reports' (``sign_report`` /
+``add_addendum`` through ``UserStore.reauthenticate``; the review of a model's unedited draft
+by ``review_refusal``, asked here first so the refusal is said before the password), run as a
+job by the caller through ``submit``, so argon2 never runs on the GUI thread. A refusal keeps
+the dialog open with the reason; nothing is signed until the check passes.
 """
 
 from __future__ import annotations
@@ -23,12 +24,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.app.reports import review_refusal
 from core.security.users import AccountLockedError, AuthError, SecondFactorRequired
 from desktop.two_factor import REFUSED, code_field, plain
 
-#: submit(password, code or None, addendum text or None, on_done, on_failed)
+#: submit(password, code or None, addendum text or None, review confirmed, on_done, on_failed)
 Submit = Callable[
-    [str, str | None, str | None, Callable[[object], None], Callable[[BaseException], None]],
+    [
+        str,
+        str | None,
+        str | None,
+        bool,
+        Callable[[object], None],
+        Callable[[BaseException], None],
+    ],
     None,
 ]
 
@@ -104,11 +113,9 @@ class SignDialog(QDialog):
         text = self.text.toPlainText().strip() if self.addendum else None
         if self.addendum and not text:
             return self._say("Write the addendum first.")
-        if self.reviewed.isVisible() and not self.reviewed.isChecked():
-            return self._say(
-                "The impression is a demonstration model's draft that nobody has edited: review "
-                "it and tick the box first."
-            )
+        why = review_refusal(self.reviewed.isVisible(), self.reviewed.isChecked())
+        if why is not None:  # core's rule (sign_report enforces it again), said at once
+            return self._say(f"{why[0].upper()}{why[1:]}: tick the box once you have.")
         if not self.password.text():
             return self._say("Enter your password.")
         code = self.code.text().strip() if self.code.isVisible() else None
@@ -117,7 +124,8 @@ class SignDialog(QDialog):
         self._set_busy(True)
         self.message.setStyleSheet("")
         self.message.setText("Checking…")
-        self.submit_to(self.password.text(), code, text, self._passed, self._failed)
+        reviewed = self.reviewed.isVisible() and self.reviewed.isChecked()
+        self.submit_to(self.password.text(), code, text, reviewed, self._passed, self._failed)
         return True
 
     def _passed(self, value: object) -> None:

@@ -22,7 +22,9 @@ def _accounts(ws: Workstation) -> dict[str, str | None]:
     return {a.username: a.last_sign_in for a in ws.users.list_accounts()}
 
 
-def test_signing_is_audited_as_a_reauthentication_not_a_sign_in(ws: Workstation, study) -> None:
+def test_signing_is_audited_as_a_reauthentication_not_a_sign_in(
+    ws: Workstation, study: tuple[str, str]
+) -> None:
     study_uid, _ = study
     app.save_draft(ws, study_uid, findings="Liver: normal.", impression="Normal.")
     signed_in_at = _accounts(ws)["dr-a"]
@@ -41,7 +43,7 @@ def test_signing_is_audited_as_a_reauthentication_not_a_sign_in(ws: Workstation,
 
 
 def test_an_unedited_model_draft_is_signed_only_once_its_review_is_confirmed(
-    ws: Workstation, study
+    ws: Workstation, study: tuple[str, str]
 ) -> None:
     study_uid, patient_id = study
     app.save_draft(ws, study_uid, findings="Liver: lesion.", impression="Hepatic lesion.")
@@ -73,7 +75,7 @@ def test_an_unedited_model_draft_is_signed_only_once_its_review_is_confirmed(
 
 
 def test_an_export_pydicom_refuses_half_way_is_recorded_as_failed(
-    ws: Workstation, study, tmp_path: Path
+    ws: Workstation, study: tuple[str, str], tmp_path: Path
 ) -> None:
     study_uid, _ = study
     good = pydicom.dcmread(sorted(CT3_DIR.glob("*.dcm"))[0])

@@ -23,7 +23,7 @@ def store(db: Database) -> UserStore:
     return users
 
 
-def _auth_events(store: UserStore) -> list[tuple[str, str, Outcome]]:
+def _auth_events(store: UserStore) -> list[tuple[str, str, object]]:
     return [
         (e.user, str(e.details.get("action")), e.outcome)
         for e in store.audit.iter_events(event_type=EventType.USER_AUTHENTICATION)
