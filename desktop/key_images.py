@@ -33,7 +33,15 @@ from core.annotations.model import AcquiredImage
 from core.annotations.store import KeyImage, Purpose
 from core.app import annotations as notes
 from core.app.reports import export_objects
-from desktop.report_sources import KOS_CLASS, frame_label, locate, pacs_node, read_sources
+from desktop.report_sources import (
+    KOS_CLASS,
+    failure,
+    frame_label,
+    locate,
+    pacs_client,
+    read_sources,
+    say,
+)
 from desktop.workers import JobContext, JobRunner
 
 if TYPE_CHECKING:
@@ -47,7 +55,6 @@ if TYPE_CHECKING:
     from desktop.viewport_grid import ViewportGrid
 
 THUMB_PX = 64
-PURPOSE_LABEL = {Purpose.OF_INTEREST: "Of Interest", Purpose.FOR_REPORT: "For Report"}
 PixelValues = Callable[[str, int], "npt.NDArray[Any] | None"]
 
 
@@ -81,13 +88,8 @@ def thumbnail(frame: Frame, size: int = THUMB_PX) -> QIcon:
 
 
 # --- jobs ----------------------------------------------------------------------------------
-def _client(ws: Workstation, to_pacs: bool) -> Any:
-    if not to_pacs:
-        return None
-    _name, make, why = pacs_node(ws)
-    if make is None:
-        raise ValueError(f"nothing can be sent to PACS: {why}")
-    return make()
+#: What an export job gives back: what went where, and what was left out and why.
+Exports = tuple[list["Exported"], list[str]]
 
 
 def _observer(ws: Workstation) -> str:
@@ -102,12 +104,13 @@ def export_kos_job(
     paths: list[str],
     out_dir: Path | None,
     to_pacs: bool,
-) -> list[Exported]:
-    """One KOS per purpose ("Of Interest", "For Report Attachment") of the study's key images."""
+) -> Exports:
+    """One KOS per purpose ("Of Interest", "For Report Attachment") of the study's key images;
+    the key images left out (not among the open images) are said."""
     from core.dicom_out.from_annotations import key_images_by_title
     from core.dicom_out.kos import build_kos
 
-    client = _client(ws, to_pacs)
+    client = pacs_client(ws, to_pacs, "the key images")
     sources = read_sources(paths)
     by_title, skipped = key_images_by_title(keys, sources)
     if not by_title:
@@ -117,7 +120,8 @@ def export_kos_job(
         ("KOS", build_kos(refs, sources, observer=_observer(ws), title=title))
         for title, refs in by_title.items()
     ]
-    return export_objects(ws, study_uid, objects, out_dir=out_dir, client=client)
+    done = export_objects(ws, study_uid, objects, out_dir=out_dir, client=client)
+    return done, [s.reason for s in skipped]
 
 
 def export_annotations_job(
@@ -130,28 +134,35 @@ def export_annotations_job(
     units: dict[str, str],
     out_dir: Path | None,
     to_pacs: bool,
-) -> list[Exported]:
+) -> Exports:
     """Per series: a GSPS of its annotations (with the window it is read with) and, when any
     carries a value, a TID 1500 measurement report. ``paths``: SOP UID -> file of each open
-    image; ``windows`` and ``units``: per series UID."""
+    image; ``windows`` and ``units``: per series UID. The annotations with no DICOM form here
+    (on a reformatted plane, or refused by the adapter) are given back with the reason, for
+    the done message to say, as the README promises."""
     from core.dicom_out.common import ExportError
     from core.dicom_out.from_annotations import marks_from_annotations
     from core.dicom_out.gsps import Window, build_gsps
     from core.dicom_out.measurements import build_measurement_report
 
-    client = _client(ws, to_pacs)
+    client = pacs_client(ws, to_pacs, "the annotations")
     by_series: dict[str, list[Any]] = {}
+    left_out: list[str] = []
     for a in notes.list_annotations(ws, study_uid):
-        if isinstance(a.image, AcquiredImage) and a.image.sop_instance_uid in paths:
+        if not isinstance(a.image, AcquiredImage):
+            left_out.append(f"{a.kind} on a reformatted plane (not an acquired image)")
+        elif a.image.sop_instance_uid in paths:
             by_series.setdefault(a.series_uid, []).append(a)
     if not by_series:
-        raise ValueError("the study has no annotations on its open images to export")
+        why = f" ({'; '.join(left_out)})" if left_out else ""
+        raise ValueError(f"the study has no annotations on its open images to export{why}")
     objects: list[tuple[str, pydicom.Dataset]] = []
     for series_uid, found in by_series.items():
         sources = read_sources([paths[a.sop_instance_uid] for a in found])
-        marks, _skipped = marks_from_annotations(
+        marks, skipped = marks_from_annotations(
             found, sources, pixel_values, units.get(series_uid, "")
         )
+        left_out += [s.reason for s in skipped]
         if not marks:
             continue
         center_width = windows.get(series_uid)
@@ -163,8 +174,10 @@ def export_annotations_job(
             continue
         objects.append(("TID1500", report))
     if not objects:
-        raise ValueError("none of the study's annotations has a DICOM form to export")
-    return export_objects(ws, study_uid, objects, out_dir=out_dir, client=client)
+        why = f": {'; '.join(left_out)}" if left_out else ""
+        raise ValueError(f"none of the study's annotations has a DICOM form to export{why}")
+    done = export_objects(ws, study_uid, objects, out_dir=out_dir, client=client)
+    return done, left_out
 
 
 def read_kos_job(_ctx: JobContext, paths: list[str]) -> list[tuple[str, list[ImageRef]]]:
@@ -203,6 +216,7 @@ class KeyImagesPanel(QWidget):
         self.keys: list[KeyImage] = []
         self.selected: list[Selected] = []
         self.last_export: list[Exported] = []
+        self.last_left_out: list[str] = []  # what the last export could not include, and why
         self.list = QListWidget()
         self.list.setObjectName("keyImageList")
         self.list.setIconSize(QSize(THUMB_PX, THUMB_PX))
@@ -267,7 +281,7 @@ class KeyImagesPanel(QWidget):
         for key in keys:
             where = located.get(key.sop_instance_uid)
             label = frame_label(where, key.frame, key.sop_instance_uid)
-            purpose = PURPOSE_LABEL.get(Purpose(key.purpose), str(key.purpose))
+            purpose = str(key.purpose)  # the enum's value is its label: "For Report"
             item = QListWidgetItem(f"{label} · {purpose} · {key.author}")
             item.setData(Qt.ItemDataRole.UserRole, (key.sop_instance_uid, key.frame))
             item.setToolTip(f"Double-click to show. Marked {key.created_at}")
@@ -347,7 +361,7 @@ class KeyImagesPanel(QWidget):
         if existing is not None and study_uid == self.study_uid:
             self._unmark(existing)
             return True
-        label = PURPOSE_LABEL[purpose]
+        label = purpose.value
         self.runner.start(
             "Marking a key image",
             lambda _ctx: notes.mark_key_image(self.ws, study_uid, series_uid, image, purpose),
@@ -411,10 +425,14 @@ class KeyImagesPanel(QWidget):
             "Reading key object selections",
             read_kos_job,
             list(paths),
-            on_result=self._kos_read,
+            on_result=lambda found: self._kos_read(paths, found),
         )
 
-    def _kos_read(self, found: list[tuple[str, list[ImageRef]]]) -> None:
+    def _kos_read(self, paths: tuple[str, ...], found: list[tuple[str, list[ImageRef]]]) -> None:
+        """List what a scan found, unless a later scan (other files open now) superseded it:
+        jobs finish in any order, and an older scan must not overwrite a newer list."""
+        if paths != self._kos_paths:
+            return
         located = locate(self.index, (r.sop_instance_uid for _t, refs in found for r in refs))
         self.selected = []
         self.others.clear()
@@ -488,16 +506,20 @@ class KeyImagesPanel(QWidget):
             windows, pixel_values, units, out_dir, to_pacs,
         )  # fmt: skip
 
-    def _export(self, name: str, job: Callable[..., list[Exported]], *args: Any) -> bool:
+    def _export(self, name: str, job: Callable[..., Exports], *args: Any) -> bool:
         if not self.study_uid:
             return self._say("No study on screen.", True)
         if args[-2] is None and not args[-1]:
             return self._say("Choose a folder or the PACS to export to.", True)
         self._say(f"{name}…")
 
-        def done(found: list[Exported]) -> None:
-            self.last_export = found
-            self._say("Exported " + ", ".join(f"{e.kind} → {e.destination}" for e in found))
+        def done(result: Exports) -> None:
+            found, left_out = result
+            self.last_export, self.last_left_out = found, left_out
+            said = "Exported " + ", ".join(f"{e.kind} → {e.destination}" for e in found)
+            if left_out:
+                said += f". Left out ({len(left_out)}): " + "; ".join(left_out)
+            self._say(said)
 
         self.runner.start(
             name,
@@ -510,14 +532,7 @@ class KeyImagesPanel(QWidget):
         return True
 
     def _failure(self, prefix: str) -> Callable[[BaseException], None]:
-        """A job's error handler that shows ``prefix: reason`` as refused."""
-
-        def show(exc: BaseException) -> None:
-            self._say(f"{prefix}: {exc}", True)
-
-        return show
+        return failure(self.status, prefix)
 
     def _say(self, text: str, refused: bool = False) -> bool:
-        self.status.setStyleSheet("color: #ff8a80;" if refused else "")
-        self.status.setText(text)
-        return not refused
+        return say(self.status, text, refused)

@@ -12,8 +12,16 @@ from core.annotations.model import AcquiredImage
 from core.annotations.store import Purpose
 from core.app import reports as app
 from core.app.annotations import list_annotations, list_key_images
+from core.dicom_out.from_annotations import PURPOSE_WORDS
 from core.reports.items import ImageRef, KeyImage
-from desktop.report_sources import Located, describe_marks, frame_label, locate, study_series
+from desktop.report_sources import (
+    SECONDARY_CAPTURE_CLASS,
+    Located,
+    describe_marks,
+    frame_label,
+    locate,
+    study_series,
+)
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -23,8 +31,6 @@ if TYPE_CHECKING:
     from core.imaging.model import StudyIndex
     from core.viewer.state import ViewerState
     from desktop.workers import JobContext
-
-PURPOSE_TEXT = {Purpose.OF_INTEREST: "of interest", Purpose.FOR_REPORT: "for the report"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ def header_of(where: Located) -> pydicom.Dataset:
 
     ds = pydicom.Dataset()
     ds.SOPInstanceUID = where.instance.sop_instance_uid
-    ds.SOPClassUID = where.instance.sop_class_uid or "1.2.840.10008.5.1.4.1.1.7"
+    ds.SOPClassUID = where.instance.sop_class_uid or SECONDARY_CAPTURE_CLASS
     ds.NumberOfFrames = max(where.instance.number_of_frames, 1)
     return ds
 
@@ -89,9 +95,9 @@ def key_image_lines_job(_ctx: JobContext, ws: Workstation, src: InsertSources) -
     for key in list_key_images(ws, src.study_uid):
         where = src.located.get(key.sop_instance_uid)
         label = frame_label(where, key.frame, key.sop_instance_uid)
-        cls = where.instance.sop_class_uid if where is not None else "1.2.840.10008.5.1.4.1.1.7"
-        ref = ImageRef(cls or "1.2.840.10008.5.1.4.1.1.7", key.sop_instance_uid, None, label)
-        lines.append(KeyImage(ref, PURPOSE_TEXT.get(Purpose(key.purpose), "")).text)
+        cls = where.instance.sop_class_uid if where is not None else ""
+        ref = ImageRef(cls or SECONDARY_CAPTURE_CLASS, key.sop_instance_uid, None, label)
+        lines.append(KeyImage(ref, PURPOSE_WORDS[Purpose(key.purpose)].in_text).text)
     return lines
 
 

@@ -49,7 +49,7 @@ from desktop.report_lines import (
     key_image_lines_job,
     measurement_lines_job,
 )
-from desktop.report_sources import pacs_node, read_sources, study_series
+from desktop.report_sources import failure, pacs_client, read_sources, say, study_series
 from desktop.sign_dialog import SignDialog
 from desktop.workers import JobContext, JobRunner, SerialJobs
 
@@ -215,12 +215,7 @@ def export_job(
     to_pacs: bool,
 ) -> list[Exported]:
     """The signed report as SR (+ PDF into the folder), to the folder and/or the PACS."""
-    client = None
-    if to_pacs:
-        _name, make, why = pacs_node(ws)
-        if make is None:
-            raise ValueError(f"the report cannot be sent to PACS: {why}")
-        client = make()
+    client = pacs_client(ws, to_pacs, "the report")
     sources = read_sources(paths)
     keys = [k for k in key_images if k.sop_instance_uid in {str(d.SOPInstanceUID) for d in sources}]
     return app.export_report(
@@ -934,14 +929,7 @@ class ReportPanel(QWidget):
         self.to_pacs.setEnabled(signed)
 
     def _failure(self, prefix: str) -> Callable[[BaseException], None]:
-        """A job's error handler that shows ``prefix: reason`` as refused."""
-
-        def show(exc: BaseException) -> None:
-            self._set_message(f"{prefix}: {exc}", True)
-
-        return show
+        return failure(self.status, prefix)
 
     def _set_message(self, text: str, refused: bool = False) -> bool:
-        self.status.setStyleSheet("color: #ff8a80;" if refused else "")
-        self.status.setText(text)
-        return not refused
+        return say(self.status, text, refused)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from core.imaging.model import Instance, Series, StudyIndex
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from core.reports.items import Mark
 
 KOS_CLASS = "1.2.840.10008.5.1.4.1.1.88.59"
+#: Secondary Capture Image Storage (pydicom.uid.SecondaryCaptureImageStorage): the class an
+#: image is given in a report reference when the index does not say its own.
+SECONDARY_CAPTURE_CLASS = "1.2.840.10008.5.1.4.1.1.7"
 
 
 @dataclass(frozen=True)
@@ -102,3 +105,43 @@ def pacs_node(ws: Workstation) -> tuple[str, Callable[[], PacsClient] | None, st
     make = client_factory(nodes, pacs_audit(ws))
     name = nodes[0].name
     return name, lambda: make(name), ""
+
+
+def pacs_client(ws: Workstation, to_pacs: bool, what: str) -> PacsClient | None:
+    """The client an export of ``what`` ("the report") sends with, None when it does not go
+    to PACS; no node configured: ``ValueError`` saying why. A job: it reads the settings."""
+    if not to_pacs:
+        return None
+    _name, make, why = pacs_node(ws)
+    if make is None:
+        raise ValueError(f"{what} cannot be sent to PACS: {why}")
+    return make()
+
+
+class StatusLine(Protocol):
+    """The label a panel says its outcomes in (QLabel)."""
+
+    def setText(self, text: str, /) -> None: ...
+    def setStyleSheet(self, sheet: str, /) -> None: ...
+
+
+REFUSED_STYLE = "color: #ff8a80;"
+
+
+def say(status: StatusLine, text: str, refused: bool = False) -> bool:
+    """Show ``text`` in a panel's status line (red when refused); False when refused, so a
+    refusal can be returned in one line."""
+    status.setStyleSheet(REFUSED_STYLE if refused else "")
+    status.setText(text)
+    return not refused
+
+
+def failure(status: StatusLine, prefix: str) -> Callable[[BaseException], None]:
+    """A job's error handler that shows ``prefix: reason`` as refused, with what the error's
+    notes add (e.g. the files an export wrote before it failed)."""
+
+    def show(exc: BaseException) -> None:
+        notes = "; ".join(getattr(exc, "__notes__", ()))
+        say(status, f"{prefix}: {exc}" + (f" ({notes})" if notes else ""), True)
+
+    return show

@@ -27,8 +27,21 @@ if TYPE_CHECKING:
 #: The frame's modality values (rows, cols), for ROI statistics and probes: (sop uid, frame).
 PixelValues = Callable[[str, int], "npt.NDArray[Any] | None"]
 
-#: The KOS title (core.dicom_out.kos.TITLES) of each key-image purpose.
-TITLE_OF_PURPOSE = {Purpose.OF_INTEREST: "of_interest", Purpose.FOR_REPORT: "for_report"}
+
+@dataclass(frozen=True)
+class PurposeWords:
+    """How each place names a key-image purpose: its list label is the enum's own value
+    ("For Report"); the KOS title key (core.dicom_out.kos.TITLES) and the report line's words
+    are these. One table, so a new purpose cannot be named in one place and missed in another."""
+
+    kos_title: str
+    in_text: str
+
+
+PURPOSE_WORDS: dict[Purpose, PurposeWords] = {
+    Purpose.OF_INTEREST: PurposeWords("of_interest", "of interest"),
+    Purpose.FOR_REPORT: PurposeWords("for_report", "for the report"),
+}
 
 UNITS = {"mm": "mm", "mm²": "mm2", "px": "{pixel}", "px²": "{pixel}2", "HU": "[hnsf'U]", "": "1"}
 
@@ -145,5 +158,5 @@ def key_images_by_title(
             continue
         multi = int(ds.get("NumberOfFrames", 1) or 1) > 1
         ref = ImageRef(str(ds.SOPClassUID), key.sop_instance_uid, key.frame + 1 if multi else None)
-        found.setdefault(TITLE_OF_PURPOSE[Purpose(key.purpose)], []).append(KeyImage(ref))
+        found.setdefault(PURPOSE_WORDS[Purpose(key.purpose)].kos_title, []).append(KeyImage(ref))
     return found, skipped
