@@ -87,6 +87,14 @@ class Doc:
     stored_text: tuple[str, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def expected(self) -> int | None:
+        """The revision a save expects to replace: the one read or stored last, or "none"
+        once the study was read without a report (another window's new draft is a conflict)."""
+        if self.revision is not None:
+            return self.revision
+        return app.NO_REPORT if self.loaded else None
+
 
 # --- jobs (worker threads) -----------------------------------------------------------------
 def load_job(
@@ -113,7 +121,7 @@ def save_job(
             findings=findings,
             impression=impression,
             template_id=template,
-            expected_revision=doc.revision,
+            expected_revision=doc.expected,
         )
         doc.revision, doc.state = stored.revision, stored.report.state
         doc.stored_text = (findings, impression)
@@ -153,6 +161,7 @@ def sign_job(
                 findings=findings,
                 impression=impression,
                 template_id=request.template,
+                expected_revision=doc.expected,
             )
             doc.revision, doc.state = current.revision, current.report.state
             doc.stored_text = request.shown
@@ -626,7 +635,7 @@ class ReportPanel(QWidget):
                         findings=findings,
                         impression=impression,
                         template_id=template,
-                        expected_revision=d.revision,
+                        expected_revision=d.expected,
                     )
                 except Exception as exc:  # noqa: BLE001 - any refusal: the text goes to a file
                     written.append(self._recover(d, exc))

@@ -104,13 +104,20 @@ def _audit(
     )
 
 
+#: ``expected_revision`` of a caller that read the study and found no report: a report
+#: someone else created since is a conflict, not something to overwrite.
+NO_REPORT = -1
+
+
 def _check_revision(current: StoredReport | None, expected: int | None, study_uid: str) -> None:
     have = current.revision if current is not None else None
-    if expected is not None and have != expected:
-        raise ReportConflict(
-            f"the report of study '{study_uid}' changed since it was read (revision {expected}, "
-            f"now {have if have is not None else 'none'}): reload it before saving"
-        )
+    if expected is None or have == expected or (expected == NO_REPORT and have is None):
+        return
+    read = "none" if expected == NO_REPORT else f"revision {expected}"
+    raise ReportConflict(
+        f"the report of study '{study_uid}' changed since it was read ({read}, "
+        f"now {have if have is not None else 'none'}): reload it before saving"
+    )
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -138,7 +145,9 @@ def save_draft(
     template_id: str | None = None,
     expected_revision: int | None = None,
 ) -> StoredReport:
-    """Create the study's draft or save an edit of it (a signed report: ``ReportError``)."""
+    """Create the study's draft or save an edit of it (a signed report: ``ReportError``).
+    ``expected_revision``: the revision the caller read (``NO_REPORT``: it read none); another
+    writer's change since is refused (``ReportConflict``); None: not checked."""
     actor = ws.require(WRITE)
     with ws.db.transaction() as conn:
         current = store.get(conn, study_uid)

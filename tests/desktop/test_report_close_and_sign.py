@@ -147,3 +147,17 @@ def test_sign_job_refuses_an_unedited_model_draft_without_review(tmp_path: Path)
         assert stored.report.state is ReportState.SIGNED
     finally:
         ws.close()
+
+
+def test_a_first_draft_does_not_overwrite_one_created_elsewhere(qtbot, make_window) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    win, gui = make_window()
+    panel = gui.panel
+    ws = win.workstation
+    uid = _open(qtbot, win, gui, CR)  # read: no report yet
+    app.save_draft(ws, uid, findings="Another window's draft.", impression="")
+    panel.findings.setPlainText("Mine.")
+    panel.save_now()
+    qtbot.waitUntil(lambda: "not saved" in panel.status.text(), timeout=TIMEOUT_MS)
+    assert "changed since it was read (none, now 0)" in panel.status.text()
+    assert app.get_report(ws, uid).report.findings == "Another window's draft."  # type: ignore[union-attr]
+    qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)

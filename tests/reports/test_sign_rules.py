@@ -93,3 +93,15 @@ def test_an_export_pydicom_refuses_half_way_is_recorded_as_failed(
     assert [e.outcome for e in exports] == [Outcome.SUCCESS, Outcome.MINOR_FAILURE]
     assert exports[-1].details["written"] == [str(written)]
     assert "encoding to use" in str(exports[-1].details["reason"])
+
+
+def test_a_draft_created_elsewhere_after_reading_none_is_a_conflict(
+    ws: Workstation, study: tuple[str, str]
+) -> None:
+    study_uid, _ = study
+    app.save_draft(ws, study_uid, findings="Theirs.", impression="")
+    with pytest.raises(app.ReportConflict, match=r"since it was read \(none, now 0\)"):
+        app.save_draft(
+            ws, study_uid, findings="Mine.", impression="", expected_revision=app.NO_REPORT
+        )
+    assert app.get_report(ws, study_uid).report.findings == "Theirs."  # type: ignore[union-attr]
