@@ -80,3 +80,40 @@ def test_an_older_kos_scan_does_not_overwrite_a_newer_one(qtbot, make_window) ->
     assert keys.others.count() == 1
     assert keys.others.item(0).text().startswith("For Report Attachment: ")
     qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)
+
+
+def test_the_export_says_what_it_left_out(qtbot, make_window, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    if not CT3_DIR.is_dir():
+        pytest.skip(f"the shared 3-slice CT is not at '{CT3_DIR}'")
+    win, gui = make_window()
+    study_uid = _open(qtbot, win, gui, CT3_DIR)
+    state = win.state
+    ref = state.current_slice()
+    assert ref is not None
+    assert state.series is not None
+    series_uid = state.series.series_instance_uid
+    image = AcquiredImage(ref.instance.sop_instance_uid, ref.frame, ref.instance.pixel_spacing)
+    ws = win.workstation
+    notes.create_annotation(
+        ws, Annotation(Kind.LENGTH, ((100, 100), (100, 200)), image, study_uid, series_uid)
+    )
+    plane = PlaneImage((0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.8, 0.8), "1.2.3")
+    notes.create_annotation(
+        ws, Annotation(Kind.ANGLE, ((1, 1), (5, 5), (9, 1)), plane, study_uid, series_uid)
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    assert gui.keys.export_annotations(out)
+    qtbot.waitUntil(lambda: bool(gui.keys.last_export), timeout=TIMEOUT_MS)
+    said = gui.keys.status.text()
+    assert said.startswith("Exported GSPS")
+    assert "Left out (1): angle on a reformatted plane (not an acquired image)" in said
+    qtbot.waitUntil(lambda: win.runner.active == 0, timeout=TIMEOUT_MS)
+
+
+def test_report_lines_name_secondary_capture_as_pydicom_does() -> None:
+    from pydicom.uid import SecondaryCaptureImageStorage
+
+    from desktop.report_sources import SECONDARY_CAPTURE_CLASS
+
+    assert SecondaryCaptureImageStorage == SECONDARY_CAPTURE_CLASS
