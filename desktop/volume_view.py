@@ -1,50 +1,33 @@
 """3D volume rendering of a CT series with VTK: a window with presets, rotate and zoom.
 
-Why VTK renders offscreen here and Qt only shows pictures. ``QVTKRenderWindowInteractor``
-hands VTK the widget's native window id; under ``QT_QPA_PLATFORM=offscreen`` (tests, CI) that
-is no X window, and VTK's EGL window cannot make a context from it ("Failed to initialize
-OpenGL functions", garbage pixels). So ``VolumeRenderer`` owns an offscreen ``vtkRenderWindow``
-(EGL when there is no X display: NVIDIA's or Mesa's driver through libglvnd; GLX otherwise) and
-returns each frame as an RGB array that ``VolumeView`` paints. The same code then runs on a
-desktop, headless, and in CI; reading a frame back costs well under a millisecond at 512².
+Why Qt only shows pictures. ``QVTKRenderWindowInteractor`` hands VTK the widget's native window
+id; under ``QT_QPA_PLATFORM=offscreen`` (tests, CI) that is no X window, and VTK's EGL window
+cannot make a context from it. And VTK must not render in this process at all: its EGL window
+on Mesa crashes the process once TensorFlow (the keras adapter) has been imported here. So
+``desktop.volume_render.VolumeRenderer`` renders offscreen in a render process of its own (the
+voxels handed over once through shared memory) and returns each frame as an RGB array that
+``VolumeView`` paints; a crash there becomes a message in this window, never a dead
+application. See that module for the process, the memory and the GPU/CPU ray caster choice.
 
-Threads. OpenGL contexts belong to one thread, and a frame can take 50 ms to seconds, so all of
-VTK lives in ONE ``JobRunner`` job (``render_loop``): it gets the series' shared volume (built
-there when no reformat has built it yet), builds the pipeline, and then renders whenever the
-window queues camera or preset changes (several queued changes give one frame). The GUI thread
-only queues requests and paints the last frame. Closing the window cancels the job.
+Threads. A frame can take 50 ms to seconds, so one ``JobRunner`` job (``render_loop``) owns the
+render process: it gets the series' shared volume (built there when no reformat has built it
+yet), starts the process, and then asks for a frame whenever the window queues camera or preset
+changes (several queued changes give one frame). The GUI thread only queues requests and paints
+the last frame. Closing the window cancels the job, which stops the process.
 
-One copy of the voxels. VTK wraps ``Volume.values`` (float32, C order: x = columns fastest)
-without copying (``numpy_to_vtk(deep=False)``; ``VolumeRenderer.shares_memory``); its
-orientation and position go into the vtkVolume's matrix. The mappers still make their own
-working data: the CPU ray caster a 16-bit copy plus gradients for shading, the GPU ray caster a
-3D texture (in GPU memory on a GPU; in system memory under Mesa's llvmpipe).
-
-GPU or CPU. ``vtkSmartVolumeMapper`` picks GPU ray casting whenever OpenGL can, which includes
-Mesa's software rasteriser (llvmpipe), where it is 10-16x slower than VTK's multi-threaded CPU
-ray caster. So the renderer asks for the CPU ray caster when the OpenGL renderer is a
-software one and leaves the GPU ray caster on a real GPU; ``mode`` says which ran.
-
-vtk is imported on first use only (start-up stays fast); without it ``vtk_missing`` says what
-to install and the menu entry says so. Without a working OpenGL (no Mesa EGL, no GPU driver)
-VTK does not raise but crashes the process (segmentation fault, seen with its OSMesa window
-where libOSMesa is absent), so ``probe_opengl`` first renders once in a child process and
-turns a failure into a VolumeRenderError naming VTK's complaint and the packages to install.
+vtk is imported on first use only, and only in the render process and the OpenGL probe
+(start-up stays fast); without it ``vtk_missing`` says what to install and the menu entry says
+so.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import queue
-import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal
@@ -70,302 +53,45 @@ from PySide6.QtWidgets import (
 )
 
 from core.viewer.reformat import Volume
-from core.viewer.volume_presets import VOLUME_PRESETS, VolumePreset, check_modality, get_preset
+from core.viewer.volume_presets import VOLUME_PRESETS, check_modality, get_preset
+from desktop.volume_render import (
+    NO_GL_FIX,
+    SOFTWARE_GL,
+    VIEWS,
+    VTK_REQUIREMENT,
+    Mode,
+    Request,
+    VolumeRenderer,
+    VolumeRenderError,
+    VtkVolumeRenderer,
+    probe_opengl,
+    vtk_missing,
+)
+
+__all__ = [
+    "NO_GL_FIX",
+    "SOFTWARE_GL",
+    "VIEWS",
+    "VTK_REQUIREMENT",
+    "Mode",
+    "RenderedFrame",
+    "RendererReady",
+    "VolumeRenderError",
+    "VolumeRenderer",
+    "VolumeView",
+    "VtkVolumeRenderer",
+    "install_volume_menu",
+    "probe_opengl",
+    "render_loop",
+    "vtk_missing",
+]
 
 if TYPE_CHECKING:
     from desktop.viewport_grid import ViewportGrid
     from desktop.workers import Job, JobContext, JobRunner
 
-VTK_REQUIREMENT = "vtk==9.7.2"
-# OpenGL renderers that are software rasterisers: the CPU ray caster beats GPU ray casting there
-SOFTWARE_GL = ("llvmpipe", "softpipe", "swrast", "software rasterizer", "swr ")
 MAX_RENDER_SIDE = 512  # frames are scaled up beyond this: CPU ray casting stays interactive
 DRAG_FACTOR = 0.5  # frame size while the mouse drags, relative to the still frame
-Mode = Literal["auto", "gpu", "cpu"]
-VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    # name -> (direction from the focal point to the camera, view up), LPS; head up everywhere
-    "anterior": ((0.0, -1.0, 0.0), (0.0, 0.0, 1.0)),  # patient's right on the image's left
-    "posterior": ((0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
-    "left": ((1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),  # anterior on the left, as a sagittal
-    "right": ((-1.0, 0.0, 0.0), (0.0, 0.0, 1.0)),
-}
-
-
-class VolumeRenderError(RuntimeError):
-    """3D rendering cannot run here: vtk or OpenGL is missing (the message says what)."""
-
-
-def vtk_missing() -> str | None:
-    """None when vtk can be imported; otherwise what is missing and how to install it."""
-    try:
-        found = importlib.util.find_spec("vtkmodules") is not None
-    except (ImportError, ValueError):
-        found = False
-    if found:
-        return None
-    return (
-        f"3D volume rendering needs the 'vtk' package, which is not installed "
-        f"(pip install {VTK_REQUIREMENT})"
-    )
-
-
-def _offscreen_default() -> None:
-    """Without an X display VTK would try X first and log an error: go straight to EGL."""
-    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if sys.platform.startswith("linux") and not display:
-        os.environ.setdefault("VTK_DEFAULT_OPENGL_WINDOW", "vtkEGLRenderWindow")
-
-
-def _numpy_support() -> Any:
-    """vtk's numpy bridge (untyped), imported on first use."""
-    from vtkmodules.util import numpy_support
-
-    return numpy_support
-
-
-NO_GL_FIX = (
-    "It renders offscreen through EGL with a GPU driver or Mesa "
-    "(Debian/Ubuntu: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
-)
-_PROBE = """
-import vtkmodules.vtkRenderingOpenGL2
-from vtkmodules.vtkRenderingCore import vtkRenderer, vtkRenderWindow
-window = vtkRenderWindow()
-window.SetOffScreenRendering(1)
-window.AddRenderer(vtkRenderer())
-window.SetSize(8, 8)
-window.Render()
-print(window.GetClassName())
-print(window.ReportCapabilities())
-"""
-_probed: dict[str, str] = {}  # VTK_DEFAULT_OPENGL_WINDOW -> OpenGL renderer (once a process)
-
-
-def probe_opengl() -> str:
-    """The OpenGL renderer VTK gets offscreen, asked of a child process once: a missing
-    driver or library makes VTK crash (segmentation fault), not raise. VolumeRenderError
-    names what failed and what to install. (A frozen bundle has no ``python -c``: not probed.)"""
-    _offscreen_default()
-    key = os.environ.get("VTK_DEFAULT_OPENGL_WINDOW", "")
-    if key in _probed or getattr(sys, "frozen", False):
-        return _probed.get(key, "")
-    try:
-        run = subprocess.run(
-            [sys.executable, "-c", _PROBE],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise VolumeRenderError(f"3D volume rendering could not test OpenGL: {exc}") from exc
-    renderer = _gl_renderer(run.stdout)
-    if run.returncode != 0 or not renderer:
-        said = [
-            re.sub(r"\x1b\[[0-9;]*m", "", line).split("| ", 1)[-1].strip()
-            for line in run.stderr.splitlines()
-            if "WARN|" in line or "ERR|" in line
-        ]
-        how = (
-            f"exit status {run.returncode}"
-            if run.returncode >= 0
-            else (f"killed by signal {-run.returncode}")
-        )
-        detail = f"; VTK said: {said[0]}" if said else ""
-        window = run.stdout.splitlines()[0] if run.stdout.strip() else key or "vtkRenderWindow"
-        raise VolumeRenderError(
-            f"3D volume rendering found no OpenGL: VTK's {window} failed ({how}{detail}). "
-            f"{NO_GL_FIX}"
-        )
-    _probed[key] = renderer
-    return renderer
-
-
-def _gl_renderer(capabilities: str) -> str:
-    for line in capabilities.splitlines():
-        if line.startswith("OpenGL renderer string:"):
-            return line.split(":", 1)[1].strip()
-    return ""
-
-
-class VolumeRenderer:
-    """A CT volume rendered offscreen by VTK; every call on the thread that made it."""
-
-    def __init__(
-        self,
-        volume: Volume,
-        preset: str = "bone",
-        size: tuple[int, int] = (512, 512),
-        mode: Mode = "auto",
-    ) -> None:
-        missing = vtk_missing()
-        if missing is not None:
-            raise VolumeRenderError(missing)
-        check_modality(volume.modality, volume.series_uid)
-        probe_opengl()  # in a child process: without a driver VTK crashes instead of raising
-        import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL classes)
-        from vtkmodules.vtkCommonDataModel import vtkImageData
-        from vtkmodules.vtkCommonMath import vtkMatrix4x4
-        from vtkmodules.vtkRenderingCore import (
-            vtkRenderer,
-            vtkRenderWindow,
-            vtkVolume,
-            vtkVolumeProperty,
-            vtkWindowToImageFilter,
-        )
-        from vtkmodules.vtkRenderingVolumeOpenGL2 import vtkSmartVolumeMapper
-
-        self.volume = volume
-        k, r, c = volume.values.shape
-        geometry = volume.geometry
-        # the voxels as they are: no copy (x = columns fastest, as in the C-ordered array)
-        self.scalars: Any = _numpy_support().numpy_to_vtk(volume.values.reshape(-1), deep=False)
-        self.scalars.SetName("values")
-        image = vtkImageData()
-        image.SetDimensions(c, r, k)
-        step = float(np.linalg.norm(geometry.step))
-        image.SetSpacing(geometry.pixel_spacing[1], geometry.pixel_spacing[0], step or 1.0)
-        image.GetPointData().SetScalars(self.scalars)
-        # voxel axes -> patient (LPS) mm; the slice axis follows the step (a tilt is a shear)
-        axes = np.column_stack(
-            (geometry.row_dir, geometry.col_dir, geometry.step / step if step else geometry.normal)
-        )
-        matrix = vtkMatrix4x4()
-        for i in range(3):
-            for j in range(3):
-                matrix.SetElement(i, j, float(axes[i, j]))
-            matrix.SetElement(i, 3, float(geometry.origin[i]))
-        self.centre = geometry.to_patient(((k - 1) / 2, (r - 1) / 2, (c - 1) / 2))
-        corners = geometry.to_patient(
-            [(a, b, d) for a in (0, k - 1) for b in (0, r - 1) for d in (0, c - 1)]
-        )
-        self.radius = float(np.linalg.norm(corners - self.centre, axis=1).max()) or 1.0
-
-        self.window: Any = vtkRenderWindow()
-        self.window.SetOffScreenRendering(1)
-        self.window.SetSize(*size)
-        self.renderer: Any = vtkRenderer()
-        self.renderer.SetBackground(0.0, 0.0, 0.0)
-        self.window.AddRenderer(self.renderer)
-        self.window.Render()  # makes the OpenGL context: what renders here?
-        self.gl_renderer = _gl_renderer(self.window.ReportCapabilities())
-        if not self.gl_renderer:
-            self.window.Finalize()
-            raise VolumeRenderError(f"3D volume rendering found no OpenGL. {NO_GL_FIX}")
-        self.mapper: Any = vtkSmartVolumeMapper()
-        self.mapper.SetInputData(image)
-        software = any(s in self.gl_renderer.lower() + " " for s in SOFTWARE_GL)
-        if mode == "cpu" or (mode == "auto" and software):
-            self.mapper.SetRequestedRenderModeToRayCast()
-        elif mode == "gpu":
-            self.mapper.SetRequestedRenderModeToGPU()
-        self.property: Any = vtkVolumeProperty()
-        self.property.SetInterpolationTypeToLinear()
-        self.actor: Any = vtkVolume()
-        self.actor.SetMapper(self.mapper)
-        self.actor.SetProperty(self.property)
-        self.actor.SetUserMatrix(matrix)
-        self.renderer.AddVolume(self.actor)
-        self._grab: Any = vtkWindowToImageFilter()
-        self._grab.SetInput(self.window)
-        self._grab.SetInputBufferTypeToRGB()
-        self._grab.ReadFrontBufferOff()
-        self._grab.ShouldRerenderOff()
-        self.preset = get_preset(preset)
-        self.set_preset(preset)
-        self.reset()
-
-    # --- what the renderer is and holds --------------------------------------------------
-    @property
-    def mode(self) -> str:
-        """Which ray caster drew the last frame."""
-        used = self.mapper.GetLastUsedRenderMode()
-        if used == self.mapper.GPURenderMode:
-            return "GPU ray cast"
-        if used == self.mapper.RayCastRenderMode:
-            return "CPU ray cast"
-        return "not rendered yet"
-
-    def shares_memory(self) -> bool:
-        """True when VTK draws from the volume's own array (no second copy of the voxels)."""
-        as_numpy = _numpy_support().vtk_to_numpy
-        return bool(np.shares_memory(as_numpy(self.scalars), self.volume.values))
-
-    @property
-    def size(self) -> tuple[int, int]:
-        w, h = self.window.GetSize()
-        return int(w), int(h)
-
-    @property
-    def mm_per_pixel(self) -> float:
-        """Patient mm per frame pixel (parallel projection: the same everywhere)."""
-        return 2.0 * float(self.renderer.GetActiveCamera().GetParallelScale()) / self.size[1]
-
-    # --- changes ---------------------------------------------------------------------------
-    def set_preset(self, name: str) -> None:
-        from vtkmodules.vtkCommonDataModel import vtkPiecewiseFunction
-        from vtkmodules.vtkRenderingCore import vtkColorTransferFunction
-
-        preset: VolumePreset = get_preset(name)
-        colour = vtkColorTransferFunction()
-        for hu, red, green, blue in preset.colour:
-            colour.AddRGBPoint(hu, red, green, blue)
-        opacity = vtkPiecewiseFunction()
-        for hu, alpha in preset.opacity:
-            opacity.AddPoint(hu, alpha)
-        prop = self.property
-        prop.SetColor(colour)
-        prop.SetScalarOpacity(opacity)
-        prop.SetShade(int(preset.shade))
-        prop.SetAmbient(preset.ambient)
-        prop.SetDiffuse(preset.diffuse)
-        prop.SetSpecular(preset.specular)
-        self.preset = preset
-
-    def reset(self, view: str = "anterior") -> None:
-        """Look at the whole volume from ``view`` (parallel projection, head up)."""
-        if view not in VIEWS:
-            raise ValueError(f"no 3D view '{view}' (known: {', '.join(VIEWS)})")
-        direction, up = VIEWS[view]
-        camera = self.renderer.GetActiveCamera()
-        camera.ParallelProjectionOn()
-        camera.SetFocalPoint(*map(float, self.centre))
-        camera.SetPosition(*map(float, self.centre + 4.0 * self.radius * np.asarray(direction)))
-        camera.SetViewUp(*up)
-        camera.SetParallelScale(0.7 * self.radius)  # the box never fills its diagonal
-        self.renderer.ResetCameraClippingRange()
-
-    def rotate(self, azimuth: float, elevation: float) -> None:
-        """Turn the camera about the focal point (degrees): sideways, then up/down."""
-        camera = self.renderer.GetActiveCamera()
-        camera.Azimuth(azimuth)
-        camera.Elevation(elevation)
-        camera.OrthogonalizeViewUp()
-        self.renderer.ResetCameraClippingRange()
-
-    def zoom(self, factor: float) -> None:
-        """Magnify by ``factor`` (> 1 closer)."""
-        if not (np.isfinite(factor) and factor > 0):
-            raise ValueError(f"zoom factor must be a positive number, not {factor}")
-        self.renderer.GetActiveCamera().Zoom(factor)
-
-    def set_size(self, width: int, height: int) -> None:
-        self.window.SetSize(max(1, int(width)), max(1, int(height)))
-
-    def render(self) -> np.ndarray:
-        """One frame: (height, width, 3) uint8, top row first."""
-        self.window.Render()
-        self._grab.Modified()
-        self._grab.Update()
-        w, h = self.size
-        scalars = self._grab.GetOutput().GetPointData().GetScalars()
-        pixels = _numpy_support().vtk_to_numpy(scalars)
-        return np.ascontiguousarray(pixels.reshape(h, w, -1)[::-1, :, :3])
-
-    def close(self) -> None:
-        """Free the OpenGL context (on the thread that made it)."""
-        self.renderer.RemoveAllViewProps()
-        self.window.Finalize()
 
 
 # --- the render job ------------------------------------------------------------------------
@@ -375,7 +101,8 @@ class RendererReady:
 
     volume: Volume
     gl_renderer: str
-    shares_memory: bool
+    shares_memory: bool  # the render process's VTK draws from the shared block (no copy)
+    pid: int  # the render process
 
 
 @dataclass(frozen=True)
@@ -385,25 +112,6 @@ class RenderedFrame:
     preset: str
     mode: str
     requests: int  # how many of the window's requests it shows (all of them: up to date)
-
-
-Request = tuple[Any, ...]  # ("rotate", az, el) ("zoom", f) ("preset", name) ("size", w, h) ...
-
-
-def _apply(renderer: VolumeRenderer, request: Request) -> None:
-    kind, *args = request
-    if kind == "rotate":
-        renderer.rotate(*args)
-    elif kind == "zoom":
-        renderer.zoom(*args)
-    elif kind == "preset":
-        renderer.set_preset(*args)
-    elif kind == "size":
-        renderer.set_size(*args)
-    elif kind == "reset":
-        renderer.reset(*args)
-    elif kind != "render":
-        raise ValueError(f"unknown 3D view request '{kind}'")
 
 
 def render_loop(
@@ -419,9 +127,11 @@ def render_loop(
     volume = build()
     if ctx.cancelled:
         return
-    renderer = VolumeRenderer(volume, preset, size, mode)
+    renderer = VolumeRenderer(volume, preset, size, mode)  # VTK in its own process
     try:
-        ctx.report(RendererReady(volume, renderer.gl_renderer, renderer.shares_memory()))
+        ctx.report(
+            RendererReady(volume, renderer.gl_renderer, renderer.shares_memory(), renderer.pid)
+        )
         batch: list[Request] = [("render",)]
         applied = 0
         while not ctx.cancelled:
@@ -435,12 +145,11 @@ def render_loop(
                     batch.append(requests.get_nowait())
                 except queue.Empty:
                     break
-            for request in batch:
-                _apply(renderer, request)
+            renderer.apply([r for r in batch if r[0] != "render"])
             applied += sum(r[0] != "render" for r in batch)
             batch = []
             start = time.perf_counter()
-            image = renderer.render()
+            image = renderer.render()  # the render process's frame, back as an array
             seconds = time.perf_counter() - start
             frame = RenderedFrame(image, seconds, renderer.preset.name, renderer.mode, applied)
             ctx.report(frame)

@@ -16,7 +16,7 @@ cortical bone 700..2000, metal above 2000.
 - ``soft_tissue``: air and lung transparent (below -500 HU), fat faint yellow, muscle and organs
   translucent red, bone white and most opaque: the body's outline and its organs.
 
-Nothing here imports Qt or VTK; ``desktop.volume_view`` turns a preset into VTK functions.
+Nothing here imports Qt or VTK; ``desktop.volume_render`` turns a preset into VTK functions.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ctypes.util
 import dataclasses
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -30,7 +32,7 @@ from core.viewer.layout import Layout
 from core.viewer.reformat import Volume, load_series_volume
 from core.viewer.state import ViewerState
 from core.viewer.volume_presets import VOLUME_PRESETS, VolumePresetError
-from desktop import volume_view
+from desktop import volume_render
 from desktop.viewport_grid import ViewportGrid
 from desktop.viewport_widget import ViewportWidget
 from desktop.volume_view import (
@@ -172,27 +174,50 @@ def test_zoom_magnifies_about_the_centre(volume: Volume, renderer: VolumeRendere
         renderer.zoom(0)
 
 
-def test_vtk_draws_from_the_volume_array_with_the_presets_functions(
+def test_vtk_draws_from_the_shared_block_with_the_presets_functions(
     volume: Volume, renderer: VolumeRenderer
 ) -> None:
-    from vtkmodules.util import numpy_support
-
+    """One copy for the render process: the voxels cross once, into a shared-memory block of
+    exactly their size, and VTK there wraps that block (no copy of its own)."""
     assert renderer.shares_memory()
-    as_numpy: Any = numpy_support.vtk_to_numpy
-    assert as_numpy(renderer.scalars).ctypes.data == volume.values.ctypes.data
+    assert renderer.shared_bytes == volume.values.nbytes
+    assert renderer.pid != os.getpid()
     hu = np.linspace(-1200.0, 3200.0, 97)
     for preset in VOLUME_PRESETS.values():
         renderer.set_preset(preset.name)
-        colour, opacity = (
-            renderer.property.GetRGBTransferFunction(),
-            renderer.property.GetScalarOpacity(),
-        )
-        np.testing.assert_allclose(
-            [colour.GetColor(v) for v in hu], preset.colour_at(hu), atol=1e-6
-        )
-        np.testing.assert_allclose(
-            [opacity.GetValue(v) for v in hu], preset.opacity_at(hu), atol=1e-6
-        )
+        colour, opacity = renderer.transfer_functions(hu)
+        np.testing.assert_allclose(colour, preset.colour_at(hu), atol=1e-6)
+        np.testing.assert_allclose(opacity, preset.opacity_at(hu), atol=1e-6)
+
+
+def test_tensorflow_in_this_process_does_not_reach_the_renderer(volume: Volume) -> None:
+    """VTK's EGL window on Mesa crashed the process once TensorFlow had been imported into it
+    (the keras adapter does that): rendering happens in its own process, so it still works."""
+    pytest.importorskip("tensorflow")
+    small = VolumeRenderer(volume, "bone", (64, 64))
+    try:
+        image = small.render()
+        assert image.shape == (64, 64, 3)
+        assert (image.max(axis=2) > 40).sum() > 100  # bone drawn
+    finally:
+        small.close()
+
+
+def test_a_crash_of_the_render_process_is_an_error_naming_it_and_this_process_lives(
+    volume: Volume,
+) -> None:
+    small = VolumeRenderer(volume, "bone", (64, 64))
+    try:
+        assert small.render().shape == (64, 64, 3)
+        os.kill(small.pid, signal.SIGSEGV)  # what VTK's crash looks like from here
+        with pytest.raises(VolumeRenderError, match=r"crashed \(killed by SIGSEGV, signal 11"):
+            small.rotate(10, 0)
+        assert not small.alive
+        with pytest.raises(VolumeRenderError, match="render process is closed"):
+            small.render()
+    finally:
+        small.close()
+    small.close()  # twice is harmless
 
 
 def test_the_ray_caster_follows_the_opengl_renderer(
@@ -276,7 +301,7 @@ def test_without_an_opengl_driver_the_renderer_says_what_is_missing_and_does_not
     if ctypes.util.find_library("OSMesa"):
         pytest.skip("libOSMesa is installed here: this machine has the driver")
     monkeypatch.setenv("VTK_DEFAULT_OPENGL_WINDOW", "vtkOSOpenGLRenderWindow")
-    monkeypatch.setattr(volume_view, "_probed", {})
+    monkeypatch.setattr(volume_render, "_probed", {})
     geometry = VolumeGeometry(
         (2, 2, 2), np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 1.0, 0]),
         np.array([0, 0, 1.0]), (1.0, 1.0),
@@ -345,8 +370,10 @@ def test_the_3d_window_renders_the_viewers_own_volume_and_follows_the_mouse(
     next_frame()  # the canvas's size, once shown
     first = frames[-1]
     assert view.info is not None
-    # one copy: the 3D view, the grid's reformats and the viewer's slices share one array
+    # the 3D view, the grid's reformats and the viewer's slices share one array here; the
+    # render process got one copy of it (shared memory), which its VTK draws from directly
     assert view.info.shares_memory
+    assert view.info.pid != os.getpid()
     assert st.series is not None
     assert view.info.volume is grid.volumes.get(st.series, st.slices, st.frames)
     assert all(np.shares_memory(f.values, view.info.volume.values) for f in st.frames if f)
@@ -402,4 +429,29 @@ def test_the_3d_window_says_why_when_there_is_nothing_to_show(grid: ViewportGrid
     (view,) = window.findChildren(VolumeView)
     assert view.job is None
     assert "No 3D view: open a CT series in the active viewport first" in view.status.text()
+    view.close()
+
+
+def test_a_crash_of_the_render_process_shows_in_the_window_and_the_application_lives(
+    qtbot: Any, grid: ViewportGrid
+) -> None:
+    show_ct(grid)
+    window = grid.window()
+    install_volume_menu(window, QMenu(window), grid).trigger()
+    (view,) = window.findChildren(VolumeView)
+    frames: list[RenderedFrame] = []
+    view.frame_shown.connect(frames.append)
+    qtbot.waitUntil(lambda: bool(frames) or "No 3D" in view.status.text(), timeout=120_000)
+    assert frames, view.status.text()
+    assert view.info is not None
+    os.kill(view.info.pid, signal.SIGSEGV)  # VTK crashing in the render process
+    view.request("rotate", 10.0, 0.0)
+    qtbot.waitUntil(lambda: "No 3D" in view.status.text(), timeout=60_000)
+    text = view.canvas.message
+    assert "3D render process (VTK/OpenGL) crashed (killed by SIGSEGV, signal 11" in text
+    assert "close this window and open the 3D view again" in text
+    assert view.canvas.image is None
+    job = view.job
+    assert job is not None
+    qtbot.waitUntil(lambda: job.done, timeout=30_000)
     view.close()
