@@ -436,8 +436,9 @@ def serve(
     finally:
         if renderer is not None:
             renderer.close()
-        del values
-        shm.close()
+        del renderer, values
+        with contextlib.suppress(BufferError):  # VTK may still hold the array: exit unmaps it
+            shm.close()
 
 
 def _signal_name(code: int) -> str:
