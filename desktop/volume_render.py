@@ -4,11 +4,13 @@ Why a child process. VTK's offscreen EGL window on Mesa's llvmpipe crashes the w
 (segmentation fault in the first ``Render()``) once TensorFlow has been imported into it: the
 keras adapter imports TensorFlow when a keras model runs (brain MRI), and any later 3D view
 killed the application (found by bisecting tests/desktop: test_ai_panel's keras test, then
-``import tensorflow`` alone before a render, reproduces it). Which library pair clashes (both
-bring LLVM and their own C++ runtime pieces) is outside our control and could come back with
-any other package, so VTK never renders in the application's process: ``VolumeRenderer``
-starts a render process ('spawn': a fresh interpreter that imports numpy and VTK only, never
-TensorFlow or Qt), hands it the voxels ONCE through shared memory, and sends it camera and
+``import tensorflow`` alone before a render, reproduces it). gdb shows why: Mesa's llvmpipe
+(swrast_dri.so) calls ``llvm::FixedVectorType::get`` and the dynamic linker binds it to the copy
+of LLVM that libtensorflow_framework.so.2 exports, another LLVM version. No environment
+variable unbinds a symbol already loaded, and any package bundling LLVM can do the same
+(softpipe, without LLVM, is far too slow), so VTK never renders in the application's process:
+``VolumeRenderer`` starts a render process ('spawn': a fresh interpreter, without whatever the
+application imported since, TensorFlow included), hands it the voxels ONCE through shared memory, and sends it camera and
 preset requests; frames come back as arrays. A crash there is a ``VolumeRenderError`` naming
 the signal; the application lives and the window says so.
 
