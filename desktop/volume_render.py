@@ -10,9 +10,9 @@ of LLVM that libtensorflow_framework.so.2 exports, another LLVM version. No envi
 variable unbinds a symbol already loaded, and any package bundling LLVM can do the same
 (softpipe, without LLVM, is far too slow), so VTK never renders in the application's process:
 ``VolumeRenderer`` starts a render process ('spawn': a fresh interpreter, without whatever the
-application imported since, TensorFlow included), hands it the voxels ONCE through shared memory, and sends it camera and
-preset requests; frames come back as arrays. A crash there is a ``VolumeRenderError`` naming
-the signal; the application lives and the window says so.
+application imported since, TensorFlow included), hands it the voxels ONCE through shared
+memory, and sends it camera and preset requests; frames come back as arrays. A crash there is
+a ``VolumeRenderError`` naming the signal; the application lives and the window says so.
 
 Memory. The voxels are copied once into a shared-memory block; the render process's VTK wraps
 that block without copying (``numpy_to_vtk(deep=False)``; ``shares_memory``), so the total is
