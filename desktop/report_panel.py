@@ -97,15 +97,37 @@ class Doc:
 
 
 # --- jobs (worker threads) -----------------------------------------------------------------
+RECOVERY_FOLDER = "report-recovery"  # beside the profile's database
+_RECOVERY_HEAD = "Study Instance UID: "
+
+
+def recovered_drafts(ws: Workstation, study_uid: str) -> list[Path]:
+    """The recovery files kept for ``study_uid`` (drafts the store refused at a close), so
+    the panel says they exist when the study is shown again. Reads files: a job."""
+    folder = ws.db.path.parent / RECOVERY_FOLDER
+    found = []
+    for path in sorted(folder.glob("draft-*.txt")) if folder.is_dir() else []:
+        try:
+            with path.open(encoding="utf-8") as f:
+                head = f.readline().rstrip("\n")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if head == _RECOVERY_HEAD + study_uid:
+            found.append(path)
+    return found
+
+
 def load_job(
     _ctx: JobContext, ws: Workstation, study_uid: str
-) -> tuple[StoredReport | None, dict[str, Template], str]:
-    """The stored report and the templates (a bad template file is said, not fatal)."""
+) -> tuple[StoredReport | None, dict[str, Template], str, list[Path]]:
+    """The stored report, the templates (a bad template file is said, not fatal) and the
+    recovery files kept for the study."""
     stored = app.get_report(ws, study_uid)
+    kept = recovered_drafts(ws, study_uid)
     try:
-        return stored, load_templates(), ""
+        return stored, load_templates(), "", kept
     except TemplateError as exc:
-        return stored, {}, str(exc)
+        return stored, {}, str(exc), kept
 
 
 def save_job(
@@ -471,7 +493,12 @@ class ReportPanel(QWidget):
         self.study_changed.emit("")
 
     def _loaded(
-        self, doc: Doc, stored: StoredReport | None, templates: dict[str, Template], problem: str
+        self,
+        doc: Doc,
+        stored: StoredReport | None,
+        templates: dict[str, Template],
+        problem: str,
+        kept: list[Path],
     ) -> None:
         if doc is not self.doc:
             return  # the user moved on while it was read
@@ -494,6 +521,12 @@ class ReportPanel(QWidget):
             self._show_addenda(stored)
         self.title.setText(f"Report · {doc.modality or 'study'} · {doc.state.value}")
         self._set_message(f"Templates: {problem}" if problem else "")
+        if kept:  # a draft refused at an earlier close: not lost, and said where it is
+            self._set_message(
+                f"A draft of this study was refused when the window closed ({len(kept)}); its "
+                f"text is kept in '{kept[-1]}': copy what you need from it.",
+                True,
+            )
         doc.loaded = True
         self._update_buttons()
 
@@ -650,13 +683,13 @@ class ReportPanel(QWidget):
         """Keep a draft the store refused at close in a file of the profile's folder."""
         assert doc.unsaved is not None
         findings, impression, template = doc.unsaved
-        folder = self.ws.db.path.parent / "report-recovery"
+        folder = self.ws.db.path.parent / RECOVERY_FOLDER
         folder.mkdir(exist_ok=True)
         path = folder / f"draft-{datetime.now():%Y%m%d-%H%M%S}-{os.getpid()}-{id(doc):x}.txt"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(
-                f"Study Instance UID: {doc.study_uid}\nTemplate: {template}\n"
+                f"{_RECOVERY_HEAD}{doc.study_uid}\nTemplate: {template}\n"
                 f"Not saved because: {exc}\n\nFindings:\n{findings}\n\nImpression:\n{impression}\n"
             )
         log.warning(

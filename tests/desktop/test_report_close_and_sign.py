@@ -78,6 +78,14 @@ def test_a_draft_refused_at_close_is_kept_in_a_recovery_file(qtbot, make_window)
     assert "changed since it was read" in text
     assert kept.stat().st_mode & 0o077 == 0  # the user's own, like the profile
 
+    # shown again later (a window on the same folder): the panel says where the text is
+    win2, gui2 = make_window()
+    assert gui2.panel.ws.db.path.parent == ws.db.path.parent
+    assert _open(qtbot, win2, gui2, CR) == uid
+    qtbot.waitUntil(lambda: str(kept) in gui2.panel.status.text(), timeout=TIMEOUT_MS)
+    assert "refused when the window closed" in gui2.panel.status.text()
+    qtbot.waitUntil(lambda: win2.runner.active == 0, timeout=TIMEOUT_MS)
+
 
 def test_the_sign_dialog_signs_the_study_it_was_opened_for(qtbot, make_window) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     if not CT3_DIR.is_dir():
