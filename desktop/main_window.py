@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # pydicom loads on first use, not at start-up
     from desktop.actions import FollowActive
     from desktop.audit_hooks import AuditHooks
     from desktop.pacs_panel import PacsGui
+    from desktop.report_gui import ReportsGui
     from desktop.seg_overlay import ResultsObjectsPanel
     from desktop.session_lock import InactivityLock
     from desktop.study_list import StudyListPanel
@@ -113,6 +114,7 @@ class MainWindow(QMainWindow):
         self.sync: SyncController | None = None
         self.sync_status_widget: SyncStatusWidget | None = None
         self.study_list: StudyListPanel | None = None  # with a profile (desktop.study_list)
+        self.reports: ReportsGui | None = None  # the report and key-image docks, with a profile
         self.prior_retrievals: dict[str, Job] = {}  # study uid -> its retrieve (one at a time)
         self.dialog_folder = ""  # where the next file dialog starts
 
@@ -158,8 +160,21 @@ class MainWindow(QMainWindow):
         if hang_on_open is None:
             hang_on_open = hang_setting and workstation is not None
         self.auto_hang = AutoHang(self, workstation, hang_on_open, self.priors_cache)
+        self._install_reading_tools()
         if workstation is not None:
             self._attach_workstation(workstation, lock_check_ms)
+
+    def _install_reading_tools(self) -> None:
+        """Drag and drop of series into viewports, the annotation tools (on the profile, or for
+        the session only without one) and the 3D view; each module installs its own parts."""
+        from desktop.annotation_layer import install_annotations
+        from desktop.series_drop import install_series_drop
+        from desktop.volume_view import install_volume_menu
+
+        self.series_drop = install_series_drop(self)
+        self.annotations = install_annotations(self)
+        if self.menus is not None:
+            install_volume_menu(self, self.menus.view, self.grid)
 
     # --- composition -----------------------------------------------------------------------
     def add_panel(
@@ -192,6 +207,9 @@ class MainWindow(QMainWindow):
         from desktop.study_list import install_study_list
 
         self.study_list = install_study_list(self, ws)  # the local study database, priors
+        from desktop.report_gui import install_reports
+
+        self.reports = install_reports(self)  # the report and key-image docks, Tools > Report
         user = ws.session.user
         for name in ("Open files…", "Open folder…", "Open zip…"):  # disabled, saying who may
             gate_action(self.actions_by_name[name], user, Permission.LOAD)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QMenu
+from PySide6.QtWidgets import QDockWidget, QFrame, QMenu, QScrollArea, QWidget
 
 from core.annotations.store import Purpose
 from desktop.key_images import KeyImagesPanel
@@ -51,8 +51,20 @@ class _SaveOnClose(QObject):
         return False
 
 
+def _scrolled(widget: QWidget) -> QScrollArea:
+    area = QScrollArea()
+    area.setObjectName(f"{widget.objectName() or type(widget).__name__}Scroll")
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    return area
+
+
 def install_reports(window: MainWindow) -> ReportsGui | None:
     """Add the Report and Key images docks, Tools > Report and the K / Shift+K keys."""
+    found = getattr(window, "reports", None)
+    if isinstance(found, ReportsGui):  # installed already (the window does it): once only,
+        return found  # or K would be an ambiguous shortcut and mark nothing
     ws = window.workstation
     if ws is None:
         return None
@@ -69,13 +81,17 @@ def install_reports(window: MainWindow) -> ReportsGui | None:
         key_images_for_report=keys.report_refs,
     )
     area = Qt.DockWidgetArea.RightDockWidgetArea
-    report_dock = window.add_panel(panel, area, "Report")
-    keys_dock = window.add_panel(keys, Qt.DockWidgetArea.LeftDockWidgetArea, "Key images")
+    # in scroll areas: the panels' rows of buttons must not widen the docks (a 521 px report
+    # panel left the image 382 px of a 1280 px window)
+    report_dock = window.add_panel(_scrolled(panel), area, "Report")
+    left = Qt.DockWidgetArea.LeftDockWidgetArea
+    keys_dock = window.add_panel(_scrolled(keys), left, "Key images")
     # the key images below the study browser (a row of their own in the left area, where the
     # browser leaves room); the report a tab beside the AI panel, shown first
     window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, keys_dock, Qt.Orientation.Vertical)
     window.tabifyDockWidget(window.ai_dock or window.tags_dock, report_dock)
     QTimer.singleShot(0, report_dock.raise_)  # once the tab bar exists
+    window.resizeDocks([window.browser_dock, report_dock], [300, 400], Qt.Orientation.Horizontal)
     panel.study_changed.connect(keys.set_study)
     window.state.index_changed.connect(keys.scan_index)
     window.installEventFilter(_SaveOnClose(window, panel))
