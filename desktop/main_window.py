@@ -210,6 +210,7 @@ class MainWindow(QMainWindow):
         from desktop.report_gui import install_reports
 
         self.reports = install_reports(self)  # the report and key-image docks, Tools > Report
+        self.study_list.follow_reports(self.reports)  # its Report column follows saves, signing
         user = ws.session.user
         for name in ("Open files…", "Open folder…", "Open zip…"):  # disabled, saying who may
             gate_action(self.actions_by_name[name], user, Permission.LOAD)

@@ -7,12 +7,14 @@ default view; typing searches name, Patient ID and accession; a click on a colum
 by it (dates by their value); double-click (or Enter) opens a study through the window's own open
 path. "Forget" removes the selected study from the local database after a confirmation (its
 files stay; audited by ``core.app.studies.forget_study``). The Source column names the PACS node
-a study was retrieved from. The priors list under it is asked for whenever a series of another
-study comes on screen: the local database and each configured PACS node (QIDO-RS), matched by
-Patient ID and issuer; a node's answer is reused for that patient for ``[viewer]
-priors_cache_s`` (``RemotePriorsCache``), "Refresh" asks again. A prior here opens at once; one
-only on a PACS is retrieved in the background into the encrypted cache, recorded, then opened on
-request.
+a study was retrieved from. The Report column says each study's report state (none, draft,
+signed): read with the list in its job, and changed when the report panel saves or signs
+(``follow_reports``); it sorts by that order, not alphabetically. The priors list under it is
+asked for whenever a series of another study comes on screen: the local database and each
+configured PACS node (QIDO-RS), matched by Patient ID and issuer; a node's answer is reused
+for that patient for ``[viewer] priors_cache_s`` (``RemotePriorsCache``), "Refresh" asks
+again. A prior here opens at once; one only on a PACS is retrieved in the background into the
+encrypted cache, recorded, then opened on request.
 
 With hide-PHI on, names, IDs, accession numbers and dates are blanked, as in the study browser.
 """
@@ -39,6 +41,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.app.reports import report_states
 from core.app.studies import (
     PriorsFound,
     find_priors,
@@ -60,18 +63,27 @@ if TYPE_CHECKING:
     from core.app.workstation import Workstation
     from core.imaging.model import StudyIndex
     from desktop.main_window import MainWindow
+    from desktop.report_gui import ReportsGui
 
 UID_ROLE = Qt.ItemDataRole.UserRole
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # what a column sorts by, when not its text
 COLUMNS = ("Name", "Patient ID", "Accession", "Date", "Modality", "Description", "Source",
-           "Last opened")  # fmt: skip
+           "Report", "Last opened")  # fmt: skip
+REPORT_COLUMN = COLUMNS.index("Report")
+#: the report column sorts in the order a read goes, not alphabetically ("draft" < "none")
+REPORT_ORDER = {"none": "0", "draft": "1", "signed": "2"}
 PRIOR_COLUMNS = ("Date", "Modality", "Description", "Images", "Source")
 SEARCH_DELAY_MS = 300
 
 
 # --- jobs (worker threads) ------------------------------------------------------------------
-def list_job(ctx: JobContext, ws: Workstation, query: StudySearch) -> list[StudyEntry]:
-    return list_studies(ws, query)
+def list_job(
+    ctx: JobContext, ws: Workstation, query: StudySearch
+) -> tuple[list[StudyEntry], dict[str, str]]:
+    """The studies and their report states, both read here (never on the GUI thread)."""
+    entries = list_studies(ws, query)
+    states = report_states(ws, [e.study_uid for e in entries])
+    return entries, {uid: state.value for uid, state in states.items()}
 
 
 def paths_job(ctx: JobContext, ws: Workstation, study_uid: str) -> list[str]:
@@ -248,6 +260,7 @@ class StudyListPanel(QWidget):
         self.setObjectName("studyList")
         self.window_, self.ws = window, ws
         self.entries: list[StudyEntry] = []
+        self.report_states: dict[str, str] = {}  # study UID -> none / draft / signed
         self.priors: list[Prior] = []
         self.priors_for = ""  # the study whose priors are listed (or being asked for)
         self.list_job: Job | None = None
@@ -354,9 +367,13 @@ class StudyListPanel(QWidget):
         self.status.setText("Searching…" if query.keys() else "Reading the recent studies…")
         self.list_job = self.window_.runner.start(
             "study list", list_job, self.ws, query,
-            on_result=self._show_entries, on_error=self._list_failed,
+            on_result=self._listed, on_error=self._list_failed,
         )  # fmt: skip
         return self.list_job
+
+    def _listed(self, found: tuple[list[StudyEntry], dict[str, str]]) -> None:
+        entries, self.report_states = found
+        self._show_entries(entries)
 
     def _show_entries(self, entries: list[StudyEntry]) -> None:
         self.entries = entries
@@ -374,11 +391,13 @@ class StudyListPanel(QWidget):
                 "/".join(e.modalities),
                 e.description,
                 e.source,
+                self.report_states.get(e.study_uid, ""),
                 "" if hide else e.last_opened[:16].replace("T", " "),
             )
             sorts = {
                 3: "" if hide else e.study_date + e.study_time,
-                7: "" if hide else e.last_opened,
+                REPORT_COLUMN: REPORT_ORDER.get(cells[REPORT_COLUMN], ""),
+                COLUMNS.index("Last opened"): "" if hide else e.last_opened,
             }
             for col, text in enumerate(cells):
                 self.table.setItem(row, col, _item(text, e.study_uid, sorts.get(col)))
@@ -386,6 +405,23 @@ class StudyListPanel(QWidget):
         self.table.resizeColumnsToContents()
         self._show_count()
         self._update_forget_button()
+
+    def set_report_state(self, study_uid: str, state: str) -> None:
+        """The report panel saved or signed ``study_uid``'s report: its row says so at once
+        (the table re-sorts itself when sorted by this column)."""
+        self.report_states[study_uid] = state
+        for row in range(self.table.rowCount()):
+            item = self.table.item(row, REPORT_COLUMN)
+            if item is not None and item.data(UID_ROLE) == study_uid:
+                item.setData(SORT_ROLE, REPORT_ORDER.get(state, ""))
+                item.setText(state)
+                item.setToolTip(state)
+                return
+
+    def follow_reports(self, reports: ReportsGui | None) -> None:
+        """Keep the Report column current with the window's report panel (none: no panel)."""
+        if reports is not None:
+            reports.panel.report_saved.connect(self.set_report_state)
 
     def _show_count(self) -> None:
         what = "matching" if self.query().keys() else "opened or retrieved recently"
