@@ -122,8 +122,9 @@ def render_loop(
     size: tuple[int, int],
     mode: Mode = "auto",
 ) -> None:
-    """The job: the volume (``build``), the VTK pipeline, then a frame after every batch of
-    requests, until cancelled. Everything VTK stays on this one thread."""
+    """The job: the volume (``build``), the render process with its VTK pipeline, then a frame
+    after every batch of requests, until cancelled; the process stops with the job. A crash of
+    the process raises VolumeRenderError here, which the window shows."""
     volume = build()
     if ctx.cancelled:
         return
