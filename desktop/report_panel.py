@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
@@ -387,11 +388,20 @@ class ReportPanel(QWidget):
         for b in (self.insert_measurements, self.insert_keys, self.insert_ai):
             inserts.addWidget(b)
         inserts.addStretch(1)
-        actions = QHBoxLayout()
-        for b in (self.draft_button, self.sign_button, self.addendum_button, self.export_button):
-            actions.addWidget(b)
-        actions.addWidget(self.to_pacs)
-        actions.addStretch(1)
+        # two rows, so that the dock can stay narrow beside the image
+        actions = QVBoxLayout()
+        groups: tuple[tuple[QWidget, ...], ...] = (
+            (self.draft_button, self.sign_button, self.addendum_button),
+            (self.export_button, self.to_pacs),
+        )
+        for group in groups:
+            row = QHBoxLayout()
+            for w in group:
+                row.addWidget(w)
+            row.addStretch(1)
+            actions.addLayout(row)
+        self.title.setMinimumWidth(60)  # elided by the layout rather than widening the dock
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         col = QVBoxLayout(self)
         col.setContentsMargins(4, 4, 4, 4)
         col.addLayout(top)
