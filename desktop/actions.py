@@ -7,8 +7,10 @@ In the reading room the actions act on the *active* viewport: the tools are shar
 viewport; window presets, invert, clear, cine and the view actions (rotate, flip, fit, 1:1,
 reset) change the active one, and the others of the grid's link group when that link is on
 (invert and presets with "Link window/level", the view actions with "Link zoom/pan"; the link
-group itself carries window, zoom and pan). Hide patient info hides it in every viewport. The
-checked state of Invert, Flip and Cine shows the active viewport's (``FollowActive``).
+group itself carries window, zoom and pan). Clear (Del) also deletes the user's own stored
+annotations on the active viewport's image (``clear_active``). Hide patient info hides it in
+every viewport. The checked state of Invert, Flip and Cine shows the active viewport's
+(``FollowActive``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QToolBar, QToolButton
+from PySide6.QtWidgets import QMessageBox, QToolBar, QToolButton
 
 from desktop.menus import WindowMenus, open_log_folder
 from desktop.window_presets import active_state, install_window_presets
@@ -105,6 +107,46 @@ def _act(
     return action
 
 
+def clear_active(win: MainWindow) -> QMessageBox | None:
+    """Clear: the active viewport's unsaved measurements and this user's annotations on the
+    image it shows, each deleted through the annotation layer (stored, audited and undoable
+    like the Delete key's); other authors' stay. More than one annotation goes only after a
+    window-modal confirmation (returned; Cancel clears nothing)."""
+    state = active_state(win)
+    layer = getattr(win, "annotations", None)
+    at = layer.active_where() if layer is not None and layer.may_write else None
+    uids = [a.uid for a in layer.mine_on(at.image)] if layer is not None and at else []
+
+    def clear() -> None:
+        state.clear_measurements()
+        if layer is not None and uids:
+            layer.delete_each(uids)
+
+    if len(uids) <= 1:
+        clear()
+        return None
+    box = QMessageBox(
+        QMessageBox.Icon.Question,
+        "Clear annotations",
+        f"Delete your {len(uids)} annotations on this image?\n\n"
+        "Other authors' annotations stay. Each deletion is recorded in the audit trail; "
+        "Undo brings them back one at a time.",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+        win,
+    )
+    box.setObjectName("clearAnnotationsBox")
+    box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+
+    def answered(_result: int) -> None:
+        if box.standardButton(box.clickedButton()) == QMessageBox.StandardButton.Yes:
+            clear()
+        box.deleteLater()
+
+    box.finished.connect(answered)
+    box.open()
+    return box
+
+
 def build_actions(win: MainWindow) -> None:
     state = win.state
     menu = win.menuBar()
@@ -153,9 +195,9 @@ def build_actions(win: MainWindow) -> None:
         _act(
             win,
             "Clear",
-            lambda: active_state(win).clear_measurements(),
+            lambda: clear_active(win),
             "Del",
-            tip="Clear the active viewport's measurements",
+            tip="Clear your measurements and annotations on the active viewport's image",
         )
     )
     tb.addSeparator()

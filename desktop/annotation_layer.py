@@ -413,6 +413,27 @@ class AnnotationLayer(QObject):
         self.repaint()
         return True
 
+    def active_where(self) -> Where | None:
+        """The image on screen in the grid's active viewport: its reformat when it shows one,
+        else its acquired frame (None without a grid or an image)."""
+        grid = self.grid
+        if grid is None or not grid.widgets:
+            return None
+        cell = grid.mpr.get(grid.model.active)
+        return where_reformat(cell) if cell is not None else where_acquired(grid.active_widget())
+
+    def mine_on(self, image: ImageRef) -> list[Annotation]:
+        """This user's annotations drawn on ``image``: what Clear deletes (others' stay)."""
+        return [a for a, _ in self.on(image) if self.editable(a)]
+
+    def delete_each(self, uids: list[str]) -> int:
+        """Delete each of ``uids`` still shown, one ``delete`` at a time: each a step of its
+        own (stored, audited and undone like the Delete key's). Returns how many went."""
+        gone = sum(1 for uid in uids if uid in self.shown and self.delete(uid))
+        if gone > 1:
+            self.message.emit(f"{gone} annotations deleted (Undo brings them back one at a time)")
+        return gone
+
     def undo(self) -> None:
         if self.last_study:
             self._run(self.last_study, "undo", lambda s: s.undo())
