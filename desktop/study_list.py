@@ -261,6 +261,7 @@ class StudyListPanel(QWidget):
         self.window_, self.ws = window, ws
         self.entries: list[StudyEntry] = []
         self.report_states: dict[str, str] = {}  # study UID -> none / draft / signed
+        self._told: dict[str, str] = {}  # states the report panel told since the listing began
         self.priors: list[Prior] = []
         self.priors_for = ""  # the study whose priors are listed (or being asked for)
         self.list_job: Job | None = None
@@ -364,6 +365,7 @@ class StudyListPanel(QWidget):
         if self.list_job is not None and not self.list_job.done:
             self.list_job.cancel()
         query = self.query()
+        self._told = {}
         self.status.setText("Searching…" if query.keys() else "Reading the recent studies…")
         self.list_job = self.window_.runner.start(
             "study list", list_job, self.ws, query,
@@ -372,7 +374,9 @@ class StudyListPanel(QWidget):
         return self.list_job
 
     def _listed(self, found: tuple[list[StudyEntry], dict[str, str]]) -> None:
-        entries, self.report_states = found
+        entries, states = found
+        # a save or signature told while the job read is newer than what it read
+        self.report_states = {**states, **self._told}
         self._show_entries(entries)
 
     def _show_entries(self, entries: list[StudyEntry]) -> None:
@@ -410,6 +414,7 @@ class StudyListPanel(QWidget):
         """The report panel saved or signed ``study_uid``'s report: its row says so at once
         (the table re-sorts itself when sorted by this column)."""
         self.report_states[study_uid] = state
+        self._told[study_uid] = state
         for row in range(self.table.rowCount()):
             item = self.table.item(row, REPORT_COLUMN)
             if item is not None and item.data(UID_ROLE) == study_uid:

@@ -1,7 +1,8 @@
 """The study list's Report column on a real SQLCipher profile (issue 17): a study without a
 report says none, one with a draft says draft; a draft saved and a report signed in the window's
 report panel change the row at once, a click on the column's header sorts in the order a read
-goes (none, draft, signed), and a window opened again on the profile reads the same states."""
+goes (none, draft, signed), and a window opened again on the profile reads the same states; a
+state told while a listing is being read is not overwritten by the older read."""
 
 from __future__ import annotations
 
@@ -114,4 +115,13 @@ def test_the_report_column_follows_draft_and_signature_and_sorts(  # type: ignor
     _shown(panel2)
     qtbot.waitUntil(lambda: len(_states(panel2)) == 3, timeout=TIMEOUT_MS)
     assert _states(panel2) == {uids["a"]: "none", uids["b"]: "draft", uids["c"]: "signed"}
+    qtbot.waitUntil(lambda: win2.runner.active == 0, timeout=TIMEOUT_MS)
+
+    # a save told while a listing reads is newer than what the listing read: it is kept
+    job = panel2.refresh()
+    assert job is not None
+    panel2.set_report_state(uids["a"], "draft")  # before the job's answer can arrive
+    qtbot.waitUntil(lambda: job.done, timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: len(_states(panel2)) == 3, timeout=TIMEOUT_MS)
+    assert _states(panel2)[uids["a"]] == "draft"
     qtbot.waitUntil(lambda: win2.runner.active == 0, timeout=TIMEOUT_MS)
