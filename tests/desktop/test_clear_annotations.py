@@ -21,6 +21,7 @@ from core.security.users import Role
 from core.viewer.measure import Measurement
 from desktop.annotation_layer import AnnotationLayer, where_acquired
 from tests.conftest import DICOM_DATA
+from tests.desktop.test_annotation_cells import room  # noqa: F401 - the reformat fixture
 from tests.desktop.workstation.helpers import PASSWORD, add_users
 
 CT3_DIR = DICOM_DATA / "QIICR__dcmqi" / "data" / "segmentations" / "ct-3slice"
@@ -215,3 +216,56 @@ def test_clear_deletes_my_annotations_on_the_image_after_a_confirmation(
     assert set(stored(ws, study)) == {theirs, elsewhere}
     assert deletes(ws, "rad") - before == 3
     ws.close()
+
+
+def test_clear_finds_the_annotations_of_the_reformat_the_active_viewport_shows(
+    qtbot: Any,
+    room: Any,  # noqa: F811
+) -> None:
+    """In a reformatted viewport the image Clear acts on is the plane shown (not the acquired
+    slice under it); another viewport active: that one's image."""
+    from core.annotations.model import PlaneImage
+    from desktop.annotation_layer import where_reformat
+    from tests.desktop.test_viewport_grid_mpr import COUNT, PIXEL, SIZE, SPACING, START, show
+    from tests.viewer.synthetic import stack
+
+    grid, layer = room
+    series = stack(
+        "2.1", COUNT, SPACING, start=START, size=(SIZE, SIZE), pixel_spacing=(PIXEL,) * 2
+    )
+    show(grid, 1, series, "coronal")
+    cell = grid.mpr[1]
+    qtbot.waitUntil(lambda: cell.view is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: any(w is cell for w in layer.widgets), timeout=5_000)
+    grid.widgets[1].tool = "length"
+    at = where_reformat(cell)
+    assert at is not None
+
+    def s(row: float, col: float) -> QPoint:
+        x, y = at.to_screen((row, col))
+        return QPoint(round(x), round(y))
+
+    qtbot.mousePress(cell, Qt.MouseButton.LeftButton, pos=s(20, 10))
+    qtbot.mouseMove(cell, s(40, 10))
+    qtbot.mouseRelease(cell, Qt.MouseButton.LeftButton, pos=s(60, 10))
+    qtbot.waitUntil(lambda: layer.writer.pending == 0, timeout=5_000)
+    (a,) = layer.shown.values()
+    grid.model.set_active(1)
+    where = layer.active_where()
+    assert where is not None
+    assert isinstance(where.image, PlaneImage)
+    assert [x.uid for x in layer.mine_on(where.image)] == [a.uid]
+    assert cell.view is not None
+    cell.view.step(3)  # another coronal plane: nothing of mine there
+    where = layer.active_where()
+    assert where is not None
+    assert layer.mine_on(where.image) == []
+    cell.view.step(-3)
+    grid.model.set_active(0)  # the other viewport (nothing shown there)
+    assert layer.active_where() is None
+    grid.model.set_active(1)
+    where = layer.active_where()
+    assert where is not None
+    assert layer.delete_each([x.uid for x in layer.mine_on(where.image)]) == 1
+    qtbot.waitUntil(lambda: layer.writer.pending == 0, timeout=5_000)
+    assert layer.shown == {}
