@@ -80,7 +80,11 @@ def _identifiers() -> re.Pattern[str] | None:
     with _lock:
         if _pattern is None and _noted:
             longest_first = sorted(_noted, key=len, reverse=True)
-            _pattern = re.compile("|".join(map(re.escape, longest_first)), re.IGNORECASE)
+            # whole values only (not next to another letter or digit): a patient "Pat" must not
+            # turn "patient" into "<redacted>ient"; "_" and punctuation still separate
+            # ("JANCT000_ct" is redacted)
+            alternatives = "|".join(map(re.escape, longest_first))
+            _pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])", re.IGNORECASE)
         return _pattern
 
 

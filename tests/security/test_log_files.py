@@ -173,6 +173,16 @@ def test_scrub_hides_paths_and_noted_values_but_not_code_paths() -> None:
     )
 
 
+def test_a_noted_value_is_redacted_as_a_whole_not_inside_other_words() -> None:
+    """A patient called "Pat" or "Ann" (another test's profile noted one) once turned every
+    "patient" and "annotation" in the log into "<redacted>ient", "<redacted>otation"."""
+    note_identifiers(["Pat^Ann", "JANCT999"])
+    out = scrub("a failure naming the patient in an annotation: Pat, ANN; id JANCT999_ct.")
+    assert out == (
+        "a failure naming the patient in an annotation: <redacted>, <redacted>; id <redacted>_ct."
+    )
+
+
 def test_help_open_log_folder_opens_the_log_dir(
     log_dir: Path,
     qtbot: QtBot,
