@@ -251,9 +251,17 @@ class RetrievedFrom(QObject):
             job = self.window_.runner.start(
                 "record retrieved study", record_retrieved_job, self.ws, index,
                 study.study_instance_uid, node,
+                on_result=self._recorded,
                 on_finished=lambda j: self.jobs.remove(j) if j in self.jobs else None,
             )  # fmt: skip
             self.jobs.append(job)
+
+    def _recorded(self, _result: object) -> None:
+        """The node is stored: the study list shows it now (a listing read before this job
+        committed would otherwise keep saying "pacs" until the next refresh)."""
+        study_list = getattr(self.window_, "study_list", None)
+        if study_list is not None:
+            study_list.refresh()
 
 
 @dataclass
