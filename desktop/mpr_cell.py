@@ -59,7 +59,13 @@ from core.viewer.reformat import Plane, PlaneName, Slab
 from core.viewer.transform import ViewGeometry, fit_zoom, image_to_screen, screen_to_image
 from desktop.mpr_render import PlaneImages
 from desktop.mpr_tools import SlabButton, paint_measurements
-from desktop.viewport_widget import OVERLAY_COLOUR, SLICE_KEYS, ViewportWidget, to_qimage
+from desktop.viewport_widget import (
+    OVERLAY_COLOUR,
+    SLICE_KEYS,
+    ViewportWidget,
+    drag_start,
+    to_qimage,
+)
 
 if TYPE_CHECKING:
     from desktop.workers import JobContext, JobRunner
@@ -469,14 +475,7 @@ class MprCell(QWidget):
         if mode == "window" and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             mode = "region"  # Ctrl + drag with W/L: the window of the rectangle drawn
         vp = self.state.viewport
-        self._drag = {
-            "mode": mode,
-            "start": event.position(),
-            "center": vp.window_center,
-            "width": vp.window_width,
-            "zoom": self.effective_zoom(),
-            "pan": vp.pan,
-        }
+        self._drag = drag_start(mode, event.position(), vp, self.effective_zoom())
         if mode in ("length", "roi", "region"):
             view, g = self.view, self.view_geometry()
             if view is None or g is None:

@@ -850,6 +850,17 @@ class ReportPanel(QWidget):
             "show that study again and sign it from there"
         )
 
+    def _dialog_doc(
+        self, doc: Doc | None, on_failed: Callable[[BaseException], None]
+    ) -> Doc | None:
+        """The study the dialog was opened for, if it is still on screen; else the refusal is
+        told to the dialog and None returned."""
+        refused = self._moved_on(doc)
+        if refused is not None or doc is None:
+            on_failed(refused or RuntimeError("no study on screen"))
+            return None
+        return doc
+
     def _submit_sign(
         self,
         doc: Doc | None,
@@ -860,8 +871,7 @@ class ReportPanel(QWidget):
         on_done: Callable[[object], None],
         on_failed: Callable[[BaseException], None],
     ) -> None:
-        if (refused := self._moved_on(doc)) is not None or doc is None:
-            on_failed(refused or RuntimeError("no study on screen"))
+        if (doc := self._dialog_doc(doc, on_failed)) is None:
             return
         request = SignRequest(
             self._shown(),
@@ -884,8 +894,7 @@ class ReportPanel(QWidget):
         on_done: Callable[[object], None],
         on_failed: Callable[[BaseException], None],
     ) -> None:
-        if (refused := self._moved_on(doc)) is not None or doc is None:
-            on_failed(refused or RuntimeError("no study on screen"))
+        if (doc := self._dialog_doc(doc, on_failed)) is None:
             return
         if not text:
             on_failed(ReportError("the addendum is empty"))

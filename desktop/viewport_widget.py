@@ -72,6 +72,19 @@ SLICE_KEYS: dict[Qt.Key, int] = {
 }
 
 
+def drag_start(mode: str, at: QPointF, vp: Any, zoom: float) -> dict[str, Any]:
+    """What a mouse drag starts from (its tool, where, the window, zoom and pan then): the
+    acquired viewport and a reformatted cell (desktop.mpr_cell) drag alike."""
+    return {
+        "mode": mode,
+        "start": at,
+        "center": vp.window_center,
+        "width": vp.window_width,
+        "zoom": zoom,
+        "pan": vp.pan,
+    }
+
+
 class ViewportWidget(QWidget):
     painted = Signal(int)  # slice index painted with its own (not a neighbour's) frame
 
@@ -359,14 +372,7 @@ class ViewportWidget(QWidget):
             return
         if mode == "window" and event.modifiers() & Qt.KeyboardModifier.ControlModifier:
             mode = "region"  # Ctrl + drag with W/L: the window of the rectangle drawn
-        self._drag = {
-            "mode": mode,
-            "start": event.position(),
-            "center": vp.window_center,
-            "width": vp.window_width,
-            "zoom": self.effective_zoom(),
-            "pan": vp.pan,
-        }
+        self._drag = drag_start(mode, event.position(), vp, self.effective_zoom())
         if mode in ("length", "roi", "region"):
             p0 = self.to_image(event.position())
             if p0 is None or self.state.current_frame() is None:

@@ -170,6 +170,22 @@ def _gl_renderer(capabilities: str) -> str:
     return ""
 
 
+def check_renderable(volume: Volume) -> None:
+    """vtk installed, a CT, and OpenGL that works (probed once, in a child process: without a
+    driver VTK crashes instead of raising); else VolumeRenderError saying what is missing."""
+    missing = vtk_missing()
+    if missing is not None:
+        raise VolumeRenderError(missing)
+    check_modality(volume.modality, volume.series_uid)
+    probe_opengl()
+
+
+def volume_centre(volume: Volume) -> np.ndarray:
+    """The patient position (LPS mm) of the volume's middle voxel: where the camera looks."""
+    k, r, c = volume.values.shape
+    return volume.geometry.to_patient(((k - 1) / 2, (r - 1) / 2, (c - 1) / 2))
+
+
 class VtkVolumeRenderer:
     """A CT volume rendered offscreen by VTK in THIS process; every call on the thread that
     made it. The application runs it in a render process only (``VolumeRenderer``)."""
@@ -180,12 +196,12 @@ class VtkVolumeRenderer:
         preset: str = "bone",
         size: tuple[int, int] = (512, 512),
         mode: Mode = "auto",
+        probe: bool = True,
     ) -> None:
-        missing = vtk_missing()
-        if missing is not None:
-            raise VolumeRenderError(missing)
-        check_modality(volume.modality, volume.series_uid)
-        probe_opengl()  # in a child process: without a driver VTK crashes instead of raising
+        """``probe`` False: the checks of ``check_renderable`` were made by the process that
+        started this one (the render process does not probe OpenGL a second time)."""
+        if probe:
+            check_renderable(volume)
         import vtkmodules.vtkRenderingOpenGL2  # noqa: F401  (registers the OpenGL classes)
         from vtkmodules.vtkCommonDataModel import vtkImageData
         from vtkmodules.vtkCommonMath import vtkMatrix4x4
@@ -218,7 +234,7 @@ class VtkVolumeRenderer:
             for j in range(3):
                 matrix.SetElement(i, j, float(axes[i, j]))
             matrix.SetElement(i, 3, float(geometry.origin[i]))
-        self.centre = geometry.to_patient(((k - 1) / 2, (r - 1) / 2, (c - 1) / 2))
+        self.centre = volume_centre(volume)
         corners = geometry.to_patient(
             [(a, b, d) for a in (0, k - 1) for b in (0, r - 1) for d in (0, c - 1)]
         )
@@ -408,7 +424,8 @@ def serve(
     renderer: VtkVolumeRenderer | None = None
     try:
         try:
-            renderer = VtkVolumeRenderer(Volume(values=values, **fields), preset, size, mode)
+            volume = Volume(values=values, **fields)  # checked by the starting process
+            renderer = VtkVolumeRenderer(volume, preset, size, mode, probe=False)
         except Exception as exc:  # noqa: BLE001 (passed on, by name, to the application)
             conn.send(("error", type(exc).__name__, str(exc), {}))
             return
@@ -465,16 +482,10 @@ class VolumeRenderer:
         size: tuple[int, int] = (512, 512),
         mode: Mode = "auto",
     ) -> None:
-        missing = vtk_missing()
-        if missing is not None:
-            raise VolumeRenderError(missing)
-        check_modality(volume.modality, volume.series_uid)
+        check_renderable(volume)  # names a missing driver before anything starts
         self.preset: VolumePreset = get_preset(preset)
-        probe_opengl()  # in a child process: names a missing driver before anything starts
         self.volume = volume
-        geometry = volume.geometry
-        k, r, c = volume.values.shape
-        self.centre = geometry.to_patient(((k - 1) / 2, (r - 1) / 2, (c - 1) / 2))
+        self.centre = volume_centre(volume)
         self._state: dict[str, Any] = {}
         self.seconds = 0.0  # the render process's time for the last frame
         self._process: BaseProcess | None = None
