@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from core import __version__
+from core.dicom_out.common import MANUFACTURER, MODEL_NAME, PRIVATE_SCHEME
 from core.pacs import audit as A
 from core.pacs.client import PacsClient
 from core.pacs.errors import PacsError
@@ -28,10 +29,6 @@ from core.pacs.errors import PacsError
 if TYPE_CHECKING:
     import highdicom as hd
     import pydicom
-
-APP_MANUFACTURER = "DoctorAI"
-APP_MODEL_NAME = "DoctorAI Workstation"
-PRIVATE_SCHEME = "99DOCTORAI"
 
 
 @dataclass(frozen=True)
@@ -46,7 +43,7 @@ class AiFinding:
     input_sop_uids: Sequence[str]
     result_id: str
     model_name: str = ""
-    manufacturer: str = APP_MANUFACTURER
+    manufacturer: str = MANUFACTURER
     parameters: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -55,7 +52,7 @@ class AiFinding:
 
 
 def finding_from_result(
-    result: Any, index: int = 0, manufacturer: str = APP_MANUFACTURER, model_name: str = ""
+    result: Any, index: int = 0, manufacturer: str = MANUFACTURER, model_name: str = ""
 ) -> AiFinding:
     """From a ``core.inference.result.InferenceResult`` (duck-typed: labels, probabilities,
     decisions, provenance.model_id/model_version/inputs, result_id)."""
@@ -203,7 +200,7 @@ def build_sr(
         series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=instance_number,
-        manufacturer=APP_MANUFACTURER,
+        manufacturer=MANUFACTURER,
         is_complete=True,
         series_description=f"AI: {finding.display_name}"[:64],
         contributing_equipment=[contributing_equipment(finding)],
@@ -250,8 +247,8 @@ def build_seg(
         series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
-        manufacturer=APP_MANUFACTURER,
-        manufacturer_model_name=APP_MODEL_NAME,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MODEL_NAME,
         software_versions=__version__,
         device_serial_number="0",
         series_description=f"AI SEG: {finding.display_name}"[:64],
@@ -293,8 +290,8 @@ def build_heatmap(
         series_number=series_number,
         sop_instance_uid=hd.UID(),
         instance_number=1,
-        manufacturer=APP_MANUFACTURER,
-        manufacturer_model_name=APP_MODEL_NAME,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MODEL_NAME,
         software_versions=__version__,
         device_serial_number="0",
         contains_recognizable_visual_features=False,
