@@ -337,6 +337,17 @@ class Annotation:
             raise AnnotationError(f"{self.what}: {wrong} cannot be edited")
         return replace(self, **changes)
 
+    def revised(self, edit: Annotation) -> Annotation:
+        """This (stored) annotation with ``edit``'s points, text and label position, one
+        revision on: the one rule of an update, in the session and in the store."""
+        return replace(
+            self,
+            points=edit.points,
+            text=edit.text,
+            label_pos=edit.label_pos,
+            revision=self.revision + 1,
+        )
+
     def geometry_json(self) -> str:
         return json.dumps({"points": [list(p) for p in self.points]}, separators=(",", ":"))
 

@@ -152,13 +152,7 @@ class SessionOnly:
                 raise StaleAnnotation(
                     f"{before.what} was changed since revision {annotation.revision}"
                 )
-            a = replace(
-                before,
-                points=annotation.points,
-                text=annotation.text,
-                label_pos=annotation.label_pos,
-                revision=before.revision + 1,
-            )
+            a = before.revised(annotation)
             self.items[a.uid] = a
             return a
 

@@ -131,13 +131,7 @@ def update_annotation(ws: Workstation, annotation: Annotation, what: str = "edit
                 f"{before.what} was changed elsewhere since revision {annotation.revision} "
                 f"(stored: {before.revision}): reload it before editing"
             )
-        a = replace(
-            before,
-            points=annotation.points,
-            text=annotation.text,
-            label_pos=annotation.label_pos,
-            revision=before.revision + 1,
-        )
+        a = before.revised(annotation)
         stored = _audit(ws, conn, actor, a, "update", "U", change=what, revision=a.revision)
         a = replace(a, modified_at=stored.created_at)
         store.update_annotation(conn, a, stored.index)
