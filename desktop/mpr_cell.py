@@ -64,6 +64,7 @@ from desktop.viewport_widget import (
     SLICE_KEYS,
     ViewportWidget,
     drag_start,
+    drag_view,
     to_qimage,
 )
 
@@ -496,15 +497,9 @@ class MprCell(QWidget):
             return
         dx, dy = pos.x() - d["start"].x(), pos.y() - d["start"].y()
         vp = self.state.viewport
-        if d["mode"] == "window":
-            step = max(d["width"], 10.0) / 300.0  # as in ViewportWidget
-            vp.set_window(d["center"] + dy * step, d["width"] + dx * step)
-        elif d["mode"] == "zoom":
-            factor = float(np.exp(-dy / 200.0))
-            vp.update({"zoom": min(max(d["zoom"] * factor, 1 / 64), 64.0), "fit": False})
-        elif d["mode"] == "pan":
-            vp.pan = (d["pan"][0] + dx, d["pan"][1] + dy)
-        elif d.get("measure") is not None and (g := self.view_geometry()) is not None:
+        if drag_view(d, vp, dx, dy) or d.get("measure") is None:
+            return
+        if (g := self.view_geometry()) is not None:
             d["measure"].p1 = screen_to_image(g, (pos.x(), pos.y()))
             self.update()
 

@@ -85,6 +85,24 @@ def drag_start(mode: str, at: QPointF, vp: Any, zoom: float) -> dict[str, Any]:
     }
 
 
+def drag_view(d: dict[str, Any], vp: Any, dx: float, dy: float) -> bool:
+    """Window/level, zoom or pan by a drag of (dx, dy) screen pixels from ``d`` (drag_start);
+    False when the drag is another tool's (a measurement)."""
+    mode = d["mode"]
+    if mode == "window":
+        # sensitivity scales with the starting width, so narrow windows stay controllable
+        step = max(d["width"], 10.0) / 300.0
+        vp.set_window(d["center"] + dy * step, d["width"] + dx * step)
+    elif mode == "zoom":
+        factor = float(np.exp(-dy / 200.0))
+        vp.update({"zoom": min(max(d["zoom"] * factor, 1 / 64), 64.0), "fit": False})
+    elif mode == "pan":
+        vp.pan = (d["pan"][0] + dx, d["pan"][1] + dy)
+    else:
+        return False
+    return True
+
+
 class ViewportWidget(QWidget):
     painted = Signal(int)  # slice index painted with its own (not a neighbour's) frame
 
@@ -392,16 +410,7 @@ class ViewportWidget(QWidget):
         dy = pos.y() - d["start"].y()
         vp = self.state.viewport
         mode = d["mode"]
-        if mode == "window":
-            # sensitivity scales with the starting width, so narrow windows stay controllable
-            step = max(d["width"], 10.0) / 300.0
-            vp.set_window(d["center"] + dy * step, d["width"] + dx * step)
-        elif mode == "zoom":
-            factor = float(np.exp(-dy / 200.0))
-            vp.update({"zoom": min(max(d["zoom"] * factor, 1 / 64), 64.0), "fit": False})
-        elif mode == "pan":
-            vp.pan = (d["pan"][0] + dx, d["pan"][1] + dy)
-        elif mode in ("length", "roi", "region"):
+        if not drag_view(d, vp, dx, dy) and mode in ("length", "roi", "region"):
             p1 = self.to_image(pos)
             if p1 is not None:
                 d["measure"].p1 = p1
