@@ -172,8 +172,39 @@ class Metrics(_Strict):
     sensitivity: float | None = None
     specificity: float | None = None
     ece: float | None = None
+    sensitivity_ci: tuple[float, float] | None = None  # 95% bootstrap interval
+    specificity_ci: tuple[float, float] | None = None
+    threshold_method: str | None = None  # how the operating point was chosen, and on what data
     scores: dict[str, float] = Field(default_factory=dict)  # other figures (e.g. text metrics)
     note: str | None = None
+
+
+class Population(_Strict):
+    """Whom and what the model was trained for, checked against the DICOM header before a run
+    (core.inference.applicability). An empty list or None means "not restricted"."""
+
+    age_years: tuple[float, float] | None = None  # inclusive [min, max] at acquisition
+    sexes: list[Literal["M", "F", "O"]] = Field(default_factory=list)
+    body_parts: list[str] = Field(default_factory=list)  # BodyPartExamined codes, e.g. CHEST
+    view_positions: list[str] = Field(default_factory=list)  # ViewPosition, e.g. PA, AP
+    modalities: list[str] = Field(default_factory=list)
+    photometric: list[str] = Field(default_factory=list)  # e.g. MONOCHROME1, MONOCHROME2
+    pixel_spacing_mm: tuple[float, float] | None = None  # inclusive range of the row spacing
+    on_mismatch: Literal["warn", "refuse"] = "warn"  # outside: a visible warning, or no run
+    note: str | None = None  # shown with a mismatch, e.g. "trained on children aged 1-5"
+
+
+class OodSpec(_Strict):
+    """Out-of-distribution reference: statistics of the model's own features on its training
+    data, in ``reference`` (a file of the package), and the score above which a result is
+    flagged, chosen on validation data (models.ood)."""
+
+    method: Literal["mahalanobis", "energy"]
+    reference: str  # e.g. "ood.npz"; listed in files
+    layer: str | None = None  # the feature layer, framework-specific name
+    threshold: float
+    fit_on: str  # e.g. "train (features), val (threshold)"
+    validation: dict[str, float] = Field(default_factory=dict)  # e.g. {"own_val_flagged": 0.05}
 
 
 class Selftest(_Strict):
@@ -195,7 +226,7 @@ class Manifest(_Strict):
     name: str
     version: str
     task: Literal["classification", "segmentation", "text-generation", "tabular"]
-    framework: Literal["keras", "torch", "xgboost", "transformers"]
+    framework: Literal["keras", "torch", "xgboost", "transformers", "onnx", "torchscript"]
     modalities: list[str] = Field(default_factory=list)
     body_parts: list[str] = Field(default_factory=list)
     input: InputSpec
@@ -209,6 +240,8 @@ class Manifest(_Strict):
     training_data: str
     selftest: Selftest | None = None
     heatmap: HeatmapSpec | None = None
+    population: Population | None = None
+    ood: OodSpec | None = None
     extra: dict[str, Any] = Field(default_factory=dict)  # adapter-specific options
 
     @field_validator("version", "min_app_version")
@@ -241,6 +274,8 @@ class Manifest(_Strict):
     def _references_listed(self) -> Manifest:
         listed = set(self.files)
         refs = [("weights", self.weights)]
+        if self.ood:
+            refs.append(("ood.reference", self.ood.reference))
         if self.selftest:
             refs += [
                 ("selftest.input", self.selftest.input),

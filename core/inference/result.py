@@ -52,6 +52,21 @@ class Provenance:
 
 
 @dataclass
+class GuardFlag:
+    """A reason to doubt a result, shown beside it, stored with it and named in its audit event.
+
+    ``kind``: "population" (the header is outside the manifest's intended population), "ood"
+    (the image is unlike the model's training data), "selftest", "verification". ``images``:
+    indices into the result's inputs the flag is about; None = the whole run."""
+
+    kind: str
+    message: str
+    images: list[int] | None = None
+    refused: bool = False  # the run did not happen because of it
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class InferenceResult:
     """Per-image scores and decisions; ``heatmaps`` are (N, h, w) in [0, 1] at frame size."""
 
@@ -65,6 +80,8 @@ class InferenceResult:
     heatmaps: npt.NDArray[np.float32] | None = None
     raw_heatmaps: npt.NDArray[np.float32] | None = None  # (N, h, w) at model input size
     texts: list[str] | None = None  # text-generation models
+    guards: list[GuardFlag] = field(default_factory=list)
+    masks: npt.NDArray[np.uint8] | None = None  # segmentation: (N, h, w) label map at frame size
     result_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
     def scores(self, index: int = 0) -> dict[str, float]:
@@ -85,6 +102,8 @@ class InferenceResult:
             "texts": self.texts,
             "demo_notice": self.demo_notice,
             "warnings": self.warnings,
+            "guards": [asdict(g) for g in self.guards],
+            "has_mask": self.masks is not None,
             "has_heatmap": self.heatmaps is not None,
             "provenance": prov,
         }

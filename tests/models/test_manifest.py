@@ -58,7 +58,7 @@ def test_bad_schema_names_the_field(package: Path) -> None:
 
 
 def test_unknown_framework_and_extra_field_refused(package: Path) -> None:
-    _edit(package, framework="onnx")
+    _edit(package, framework="caffe")
     with pytest.raises(ManifestError, match="framework"):
         load_package(package)
     _edit(package, framework="xgboost", surprise=1)
