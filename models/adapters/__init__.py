@@ -18,6 +18,7 @@ ADAPTER_MODULES: dict[str, str] = {
     "torch": "models.adapters.torch_adapter",
     "xgboost": "models.adapters.xgboost_adapter",
     "transformers": "models.adapters.transformers_adapter",
+    "onnx": "models.adapters.onnx_adapter",
     "torchscript": "models.adapters.torchscript_adapter",
 }
 
