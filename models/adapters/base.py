@@ -72,6 +72,20 @@ class LoadedModel(ABC):
         """(N, h, w) in [0, 1] at input resolution for the top class, or None if unsupported."""
         return None
 
+    def features(self, batch: npt.NDArray[np.float32], layer: str | None = None) -> F32 | None:
+        """(N, d) float32 features for out-of-distribution scores (models.ood), or None.
+
+        ``layer``: None = the pooled penultimate layer; ``"logits"`` = the raw logits (energy
+        score); an adapter may accept its own layer names."""
+        return None
+
+    def predict_with_features(
+        self, batch: npt.NDArray[np.float32], layer: str | None = None
+    ) -> tuple[F32, F32 | None]:
+        """``predict`` and ``features`` together. Adapters override this to take both from one
+        forward pass, so an OOD check costs no second run of the network."""
+        return self.predict(batch), self.features(batch, layer)
+
     @abstractmethod
     def memory_bytes(self) -> int:
         """Estimate of the memory the model holds (parameter bytes)."""

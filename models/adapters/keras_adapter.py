@@ -93,6 +93,8 @@ class KerasModel(LoadedModel):
 
             self._cam = tf.function(gradcam, input_signature=signature, reduce_retracing=True)
         self._size = (spec.size[0], spec.size[1]) if spec.size else None
+        self._signature = signature
+        self._with_features: dict[str | None, Any] = {}
 
     def _run(self, fn: Any, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         tf = _import_tf()
@@ -105,6 +107,58 @@ class KerasModel(LoadedModel):
 
     def predict(self, batch: npt.NDArray[np.float32]) -> F32:
         return probabilities(self._run(self._forward, batch), self.package.manifest.output)
+
+    def _features_fn(self, layer: str | None) -> Any:
+        """A compiled graph giving (logits, pooled features) from one pass, built on first use.
+
+        None = the input of the last layer (the pooled penultimate features the logits are
+        computed from); a named layer's 4-D output is averaged over space; "logits" = logits."""
+        if layer in self._with_features:
+            return self._with_features[layer]
+        tf = _import_tf()
+        import keras
+
+        model = self._model
+        if layer == "logits":
+            outputs = [model.outputs[0], model.outputs[0]]
+        else:
+            try:
+                tensor = model.layers[-1].input if layer is None else model.get_layer(layer).output
+            except (ValueError, AttributeError) as exc:
+                raise ValueError(
+                    f"model '{self.id}': feature layer '{layer}' not found: {exc}"
+                ) from exc
+            outputs = [model.outputs[0], tensor]
+        both = keras.Model(model.inputs, outputs)
+
+        def forward(x: Any) -> Any:
+            logits, feats = both(x, training=False)
+            if len(feats.shape) == 4:
+                feats = tf.reduce_mean(feats, axis=(1, 2))
+            return logits, tf.reshape(feats, (tf.shape(feats)[0], -1))
+
+        fn = tf.function(forward, input_signature=self._signature, reduce_retracing=True)
+        self._with_features[layer] = fn
+        return fn
+
+    def predict_with_features(
+        self, batch: npt.NDArray[np.float32], layer: str | None = None
+    ) -> tuple[F32, F32 | None]:
+        tf = _import_tf()
+        fn = self._features_fn(layer)
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.device.endswith("CPU:0"):
+            logits, feats = fn(x)
+        else:
+            with tf.device(self.device):
+                logits, feats = fn(tf.convert_to_tensor(x))
+        probs = probabilities(
+            np.asarray(logits.numpy(), dtype=np.float32), self.package.manifest.output
+        )
+        return probs, np.asarray(feats.numpy(), dtype=np.float32)
+
+    def features(self, batch: npt.NDArray[np.float32], layer: str | None = None) -> F32 | None:
+        return self.predict_with_features(batch, layer)[1]
 
     def heatmap(self, batch: npt.NDArray[np.float32]) -> F32 | None:
         if self._cam is None:
@@ -122,6 +176,7 @@ class KerasModel(LoadedModel):
         self._model = None
         self._forward = None
         self._cam = None
+        self._with_features = {}
 
 
 def load(package: ModelPackage, device: str) -> LoadedModel:

@@ -57,6 +57,45 @@ class TorchModel(LoadedModel):
     def predict(self, batch: npt.NDArray[np.float32]) -> F32:
         return probabilities(self._logits(batch), self.package.manifest.output)
 
+    def _split_forward(
+        self, batch: npt.NDArray[np.float32], layer: str | None
+    ) -> tuple[npt.NDArray[np.float32], F32 | None]:
+        """Logits and OOD features from one pass: ``forward = classify(features)`` (see the
+        module docstring), so the pooled penultimate layer is ``features(x)`` averaged over
+        space, the very tensor ``classify`` pools. A module without that split gives only
+        logits (and None unless ``layer`` is "logits")."""
+        import torch
+
+        module = self._module
+        split = hasattr(module, "features") and hasattr(module, "classify")
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+            if layer == "logits" or not split:
+                logits = module(x).float()
+                feats = logits if layer == "logits" else None
+            elif layer in (None, "features"):
+                maps = module.features(x)
+                logits = module.classify(maps).float()
+                feats = maps.float().mean(dim=(2, 3))
+            else:
+                raise ValueError(
+                    f"model '{self.id}': unknown feature layer '{layer}' "
+                    "(torch packages offer 'features' and 'logits')"
+                )
+            logits_np = np.asarray(logits.cpu().numpy(), dtype=np.float32)
+            if feats is None:
+                return logits_np, None
+            return logits_np, np.asarray(feats.cpu().numpy(), dtype=np.float32)
+
+    def features(self, batch: npt.NDArray[np.float32], layer: str | None = None) -> F32 | None:
+        return self._split_forward(batch, layer)[1]
+
+    def predict_with_features(
+        self, batch: npt.NDArray[np.float32], layer: str | None = None
+    ) -> tuple[F32, F32 | None]:
+        logits, feats = self._split_forward(batch, layer)
+        return probabilities(logits, self.package.manifest.output), feats
+
     def heatmap(self, batch: npt.NDArray[np.float32]) -> F32 | None:
         spec = self.package.manifest.heatmap
         if spec is None or spec.method != "gradcam":
