@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from core.app.workstation import Workstation
 from core.audit.events import Participants, event
 from core.audit.vocabulary import EventType
-from core.results.store import DECISIONS, Decision
+from core.results.reasons import check_reason
+from core.results.store import DECISIONS, Decision, DecisionRecord, same_run
 from core.results.upstream import result_item
 from core.security.users import Permission
 from core.store.outbox import enqueue
@@ -53,6 +55,14 @@ def result_participants(result: dict[str, Any]) -> Participants:
     return found
 
 
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """``same_run`` for results that may lack a model or inputs (session-only test results)."""
+    try:
+        return same_run(a, b)
+    except (KeyError, TypeError):
+        return False
+
+
 def _check_decision(decision: str) -> Decision:
     if decision not in DECISIONS:
         raise ValueError(f"unknown decision '{decision}' (accepted, rejected or comment)")
@@ -69,11 +79,18 @@ class ReadingResults(Protocol):
     def record_shadow(self, item: dict[str, Any]) -> None:
         """A shadow candidate produced ``item`` (a ResultItem): report it, never show it."""
 
-    def decide(self, result_id: str, decision: Decision, comment: str = "") -> None:
-        """The radiologist accepted, rejected or commented on a kept result."""
+    def decide(
+        self, result_id: str, decision: Decision, comment: str = "", reason: str = ""
+    ) -> DecisionRecord:
+        """The radiologist accepted, rejected (with a reason code, core.results.reasons) or
+        commented on a kept result."""
 
     def latest(self, result_id: str) -> Decision | None:
         """The last accept or reject of a result (None: none yet)."""
+
+    def history(self, result_id: str) -> list[DecisionRecord]:
+        """Decisions and comments on the result and on other runs of the same model version
+        on the same images, oldest first (what a re-run shows)."""
 
 
 class StoredResults:
@@ -120,29 +137,37 @@ class StoredResults:
             )
             enqueue(conn, "result", item, item_id=str(item["client_id"]))
 
-    def decide(self, result_id: str, decision: Decision, comment: str = "") -> None:
+    def decide(
+        self, result_id: str, decision: Decision, comment: str = "", reason: str = ""
+    ) -> DecisionRecord:
+        """Store the decision, audit it (a rejection's reason code in the event's details) and
+        queue it upstream with its time and sequence, in one transaction."""
         decision = _check_decision(decision)
+        reason = check_reason(decision, reason, comment)
         actor = self.ws.require(Permission.DECIDE)
         store = self.ws.results
+        details: dict[str, Any] = {"comment": comment} if comment else {}
+        if reason:
+            details["reason"] = reason
         with self.ws.db.transaction() as conn:
             result = store.payload(conn, result_id)
             stored = self.ws.audit.append(
-                event(
-                    _EVENT[decision],
-                    actor,
-                    result_participants(result),
-                    **({"comment": comment} if comment else {}),
-                ),
+                event(_EVENT[decision], actor, result_participants(result), **details),
                 conn=conn,
             )
             record = store.insert_decision(
-                conn, result_id, decision, comment, actor.user, stored.index
+                conn, result_id, decision, comment, actor.user, stored.index, reason
             )
             if decision != "comment":
-                enqueue(conn, "result", result_item(result, decision, record.created_at))
+                item = result_item(result, decision, record.created_at, record.sequence, reason)
+                enqueue(conn, "result", item)
+        return record
 
     def latest(self, result_id: str) -> Decision | None:
         return self.ws.results.latest_decision(result_id)
+
+    def history(self, result_id: str) -> list[DecisionRecord]:
+        return self.ws.results.history(result_id)
 
 
 class SessionResults:
@@ -153,6 +178,7 @@ class SessionResults:
         self._lock = threading.Lock()
         self.results: dict[str, dict[str, Any]] = {}
         self.decisions: list[tuple[str, Decision, str]] = []
+        self.records: list[DecisionRecord] = []  # the same decisions, whole
         self.shadow_results: list[dict[str, Any]] = []
 
     def check_run(self) -> None:
@@ -166,12 +192,39 @@ class SessionResults:
         with self._lock:
             self.shadow_results.append(item)
 
-    def decide(self, result_id: str, decision: Decision, comment: str = "") -> None:
+    def decide(
+        self, result_id: str, decision: Decision, comment: str = "", reason: str = ""
+    ) -> DecisionRecord:
         decision = _check_decision(decision)
+        reason = check_reason(decision, reason, comment)
         with self._lock:
             if result_id not in self.results:
                 raise KeyError(f"no AI result '{result_id}' in this session")
             self.decisions.append((result_id, decision, comment))
+            sequence = 0
+            if decision != "comment":
+                mine = [r for r in self.records if r.result_id == result_id]
+                sequence = 1 + sum(r.decision != "comment" for r in mine)
+            record = DecisionRecord(
+                decision,
+                comment,
+                "this session",
+                datetime.now(UTC).isoformat(timespec="microseconds"),
+                -1,
+                reason,
+                result_id,
+                sequence,
+            )
+            self.records.append(record)
+        return record
+
+    def history(self, result_id: str) -> list[DecisionRecord]:
+        with self._lock:
+            this = self.results.get(result_id)
+            if this is None:
+                raise KeyError(f"no AI result '{result_id}' in this session")
+            same = {rid for rid, r in self.results.items() if rid == result_id or _same(r, this)}
+            return [r for r in self.records if r.result_id in same]
 
     def latest(self, result_id: str) -> Decision | None:
         with self._lock:

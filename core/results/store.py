@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
+from core.results.tables import decision_reasons
 from core.store.database import Database
 from core.store.schema import decisions, results
 
@@ -19,11 +21,17 @@ DECISIONS: tuple[Decision, ...] = ("accepted", "rejected", "comment")
 
 @dataclass(frozen=True)
 class DecisionRecord:
+    """One decision on a result. ``sequence`` numbers a result's accepts and rejects (1, 2, ...;
+    0 for a comment) so the backend can order them when two share a time; the latest wins."""
+
     decision: str
     comment: str
     user: str
     created_at: str
     audit_index: int
+    reason: str = ""  # reject reason code (core.results.reasons), "" for none
+    result_id: str = ""
+    sequence: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,22 @@ class StoredResult:
 def study_uid(result: dict[str, Any]) -> str:
     inputs = result.get("provenance", {}).get("inputs", [])
     return str(inputs[0].get("study_instance_uid", "")) if inputs else ""
+
+
+def inputs_key(result: dict[str, Any]) -> frozenset[tuple[str, int]]:
+    """The images a result is about, as (SOP instance UID, frame): two runs of the same model
+    version with the same key are the same question asked again (order does not matter)."""
+    inputs = result.get("provenance", {}).get("inputs", [])
+    return frozenset((str(i.get("sop_instance_uid", "")), int(i.get("frame", 0))) for i in inputs)
+
+
+def same_run(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether ``a`` and ``b`` are one model id and version on the same images."""
+    return (
+        a["model"]["id"] == b["model"]["id"]
+        and a["model"]["version"] == b["model"]["version"]
+        and inputs_key(a) == inputs_key(b)
+    )
 
 
 class ResultsStore:
@@ -89,9 +113,19 @@ class ResultsStore:
         comment: str,
         user: str,
         audit_idx: int,
+        reason: str = "",
     ) -> DecisionRecord:
+        """Store a decision (and its reject reason) in the caller's transaction."""
         now = datetime.now(UTC).isoformat(timespec="microseconds")
-        conn.execute(
+        sequence = 0
+        if decision != "comment":
+            earlier = conn.execute(
+                select(func.count())
+                .select_from(decisions)
+                .where(decisions.c.result_id == result_id, decisions.c.decision != "comment")
+            ).scalar_one()
+            sequence = int(earlier) + 1
+        inserted = conn.execute(
             decisions.insert().values(
                 result_id=result_id,
                 decision=decision,
@@ -101,7 +135,12 @@ class ResultsStore:
                 audit_idx=audit_idx,
             )
         )
-        return DecisionRecord(decision, comment, user, now, audit_idx)
+        if reason:
+            key = inserted.inserted_primary_key
+            assert key is not None  # an INSERT of one row has its key
+            decision_id = key[0]
+            conn.execute(decision_reasons.insert().values(decision_id=decision_id, reason=reason))
+        return DecisionRecord(decision, comment, user, now, audit_idx, reason, result_id, sequence)
 
     def latest_decision(self, result_id: str) -> Decision | None:
         """The last accept/reject (comments do not change the verdict); None if undecided or
@@ -126,16 +165,36 @@ class ResultsStore:
             select(results).where(results.c.study_uid == study_uid).order_by(results.c.created_at)
         )
 
+    def history(self, result_id: str) -> list[DecisionRecord]:
+        """The decisions and comments on ``result_id`` and on every earlier or later run of the
+        same model version on the same images (``same_run``), oldest first: a re-run shows
+        what was decided before instead of a blank verdict."""
+        this = self.get(result_id)
+        query = (
+            select(results)
+            .where(
+                results.c.model_id == this.model_id,
+                results.c.model_version == this.model_version,
+                results.c.study_uid == this.study_uid,
+            )
+            .order_by(results.c.created_at)
+        )
+        runs = [r for r in self._load(query) if same_run(r.payload, this.payload)]
+        found = [d for r in runs for d in r.decisions]
+        return sorted(found, key=lambda d: (d.created_at, d.audit_index))
+
     def _load(self, query: Any) -> list[StoredResult]:
         with self.db.engine.connect() as conn:
             rows = conn.execute(query).fetchall()
             out = []
             for row in rows:
                 ds = conn.execute(
-                    select(decisions)
+                    select(decisions, decision_reasons.c.reason)
+                    .outerjoin(decision_reasons, decision_reasons.c.decision_id == decisions.c.id)
                     .where(decisions.c.result_id == row.id)
                     .order_by(decisions.c.id)
                 ).fetchall()
+                sequence = itertools.count(1)
                 out.append(
                     StoredResult(
                         row.id,
@@ -147,7 +206,16 @@ class ResultsStore:
                         json.loads(row.payload),
                         row.audit_idx,
                         [
-                            DecisionRecord(d.decision, d.comment, d.user, d.created_at, d.audit_idx)
+                            DecisionRecord(
+                                d.decision,
+                                d.comment,
+                                d.user,
+                                d.created_at,
+                                d.audit_idx,
+                                d.reason or "",
+                                row.id,
+                                next(sequence) if d.decision != "comment" else 0,
+                            )
                             for d in ds
                         ],
                     )
