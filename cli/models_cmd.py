@@ -1,10 +1,14 @@
-"""``doctorai models list [--json]`` and ``doctorai models verify [ID...] [--eval]``.
+"""``doctorai models list [--json]``, ``doctorai models verify [ID...] [--eval]`` and
+``doctorai models import PATH [--describe FILE] --user NAME``.
 
 Model folders: versions installed by signed update, the shipped zoo, then
 ``inference.model_dirs`` from the settings, then ``<profile>/models``. ``list`` reads
 manifests only (fast, no framework import); ``verify`` checks schema and every file's
 SHA-256, and with ``--eval`` recomputes the validation metrics and compares them with the
-manifest. Exit status 1 on any refusal or mismatch.
+manifest. Exit status 1 on any refusal or mismatch. ``import`` turns an ONNX file (with its
+description) or a MONAI bundle folder into a verified package under ``<profile>/models``, as
+an admin (manage-models) signed in with ``--user``; 1 when the model is refused, 2 when the
+account may not.
 """
 
 from __future__ import annotations
@@ -37,11 +41,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="device for --eval (default: the inference.device setting)",
     )
     verify.add_argument("--json", action="store_true", help="print JSON")
+    imp = sub.add_parser(
+        "import", help="import an ONNX file (with its description) or a MONAI bundle (admin)"
+    )
+    imp.add_argument("path", metavar="PATH", help="a .onnx file or a MONAI bundle folder")
+    imp.add_argument(
+        "--describe",
+        metavar="FILE",
+        default=None,
+        help="the ONNX model's description (YAML or JSON; default: model.yaml/.json beside it)",
+    )
+    imp.add_argument("--json", action="store_true", help="print JSON")
+    from cli.profile import add_sign_in_arguments
+
+    add_sign_in_arguments(imp)
 
 
 def run(args: argparse.Namespace) -> int:
     from core.config import ConfigError
 
+    if args.action == "import":
+        return _import(args)
     try:
         from core.inference.catalog import model_roots
 
@@ -162,3 +182,54 @@ def _evaluate(package: Any, device: str | None) -> dict[str, Any]:
         "problems": problems,
         "measured": {k: round(v, 4) for k, v in measured.items()},
     }
+
+
+def _import(args: argparse.Namespace) -> int:
+    from cli.profile import finish, open_or_explain, sign_in
+    from core.app.model_import import import_model
+    from core.inference.model_store import ModelInstallError, ModelStore
+    from core.paths import profile_dir
+    from core.security.users import PermissionDenied
+    from models.importers import ModelImportError
+
+    ws = open_or_explain("models import")
+    if ws is None:
+        return 2
+    try:
+        if not args.user:
+            print(
+                "error: importing a model needs an admin (manage-models): give --user NAME",
+                file=sys.stderr,
+            )
+            return 2
+        if not sign_in(ws, args):
+            return 2
+        describe = Path(args.describe) if args.describe else None
+        try:
+            done = import_model(
+                ws, ModelStore(profile_dir() / "models"), Path(args.path), describe=describe
+            )
+        except PermissionDenied as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (ModelImportError, ModelInstallError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        finish(ws)
+    if args.json:
+        row = {
+            "id": done.model_id,
+            "version": done.version,
+            "source": done.kind,
+            "path": str(done.path),
+            "previous": done.previous,
+            "notes": done.notes,
+        }
+        json.dump(row, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"imported {done.model_id} {done.version} ({done.kind}) into {done.path}")
+        for note in done.notes:
+            print(f"  note: {note}")
+    return 0
