@@ -1,7 +1,9 @@
 """One model run: preprocess -> batch -> predict -> postprocess, with timings and provenance.
 
 Runs in a worker thread (desktop) or the CLI; never touches Qt. Cancellation is checked between
-batches; an out-of-GPU-memory error reruns the job on the CPU and says so in the result.
+batches; an out-of-GPU-memory error reruns the job on the CPU and says so in the result. A model
+with an ``ood`` section returns its features with each batch's predictions (same forward pass);
+images unlike its training data get a GuardFlag(kind="ood") on the result (ood_guard).
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.inference import ood_guard
 from core.inference.cache import PredictionCache, pixel_hash
 from core.inference.manager import ModelManager
-from core.inference.result import InferenceResult, InputRef, Provenance
+from core.inference.result import GuardFlag, InferenceResult, InputRef, Provenance
 from models.adapters.base import LoadedModel
-from models.manifest import InputSpec
+from models.manifest import InputSpec, ModelPackage
+from models.ood import OodReferenceError
 from models.postprocess import decide
 from models.preprocess import preprocess_batch
 
@@ -110,6 +114,16 @@ class _Prefetcher:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
 
+class _Features:
+    """OOD features collected from the same forward pass as the predictions (one per batch);
+    ``missing`` when the adapter offers none, so the run says the check could not be made."""
+
+    def __init__(self, layer: str | None) -> None:
+        self.layer = layer
+        self.batches: list[npt.NDArray[np.float32]] = []
+        self.missing = False
+
+
 def _predict(
     model: LoadedModel,
     batches: Iterable[npt.NDArray[np.float32]],
@@ -118,13 +132,18 @@ def _predict(
     cancel: Cancel | None,
     progress: Progress | None,
     seen: list[npt.NDArray[np.float32]] | None,
+    features: _Features | None = None,
 ) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]] | None, float]:
     """Model outputs per batch, and the seconds spent in the model (not waiting for input).
 
     ``seen`` collects the batches already used, for a rerun on the CPU after an
-    out-of-GPU-memory error; None on the CPU, where there is no such rerun."""
+    out-of-GPU-memory error; None on the CPU, where there is no such rerun. ``features``
+    (models with an ``ood`` section) collects OOD features from the same forward pass."""
     probs: list[npt.NDArray[np.float32]] = []
     heats: list[npt.NDArray[np.float32]] | None = [] if with_heatmap else None
+    if features is not None:
+        features.batches.clear()
+        features.missing = False
     busy = 0.0
     for done, batch in enumerate(batches):
         if seen is not None:
@@ -132,7 +151,15 @@ def _predict(
         if cancel is not None and cancel():
             raise InferenceCancelled()
         start = time.perf_counter()
-        probs.append(np.asarray(model.predict(batch), dtype=np.float32))
+        if features is None or features.missing:
+            probs.append(np.asarray(model.predict(batch), dtype=np.float32))
+        else:
+            out, feats = model.predict_with_features(batch, features.layer)
+            probs.append(np.asarray(out, dtype=np.float32))
+            if feats is None:
+                features.missing = True
+            else:
+                features.batches.append(np.asarray(feats, dtype=np.float32))
         if heats is not None:
             heat = model.heatmap(batch)
             if heat is None:
@@ -174,13 +201,17 @@ def run_images(
         start = time.perf_counter()
         if decode is not None:
             images, decode = [decode(item) for item in images], None
-        key = (pixel_hash(*[getattr(i, "values", i) for i in images]), package.id, manifest.version)
+        # the package hash, not only the version: a refitted OOD threshold or a changed
+        # population in the same version must not be answered from an older result
+        pixels = pixel_hash(*[getattr(i, "values", i) for i in images])
+        key = (pixels, package.id, package.package_hash)
         hit = cache.get(key)
         if hit is not None:
             return _from_cache(hit, images, inputs, (time.perf_counter() - start) * 1000)
 
     prefetch = _Prefetcher(images, manifest.input, package.id, max(1, batch_size), decode)
     batches = iter(prefetch)
+    features = _Features(ood_guard.feature_layer(package)) if manifest.ood is not None else None
     seen: list[npt.NDArray[np.float32]] = []
     warnings: list[str] = []
     try:
@@ -196,6 +227,7 @@ def run_images(
                     cancel,
                     progress,
                     seen if model.device != "cpu" else None,
+                    features,
                 )
                 device = model.device
             except InferenceCancelled:
@@ -215,7 +247,7 @@ def run_images(
             rest = itertools.chain(list(seen), batches)  # the same generator goes on
             with manager.use(model_id) as model:
                 probs, heats, busy = _predict(
-                    model, rest, len(prefetch), heatmap, cancel, progress, None
+                    model, rest, len(prefetch), heatmap, cancel, progress, None, features
                 )
                 device = model.device
     finally:
@@ -229,6 +261,9 @@ def run_images(
     decisions = decide(probabilities, manifest.output)
     raw_maps = np.concatenate(heats, axis=0) if heats else None
     maps = _frame_maps(raw_maps, frames)
+    guards: list[GuardFlag] = []
+    if features is not None:  # scoring the features is part of postprocessing
+        _ood_check(package, features, guards, warnings)
     timings["postprocess"] = (time.perf_counter() - start) * 1000
 
     result = InferenceResult(
@@ -249,12 +284,33 @@ def run_images(
         warnings=warnings,
         heatmaps=maps,
         raw_heatmaps=raw_maps,
+        guards=guards,
     )
     if cache is not None and key is not None:
         # the frame-size maps are rebuilt from the small model-size ones on a hit, so a cache
         # of hundreds of entries holds kilobytes per entry, not a full-size float map per image
         cache.put(key, replace(result, heatmaps=None))
     return result
+
+
+def _ood_check(
+    package: ModelPackage, features: _Features, guards: list[GuardFlag], warnings: list[str]
+) -> None:
+    """Add the OOD flag, or a warning saying why the check could not be made: a failed check
+    never loses the result, and never passes silently as "in distribution"."""
+    if features.missing or not features.batches:
+        warnings.append(
+            f"model '{package.id}': its adapter gives no features, so the out-of-distribution "
+            "check was not made"
+        )
+        return
+    try:
+        flag = ood_guard.check(package, np.concatenate(features.batches, axis=0))
+    except OodReferenceError as exc:
+        warnings.append(f"out-of-distribution check not made: {exc}")
+        return
+    if flag is not None:
+        guards.append(flag)
 
 
 def _frame_maps(
@@ -288,5 +344,8 @@ def _from_cache(
         provenance=provenance,
         heatmaps=maps,
         warnings=list(hit.warnings),
+        guards=[
+            replace(g, images=None if g.images is None else list(g.images)) for g in hit.guards
+        ],
         result_id=str(uuid.uuid4()),
     )
