@@ -4,6 +4,11 @@ Packages live in the zoo shipped with the app, the folders named in
 ``settings.inference.model_dirs`` and ``<profile>/models`` (in that priority order). A refused
 package (bad manifest, hash mismatch, too new) is listed with its reason: a broken package must
 be visible to the user, yet never stop the others from loading.
+
+One refusal blocks more than its package: a signed update in use (``<profile>/models/<id>/
+<version>`` named by ``current``) that fails verification blocks the model (``blocked``). The
+shipped copy of the same id would otherwise win silently, undoing a choice the centre made
+(and the update may have been what fixed it); IT decides instead: reinstall or roll back.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ class Catalog:
 
     packages: list[ModelPackage] = field(default_factory=list)
     errors: list[PackageError] = field(default_factory=list)
+    # model id -> why its signed update in use is refused; such a model does not run at all
+    blocked: dict[str, PackageError] = field(default_factory=dict)
+    shipped: dict[str, ModelPackage] = field(default_factory=dict)  # the copies not run instead
 
     def ids(self) -> list[str]:
         return [p.id for p in self.packages]
@@ -76,12 +84,47 @@ def model_roots() -> list[Path]:
     return [*signed, *roots, profile_dir() / "models"]
 
 
+def _signed_update_id(folder: Path) -> str | None:
+    """The model id when ``folder`` is the version in use of the store of signed updates
+    (``<id>/<version>`` beside a ``current`` pointer naming it), else None."""
+    import json
+
+    from core.inference.model_store import POINTER
+
+    try:
+        pointer = json.loads((folder.parent / POINTER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(pointer, dict) or str(pointer.get("version")) != folder.name:
+        return None
+    return folder.parent.name
+
+
+def _missing_updates(roots: list[Path]) -> list[PackageError]:
+    """Signed updates in use whose folder or manifest is gone (discovery cannot see them)."""
+    from models.manifest import MANIFEST_NAME, ManifestError
+
+    return [
+        ManifestError(root, MANIFEST_NAME, "the installed version's folder or manifest is missing")
+        for root in roots
+        if _signed_update_id(root) is not None and not (root / MANIFEST_NAME).is_file()
+    ]
+
+
 def load_catalog(roots: Iterable[Path] | None = None, *, verify_hashes: bool = True) -> Catalog:
     """Validate every package under ``roots`` (default: ``model_roots()``); never raises for a
     bad package. Hashes are checked by default so a tampered model is refused before use."""
     from models.discovery import discover
 
-    packages, errors = discover(
-        list(roots) if roots is not None else model_roots(), verify_hashes=verify_hashes
-    )
-    return Catalog(packages, errors)
+    folders = list(roots) if roots is not None else model_roots()
+    packages, errors = discover(folders, verify_hashes=verify_hashes)
+    errors += _missing_updates(folders)
+    blocked: dict[str, PackageError] = {}
+    for error in errors:
+        model_id = _signed_update_id(error.path)
+        if model_id is not None and model_id not in blocked:
+            log.warning("model %s blocked: its signed update is refused: %s", model_id, error)
+            blocked[model_id] = error
+    shipped = {p.id: p for p in packages if p.id in blocked}
+    kept = [p for p in packages if p.id not in blocked]
+    return Catalog(kept, errors, blocked, shipped)

@@ -4,6 +4,24 @@ Loading imports the framework (seconds) and reads the weights, so it happens laz
 per-model lock (two jobs asking for the same cold model load it once), outside the global lock
 (loading one model never blocks using another). Models in use are pinned and never evicted
 mid-prediction; the least recently used unpinned ones are closed when the budget is exceeded.
+
+Guards (issue 18): a model is not run when
+
+- its installed signed update no longer verifies (a file changed on disk since it was verified
+  at install): ``package()`` raises ``UpdateRefusedError``; the shipped copy of the same id is
+  not run in its place, because nobody chose to go back to it (``core.inference.catalog``);
+- its last self-test failed: ``use()`` raises ``SelftestRefusedError`` until a new
+  ``health_check`` passes.
+
+When the self-test runs: at install (``ModelStore`` refuses a package that fails it), once per
+process before a model's first run (``ensure_selftest``, called by ``core.app.model_runs``; it
+costs one small sample on a model that the run loads anyway: 6-300 ms on this CPU against
+0.02-7 s of loading), and whenever the user or ``doctorai selftest`` asks. Never at start-up:
+opening the window loads no model.
+
+Out of GPU memory while loading (or while running the self-test that follows the first load)
+releases what was allocated, loads the model on the CPU for the rest of the session and keeps
+a warning (``warnings()``) that every result of the model carries.
 """
 
 from __future__ import annotations
@@ -66,6 +84,36 @@ def release_freed_memory() -> None:
                 ctypes.CDLL(name).malloc_trim(0)
 
 
+class ModelRefusedError(Exception):
+    """An installed model that must not run now. ``kind``: "selftest", "verification" or
+    "population"; ``reason``: what failed; ``remedy``: what the user or IT can do."""
+
+    def __init__(self, model_id: str, kind: str, reason: str, remedy: str = "") -> None:
+        self.model_id, self.kind, self.reason, self.remedy = model_id, kind, reason, remedy
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        text = f"model '{self.model_id}' is not run: {self.reason}"
+        return f"{text}. {self.remedy}" if self.remedy else text
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SelftestRefusedError(ModelRefusedError, RuntimeError):
+    """The model's last self-test failed (its own sample no longer gives its own answer)."""
+
+    def __init__(self, model_id: str, message: str) -> None:
+        super().__init__(
+            model_id,
+            "selftest",
+            f"its self-test failed ({message})",
+            "Run the self-test again from the model manager or 'doctorai selftest' once the "
+            "package or the device is mended; report it to IT if it fails again",
+        )
+
+
 class UnknownModelError(KeyError):
     """No usable package with this id; ``refused`` says why the ones found were refused."""
 
@@ -78,6 +126,36 @@ class UnknownModelError(KeyError):
             why = "; ".join(str(e) for e in self.refused)
             return f"model '{self.args[0]}' is installed but was refused: {why}"
         return f"no installed model package with id '{self.args[0]}'"
+
+
+class UpdateRefusedError(UnknownModelError, ModelRefusedError):
+    """The installed signed update of the model fails verification now: it is refused, and so
+    is the model (the shipped version is not run silently in its place)."""
+
+    def __init__(self, model_id: str, error: PackageError, shipped: ModelPackage | None) -> None:
+        UnknownModelError.__init__(self, model_id, [error])
+        version = error.path.name
+        instead = (
+            f"the shipped version {shipped.version} is not run in its place"
+            if shipped is not None
+            else "no other version is installed"
+        )
+        ModelRefusedError.__init__(
+            self,
+            model_id,
+            "verification",
+            f"its installed signed update {version} failed verification ({error.where}: "
+            f"{error.reason}; in '{error.path}'); {instead}",
+            f"A file of the update changed on disk after it was verified at install: report it "
+            f"to IT. An administrator can reinstall the update ('doctorai sync models --force "
+            f"{model_id}') or go back to the previous version ('doctorai sync rollback "
+            f"{model_id}')",
+        )
+        self.error = error
+        self.shipped = shipped
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass
@@ -105,6 +183,8 @@ class ModelStatus:
     memory_bytes: int
     load_ms: float | None
     health: HealthRecord | None
+    refused: str | None = None  # why the model is not run now (its self-test failed)
+    warnings: list[str] = field(default_factory=list)  # e.g. on the CPU after a GPU OOM
 
 
 @dataclass
@@ -120,6 +200,7 @@ class _Meta:
     health: HealthRecord | None = None
     forced_cpu: bool = False
     load_count: int = 0
+    warnings: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -137,9 +218,14 @@ class ModelManager:
         device_overrides: dict[str, str] | None = None,
         loader: Loader | None = None,
         package_errors: list[PackageError] | None = None,
+        blocked: dict[str, PackageError] | None = None,
+        shipped: dict[str, ModelPackage] | None = None,
     ) -> None:
-        self._packages = {p.id: p for p in packages}
+        self._packages = {p.id: p for p in packages if p.id not in (blocked or {})}
         self.package_errors = list(package_errors or [])
+        # models whose installed signed update fails verification, and their shipped copies
+        self.blocked = dict(blocked or {})
+        self._shipped = dict(shipped or {})
         self.budget_bytes = budget_bytes
         self.device = device
         self._overrides = dict(device_overrides or {})
@@ -153,10 +239,34 @@ class ModelManager:
         return list(self._packages.values())
 
     def package(self, model_id: str) -> ModelPackage:
+        if model_id in self.blocked:
+            raise UpdateRefusedError(
+                model_id, self.blocked[model_id], self._shipped.get(model_id)
+            ) from None
         try:
             return self._packages[model_id]
         except KeyError:
             raise UnknownModelError(model_id, self.refusals(model_id)) from None
+
+    def refused_models(self) -> dict[str, ModelRefusedError]:
+        """Every model that is installed but not run now, with the reason and the remedy:
+        a signed update that fails verification, a failed self-test (model manager view)."""
+        out: dict[str, ModelRefusedError] = {}
+        for model_id, error in self.blocked.items():
+            out[model_id] = UpdateRefusedError(model_id, error, self._shipped.get(model_id))
+        for model_id, meta in self._meta.items():
+            if meta.health is not None and not meta.health.ok:
+                out[model_id] = SelftestRefusedError(model_id, meta.health.message)
+        return out
+
+    def refusal(self, model_id: str) -> ModelRefusedError | None:
+        """Why ``model_id`` would be refused now, or None (an unknown id is None too)."""
+        return self.refused_models().get(model_id)
+
+    def warnings(self, model_id: str) -> list[str]:
+        """What every result of the model must say about how it ran (a CPU fallback)."""
+        meta = self._meta.get(model_id)
+        return list(meta.warnings) if meta else []
 
     def refusals(self, model_id: str) -> list[PackageError]:
         """The packages of ``model_id`` that were refused (a signed update that no longer
@@ -190,6 +300,8 @@ class ModelManager:
         else:
             self._overrides[model_id] = device
         meta.forced_cpu = False
+        meta.warnings.clear()
+        meta.health = None  # a self-test speaks for one device: run again on the new one
         self.unload(model_id)
         self.changed.emit(model_id)
 
@@ -200,11 +312,40 @@ class ModelManager:
         loader: Loader = self._loader or load_model
         if meta.forced_cpu:  # after an out-of-GPU-memory error the CPU wins over any override
             return loader(package, "cpu", model_override=None)
-        return loader(package, self.device, model_override=self._overrides.get(package.id))
+        override = self._overrides.get(package.id)
+        try:
+            return loader(package, self.device, model_override=override)
+        except Exception as exc:
+            if (override or self.device) == "cpu" or not _is_oom(package, exc):
+                raise
+        # Out of GPU memory while loading: what the failed load allocated is garbage now
+        release_freed_memory()
+        _empty_gpu_caches()
+        model = loader(package, "cpu", model_override=None)
+        self._note_cpu_fallback(package.id, meta, "while loading")
+        return model
+
+    def _note_cpu_fallback(self, model_id: str, meta: _Meta, when: str) -> None:
+        meta.forced_cpu = True
+        note = (
+            f"model '{model_id}' ran out of GPU memory {when}; it runs on the CPU for the rest "
+            "of this session"
+        )
+        if note not in meta.warnings:
+            meta.warnings.append(note)
 
     @contextmanager
     def use(self, model_id: str) -> Iterator[LoadedModel]:
-        """The loaded model, pinned against eviction for the duration of the block."""
+        """The loaded model, pinned against eviction for the duration of the block. Refused
+        (``SelftestRefusedError``) while the model's last self-test is a failure."""
+        health = self._meta[self.package(model_id).id].health
+        if health is not None and not health.ok:
+            raise SelftestRefusedError(model_id, health.message)
+        with self._use(model_id) as model:
+            yield model
+
+    @contextmanager
+    def _use(self, model_id: str) -> Iterator[LoadedModel]:
         package = self.package(model_id)
         meta = self._meta[model_id]
         with meta.lock:
@@ -305,14 +446,27 @@ class ModelManager:
         return problems
 
     # -- health --------------------------------------------------------------------------------
-    def health_check(self, model_id: str) -> HealthRecord:
-        """Run the package's own self-test sample and compare with its stored expected output."""
-        from models.selftest import run_selftest
+    def ensure_selftest(self, model_id: str) -> HealthRecord:
+        """The model's self-test of this session, run now if it has not run yet (loading the
+        model, which its run needs anyway); raises ``SelftestRefusedError`` if it failed."""
+        meta = self._meta[self.package(model_id).id]
+        record = meta.health
+        if record is None:
+            with self._use(model_id):  # a load that fails (device, weights) says so itself
+                pass
+            record = self.health_check(model_id)
+        if not record.ok:
+            raise SelftestRefusedError(model_id, record.message)
+        return record
 
+    def health_check(self, model_id: str) -> HealthRecord:
+        """Run the package's own self-test sample and compare with its stored expected output
+        (also when the last one failed: this is how a mended model is let run again). Out of
+        GPU memory during it counts as out of memory while loading: the CPU takes over."""
+        self.package(model_id)  # an unknown or refused id raises, it has no health
         start = time.perf_counter()
         try:
-            with self.use(model_id) as model:
-                outcome: SelftestResult = run_selftest(self.package(model_id), model)
+            outcome = self._selftest(model_id)
             record = HealthRecord(
                 outcome.ok, outcome.message, time.time(), (time.perf_counter() - start) * 1000
             )
@@ -326,6 +480,22 @@ class ModelManager:
         self._meta[model_id].health = record
         self.changed.emit(model_id)
         return record
+
+    def _selftest(self, model_id: str) -> SelftestResult:
+        from models.selftest import run_selftest
+
+        package = self.package(model_id)
+        meta = self._meta[model_id]
+        with self._use(model_id) as model:
+            try:
+                return run_selftest(package, model)
+            except Exception as exc:
+                if model.device == "cpu" or not _is_oom(package, exc):
+                    raise
+        self.fall_back_to_cpu(model_id)
+        self._note_cpu_fallback(model_id, meta, "while loading (its self-test)")
+        with self._use(model_id) as model:
+            return run_selftest(package, model)
 
     def status(self) -> list[ModelStatus]:
         rows = []
@@ -348,6 +518,8 @@ class ModelManager:
                         memory_bytes=entry.memory if entry else 0,
                         load_ms=entry.load_ms if entry else None,
                         health=self._meta[package.id].health,
+                        refused=_refused_text(self._meta[package.id].health),
+                        warnings=list(self._meta[package.id].warnings),
                     )
                 )
         return rows
@@ -358,6 +530,32 @@ class ModelManager:
             self._entries.clear()
         for entry in entries:
             entry.model.close()
+
+
+def _refused_text(health: HealthRecord | None) -> str | None:
+    if health is None or health.ok:
+        return None
+    return f"self-test failed: {health.message}"
+
+
+def _is_oom(package: ModelPackage, exc: BaseException) -> bool:
+    """The framework's own out-of-GPU-memory errors (its adapter says which)."""
+    from models.adapters import get_adapter
+
+    try:
+        adapter = get_adapter(package.manifest.framework, model_id=package.id)
+    except Exception:  # noqa: BLE001 - no adapter: nothing is an OOM of it
+        return False
+    return bool(adapter.is_out_of_memory(exc))
+
+
+def _empty_gpu_caches() -> None:
+    """Hand the blocks a failed GPU load cached back to the driver (torch keeps them)."""
+    torch = sys.modules.get("torch")
+    cuda = getattr(torch, "cuda", None)
+    with contextlib.suppress(Exception):
+        if cuda is not None and cuda.is_available():
+            cuda.empty_cache()
 
 
 def manager_from_settings(device: str | None = None, **kwargs: Any) -> ModelManager:
@@ -377,5 +575,7 @@ def manager_from_settings(device: str | None = None, **kwargs: Any) -> ModelMana
         budget_bytes=settings.inference.memory_budget_mb * 2**20,
         device=device or settings.inference.device,
         package_errors=catalog.errors,
+        blocked=catalog.blocked,
+        shipped=catalog.shipped,
         **kwargs,
     )
