@@ -23,7 +23,7 @@ from models.importers.errors import ModelImportError
 from models.importers.plan import ImportPlan, check_manifest
 
 WEIGHTS = "model.onnx"
-ONNX_REQUIREMENT = "onnx"
+ONNX_REQUIREMENT = "onnx==1.23.2"
 _FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
@@ -112,7 +112,13 @@ def _check_output(model: Any, desc: Description, path: Path) -> None:
     dims = _dims(out)
     n_labels = len(desc.labels)
     rank = 4 if desc.task == "segmentation" else 2
-    width = dims[1] if len(dims) > 1 else None
+    if desc.task == "segmentation" and desc.activation != "softmax":
+        # models.adapters.onnx_adapter gives segmentation probabilities by a softmax over K
+        raise ModelImportError(
+            path, "activation", f"a segmentation model must declare softmax, not {desc.activation}"
+        )
+    channel_axis = 3 if rank == 4 and desc.input.layout == "NHWC" else 1
+    width = dims[channel_axis] if len(dims) > channel_axis else None
     binary_single = width == 1 and n_labels == 2 and desc.activation == "sigmoid"
     if len(dims) != rank or (width is not None and width != n_labels and not binary_single):
         layout = "(N, K, h, w)" if rank == 4 else "(N, K)"
