@@ -119,3 +119,49 @@ def youden_threshold(y_is_positive: npt.NDArray[Any], score: npt.NDArray[Any]) -
         if j > best_j + 1e-12:
             best, best_j = float(t), float(j)
     return round(best, 4)
+
+
+def bootstrap_interval(
+    sample: npt.NDArray[Any], level: float = 0.95, n_boot: int = 2000, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``sample`` (e.g. 0/1 calls -> a rate).
+
+    Why a bootstrap and not a closed form: the manifest's intervals for sensitivity and
+    specificity then come from one documented procedure (resampling the validation cases of
+    that class), reproducible from the seed.
+    """
+    x = np.asarray(sample, dtype=np.float64).ravel()
+    if len(x) == 0:
+        raise ValueError("bootstrap interval needs at least one value")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"bootstrap level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def operating_point_intervals(
+    y_true: npt.NDArray[Any],
+    probs: npt.NDArray[Any],
+    positive: int,
+    threshold: float,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95% bootstrap intervals of sensitivity and specificity at a fixed ``threshold``.
+
+    Stratified: positives and negatives are resampled separately, so each interval reflects
+    the number of cases of its own class (21 malignant images give a wide one, as they should).
+    """
+    y = np.asarray(y_true).astype(int)
+    called = np.asarray(probs, dtype=np.float64)[:, positive] >= threshold
+    is_pos = y == positive
+    sens = bootstrap_interval(called[is_pos], level, n_boot, seed)
+    spec = bootstrap_interval(~called[~is_pos], level, n_boot, seed + 1)
+    return {
+        "sensitivity_ci": (round(sens[0], 4), round(sens[1], 4)),
+        "specificity_ci": (round(spec[0], 4), round(spec[1], 4)),
+    }

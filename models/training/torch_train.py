@@ -7,7 +7,7 @@ them) so the torch adapter can compute Grad-CAM on the scripted module.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -151,8 +151,8 @@ def train(
     net: nn.Module,
     xtr: npt.NDArray[np.float32],
     ytr: npt.NDArray[Any],
-    xva: npt.NDArray[np.float32],
-    yva: npt.NDArray[Any],
+    xva: npt.NDArray[np.float32] | None,
+    yva: npt.NDArray[Any] | None,
     *,
     epochs: int,
     lr: float,
@@ -162,8 +162,16 @@ def train(
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     class_weight: bool = False,
     weight_decay: float = 1e-4,
+    keep: str = "best",
 ) -> dict[str, Any]:
-    """AdamW + one-cycle LR; keeps the weights of the epoch with the best val AUC (or accuracy)."""
+    """AdamW + one-cycle LR.
+
+    ``keep="best"``: the weights of the epoch with the best val AUC (or accuracy), so val is a
+    selection set. ``keep="last"``: the final epoch's weights, val (if any) only printed; the
+    cross-validated recipes use this so no held-out image takes part in any choice.
+    """
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep must be 'best' or 'last', got '{keep}'")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
@@ -193,18 +201,20 @@ def train(
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        probs = softmax(logits_of(net, xva))
-        if positive is not None:
-            score = binary_auc(yva == positive, probs[:, positive])
-        else:
-            score = classification_metrics(yva, probs, None)["accuracy"]
+        score = float("nan")
+        if xva is not None and yva is not None:
+            probs = softmax(logits_of(net, xva))
+            if positive is not None:
+                score = binary_auc(yva == positive, probs[:, positive])
+            else:
+                score = classification_metrics(yva, probs, None)["accuracy"]
         history.append((epoch, total / len(xt), score))
         print(
             f"epoch {epoch + 1:3d}/{epochs} loss {total / len(xt):.4f} val {score:.4f} "
             f"({time.perf_counter() - start:.0f} s)",
             flush=True,
         )
-        if score > best["score"]:
+        if keep == "last" or score > best["score"]:
             best = {
                 "score": score,
                 "epoch": epoch + 1,
@@ -223,3 +233,37 @@ def train(
 def export_script(net: nn.Module, path: str) -> None:
     net.eval()
     torch.jit.script(net).save(path)  # type: ignore[no-untyped-call]
+
+
+class LogitEnsemble(nn.Module):
+    """Average of the members' logits, in one TorchScript module with the Grad-CAM split.
+
+    ``features`` concatenates the members' target activations along channels (all members
+    share the spatial grid); ``classify`` splits them back and averages the logits, so
+    Grad-CAM on the ensemble is the mean of the members' weighted activations.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], widths: list[int]) -> None:
+        super().__init__()
+        if len(members) != len(widths) or not members:
+            raise ValueError("LogitEnsemble needs one feature width per member")
+        self.members = nn.ModuleList(members)
+        self.widths = widths
+
+    @torch.jit.export
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        feats: list[torch.Tensor] = []
+        for member in self.members:
+            feats.append(member.features(x))  # type: ignore[operator]
+        return torch.cat(feats, dim=1)
+
+    @torch.jit.export
+    def classify(self, feats: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(feats, self.widths, dim=1)
+        logits: list[torch.Tensor] = []
+        for i, member in enumerate(self.members):
+            logits.append(member.classify(parts[i]))  # type: ignore[operator]
+        return torch.stack(logits).mean(dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classify(self.features(x))
