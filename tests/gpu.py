@@ -66,9 +66,41 @@ def tensorflow_gpu_missing() -> str | None:
     return None
 
 
+@cache
+def onnxruntime_gpu_missing() -> str | None:
+    """The CUDA provider in the installed build, and a one-node graph that really runs on it
+    (onnxruntime quietly falls back to its CPU provider when CUDA cannot start)."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    providers = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in providers:
+        return (
+            f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (a CPU build: "
+            f"{', '.join(providers)}; the GPU build is onnxruntime-gpu)"
+        )
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    graph = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "probe", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CUDAExecutionProvider"])
+    if session.get_providers()[:1] != ["CUDAExecutionProvider"]:
+        return (
+            f"onnxruntime {ort.__version__} has the CUDA provider but a session fell back to "
+            f"{', '.join(session.get_providers())} (no usable CUDA device or libraries)"
+        )
+    out = session.run(None, {"x": np.ones(2, dtype=np.float32)})[0]
+    if not np.allclose(out, -1.0):
+        return f"onnxruntime {ort.__version__} on CUDA computed {out} for -[1, 1]"
+    return None
+
+
 GPU_MISSING = {
     "torch": torch_gpu_missing,
     "transformers": torch_gpu_missing,  # runs on torch
     "xgboost": xgboost_gpu_missing,
     "keras": tensorflow_gpu_missing,  # Keras 3 on the TensorFlow backend
+    "onnx": onnxruntime_gpu_missing,
 }
