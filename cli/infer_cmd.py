@@ -2,7 +2,12 @@
 
 Image models run on every image instance found under the paths (frame ``--frame``, default the
 middle one); tabular models read a CSV with a header of the manifest's feature names; text
-models take ``--text``. Prints scores, decisions, provenance and timings.
+models take ``--text``. Prints scores, decisions, provenance and timings, and the guard flags
+(intended population, out-of-distribution, CPU fallback) in text and in ``--json``.
+
+Exit status: 0 ran (flags or not), 1 not run (a refused model: its self-test failed, its signed
+update no longer verifies, or the images are outside a population the manifest refuses; no
+usable input; a failed run), 2 usage (unknown model, missing --text, permission).
 """
 
 from __future__ import annotations
@@ -40,8 +45,9 @@ UNKNOWN_MODALITIES = ("", "OT")  # plain images and DICOM "other": nothing to ch
 
 def _image_inputs(
     paths: list[str], frame: int | None, modalities: list[str] | None = None, model_id: str = ""
-) -> tuple[list[Any], list[Any], list[str]]:
-    """Frames of every image under ``paths``; with ``modalities``, DICOM images of another
+) -> tuple[list[Any], list[Any], list[str], list[Any]]:
+    """Frames of every image under ``paths``, their references, the problems and their indexed
+    instances (for the population check); with ``modalities``, DICOM images of another
     modality are left out with a problem naming them (a CT through a chest X-ray model would
     give a confident, meaningless answer)."""
     from core.imaging.index import build_index
@@ -50,7 +56,7 @@ def _image_inputs(
 
     index = build_index(paths)
     problems = [f"'{e.path}': {e.reason}" for e in index.errors]
-    frames, refs = [], []
+    frames, refs, instances = [], [], []
     for _patient, _study, series in index.iter_series():
         modality = (series.modality or "").upper()
         if modalities and modality not in modalities and modality not in UNKNOWN_MODALITIES:
@@ -71,7 +77,8 @@ def _image_inputs(
                 problems.append(str(exc))
                 continue
             refs.append(InputRef.of(inst, number))
-    return frames, refs, problems
+            instances.append(inst)
+    return frames, refs, problems, instances
 
 
 def _tabular_rows(paths: list[str], features: list[str]) -> list[list[float]]:
@@ -121,26 +128,43 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, ws: Workstation) -> int:
     from core.app.exports import export_file
-    from core.app.model_runs import record_text_run, run_model
+    from core.app.model_runs import audit_refusal, record_text_run, run_model
     from core.app.results import StoredResults, input_participants
-    from core.inference.manager import UnknownModelError, manager_from_settings
+    from core.inference.manager import (
+        ModelRefusedError,
+        SelftestRefusedError,
+        UnknownModelError,
+        UpdateRefusedError,
+        manager_from_settings,
+    )
     from core.inference.result import InputRef
     from core.security.users import Permission
 
     manager = manager_from_settings(device=args.device)
     try:
         package = manager.package(args.model)
+    except UpdateRefusedError as exc:  # its signed update no longer verifies: not run at all
+        audit_refusal(StoredResults(ws), exc, [], command="infer")
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except UnknownModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     spec = package.manifest.input
     problems: list[str] = []
-    for refused in manager.refusals(args.model):  # e.g. a signed update that fails its hashes
+    for refused in manager.refusals(args.model):  # another copy, e.g. a tampered drop-in
         problems.append(
             f"{refused}; running version {package.version} from '{package.path}' instead"
         )
     health = manager.health_check(args.model)  # the package's own self-test sample, first
     if not health.ok:
+        audit_refusal(
+            StoredResults(ws),
+            SelftestRefusedError(args.model, health.message),
+            [],
+            package.version,
+            command="infer",
+        )
         print(
             f"error: model '{args.model}' failed its self-test, so it is not run: {health.message}",
             file=sys.stderr,
@@ -172,9 +196,13 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
             if spec.kind == "tabular":
                 images: list[Any] = _tabular_rows(args.paths, list(spec.features or []))
                 refs = [InputRef(f"row-{i}") for i in range(len(images))]
+                instances = [None] * len(images)
             else:
                 wanted = None if args.any_modality else list(package.manifest.modalities)
-                images, refs, problems = _image_inputs(args.paths, args.frame, wanted, args.model)
+                images, refs, found, instances = _image_inputs(
+                    args.paths, args.frame, wanted, args.model
+                )
+                problems += found
             if not images:
                 print(f"error: no usable input for model '{args.model}'", file=sys.stderr)
                 for problem in problems:
@@ -187,6 +215,7 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
                 images,
                 refs,
                 heatmap=bool(args.heatmap),
+                instances=instances,
                 command="infer",
             )
             output = result.to_json()
@@ -205,6 +234,9 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
                         command="infer --heatmap",
                     )
                     output["heatmap_png"] = args.heatmap
+    except ModelRefusedError as exc:  # audited by run_model
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ValueError, OSError, RuntimeError) as exc:
         print(f"error: running model '{args.model}': {exc}", file=sys.stderr)
         return 1
@@ -229,6 +261,12 @@ def _print_text(output: dict[str, Any]) -> None:
         for text in output["texts"]:
             print(f"  {text}")
         return
+    for guard in output.get("guards") or []:
+        images = guard.get("images")
+        which = f" [image(s) {', '.join(str(i) for i in images)}]" if images else ""
+        print(f"  {guard['kind']} flag{which}: {guard['message']}")
+    for warning in output.get("warnings") or []:
+        print(f"  warning: {warning}")
     prov = output["provenance"]
     for ref, scores, decision in zip(
         prov["inputs"], output["scores"], output["decisions"], strict=True
