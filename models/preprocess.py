@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -27,6 +27,7 @@ from models.manifest import (
 )
 
 F32 = npt.NDArray[np.float32]
+_T = TypeVar("_T")
 
 
 class PreprocessError(ValueError):
@@ -125,21 +126,39 @@ def _window(x: F32, low: float, high: float, invert: bool, out: F32 | None = Non
 
 
 def _resize(x: F32, size: tuple[int, int]) -> F32:
-    from PIL import Image  # pillow: antialiased bilinear on float images ('F' mode)
+    # pillow's antialiased bilinear on float planes ('F' mode), bit-identical but with the
+    # big first pass split across threads: models.resample
+    from models.resample import resize_plane
 
-    height, width = size
-    if x.shape[:2] == (height, width):
+    if x.shape[:2] == tuple(size):
         return x
-    planes = [
-        np.asarray(
-            Image.fromarray(np.ascontiguousarray(x[:, :, c]), mode="F").resize(
-                (width, height), Image.Resampling.BILINEAR
-            ),
-            dtype=np.float32,
-        )
-        for c in range(x.shape[2])
-    ]
-    return np.stack(planes, axis=2)
+    return np.stack([resize_plane(x[:, :, c], size) for c in range(x.shape[2])], axis=2)
+
+
+# A window feeding a resize is computed as clip -> resize -> linear map (on the small result)
+# instead of linear map + clip -> resize. The resize is linear with non-negative weights that
+# sum to 1, so both give the same image in exact arithmetic; in float32 they agree to ~1e-7 of
+# the [0, 1] range (tests/models/test_preprocess_fast.py holds 1e-5 on real images). Two of the
+# three full-frame passes go: on the 1955x1841 CR the window cost more than half the resize.
+# Windows much narrower than their values' magnitude take the direct path (their rounding on
+# the modality scale would show in [0, 1]); so do degenerate ones.
+FUSE_WINDOW_RESIZE = True
+_FUSE_MAX_MAGNITUDE = 16.0  # max(|low|, |high|) / (high - low) above which the direct path runs
+
+
+def _window_resize(x: F32, low: float, high: float, invert: bool, size: tuple[int, int]) -> F32:
+    """``_resize(_window(x, low, high, invert), size)``, with the window's map done after."""
+    span = high - low
+    fuse = (
+        FUSE_WINDOW_RESIZE
+        and math.isfinite(span)
+        and span >= 1e-6
+        and max(abs(low), abs(high)) <= _FUSE_MAX_MAGNITUDE * span
+    )
+    if not fuse:
+        return _resize(_window(x, low, high, invert, _scratch_like(x)), size)
+    clipped = np.clip(x, np.float32(low), np.float32(high), out=_scratch_like(x))
+    return _window(_resize(clipped, size), low, high, invert)
 
 
 def _per_channel(value: float | list[float], channels: int) -> F32:
@@ -149,15 +168,17 @@ def _per_channel(value: float | list[float], channels: int) -> F32:
     return arr
 
 
-def _apply(step: PreprocessStep, x: F32, invert: bool, scratch: bool = False) -> F32:
-    """One step; ``scratch``: the result is consumed by the next step (a resize) at once, so a
-    window may write into this thread's reused buffer."""
-    out = _scratch_like(x) if scratch and x.dtype == np.float32 else None
+def _window_bounds(step: WindowStep | AutoWindowStep, x: F32) -> tuple[float, float]:
     if isinstance(step, WindowStep):
-        return _window(x, step.center - step.width / 2, step.center + step.width / 2, invert, out)
-    if isinstance(step, AutoWindowStep):
-        low, high = percentiles(x, [step.low_percentile, step.high_percentile])
-        return _window(x, low, high, invert, out)
+        return step.center - step.width / 2, step.center + step.width / 2
+    low, high = percentiles(x, [step.low_percentile, step.high_percentile])
+    return low, high
+
+
+def _apply(step: PreprocessStep, x: F32, invert: bool) -> F32:
+    """One step (a window feeding a resize is fused with it by the caller instead)."""
+    if isinstance(step, WindowStep | AutoWindowStep):
+        return _window(x, *_window_bounds(step, x), invert)
     if isinstance(step, ScaleStep):
         return (x * step.factor + step.offset).astype(np.float32)
     if isinstance(step, ResizeStep):
@@ -177,6 +198,14 @@ def _apply(step: PreprocessStep, x: F32, invert: bool, scratch: bool = False) ->
             return np.repeat(x, step.n, axis=2)
         raise ValueError(f"cannot make {step.n} channels from {x.shape[2]}")
     raise TypeError(f"unknown step {step!r}")
+
+
+def _named(model_id: str, step: PreprocessStep, fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)``; a failure is re-raised naming the step and the model (cause chained)."""
+    try:
+        return fn(*args)
+    except Exception as exc:
+        raise PreprocessError(model_id, step.op, f"{type(exc).__name__}: {exc}") from exc
 
 
 def preprocess_image(
@@ -199,18 +228,21 @@ def preprocess_image(
             model_id, "input", "the model is made for colour (RGB) images; this one is greyscale"
         )
     steps = list(spec.preprocessing)
-    for i, step in enumerate(steps):
-        # a window straight into a resize (that makes a new, small array) may use scratch
-        nxt = steps[i + 1] if i + 1 < len(steps) else None
-        scratch = (
+    i = 0
+    while i < len(steps):
+        step, nxt = steps[i], steps[i + 1] if i + 1 < len(steps) else None
+        if (
             isinstance(step, WindowStep | AutoWindowStep)
             and isinstance(nxt, ResizeStep)
             and tuple(nxt.size) != x.shape[:2]
-        )
-        try:
-            x = _apply(step, x, invert, scratch)
-        except Exception as exc:  # re-raised with the step named; keeps the cause chained
-            raise PreprocessError(model_id, step.op, f"{type(exc).__name__}: {exc}") from exc
+        ):
+            # a window straight into a resize: one fused step (exact, see _window_resize)
+            low, high = _named(model_id, step, _window_bounds, step, x)
+            x = _named(model_id, nxt, _window_resize, x, low, high, invert, tuple(nxt.size))
+            i += 2
+        else:
+            x = _named(model_id, step, _apply, step, x, invert)
+            i += 1
     if spec.size is not None and x.shape[:2] != tuple(spec.size):
         raise PreprocessError(model_id, "output", f"size {x.shape[:2]} != declared {spec.size}")
     if spec.channels is not None and x.shape[2] != spec.channels:

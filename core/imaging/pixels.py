@@ -7,7 +7,8 @@ is decoded where the codec allows. Presentation (window, invert) is ``core.imagi
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -19,6 +20,14 @@ from pydicom.uid import UID
 from core.imaging import header, plain, sources
 from core.imaging.model import Frame, Instance, PixelInfo
 from core.imaging.rawtags import RawTags
+
+# A decoder that may stand in for pydicom's on one frame (core.imaging.reduced decodes JPEG 2000
+# at a lower resolution level for a model): called with the open file, the parsed header, its
+# PixelInfo, the Pixel Data element's (value offset, length) and the frame index, it returns the
+# frame's stored values, or None to let pydicom decode the frame as usual.
+FrameDecoder = Callable[
+    [BinaryIO, Dataset, PixelInfo, tuple[int, int], int], npt.NDArray[Any] | None
+]
 
 _COLOR = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR"})
 
@@ -150,7 +159,9 @@ def _color(
     return np.ascontiguousarray(arr)
 
 
-def _decode(path: str, frame: int, nframes: int) -> tuple[Dataset, PixelInfo, npt.NDArray[Any]]:
+def _decode(
+    path: str, frame: int, nframes: int, decoder: FrameDecoder | None = None
+) -> tuple[Dataset, PixelInfo, npt.NDArray[Any]]:
     try:
         opened = sources.open_stream(path)
     except sources.SourceError as exc:  # a zip member refused before it is read
@@ -185,6 +196,11 @@ def _decode(path: str, frame: int, nframes: int) -> tuple[Dataset, PixelInfo, np
             raise PixelDecodeError(path, str(exc), ts) from exc
         if not 0 <= frame < frames:
             raise PixelDecodeError(path, f"frame {frame} out of range (0..{frames - 1})", ts)
+        arr = None
+        if decoder is not None and element is not None and inflated is None:
+            arr = decoder(fp, ds, info, element, frame)
+        if arr is not None:
+            return ds, info, arr
         fp.seek(0)
         try:
             if inflated is not None or ts in header.DEFLATED:
@@ -203,8 +219,11 @@ def _decode(path: str, frame: int, nframes: int) -> tuple[Dataset, PixelInfo, np
     return ds, info, arr
 
 
-def read_frame(instance: Instance, frame: int = 0) -> Frame:
+def read_frame(instance: Instance, frame: int = 0, *, decoder: FrameDecoder | None = None) -> Frame:
     """Decode one frame of an instance into modality units (see ``Frame``).
+
+    ``decoder`` may decode the frame instead of pydicom (see ``FrameDecoder``); the modality
+    LUT, windows and photometric handling that follow are the same.
 
     Raises PixelDecodeError (a ValueError) naming the file, its transfer syntax and the reason.
     """
@@ -219,7 +238,7 @@ def read_frame(instance: Instance, frame: int = 0) -> Frame:
     if not instance.has_pixels:
         raise PixelDecodeError(path, "the instance has no image (no Pixel Data)")
     try:
-        ds, info, arr = _decode(path, frame, instance.number_of_frames)
+        ds, info, arr = _decode(path, frame, instance.number_of_frames, decoder)
     except OSError as exc:
         raise PixelDecodeError(path, f"cannot read file: {exc}") from exc
     photometric = header.str_of(ds, "PhotometricInterpretation").upper()
