@@ -125,7 +125,8 @@ def metadata(
     *, task: str = "classification", labels: dict[str, str] | None = None, size: int = 28
 ) -> dict[str, Any]:
     """A bundle's configs/metadata.json in MONAI's format (network_data_format)."""
-    defs = labels if labels is not None else {"0": "normal", "1": "abnormal"}
+    defs = labels or {"0": "normal", "1": "abnormal"}
+    out: dict[str, Any]
     if task == "segmentation":
         out = {"type": "image", "format": "segmentation", "spatial_shape": [size, size]}
     else:

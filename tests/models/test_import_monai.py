@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -97,7 +98,7 @@ def test_missing_labels_are_refused_naming_channel_def(tmp_path: Path) -> None:
 
 
 def test_unsupported_transform_is_refused_naming_it(tmp_path: Path) -> None:
-    steps = [
+    steps: list[dict[str, Any]] = [
         {"_target_": "LoadImaged", "keys": "image"},
         {"_target_": "Spacingd", "keys": "image", "pixdim": [1.0, 1.0]},
     ]

@@ -131,5 +131,5 @@ def test_no_description_says_where_it_looked(tmp_path: Path) -> None:
 def test_a_file_that_is_not_onnx_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.onnx").write_bytes(b"not a graph at all")
     (tmp_path / "model.yaml").write_text(ONNX_DESCRIPTION, encoding="utf-8")
-    with pytest.raises(ModelImportError, match="not an ONNX model|onnx.checker"):
+    with pytest.raises(ModelImportError, match=r"not an ONNX model|onnx\.checker"):
         prepare(tmp_path / "model.onnx")
