@@ -7,6 +7,9 @@ are drawn in every viewport of the reading room's grid that shows its series, at
 the instances the model saw (``follow_grid``); the toggle and the opacity act on all of them, and
 a viewport switched to another series drops them (ViewportWidget clears on a series change).
 The models, Run and the result shown are those of the grid's active viewport.
+A series run lists its findings (slices over threshold, desktop.ai_review) and marks them on the
+window's slice slider; its guard flags show in an amber banner. The decision history (this run's
+and earlier runs' of the same model version on the same images) is read in a job.
 Verdicts go to a
 ``ReadingResults`` (core.app.results: the workstation's encrypted, audited store, or the
 session's memory in a window without a profile); runs are recorded and decisions stored in
@@ -18,12 +21,11 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import shiboken6
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
+    QDoubleSpinBox,
     QGroupBox,
     QHBoxLayout,
     QHeaderView,
@@ -42,15 +44,25 @@ from PySide6.QtWidgets import (
 
 from core.app.results import ReadingResults, SessionResults
 from core.inference.cache import PredictionCache
-from core.inference.heatmap import colormap
+from core.inference.heatmap import DEFAULT_FLOOR, MAX_FLOOR
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult
 from core.inference.shadow import ShadowModels
-from core.results.store import Decision
+from core.results.findings import positive_findings, run_warnings
+from core.results.store import Decision, DecisionRecord
 from core.viewer.state import ViewerState
+from desktop.ai_review import (
+    FindingsList,
+    HistoryList,
+    guard_banner,
+    reason_box,
+    verdict_text,
+)
 from desktop.grid_cells import GridCells, tie
+from desktop.heatmap_bar import HeatmapBar
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
 from desktop.model_manager_view import ModelManagerView
+from desktop.slider_marks import FINDING_COLOUR, OOD_COLOUR, SliderMarks
 from desktop.viewport_widget import ViewportWidget
 from desktop.workers import JobContext, JobRunner
 
@@ -90,17 +102,30 @@ def build_shadow_job(_ctx: JobContext, device: str | None) -> ShadowModels:
 
 
 def decide_job(
-    _ctx: JobContext, results: ReadingResults, result_id: str, decision: Decision, comment: str
-) -> None:
-    results.decide(result_id, decision, comment)
+    _ctx: JobContext,
+    results: ReadingResults,
+    result_id: str,
+    decision: Decision,
+    comment: str,
+    reason: str = "",
+) -> DecisionRecord:
+    return results.decide(result_id, decision, comment, reason)
 
 
-def colour_bar(width: int = 160, height: int = 12) -> QPixmap:
-    """Cold (left) to hot (right) in the overlay's colour map."""
-    ramp = colormap(np.linspace(0.0, 1.0, width, dtype=np.float32))
-    rgb = np.ascontiguousarray(np.repeat(ramp[None, :, :], height, axis=0))
-    img = QImage(rgb.data, width, height, rgb.strides[0], QImage.Format.Format_RGB888)
-    return QPixmap.fromImage(img.copy())
+def history_job(_ctx: JobContext, results: ReadingResults, result_id: str) -> list[DecisionRecord]:
+    """The decisions on a result and on earlier runs on the same images (a database read)."""
+    return results.history(result_id)
+
+
+def initial_floor() -> float:
+    """The heatmap floor IT or the user set (``inference.heatmap_floor``), else the default."""
+    from core.config import ConfigError, load_settings
+
+    try:
+        value = getattr(load_settings().inference, "heatmap_floor", DEFAULT_FLOOR)
+    except ConfigError:
+        return DEFAULT_FLOOR
+    return min(max(float(value), 0.0), MAX_FLOOR)
 
 
 class AIPanel(QWidget):
@@ -110,6 +135,8 @@ class AIPanel(QWidget):
     shadow_recorded = Signal(object)
     #: A decision (result id, decision) was recorded.
     decided = Signal(str, str)
+    #: The decision history of a result (id) was read and is shown if it is the current one.
+    history_shown = Signal(str)
 
     def __init__(
         self,
@@ -144,6 +171,10 @@ class AIPanel(QWidget):
         self.cells: GridCells | None = None  # the grid's viewports, once follow_grid is called
         self.grid: ViewportGrid | None = None
         self._watched: list[ViewportWidget] = []  # viewports whose series changes are followed
+        self.histories: dict[str, list[DecisionRecord]] = {}  # result id -> decision history
+        self.slider_marks: SliderMarks | None = None  # the window's slice slider (install_ai)
+        self._findings_of: tuple[str, int] | None = None  # (result id, state) the list shows
+        self._ood: dict[int, str] = {}  # image index -> OOD message, of the listed result
         self._build()
         self._connect()
         self._watch_viewport(viewport)
@@ -211,6 +242,17 @@ class AIPanel(QWidget):
 
         self.result_title = QLabel("No result for this image")
         self.result_title.setWordWrap(True)
+        self.guard_banner = guard_banner()  # population / OOD / self-test warnings of the run
+        self.findings_label = QLabel("")
+        self.findings_label.setWordWrap(True)
+        self.findings = FindingsList()
+        findings_box = QGroupBox("Findings")
+        findings_box.setObjectName("aiFindingsBox")
+        fv = QVBoxLayout(findings_box)
+        fv.addWidget(self.findings_label)
+        fv.addWidget(self.findings)
+        self.findings_box = findings_box
+        findings_box.hide()
         self.result_demo = QLabel("")
         self.result_demo.setStyleSheet(DEMO_STYLE)
         self.result_demo.hide()
@@ -234,39 +276,58 @@ class AIPanel(QWidget):
         self.opacity.setRange(0, 100)
         self.opacity.setValue(50)
         self.opacity.setToolTip("Heatmap opacity")
-        self.colour_bar = QLabel()
-        self.colour_bar.setPixmap(colour_bar())
-        self.colour_bar.setToolTip("Model attention: low (left) to high (right)")
+        self.floor = QDoubleSpinBox()
+        self.floor.setObjectName("heatmapFloor")
+        self.floor.setRange(0.0, MAX_FLOOR)
+        self.floor.setSingleStep(0.05)
+        self.floor.setDecimals(2)
+        self.floor.setValue(initial_floor())
+        self.floor.setToolTip("Heat below this share of the map's peak is not coloured")
+        self.colour_bar = HeatmapBar()
+        self.colour_bar.set_floor(self.floor.value())
+        self.colour_bar.set_opacity(self.opacity.value() / 100)
         heat_row = QHBoxLayout()
         heat_row.addWidget(self.heat_toggle)
         heat_row.addWidget(QLabel("Opacity"))
         heat_row.addWidget(self.opacity, 1)
+        heat_row.addWidget(QLabel("Floor"))
+        heat_row.addWidget(self.floor)
         bar_row = QHBoxLayout()
-        bar_row.addWidget(QLabel("low"))
-        bar_row.addWidget(self.colour_bar)
-        bar_row.addWidget(QLabel("high"))
-        bar_row.addStretch(1)
+        bar_row.addWidget(self.colour_bar, 1)
 
         self.accept_button = QPushButton("Accept")
         self.reject_button = QPushButton("Reject")
-        self.comment = QLineEdit(placeholderText="Comment on this result")
+        self.reject_reason = reason_box()
+        self.comment = QLineEdit(placeholderText="Comment, or why you reject")
         self.comment_button = QPushButton("Comment")
         self.verdict = QLabel("")
+        self.verdict.setWordWrap(True)
+        self.history = HistoryList()
+        self.history.hide()
         decide_row = QHBoxLayout()
         decide_row.addWidget(self.accept_button)
         decide_row.addWidget(self.reject_button)
+        decide_row.addWidget(self.reject_reason, 1)
         comment_row = QHBoxLayout()
         comment_row.addWidget(self.comment, 1)
         comment_row.addWidget(self.comment_button)
         result_box = QGroupBox("Result")
         rv = QVBoxLayout(result_box)
-        for w in (self.result_title, self.result_demo, self.scores, self.provenance, self.warnings):
+        for w in (
+            self.result_title,
+            self.guard_banner,
+            self.result_demo,
+            self.scores,
+            self.provenance,
+            self.warnings,
+        ):
             rv.addWidget(w)
         rv.addLayout(heat_row)
         rv.addLayout(bar_row)
         rv.addLayout(decide_row)
         rv.addLayout(comment_row)
         rv.addWidget(self.verdict)
+        rv.addWidget(self.history)
 
         self.manager_button = QPushButton("Model manager…")
         layout = QVBoxLayout(self)
@@ -279,6 +340,7 @@ class AIPanel(QWidget):
         layout.addLayout(run_row)
         layout.addWidget(self.run_blocked_label)
         layout.addWidget(queue_box)
+        layout.addWidget(findings_box)
         layout.addWidget(result_box)
         layout.addStretch(1)
         layout.addWidget(self.manager_button)
@@ -297,8 +359,12 @@ class AIPanel(QWidget):
         self.queue.failed.connect(self._on_failed)
         self.heat_toggle.toggled.connect(self._set_heatmap_visible)
         self.opacity.valueChanged.connect(self._set_heatmap_opacity)
+        self.floor.valueChanged.connect(self._set_heatmap_floor)
+        self.findings.jump.connect(self.jump_to)
         self.accept_button.clicked.connect(lambda: self.decide("accepted"))
-        self.reject_button.clicked.connect(lambda: self.decide("rejected"))
+        self.reject_button.clicked.connect(
+            lambda: self.decide("rejected", str(self.reject_reason.currentData() or ""))
+        )
         self.comment_button.clicked.connect(lambda: self.decide("comment"))
         self.comment.returnPressed.connect(lambda: self.decide("comment"))
         self.manager_button.clicked.connect(self.show_manager)
@@ -459,6 +525,7 @@ class AIPanel(QWidget):
         self._watched = [w for w in self._watched if self._owns(w)] + [widget]
         widget.set_heatmap_visible(self.heat_toggle.isChecked())
         widget.set_heatmap_opacity(self.opacity.value() / 100)
+        widget.set_heatmap_floor(self.floor.value())
         # after the widget's own handler, which clears the previous series' heatmaps
         widget.state.series_changed.connect(lambda _s: self._series_shown(widget))
         self._restore_heatmaps(widget)
@@ -477,6 +544,12 @@ class AIPanel(QWidget):
     def _set_heatmap_opacity(self, value: int) -> None:
         for widget in self.viewports():
             widget.set_heatmap_opacity(value / 100)
+        self.colour_bar.set_opacity(value / 100)
+
+    def _set_heatmap_floor(self, value: float) -> None:
+        for widget in self.viewports():
+            widget.set_heatmap_floor(value)
+        self.colour_bar.set_floor(value)
 
     def _restore_heatmaps(self, widget: ViewportWidget) -> None:
         """Put the heatmaps of ``widget``'s series at the slices their instances occupy there
@@ -520,7 +593,13 @@ class AIPanel(QWidget):
         self.queue_table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             status = r.state + (f": {r.message}" if r.message else "")
-            cells = [r.model_id, r.scope, status, f"{r.done}/{r.total}"]
+            done = f"{r.done}/{r.total}"
+            cells = [
+                r.model_id,
+                r.scope,
+                status,
+                f"decoded {done}" if r.state == "decoding" else done,
+            ]
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, r.row_id)
@@ -585,8 +664,15 @@ class AIPanel(QWidget):
 
     def _show_result(self, found: tuple[InferenceResult, int] | None) -> None:
         has = found is not None
-        for w in (self.accept_button, self.reject_button, self.comment, self.comment_button):
+        for w in (
+            self.accept_button,
+            self.reject_button,
+            self.reject_reason,
+            self.comment,
+            self.comment_button,
+        ):
             w.setEnabled(has)
+        self._show_findings(found[0] if found is not None else None)
         if found is None:
             self.result_title.setText("No result for this image")
             self.scores.setRowCount(0)
@@ -594,12 +680,15 @@ class AIPanel(QWidget):
             self.result_demo.hide()
             self.warnings.hide()
             self.verdict.setText("")
+            self.history.hide()
             self.result_changed.emit()
             return
         result, k = found
         prov = result.provenance
+        ood = self._ood.get(k, "")
         self.result_title.setText(
             f"{prov.model_id} {prov.model_version}: <b>{result.decisions[k]}</b>"
+            + (" · <span style='color:#ffb300'>⚠ out of distribution</span>" if ood else "")
         )
         self.result_demo.setText(result.demo_notice or "")
         self.result_demo.setVisible(bool(result.demo_notice))
@@ -627,9 +716,81 @@ class AIPanel(QWidget):
         self._show_verdict(result.result_id)
 
     def _show_verdict(self, result_id: str) -> None:
-        verdict = self.verdicts.get(result_id)
-        self.verdict.setText(f"Your decision: {verdict}" if verdict else "Not reviewed yet")
+        """The verdict and history known for the result; read again in a job when not known."""
+        history = self.histories.get(result_id)
+        if history is None:
+            verdict = self.verdicts.get(result_id)
+            self.verdict.setText(f"Your decision: {verdict}" if verdict else "Not reviewed yet")
+            self.history.hide()
+            self._read_history(result_id)
+        else:
+            self.verdict.setText(verdict_text(history, result_id))
+            self.history.show_history(history, result_id)
         self.result_changed.emit()
+
+    def _read_history(self, result_id: str) -> None:
+        def read(history: list[DecisionRecord]) -> None:
+            self.histories[result_id] = history
+            current = self.current_result()
+            if current is not None and current[0].result_id == result_id:
+                self._show_verdict(result_id)
+            self.history_shown.emit(result_id)
+
+        self.runner.start(
+            "reading AI decisions",
+            history_job,
+            self.results,
+            result_id,
+            on_result=read,
+            on_error=lambda exc: log.warning("decision history of '%s': %s", result_id, exc),
+        )
+
+    # --- findings of a run -------------------------------------------------------------------
+    def _show_findings(self, result: InferenceResult | None) -> None:
+        """List the run's slices over threshold, mark them (and OOD slices) on the slider and
+        say the run's guard warnings; rebuilt only when another result is shown."""
+        key = (result.result_id, id(self.state)) if result is not None else None
+        if key == self._findings_of:
+            return
+        self._findings_of = key
+        self._ood = {}
+        if result is None:
+            self.findings_box.hide()
+            self.findings.clear()
+            self.guard_banner.hide()
+            if self.slider_marks is not None:
+                self.slider_marks.clear()
+            return
+        data = result.to_json()
+        position = {
+            (ref.instance.sop_instance_uid, ref.frame): i for i, ref in enumerate(self.state.slices)
+        }
+        at = [position.get((r.sop_instance_uid, r.frame)) for r in result.provenance.inputs]
+        found = [(at[f.index], f) for f in positive_findings(data) if at[f.index] is not None]
+        listed = [(i, f) for i, f in found if i is not None]
+        self.findings.show_findings(listed)
+        n = len(result.decisions)
+        self._ood = {
+            k: str(g.message) for g in result.guards if g.kind == "ood" for k in g.images or []
+        }
+        self.findings_label.setText(
+            f"{len(listed)} of {n} image(s) over threshold"
+            + (" — click or press Enter to go to one" if listed else "")
+        )
+        self.findings_box.setVisible(n > 1 or bool(listed))
+        warnings = run_warnings(data)
+        self.guard_banner.setText("⚠ " + "\n⚠ ".join(warnings) if warnings else "")
+        self.guard_banner.setVisible(bool(warnings))
+        if self.slider_marks is not None:
+            marks = {at[k]: OOD_COLOUR for k in self._ood if k < n and at[k] is not None}
+            marks.update({i: FINDING_COLOUR for i, _f in listed})
+            self.slider_marks.set_marks({i: c for i, c in marks.items() if i is not None})
+
+    def jump_to(self, slice_index: int) -> None:
+        """Show ``slice_index`` (a finding) in the active viewport, with its heatmap."""
+        if not self.heat_toggle.isChecked():
+            self.heat_toggle.setChecked(True)
+        self.state.set_slice(slice_index)
 
     def current_verdict(self) -> Decision | None:
         """The latest accept/reject of the shown result (None: none, or no result shown)."""
@@ -643,9 +804,10 @@ class AIPanel(QWidget):
         if layout is not None:
             layout.addWidget(widget)
 
-    def decide(self, decision: Decision) -> bool:
-        """Record accept / reject / comment on the current image's result (in a job: the
-        decision, its audit event and its upstream item are one encrypted transaction)."""
+    def decide(self, decision: Decision, reason: str = "") -> bool:
+        """Record accept / reject (with a reason code) / comment on the current image's result
+        (in a job: the decision, its audit event and its upstream item are one encrypted
+        transaction). The comment field's text goes with a rejection as its free text."""
         found = self.current_result()
         if found is None:
             return False
@@ -654,12 +816,22 @@ class AIPanel(QWidget):
         if decision == "comment" and not comment:
             self.verdict.setText("Type a comment first")
             return False
+        if decision != "rejected":
+            reason = ""
+        if decision == "accepted":
+            comment = ""  # an accept says nothing more; text goes in with Comment or Reject
+        if reason == "other" and not comment:
+            self.verdict.setText("Say in the comment field why you reject ('Other')")
+            return False
 
-        def recorded(_none: object) -> None:
+        def recorded(record: DecisionRecord) -> None:
             if decision != "comment":
                 self.verdicts[result_id] = decision
-            else:
+            if comment:
                 self.comment.clear()
+            if decision == "rejected":
+                self.reject_reason.setCurrentIndex(0)
+            self.histories.pop(result_id, None)  # read again, with the earlier runs'
             current = self.current_result()
             if current is not None and current[0].result_id == result_id:
                 self._show_verdict(result_id)
@@ -678,6 +850,7 @@ class AIPanel(QWidget):
             result_id,
             decision,
             comment,
+            reason,
             on_result=recorded,
             on_error=failed,
         )
@@ -714,6 +887,7 @@ def install_ai(
     window.ai_dock = ai_dock = window.add_panel(scroll, area.RightDockWidgetArea, "AI")
     window.tabifyDockWidget(window.tags_dock, ai_dock)
     ai_dock.raise_()
+    panel.slider_marks = SliderMarks(window.slider)  # the findings of a series run
     window.models_dock = models_dock = window.add_panel(
         panel.manager_view, area.BottomDockWidgetArea, "Model manager"
     )

@@ -28,6 +28,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from core.imaging.model import Frame
+from core.inference.heatmap import DEFAULT_FLOOR
 from core.viewer import measure
 from core.viewer.measure import Measurement
 from core.viewer.orientation import edge_labels
@@ -124,6 +125,7 @@ class ViewportWidget(QWidget):
         self.heatmaps: dict[int, np.ndarray[Any, Any]] = {}
         self.heatmap_visible = True
         self.heatmap_opacity = 0.5
+        self.heatmap_floor = DEFAULT_FLOOR  # heat at or below it is not coloured
         self.heatmap_painted: int | None = None  # slice whose heatmap the last paint drew
         self._heat_key: tuple[Any, ...] | None = None
         self._heat_img: QImage | None = None
@@ -176,15 +178,23 @@ class ViewportWidget(QWidget):
         self.heatmap_opacity = min(max(opacity, 0.0), 1.0)
         self.update()
 
-    def _heat_image(self, heat: np.ndarray[Any, Any]) -> QImage:
-        from core.inference.heatmap import colormap
+    def set_heatmap_floor(self, floor: float) -> None:
+        from core.inference.heatmap import check_floor
 
-        key = (id(heat), self.heatmap_opacity)
+        self.heatmap_floor = check_floor(floor)
+        self.update()
+
+    def _heat_image(self, heat: np.ndarray[Any, Any]) -> QImage:
+        from core.inference.heatmap import colormap, overlay_alpha
+
+        key = (id(heat), self.heatmap_opacity, self.heatmap_floor)
         if key != self._heat_key or self._heat_img is None:
+            values = heat.astype(np.float32) / 255.0
             rgba = np.empty((*heat.shape, 4), dtype=np.uint8)
-            rgba[..., :3] = colormap(heat.astype(np.float32) / 255.0)
-            # opacity grows with the heat, so cold regions leave the anatomy visible
-            rgba[..., 3] = np.round(heat.astype(np.float32) * self.heatmap_opacity)
+            rgba[..., :3] = colormap(values)
+            # transparent up to the floor, then opacity grows with the heat (as in the export)
+            alpha = overlay_alpha(values, self.heatmap_opacity, self.heatmap_floor)
+            rgba[..., 3] = np.round(alpha * 255.0)
             h, w = heat.shape
             img = QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888)
             self._heat_img = img.copy()
