@@ -302,8 +302,9 @@ def _modality(spec: dict[str, Any], where: str, folder: Path) -> str:
 
 
 def _slug(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")
-    return slug[:64] or "imported-model"
+    """The model id from the bundle folder's name (MONAI bundles are named like ids)."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", text.lower()).strip("-._")[:58]
+    return slug if len(slug) >= 2 else f"bundle-{slug or 'model'}"
 
 
 def prepare_bundle(folder: Path) -> ImportPlan:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from models.adapters.base import LoadedModel, ModelLoadError
 from models.importers.errors import ModelImportError, describe_validation
 from models.importers.sample import sample_images
 from models.manifest import Manifest, ModelPackage, PackageError, load_package
@@ -98,13 +99,12 @@ class ImportPlan:
     ) -> np.ndarray[Any, Any]:
         """The network's probabilities on ``inputs``: the package as written so far (no
         self-test yet), loaded through its adapter on the CPU."""
-        from models.adapters import load_model
         from models.manifest import write_manifest
         from models.preprocess import preprocess_batch
 
         write_manifest(dest, manifest)
         package = self._verify(dest, selftest=False)
-        model = load_model(package, "cpu")
+        model = self._load(package)
         try:
             batch = preprocess_batch(list(inputs), package.manifest.input, package.id)
             probs = np.asarray(model.predict(batch), dtype=np.float32)
@@ -126,6 +126,15 @@ class ImportPlan:
         (dest / "manifest.json").unlink()
         return probs
 
+    def _load(self, package: ModelPackage) -> LoadedModel:
+        """The package's network on the CPU; a file its framework cannot read is refused."""
+        from models.adapters import FrameworkUnavailableError, load_model
+
+        try:
+            return load_model(package, "cpu")
+        except (ModelLoadError, FrameworkUnavailableError) as exc:
+            raise ModelImportError(self.source, "loading the network", str(exc)) from exc
+
     def _verify(self, dest: Path, *, selftest: bool = True) -> ModelPackage:
         try:
             package = load_package(dest)
@@ -133,10 +142,9 @@ class ImportPlan:
             raise ModelImportError(self.source, "package", str(exc)) from exc
         if not selftest:
             return package
-        from models.adapters import load_model
         from models.selftest import run_selftest
 
-        model = load_model(package, "cpu")
+        model = self._load(package)
         try:
             result = run_selftest(package, model)
         finally:
