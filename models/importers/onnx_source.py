@@ -145,20 +145,19 @@ def prepare_onnx(path: Path, describe: Path | None = None) -> ImportPlan:
     }
     check_manifest(manifest, description_file, "description")
     notes = [f"description: {description_file.name}"]
-    batch = dims[0]
-    if batch is not None and batch != 1:
+    if dims[0] is not None:  # the app batches images (models.adapters.onnx_adapter's contract)
         raise ModelImportError(
-            path, f"input '{input_name}'", f"fixed batch size {batch}: export it as 1 or dynamic"
+            path,
+            f"input '{input_name}'",
+            f"the batch axis is fixed at {dims[0]}: export the model with a dynamic batch axis "
+            f"(torch.onnx.export(..., dynamic_axes={{'{input_name}': {{0: 'batch'}}}}))",
         )
-    if batch == 1:
-        notes.append("the graph takes one image per run (fixed batch size 1)")
     return ImportPlan(
         kind="onnx",
         source=path,
         manifest=manifest,
         files={WEIGHTS: path, f"import/{description_file.name}": description_file},
         notes=notes,
-        sample_count=1 if batch == 1 else 2,
     )
 
 

@@ -47,7 +47,6 @@ class ImportPlan:
     manifest: dict[str, Any]
     files: dict[str, Path]
     notes: list[str] = field(default_factory=list)
-    sample_count: int = 2
 
     @property
     def id(self) -> str:
@@ -77,7 +76,6 @@ class ImportPlan:
             },
         }
         inputs = sample_images(check_manifest(manifest, self.source, "manifest").input)
-        inputs = inputs[: self.sample_count]
         expected = self._run_once(dest, manifest, inputs)
         try:
             finish_package(dest, manifest, inputs, expected, dest / "SOURCES.md")

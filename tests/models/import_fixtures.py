@@ -52,8 +52,11 @@ def small_cnn(out_channels: int = 2, segmentation: bool = False, in_channels: in
     return nn.Sequential(*layers).eval()
 
 
-def export_onnx(model: Any, path: Path, *, size: int = CNN_SIZE, channels: int = 1) -> Path:
-    """torch.onnx.export with a dynamic batch axis (opset 17, the TorchScript exporter)."""
+def export_onnx(
+    model: Any, path: Path, *, size: int = CNN_SIZE, channels: int = 1, dynamic: bool = True
+) -> Path:
+    """torch.onnx.export (opset 17, the TorchScript exporter), with a dynamic batch axis
+    unless ``dynamic`` is false."""
     import warnings
 
     import torch
@@ -67,7 +70,7 @@ def export_onnx(model: Any, path: Path, *, size: int = CNN_SIZE, channels: int =
             dynamo=False,
             input_names=["image"],
             output_names=["logits"],
-            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}} if dynamic else None,
             opset_version=17,
         )
     return path

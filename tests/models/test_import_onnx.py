@@ -116,6 +116,15 @@ def test_channels_and_output_width_are_checked_against_the_graph(tmp_path: Path)
     assert "3 label(s)" in str(error)
 
 
+def test_a_fixed_batch_axis_is_refused(tmp_path: Path) -> None:
+    from tests.models.import_fixtures import export_onnx, small_cnn
+
+    path = export_onnx(small_cnn(), tmp_path / "fixed.onnx", dynamic=False)
+    (tmp_path / "fixed.yaml").write_text(ONNX_DESCRIPTION, encoding="utf-8")
+    with pytest.raises(ModelImportError, match="batch axis is fixed at 1"):
+        prepare(path)
+
+
 def test_no_description_says_where_it_looked(tmp_path: Path) -> None:
     path, _ = onnx_source(tmp_path / "src")
     (tmp_path / "src" / "model.yaml").unlink()
