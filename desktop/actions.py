@@ -23,6 +23,7 @@ from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QMessageBox, QToolBar, QToolButton
 
 from desktop.menus import WindowMenus, open_log_folder
+from desktop.seg_export import SegExport
 from desktop.window_presets import active_state, install_window_presets
 
 if TYPE_CHECKING:
@@ -308,3 +309,4 @@ def build_actions(win: MainWindow) -> None:
     for a in tools.actions():
         tools_menu.addAction(a)
     tools_menu.addAction(win.actions_by_name["Clear"])
+    SegExport(win, tools_menu)  # Save AI segmentation as DICOM SEG…, Send AI segmentation to PACS
