@@ -53,10 +53,9 @@ def _ort_errors() -> tuple[type[BaseException], ...]:
     """onnxruntime's own exception classes (they derive from Exception, not RuntimeError)."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state
 
-    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError")
+    names: tuple[str, ...] = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "EngineError")
     names += ("RuntimeException", "InvalidProtobuf", "InvalidGraph", "EPFail", "NotImplemented")
-    found = tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
-    return (*found, RuntimeError, ValueError, OSError)
+    return tuple(getattr(state, n) for n in names if isinstance(getattr(state, n, None), type))
 
 
 def _probe_model() -> bytes:
@@ -215,12 +214,13 @@ def load(package: ModelPackage, device: str) -> LoadedModel:
 
     path = package.file(package.manifest.weights)
     providers: list[Any] = [(CUDA, {"device_id": 0}), CPU] if device == "gpu" else [CPU]
+    errors: tuple[type[BaseException], ...] = (*_ort_errors(), RuntimeError, ValueError, OSError)
     try:
         with warnings.catch_warnings():
             # "Specified provider ... is not in available provider names": checked below.
             warnings.simplefilter("ignore", UserWarning)
             session = ort.InferenceSession(str(path), session_options(), providers=providers)
-    except _ort_errors() as exc:
+    except errors as exc:
         if is_out_of_memory(exc):
             raise  # the manager retries on the CPU (models.adapters.base: is_out_of_memory)
         raise ModelLoadError(

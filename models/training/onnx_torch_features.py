@@ -7,6 +7,8 @@ models/training allows); models.training.export_onnx imports it only for a torch
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -25,6 +27,10 @@ class LogitsAndFeatures(torch.nn.Module):
 
 def scripted(inner: torch.nn.Module) -> torch.jit.ScriptModule:
     """The wrapper compiled with TorchScript, in eval mode (scripting leaves training on)."""
-    module = torch.jit.script(LogitsAndFeatures(inner))
+    with warnings.catch_warnings():
+        # torch 2.13 marks TorchScript deprecated; the zoo's packages are TorchScript, and the
+        # exporter that reads them (the TorchScript-based one) takes a scripted module.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        module = torch.jit.script(LogitsAndFeatures(inner))
     module.eval()
     return module
