@@ -130,3 +130,28 @@ def test_three_dimensional_bundles_are_refused(tmp_path: Path) -> None:
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(ModelImportError, match=r"only 2-D images"):
         prepare(folder)
+
+
+def test_inference_config_in_yaml_is_read(tmp_path: Path) -> None:
+    yaml = pytest.importorskip("yaml", reason="YAML configs need PyYAML")
+    folder, _ = bundle(tmp_path / "yaml-bundle")
+    config_json = folder / "configs" / "inference.json"
+    config = json.loads(config_json.read_text())
+    config["preprocessing"]["transforms"][2] = {
+        "_target_": "monai.transforms.ScaleIntensityRangePercentilesd",
+        "keys": ["image"],
+        "lower": 1,
+        "upper": 99,
+        "b_min": -1.0,
+        "b_max": 1.0,
+        "clip": True,
+    }
+    (folder / "configs" / "inference.yaml").write_text(yaml.safe_dump(config))
+    config_json.unlink()
+    plan = prepare(folder)
+    steps = plan.manifest["input"]["preprocessing"]
+    assert steps[:2] == [
+        {"op": "auto_window", "low_percentile": 1.0, "high_percentile": 99.0},
+        {"op": "scale", "factor": 2.0, "offset": -1.0},
+    ]
+    assert "import/inference.yaml" in plan.files

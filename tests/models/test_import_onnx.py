@@ -4,6 +4,7 @@ importer cannot describe is refused with the missing piece named."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,48 @@ def test_a_file_that_is_not_onnx_is_refused(tmp_path: Path) -> None:
     (tmp_path / "model.yaml").write_text(ONNX_DESCRIPTION, encoding="utf-8")
     with pytest.raises(ModelImportError, match=r"not an ONNX model|onnx\.checker"):
         prepare(tmp_path / "model.onnx")
+
+
+def test_channels_last_graph_imports_with_the_torch_scores(tmp_path: Path) -> None:
+    """An NHWC graph (as Keras exports): its layout is checked and the package runs."""
+    import torch
+
+    from models.adapters import load_model
+    from tests.models.import_fixtures import small_cnn
+
+    class ChannelsLast(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = small_cnn()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.net(x.permute(0, 3, 1, 2))
+            return out
+
+    net = ChannelsLast().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 28, 28, 1),),
+            str(tmp_path / "nhwc.onnx"),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+        )
+    text = ONNX_DESCRIPTION.replace("layout: NCHW", "layout: NHWC")
+    (tmp_path / "nhwc.yaml").write_text(text, encoding="utf-8")
+    package = prepare(tmp_path / "nhwc.onnx").build(tmp_path / "pkg")
+    assert package.manifest.input.layout == "NHWC"
+    batch = preprocess_batch(_images(3), package.manifest.input, package.id)
+    assert batch.shape == (3, 28, 28, 1)
+    model = load_model(package, "cpu")
+    expected = torch_probabilities(net, batch)
+    assert float(np.max(np.abs(model.predict(batch) - expected))) < 1e-5
+    model.close()
+    wrong = text.replace("layout: NHWC", "layout: NCHW")
+    (tmp_path / "nhwc.yaml").write_text(wrong, encoding="utf-8")
+    with pytest.raises(ModelImportError, match=r"\[\?, 28, 28, 1\] \(NCHW\) has 28 channel"):
+        prepare(tmp_path / "nhwc.onnx")
