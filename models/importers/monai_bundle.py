@@ -158,7 +158,7 @@ class _Unmappable(ValueError):
     """A transform's arguments that no manifest step expresses."""
 
 
-def refuse(reason: str) -> NoReturn:
+def _refuse(reason: str) -> NoReturn:
     raise _Unmappable(reason)
 
 
@@ -168,7 +168,7 @@ def _map_step(t: dict[str, Any], name: str) -> list[dict[str, Any]]:
         a_min, a_max = float(t["a_min"]), float(t["a_max"])
         b_min, b_max = float(t.get("b_min", 0.0)), float(t.get("b_max", 1.0))
         if a_max <= a_min:
-            refuse("a_max must be above a_min")
+            _refuse("a_max must be above a_min")
         if not t.get("clip", False):
             factor = (b_max - b_min) / (a_max - a_min)
             return [{"op": "scale", "factor": factor, "offset": b_min - a_min * factor}]
@@ -176,25 +176,25 @@ def _map_step(t: dict[str, Any], name: str) -> list[dict[str, Any]]:
         return [window, *_affine_to(b_min, b_max)]
     if name == "ScaleIntensity":
         if t.get("factor") is not None or t.get("channel_wise"):
-            refuse("only the min-max form (minv, maxv) can be expressed")
+            _refuse("only the min-max form (minv, maxv) can be expressed")
         minv, maxv = float(t.get("minv", 0.0)), float(t.get("maxv", 1.0))
         return [{"op": "auto_window"}, *_affine_to(minv, maxv)]
     if name == "ScaleIntensityRangePercentiles":
         if not t.get("clip", False) or t.get("relative") or t.get("channel_wise"):
-            refuse("only clip=true, relative=false, channel_wise=false can be expressed")
+            _refuse("only clip=true, relative=false, channel_wise=false can be expressed")
         low, high = float(t["lower"]), float(t["upper"])
         steps = [{"op": "auto_window", "low_percentile": low, "high_percentile": high}]
         return steps + _affine_to(float(t.get("b_min", 0.0)), float(t.get("b_max", 1.0)))
     if name == "NormalizeIntensity":
         if t.get("subtrahend") is None or t.get("divisor") is None:
-            refuse("a per-image normalisation (no subtrahend and divisor) cannot be expressed")
+            _refuse("a per-image normalisation (no subtrahend and divisor) cannot be expressed")
         if t.get("nonzero"):
-            refuse("nonzero=true cannot be expressed")
+            _refuse("nonzero=true cannot be expressed")
         return [{"op": "normalize", "mean": t["subtrahend"], "std": t["divisor"]}]
     if name == "Resize":
         size = t.get("spatial_size")
         if not (isinstance(size, list) and len(size) == 2 and all(int(s) > 0 for s in size)):
-            refuse(f"spatial_size {size!r} is not a 2-D [height, width]")
+            _refuse(f"spatial_size {size!r} is not a 2-D [height, width]")
         return [{"op": "resize", "size": [int(size[0]), int(size[1])]}]
     # RepeatChannel
     return [{"op": "to_channels", "n": int(t.get("repeats", 1))}]
@@ -209,7 +209,7 @@ def _preprocessing(bundle: _Bundle, key: str) -> list[dict[str, Any]]:
             continue
         try:
             if name not in _MAPPED:
-                refuse(
+                _refuse(
                     "not supported by the importer (it maps "
                     + ", ".join(sorted(_MAPPED))
                     + " and loading/casting transforms)"
