@@ -18,7 +18,7 @@ from core import __version__
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("cli.inspect_cmd", "index DICOM/image files and print the study tree"),
     "render": ("cli.render_cmd", "write the 8-bit image the viewer shows for one instance"),
-    "models": ("cli.models_cmd", "list and verify installed model packages"),
+    "models": ("cli.models_cmd", "list, verify and import model packages"),
     "infer": ("cli.infer_cmd", "run a model on images, a feature table or text"),
     "selftest": ("cli.selftest_cmd", "devices seen and every model's health check"),
     "audit": ("cli.audit_cmd", "verify, show the head of, or export the audit trail"),

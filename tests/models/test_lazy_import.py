@@ -53,7 +53,14 @@ def _run(model_id: str) -> dict[str, object]:
 def test_listing_imports_no_framework_and_xgboost_use_imports_only_xgboost() -> None:
     result = _run("tabular-breast-cancer")
     assert "chest-xray-pneumonia" in result["ids"]  # type: ignore[operator]
-    assert result["avail"] == {"keras": True, "torch": True, "xgboost": True, "transformers": True}
+    assert result["avail"] == {
+        "keras": True,
+        "torch": True,
+        "xgboost": True,
+        "transformers": True,
+        "onnx": True,
+        "torchscript": True,
+    }
     assert result["before"] == []
     after = set(result["after"])  # type: ignore[arg-type]
     assert "xgboost" in after
