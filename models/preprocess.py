@@ -25,6 +25,7 @@ from models.manifest import (
     ToChannelsStep,
     WindowStep,
 )
+from models.resample import Box
 
 F32 = npt.NDArray[np.float32]
 _T = TypeVar("_T")
@@ -41,7 +42,13 @@ class PreprocessError(ValueError):
 
 
 class FrameLike(Protocol):
-    """core.imaging's Frame: ``values`` in modality units (or RGB uint8), ``invert`` MONOCHROME1."""
+    """core.imaging's Frame: ``values`` in modality units (or RGB uint8), ``invert`` MONOCHROME1.
+
+    A frame decoded at a reduced resolution (core.imaging.reduced.ReducedFrame) also has a
+    ``resize_box``: the region of ``values``, in Pillow's pixel-edge coordinates, that the full
+    frame covers (its samples are not centred on the blocks they stand for). The first resize
+    takes it, so the model sees the frame where the full decode would have put it.
+    """
 
     values: npt.NDArray[Any]
     invert: bool
@@ -125,28 +132,31 @@ def _window(x: F32, low: float, high: float, invert: bool, out: F32 | None = Non
     return out
 
 
-def _resize(x: F32, size: tuple[int, int]) -> F32:
+def _resize(x: F32, size: tuple[int, int], box: Box | None = None) -> F32:
     # pillow's antialiased bilinear on float planes ('F' mode), bit-identical but with the
     # big first pass split across threads: models.resample
     from models.resample import resize_plane
 
-    if x.shape[:2] == tuple(size):
+    if x.shape[:2] == tuple(size) and box is None:
         return x
-    return np.stack([resize_plane(x[:, :, c], size) for c in range(x.shape[2])], axis=2)
+    return np.stack([resize_plane(x[:, :, c], size, box) for c in range(x.shape[2])], axis=2)
 
 
 # A window feeding a resize is computed as clip -> resize -> linear map (on the small result)
 # instead of linear map + clip -> resize. The resize is linear with non-negative weights that
-# sum to 1, so both give the same image in exact arithmetic; in float32 they agree to ~1e-7 of
-# the [0, 1] range (tests/models/test_preprocess_fast.py holds 1e-5 on real images). Two of the
-# three full-frame passes go: on the 1955x1841 CR the window cost more than half the resize.
+# sum to 1, so both give the same image in exact arithmetic; in float32 they agree to 1.2e-7 of
+# the [0, 1] range on the real CR and MR (tests/models/test_preprocess_fast.py holds 1e-5).
+# Two of the three full-frame passes go: on the 1955x1841 CR the window cost more than half the
+# resize.
 # Windows much narrower than their values' magnitude take the direct path (their rounding on
 # the modality scale would show in [0, 1]); so do degenerate ones.
 FUSE_WINDOW_RESIZE = True
 _FUSE_MAX_MAGNITUDE = 16.0  # max(|low|, |high|) / (high - low) above which the direct path runs
 
 
-def _window_resize(x: F32, low: float, high: float, invert: bool, size: tuple[int, int]) -> F32:
+def _window_resize(
+    x: F32, low: float, high: float, invert: bool, size: tuple[int, int], box: Box | None = None
+) -> F32:
     """``_resize(_window(x, low, high, invert), size)``, with the window's map done after."""
     span = high - low
     fuse = (
@@ -156,9 +166,9 @@ def _window_resize(x: F32, low: float, high: float, invert: bool, size: tuple[in
         and max(abs(low), abs(high)) <= _FUSE_MAX_MAGNITUDE * span
     )
     if not fuse:
-        return _resize(_window(x, low, high, invert, _scratch_like(x)), size)
+        return _resize(_window(x, low, high, invert, _scratch_like(x)), size, box)
     clipped = np.clip(x, np.float32(low), np.float32(high), out=_scratch_like(x))
-    return _window(_resize(clipped, size), low, high, invert)
+    return _window(_resize(clipped, size, box), low, high, invert)
 
 
 def _per_channel(value: float | list[float], channels: int) -> F32:
@@ -175,14 +185,15 @@ def _window_bounds(step: WindowStep | AutoWindowStep, x: F32) -> tuple[float, fl
     return low, high
 
 
-def _apply(step: PreprocessStep, x: F32, invert: bool) -> F32:
-    """One step (a window feeding a resize is fused with it by the caller instead)."""
+def _apply(step: PreprocessStep, x: F32, invert: bool, box: Box | None = None) -> F32:
+    """One step (a window feeding a resize is fused with it by the caller instead); ``box``
+    is the source region of a resize (see FrameLike)."""
     if isinstance(step, WindowStep | AutoWindowStep):
         return _window(x, *_window_bounds(step, x), invert)
     if isinstance(step, ScaleStep):
         return (x * step.factor + step.offset).astype(np.float32)
     if isinstance(step, ResizeStep):
-        return _resize(x, step.size)
+        return _resize(x, step.size, box)
     if isinstance(step, NormalizeStep):
         mean = _per_channel(step.mean, x.shape[2])
         std = _per_channel(step.std, x.shape[2])
@@ -216,8 +227,10 @@ def preprocess_image(
     ``image`` is a 2-D float array in modality units, an RGB array, or a Frame (its ``invert``
     flag, MONOCHROME1, then flips the windowed intensities so the model sees MONOCHROME2).
     """
+    box: Box | None = None
     if not isinstance(image, np.ndarray):
         invert = invert or bool(getattr(image, "invert", False))
+        box = getattr(image, "resize_box", None)
         image = image.values
     try:
         x = _as_hwc(image)
@@ -234,15 +247,18 @@ def preprocess_image(
         if (
             isinstance(step, WindowStep | AutoWindowStep)
             and isinstance(nxt, ResizeStep)
-            and tuple(nxt.size) != x.shape[:2]
+            and (tuple(nxt.size) != x.shape[:2] or box is not None)
         ):
             # a window straight into a resize: one fused step (exact, see _window_resize)
             low, high = _named(model_id, step, _window_bounds, step, x)
-            x = _named(model_id, nxt, _window_resize, x, low, high, invert, tuple(nxt.size))
+            size = tuple(nxt.size)
+            x = _named(model_id, nxt, _window_resize, x, low, high, invert, size, box)
             i += 2
         else:
-            x = _named(model_id, step, _apply, step, x, invert)
+            x = _named(model_id, step, _apply, step, x, invert, box)
             i += 1
+        if i > 0 and isinstance(steps[i - 1], ResizeStep):
+            box = None  # the box locates the frame's own samples: the first resize only
     if spec.size is not None and x.shape[:2] != tuple(spec.size):
         raise PreprocessError(model_id, "output", f"size {x.shape[:2]} != declared {spec.size}")
     if spec.channels is not None and x.shape[2] != spec.channels:
@@ -252,6 +268,25 @@ def preprocess_image(
     if not np.all(np.isfinite(x)):
         raise PreprocessError(model_id, "output", "non-finite values after preprocessing")
     return np.transpose(x, (2, 0, 1)).copy() if spec.layout == "NCHW" else x
+
+
+def decode_size(spec: InputSpec) -> tuple[int, int] | None:
+    """The (rows, cols) the preprocessing resizes a whole frame to, before anything that needs
+    its full resolution; None when the model needs every pixel (no resize, or not an image).
+
+    A decoder may hand such a model a frame at a lower resolution that is still well above this
+    size (core.imaging.reduced): every step before the resize is per pixel, except auto_window's
+    percentiles, which then come from the smaller image (tests/imaging/test_reduced_decode.py
+    bounds the difference on real radiographs).
+    """
+    if spec.kind != "image":
+        return None
+    for step in spec.preprocessing:
+        if isinstance(step, ResizeStep):
+            return (int(step.size[0]), int(step.size[1]))
+        if not isinstance(step, WindowStep | AutoWindowStep | ScaleStep | NormalizeStep):
+            return None  # a step whose effect on a smaller image is not known here
+    return None
 
 
 def preprocess_batch(

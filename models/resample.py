@@ -57,33 +57,46 @@ def _image(plane: F32) -> Any:
         return Image.fromarray(plane, mode="F")
 
 
-def _horizontal(plane: F32, width: int) -> Any:
+def _horizontal(plane: F32, width: int, x0: float, x1: float) -> Any:
     from PIL import Image
 
-    return _image(plane).resize((width, plane.shape[0]), Image.Resampling.BILINEAR)
+    rows = plane.shape[0]
+    return _image(plane).resize((width, rows), Image.Resampling.BILINEAR, box=(x0, 0, x1, rows))
 
 
-def resize_plane(plane: npt.NDArray[Any], size: tuple[int, int]) -> F32:
-    """``plane`` (H, W) resized to ``size`` (rows, cols), antialiased bilinear, float32."""
+Box = tuple[float, float, float, float]
+
+
+def resize_plane(plane: npt.NDArray[Any], size: tuple[int, int], box: Box | None = None) -> F32:
+    """``plane`` (H, W) resized to ``size`` (rows, cols), antialiased bilinear, float32.
+
+    ``box`` (left, top, right, bottom), Pillow's source region in pixel-edge coordinates, may
+    be fractional: core.imaging.reduced's frames use it to place their samples where they lie.
+    """
     from PIL import Image
 
     height, width = size
     src = np.ascontiguousarray(plane, dtype=np.float32)
     rows, cols = src.shape
-    if (rows, cols) == (height, width):
+    x0, y0, x1, y1 = box if box is not None else (0.0, 0.0, float(cols), float(rows))
+    if (rows, cols) == (height, width) and (x0, y0, x1, y1) == (0, 0, cols, rows):
         return src
     bilinear = Image.Resampling.BILINEAR
-    if rows * cols < THREAD_MIN_PIXELS or cols == width or BANDS < 2:
-        return np.asarray(_image(src).resize((width, height), bilinear), dtype=np.float32)
+    horizontal = cols != width or (x0, x1) != (0, cols)
+    if rows * cols < THREAD_MIN_PIXELS or not horizontal or BANDS < 2:
+        return np.asarray(_image(src).resize((width, height), bilinear, box), dtype=np.float32)
     cuts = np.linspace(0, rows, BANDS + 1).astype(int)
     bands = [src[a:b] for a, b in itertools.pairwise(cuts)]
     pool = _helper()
-    others: list[Future[Any]] = [pool.submit(_horizontal, band, width) for band in bands[1:]]
-    first = _horizontal(bands[0], width)
+    others: list[Future[Any]] = [
+        pool.submit(_horizontal, band, width, x0, x1) for band in bands[1:]
+    ]
+    first = _horizontal(bands[0], width, x0, x1)
     middle = Image.new("F", (width, rows))
     middle.paste(first, (0, 0))
     for top, job in zip(cuts[1:-1], others, strict=True):
         middle.paste(job.result(), (0, int(top)))
-    if rows == height:
+    if rows == height and (y0, y1) == (0, rows):
         return np.asarray(middle, dtype=np.float32)
-    return np.asarray(middle.resize((width, height), bilinear), dtype=np.float32)
+    out = middle.resize((width, height), bilinear, box=(0, y0, width, y1))
+    return np.asarray(out, dtype=np.float32)
