@@ -3,6 +3,11 @@
 Each installed model runs its package's own self-test sample and is compared with the expected
 output stored in the package. Exit 1 when any model fails (the installer's ``--selftest`` adds
 the Qt, DICOM and SQLCipher checks on top, see desktop/selftest.py).
+
+The same self-test also runs when a signed update is installed (a failing one is not installed)
+and once per session before a model's first run (a failing model is then refused, by the window
+and by ``doctorai infer``: core.inference.manager). A model whose installed signed update no
+longer verifies is listed as failed with the reason and what IT can do.
 """
 
 from __future__ import annotations
@@ -73,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
     from core.inference.manager import manager_from_settings
 
     manager = manager_from_settings(device=args.device)
-    wanted = args.models or [p.id for p in manager.packages()]
+    # the blocked ones too: a signed update that no longer verifies is a failure to report
+    wanted = args.models or [p.id for p in manager.packages()] + sorted(manager.blocked)
     models: list[dict[str, Any]] = []
     try:
         for model_id in wanted:

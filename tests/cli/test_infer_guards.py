@@ -109,3 +109,9 @@ def test_a_tampered_signed_update_is_refused_not_replaced_by_the_shipped_version
     refused = _model_runs()[-1]
     assert (refused.outcome, refused.details["refused"]) == (Outcome.MINOR_FAILURE, "verification")
     assert f"model '{CHEST}' is not run" in refused.details["reason"]
+    # doctorai selftest lists it as failed, with the same reason
+    assert main(["selftest", "--json", "--models", CHEST]) == 1
+    report = json.loads(capsys.readouterr().out)
+    (row,) = report["models"]
+    assert row["ok"] is False
+    assert "its installed signed update 1.0.1 failed verification" in row["message"]
