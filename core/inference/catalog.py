@@ -68,20 +68,25 @@ def model_roots() -> list[Path]:
     signed channel decides which version runs, also for a model the installer shipped. Then
     the shipped zoo, IT's configured folders and packages dropped into ``<profile>/models``.
     """
+    return _roots_and_damaged()[0]
+
+
+def _roots_and_damaged() -> tuple[list[Path], dict[str, PackageError]]:
+    """``model_roots()``, and the models whose signed-update pointer is unreadable."""
     from core.config import load_settings
-    from core.inference.model_store import ModelInstallError, ModelStore
+    from core.inference.model_store import POINTER, ModelStore
     from core.paths import profile_dir
     from models.discovery import ZOO_DIR
 
     settings = load_settings()
     store = ModelStore(profile_dir() / "models")
-    try:
-        signed = store.current_package_dirs()
-    except ModelInstallError as exc:  # a damaged pointer: fall back to the shipped version
-        log.warning("signed model updates ignored: %s", exc)
-        signed = []
+    signed, damaged = store.current_state()
+    refused = {
+        model_id: PackageError(store.root / model_id / POINTER, POINTER, exc.reason)
+        for model_id, exc in damaged.items()
+    }
     roots = [ZOO_DIR, *(Path(d).expanduser() for d in settings.inference.model_dirs)]
-    return [*signed, *roots, profile_dir() / "models"]
+    return [*signed, *roots, profile_dir() / "models"], refused
 
 
 def _signed_update_id(folder: Path) -> str | None:
@@ -116,10 +121,14 @@ def load_catalog(roots: Iterable[Path] | None = None, *, verify_hashes: bool = T
     bad package. Hashes are checked by default so a tampered model is refused before use."""
     from models.discovery import discover
 
-    folders = list(roots) if roots is not None else model_roots()
+    damaged: dict[str, PackageError] = {}
+    if roots is None:
+        folders, damaged = _roots_and_damaged()
+    else:
+        folders = list(roots)
     packages, errors = discover(folders, verify_hashes=verify_hashes)
-    errors += _missing_updates(folders)
-    blocked: dict[str, PackageError] = {}
+    errors += [*_missing_updates(folders), *damaged.values()]
+    blocked: dict[str, PackageError] = dict(damaged)
     for error in errors:
         model_id = _signed_update_id(error.path)
         if model_id is not None and model_id not in blocked:

@@ -157,6 +157,22 @@ class ModelStore:
         """The folder in use for every installed model (for model discovery)."""
         return [self.root / mid / p.version for mid, p in self.installed().items()]
 
+    def current_state(self) -> tuple[list[Path], dict[str, ModelInstallError]]:
+        """The folder in use of every installed model, and the models whose ``current``
+        pointer cannot be read. One damaged pointer costs its own model only (the catalogue
+        refuses that model: which version the centre chose is unknown), not every update."""
+        dirs: list[Path] = []
+        damaged: dict[str, ModelInstallError] = {}
+        for model_id in self._models_with(POINTER):
+            try:
+                ptr = self.pointer(model_id)
+            except ModelInstallError as exc:
+                damaged[model_id] = exc
+                continue
+            if ptr is not None:
+                dirs.append(self.root / model_id / ptr.version)
+        return dirs, damaged
+
     # --- writing -----------------------------------------------------------------------------
 
     def _write_pointer(self, model_id: str, ptr: Pointer) -> None:

@@ -273,3 +273,22 @@ def test_a_missing_update_folder_blocks_too_and_a_tampered_previous_one_does_not
     assert catalog.blocked == {}
     assert catalog.get(TABULAR) is not None
     assert catalog.get(TABULAR).version == "1.0.1"  # type: ignore[union-attr]
+
+
+def test_a_damaged_update_pointer_blocks_its_model_only() -> None:
+    folder = profile_dir() / "models" / TABULAR
+    shutil.copytree(ZOO_DIR / TABULAR, folder / "1.0.1")
+    (folder / "current").write_text("{not json")
+    catalog = load_catalog()
+    assert set(catalog.blocked) == {TABULAR}
+    assert CHEST in catalog.ids()
+    manager = ModelManager(
+        catalog.packages, blocked=catalog.blocked, shipped=catalog.shipped, device="cpu"
+    )
+    with pytest.raises(UpdateRefusedError) as caught:
+        manager.package(TABULAR)
+    text = str(caught.value)
+    assert text.startswith(
+        f"model '{TABULAR}' is not run: its installed signed update failed verification "
+        f"(current: pointer file '{folder / 'current'}' is unreadable"
+    )
