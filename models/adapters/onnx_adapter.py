@@ -97,7 +97,9 @@ def gpu_available() -> bool:
 def is_out_of_memory(exc: BaseException) -> bool:
     """onnxruntime's CUDA allocation failures (BFC arena, cudaMalloc, cuBLAS/cuDNN workspaces)
     come as its generic error classes; the message says what failed."""
-    if sys.modules.get("onnxruntime") is None or not isinstance(exc, _ort_errors()):
+    if sys.modules.get("onnxruntime") is None:
+        return False
+    if not isinstance(exc, (*_ort_errors(), RuntimeError)):  # a provider's C++ error: plain
         return False
     text = str(exc).lower()
     return any(word in text for word in _OOM_WORDS)
@@ -215,11 +217,18 @@ def load(package: ModelPackage, device: str) -> LoadedModel:
     path = package.file(package.manifest.weights)
     providers: list[Any] = [(CUDA, {"device_id": 0}), CPU] if device == "gpu" else [CPU]
     errors: tuple[type[BaseException], ...] = (*_ort_errors(), RuntimeError, ValueError, OSError)
+    # On the GPU, no fallback inside onnxruntime: it would retry a failed CUDA session (an
+    # out-of-memory one too) on its CPU provider, or move a session to the CPU after a failed
+    # run, and print a notice; the error comes here instead, so the manager decides (and the
+    # device recorded with each result stays true).
+    fallback = {"enable_fallback": 0} if device == "gpu" else {}
     try:
         with warnings.catch_warnings():
             # "Specified provider ... is not in available provider names": checked below.
             warnings.simplefilter("ignore", UserWarning)
-            session = ort.InferenceSession(str(path), session_options(), providers=providers)
+            session = ort.InferenceSession(
+                str(path), session_options(), providers=providers, **fallback
+            )
     except errors as exc:
         if is_out_of_memory(exc):
             raise  # the manager retries on the CPU (models.adapters.base: is_out_of_memory)
