@@ -167,8 +167,14 @@ def _window_resize(
     )
     if not fuse:
         return _resize(_window(x, low, high, invert, _scratch_like(x)), size, box)
-    clipped = np.clip(x, np.float32(low), np.float32(high), out=_scratch_like(x))
-    return _window(_resize(clipped, size, box), low, high, invert)
+    from models.resample import resize_plane
+
+    scratch = _scratch_like(x)  # the clipped frame: each band clips its rows on its thread
+    planes = [
+        resize_plane(x[:, :, c], size, box, clip=(low, high), out=scratch[:, :, c])
+        for c in range(x.shape[2])
+    ]
+    return _window(np.stack(planes, axis=2), low, high, invert)
 
 
 def _per_channel(value: float | list[float], channels: int) -> F32:

@@ -57,9 +57,13 @@ def _image(plane: F32) -> Any:
         return Image.fromarray(plane, mode="F")
 
 
-def _horizontal(plane: F32, width: int, x0: float, x1: float) -> Any:
+def _horizontal(
+    plane: F32, width: int, x0: float, x1: float, clip: tuple[float, float] | None, out: F32
+) -> Any:
     from PIL import Image
 
+    if clip is not None:
+        plane = np.clip(plane, np.float32(clip[0]), np.float32(clip[1]), out=out)
     rows = plane.shape[0]
     return _image(plane).resize((width, rows), Image.Resampling.BILINEAR, box=(x0, 0, x1, rows))
 
@@ -67,36 +71,47 @@ def _horizontal(plane: F32, width: int, x0: float, x1: float) -> Any:
 Box = tuple[float, float, float, float]
 
 
-def resize_plane(plane: npt.NDArray[Any], size: tuple[int, int], box: Box | None = None) -> F32:
+def resize_plane(
+    plane: npt.NDArray[Any],
+    size: tuple[int, int],
+    box: Box | None = None,
+    *,
+    clip: tuple[float, float] | None = None,
+    out: F32 | None = None,
+) -> F32:
     """``plane`` (H, W) resized to ``size`` (rows, cols), antialiased bilinear, float32.
 
     ``box`` (left, top, right, bottom), Pillow's source region in pixel-edge coordinates, may
     be fractional: core.imaging.reduced's frames use it to place their samples where they lie.
+    ``clip`` (low, high) clips the plane first, into ``out`` (a C-contiguous float32 scratch
+    of the plane's shape) when given: the clip then runs in the bands' threads too.
     """
     from PIL import Image
 
     height, width = size
     src = np.ascontiguousarray(plane, dtype=np.float32)
     rows, cols = src.shape
+    if out is None or out.shape != src.shape or not out.flags.c_contiguous:
+        out = np.empty_like(src) if clip is not None else src
     x0, y0, x1, y1 = box if box is not None else (0.0, 0.0, float(cols), float(rows))
     if (rows, cols) == (height, width) and (x0, y0, x1, y1) == (0, 0, cols, rows):
-        return src
+        return src if clip is None else np.clip(src, clip[0], clip[1], out=out)
     bilinear = Image.Resampling.BILINEAR
     horizontal = cols != width or (x0, x1) != (0, cols)
     if rows * cols < THREAD_MIN_PIXELS or not horizontal or BANDS < 2:
+        if clip is not None:
+            src = np.clip(src, np.float32(clip[0]), np.float32(clip[1]), out=out)
         return np.asarray(_image(src).resize((width, height), bilinear, box), dtype=np.float32)
-    cuts = np.linspace(0, rows, BANDS + 1).astype(int)
-    bands = [src[a:b] for a, b in itertools.pairwise(cuts)]
+    cuts = [int(c) for c in np.linspace(0, rows, BANDS + 1)]
+    jobs = [(src[a:b], width, x0, x1, clip, out[a:b]) for a, b in itertools.pairwise(cuts)]
     pool = _helper()
-    others: list[Future[Any]] = [
-        pool.submit(_horizontal, band, width, x0, x1) for band in bands[1:]
-    ]
-    first = _horizontal(bands[0], width, x0, x1)
+    others: list[Future[Any]] = [pool.submit(_horizontal, *job) for job in jobs[1:]]
+    first = _horizontal(*jobs[0])
     middle = Image.new("F", (width, rows))
     middle.paste(first, (0, 0))
     for top, job in zip(cuts[1:-1], others, strict=True):
-        middle.paste(job.result(), (0, int(top)))
+        middle.paste(job.result(), (0, top))
     if rows == height and (y0, y1) == (0, rows):
         return np.asarray(middle, dtype=np.float32)
-    out = middle.resize((width, height), bilinear, box=(0, y0, width, y1))
-    return np.asarray(out, dtype=np.float32)
+    resized = middle.resize((width, height), bilinear, box=(0, y0, width, y1))
+    return np.asarray(resized, dtype=np.float32)

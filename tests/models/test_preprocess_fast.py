@@ -60,6 +60,20 @@ def test_resize_plane_is_pillows_resize_bit_for_bit(
     np.testing.assert_array_equal(ours, _pillow(plane, size, box))
 
 
+@pytest.mark.parametrize("size", [(224, 224), (32, 48)])
+def test_clipping_in_the_bands_is_clipping_first(cr: Any, size: tuple[int, int]) -> None:
+    plane = np.ascontiguousarray(cr.values)
+    low, high = np.percentile(plane[::8, ::8], [10, 90])
+    scratch = np.empty_like(plane)
+    ours = resize_plane(plane, size, clip=(low, high), out=scratch)
+    clipped = np.clip(plane, np.float32(low), np.float32(high))
+    np.testing.assert_array_equal(ours, _pillow(clipped, size))
+    np.testing.assert_array_equal(scratch, clipped)  # the scratch holds the clipped frame
+    # without a scratch: a new array, the input untouched
+    np.testing.assert_array_equal(resize_plane(plane, size, clip=(low, high)), ours)
+    assert float(plane.max()) > high
+
+
 def test_split_bands_run_and_leave_the_input_alone(
     cr: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
