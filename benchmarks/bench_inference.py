@@ -90,12 +90,16 @@ def _slices(series_dir: Path) -> tuple[list[Any], list[Any]]:
     return [r.instance for r in refs], refs
 
 
-def latency(manager: Any = None, cases: list[tuple[str, Path]] | None = None) -> None:
+def latency(
+    manager: Any = None, cases: list[tuple[str, Path]] | None = None, rounds: int = 15
+) -> None:
+    """Per image, warm, batch 1; every variant measured round-robin (see ``_interleaved``)."""
     from core.imaging.header import read_header
     from core.imaging.pixels import read_frame
+    from core.imaging.reduced import ReducedFrame, read_frame_for_model
     from core.inference.pipeline import run_images
     from core.inference.result import InputRef
-    from models.preprocess import preprocess_batch
+    from models.preprocess import decode_size, preprocess_batch
 
     manager = manager or _manager()
     if cases is None:
@@ -104,37 +108,56 @@ def latency(manager: Any = None, cases: list[tuple[str, Path]] | None = None) ->
             cases.append(("brain-tumour-mri", sorted(MR_DIR.glob("*.dcm"))[12]))
     for model_id, path in cases:
         package = manager.package(model_id)
+        spec = package.manifest.input
         ref = [InputRef("bench")]
         instance = read_header(str(path), require_uids=False).instance
         frame = read_frame(instance)
-        x = preprocess_batch([frame], package.manifest.input, model_id)
+        target = decode_size(spec)
+        reduced = read_frame_for_model(instance, 0, target)
+        x = preprocess_batch([frame], spec, model_id)
         with manager.use(model_id) as model:
             bare_fn = _bare(model)
-            bare = _median(lambda: bare_fn(x))  # noqa: B023
             naive_name, naive_fn = _naive(model)
-            naive = _median(lambda: naive_fn(x))  # noqa: B023
-            on_frame = _median(
-                lambda: run_images(manager, model_id, [frame], ref, heatmap=False)  # noqa: B023
-            )
 
-            def decode_and_run(mid: str = model_id, inst: Any = instance) -> Any:
-                return run_images(manager, mid, [read_frame(inst)], ref, heatmap=False)  # noqa: B023
+            def run(images: list[Any], cam: bool = False, mid: str = model_id) -> Any:
+                return run_images(manager, mid, images, ref, heatmap=cam)  # noqa: B023
 
-            whole = _median(decode_and_run)
-            with_cam = _median(lambda: run_images(manager, model_id, [frame], ref))  # noqa: B023
-            decode = _median(lambda: read_frame(instance))  # noqa: B023
-            prep = _median(
-                lambda: preprocess_batch([frame], package.manifest.input, model_id)  # noqa: B023
+            t = _interleaved(
+                {
+                    "bare": lambda: bare_fn(x),  # noqa: B023
+                    "naive": lambda: naive_fn(x),  # noqa: B023
+                    "on_frame": lambda: run([frame]),  # noqa: B023
+                    "whole": lambda: run([read_frame(instance)]),  # noqa: B023
+                    # what a model run decodes: a lower JPEG 2000 level where it has one
+                    "whole_model_decode": lambda: run(
+                        [read_frame_for_model(instance, 0, target)]  # noqa: B023
+                    ),
+                    "with_cam": lambda: run([frame], cam=True),  # noqa: B023
+                    "decode": lambda: read_frame(instance),  # noqa: B023
+                    "model_decode": lambda: read_frame_for_model(instance, 0, target),  # noqa: B023
+                    "prep": lambda: preprocess_batch([frame], spec, model_id),  # noqa: B023
+                },
+                rounds,
             )
+        bare = t["bare"]
         rows, cols = frame.shape
+        level = (
+            f"JPEG 2000 level {reduced.reduction}: {reduced.shape[0]}x{reduced.shape[1]}"
+            if isinstance(reduced, ReducedFrame)
+            else "no lower level used: the full decode"
+        )
         print(
             f"latency {model_id} ({package.manifest.framework}) on {path.name} {rows}x{cols}: "
             f"bare compiled forward {bare * 1e3:.2f} ms = 1.00x\n"
-            f"  pipeline on decoded frame (preprocess+predict+postprocess) {on_frame / bare:.2f}x"
-            f" [preprocess alone {prep / bare:.2f}x]\n"
-            f"  whole pipeline incl. decode {whole / bare:.2f}x [decode alone {decode / bare:.2f}x]"
-            f"; with Grad-CAM heatmap (decoded frame) {with_cam / bare:.2f}x\n"
-            f"  naive {naive_name} {naive / bare:.2f}x"
+            f"  pipeline on decoded frame (preprocess+predict+postprocess) "
+            f"{t['on_frame'] / bare:.2f}x [preprocess alone {t['prep'] / bare:.2f}x]\n"
+            f"  whole pipeline incl. the model's decode ({level}) "
+            f"{t['whole_model_decode'] / bare:.2f}x [that decode alone "
+            f"{t['model_decode'] / bare:.2f}x]\n"
+            f"  whole pipeline incl. the full-resolution decode {t['whole'] / bare:.2f}x "
+            f"[decode alone {t['decode'] / bare:.2f}x]; with Grad-CAM heatmap (decoded frame) "
+            f"{t['with_cam'] / bare:.2f}x\n"
+            f"  naive {naive_name} {t['naive'] / bare:.2f}x"
         )
     manager.shutdown()
 
