@@ -155,3 +155,24 @@ def test_an_adapter_without_features_says_the_check_was_not_made(real_mr: list[A
     assert result.guards == []
     assert any("out-of-distribution check was not made" in w for w in result.warnings)
     assert np.all(np.isfinite(result.probabilities))
+
+
+COLOUR = Path("pydicom__pydicom-data") / "data_store" / "data"
+
+
+@pytest.mark.parametrize("model_id", ["skin-lesion", "lung-colon-histopathology"])
+@pytest.mark.parametrize("name", ["US1_UNCR.dcm", "HTJ2KLossless_08_RGB.dcm"])
+def test_phantom_trained_colour_models_flag_real_colour_images(
+    dicom_data: Path, model_id: str, name: str
+) -> None:
+    """The other phantom-trained models on real RGB images (an ultrasound, a photograph)."""
+    path = dicom_data / COLOUR / name
+    if not path.is_file():
+        pytest.skip(f"the shared colour DICOM is not at '{path}'")
+    manager = ModelManager([load_package(ZOO_DIR / model_id)], device="cpu")
+    try:
+        result = run_images(manager, model_id, [_decode(path)], _refs(1), heatmap=False)
+    finally:
+        manager.shutdown()
+    assert [(g.kind, g.images) for g in result.guards] == [("ood", [0])]
+    assert model_id in result.guards[0].message
