@@ -72,7 +72,8 @@ def model_roots() -> list[Path]:
 
 
 def _roots_and_damaged() -> tuple[list[Path], dict[str, PackageError]]:
-    """``model_roots()``, and the models whose signed-update pointer is unreadable."""
+    """``model_roots()``, and the models whose signed-update pointer is unreadable (one
+    damaged pointer costs its own model's update only, not every model's)."""
     from core.config import load_settings
     from core.inference.model_store import POINTER, ModelStore
     from core.paths import profile_dir
@@ -127,8 +128,10 @@ def load_catalog(roots: Iterable[Path] | None = None, *, verify_hashes: bool = T
     else:
         folders = list(roots)
     packages, errors = discover(folders, verify_hashes=verify_hashes)
+    # A damaged pointer names no version to refuse: the shipped copy runs, and the refusal is
+    # listed (the window and infer say "running version ... instead"), never only logged.
     errors += [*_missing_updates(folders), *damaged.values()]
-    blocked: dict[str, PackageError] = dict(damaged)
+    blocked: dict[str, PackageError] = {}
     for error in errors:
         model_id = _signed_update_id(error.path)
         if model_id is not None and model_id not in blocked:

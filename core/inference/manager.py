@@ -134,8 +134,7 @@ class UpdateRefusedError(UnknownModelError, ModelRefusedError):
 
     def __init__(self, model_id: str, error: PackageError, shipped: ModelPackage | None) -> None:
         UnknownModelError.__init__(self, model_id, [error])
-        # the version folder that failed, or nothing when its pointer ("current") is unreadable
-        version = "" if error.where == "current" else f" {error.path.name}"
+        version = error.path.name  # the store's folder of the version in use
         instead = (
             f"the shipped version {shipped.version} is not run in its place"
             if shipped is not None
@@ -145,7 +144,7 @@ class UpdateRefusedError(UnknownModelError, ModelRefusedError):
             self,
             model_id,
             "verification",
-            f"its installed signed update{version} failed verification ({error.where}: "
+            f"its installed signed update {version} failed verification ({error.where}: "
             f"{error.reason}; in '{error.path}'); {instead}",
             f"A file of the update changed on disk after it was verified at install: report it "
             f"to IT. An administrator can reinstall the update ('doctorai sync models --force "

@@ -159,8 +159,8 @@ class ModelStore:
 
     def current_state(self) -> tuple[list[Path], dict[str, ModelInstallError]]:
         """The folder in use of every installed model, and the models whose ``current``
-        pointer cannot be read. One damaged pointer costs its own model only (the catalogue
-        refuses that model: which version the centre chose is unknown), not every update."""
+        pointer cannot be read. One damaged pointer costs its own model's update only, not
+        every model's."""
         dirs: list[Path] = []
         damaged: dict[str, ModelInstallError] = {}
         for model_id in self._models_with(POINTER):

@@ -275,20 +275,21 @@ def test_a_missing_update_folder_blocks_too_and_a_tampered_previous_one_does_not
     assert catalog.get(TABULAR).version == "1.0.1"  # type: ignore[union-attr]
 
 
-def test_a_damaged_update_pointer_blocks_its_model_only() -> None:
+def test_a_damaged_update_pointer_costs_its_own_update_only_and_is_said() -> None:
+    """No version to refuse: the shipped copy runs (as before), the refusal is listed for the
+    window and infer to say, and the other models' signed updates stay in use."""
     folder = profile_dir() / "models" / TABULAR
     shutil.copytree(ZOO_DIR / TABULAR, folder / "1.0.1")
     (folder / "current").write_text("{not json")
+    chest = profile_dir() / "models" / CHEST
+    shutil.copytree(ZOO_DIR / CHEST, chest / "1.0.0")
+    (chest / "current").write_text(json.dumps({"version": "1.0.0"}))
     catalog = load_catalog()
-    assert set(catalog.blocked) == {TABULAR}
-    assert CHEST in catalog.ids()
-    manager = ModelManager(
-        catalog.packages, blocked=catalog.blocked, shipped=catalog.shipped, device="cpu"
-    )
-    with pytest.raises(UpdateRefusedError) as caught:
-        manager.package(TABULAR)
-    text = str(caught.value)
-    assert text.startswith(
-        f"model '{TABULAR}' is not run: its installed signed update failed verification "
-        f"(current: pointer file '{folder / 'current'}' is unreadable"
+    assert catalog.blocked == {}
+    assert catalog.get(CHEST).path == chest / "1.0.0"  # type: ignore[union-attr]
+    assert catalog.get(TABULAR).path == ZOO_DIR / TABULAR  # type: ignore[union-attr]
+    manager = ModelManager(catalog.packages, package_errors=catalog.errors, device="cpu")
+    (error,) = manager.refusals(TABULAR)
+    assert str(error).startswith(
+        f"model package '{folder / 'current'}' refused: current: pointer file "
     )
