@@ -293,3 +293,30 @@ def test_a_damaged_update_pointer_costs_its_own_update_only_and_is_said() -> Non
     assert str(error).startswith(
         f"model package '{folder / 'current'}' refused: current: pointer file "
     )
+
+
+def test_a_segmentation_model_runs_through_run_model_with_its_guards() -> None:
+    """run_model sends a segmentation package to core.inference.segment (masks on the result)
+    and checks its population like any other: frames without headers are flagged unchecked."""
+    from models.discovery import discover
+
+    packages, _errors = discover([ZOO_DIR], verify_hashes=True)
+    segmenters = [p for p in packages if p.manifest.task == "segmentation"]
+    if not segmenters:
+        pytest.skip("no segmentation package in the zoo (models/training/train_segmentation.py)")
+    package = segmenters[0]
+    assert package.manifest.selftest is not None
+    sample = np.load(package.file(package.manifest.selftest.input))
+    images = list(sample)
+    refs = [InputRef(f"1.2.3.{i}") for i in range(len(images))]
+    manager = ModelManager([package], device="cpu")
+    try:
+        result = run_model(SessionResults(), manager, package.id, images, refs)
+    finally:
+        manager.shutdown()
+    assert result.masks is not None
+    assert result.masks.shape[0] == len(images)
+    (flag,) = result.guards
+    assert flag.kind == "population"
+    assert "no DICOM header came with the image" in flag.message
+    assert flag.images == list(range(len(images)))
