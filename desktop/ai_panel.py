@@ -643,6 +643,11 @@ class AIPanel(QWidget):
         )
 
     def _on_failed(self, row: QueueRow) -> None:
+        if row.refused:  # a guard said no (self-test, verification, population): say why
+            self.result_title.setText(f"Model '{row.model_id}' was not run on {row.scope}")
+            self.guard_banner.setText(f"⚠ {row.message}")
+            self.guard_banner.show()
+            return
         self.result_title.setText(f"Model '{row.model_id}' failed on {row.scope}: {row.message}")
 
     # --- the result of the current image -------------------------------------------------

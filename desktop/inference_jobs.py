@@ -30,7 +30,7 @@ from core.app.model_runs import run_model
 from core.app.results import ReadingResults
 from core.imaging.model import Frame, SliceRef
 from core.inference.cache import PredictionCache
-from core.inference.manager import ModelManager
+from core.inference.manager import ModelManager, ModelRefusedError
 from core.inference.result import InferenceResult, InputRef
 from core.inference.shadow import ShadowModels
 from desktop.workers import Job, JobContext, JobRunner
@@ -153,6 +153,7 @@ def inference_job(
             (RUNNING, min(done * batch_size, len(refs)), len(refs))
         ),
         cache=cache,
+        instances=[r.instance for r in refs],  # the intended-population check reads them
         scope=f"{len(refs)} image(s)",
     )
     return RunOutput(result, display_maps(result))
@@ -172,6 +173,7 @@ class QueueRow:
     total: int = 0
     message: str = ""
     batch: int = 0  # images per model call (progress_batch)
+    refused: bool = False  # a guard refused the run (message: why); nothing ran
     result: InferenceResult | None = None
     maps: list[npt.NDArray[np.uint8]] | None = field(default=None, repr=False)
     job: Job | None = field(default=None, repr=False)
@@ -237,7 +239,10 @@ class InferenceQueue(QObject):
             self.result_ready.emit(row)
 
         def error(exc: BaseException) -> None:
-            row.state, row.message, row.sources = FAILED, f"{type(exc).__name__}: {exc}", None
+            row.refused = isinstance(exc, ModelRefusedError)
+            # a refusal's own message says what and why; other errors name their type
+            message = str(exc) if row.refused else f"{type(exc).__name__}: {exc}"
+            row.state, row.message, row.sources = FAILED, message, None
             self.changed.emit()
             self.failed.emit(row)
 

@@ -41,10 +41,7 @@ def run_warnings(result: dict[str, Any]) -> list[str]:
     n = len(result.get("decisions") or [])
     if flagged:
         first = next(iter(flagged.values()))
-        lines.append(
-            f"{len(flagged)} of {n} image(s) unlike the model's training data "
-            f"(out of distribution): {first}"
-        )
+        lines.append(f"{len(flagged)} of {n} image(s) out of distribution: {first}")
     return [line for line in lines if line]
 
 

@@ -1,0 +1,192 @@
+"""Series review in the real window: the zoo brain model over the real 24-slice MR series,
+per-image progress, the findings list against the result, marks on the slice slider, a finding
+jumps the viewport (with its heatmap), guard flags in the amber banner, a rejection with its
+reason shown again after a re-run, comments listed; one screenshot of the panel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import Qt
+
+from core.inference.result import GuardFlag
+from core.results.findings import positive_findings
+from desktop.slider_marks import FINDING_COLOUR
+from tests.desktop.helpers import open_for_ai
+
+MR_PARTS = ("plotly__dash-vtk", "demos", "data", "mri_brain")
+TIMEOUT_MS = 120_000
+SHOT = Path(os.environ.get("DOCTORAI_REVIEW_SHOT", "/tmp/doctorai_ai_review.png"))
+
+
+def _rgb(widget) -> np.ndarray:
+    img = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGB888)
+    arr = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.sizeInBytes())
+    return (
+        arr.reshape(img.height(), img.bytesPerLine())[:, : img.width() * 3]
+        .reshape(img.height(), img.width(), 3)
+        .copy()
+    )
+
+
+def _run_series(qtbot, win, panel, progress: list[tuple[str, int, int]] | None = None):
+    if progress is not None:
+        panel.queue.changed.connect(
+            lambda: progress.append(
+                (panel.queue.rows[-1].state, panel.queue.rows[-1].done, panel.queue.rows[-1].total)
+            )
+        )
+    row = panel.run_series()
+    qtbot.waitUntil(lambda: row.finished, timeout=TIMEOUT_MS)
+    assert row.state == "done", row.message
+    return row
+
+
+def _expected_slices(win, result) -> list[int]:
+    position = {(s.instance.sop_instance_uid, s.frame): i for i, s in enumerate(win.state.slices)}
+    refs = result.provenance.inputs
+    found = positive_findings(result.to_json())
+    return sorted(position[(refs[f.index].sop_instance_uid, refs[f.index].frame)] for f in found)
+
+
+def test_series_run_lists_findings_marks_the_slider_and_jumps(
+    qtbot, window, dicom_data: Path
+) -> None:
+    win, panel = window, window.ai
+    open_for_ai(qtbot, win, dicom_data.joinpath(*MR_PARTS))
+    panel.select_model("brain-tumour-mri")
+    n = win.state.slice_count
+    assert n == 24
+
+    progress: list[tuple[str, int, int]] = []
+    row = _run_series(qtbot, win, panel, progress)
+    running = sorted({done for state, done, _t in progress if state == "running"})
+    # per-image progress: the first run of a model goes in small batches (not 0 then 24)
+    assert row.batch < n
+    assert len(running) >= 4, progress
+    assert running[-1] == n
+    assert all(total == n for _s, _d, total in progress)
+
+    result = row.result
+    expected = _expected_slices(win, result)
+    assert expected, "the phantom-trained brain model flags slices of the real MR"
+    assert panel.findings.slices() == expected  # sorted by slice
+    assert panel.findings_label.text().startswith(f"{len(expected)} of {n} image(s)")
+    first = panel.findings.item(0).text()
+    k = next(f.index for f in positive_findings(result.to_json()))
+    assert f"{result.scores(k)['tumour']:.3f}" in " ".join(
+        panel.findings.item(i).text() for i in range(panel.findings.count())
+    )
+    assert first.startswith(f"Slice {expected[0] + 1} · tumour")
+
+    # marks on the window's slice slider at those slices, drawn in the slider's own pixels
+    marks = panel.slider_marks
+    assert {i for i, c in marks.marks.items() if c == FINDING_COLOUR} == set(expected)
+    win.slider.repaint()
+    pixels = _rgb(win.slider).astype(int)
+    for index, rect in marks.mark_rects().items():
+        if marks.marks[index] != FINDING_COLOUR:
+            continue
+        x, y = rect.center().x(), rect.center().y()
+        assert np.abs(pixels[y, x] - [0xFF, 0x52, 0x52]).max() <= 40, (index, pixels[y, x])
+
+    # Enter on a finding, then a click on another: the viewport goes there with its heatmap
+    target = expected[-1]
+    panel.heat_toggle.setChecked(False)
+    win.state.set_slice(0 if target != 0 else n - 1)
+    panel.findings.setCurrentRow(len(expected) - 1)
+    panel.findings.setFocus()
+    qtbot.keyClick(panel.findings, Qt.Key.Key_Return)
+    assert win.state.viewport.slice_index == target
+    assert panel.heat_toggle.isChecked()
+    qtbot.waitUntil(lambda: win.viewport.heatmap_painted == target, timeout=5000)
+    assert panel.current_result()[1] == result.provenance.inputs.index(
+        next(
+            r
+            for r in result.provenance.inputs
+            if r.sop_instance_uid == win.state.slices[target].instance.sop_instance_uid
+        )
+    )
+    item = panel.findings.item(0)
+    rect = panel.findings.visualItemRect(item)
+    qtbot.mouseClick(panel.findings.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    assert win.state.viewport.slice_index == expected[0]
+    # moving among the run's slices keeps the list (it is the run's, not the slice's)
+    assert panel.findings.slices() == expected
+
+    # the colour bar next to the heatmap controls, with its values
+    assert panel.colour_bar.isVisible()
+    assert panel.colour_bar.labels() == ["0", "0.25", "0.5", "0.75", "1"]
+    assert panel.floor.value() == 0.2
+
+    # guard flags of the run: per-image OOD in the list and the banner, population in the banner
+    ood_index = next(f.index for f in positive_findings(result.to_json()))
+    result.guards = [
+        *[g for g in result.guards if g.kind not in ("ood", "population")],
+        GuardFlag("ood", "unlike the phantoms the model was trained on", [ood_index]),
+        GuardFlag("population", "body part 'HEAD' checked; pixel spacing 0.9 mm outside 1-2 mm"),
+    ]
+    panel._findings_of = None  # the result changed under the panel (as a new run would)
+    panel._show_current()
+    assert not panel.guard_banner.isHidden()
+    banner = panel.guard_banner.text()
+    assert "pixel spacing 0.9 mm outside 1-2 mm" in banner
+    assert f"1 of {n} image(s) out of distribution: unlike the phantoms" in banner
+    flagged = [
+        panel.findings.item(i).text()
+        for i in range(panel.findings.count())
+        if "out of distribution" in panel.findings.item(i).text()
+    ]
+    assert len(flagged) == 1
+
+    # the screenshot of the panel after a series run with findings (looked at by hand)
+    win.ai_dock.raise_()
+    SHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert win.grab().save(str(SHOT))
+    assert panel.grab().save(str(SHOT.with_name(SHOT.stem + "_panel.png")))
+
+
+def test_reject_with_reason_is_shown_after_a_rerun_and_comments_are_listed(
+    qtbot, window, dicom_data: Path
+) -> None:
+    win, panel = window, window.ai
+    open_for_ai(qtbot, win, dicom_data.joinpath(*MR_PARTS))
+    panel.select_model("brain-tumour-mri")
+    row = _run_series(qtbot, win, panel)
+    qtbot.waitUntil(lambda: panel.verdict.text() == "Not reviewed yet", timeout=TIMEOUT_MS)
+
+    panel.comment.setText("the hot spot is the scalp")
+    panel.reject_reason.setCurrentIndex(panel.reject_reason.findData("false-positive"))
+    with qtbot.waitSignal(panel.history_shown, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.reject_button, Qt.MouseButton.LeftButton)
+    rid = row.result.result_id
+    (record,) = [r for r in panel.results.records if r.result_id == rid]
+    assert (record.decision, record.reason, record.comment) == (
+        "rejected",
+        "false-positive",
+        "the hot spot is the scalp",
+    )
+    assert panel.verdict.text().startswith("Decision: rejected (False positive) by")
+    assert panel.reject_reason.currentIndex() == 0  # ready for the next one
+    assert panel.comment.text() == ""
+
+    panel.comment.setText("discussed with neuroradiology")
+    with qtbot.waitSignal(panel.history_shown, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.comment_button, Qt.MouseButton.LeftButton)
+    lines = panel.history.lines()
+    assert len(lines) == 2
+    assert "rejected: False positive — “the hot spot is the scalp”" in lines[0]
+    assert "comment — “discussed with neuroradiology”" in lines[1]
+    assert not panel.history.isHidden()
+
+    # the same model on the same images again: the earlier decision, not a blank verdict
+    again = _run_series(qtbot, win, panel)
+    assert again.result.result_id != rid
+    qtbot.waitUntil(lambda: "Earlier decision" in panel.verdict.text(), timeout=TIMEOUT_MS)
+    assert panel.verdict.text().startswith(
+        "Earlier decision on the same images: rejected (False positive) by"
+    )
+    assert all("(earlier run, same images)" in line for line in panel.history.lines())
+    assert panel.current_verdict() is None  # the new run itself is not decided yet
