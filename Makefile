@@ -41,3 +41,18 @@ clean:
 .PHONY: package
 package: $(STAMP)
 	PY=$(PY) packaging/build.sh
+
+# The GPU tests (tests/gpu) on the CUDA builds of torch, tensorflow and onnxruntime in their own
+# environment (.venv-gpu, never .venv): requirements/gpu-lock.txt, with requirements/lock.txt as
+# constraints less its CPU-only builds. On a machine without a GPU every test skips with the reason.
+GPU_VENV := .venv-gpu
+.PHONY: gpu-check
+gpu-check:
+	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
+	echo '*' > $(GPU_VENV)/.gitignore
+	$(GPU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	grep -v -E '^(torch|tensorflow_cpu|onnxruntime)==' requirements/lock.txt > $(GPU_VENV)/constraints.txt
+	$(GPU_VENV)/bin/python -m pip install --quiet -c $(GPU_VENV)/constraints.txt \
+		-r requirements/gpu-lock.txt -e '.[dev]'
+	QT_QPA_PLATFORM=offscreen PYTHON_KEYRING_BACKEND=keyrings.alt.file.PlaintextKeyring \
+		$(GPU_VENV)/bin/python -m pytest tests/gpu -p no:cacheprovider -rs $(PYTEST_ARGS)
