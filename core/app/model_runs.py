@@ -80,6 +80,25 @@ def audit_refusal(
     )
 
 
+def record_refused_updates(ws: Workstation, manager: ModelManager) -> int:
+    """A Security Alert per model blocked because its installed signed update no longer
+    verifies (a file changed on disk after install): said once when the models are found
+    (the window's start-up job, ``doctorai selftest``), besides every refused run. Returns
+    how many were recorded."""
+    refused = manager.refused_models()
+    for model_id in sorted(manager.blocked):
+        error = manager.blocked[model_id]
+        ws.record(
+            EventType.SECURITY_ALERT,
+            Participants().add("model", model_id),
+            Outcome.SERIOUS_FAILURE,
+            source="model verification",
+            file=error.where,
+            message=refused[model_id].message,
+        )
+    return len(manager.blocked)
+
+
 def run_model(
     results: ReadingResults,
     manager: ModelManager,

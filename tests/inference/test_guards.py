@@ -320,3 +320,50 @@ def test_a_segmentation_model_runs_through_run_model_with_its_guards() -> None:
     assert flag.kind == "population"
     assert "no DICOM header came with the image" in flag.message
     assert flag.images == list(range(len(images)))
+
+
+def test_refused_updates_raise_one_security_alert_each(ws: Workstation) -> None:
+    from core.app.model_runs import record_refused_updates
+
+    _install_tampered_update(profile_dir(), TABULAR)
+    manager = manager_from_settings(device="cpu")
+    assert record_refused_updates(ws, manager) == 1
+    (alert,) = [
+        e
+        for e in ws.audit.iter_events()
+        if e.event_type == EventType.SECURITY_ALERT
+        and e.details.get("source") == "model verification"
+    ]
+    assert alert.outcome == Outcome.SERIOUS_FAILURE
+    assert alert.details["file"] == "model.json"
+    assert "its installed signed update 1.0.1 failed verification" in alert.details["message"]
+    assert {"kind": "model", "id": TABULAR, "name": ""} in alert.objects
+    assert record_refused_updates(ws, manager_from_settings(device="cpu")) == 1  # per start
+
+
+def test_a_cache_hit_gets_this_runs_flags_once(
+    cr: tuple[list[Any], list[InputRef], list[Instance]],
+) -> None:
+    """The flags belong to the headers of this run, not to the cached pixels: a hit has them
+    once, and the cached entry is not changed by the runs that read it."""
+    from core.inference.cache import PredictionCache
+    from core.inference.result import InferenceResult
+
+    frames, refs, instances = cr
+    cache: PredictionCache[InferenceResult] = PredictionCache(4)
+    manager = ModelManager([load_package(ZOO_DIR / CHEST)], device="cpu")
+    try:
+        first = run_model(
+            SessionResults(), manager, CHEST, frames, refs, instances=instances, cache=cache
+        )
+        second = run_model(
+            SessionResults(), manager, CHEST, frames, refs, instances=instances, cache=cache
+        )
+        third = run_model(SessionResults(), manager, CHEST, frames, refs, cache=cache)
+    finally:
+        manager.shutdown()
+    assert second.provenance.cache_hit
+    assert [g.message for g in second.guards] == [g.message for g in first.guards]
+    assert len(second.guards) == 1
+    (unchecked,) = third.guards  # no headers given this time: said, not the earlier flag
+    assert "could not be checked" in unchecked.message
