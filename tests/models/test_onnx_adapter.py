@@ -8,6 +8,8 @@ independently in numpy.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,21 @@ def _copy_with_weights(package: ModelPackage, dest: Path, weights: bytes) -> Mod
 def test_registered_and_available_without_importing_onnxruntime() -> None:
     assert get_adapter("onnx").REQUIREMENT.startswith("onnxruntime==")
     assert adapter.is_available()
+    script = (
+        "import sys; from models.adapters import availability, get_adapter; "
+        "import models.adapters.onnx_adapter; assert availability()['onnx'][0]; "
+        "get_adapter('onnx'); print(sorted(m for m in ('onnx', 'onnxruntime') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ZOO.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"  # onnxruntime (about 0.3 s) loads with the first model
 
 
 @pytest.mark.parametrize(
