@@ -18,10 +18,11 @@ pytest.importorskip("onnxruntime", reason="ONNX models run on onnxruntime (the '
 from models.adapters import load_model
 from models.adapters.base import LoadedModel
 from models.evaluate import EvaluationError, compare, load_reference_data, predict_all
-from models.manifest import ModelPackage
+from models.manifest import ModelPackage, load_package
 from models.metrics import classification_metrics
 from models.preprocess import preprocess_batch
 from models.training.export_onnx import OPSET
+from tests.models.conftest import ZOO
 from tests.models.onnx_exports import EXPORTABLE, export_result, exported
 
 Getter = Callable[[str], tuple[ModelPackage, LoadedModel]]
@@ -108,3 +109,40 @@ def test_exported_manifest_keeps_what_the_app_reads_from_the_source(
             onnx_pkg.file(m.ood.reference).read_bytes() == source.file(s.ood.reference).read_bytes()
         )
     assert result.selftest_diff < TOLERANCE
+
+
+def test_exported_package_runs_through_the_app_pipeline_like_its_source(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """ModelManager + run_images on a real CR and MedMNIST frames: the same probabilities and
+    the same OOD flags (the exported 'features' output feeds the same reference)."""
+    from core.imaging.header import read_header
+    from core.imaging.pixels import read_frame
+    from core.inference.manager import ModelManager
+    from core.inference.pipeline import run_images
+    from core.inference.result import InputRef
+
+    model_id = "chest-xray-pneumonia"
+    source = load_package(ZOO / model_id)
+    onnx_pkg = exported(model_id, tmp_path_factory)
+    cr = ZOO.parents[1] / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
+    frames = [read_frame(read_header(str(cr), require_uids=False).instance)]
+    val, _ = _validation(source)
+    frames += list(val[:15])
+    rng = np.random.default_rng(5)  # noise and a flat field: nothing like a radiograph
+    frames += [rng.uniform(0, 255, size=(64, 64)).astype(np.float32), np.full((64, 64), 9.0)]
+    refs = [InputRef(f"1.2.3.{i}") for i in range(len(frames))]
+    manager = ModelManager([source, onnx_pkg], device="cpu")
+    try:
+        native = run_images(manager, model_id, frames, refs, heatmap=False)
+        ours = run_images(manager, onnx_pkg.id, frames, refs, heatmap=False)
+    finally:
+        manager.shutdown()
+    assert ours.provenance.framework == "onnx"
+    assert ours.provenance.device == "cpu"
+    np.testing.assert_allclose(ours.probabilities, native.probabilities, atol=TOLERANCE)
+    assert ours.decisions == native.decisions
+    flags = [(g.kind, g.images) for g in ours.guards]
+    assert flags == [(g.kind, g.images) for g in native.guards]
+    if source.manifest.ood is not None:  # the noise and the flat field are flagged by both
+        assert ("ood", [16, 17]) in flags, flags
