@@ -80,6 +80,9 @@ def onnxruntime_gpu_missing() -> str | None:
             f"onnxruntime {ort.__version__} has no CUDAExecutionProvider (a CPU build: "
             f"{', '.join(providers)}; the GPU build is onnxruntime-gpu)"
         )
+    preload = getattr(ort, "preload_dlls", None)  # the nvidia-* wheels' CUDA 12 / cuDNN 9
+    if callable(preload):
+        preload()
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
     graph = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "probe", [x], [y])

@@ -15,6 +15,8 @@ There are no gradients in ONNX Runtime, so no Grad-CAM heatmap (``heatmap`` retu
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import warnings
@@ -73,6 +75,20 @@ def _probe_model() -> bytes:
 
 
 @cache
+def _preload_cuda_libraries() -> None:
+    """Load the CUDA 12 and cuDNN 9 libraries of the nvidia-* wheels (what onnxruntime-gpu
+    needs; tensorflow[and-cuda] installs them) before the first CUDA session, because they are
+    on no library path; torch's own CUDA libraries may be of another major version. Its notices
+    go to stdout, so they are kept out of the app's output."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if callable(preload) and CUDA in ort.get_available_providers():
+        with contextlib.redirect_stdout(io.StringIO()):
+            preload()
+
+
+@cache
 def gpu_available() -> bool:
     """The CUDA provider is in this build AND a session on it runs a real graph on a device.
 
@@ -84,6 +100,7 @@ def gpu_available() -> bool:
 
     if CUDA not in ort.get_available_providers():
         return False
+    _preload_cuda_libraries()
     try:
         session = ort.InferenceSession(_probe_model(), providers=[CUDA])
         if session.get_providers()[:1] != [CUDA]:
@@ -222,6 +239,8 @@ def load(package: ModelPackage, device: str) -> LoadedModel:
     # run, and print a notice; the error comes here instead, so the manager decides (and the
     # device recorded with each result stays true).
     fallback = {"enable_fallback": 0} if device == "gpu" else {}
+    if device == "gpu":
+        _preload_cuda_libraries()
     try:
         with warnings.catch_warnings():
             # "Specified provider ... is not in available provider names": checked below.
