@@ -101,12 +101,13 @@ def gpu_available() -> bool:
     if CUDA not in ort.get_available_providers():
         return False
     _preload_cuda_libraries()
+    errors: tuple[type[BaseException], ...] = (*_ort_errors(), RuntimeError, ValueError)
     try:
-        session = ort.InferenceSession(_probe_model(), providers=[CUDA])
+        session = ort.InferenceSession(_probe_model(), providers=[CUDA], enable_fallback=0)
         if session.get_providers()[:1] != [CUDA]:
             return False
         out = session.run(None, {"x": np.zeros(4, dtype=np.float32)})[0]
-    except _ort_errors():
+    except errors:
         return False
     return bool(np.allclose(out, 1.0))
 
