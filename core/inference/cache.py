@@ -1,7 +1,8 @@
-"""A size-bounded prediction cache keyed by (pixel-data hash, model id, model version).
+"""A size-bounded prediction cache keyed by (pixel-data hash, model id, package hash).
 
 Re-running a model on the same pixels (scrolling back, re-opening a study) returns the stored
-output instantly. Keys include the version, so an updated model never serves an old answer.
+output instantly. Keys include the package hash (covering the version and the whole manifest),
+so an updated or refitted model never serves an old answer.
 """
 
 from __future__ import annotations
