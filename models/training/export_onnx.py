@@ -232,12 +232,23 @@ def export_package(source: Path | str, out: Path | str, *, features: bool = True
         raise ExportError(f"output '{target_dir}' exists and is not an empty folder")
     with_features = features and m.task == "classification"
     outputs = [LOGITS, FEATURES] if with_features else [LOGITS]
+    target_dir.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{m.id}-onnx-", dir=target_dir.parent))
     try:
-        exporter = (_export_torch if m.framework == "torch" else _export_keras)(
-            package, work / "model.onnx", with_features
-        )
-        _name_outputs(work / "model.onnx", outputs)
+        try:
+            exporter = (_export_torch if m.framework == "torch" else _export_keras)(
+                package, work / "model.onnx", with_features
+            )
+            _name_outputs(work / "model.onnx", outputs)
+        except ImportError as exc:
+            raise ExportError(
+                f"model '{m.id}': the {m.framework} exporter needs '{exc.name}' "
+                "(pip install the 'ai' extra: onnx, tf2onnx)"
+            ) from exc
+        except (RuntimeError, ValueError, TypeError, OSError) as exc:
+            raise ExportError(
+                f"model '{m.id}': exporting the {m.framework} model to ONNX failed: {exc}"
+            ) from exc
         _copy_listed(package, work)
         write_manifest(work, _manifest(package, exporter, outputs))
         diff = _verify(load_package(work), package)

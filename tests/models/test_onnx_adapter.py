@@ -299,3 +299,17 @@ def test_command_line_writes_a_package_that_loads(
     )
     assert main(["tabular-breast-cancer", str(tmp_path / "tab")]) == 1
     assert "framework 'xgboost' cannot be exported" in capsys.readouterr().err
+
+
+def test_export_of_unreadable_weights_is_an_export_error_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    source = load_package(ZOO / CHEST)
+    shutil.copytree(source.path, tmp_path / "src")
+    (tmp_path / "src" / "model.pt").write_bytes(b"PK\x03\x04 not a TorchScript archive")
+    (tmp_path / "src" / MANIFEST_NAME).unlink()
+    write_manifest(tmp_path / "src", source.manifest.model_dump(mode="json", exclude={"files"}))
+    out = tmp_path / "new" / "chest-onnx"
+    with pytest.raises(ExportError, match="'chest-xray-pneumonia': exporting the torch model"):
+        export_package(tmp_path / "src", out)
+    assert list((tmp_path / "new").iterdir()) == []  # no package, no half-written work folder
