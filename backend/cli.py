@@ -193,6 +193,25 @@ def cmd_tuf_timestamp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Upgrade the database to the newest schema revision (every server also does at start)."""
+    from sqlalchemy import create_engine
+
+    from backend import migrate
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.effective_db_url)
+    try:
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine, args.revision)
+        after = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    print(f"backend database: revision {before or 'none'} -> {after}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -210,6 +229,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--proxy-headers", action="store_true", help="behind a load balancer")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser(
+        "migrate", parents=[common], help="upgrade the database schema (Alembic) to the newest"
+    )
+    p.add_argument("--revision", default="head", help="target revision (default head)")
+    p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("keys", parents=[common], help="TUF signing keys")
     p.add_argument("action", choices=["init"])
@@ -268,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from backend.admins import AdminError
     from backend.catalogue import CatalogueError
     from backend.storage import StorageError
@@ -276,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (AdminError, CatalogueError, TufError, StorageError, OSError) as exc:
+    except (AdminError, CatalogueError, TufError, StorageError, OSError, SQLAlchemyError) as exc:
         print(f"doctorai-backend: error: {exc}", file=sys.stderr)
         return 2
 

@@ -220,7 +220,8 @@ class Rollout(Base):
 
 
 def make_engine(url: str) -> Engine:
-    """Create the engine and the schema (create_all: this reference backend has no migrations)."""
+    """Create the engine and bring the schema to the newest Alembic revision (backend.migrate:
+    safe when several processes start at once; a database made by create_all is adopted)."""
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
@@ -236,7 +237,9 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.close()
 
-    Base.metadata.create_all(engine)
+    from backend.migrate import upgrade
+
+    upgrade(engine)
     return engine
 
 

@@ -1,0 +1,1 @@
+"""Alembic revisions of the backend schema, one file each, chained by ``down_revision``."""
