@@ -175,6 +175,9 @@ class AIPanel(QWidget):
         self.slider_marks: SliderMarks | None = None  # the window's slice slider (install_ai)
         self._findings_of: tuple[str, int] | None = None  # (result id, state) the list shows
         self._ood: dict[int, str] = {}  # image index -> OOD message, of the listed result
+        self._notes: dict[str, str] = {}  # result id -> last note (decision failed / saved)
+        self._history_gen: dict[str, int] = {}  # result id -> decisions recorded this session
+        self._reading: set[str] = set()  # result ids whose history read is in flight
         self._build()
         self._connect()
         self._watch_viewport(viewport)
@@ -721,33 +724,52 @@ class AIPanel(QWidget):
         self._show_verdict(result.result_id)
 
     def _show_verdict(self, result_id: str) -> None:
-        """The verdict and history known for the result; read again in a job when not known."""
+        """The verdict and history known for the result (read in a job when not known yet),
+        then the last note on it (a failed or saved decision)."""
         history = self.histories.get(result_id)
         if history is None:
             verdict = self.verdicts.get(result_id)
-            self.verdict.setText(f"Your decision: {verdict}" if verdict else "Not reviewed yet")
+            text = f"Your decision: {verdict}" if verdict else "Not reviewed yet"
             self.history.hide()
             self._read_history(result_id)
         else:
-            self.verdict.setText(verdict_text(history, result_id))
+            text = verdict_text(history, result_id)
             self.history.show_history(history, result_id)
+        note = self._notes.get(result_id)
+        self.verdict.setText(f"{text}\n{note}" if note else text)
         self.result_changed.emit()
 
     def _read_history(self, result_id: str) -> None:
-        def read(history: list[DecisionRecord]) -> None:
+        """One read in flight per result; a read started before the latest decision is
+        dropped when it arrives (``_history_gen``)."""
+        if result_id in self._reading:
+            return
+        self._reading.add(result_id)
+        gen = self._history_gen.get(result_id, 0)
+
+        def done(history: list[DecisionRecord] | None) -> None:
+            if self._history_gen.get(result_id, 0) != gen:
+                return  # stale: a decision came in since; its own read follows
+            self._reading.discard(result_id)
+            if history is None:
+                return
             self.histories[result_id] = history
             current = self.current_result()
             if current is not None and current[0].result_id == result_id:
                 self._show_verdict(result_id)
             self.history_shown.emit(result_id)
 
+        def failed(exc: BaseException) -> None:
+            log.warning("decision history of '%s': %s", result_id, exc)
+            done(None)
+
         self.runner.start(
             "reading AI decisions",
             history_job,
             self.results,
             result_id,
-            on_result=read,
-            on_error=lambda exc: log.warning("decision history of '%s': %s", result_id, exc),
+            on_result=done,
+            on_error=failed,
         )
 
     # --- findings of a run -------------------------------------------------------------------
@@ -836,16 +858,19 @@ class AIPanel(QWidget):
                 self.comment.clear()
             if decision == "rejected":
                 self.reject_reason.setCurrentIndex(0)
-            self.histories.pop(result_id, None)  # read again, with the earlier runs'
-            current = self.current_result()
-            if current is not None and current[0].result_id == result_id:
-                self._show_verdict(result_id)
-                if decision == "comment":
-                    self.verdict.setText(self.verdict.text() + " · comment saved")
+            # read again (with the earlier runs'); a read still in flight is stale now
+            self.histories.pop(result_id, None)
+            self._history_gen[result_id] = self._history_gen.get(result_id, 0) + 1
+            self._reading.discard(result_id)
+            self._notes.pop(result_id, None)
+            if decision == "comment":
+                self._notes[result_id] = "comment saved"
+            self._refresh_verdict(result_id)
             self.decided.emit(result_id, decision)
 
         def failed(exc: BaseException) -> None:
-            self.verdict.setText(f"Could not record the decision: {exc}")
+            self._notes[result_id] = f"Could not record the decision: {exc}"
+            self._refresh_verdict(result_id)
 
         self.verdict.setText("Recording…")
         self.runner.start(
@@ -860,6 +885,11 @@ class AIPanel(QWidget):
             on_error=failed,
         )
         return True
+
+    def _refresh_verdict(self, result_id: str) -> None:
+        current = self.current_result()
+        if current is not None and current[0].result_id == result_id:
+            self._show_verdict(result_id)
 
     def show_manager(self) -> None:
         dock: Any = self.manager_view.parent()

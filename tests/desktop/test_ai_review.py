@@ -159,8 +159,9 @@ def test_reject_with_reason_is_shown_after_a_rerun_and_comments_are_listed(
 
     panel.comment.setText("the hot spot is the scalp")
     panel.reject_reason.setCurrentIndex(panel.reject_reason.findData("false-positive"))
-    with qtbot.waitSignal(panel.history_shown, timeout=TIMEOUT_MS):
-        qtbot.mouseClick(panel.reject_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(panel.reject_button, Qt.MouseButton.LeftButton)
+    # recorded in a job, then the history read again in another
+    qtbot.waitUntil(lambda: panel.verdict.text().startswith("Decision:"), timeout=TIMEOUT_MS)
     rid = row.result.result_id
     (record,) = [r for r in panel.results.records if r.result_id == rid]
     assert (record.decision, record.reason, record.comment) == (
@@ -173,8 +174,9 @@ def test_reject_with_reason_is_shown_after_a_rerun_and_comments_are_listed(
     assert panel.comment.text() == ""
 
     panel.comment.setText("discussed with neuroradiology")
-    with qtbot.waitSignal(panel.history_shown, timeout=TIMEOUT_MS):
-        qtbot.mouseClick(panel.comment_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(panel.comment_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: panel.history.count() == 2, timeout=TIMEOUT_MS)
+    assert panel.verdict.text().endswith("comment saved")
     lines = panel.history.lines()
     assert len(lines) == 2
     assert "rejected: False positive — “the hot spot is the scalp”" in lines[0]
