@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from models.manifest import Manifest
+from models.adapters.base import LoadedModel
+from models.manifest import Manifest, ModelPackage
 
 F32 = npt.NDArray[np.float32]
 U8 = npt.NDArray[np.uint8]
@@ -61,3 +62,43 @@ def mean_dice(pred: npt.NDArray[Any], truth: npt.NDArray[Any]) -> float:
     """Mean per-image Dice over the images whose truth is not empty (N, h, w)."""
     values = [dice(p, t) for p, t in zip(pred, truth, strict=True) if np.any(t)]
     return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate(package: ModelPackage, model: LoadedModel) -> dict[str, float]:
+    """The manifest's figures recomputed on its phantom validation set (``models verify
+    --eval``): image-level auc/sensitivity/specificity from the top-k score at the manifest's
+    threshold, and the Dice scores. Only ``phantom:brain:seed=S:n=N`` data is known here."""
+    from models import phantoms
+    from models.metrics import classification_metrics
+    from models.preprocess import preprocess_batch
+
+    manifest = package.manifest
+    if manifest.metrics is None:
+        raise ValueError(f"model '{package.id}' declares no metrics")
+    ref = manifest.metrics.data_ref
+    kind, _, rest = ref.partition(":")
+    parts = rest.split(":")
+    args = dict(p.split("=", 1) for p in parts[1:] if "=" in p)
+    if kind != "phantom" or parts[0] != "brain" or not {"seed", "n"} <= set(args):
+        raise ValueError(f"model '{package.id}': no segmentation truth for data_ref '{ref}'")
+    size = (manifest.input.size or (64, 64))[0]
+    images, _labels, masks = phantoms.brain_dataset(int(args["n"]), int(args["seed"]), size)
+    probs = np.concatenate(
+        [
+            model.predict(preprocess_batch(list(images[i : i + 100]), manifest.input, package.id))
+            for i in range(0, len(images), 100)
+        ]
+    )
+    pred = label_maps(probs) == 1
+    positive = manifest.output.positive_label or manifest.output.labels[-1]
+    threshold = manifest.output.thresholds.get(positive, 0.5)
+    y = np.asarray(masks.reshape(len(masks), -1).any(axis=1), dtype=np.int64)
+    found = classification_metrics(y, image_scores(probs, top_k(manifest)), 1, threshold)
+    total = int(pred.sum()) + int(masks.sum())
+    return {
+        "auc": found["auc"],
+        "sensitivity": found["sensitivity"],
+        "specificity": found["specificity"],
+        "dice_lesion_slices": mean_dice(pred, masks),
+        "dice_all_pixels": 2.0 * int((pred & masks).sum()) / total if total else 1.0,
+    }
