@@ -8,8 +8,8 @@ prediction of batch k), its out-of-GPU-memory test and its cache-hit rebuild. Th
 the frame and the mask is their argmax there (a nearest-neighbour resize of the model-size label
 map would draw 5-pixel stairs on a 320-pixel slice). An image's score per class is
 ``models.segmentation.image_scores`` (the mean of its top-k pixels), thresholded by the manifest.
-Progress is reported per image. Written here on purpose rather than in pipeline.py: the
-classification path stays as it is.
+Progress counts batches, as ``run_images``' does (the window's queue turns it into images).
+Written here on purpose rather than in pipeline.py: the classification path stays as it is.
 """
 
 from __future__ import annotations
@@ -77,16 +77,16 @@ def _check_output(out: npt.NDArray[Any], n: int, n_labels: int, model_id: str) -
 def _predict(
     model: LoadedModel,
     batches: Iterator[F32],
-    n_images: int,
+    n_batches: int,
     n_labels: int,
     cancel: Cancel | None,
     progress: Progress | None,
     seen: list[F32] | None,
 ) -> tuple[list[F32], float]:
-    """Probabilities per batch and the seconds spent in the model; progress per image."""
+    """Probabilities per batch and the seconds spent in the model; progress per batch."""
     outs: list[F32] = []
-    busy, done = 0.0, 0
-    for batch in batches:
+    busy = 0.0
+    for done, batch in enumerate(batches, start=1):
         if seen is not None:
             seen.append(batch)
         if cancel is not None and cancel():
@@ -96,9 +96,8 @@ def _predict(
         busy += time.perf_counter() - start
         _check_output(out, len(batch), n_labels, model.id)
         outs.append(out)
-        done += len(batch)
         if progress is not None:
-            progress(min(done, n_images), n_images)
+            progress(done, n_batches)
     return outs, busy
 
 
@@ -153,7 +152,7 @@ def run_segmentation(
             on_gpu = model.device != "cpu"
             try:
                 outs, busy = _predict(
-                    model, batches, len(images), len(labels), cancel, progress,
+                    model, batches, len(prefetch), len(labels), cancel, progress,
                     seen if on_gpu else None,
                 )  # fmt: skip
                 device = model.device
@@ -170,7 +169,8 @@ def run_segmentation(
             manager.fall_back_to_cpu(model_id)
             with manager.use(model_id) as model:
                 rest = iter([*seen, *batches])
-                outs, busy = _predict(model, rest, len(images), len(labels), cancel, progress, None)
+                n_batches = len(prefetch)
+                outs, busy = _predict(model, rest, n_batches, len(labels), cancel, progress, None)
                 device = model.device
     finally:
         prefetch.close()

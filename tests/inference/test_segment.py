@@ -1,5 +1,5 @@
 """run_segmentation with the zoo's ONNX U-Net: Dice against the phantom truth at model and at
-frame size, decisions, per-image progress, cancel, cache, the shared real MR series, and a
+frame size, decisions, progress per batch, cancel, cache, the shared real MR series, and a
 classification model refused with a message naming the shape."""
 
 from __future__ import annotations
@@ -105,12 +105,12 @@ def test_dice_at_frame_size_and_heatmap(manager: ModelManager, phantom: Any) -> 
     np.testing.assert_array_equal(plain.masks, result.masks[:2])
 
 
-def test_progress_per_image_cancel_and_cache(manager: ModelManager, phantom: Any) -> None:
+def test_progress_per_batch_cancel_and_cache(manager: ModelManager, phantom: Any) -> None:
     images, _ = phantom
     seen: list[tuple[int, int]] = []
     run_segmentation(manager, MODEL, list(images[:10]), _refs(10), batch_size=4,
                      progress=lambda d, t: seen.append((d, t)))  # fmt: skip
-    assert seen == [(4, 10), (8, 10), (10, 10)]
+    assert seen == [(1, 3), (2, 3), (3, 3)]  # batches, as run_images counts them
     with pytest.raises(InferenceCancelled):
         run_segmentation(manager, MODEL, list(images[:4]), _refs(4), cancel=lambda: True)
     cache: Any = PredictionCache(8)
