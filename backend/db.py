@@ -219,6 +219,17 @@ class Rollout(Base):
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class RateBucket(Base):
+    """A token bucket shared by every backend process (backend.ops.RateLimiter): tokens left
+    at ``stamp`` (epoch seconds), updated by one atomic upsert per request."""
+
+    __tablename__ = "rate_buckets"
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    stamp: Mapped[float] = mapped_column(Float, index=True)
+    allowed: Mapped[bool] = mapped_column(Boolean, default=True)  # the last request's answer
+
+
 def make_engine(url: str) -> Engine:
     """Create the engine and bring the schema to the newest Alembic revision (backend.migrate:
     safe when several processes start at once; a database made by create_all is adopted)."""
