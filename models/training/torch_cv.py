@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from models.manifest import write_manifest
 from models.metrics import binary_auc, fit_temperature, operating_point_intervals, youden_threshold
 from models.training import common, torch_train
 
@@ -230,6 +231,7 @@ def run(recipe: CvRecipe, out: Path) -> dict[str, Any]:
     common.finish_package(
         out, manifest, recipe.xva[pick].astype(np.float32), expected, recipe.sources
     )
+    add_protocol_note(out)
     summary = {
         "id": mid,
         "val": metrics,
@@ -242,6 +244,37 @@ def run(recipe: CvRecipe, out: Path) -> dict[str, Any]:
     }
     print(json.dumps(summary, indent=2))
     return summary
+
+
+def add_protocol_note(out: Path) -> None:
+    """Append to the package's SOURCES.md how this model used the data (the shared provenance
+    text says "use val for model selection"; this package did not), then re-hash."""
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    metrics, extra = manifest["metrics"], manifest["extra"]
+    sources = out / "SOURCES.md"
+    text = sources.read_text(encoding="utf-8") if sources.is_file() else ""
+    marker = "\n## How this package used the data\n"
+    text = (
+        text.split(marker)[0].rstrip("\n")
+        + "\n"
+        + marker
+        + (
+            f"\nModel `{manifest['id']}` {manifest['version']}: {extra['architecture']}, "
+            f"{extra['epochs']} epochs each, trained on the train split only.\n\n"
+            f"- Choices (network width among {', '.join(extra['candidates_oof_auc'])}; "
+            f"temperature {manifest['output']['calibration']['temperature']}; threshold "
+            f"{next(iter(manifest['output']['thresholds'].values()))}): "
+            f"{metrics['threshold_method']}.\n"
+            f"- Val ({metrics['n']} images) was used for none of them: it was scored once, and "
+            "its figures in the manifest (AUC, accuracy, ECE, sensitivity and specificity at the "
+            "threshold, with 95% stratified bootstrap intervals) are an independent estimate.\n"
+            f"- Out-of-fold predictions on train: `{OOF_FILE}` (logits, labels, fold).\n"
+            "- The official test split was never obtained or used.\n"
+        )
+    )
+    sources.write_text(text, encoding="utf-8")
+    manifest.pop("files", None)
+    write_manifest(out, manifest)
 
 
 def _selftest_indices(y: npt.NDArray[Any], n: int) -> npt.NDArray[np.int64]:
