@@ -175,10 +175,13 @@ def _manifest(package: ModelPackage, exporter: str, outputs: list[str]) -> dict[
     return data
 
 
-def _copy_listed(package: ModelPackage, out: Path) -> None:
-    """Every file of the source but its weights (self-test, SOURCES.md, OOD reference)."""
-    for rel in package.manifest.files:
-        if rel == package.manifest.weights:
+def _copy_listed(package: ModelPackage, out: Path, manifest: dict[str, Any]) -> None:
+    """Every file of the source but its weights (self-test, SOURCES.md, the OOD reference
+    when the exported manifest keeps the OOD check)."""
+    m = package.manifest
+    skip = {m.weights} | ({m.ood.reference} if m.ood and not manifest.get("ood") else set())
+    for rel in m.files:
+        if rel in skip:
             continue
         dest = out / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -249,8 +252,9 @@ def export_package(source: Path | str, out: Path | str, *, features: bool = True
             raise ExportError(
                 f"model '{m.id}': exporting the {m.framework} model to ONNX failed: {exc}"
             ) from exc
-        _copy_listed(package, work)
-        write_manifest(work, _manifest(package, exporter, outputs))
+        data = _manifest(package, exporter, outputs)
+        _copy_listed(package, work, data)
+        write_manifest(work, data)
         diff = _verify(load_package(work), package)
         if target_dir.exists():
             target_dir.rmdir()

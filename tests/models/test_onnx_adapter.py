@@ -290,13 +290,13 @@ def test_command_line_writes_a_package_that_loads(
 ) -> None:
     assert main([CHEST, str(tmp_path / "chest")]) == 0
     said = capsys.readouterr().out
-    assert "chest-xray-pneumonia-onnx 1.0.0" in said
+    assert f"chest-xray-pneumonia-onnx {load_package(ZOO / CHEST).version}" in said
     assert "self-test passed" in said
     package = load_package(tmp_path / "chest")
-    assert sorted(package.manifest.files) == sorted(
-        ["SOURCES.md", "model.onnx", "selftest/input.npy", "selftest/expected.npy"]
-        + (["ood.npz"] if package.manifest.ood else [])
-    )
+    source = load_package(ZOO / CHEST)
+    assert set(package.manifest.files) == (set(source.manifest.files) - {"model.pt"}) | {
+        "model.onnx"
+    }
     assert main(["tabular-breast-cancer", str(tmp_path / "tab")]) == 1
     assert "framework 'xgboost' cannot be exported" in capsys.readouterr().err
 
@@ -313,3 +313,21 @@ def test_export_of_unreadable_weights_is_an_export_error_and_leaves_nothing(
     with pytest.raises(ExportError, match="'chest-xray-pneumonia': exporting the torch model"):
         export_package(tmp_path / "src", out)
     assert list((tmp_path / "new").iterdir()) == []  # no package, no half-written work folder
+
+
+def test_export_without_features_drops_the_ood_check_it_could_not_feed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([CHEST, str(tmp_path / "plain"), "--no-features"]) == 0
+    capsys.readouterr()
+    package = load_package(tmp_path / "plain")
+    assert package.manifest.ood is None
+    assert "ood.npz" not in package.manifest.files
+    assert package.manifest.extra["onnx"]["outputs"] == ["logits"]
+    model = load_model(package, "cpu")
+    try:
+        probs, feats = model.predict_with_features(_batch(package))
+    finally:
+        model.close()
+    assert feats is None
+    assert probs.shape[1] == 2

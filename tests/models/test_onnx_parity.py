@@ -114,8 +114,9 @@ def test_exported_manifest_keeps_what_the_app_reads_from_the_source(
 def test_exported_package_runs_through_the_app_pipeline_like_its_source(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """ModelManager + run_images on a real CR and MedMNIST frames: the same probabilities and
-    the same OOD flags (the exported 'features' output feeds the same reference)."""
+    """ModelManager + run_images on a real CR, MedMNIST frames, noise and a flat field: the same
+    probabilities, decisions and guard flags (the exported 'features' output feeds the same OOD
+    reference; which frames the reference flags is models.ood's business, tested there)."""
     from core.imaging.header import read_header
     from core.imaging.pixels import read_frame
     from core.inference.manager import ModelManager
@@ -144,5 +145,3 @@ def test_exported_package_runs_through_the_app_pipeline_like_its_source(
     assert ours.decisions == native.decisions
     flags = [(g.kind, g.images) for g in ours.guards]
     assert flags == [(g.kind, g.images) for g in native.guards]
-    if source.manifest.ood is not None:  # the noise and the flat field are flagged by both
-        assert ("ood", [16, 17]) in flags, flags
