@@ -3,7 +3,9 @@ frame size, with per-image scores, decisions and provenance like a classificatio
 
 ``run_segmentation`` has ``run_images``' signature so a use case dispatches on the manifest's
 task alone. It reuses the pipeline's prefetcher (decode + preprocessing of batch k+1 overlap
-prediction of batch k), its out-of-GPU-memory test and its cache-hit rebuild. The adapter's
+prediction of batch k), its out-of-GPU-memory test, its out-of-distribution check (features
+from the same forward pass, flagged against the manifest's ``ood`` reference) and its cache-hit
+rebuild. The adapter's
 ``predict`` gives (N, C, h, w) softmax probabilities; each class map is resized bilinearly to
 the frame and the mask is their argmax there (a nearest-neighbour resize of the model-size label
 map would draw 5-pixel stairs on a 320-pixel slice). An image's score per class is
@@ -22,6 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from core.inference import ood_guard
 from core.inference.cache import PredictionCache, pixel_hash
 from core.inference.manager import ModelManager
 from core.inference.pipeline import (
@@ -29,11 +32,13 @@ from core.inference.pipeline import (
     Decode,
     InferenceCancelled,
     Progress,
+    _Features,
     _from_cache,
     _is_oom,
+    _ood_check,
     _Prefetcher,
 )
-from core.inference.result import InferenceResult, InputRef, Provenance
+from core.inference.result import GuardFlag, InferenceResult, InputRef, Provenance
 from models.adapters.base import LoadedModel
 from models.postprocess import decide
 from models.segmentation import image_scores, top_k
@@ -82,17 +87,31 @@ def _predict(
     cancel: Cancel | None,
     progress: Progress | None,
     seen: list[F32] | None,
+    features: _Features | None,
 ) -> tuple[list[F32], float]:
-    """Probabilities per batch and the seconds spent in the model; progress per batch."""
+    """Probabilities per batch and the seconds spent in the model; progress per batch.
+    ``features`` (a manifest with an ``ood`` section) collects the OOD features of the same
+    forward pass."""
     outs: list[F32] = []
     busy = 0.0
+    if features is not None:
+        features.batches.clear()
+        features.missing = False
     for done, batch in enumerate(batches, start=1):
         if seen is not None:
             seen.append(batch)
         if cancel is not None and cancel():
             raise InferenceCancelled()
         start = time.perf_counter()
-        out = np.asarray(model.predict(batch), dtype=np.float32)
+        if features is None or features.missing:
+            out = np.asarray(model.predict(batch), dtype=np.float32)
+        else:
+            probs, feats = model.predict_with_features(batch, features.layer)
+            out = np.asarray(probs, dtype=np.float32)
+            if feats is None:
+                features.missing = True
+            else:
+                features.batches.append(np.asarray(feats, dtype=np.float32))
         busy += time.perf_counter() - start
         _check_output(out, len(batch), n_labels, model.id)
         outs.append(out)
@@ -143,6 +162,8 @@ def run_segmentation(
     batches = iter(prefetch)
     seen: list[F32] = []
     warnings: list[str] = []
+    guards: list[GuardFlag] = []
+    features = _Features(ood_guard.feature_layer(package)) if manifest.ood is not None else None
     oom: BaseException | None = None
     gpu = ""
     try:
@@ -153,7 +174,7 @@ def run_segmentation(
             try:
                 outs, busy = _predict(
                     model, batches, len(prefetch), len(labels), cancel, progress,
-                    seen if on_gpu else None,
+                    seen if on_gpu else None, features,
                 )  # fmt: skip
                 device = model.device
             except (InferenceCancelled, SegmentationOutputError):
@@ -170,7 +191,9 @@ def run_segmentation(
             with manager.use(model_id) as model:
                 rest = iter([*seen, *batches])
                 n_batches = len(prefetch)
-                outs, busy = _predict(model, rest, n_batches, len(labels), cancel, progress, None)
+                outs, busy = _predict(
+                    model, rest, n_batches, len(labels), cancel, progress, None, features
+                )
                 device = model.device
     finally:
         prefetch.close()
@@ -179,6 +202,8 @@ def run_segmentation(
     frames = prefetch.frames if decode is not None else list(images)
 
     start = time.perf_counter()
+    if features is not None:  # scoring the features is part of postprocessing
+        _ood_check(package, features, guards, warnings)
     probs = np.concatenate(outs, axis=0)
     probabilities = image_scores(probs, top_k(manifest))
     decisions = decide(probabilities, manifest.output)
@@ -215,6 +240,7 @@ def run_segmentation(
         heatmaps=maps,
         raw_heatmaps=raw_maps,
         masks=masks,
+        guards=guards,
     )
     if cache is not None and key is not None:
         cache.put(key, replace(result, heatmaps=None))  # rebuilt from raw_heatmaps on a hit

@@ -159,13 +159,43 @@ def export_onnx(net: nn.Module, path: Path) -> None:
     )
 
 
+def add_features_output(path: Path, width: int = 48) -> None:
+    """Add a second graph output ``features``: the bottleneck (the last encoder block, 8x8 px)
+    averaged over space, (N, 48). The ONNX adapter returns it with the predictions, and the
+    out-of-distribution reference (models.training.fit_ood) is fitted on it; the logits are
+    unchanged."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    if any(o.name == "features" for o in graph.output):
+        return
+    last = len(UNet().down) - 1
+    relus = [n for n in graph.node if n.op_type == "Relu" and f"/down.{last}/" in n.name]
+    if not relus:
+        raise RuntimeError(f"'{path}': no bottleneck activation (/down.{last}/.../Relu) found")
+    bottleneck = relus[-1].output[0]
+    graph.node.extend(
+        [
+            helper.make_node("GlobalAveragePool", [bottleneck], ["features_pooled"]),
+            helper.make_node("Flatten", ["features_pooled"], ["features"], axis=1),
+        ]
+    )
+    graph.output.append(
+        helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", width])
+    )
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
 def onnx_predict(path: Path, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """The shipped file run by ONNX Runtime, softmax over the class axis (what the adapter's
     ``predict`` gives, and the self-test expects)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    z = np.asarray(session.run(None, {"image": x})[0], dtype=np.float64)
+    z = np.asarray(session.run(["logits"], {"image": x})[0], dtype=np.float64)
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return np.asarray(e / e.sum(axis=1, keepdims=True), dtype=np.float32)
 
@@ -196,6 +226,7 @@ def main() -> None:
 
     out = common.fresh_dir(args.out)
     export_onnx(net, out / "model.onnx")
+    add_features_output(out / "model.onnx")
     probs = onnx_predict(out / "model.onnx", xva)
     pred = label_maps(probs) == 1
     threshold = 0.5
@@ -268,6 +299,9 @@ def main() -> None:
     sources = out / "SOURCES.md"
     sources.write_text(_sources_text(n_params, best_epoch, args.epochs, seconds), encoding="utf-8")
     common.finish_package(out, manifest, sample, expected, sources)
+    from models.training.fit_ood import fit_package
+
+    fit_package(out)  # ood.npz + the manifest's ood section (phantom train/val features)
     size = (out / "model.onnx").stat().st_size
     print(f"wrote {out}: {n_params} parameters, model.onnx {size} bytes, metrics {metrics}")
 
@@ -287,6 +321,10 @@ def _sources_text(n_params: int, best_epoch: int, epochs: int, seconds: float) -
         f"- Export: `torch.onnx.export`, opset {OPSET}, per-pixel logits out (the ONNX adapter "
         "applies the softmax over the class axis); the metrics and the self-test's expected "
         "output come from the exported file run by ONNX Runtime.\n"
+        "- Out-of-distribution reference: a `features` output (the bottleneck averaged over "
+        "space, 48 values) added to the graph; `models.training.fit_ood` fits class means and a "
+        "shrunk covariance on the training phantoms and sets the threshold at the 95th "
+        "percentile of the validation phantoms (`ood.npz`, the manifest's `ood`).\n"
         "- Reproduce: `nice .venv/bin/python -m models.training.train_segmentation`.\n"
     )
 

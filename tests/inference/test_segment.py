@@ -159,3 +159,29 @@ def test_frames_of_different_sizes_are_refused(manager: ModelManager, phantom: A
     frames = [images[0], np.asarray(images[1])[:60, :50]]
     with pytest.raises(SegmentationOutputError, match="different sizes"):
         run_segmentation(manager, MODEL, frames, _refs(2))
+
+
+def test_real_mr_is_flagged_out_of_distribution_phantoms_are_not(
+    manager: ModelManager, phantom: Any, dicom_data: Path
+) -> None:
+    """Trained on phantoms only: every slice of the real MR is flagged (its masks cover the
+    head, not a lesion), while most held-out phantom slices pass."""
+    from core.imaging.header import read_header
+    from core.imaging.pixels import read_frame
+
+    images, _ = phantom
+    own = run_segmentation(manager, MODEL, list(images), _refs(N))
+    flagged = [g for g in own.guards if g.kind == "ood"]
+    own_rate = len(flagged[0].images) / N if flagged else 0.0
+    assert own_rate <= 0.2
+    paths = sorted((dicom_data / MR).glob("*.dcm"))
+    if len(paths) < 5:
+        pytest.skip(f"the shared MR series is not at '{dicom_data / MR}'")
+    headers = [read_header(str(p)) for p in paths]
+    frames = [read_frame(h.instance) for h in headers]
+    real = run_segmentation(manager, MODEL, frames, [InputRef.of(h.instance) for h in headers])
+    ood = [g for g in real.guards if g.kind == "ood"]
+    assert len(ood) == 1
+    assert ood[0].images == list(range(len(paths)))
+    assert "unlike the training data" in ood[0].message
+    assert real.to_json()["guards"][0]["kind"] == "ood"
