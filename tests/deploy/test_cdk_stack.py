@@ -338,3 +338,23 @@ def test_context_values_reach_the_options(cdk_modules: tuple[Any, Any]) -> None:
     assert (options.certificate_arn, options.image_tag) == (CERT, "1.4.2")
     assert (options.desired_count, options.max_count) == (3, 12)
     assert cdk_app.options_from_context(cdk.App()).desired_count == 2
+
+
+def test_the_task_speaks_the_entrypoint_s_and_image_s_language(template: dict[str, Any]) -> None:
+    """Names the stack injects are the ones deploy/entrypoint.py reads; paths exist in the image."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("entrypoint", CDK_DIR.parent / "entrypoint.py")
+    assert spec is not None
+    assert spec.loader is not None
+    entrypoint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(entrypoint)
+    container = _container(template)
+    injected = {s["Name"] for s in container["Secrets"]}
+    assert {f"DOCTORAI_DB_{p}" for p in entrypoint.DB_PARTS} <= injected
+    assert {f"DOCTORAI_TUF_{r.upper()}_KEY_PEM" for r in entrypoint.ONLINE_ROLES} <= injected
+    env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    dockerfile = (CDK_DIR.parent / "Dockerfile").read_text()
+    assert env["DOCTORAI_DB_SSLROOTCERT"] in dockerfile
+    assert env["DOCTORAI_BACKEND_KEYS_DIR"] in dockerfile
+    assert "deploy/entrypoint.py" in dockerfile
