@@ -65,3 +65,34 @@ def test_gpu_scores_match_the_cpu_on_validation_data(
     auc_cpu = classification_metrics(labels, cpu, positive, threshold).get("auc")
     if auc_gpu is not None and auc_cpu is not None:
         assert abs(auc_gpu - auc_cpu) < 0.005, where
+
+
+def test_onnx_segmentation_on_cuda_matches_the_cpu_per_pixel() -> None:
+    """The zoo's ONNX U-Net: its self-test passes on CUDA, and the per-pixel probabilities of
+    its sample agree with the CPU's (same label map on at least 99.9% of pixels)."""
+    require_gpu("onnx")
+    from models.discovery import ZOO_DIR
+    from models.manifest import load_package
+    from models.preprocess import preprocess_batch
+    from models.selftest import run_selftest
+
+    folder = ZOO_DIR / "brain-lesion-seg-mri"
+    if not folder.is_dir():
+        pytest.skip(f"no segmentation package at {folder}")
+    package = load_package(folder)
+    assert package.manifest.selftest is not None
+    sample = np.load(package.file(package.manifest.selftest.input))
+    batch = preprocess_batch(list(sample), package.manifest.input, package.id)
+    out = {}
+    for device in ("gpu", "cpu"):
+        model = load_model(package, device)
+        try:
+            assert run_selftest(package, model).ok, device
+            out[model.device] = model.predict(batch)
+        finally:
+            model.close()
+    gpu, cpu = out[ON_GPU["onnx"][1]], out["cpu"]
+    diff = float(np.max(np.abs(gpu - cpu)))
+    same = float(np.mean(gpu.argmax(axis=1) == cpu.argmax(axis=1)))
+    assert diff < PARITY_ATOL, f"max |GPU - CPU| {diff:.2e}"
+    assert same >= 0.999, f"same label on {same:.4%} of pixels"
