@@ -8,11 +8,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend import admin_session, api, tuf_routes
@@ -24,9 +26,10 @@ from backend.db import make_engine, make_sessionmaker
 from backend.deps import ApiError, BackendState, metrics_reader
 from backend.ops import Metrics, RateLimiter, log
 from backend.storage import open_storage
-from backend.tuf_repo import TufError, TufRepository
+from backend.tuf_repo import TufRepository
 
-TIMESTAMP_CHECK_S = 3600.0
+TIMESTAMP_CHECK_S = 600.0  # how often each process checks whether timestamp.json is due
+TIMESTAMP_RETRY_S = 5.0  # the first retry after a failed check; doubles up to the check interval
 HTTP_ERROR_CODES = {
     400: "bad_request",
     404: "not_found",
@@ -82,18 +85,64 @@ def _error(
     )
 
 
+def _resign_if_due(st: BackendState) -> int | None:
+    with st.sessions() as session:
+        return st.repo.resign_timestamp_if_due(session)
+
+
 async def _keep_timestamp_fresh(st: BackendState) -> None:
-    """timestamp.json expires in a day; re-sign it well before so clients never see it lapse."""
+    """timestamp.json expires in a day; re-sign it well before so clients never see it lapse.
+
+    Every process runs this; the signing lock (TufRepository.lock_signing) lets one re-sign and
+    the others find it fresh. No failure ends the loop (a database fail-over, a lost
+    connection, a missing key): it is logged and retried with a doubling delay, and /healthz
+    turns red if the timestamp gets close to expiry all the same."""
+    failures = 0
     while True:
         try:
-            with st.sessions() as session:
-                if st.repo.timestamp_expires_soon(session):
-                    st.repo.publish_timestamp(session)
-                    session.commit()
-                    log(logging.INFO, "re-signed timestamp.json")
-        except TufError as exc:
-            log(logging.WARNING, "cannot re-sign timestamp.json", reason=str(exc))
-        await asyncio.sleep(TIMESTAMP_CHECK_S)
+            version = await asyncio.to_thread(_resign_if_due, st)
+        except Exception as exc:  # noqa: BLE001 - any failure is retried, never the end
+            failures += 1
+            log(
+                logging.ERROR,
+                "cannot re-sign timestamp.json; retrying",
+                error=type(exc).__name__,
+                reason=str(exc).splitlines()[0][:300] if str(exc) else "",
+                failures=failures,
+            )
+        else:
+            failures = 0
+            if version is not None:
+                log(logging.INFO, "re-signed timestamp.json", version=version)
+        delay = TIMESTAMP_CHECK_S
+        if failures:
+            delay = min(TIMESTAMP_CHECK_S, TIMESTAMP_RETRY_S * 2 ** min(failures - 1, 16))
+        await asyncio.sleep(delay)
+
+
+def health_problems(st: BackendState) -> list[str]:
+    """Why this process should not get traffic; empty when healthy. timestamp.json closer to
+    expiry than the margin means re-signing has failed for hours: every workstation stops
+    taking model updates when it lapses, so the load balancer and the alerts must see it."""
+    margin_s = getattr(st.settings, "timestamp_health_margin_s", None)
+    if margin_s is None:
+        margin_s = st.settings.timestamp_expiry_s / 4
+    try:
+        with st.sessions() as session:
+            expires = TufRepository.timestamp_expiry(session)
+    except SQLAlchemyError as exc:
+        return [f"database unreachable ({type(exc).__name__})"]
+    except ValueError as exc:  # unreadable metadata row
+        return [f"timestamp.json cannot be read ({exc})"]
+    if expires is None:
+        return []
+    left = (expires - datetime.now(UTC)).total_seconds()
+    if left < margin_s:
+        return [
+            f"timestamp.json expires in {max(left, 0.0):.0f} s (margin {margin_s:.0f} s): "
+            "re-signing is failing"
+        ]
+    return []
 
 
 def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
@@ -176,8 +225,11 @@ def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
             )
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    def healthz() -> JSONResponse:
+        problems = health_problems(st)
+        if problems:
+            return JSONResponse({"status": "unhealthy", "reasons": problems}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.get(
         "/metrics", tags=["ops"], include_in_schema=False, dependencies=[Depends(metrics_reader)]

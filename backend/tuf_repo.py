@@ -18,7 +18,7 @@ from typing import Any
 
 # documented import paths; the packages re-export without __all__, hence the ignores
 from securesystemslib.signer import CryptoSigner, SSlibKey  # type: ignore[attr-defined]
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from tuf.api.metadata import (  # type: ignore[attr-defined]
     Metadata,
@@ -35,6 +35,8 @@ from backend.db import TufMetadata, TufTarget
 from backend.storage import Storage
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
+#: pg_advisory_xact_lock key taken by every signer of new metadata ("DAITUF" as an integer)
+SIGNING_LOCK_KEY = 0x444149545546
 
 
 class TufError(Exception):
@@ -105,6 +107,19 @@ class TufRepository:
 
     # --- writing -----------------------------------------------------------------------------
 
+    @staticmethod
+    def lock_signing(session: Session) -> None:
+        """Hold the signing lock until this transaction ends, so one process at a time reads
+        the newest versions and adds the next (two tasks read version N and both wrote N+1:
+        an IntegrityError on (role, version)). PostgreSQL: a transaction-scoped advisory lock
+        (re-entrant within the transaction). SQLite: a no-op write takes the database's write
+        lock, which other processes wait for (busy timeout) just the same."""
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SIGNING_LOCK_KEY})
+        elif dialect == "sqlite":
+            session.execute(text("UPDATE tuf_metadata SET version = version WHERE 0 = 1"))
+
     def _store(self, session: Session, md: Metadata[Any]) -> bytes:
         md.signatures.clear()
         md.sign(self.signer(md.signed.type))
@@ -143,6 +158,7 @@ class TufRepository:
         """Sign new targets, snapshot and timestamp from the current target rows."""
         if self.get(session, "root") is None:
             raise TufError("TUF repository has no root; run 'doctorai-backend keys init'")
+        self.lock_signing(session)
         targets = self._targets(session)
         self._store(session, Metadata(targets))
         snapshot = Snapshot(
@@ -156,6 +172,7 @@ class TufRepository:
 
     def publish_timestamp(self, session: Session, expires: datetime | None = None) -> int:
         """Re-sign timestamp.json over the newest snapshot (run periodically: it expires fast)."""
+        self.lock_signing(session)
         snap_version = self.latest_version(session, "snapshot")
         snap = self.get(session, "snapshot", snap_version)
         if snap is None:
@@ -172,12 +189,32 @@ class TufRepository:
         self._store(session, Metadata(ts))
         return ts.version
 
-    def timestamp_expires_soon(self, session: Session) -> bool:
-        body = self.get(session, "timestamp")
+    @classmethod
+    def timestamp_expiry(cls, session: Session) -> datetime | None:
+        """When the newest timestamp.json expires (None: nothing published yet)."""
+        body = cls.get(session, "timestamp")
         if body is None:
+            return None
+        return Metadata[Timestamp].from_bytes(body).signed.expires
+
+    def timestamp_expires_soon(self, session: Session) -> bool:
+        expires = self.timestamp_expiry(session)
+        if expires is None:
             return False
-        expires = Metadata[Timestamp].from_bytes(body).signed.expires
         return expires - datetime.now(UTC) < timedelta(seconds=self.settings.timestamp_expiry_s / 2)
+
+    def resign_timestamp_if_due(self, session: Session) -> int | None:
+        """Re-sign timestamp.json when half its life is over; the new version, or None when
+        another process re-signed it first (checked again under the signing lock)."""
+        if not self.timestamp_expires_soon(session):
+            return None
+        self.lock_signing(session)
+        if not self.timestamp_expires_soon(session):
+            session.rollback()
+            return None
+        version = self.publish_timestamp(session)
+        session.commit()
+        return version
 
     def put_target_bytes(
         self, session: Session, target_path: str, data: bytes, custom: dict[str, Any]
