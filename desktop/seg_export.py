@@ -214,9 +214,9 @@ class SegExport(QObject):
         panel = getattr(self.window, "seg_panel", None)
         if panel is None:
             return
-        panel.overlays.append(overlay)
-        for layer in panel.layers:
-            layer.set_overlays(panel.overlays)
+        # what the panel does with SEG objects it read itself: every viewport's layer and its
+        # summary line (a public ``add_overlays`` there would be the better door)
+        panel._on_objects(([overlay], [], []))
 
     def _failed(self, exc: BaseException, where: str) -> None:
         from core.app.seg_exports import SegExportError

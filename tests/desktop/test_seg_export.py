@@ -127,6 +127,7 @@ def test_save_seg_from_the_window_reads_back(qtbot, window, mr_dir: Path, tmp_pa
     # the saved mask is drawn over its slice by the SEG overlay
     layer = win.seg_panel.layer_of(win.viewport)
     assert any(o.sop_instance_uid == saved.sop_instance_uid for o in layer.overlays)
+    assert win.seg_panel.summary.text().startswith("1 segmentation(s) in the open studies")
     if (masks[k] == 1).any():
         win.viewport.update()
         qtbot.waitUntil(lambda: layer.painted_masks >= 1, timeout=5_000)
