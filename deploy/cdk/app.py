@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 import aws_cdk as cdk
-from doctorai_stack import BackendOptions, DoctorAIBackendStack
+from doctorai_stack import BackendOptions, DoctorAIBackendStack, DoctorAIRegistryStack
 
 
 def options_from_context(app: cdk.App) -> BackendOptions:
@@ -29,13 +29,18 @@ def options_from_context(app: cdk.App) -> BackendOptions:
     )
 
 
-def build(app: cdk.App) -> DoctorAIBackendStack:
+def build(app: cdk.App) -> tuple[DoctorAIRegistryStack, DoctorAIBackendStack]:
+    """The registry stack (deployed first, then the image pushed) and the backend stack."""
     env = None
     if os.environ.get("CDK_DEFAULT_ACCOUNT"):  # set by the cdk CLI from the AWS credentials
         env = cdk.Environment(
             account=os.environ["CDK_DEFAULT_ACCOUNT"], region=os.environ.get("CDK_DEFAULT_REGION")
         )
-    return DoctorAIBackendStack(app, "DoctorAIBackend", options_from_context(app), env=env)
+    registry = DoctorAIRegistryStack(app, "DoctorAIRegistry", env=env)
+    backend = DoctorAIBackendStack(
+        app, "DoctorAIBackend", options_from_context(app), registry.repository, env=env
+    )
+    return registry, backend
 
 
 if __name__ == "__main__":

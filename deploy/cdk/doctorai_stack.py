@@ -51,6 +51,25 @@ class BackendOptions:
     prometheus_cidr: str = ""  # a Prometheus inside the VPC that scrapes each task directly
 
 
+class DoctorAIRegistryStack(Stack):
+    """The image repository, in a stack of its own: the image must be pushed before the
+    backend stack's service can start, or its first deployment fails and rolls back."""
+
+    def __init__(self, scope: Construct, construct_id: str, env: Environment | None = None) -> None:
+        super().__init__(scope, construct_id, env=env)
+        self.repository = ecr.Repository(
+            self,
+            "Repository",
+            repository_name="doctorai-backend",
+            image_scan_on_push=True,
+            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
+            encryption=ecr.RepositoryEncryption.KMS,
+            lifecycle_rules=[ecr.LifecycleRule(max_image_count=50)],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        CfnOutput(self, "RepositoryUri", value=self.repository.repository_uri)
+
+
 class DoctorAIBackendStack(Stack):
     """All of the backend's AWS resources in one stack."""
 
@@ -59,9 +78,11 @@ class DoctorAIBackendStack(Stack):
         scope: Construct,
         construct_id: str,
         options: BackendOptions,
+        repository: ecr.IRepository,
         env: Environment | None = None,
     ) -> None:
         super().__init__(scope, construct_id, env=env)
+        repo = repository
         if options.desired_count < 2 or options.max_count < options.desired_count:
             raise ValueError(
                 f"desired_count {options.desired_count} / max_count {options.max_count}: "
@@ -106,15 +127,6 @@ class DoctorAIBackendStack(Stack):
             raise RuntimeError("the database has no credentials secret")
         topic = self._alarm_topic(options.alarm_email)
 
-        repo = ecr.Repository(
-            self,
-            "Repository",
-            image_scan_on_push=True,
-            image_tag_mutability=ecr.TagMutability.IMMUTABLE,
-            encryption=ecr.RepositoryEncryption.KMS,
-            lifecycle_rules=[ecr.LifecycleRule(max_image_count=50)],
-            removal_policy=RemovalPolicy.RETAIN,
-        )
         log_group = logs.LogGroup(
             self,
             "Logs",
@@ -283,7 +295,6 @@ class DoctorAIBackendStack(Stack):
         self._alarms(topic, alb, target_group, db, options.desired_count)
 
         CfnOutput(self, "ApiUrl", value=f"https://{alb.load_balancer_dns_name}/api/v1")
-        CfnOutput(self, "RepositoryUri", value=repo.repository_uri)
         CfnOutput(self, "ModelsBucket", value=bucket.bucket_name)
         CfnOutput(self, "AlarmTopic", value=topic.topic_arn)
         CfnOutput(self, "TufOnlineKeysSecret", value=secrets["tuf"].secret_arn)

@@ -38,18 +38,22 @@ def cdk_modules() -> Iterator[tuple[Any, Any]]:
 
 
 @pytest.fixture(scope="module")
-def template(cdk_modules: tuple[Any, Any]) -> dict[str, Any]:
-    """One synthesis per module (about half a minute here): the app as `cdk synth` runs it."""
+def templates(cdk_modules: tuple[Any, Any]) -> dict[str, dict[str, Any]]:
+    """One synthesis per module (10-35 s here): the app as `cdk synth` runs it."""
     import aws_cdk as cdk
 
     cdk_app, _ = cdk_modules
     started = time.perf_counter()
     application = cdk.App()
-    stack = cdk_app.build(application)
+    stacks = cdk_app.build(application)
     assembly = application.synth()
     print(f"cdk synth in-process: {time.perf_counter() - started:.1f} s")
-    data: dict[str, Any] = assembly.get_stack_by_name(stack.stack_name).template
-    return data
+    return {s.stack_name: assembly.get_stack_by_name(s.stack_name).template for s in stacks}
+
+
+@pytest.fixture(scope="module")
+def template(templates: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return templates["DoctorAIBackend"]
 
 
 def _of_type(template: dict[str, Any], kind: str) -> Resources:
@@ -78,10 +82,13 @@ def _refs(value: Any) -> set[str]:
     )
 
 
-def test_template_passes_cfn_lint_without_errors(template: dict[str, Any]) -> None:
+@pytest.mark.parametrize("stack", ["DoctorAIRegistry", "DoctorAIBackend"])
+def test_template_passes_cfn_lint_without_errors(
+    templates: dict[str, dict[str, Any]], stack: str
+) -> None:
     from cfnlint.api import lint
 
-    matches = lint(json.dumps(template), regions=["eu-central-1", "us-east-1"])
+    matches = lint(json.dumps(templates[stack]), regions=["eu-central-1", "us-east-1"])
     errors = [f"{m.rule.id} {m.message} at {m.path}" for m in matches if m.rule.id[0] == "E"]
     assert errors == []
     # W3005: CDK writes a DependsOn that a Ref already implies; harmless, nothing else allowed
@@ -160,13 +167,23 @@ def test_vpc_spans_two_availability_zones(template: dict[str, Any]) -> None:
     assert len(_of_type(template, "AWS::EC2::NatGateway")) == 2
 
 
-def test_tasks_run_the_stack_s_ecr_image_with_their_own_roles(template: dict[str, Any]) -> None:
-    repo_id, repo = _one(template, "AWS::ECR::Repository")
+def test_tasks_run_the_app_s_ecr_image_with_their_own_roles(
+    templates: dict[str, dict[str, Any]], template: dict[str, Any]
+) -> None:
+    registry = templates["DoctorAIRegistry"]
+    repo_id, repo = _one(registry, "AWS::ECR::Repository")
     assert repo["ImageScanningConfiguration"] == {"ScanOnPush": True}
     assert repo["ImageTagMutability"] == "IMMUTABLE"
-    container = _container(template)
-    assert repo_id in _refs(container["Image"])
-    assert "ImageTag" in _refs(container["Image"])
+    exported = {
+        o["Export"]["Name"]
+        for o in registry.get("Outputs", {}).values()
+        if "Export" in o and repo_id in _refs(o["Value"])
+    }
+    image = json.dumps(_container(template)["Image"])
+    imported = set(re.findall(r'"Fn::ImportValue": "([^"]+)"', image))
+    assert imported
+    assert imported <= exported  # the image comes from the registry stack's repository
+    assert "ImageTag" in _refs(_container(template)["Image"])
     _, task = _one(template, "AWS::ECS::TaskDefinition")
     roles = _of_type(template, "AWS::IAM::Role")
     for field in ("TaskRoleArn", "ExecutionRoleArn"):
@@ -321,9 +338,14 @@ def test_fewer_than_two_tasks_is_refused(cdk_modules: tuple[Any, Any]) -> None:
     import aws_cdk as cdk
 
     _, doctorai_stack = cdk_modules
+    application = cdk.App()
+    registry = doctorai_stack.DoctorAIRegistryStack(application, "Registry")
     with pytest.raises(ValueError, match="at least 2 tasks"):
         doctorai_stack.DoctorAIBackendStack(
-            cdk.App(), "Small", doctorai_stack.BackendOptions(desired_count=1)
+            application,
+            "Small",
+            doctorai_stack.BackendOptions(desired_count=1),
+            registry.repository,
         )
 
 
