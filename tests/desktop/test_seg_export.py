@@ -25,6 +25,7 @@ from core.security.users import Role
 from desktop import seg_export
 from desktop.seg_overlay import install as install_seg_overlay
 from tests.desktop.helpers import AI_TIMEOUT_MS, open_for_ai
+from tests.desktop.test_key_images import dciodvfy_errors
 from tests.pacs.orthanc import OrthancServer, orthanc_server, unavailable_reason
 
 MR_PARTS = ("plotly__dash-vtk", "demos", "data", "mri_brain")
@@ -106,6 +107,7 @@ def test_save_seg_from_the_window_reads_back(qtbot, window, mr_dir: Path, tmp_pa
 
     ds = pydicom.dcmread(saved.path)
     assert ds.Modality == "SEG"
+    assert dciodvfy_errors(saved.path) == set()  # the standard's own checker finds no error
     series_uid = win.state.series.series_instance_uid
     assert [s.SeriesInstanceUID for s in ds.ReferencedSeriesSequence] == [series_uid]
     referenced = {
