@@ -149,6 +149,8 @@ def load(package: ModelPackage, device: str) -> LoadedModel:
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(path), map_location=torch_device)  # type: ignore[no-untyped-call]
     except (RuntimeError, ValueError, OSError) as exc:
+        if is_out_of_memory(exc):  # the manager's CPU fallback must see a GPU OOM as such
+            raise
         raise ModelLoadError(
             f"model '{package.id}': cannot load TorchScript '{path}': {exc}"
         ) from exc

@@ -86,8 +86,8 @@ def test_gpu_request_runs_on_the_gpu_where_the_framework_sees_one(framework: str
 
 
 def test_unknown_framework_names_known_ones() -> None:
-    with pytest.raises(FrameworkUnavailableError, match="no adapter for framework 'onnx'"):
-        get_adapter("onnx", model_id="x")
+    with pytest.raises(FrameworkUnavailableError, match="no adapter for framework 'caffe'"):
+        get_adapter("caffe", model_id="x")
 
 
 def test_missing_framework_names_pip_requirement(monkeypatch: pytest.MonkeyPatch) -> None:
