@@ -48,12 +48,13 @@ from core.inference.heatmap import DEFAULT_FLOOR, MAX_FLOOR
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult
 from core.inference.shadow import ShadowModels
-from core.results.findings import positive_findings, run_warnings
+from core.results.findings import run_warnings
 from core.results.store import Decision, DecisionRecord
 from core.viewer.state import ViewerState
 from desktop.ai_review import (
-    FindingsList,
+    FindingsBox,
     HistoryList,
+    HistoryReader,
     guard_banner,
     reason_box,
     verdict_text,
@@ -62,7 +63,7 @@ from desktop.grid_cells import GridCells, tie
 from desktop.heatmap_bar import HeatmapBar
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
 from desktop.model_manager_view import ModelManagerView
-from desktop.slider_marks import FINDING_COLOUR, OOD_COLOUR, SliderMarks
+from desktop.slider_marks import SliderMarks
 from desktop.viewport_widget import ViewportWidget
 from desktop.workers import JobContext, JobRunner
 
@@ -110,11 +111,6 @@ def decide_job(
     reason: str = "",
 ) -> DecisionRecord:
     return results.decide(result_id, decision, comment, reason)
-
-
-def history_job(_ctx: JobContext, results: ReadingResults, result_id: str) -> list[DecisionRecord]:
-    """The decisions on a result and on earlier runs on the same images (a database read)."""
-    return results.history(result_id)
 
 
 def initial_floor() -> float:
@@ -171,13 +167,9 @@ class AIPanel(QWidget):
         self.cells: GridCells | None = None  # the grid's viewports, once follow_grid is called
         self.grid: ViewportGrid | None = None
         self._watched: list[ViewportWidget] = []  # viewports whose series changes are followed
-        self.histories: dict[str, list[DecisionRecord]] = {}  # result id -> decision history
+        self.histories = HistoryReader(runner, self.results, parent=self)
         self.slider_marks: SliderMarks | None = None  # the window's slice slider (install_ai)
         self._findings_of: tuple[str, int] | None = None  # (result id, state) the list shows
-        self._ood: dict[int, str] = {}  # image index -> OOD message, of the listed result
-        self._notes: dict[str, str] = {}  # result id -> last note (decision failed / saved)
-        self._history_gen: dict[str, int] = {}  # result id -> decisions recorded this session
-        self._reading: set[str] = set()  # result ids whose history read is in flight
         self._build()
         self._connect()
         self._watch_viewport(viewport)
@@ -246,16 +238,8 @@ class AIPanel(QWidget):
         self.result_title = QLabel("No result for this image")
         self.result_title.setWordWrap(True)
         self.guard_banner = guard_banner()  # population / OOD / self-test warnings of the run
-        self.findings_label = QLabel("")
-        self.findings_label.setWordWrap(True)
-        self.findings = FindingsList()
-        findings_box = QGroupBox("Findings")
-        findings_box.setObjectName("aiFindingsBox")
-        fv = QVBoxLayout(findings_box)
-        fv.addWidget(self.findings_label)
-        fv.addWidget(self.findings)
-        self.findings_box = findings_box
-        findings_box.hide()
+        self.findings_box = FindingsBox()
+        self.findings, self.findings_label = self.findings_box.list, self.findings_box.label
         self.result_demo = QLabel("")
         self.result_demo.setStyleSheet(DEMO_STYLE)
         self.result_demo.hide()
@@ -343,7 +327,7 @@ class AIPanel(QWidget):
         layout.addLayout(run_row)
         layout.addWidget(self.run_blocked_label)
         layout.addWidget(queue_box)
-        layout.addWidget(findings_box)
+        layout.addWidget(self.findings_box)
         layout.addWidget(result_box)
         layout.addStretch(1)
         layout.addWidget(self.manager_button)
@@ -363,7 +347,8 @@ class AIPanel(QWidget):
         self.heat_toggle.toggled.connect(self._set_heatmap_visible)
         self.opacity.valueChanged.connect(self._set_heatmap_opacity)
         self.floor.valueChanged.connect(self._set_heatmap_floor)
-        self.findings.jump.connect(self.jump_to)
+        self.findings_box.jump.connect(self.jump_to)
+        self.histories.read.connect(self._history_read)
         self.accept_button.clicked.connect(lambda: self.decide("accepted"))
         self.reject_button.clicked.connect(
             lambda: self.decide("rejected", str(self.reject_reason.currentData() or ""))
@@ -397,7 +382,7 @@ class AIPanel(QWidget):
 
     def set_results(self, results: ReadingResults) -> None:
         """Where runs and decisions are recorded from now on (a profile opened later)."""
-        self.results = self.queue.results = results
+        self.results = self.queue.results = self.histories.results = results
 
     def set_shadow(self, shadow: ShadowModels) -> None:
         self.shadow = shadow
@@ -693,7 +678,7 @@ class AIPanel(QWidget):
             return
         result, k = found
         prov = result.provenance
-        ood = self._ood.get(k, "")
+        ood = self.findings_box.ood.get(k, "")
         self.result_title.setText(
             f"{prov.model_id} {prov.model_version}: <b>{result.decisions[k]}</b>"
             + (" · <span style='color:#ffb300'>⚠ out of distribution</span>" if ood else "")
@@ -731,46 +716,16 @@ class AIPanel(QWidget):
             verdict = self.verdicts.get(result_id)
             text = f"Your decision: {verdict}" if verdict else "Not reviewed yet"
             self.history.hide()
-            self._read_history(result_id)
         else:
             text = verdict_text(history, result_id)
             self.history.show_history(history, result_id)
-        note = self._notes.get(result_id)
+        note = self.histories.notes.get(result_id)
         self.verdict.setText(f"{text}\n{note}" if note else text)
         self.result_changed.emit()
 
-    def _read_history(self, result_id: str) -> None:
-        """One read in flight per result; a read started before the latest decision is
-        dropped when it arrives (``_history_gen``)."""
-        if result_id in self._reading:
-            return
-        self._reading.add(result_id)
-        gen = self._history_gen.get(result_id, 0)
-
-        def done(history: list[DecisionRecord] | None) -> None:
-            if self._history_gen.get(result_id, 0) != gen:
-                return  # stale: a decision came in since; its own read follows
-            self._reading.discard(result_id)
-            if history is None:
-                return
-            self.histories[result_id] = history
-            current = self.current_result()
-            if current is not None and current[0].result_id == result_id:
-                self._show_verdict(result_id)
-            self.history_shown.emit(result_id)
-
-        def failed(exc: BaseException) -> None:
-            log.warning("decision history of '%s': %s", result_id, exc)
-            done(None)
-
-        self.runner.start(
-            "reading AI decisions",
-            history_job,
-            self.results,
-            result_id,
-            on_result=done,
-            on_error=failed,
-        )
+    def _history_read(self, result_id: str) -> None:
+        self._refresh_verdict(result_id)
+        self.history_shown.emit(result_id)
 
     # --- findings of a run -------------------------------------------------------------------
     def _show_findings(self, result: InferenceResult | None) -> None:
@@ -780,38 +735,19 @@ class AIPanel(QWidget):
         if key == self._findings_of:
             return
         self._findings_of = key
-        self._ood = {}
-        if result is None:
-            self.findings_box.hide()
-            self.findings.clear()
-            self.guard_banner.hide()
-            if self.slider_marks is not None:
-                self.slider_marks.clear()
-            return
-        data = result.to_json()
-        position = {
-            (ref.instance.sop_instance_uid, ref.frame): i for i, ref in enumerate(self.state.slices)
-        }
-        at = [position.get((r.sop_instance_uid, r.frame)) for r in result.provenance.inputs]
-        found = [(at[f.index], f) for f in positive_findings(data) if at[f.index] is not None]
-        listed = [(i, f) for i, f in found if i is not None]
-        self.findings.show_findings(listed)
-        n = len(result.decisions)
-        self._ood = {
-            k: str(g.message) for g in result.guards if g.kind == "ood" for k in g.images or []
-        }
-        self.findings_label.setText(
-            f"{len(listed)} of {n} image(s) over threshold"
-            + (" — click or press Enter to go to one" if listed else "")
-        )
-        self.findings_box.setVisible(n > 1 or bool(listed))
-        warnings = run_warnings(data)
+        data = result.to_json() if result is not None else None
+        at: list[int | None] = []
+        if result is not None:
+            position = {
+                (r.instance.sop_instance_uid, r.frame): i for i, r in enumerate(self.state.slices)
+            }
+            at = [position.get((r.sop_instance_uid, r.frame)) for r in result.provenance.inputs]
+        marks = self.findings_box.show_run(data, at)
+        warnings = run_warnings(data) if data is not None else []
         self.guard_banner.setText("⚠ " + "\n⚠ ".join(warnings) if warnings else "")
         self.guard_banner.setVisible(bool(warnings))
         if self.slider_marks is not None:
-            marks = {at[k]: OOD_COLOUR for k in self._ood if k < n and at[k] is not None}
-            marks.update({i: FINDING_COLOUR for i, _f in listed})
-            self.slider_marks.set_marks({i: c for i, c in marks.items() if i is not None})
+            self.slider_marks.set_marks(marks)
 
     def jump_to(self, slice_index: int) -> None:
         """Show ``slice_index`` (a finding) in the active viewport, with its heatmap."""
@@ -858,18 +794,13 @@ class AIPanel(QWidget):
                 self.comment.clear()
             if decision == "rejected":
                 self.reject_reason.setCurrentIndex(0)
-            # read again (with the earlier runs'); a read still in flight is stale now
-            self.histories.pop(result_id, None)
-            self._history_gen[result_id] = self._history_gen.get(result_id, 0) + 1
-            self._reading.discard(result_id)
-            self._notes.pop(result_id, None)
-            if decision == "comment":
-                self._notes[result_id] = "comment saved"
+            # read again, with the earlier runs'
+            self.histories.changed(result_id, "comment saved" if decision == "comment" else "")
             self._refresh_verdict(result_id)
             self.decided.emit(result_id, decision)
 
         def failed(exc: BaseException) -> None:
-            self._notes[result_id] = f"Could not record the decision: {exc}"
+            self.histories.note(result_id, f"Could not record the decision: {exc}")
             self._refresh_verdict(result_id)
 
         self.verdict.setText("Recording…")

@@ -5,15 +5,30 @@ model version on the same images, with author and time)."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
+from typing import Any
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QColor, QKeyEvent
-from PySide6.QtWidgets import QComboBox, QLabel, QListWidget, QListWidgetItem, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from core.results.findings import Finding
+from core.app.results import ReadingResults
+from core.results.findings import Finding, ood_images, positive_findings
 from core.results.reasons import REJECT_REASONS, reason_label
 from core.results.store import DecisionRecord
+from desktop.slider_marks import FINDING_COLOUR, OOD_COLOUR
+from desktop.workers import JobContext, JobRunner
+
+log = logging.getLogger(__name__)
 
 AMBER_STYLE = "background:#5c4300;color:#ffe9a8;padding:4px;border-radius:3px;"
 OOD_BRUSH = QColor("#ffb300")
@@ -78,6 +93,111 @@ class FindingsList(QListWidget):
             event.accept()
             return
         super().keyPressEvent(event)
+
+
+class FindingsBox(QGroupBox):
+    """The findings of the shown series run: a count line and the list; ``jump(slice)``."""
+
+    jump = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Findings", parent)
+        self.setObjectName("aiFindingsBox")
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        self.list = FindingsList()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.label)
+        layout.addWidget(self.list)
+        self.list.jump.connect(self.jump)
+        self.ood: dict[int, str] = {}  # image index -> OOD message, of the result shown
+        self.hide()
+
+    def show_run(self, result: dict[str, Any] | None, at: list[int | None]) -> dict[int, QColor]:
+        """Fill from a result's JSON; ``at``: the viewport slice of each input (None: not in
+        this series). Returns the slider marks: findings red, OOD-only slices amber."""
+        self.ood = ood_images(result) if result is not None else {}
+        if result is None:
+            self.list.clear()
+            self.hide()
+            return {}
+        listed = [(i, f) for f in positive_findings(result) if (i := at[f.index]) is not None]
+        self.list.show_findings(listed)
+        n = len(result.get("decisions") or [])
+        hint = " — click or press Enter to go to one" if listed else ""
+        self.label.setText(f"{len(listed)} of {n} image(s) over threshold{hint}")
+        self.setVisible(n > 1 or bool(listed))
+        marks = {i: OOD_COLOUR for k in self.ood if k < len(at) and (i := at[k]) is not None}
+        marks.update({i: FINDING_COLOUR for i, _f in listed})
+        return marks
+
+
+def history_job(_ctx: JobContext, results: ReadingResults, result_id: str) -> list[DecisionRecord]:
+    """The decisions on a result and on earlier runs on the same images (a database read)."""
+    return results.history(result_id)
+
+
+class HistoryReader(QObject):
+    """Decision histories read in jobs, one read in flight per result; a read started before
+    the latest decision is dropped when it arrives. ``notes``: the last word on a decision
+    (failed / saved) that stays under the verdict."""
+
+    read = Signal(str)  # the history of this result id was read and stored
+
+    def __init__(self, runner: JobRunner, results: ReadingResults, parent: QObject | None = None):
+        super().__init__(parent)
+        self.runner, self.results = runner, results
+        self.histories: dict[str, list[DecisionRecord]] = {}
+        self.notes: dict[str, str] = {}
+        self._gen: dict[str, int] = {}  # result id -> decisions recorded since the first read
+        self._reading: set[str] = set()
+
+    def get(self, result_id: str) -> list[DecisionRecord] | None:
+        """The history when read; else None, and a read is started."""
+        found = self.histories.get(result_id)
+        if found is None:
+            self._start(result_id)
+        return found
+
+    def changed(self, result_id: str, note: str = "") -> None:
+        """A decision was recorded: read again (a read in flight is stale now)."""
+        self.histories.pop(result_id, None)
+        self._gen[result_id] = self._gen.get(result_id, 0) + 1
+        self._reading.discard(result_id)
+        self.note(result_id, note)
+
+    def note(self, result_id: str, note: str) -> None:
+        if note:
+            self.notes[result_id] = note
+        else:
+            self.notes.pop(result_id, None)
+
+    def _start(self, result_id: str) -> None:
+        if result_id in self._reading:
+            return
+        self._reading.add(result_id)
+        gen = self._gen.get(result_id, 0)
+
+        def done(history: list[DecisionRecord] | None) -> None:
+            if self._gen.get(result_id, 0) != gen:
+                return  # stale: a decision came in since; its own read follows
+            self._reading.discard(result_id)
+            if history is not None:
+                self.histories[result_id] = history
+                self.read.emit(result_id)
+
+        def failed(exc: BaseException) -> None:
+            log.warning("decision history of '%s': %s", result_id, exc)
+            done(None)
+
+        self.runner.start(
+            "reading AI decisions",
+            history_job,
+            self.results,
+            result_id,
+            on_result=done,
+            on_error=failed,
+        )
 
 
 def when(stamp: str) -> str:
