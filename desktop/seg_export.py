@@ -216,7 +216,7 @@ class SegExport(QObject):
             return
         # what the panel does with SEG objects it read itself: every viewport's layer and its
         # summary line (a public ``add_overlays`` there would be the better door)
-        panel._on_objects(([overlay], [], []))
+        panel.add_overlays([overlay])
 
     def _failed(self, exc: BaseException, where: str) -> None:
         from core.app.seg_exports import SegExportError

@@ -236,6 +236,10 @@ class ResultsObjectsPanel(QWidget):
             "read SEG/SR", read_objects_job, seg, sr, index, on_result=self._on_objects
         )
 
+    def add_overlays(self, overlays: list[SegOverlay]) -> None:
+        """Show SEG masks made in this session (an AI segmentation just saved) like read ones."""
+        self._on_objects((overlays, [], []))
+
     def _on_objects(self, result: tuple[list[SegOverlay], list[StudyReport], list[str]]) -> None:
         overlays, reports, problems = result
         self.overlays += overlays

@@ -91,6 +91,16 @@ def evaluate_package(
     metrics = package.manifest.metrics
     if metrics is None:
         raise EvaluationError(f"model '{package.id}' declares no metrics")
+    if package.manifest.task == "segmentation":  # Dice and image-level figures, not per-label
+        from models.segmentation import evaluate as evaluate_segmentation
+
+        owned = model is None
+        loaded = model or load_model(package, device)
+        try:
+            return evaluate_segmentation(package, loaded)
+        finally:
+            if owned:
+                loaded.close()
     adapter = get_adapter(package.manifest.framework, model_id=package.id)
     hook = getattr(adapter, "evaluate", None)  # adapters with their own metrics (text models)
     raw, labels = (None, None) if callable(hook) else load_reference_data(metrics.data_ref)
