@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from backend.config import Settings, settings_from_env
+from backend.config import ConfigError, Settings, settings_from_env
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from backend.deps import BackendState
 
 
@@ -26,21 +29,61 @@ def _state(args: argparse.Namespace) -> BackendState:
     return build_state(_settings(args))
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
+def app_from_env() -> FastAPI:
+    """One uvicorn worker's app (``serve --workers N``): the settings ``serve`` exported."""
     from backend.app import create_app
     from backend.ops import configure_logging
 
     configure_logging()
-    uvicorn.run(
-        create_app(_settings(args)),
-        host=args.host,
-        port=args.port,
-        log_config=None,
-        proxy_headers=args.proxy_headers,
-        access_log=False,
+    return create_app(settings_from_env())
+
+
+def _export(settings: Settings) -> None:
+    """What the worker processes read back in :func:`app_from_env`."""
+    os.environ["DOCTORAI_BACKEND_DATA_DIR"] = str(settings.data_dir)
+    os.environ["DOCTORAI_BACKEND_WORKERS"] = str(settings.workers)
+    if settings.db_url:
+        os.environ["DOCTORAI_BACKEND_DB_URL"] = settings.db_url
+    if settings.storage_url:
+        os.environ["DOCTORAI_BACKEND_STORAGE_URL"] = settings.storage_url
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve with uvicorn: one process, or ``--workers N`` sharing the database, the rate
+    limits (rows in it) and the metrics (prometheus_client multiprocess files)."""
+    import uvicorn
+
+    from backend.ops import MULTIPROC_ENV, configure_logging, prepare_multiprocess_dir
+
+    settings = settings_from_env(args.data_dir, args.db_url, args.storage_url, args.workers)
+    settings.require_shared_secret()
+    forwarded = (
+        args.forwarded_allow_ips
+        if args.forwarded_allow_ips is not None
+        else settings.forwarded_allow_ips
     )
+    proxy: dict[str, Any] = {"proxy_headers": bool(forwarded) or args.proxy_headers}
+    if forwarded:
+        proxy["forwarded_allow_ips"] = forwarded
+    configure_logging()
+    common: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "access_log": False,
+        **proxy,
+    }
+    if settings.workers == 1:
+        from backend.app import create_app
+
+        uvicorn.run(create_app(settings), **common)
+        return 0
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    metrics_dir = Path(os.environ.get(MULTIPROC_ENV) or settings.data_dir / "metrics-multiproc")
+    prepare_multiprocess_dir(metrics_dir)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
+    _export(settings)
+    uvicorn.run("backend.cli:app_from_env", factory=True, workers=settings.workers, **common)
     return 0
 
 
@@ -227,7 +270,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="run the API with uvicorn")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--proxy-headers", action="store_true", help="behind a load balancer")
+    p.add_argument(
+        "--proxy-headers",
+        action="store_true",
+        help="believe X-Forwarded-For from 127.0.0.1 (a proxy on this host)",
+    )
+    p.add_argument(
+        "--forwarded-allow-ips",
+        help="comma-separated addresses/networks of the load balancers whose X-Forwarded-For "
+        "names the client (env DOCTORAI_BACKEND_FORWARDED_ALLOW_IPS; default: none)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (env DOCTORAI_BACKEND_WORKERS; more than 1 needs "
+        "DOCTORAI_BACKEND_JWT_SECRET)",
+    )
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
@@ -303,7 +361,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (AdminError, CatalogueError, TufError, StorageError, OSError, SQLAlchemyError) as exc:
+    except (
+        AdminError,
+        CatalogueError,
+        TufError,
+        StorageError,
+        OSError,
+        SQLAlchemyError,
+        ConfigError,
+    ) as exc:
         print(f"doctorai-backend: error: {exc}", file=sys.stderr)
         return 2
 

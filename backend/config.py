@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class ConfigError(ValueError):
+    """A setting that makes this deployment unsafe or unusable; the message names the fix."""
+
+
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"DOCTORAI_BACKEND_{name}", default)
 
@@ -41,6 +45,41 @@ class Settings:
     admin_lockout_s: int = 900
     # key material for the admins' TOTP secrets and recovery codes ("" = the JWT secret)
     mfa_key: str = field(default="", repr=False)
+    # uvicorn worker processes of ``serve`` (each its own app; state shared through the database)
+    workers: int = 1
+    # addresses of the load balancers whose X-Forwarded-For is believed ("" = none; "*" = any)
+    forwarded_allow_ips: str = ""
+    # retention (backend.retention): rows older than these are deleted by ``purge``
+    idempotency_days: float = 30.0  # replays of a batch older than this are stored again as new
+    token_grace_days: float = 7.0  # used/expired refresh tokens and enrolment codes, after expiry
+    rate_bucket_idle_s: float = 3600.0  # shared rate-limit buckets untouched this long
+    metric_files_idle_s: float = 86400.0  # metric files of dead worker processes
+    purge_every_s: float = 3600.0  # how often one process runs the purge (0 = never)
+
+    @property
+    def multi_process(self) -> bool:
+        """PostgreSQL or several workers: more than one process serves this database."""
+        return self.workers > 1 or not self.effective_db_url.startswith("sqlite")
+
+    def require_shared_secret(self) -> None:
+        """A multi-process deployment needs the JWT secret configured: a file in each
+        process's data directory differs between ECS tasks, so each would refuse the others'
+        tokens. Raises ConfigError naming the variable."""
+        if self.multi_process and not (
+            self.jwt_secret or os.environ.get("DOCTORAI_BACKEND_JWT_SECRET")
+        ):
+            why = (
+                f"{self.workers} worker processes"
+                if self.workers > 1
+                else "a PostgreSQL database (shared by several processes)"
+            )
+            raise ConfigError(
+                f"DOCTORAI_BACKEND_JWT_SECRET is not set: this backend runs with {why}, and "
+                "every process must sign and verify tokens with the same secret. Set "
+                "DOCTORAI_BACKEND_JWT_SECRET (at least 32 random characters, e.g. from a "
+                "secrets manager) for every process; only a single-process SQLite server may "
+                "keep a generated secret in <data dir>/jwt.secret"
+            )
 
     @property
     def effective_db_url(self) -> str:
@@ -51,12 +90,14 @@ class Settings:
         return self.keys_dir_override or self.data_dir / "keys"
 
     def secret(self) -> str:
-        """The JWT signing secret: given, from the environment, or a 0600 file in the data dir."""
+        """The JWT signing secret: given, from the environment, or (single-process SQLite
+        servers only, see require_shared_secret) a 0600 file in the data dir."""
         if self.jwt_secret:
             return self.jwt_secret
         env = os.environ.get("DOCTORAI_BACKEND_JWT_SECRET")
         if env:
             return env
+        self.require_shared_secret()
         path = self.data_dir / "jwt.secret"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +110,8 @@ class Settings:
         """What the admins' TOTP secrets are encrypted under (through HKDF, backend.admins):
         ``mfa_key`` or ``DOCTORAI_BACKEND_MFA_KEY`` when IT keeps it apart from the JWT
         secret, else the JWT secret itself, so every replica that verifies tokens can also
-        verify codes."""
+        verify codes. Without either, the JWT secret's rule applies (configured when
+        multi-process), so no replica derives the key from a file of its own."""
         return self.mfa_key or os.environ.get("DOCTORAI_BACKEND_MFA_KEY") or self.secret()
 
 
@@ -82,8 +124,24 @@ def _flag(name: str, default: bool) -> bool:
     raise SystemExit(f"doctorai-backend: DOCTORAI_BACKEND_{name}={raw!r} is not 1/0, on/off")
 
 
+def _number(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(
+            f"doctorai-backend: DOCTORAI_BACKEND_{name}={raw!r} is not a number"
+        ) from None
+    if value < 0:
+        raise SystemExit(f"doctorai-backend: DOCTORAI_BACKEND_{name}={raw!r} is negative")
+    return value
+
+
 def settings_from_env(
-    data_dir: str | None = None, db_url: str | None = None, storage_url: str | None = None
+    data_dir: str | None = None,
+    db_url: str | None = None,
+    storage_url: str | None = None,
+    workers: int | None = None,
 ) -> Settings:
     """Arguments win over environment variables, which win over defaults."""
     return Settings(
@@ -96,6 +154,13 @@ def settings_from_env(
         metrics_token=_env("METRICS_TOKEN", ""),
         admin_mfa=_flag("ADMIN_MFA", True),
         admin_break_glass=_flag("ADMIN_BREAK_GLASS", False),
+        workers=workers or int(_number("WORKERS", 1)) or 1,
+        forwarded_allow_ips=_env("FORWARDED_ALLOW_IPS", "").strip(),
+        idempotency_days=_number("IDEMPOTENCY_DAYS", 30.0),
+        token_grace_days=_number("TOKEN_GRACE_DAYS", 7.0),
+        rate_bucket_idle_s=_number("RATE_BUCKET_IDLE_S", 3600.0),
+        metric_files_idle_s=_number("METRIC_FILES_IDLE_S", 86400.0),
+        purge_every_s=_number("PURGE_EVERY_S", 3600.0),
         keys_dir_override=Path(os.environ["DOCTORAI_BACKEND_KEYS_DIR"])
         if os.environ.get("DOCTORAI_BACKEND_KEYS_DIR")
         else None,

@@ -62,7 +62,8 @@ def db_session(st: BackendState = Depends(state)) -> Iterator[Session]:  # noqa:
 
 
 def rate_limit(st: BackendState, key: str) -> None:
-    wait = st.limiter.check(key)
+    """One budget per key for the whole deployment (the bucket is a row in the database)."""
+    wait = st.limiter.check(key, st.engine)
     if wait > 0:
         st.metrics.rate_limited.inc()
         raise ApiError(
@@ -75,6 +76,9 @@ def rate_limit(st: BackendState, key: str) -> None:
 
 
 def limit_by_address(request: Request, st: BackendState = Depends(state)) -> None:  # noqa: B008
+    """Before sign-in, the client's address: uvicorn puts the X-Forwarded-For client there
+    only when the peer is a trusted proxy (``DOCTORAI_BACKEND_FORWARDED_ALLOW_IPS``), so a
+    forged header from anyone else is ignored and the peer's own address is limited."""
     rate_limit(st, f"addr:{request.client.host if request.client else '?'}")
 
 
