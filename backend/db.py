@@ -102,7 +102,7 @@ class Result(Base):
     decided_at: Mapped[datetime | None] = mapped_column(default=None)
     latency_ms: Mapped[float] = mapped_column(Float)
     shadow: Mapped[bool] = mapped_column(Boolean, default=False)
-    rollout_id: Mapped[int | None] = mapped_column(Integer, default=None)
+    rollout_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
     study_ref: Mapped[str | None] = mapped_column(String(128), default=None)
     summary: Mapped[dict[str, Any]]
 
@@ -217,6 +217,44 @@ class Rollout(Base):
     status: Mapped[str] = mapped_column(String(16), default="active")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # guardrails, alpha and planned size (backend.rollout_monitor); paused: baseline for all
+    design: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class RolloutArm(Base):
+    """One arm of a rollout (baseline + one or more candidates) and its share of devices."""
+
+    __tablename__ = "rollout_arms"
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[str] = mapped_column(String(128))
+    weight: Mapped[float] = mapped_column(Float)
+    position: Mapped[int] = mapped_column(Integer)  # 0 is the baseline
+
+
+class RolloutAssignment(Base):
+    """The arm a device was given, stored when first served: the analysis counts a result by
+    this row (intention to treat), never by the version or arm a client reports."""
+
+    __tablename__ = "rollout_assignments"
+    rollout_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(32))
+    assigned_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RolloutEvent(Base):
+    """What happened to a rollout and why (created, looks of the sequential test, guardrail
+    breaches, pause, rollback, promote): the rollout's audit trail."""
+
+    __tablename__ = "rollout_events"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(Integer, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128), default="")
+    detail: Mapped[dict[str, Any]]
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class RateBucket(Base):
