@@ -142,6 +142,10 @@ def _idempotent(
             result = store(session, device_id, batch)
         except ingest.ChainError as exc:
             session.rollback()
+            if not exc.alert:  # a gap: the earlier batch is still on its way
+                raise ApiError(
+                    409, exc.code, exc.message, exc.data, headers={"Retry-After": "1"}
+                ) from exc
             ingest.record_chain_alert(session, device_id, exc)
             st.metrics.security_alerts.labels(exc.code).inc()
             log(

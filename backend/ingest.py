@@ -11,7 +11,7 @@ import hashlib
 import itertools
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from backend.auth import aware
@@ -35,11 +35,37 @@ from core.sync.wire import (
 
 
 class ChainError(Exception):
-    """The batch does not extend the stored chain head: history rewritten or an old DB restored."""
+    """The batch does not extend the stored chain head. ``alert``: history rewritten or an old
+    database restored (a fork, or a malformed chain), a Security Alert. Otherwise a gap: the
+    events before it have not arrived yet (two batches racing on two processes), so the
+    client retries and no alert is raised for mere ordering."""
 
-    def __init__(self, code: str, message: str, data: dict[str, object]) -> None:
+    def __init__(
+        self, code: str, message: str, data: dict[str, object], alert: bool = True
+    ) -> None:
         super().__init__(message)
-        self.code, self.message, self.data = code, message, data
+        self.code, self.message, self.data, self.alert = code, message, data, alert
+
+
+#: pg_advisory_xact_lock(namespace, hashtext(device_id)): one batch per device at a time
+DEVICE_LOCK_NAMESPACE = 0x44414944  # "DAID"
+
+
+def serialize_device(session: Session, device_id: str) -> None:
+    """Hold a per-device lock until the transaction ends, so two batches of one workstation
+    on two processes are stored one after the other: the second sees the first's rows and
+    chain head instead of colliding with them. PostgreSQL: an advisory transaction lock (other
+    devices never wait). SQLite: the database's write lock, taken up front."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(:ns, hashtext(:d))"),
+            {"ns": DEVICE_LOCK_NAMESPACE, "d": device_id},
+        )
+    elif dialect == "sqlite":
+        session.execute(
+            text("UPDATE devices SET revoked = revoked WHERE device_id = :d"), {"d": device_id}
+        )
 
 
 class IdempotencyMismatch(Exception):
@@ -110,6 +136,7 @@ def store_results(session: Session, device_id: str, batch: ResultsBatch) -> Batc
     """New results are stored; a decision on a known result (same client id, a ``decided_at``)
     is kept in the history and replaces the current one when it was made later. A replay of
     what is stored already is a duplicate."""
+    serialize_device(session, device_id)
     ids = [i.client_id for i in batch.items]
     known = {
         r.client_id: r
@@ -158,6 +185,7 @@ def _alert(session: Session, device_id: str, code: str, detail: dict[str, object
 
 def store_audit(session: Session, device_id: str, batch: AuditBatch) -> BatchResponse:
     """Accept events that extend the head; events already held must match hash for hash."""
+    serialize_device(session, device_id)
     device = session.get(Device, device_id, with_for_update=True)
     assert device is not None  # the token was checked against the device table
     events = batch.events
@@ -193,11 +221,14 @@ def store_audit(session: Session, device_id: str, batch: AuditBatch) -> BatchRes
             dups.append(ev.event_id)
             continue
         if ev.index != head_index + 1 or ev.prev_hash != head_hash:
+            fork = ev.index <= head_index + 1  # the next index, chained to another head
             raise ChainError(
-                "audit_chain_fork" if ev.index <= head_index + 1 else "audit_chain_gap",
+                "audit_chain_fork" if fork else "audit_chain_gap",
                 f"event at index {ev.index} does not extend the server's chain head "
-                f"(index {head_index})",
+                f"(index {head_index})"
+                + ("" if fork else "; the events before it have not arrived yet: retry"),
                 {"index": ev.index, "server_head": {"index": head_index, "hash": head_hash}},
+                alert=fork,
             )
         session.add(
             AuditEvent(

@@ -23,6 +23,7 @@ from core.sync.credentials import CredentialStore, DeviceCredentials
 from core.sync.errors import (
     AuthFailedError,
     ChainAlertError,
+    ChainGapError,
     RefusedError,
     SyncConfigError,
     TlsError,
@@ -203,6 +204,9 @@ class SyncClient:
                 f"{what}: server busy or failing (HTTP {status}: {message})",
                 parse_retry_after(resp.headers.get("Retry-After")),
             )
+        if status == 409 and code == "audit_chain_gap":
+            retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            raise ChainGapError(status, code, message, data, retry_after)
         if status == 409 and code.startswith("audit_chain"):
             raise ChainAlertError(status, code, message, data)
         if code in ("device_revoked", "credentials_invalid"):

@@ -37,6 +37,20 @@ class ChainAlertError(RefusedError):
     """409 audit_chain_*: the server's anchor says this audit history was replaced or rewritten."""
 
 
+class ChainGapError(ChainAlertError, TransientError):
+    """409 audit_chain_gap: the events before this batch have not reached the server yet (an
+    earlier batch of this workstation still in flight on another server process). Retried like
+    a busy server; a gap that outlasts the retries is raised as the alert it then is (events
+    before it are missing from what this workstation sends)."""
+
+    def __init__(
+        self, status: int, code: str, message: str, data: dict[str, Any], retry_after: float | None
+    ) -> None:
+        SyncError.__init__(self, message)
+        self.status, self.code, self.data = status, code, data
+        self.retry_after = retry_after
+
+
 class AuthFailedError(SyncError):
     """Not enrolled, credentials rejected, or the workstation was revoked: needs an admin."""
 
