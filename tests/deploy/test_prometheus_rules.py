@@ -55,6 +55,31 @@ def test_promtool_rejects_a_broken_rule(tmp_path: Path) -> None:
     assert run.returncode != 0
 
 
+@needs_promtool
+def test_scrape_config_with_the_rules_passes_promtool(tmp_path: Path) -> None:
+    """prometheus.yml loads alerts.yml; its token file is made here (promtool checks it exists)."""
+    token = tmp_path / "doctorai-metrics-token"
+    token.write_text("t" * 43)
+    token.chmod(0o600)
+    config = (PROM / "prometheus.yml").read_text()
+    assert "/etc/prometheus/doctorai-metrics-token" in config
+    (tmp_path / "prometheus.yml").write_text(
+        config.replace("/etc/prometheus/doctorai-metrics-token", str(token))
+    )
+    shutil.copy(RULES, tmp_path / RULES.name)
+    run = subprocess.run(
+        [str(PROMTOOL), "check", "config", "prometheus.yml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "alerts.yml" in run.stdout
+    assert "rules found" in run.stdout
+
+
 def test_every_alert_is_tested_firing_and_quiet() -> None:
     fired: set[str] = set()
     quiet: set[str] = set()
