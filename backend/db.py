@@ -55,6 +55,21 @@ class Device(Base):
     last_sync_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
+class DeviceStatus(Base):
+    """What a workstation last reported about itself and when it was last seen (backend.fleet):
+    one row per device, a table of its own so the devices row the sync path reads stays as is."""
+
+    __tablename__ = "device_status"
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.device_id"), primary_key=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    reported_at: Mapped[datetime | None] = mapped_column(default=None)
+    app_version: Mapped[str] = mapped_column(String(64), default="")
+    os: Mapped[str] = mapped_column(String(128), default="")
+    reported_sync_at: Mapped[datetime | None] = mapped_column(default=None)
+    queue_length: Mapped[int | None] = mapped_column(Integer, default=None)
+    models: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
 class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
