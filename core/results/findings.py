@@ -30,19 +30,15 @@ def ood_images(result: dict[str, Any]) -> dict[int, str]:
 
 
 def run_warnings(result: dict[str, Any]) -> list[str]:
-    """What the result area must say about the whole run: guard flags that are not about single
-    images (population, self-test, verification) and a count of the OOD images."""
-    lines = [
-        str(g.get("message", ""))
-        for g in result.get("guards") or []
-        if g.get("kind") != "ood" or not g.get("images")
-    ]
-    flagged = ood_images(result)
-    n = len(result.get("decisions") or [])
-    if flagged:
-        first = next(iter(flagged.values()))
-        lines.append(f"{len(flagged)} of {n} image(s) out of distribution: {first}")
-    return [line for line in lines if line]
+    """What the result area must say about the run: each guard flag's message once (the
+    population, self-test and verification flags, and the OOD flag that names its images:
+    the guards write whole sentences with the counts)."""
+    lines: list[str] = []
+    for guard in result.get("guards") or []:
+        message = str(guard.get("message", ""))
+        if message and message not in lines:
+            lines.append(message)
+    return lines
 
 
 def positive_findings(result: dict[str, Any]) -> list[Finding]:

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt
 
-from core.inference.result import GuardFlag
-from core.results.findings import positive_findings
+from core.results.findings import ood_images, positive_findings
 from desktop.slider_marks import FINDING_COLOUR
 from tests.desktop.helpers import open_for_ai
 
 MR_PARTS = ("plotly__dash-vtk", "demos", "data", "mri_brain")
+CR = Path(__file__).resolve().parents[2] / "resources" / "sample" / "chest_cr" / "RG1_J2KI.dcm"
 TIMEOUT_MS = 120_000
 SHOT = Path(os.environ.get("DOCTORAI_REVIEW_SHOT", "/tmp/doctorai_ai_review.png"))
 
@@ -44,11 +44,15 @@ def _run_series(qtbot, win, panel, progress: list[tuple[str, int, int]] | None =
     return row
 
 
-def _expected_slices(win, result) -> list[int]:
+def _slices_of(win, result) -> list[int]:
+    """The viewport slice of each of the result's inputs."""
     position = {(s.instance.sop_instance_uid, s.frame): i for i, s in enumerate(win.state.slices)}
-    refs = result.provenance.inputs
-    found = positive_findings(result.to_json())
-    return sorted(position[(refs[f.index].sop_instance_uid, refs[f.index].frame)] for f in found)
+    return [position[(r.sop_instance_uid, r.frame)] for r in result.provenance.inputs]
+
+
+def _expected_slices(win, result) -> list[int]:
+    at = _slices_of(win, result)
+    return sorted(at[f.index] for f in positive_findings(result.to_json()))
 
 
 def test_series_run_lists_findings_marks_the_slider_and_jumps(
@@ -121,25 +125,20 @@ def test_series_run_lists_findings_marks_the_slider_and_jumps(
     assert panel.colour_bar.labels() == ["0", "0.25", "0.5", "0.75", "1"]
     assert panel.floor.value() == 0.2
 
-    # guard flags of the run: per-image OOD in the list and the banner, population in the banner
-    ood_index = next(f.index for f in positive_findings(result.to_json()))
-    result.guards = [
-        *[g for g in result.guards if g.kind not in ("ood", "population")],
-        GuardFlag("ood", "unlike the phantoms the model was trained on", [ood_index]),
-        GuardFlag("population", "body part 'HEAD' checked; pixel spacing 0.9 mm outside 1-2 mm"),
-    ]
-    panel._findings_of = None  # the result changed under the panel (as a new run would)
-    panel._show_current()
+    # the run's own OOD flags (the phantom-trained model on a real MR): marked per finding
+    # and counted in the amber banner
+    flagged = ood_images(result.to_json())
+    assert flagged, "the phantom-trained brain model flags the real MR as out of distribution"
     assert not panel.guard_banner.isHidden()
-    banner = panel.guard_banner.text()
-    assert "pixel spacing 0.9 mm outside 1-2 mm" in banner
-    assert f"1 of {n} image(s) out of distribution: unlike the phantoms" in banner
-    flagged = [
-        panel.findings.item(i).text()
+    (ood,) = [g for g in result.guards if g.kind == "ood"]
+    assert ood.message in panel.guard_banner.text()
+    marked = {
+        panel.findings.item(i).data(Qt.ItemDataRole.UserRole)
         for i in range(panel.findings.count())
         if "out of distribution" in panel.findings.item(i).text()
-    ]
-    assert len(flagged) == 1
+    }
+    slice_of = dict(zip(range(n), _slices_of(win, result), strict=True))
+    assert marked == {slice_of[k] for k in flagged if slice_of[k] in expected}
 
     # the screenshot of the panel after a series run with findings (looked at by hand)
     win.ai_dock.raise_()
@@ -192,3 +191,19 @@ def test_reject_with_reason_is_shown_after_a_rerun_and_comments_are_listed(
     )
     assert all("(earlier run, same images)" in line for line in panel.history.lines())
     assert panel.current_verdict() is None  # the new run itself is not decided yet
+
+
+def test_population_flag_of_the_adult_cr_is_in_the_amber_banner(qtbot, window) -> None:
+    """The paediatric chest model on the shared adult CR: the run's population flag (from the
+    header, by the guard) is said in the result area, not only in the JSON."""
+    win, panel = window, window.ai
+    open_for_ai(qtbot, win, CR)
+    row = panel.run_current_image()
+    qtbot.waitUntil(lambda: row.finished, timeout=TIMEOUT_MS)
+    assert row.state == "done", row.message
+    population = [g for g in row.result.guards if g.kind == "population"]
+    assert population, "the adult CR is outside the paediatric model's intended population"
+    assert not panel.guard_banner.isHidden()
+    for flag in population:
+        assert flag.message in panel.guard_banner.text()
+    assert panel.findings_box.isHidden() or panel.findings.count() <= 1  # one image, no list
