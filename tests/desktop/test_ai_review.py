@@ -114,6 +114,7 @@ def test_series_run_lists_findings_marks_the_slider_and_jumps(
         )
     )
     item = panel.findings.item(0)
+    panel.findings.scrollToItem(item)
     rect = panel.findings.visualItemRect(item)
     qtbot.mouseClick(panel.findings.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
     assert win.state.viewport.slice_index == expected[0]
