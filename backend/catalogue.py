@@ -11,15 +11,17 @@ import json
 import re
 import tarfile
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.db import ModelPackage, Result, Rollout, utcnow
-from backend.rollout import agreement, arm_stats, compare
+from backend.db import ModelPackage, Rollout, utcnow
+from backend.rollout_assign import OPEN_STATUSES, RolloutError, add_arms, arms_of, record_event
+from backend.rollout_monitor import format_report as format_report  # re-export: the CLI
+from backend.rollout_monitor import report as monitor_report
+from backend.rollout_monitor import validate_design
 from backend.tuf_repo import TufRepository
 from core.sync.wire import ChannelFile
 
@@ -154,25 +156,44 @@ def create_rollout(
     candidate: str,
     split: float,
     shadow: bool = False,
+    *,
+    more_candidates: list[tuple[str, float]] | None = None,
+    design: dict[str, Any] | None = None,
+    actor: str = "",
 ) -> Rollout:
+    """A rollout of ``candidate`` at ``split`` (and optionally more candidates with their
+    shares) against ``baseline``; the baseline keeps what the candidates leave.
+
+    ``design``: alpha, tau and guardrails (backend.rollout_monitor.validate_design)."""
     if not 0.0 <= split <= 1.0:
         raise CatalogueError(f"traffic split {split} must lie between 0 and 1")
-    _package(session, model_id, baseline)
-    _package(session, model_id, candidate)
+    candidates = [(candidate, split), *(more_candidates or [])]
+    for version in (baseline, *(v for v, _w in candidates)):
+        _package(session, model_id, version)
+    try:
+        checked = validate_design(design)
+    except ValueError as exc:
+        raise CatalogueError(str(exc)) from exc
     active = session.scalar(
-        select(Rollout).where(Rollout.model_id == model_id, Rollout.status == "active")
+        select(Rollout).where(Rollout.model_id == model_id, Rollout.status.in_(OPEN_STATUSES))
     )
     if active is not None:
-        raise CatalogueError(f"model {model_id!r} already has active rollout {active.id}")
+        raise CatalogueError(f"model {model_id!r} already has {active.status} rollout {active.id}")
     ro = Rollout(
         model_id=model_id,
         baseline_version=baseline,
         candidate_version=candidate,
         split=split,
         shadow=shadow,
+        design=checked,
     )
     session.add(ro)
     session.flush()
+    try:
+        arms = add_arms(session, ro, baseline, candidates)
+    except RolloutError as exc:
+        session.rollback()
+        raise CatalogueError(str(exc)) from exc
     set_channel(
         session,
         repo,
@@ -184,120 +205,83 @@ def create_rollout(
             "split": split,
             "shadow": shadow,
             "candidate_target_path": package_path(model_id, candidate),
+            # K arms: every candidate version and its package (workstations of today read
+            # only the first candidate above)
+            "candidates": {
+                a.version: package_path(model_id, a.version) for a in arms if a.position > 0
+            },
         },
+    )
+    record_event(
+        session,
+        ro.id,
+        "created",
+        {"arms": [{"name": a.name, "version": a.version, "weight": a.weight} for a in arms]},
+        actor,
     )
     repo.publish(session)
     session.commit()
     return ro
 
 
-def _close(session: Session, repo: TufRepository, rollout_id: int, promote: bool) -> Rollout:
+def close_rollout(
+    session: Session,
+    repo: TufRepository,
+    rollout_id: int,
+    promote_arm: str | None,
+    actor: str = "",
+    commit: bool = True,
+) -> Rollout:
+    """Promote an arm's version (``promote_arm``) or roll back to the baseline (None); the
+    channel is re-signed and the change stored as a rollout event. Active or paused only."""
     ro = get_rollout(session, rollout_id)
-    if ro.status != "active":
+    if ro.status not in OPEN_STATUSES:
         raise CatalogueError(f"rollout {rollout_id} is already {ro.status}")
-    version = ro.candidate_version if promote else ro.baseline_version
+    arms = {a.name: a for a in arms_of(session, ro)}
+    if promote_arm is None:
+        version, status = arms["baseline"].version, "rolled_back"
+    else:
+        if promote_arm not in arms or promote_arm == "baseline":
+            names = sorted(n for n in arms if n != "baseline")
+            raise CatalogueError(
+                f"rollout {rollout_id} has no candidate arm {promote_arm!r} (arms: {names})"
+            )
+        version, status = arms[promote_arm].version, "promoted"
     set_channel(session, repo, ro.model_id, version)
-    ro.status, ro.closed_at = ("promoted" if promote else "rolled_back"), utcnow()
+    ro.status, ro.closed_at = status, utcnow()
+    record_event(session, ro.id, status, {"version": version}, actor)
     repo.publish(session)
-    session.commit()
+    if commit:
+        session.commit()
     return ro
 
 
-def promote(session: Session, repo: TufRepository, rollout_id: int) -> Rollout:
-    return _close(session, repo, rollout_id, promote=True)
+def promote(
+    session: Session,
+    repo: TufRepository,
+    rollout_id: int,
+    arm: str | None = None,
+    actor: str = "",
+) -> Rollout:
+    """Promote the candidate (``arm`` names which one when there are several)."""
+    if arm is None:
+        names = [a.name for a in arms_of(session, get_rollout(session, rollout_id))]
+        candidates = [n for n in names if n != "baseline"]
+        if len(candidates) != 1:
+            raise CatalogueError(
+                f"rollout {rollout_id} has {len(candidates)} candidates: name the arm to promote"
+            )
+        arm = candidates[0]
+    return close_rollout(session, repo, rollout_id, arm, actor)
 
 
 def rollback(session: Session, repo: TufRepository, rollout_id: int) -> Rollout:
-    return _close(session, repo, rollout_id, promote=False)
+    return close_rollout(session, repo, rollout_id, None)
 
 
-def report(session: Session, rollout_id: int) -> dict[str, Any]:
-    """Per arm: results, acceptance with a 95% CI, latency p50/p95; and the significance tests."""
-    ro = get_rollout(session, rollout_id)
-    arms = {}
-    raw: dict[str, list[float]] = {}
-    for arm, version in (("baseline", ro.baseline_version), ("candidate", ro.candidate_version)):
-        q = select(Result.decision, Result.latency_ms).where(
-            Result.model_id == ro.model_id,
-            Result.model_version == version,
-            Result.received_at >= ro.created_at,
-        )
-        if ro.closed_at is not None:
-            q = q.where(Result.received_at <= ro.closed_at)
-        rows = session.execute(q).all()
-        raw[arm] = [float(r[1]) for r in rows]
-        arms[arm] = arm_stats(arm, version, [r[0] for r in rows], raw[arm])
-    shadow = None
-    if ro.shadow:
-        summaries = session.scalars(
-            select(Result.summary).where(
-                Result.rollout_id == ro.id,
-                Result.shadow.is_(True),
-                Result.model_version == ro.candidate_version,
-            )
-        )
-        flags = [
-            s["agrees_with_shown"]
-            for s in summaries
-            if isinstance(s, dict) and isinstance(s.get("agrees_with_shown"), bool)
-        ]
-        shadow = agreement(flags)
-    return {
-        "rollout": {
-            "id": ro.id,
-            "model_id": ro.model_id,
-            "split": ro.split,
-            "shadow": ro.shadow,
-            "status": ro.status,
-        },
-        "arms": {k: asdict(v) for k, v in arms.items()},
-        "shadow_agreement": shadow,
-        "comparison": compare(
-            arms["baseline"], arms["candidate"], raw["baseline"], raw["candidate"]
-        ),
-    }
-
-
-def format_report(rep: dict[str, Any]) -> str:
-    ro = rep["rollout"]
-    lines = [
-        f"rollout {ro['id']} model {ro['model_id']!r} split {ro['split']:.0%} "
-        f"{'shadow ' if ro['shadow'] else ''}status {ro['status']}"
-    ]
-    for arm in rep["arms"].values():
-        rate = (
-            "n/a"
-            if arm["acceptance_rate"] is None
-            else f"{arm['acceptance_rate']:.1%} (95% CI {arm['ci_low']:.1%}-{arm['ci_high']:.1%})"
-        )
-        lat = (
-            "n/a"
-            if arm["latency_p50_ms"] is None
-            else f"p50 {arm['latency_p50_ms']:.0f} ms, p95 {arm['latency_p95_ms']:.0f} ms"
-        )
-        lines.append(
-            f"  {arm['arm']:<9} v{arm['version']}: n={arm['n_results']} "
-            f"decided={arm['n_decided']} accepted {rate}; latency {lat}"
-        )
-    agree = rep.get("shadow_agreement")
-    if agree is not None:
-        lines.append(
-            "  shadow agreement with the shown model: "
-            + (
-                "n/a (no shadow results yet)"
-                if agree["rate"] is None
-                else f"{agree['rate']:.1%} (95% CI {agree['ci_low']:.1%}-{agree['ci_high']:.1%}) "
-                f"of {agree['n']} results"
-            )
-        )
-    acc = rep["comparison"]["acceptance"]
-    if acc["p_value"] is None:
-        lines.append(f"  acceptance difference: not testable ({acc.get('reason', '')})")
-    else:
-        verdict = "SIGNIFICANT" if acc["significant"] else "not significant"
-        lines.append(f"  acceptance difference: {verdict} ({acc['test']}, p={acc['p_value']:.3g})")
-    lat = rep["comparison"]["latency"]
-    if lat["p_value"] is not None:
-        verdict = "SIGNIFICANT" if lat["significant"] else "not significant"
-        lines.append(f"  latency difference: {verdict} (Mann-Whitney U, p={lat['p_value']:.3g})")
-    return "\n".join(lines)
+def report(session: Session, rollout_id: int, repo: TufRepository | None = None) -> dict[str, Any]:
+    """The rollout's report (backend.rollout_monitor.report: device-level, from SQL)."""
+    try:
+        return monitor_report(session, rollout_id, repo=repo)
+    except RolloutError as exc:
+        raise CatalogueError(str(exc)) from exc

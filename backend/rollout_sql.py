@@ -1,0 +1,185 @@
+"""A rollout's results aggregated in SQL: one row per (arm, device), never one per result.
+
+Which results count (intention to treat): those of devices with a stored assignment for the
+rollout (``rollout_assignments``), for the rollout's model, not shadow runs, made
+(``created_at``, the workstation's clock: a result made offline and synced later still counts
+in its own period) at or after the device's assignment and before the rollout closed or paused.
+Each is counted in the arm the device was ASSIGNED, whatever version it ran: a device that had
+not yet installed its candidate still belongs to the candidate arm, so the comparison stays the
+randomised one. ``version_mismatch`` says how many results ran another arm's version.
+
+Latency percentiles per device are ``percentile_cont`` on PostgreSQL; on SQLite (no ordered-set
+aggregates) the same linear interpolation from ``row_number()`` over the device's sorted
+latencies. tests/backend/test_rollout_sql.py checks both against numpy on the same rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+
+from backend.db import Result, Rollout, RolloutArm, RolloutAssignment
+
+DECIDED = ("accepted", "rejected")
+
+
+@dataclass(frozen=True)
+class DeviceRow:
+    """One device's results in one arm, summed in the database."""
+
+    arm: str
+    device_id: str
+    n_results: int
+    n_decided: int
+    n_accepted: int
+    n_errors: int
+    n_version_mismatch: int
+    latency_p50_ms: float | None
+    latency_p95_ms: float | None
+
+
+def window_end(ro: Rollout) -> datetime | None:
+    """Results made after this do not count: the rollout closed, or paused (everyone was
+    served the baseline from then on, so later results measure nothing)."""
+    ends = [t for t in (ro.closed_at, ro.paused_at) if t is not None]
+    return min(ends) if ends else None
+
+
+def _eligible(ro: Rollout) -> Select[Any]:
+    """(arm, device, decision, latency, error, version mismatch) of every counted result."""
+    arm_version = (
+        select(RolloutArm.version)
+        .where(RolloutArm.rollout_id == ro.id, RolloutArm.name == RolloutAssignment.arm)
+        .scalar_subquery()
+    )
+    error = Result.summary["error"].as_string().is_not(None)
+    q = (
+        select(
+            RolloutAssignment.arm.label("arm"),
+            Result.device_id.label("device_id"),
+            Result.decision.label("decision"),
+            Result.latency_ms.label("latency_ms"),
+            case((error, 1), else_=0).label("err"),
+            case((Result.model_version != arm_version, 1), else_=0).label("mismatch"),
+        )
+        .join(
+            RolloutAssignment,
+            and_(
+                RolloutAssignment.device_id == Result.device_id,
+                RolloutAssignment.rollout_id == ro.id,
+            ),
+        )
+        .where(
+            Result.model_id == ro.model_id,
+            Result.shadow.is_(False),
+            Result.created_at >= RolloutAssignment.assigned_at,
+        )
+    )
+    end = window_end(ro)
+    if end is not None:
+        q = q.where(Result.created_at <= end)
+    return q
+
+
+def device_rows(session: Session, ro: Rollout) -> list[DeviceRow]:
+    """Per (arm, device): counts and latency p50/p95, computed by the database."""
+    base = _eligible(ro).subquery("base")
+    if session.get_bind().dialect.name == "postgresql":
+        q = select(
+            base.c.arm,
+            base.c.device_id,
+            *_counts(base),
+            func.percentile_cont(0.5).within_group(base.c.latency_ms).label("p50"),
+            func.percentile_cont(0.95).within_group(base.c.latency_ms).label("p95"),
+        ).group_by(base.c.arm, base.c.device_id)
+    else:
+        q = _interpolated(base)
+    return [
+        DeviceRow(
+            arm=r.arm,
+            device_id=r.device_id,
+            n_results=int(r.n),
+            n_decided=int(r.decided or 0),
+            n_accepted=int(r.accepted or 0),
+            n_errors=int(r.errors or 0),
+            n_version_mismatch=int(r.mismatch or 0),
+            latency_p50_ms=None if r.p50 is None else float(r.p50),
+            latency_p95_ms=None if r.p95 is None else float(r.p95),
+        )
+        for r in session.execute(q)
+    ]
+
+
+def _counts(t: Any) -> list[Any]:
+    return [
+        func.count().label("n"),
+        func.sum(case((t.c.decision.in_(DECIDED), 1), else_=0)).label("decided"),
+        func.sum(case((t.c.decision == "accepted", 1), else_=0)).label("accepted"),
+        func.sum(t.c.err).label("errors"),
+        func.sum(t.c.mismatch).label("mismatch"),
+    ]
+
+
+def _interpolated(base: Any) -> Select[Any]:
+    """percentile_cont by hand: rank k (0-based) among n sorted latencies, value at position
+    q(n-1) interpolated linearly between its two neighbours."""
+    part = (base.c.arm, base.c.device_id)
+    ranked = select(
+        base,
+        (func.row_number().over(partition_by=part, order_by=base.c.latency_ms) - 1).label("k"),
+        func.count().over(partition_by=part).label("cnt"),
+    ).subquery("ranked")
+
+    def pct(q: float) -> Any:
+        pos = cast(ranked.c.cnt - 1, Float) * literal(q)
+        lo = cast(pos, Integer)  # truncation: pos >= 0
+        frac = pos - lo
+        return func.sum(
+            case(
+                (ranked.c.k == lo, ranked.c.latency_ms * (1 - frac)),
+                (ranked.c.k == lo + 1, ranked.c.latency_ms * frac),
+                else_=0.0,
+            )
+        )
+
+    return select(
+        ranked.c.arm,
+        ranked.c.device_id,
+        *_counts(ranked),
+        pct(0.5).label("p50"),
+        pct(0.95).label("p95"),
+    ).group_by(ranked.c.arm, ranked.c.device_id)
+
+
+def shadow_agreement(session: Session, ro: Rollout) -> dict[str, int]:
+    """Shadow runs of this rollout by assigned devices: how many said whether they agreed with
+    the shown model's findings, and how many agreed."""
+    flag = Result.summary["agrees_with_shown"].as_boolean()
+    q = (
+        select(
+            func.count(flag).label("n"),
+            func.sum(case((flag.is_(True), 1), else_=0)).label("agreed"),
+        )
+        .join(
+            RolloutAssignment,
+            and_(
+                RolloutAssignment.device_id == Result.device_id,
+                RolloutAssignment.rollout_id == ro.id,
+            ),
+        )
+        .where(
+            Result.rollout_id == ro.id,
+            Result.shadow.is_(True),
+            Result.created_at >= RolloutAssignment.assigned_at,
+        )
+    )
+    end = window_end(ro)
+    if end is not None:
+        q = q.where(Result.created_at <= end)
+    row = session.execute(q).one()
+    return {"n": int(row.n or 0), "agreed": int(row.agreed or 0)}
