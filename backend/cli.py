@@ -255,6 +255,24 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    """One retention round now (servers also run one every DOCTORAI_BACKEND_PURGE_EVERY_S)."""
+    from datetime import UTC, datetime
+
+    from backend.retention import purge_once
+
+    st = _state(args)
+    try:
+        counts = purge_once(st, datetime.now(UTC))
+    finally:
+        st.engine.dispose()
+    if counts is None:
+        print("another backend process is purging now; nothing done")
+        return 0
+    print(" ".join(f"{name}={n}" for name, n in counts.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -293,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--revision", default="head", help="target revision (default head)")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser(
+        "purge", parents=[common], help="delete what is past retention (DOCTORAI_BACKEND_*_DAYS)"
+    )
+    p.set_defaults(func=cmd_purge)
 
     p = sub.add_parser("keys", parents=[common], help="TUF signing keys")
     p.add_argument("action", choices=["init"])
