@@ -181,7 +181,9 @@ class DoctorAIBackendStack(Stack):
                 "DOCTORAI_DB_SSLROOTCERT": RDS_CA_BUNDLE,
                 # uvicorn believes X-Forwarded-For/-Proto only from the balancer's subnets, so
                 # rate limits and logs see the workstation's address, not the balancer's
-                "FORWARDED_ALLOW_IPS": ",".join(s.ipv4_cidr_block for s in alb_subnets),
+                "DOCTORAI_BACKEND_FORWARDED_ALLOW_IPS": ",".join(
+                    s.ipv4_cidr_block for s in alb_subnets
+                ),
             },
             secrets={
                 "DOCTORAI_DB_HOST": ecs.Secret.from_secrets_manager(db_secret, "host"),

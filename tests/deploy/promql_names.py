@@ -65,6 +65,8 @@ def exported_names() -> set[str]:
     Read from the registry's collectors (their type and name), not from the source: a labelled
     counter with no child yet yields no sample but will yield ``<name>_total``.
     """
+    import os
+
     from backend.ops import Metrics
 
     suffixes = {
@@ -74,7 +76,14 @@ def exported_names() -> set[str]:
         "gauge": ("",),
         "info": ("_info",),
     }
+    # in multiprocess mode the registry only reads worker files; ask for the in-process one
+    saved = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    try:
+        families = list(Metrics().registry.collect())
+    finally:
+        if saved is not None:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
     names: set[str] = set()
-    for family in Metrics().registry.collect():
+    for family in families:
         names.update(family.name + s for s in suffixes.get(family.type, ("",)))
     return names

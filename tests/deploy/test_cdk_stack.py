@@ -38,13 +38,15 @@ def cdk_modules() -> Iterator[tuple[Any, Any]]:
 
 
 @pytest.fixture(scope="module")
-def templates(cdk_modules: tuple[Any, Any]) -> dict[str, dict[str, Any]]:
+def templates(
+    cdk_modules: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, dict[str, Any]]:
     """One synthesis per module (10-35 s here): the app as `cdk synth` runs it."""
     import aws_cdk as cdk
 
     cdk_app, _ = cdk_modules
     started = time.perf_counter()
-    application = cdk.App()
+    application = cdk.App(outdir=str(tmp_path_factory.mktemp("cdk.out")))
     stacks = cdk_app.build(application)
     assembly = application.synth()
     print(f"cdk synth in-process: {time.perf_counter() - started:.1f} s")
@@ -277,8 +279,8 @@ def test_container_trusts_forwarded_headers_from_the_balancer_subnets_only(
         if r["Properties"].get("MapPublicIpOnLaunch")
     )
     assert len(public) == 2
-    assert sorted(env["FORWARDED_ALLOW_IPS"].split(",")) == public
-    assert "*" not in env["FORWARDED_ALLOW_IPS"]
+    assert sorted(env["DOCTORAI_BACKEND_FORWARDED_ALLOW_IPS"].split(",")) == public
+    assert "*" not in env["DOCTORAI_BACKEND_FORWARDED_ALLOW_IPS"]
 
 
 def test_only_the_balancer_reaches_the_tasks_and_only_tasks_the_database(
