@@ -36,11 +36,28 @@ class Base(DeclarativeBase):
 
 class EnrolCode(Base):
     __tablename__ = "enrol_codes"
+    __mapper_args__ = {"eager_defaults": False}  # noqa: RUF012 - no RETURNING of server defaults
     code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None] = mapped_column(default=None)
     device_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    # a code IT puts in a machine-wide config enrols up to max_uses workstations (backend.auth);
+    # server defaults only, so an INSERT that does not name them works on the older table too
+    max_uses: Mapped[int] = mapped_column(Integer, server_default="1")
+    uses: Mapped[int] = mapped_column(Integer, server_default="0")
+    note: Mapped[str] = mapped_column(String(128), server_default="")
+
+
+class Enrolment(Base):
+    """One use of an enrolment code: the device it made, keyed by the workstation's nonce
+    (hashed), so a retry of the same enrolment finds its device instead of burning a use."""
+
+    __tablename__ = "enrolments"
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    nonce_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class Device(Base):
