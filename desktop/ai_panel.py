@@ -272,7 +272,6 @@ class AIPanel(QWidget):
         self.floor.setToolTip("Heat below this share of the map's peak is not coloured")
         self.colour_bar = HeatmapBar()
         self.colour_bar.set_floor(self.floor.value())
-        self.colour_bar.set_opacity(self.opacity.value() / 100)
         heat_row = QHBoxLayout()
         heat_row.addWidget(self.heat_toggle)
         heat_row.addWidget(QLabel("Opacity"))
@@ -532,7 +531,6 @@ class AIPanel(QWidget):
     def _set_heatmap_opacity(self, value: int) -> None:
         for widget in self.viewports():
             widget.set_heatmap_opacity(value / 100)
-        self.colour_bar.set_opacity(value / 100)
 
     def _set_heatmap_floor(self, value: float) -> None:
         for widget in self.viewports():

@@ -27,7 +27,6 @@ class HeatmapBar(QWidget):
         super().__init__(parent)
         self.setObjectName("heatmapBar")
         self.floor = DEFAULT_FLOOR
-        self.opacity = 0.5
         self.setMinimumSize(160, 36)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self._tip()
@@ -35,10 +34,6 @@ class HeatmapBar(QWidget):
     def set_floor(self, floor: float) -> None:
         self.floor = floor
         self._tip()
-        self.update()
-
-    def set_opacity(self, opacity: float) -> None:
-        self.opacity = opacity
         self.update()
 
     def _tip(self) -> None:
@@ -55,7 +50,7 @@ class HeatmapBar(QWidget):
         return QRect(margin, 2, max(self.width() - 2 * margin, 10), 14)
 
     def bar_image(self, width: int, height: int) -> QImage:
-        """The bar as the overlay would draw it over a checkerboard (RGB)."""
+        """The bar as the overlay draws it at full opacity over a checkerboard (RGB)."""
         values = np.linspace(0.0, 1.0, width, dtype=np.float32)
         checker = np.where(
             ((np.arange(width)[None, :] // 4) + (np.arange(height)[:, None] // 4)) % 2, 90, 50
