@@ -8,8 +8,8 @@ has not decoded yet are decoded in the job; the GUI never waits on a model.
 Progress counts images: each image decoded ("decoding"), then the images of each batch the
 model finished ("running"). Smaller batches give a finer progress bar but cost throughput
 (``python -m benchmarks series_progress``: the brain model with Grad-CAM on the 24-slice MR
-ran at 0.94x in batches of 8, 0.72x of 4 and 0.49x of 1 against batches of 16, where the
-whole run takes ~60 ms). So a model's batch is sized by its measured speed
+ran at 0.81-0.94x in batches of 8, 0.65-0.72x of 4 and 0.49x of 1 against batches of 16 in
+two runs, where the whole run takes 60-150 ms). So a model's batch is sized by its measured speed
 (``progress_batch``): as many images as take about ``PROGRESS_STEP_MS``, capped by the
 queue's ``batch_size`` - a slow model moves the bar image by image, a fast one keeps full
 batches (and finishes before a finer bar could be seen).
