@@ -15,9 +15,11 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("aws_cdk", reason="the deploy extra is not installed (pip install '.[deploy]')")
+# node first: importing aws_cdk already starts the jsii runtime on Node.js
 if shutil.which("node") is None:
     pytest.skip("aws-cdk-lib needs Node.js (apt-get install nodejs)", allow_module_level=True)
+os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
+pytest.importorskip("aws_cdk", reason="the deploy extra is not installed (pip install '.[deploy]')")
 
 CDK_DIR = Path(__file__).resolve().parents[2] / "deploy" / "cdk"
 CERT = "arn:aws:acm:eu-central-1:123456789012:certificate/0f0e0d0c-1111-2222-3333-444455556666"
@@ -26,7 +28,6 @@ Resources = dict[str, dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def cdk_modules() -> Iterator[tuple[Any, Any]]:
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "1")
     sys.path.insert(0, str(CDK_DIR))
     try:
         import app as cdk_app
