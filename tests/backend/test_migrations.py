@@ -53,11 +53,23 @@ def schema_diff(engine: Engine) -> list[object]:
 
 
 def _seed(engine: Engine) -> None:
+    """Rows in the baseline's columns only (db.py's models may have grown since)."""
     now = datetime.now(UTC)
-    with Session(engine) as s:
-        s.add(Device(device_id="dev-old", secret_hash="0" * 64, label="before migrations"))
-        s.add(EnrolCode(code_hash="c" * 64, expires_at=now + timedelta(days=1)))
-        s.commit()
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO devices (device_id, secret_hash, label, enrolled_at, revoked) "
+                "VALUES ('dev-old', :h, 'before migrations', :now, FALSE)"
+            ),
+            {"h": "0" * 64, "now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO enrol_codes (code_hash, created_at, expires_at) "
+                "VALUES (:c, :now, :exp)"
+            ),
+            {"c": "c" * 64, "now": now, "exp": now + timedelta(days=1)},
+        )
 
 
 def _check_seed(engine: Engine) -> None:
