@@ -208,3 +208,39 @@ def test_population_flag_of_the_adult_cr_is_in_the_amber_banner(qtbot, window) -
     for flag in population:
         assert flag.message in panel.guard_banner.text()
     assert panel.findings_box.isHidden() or panel.findings.count() <= 1  # one image, no list
+
+
+def test_images_the_viewer_has_not_decoded_count_one_by_one(
+    qtbot, window, dicom_data: Path
+) -> None:
+    """A run started while the series is still loading decodes in its job: progress moves
+    with every image decoded, then with every batch the model finished."""
+    from desktop.inference_jobs import progress_batch
+
+    win, panel = window, window.ai
+    open_for_ai(qtbot, win, dicom_data.joinpath(*MR_PARTS))
+    n = win.state.slice_count
+    seen: list[tuple[str, int]] = []
+    panel.queue.changed.connect(
+        lambda: seen.append((panel.queue.rows[-1].state, panel.queue.rows[-1].done))
+    )
+    row = panel.queue.submit(
+        panel.manager,
+        "brain-tumour-mri",
+        win.state.series.series_instance_uid,
+        list(range(n)),
+        list(win.state.slices),
+        [None] * n,  # nothing decoded yet
+        f"series ({n} images)",
+    )
+    qtbot.waitUntil(lambda: row.finished, timeout=TIMEOUT_MS)
+    assert row.state == "done", row.message
+    decoded = [done for state, done in seen if state == "decoding"]
+    assert set(range(1, n + 1)) <= set(decoded)  # every image, one by one
+    assert decoded == sorted(decoded)
+    # batches follow the model's measured speed: a fast model keeps full batches, a slow one
+    # (here 300 ms per image) goes image by image, an unmeasured one in batches of 4
+    assert panel.queue.speed["brain-tumour-mri"] > 0
+    assert progress_batch(2.0, 16) == 16
+    assert progress_batch(300.0, 16) == 1
+    assert progress_batch(None, 16) == 4
