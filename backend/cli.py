@@ -33,9 +33,10 @@ def app_from_env() -> FastAPI:
     """One uvicorn worker's app (``serve --workers N``): the settings ``serve`` exported."""
     from backend.app import create_app
     from backend.ops import configure_logging
+    from backend.retention import attach
 
     configure_logging()
-    return create_app(settings_from_env())
+    return attach(create_app(settings_from_env()))
 
 
 def _export(settings: Settings) -> None:
@@ -75,8 +76,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     if settings.workers == 1:
         from backend.app import create_app
+        from backend.retention import attach
 
-        uvicorn.run(create_app(settings), **common)
+        uvicorn.run(attach(create_app(settings)), **common)
         return 0
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir = Path(os.environ.get(MULTIPROC_ENV) or settings.data_dir / "metrics-multiproc")

@@ -228,3 +228,31 @@ def test_the_app_task_purges_every_period(tmp_path: Path) -> None:
     with st.sessions() as s:
         assert s.get(RateBucket, "addr:idle") is None
     st.engine.dispose()
+
+
+def test_serve_purges_in_the_background(tmp_path: Path) -> None:
+    """``serve`` runs the purge every DOCTORAI_BACKEND_PURGE_EVERY_S in the server itself."""
+    from backend.db import make_engine
+    from tests.backend.served import serve
+
+    data = tmp_path / "d"
+    data.mkdir()
+    engine = make_engine(f"sqlite:///{data / 'backend.sqlite3'}")
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO rate_buckets VALUES ('addr:idle', 1.0, :t, TRUE)"),
+            {"t": time.time() - 7200},
+        )
+    env = backend_env(DOCTORAI_BACKEND_JWT_SECRET=SECRET, DOCTORAI_BACKEND_PURGE_EVERY_S="0.3")
+    with serve(data, env=env):
+        deadline = time.monotonic() + 20
+        while True:
+            with engine.connect() as conn:
+                left = conn.execute(
+                    text("SELECT count(*) FROM rate_buckets WHERE key = 'addr:idle'")
+                ).scalar()
+            if left == 0:
+                break
+            assert time.monotonic() < deadline, "the server never purged the idle bucket"
+            time.sleep(0.2)
+    engine.dispose()
