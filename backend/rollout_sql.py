@@ -1,7 +1,8 @@
 """A rollout's results aggregated in SQL: one row per (arm, device), never one per result.
 
 Which results count (intention to treat): those of devices with a stored assignment for the
-rollout (``rollout_assignments``), for the rollout's model, not shadow runs, made
+rollout (``rollout_assignments``), for the rollout's model, shown (not shadow: but see
+``_runs_counted``), made
 (``created_at``, the workstation's clock: a result made offline and synced later still counts
 in its own period) at or after the device's assignment and before the rollout closed or paused.
 Each is counted in the arm the device was ASSIGNED, whatever version it ran: a device that had
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Integer, and_, case, cast, func, literal, select
+from sqlalchemy import Float, Integer, and_, case, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
@@ -76,7 +77,7 @@ def _eligible(ro: Rollout) -> Select[Any]:
         )
         .where(
             Result.model_id == ro.model_id,
-            Result.shadow.is_(False),
+            _runs_counted(ro),
             Result.created_at >= RolloutAssignment.assigned_at,
         )
     )
@@ -84,6 +85,21 @@ def _eligible(ro: Rollout) -> Select[Any]:
     if end is not None:
         q = q.where(Result.created_at <= end)
     return q
+
+
+def _runs_counted(ro: Rollout) -> Any:
+    """Shown results; in shadow mode a candidate arm's are its shadow runs for this rollout
+    (its devices are shown the baseline, so their shown results would compare A with A)."""
+    if not ro.shadow:
+        return Result.shadow.is_(False)
+    return or_(
+        and_(RolloutAssignment.arm == "baseline", Result.shadow.is_(False)),
+        and_(
+            RolloutAssignment.arm != "baseline",
+            Result.shadow.is_(True),
+            Result.rollout_id == ro.id,
+        ),
+    )
 
 
 def device_rows(session: Session, ro: Rollout) -> list[DeviceRow]:
