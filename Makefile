@@ -12,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements/lock.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c requirements/lock.txt -e '.[ai,backend,dev]'
+	$(PY) -m pip install --quiet -c requirements/lock.txt -e '.[ai,backend,dev,deploy]'
 	touch $(STAMP)
 
 run: $(STAMP)
