@@ -230,6 +230,9 @@ class RateLimiter:
     engine: Engine | None = None
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # fast path: a key the database refused stays refused here until its next token is due
+    # (no process can add tokens sooner), so a flood of 429s costs no database round trips
+    _refused_until: dict[str, float] = field(default_factory=dict)
 
     def check(self, key: str, engine: Engine | None = None) -> float:
         """0 when allowed (and consumed), else seconds until one token is available."""
@@ -239,7 +242,13 @@ class RateLimiter:
         return self._check_local(key)
 
     def _check_shared(self, engine: Engine, key: str) -> float:
-        params = {"key": key[:200], "now": time.time(), "rate": self.rate_per_s}
+        now = time.time()
+        until = self._refused_until.get(key)
+        if until is not None:
+            if now < until:
+                return until - now
+            self._refused_until.pop(key, None)
+        params = {"key": key[:200], "now": now, "rate": self.rate_per_s}
         params["burst"] = float(self.burst)
         try:
             with engine.begin() as conn:
@@ -249,7 +258,11 @@ class RateLimiter:
             return 0.0
         if allowed:
             return 0.0
-        return (1.0 - float(tokens)) / self.rate_per_s
+        wait = (1.0 - float(tokens)) / self.rate_per_s
+        if len(self._refused_until) > 10_000:  # bounded: forget, the database still knows
+            self._refused_until.clear()
+        self._refused_until[key] = now + wait
+        return wait
 
     def _check_local(self, key: str) -> float:
         now = time.monotonic()

@@ -3,11 +3,13 @@ per client (a bucket row updated atomically), not one each as per-process limite
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from backend.db import make_engine
 from backend.ops import RateLimiter
@@ -74,6 +76,16 @@ def test_shared_bucket_refills_and_answers_the_wait(
     assert waits[:4] == [0.0] * 4
     assert 0 < waits[4] <= 0.5  # 1 token at 2/s, less what refilled meanwhile
     assert 0 < waits[5] <= 0.5
+    # once refused, a process answers 429 without a database round trip until a token is due
+    with e1.connect() as conn:
+        stamp = conn.execute(text("SELECT stamp FROM rate_buckets WHERE key = :k"), {"k": key})
+        before = stamp.scalar()
+    assert 0 < one.check(key) <= 0.5
+    with e1.connect() as conn:
+        stamp = conn.execute(text("SELECT stamp FROM rate_buckets WHERE key = :k"), {"k": key})
+        assert stamp.scalar() == before
+    time.sleep(0.6)  # a token is due: the database is asked again and grants it
+    assert one.check(key) == 0.0
     assert one.check("test:other") == 0.0  # another key, its own bucket
     e1.dispose()
     e2.dispose()
