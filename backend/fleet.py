@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import ColumnElement, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -45,13 +45,19 @@ class DeviceRow:
     enrolled_at: datetime
     revoked: bool
     last_seen_at: datetime | None
-    last_sync_at: datetime | None  # the server's: the last batch it stored from this device
+    server_sync_at: datetime | None  # the server's: the last audit batch it stored from it
     reported_sync_at: datetime | None  # the workstation's own, from its status report
     reported_at: datetime | None
     app_version: str
     os: str
     queue_length: int | None
     models: dict[str, str]
+
+    @property
+    def last_sync_at(self) -> datetime | None:
+        """The later of the server's and the workstation's own record of its last sync."""
+        known = [aware(d) for d in (self.server_sync_at, self.reported_sync_at) if d is not None]
+        return max(known, default=None)
 
     def age_s(self, at: datetime, field: str = "last_seen_at") -> float | None:
         value = getattr(self, field)
@@ -68,6 +74,7 @@ class DeviceRow:
             "revoked": self.revoked,
             "last_seen_at": iso(self.last_seen_at),
             "last_sync_at": iso(self.last_sync_at),
+            "server_sync_at": iso(self.server_sync_at),
             "reported_sync_at": iso(self.reported_sync_at),
             "reported_at": iso(self.reported_at),
             "app_version": self.app_version,
@@ -148,7 +155,7 @@ def _row(d: Device, s: DeviceStatus | None) -> DeviceRow:
         enrolled_at=d.enrolled_at,
         revoked=d.revoked,
         last_seen_at=s.last_seen_at if s else None,
-        last_sync_at=d.last_sync_at,
+        server_sync_at=d.last_sync_at,
         reported_sync_at=s.reported_sync_at if s else None,
         reported_at=s.reported_at if s else None,
         app_version=s.app_version if s else "",
@@ -156,6 +163,12 @@ def _row(d: Device, s: DeviceStatus | None) -> DeviceRow:
         queue_length=s.queue_length if s else None,
         models=dict(s.models) if s and s.models else {},
     )
+
+
+def _last_sync_sql() -> ColumnElement[Any]:
+    """DeviceRow.last_sync_at in SQL (portable: no GREATEST in SQLite)."""
+    server, reported = Device.last_sync_at, DeviceStatus.reported_sync_at
+    return case((server >= reported, server), else_=func.coalesce(reported, server))
 
 
 def list_devices(
@@ -200,7 +213,7 @@ def list_devices(
         "label": Device.label,
         "enrolled_at": Device.enrolled_at,
         "last_seen_at": DeviceStatus.last_seen_at,
-        "last_sync_at": Device.last_sync_at,
+        "last_sync_at": _last_sync_sql(),
         "queue_length": DeviceStatus.queue_length,
     }[sort]
     order = column.desc().nulls_last() if descending else column.asc().nulls_first()

@@ -21,7 +21,7 @@ from markupsafe import Markup
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from backend import admins, catalogue, fleet
+from backend import admins, fleet
 from backend.auth import aware
 from backend.db import Rollout, utcnow
 from backend.deps import BackendState, rate_limit
@@ -321,10 +321,17 @@ def alerts_page(request: Request) -> Response:
 
 
 def _report(session: Any, rollout_id: int) -> dict[str, Any] | str:
-    """The rollout's statistics (catalogue.report); a failure is shown, not raised."""
+    """The rollout's statistics (backend.rollout_monitor.report, device-level, from SQL).
+
+    Looking at the page is not a look of the sequential test and enforces nothing: only the
+    scheduled monitor's looks count, so the error rate it promises holds however often IT
+    opens this page. A failure is shown on the page, not raised."""
+    from backend.rollout_monitor import report
+
     try:
-        rep: dict[str, Any] = catalogue.report(session, rollout_id)
+        rep: dict[str, Any] = report(session, rollout_id, record_look=False, enforce=False)
     except Exception as exc:  # noqa: BLE001 - one broken report must not take the page down
+        session.rollback()
         return f"report unavailable: {type(exc).__name__}: {str(exc)[:200]}"
     return rep
 
@@ -333,6 +340,18 @@ def _arms(rep: dict[str, Any]) -> list[dict[str, Any]]:
     arms = rep.get("arms") or {}
     items = arms.items() if isinstance(arms, dict) else enumerate(arms)
     return [{"name": str(k), **v} for k, v in items if isinstance(v, dict)]
+
+
+def _comparisons(rep: dict[str, Any]) -> list[dict[str, Any]]:
+    """One line per candidate arm: acceptance difference and latency test, Holm-adjusted."""
+    found = rep.get("comparisons") or {}
+    out = []
+    for arm, c in found.items() if isinstance(found, dict) else ():
+        if not isinstance(c, dict):
+            continue
+        acc, lat = c.get("acceptance") or {}, c.get("latency") or {}
+        out.append({"arm": arm, "acceptance": acc, "latency": lat})
+    return out
 
 
 @router.get("/rollouts")
@@ -352,7 +371,8 @@ def rollouts_page(request: Request) -> Response:
                     "ro": ro,
                     "error": rep if isinstance(rep, str) else "",
                     "arms": arms,
-                    "comparison": rep.get("comparison") if isinstance(rep, dict) else None,
+                    "comparisons": _comparisons(rep) if isinstance(rep, dict) else [],
+                    "guardrails": rep.get("guardrails") if isinstance(rep, dict) else None,
                     "svg": Markup(rollout_svg(arms, title)) if arms else "",
                 }
             )

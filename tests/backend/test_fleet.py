@@ -20,10 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import select, update
 
-from backend import fleet, fleet_api
+from backend import fleet
 from backend.app import build_state
 from backend.auth import issue_enrol_code
 from backend.db import DeviceStatus, SecurityAlert
@@ -34,18 +33,9 @@ from core.sync.status_report import STATUS_URL, build_report, send
 from core.sync.wire import API_PREFIX
 from tests.backend import pg
 from tests.backend.conftest import LiveServer, Workstation, base_settings, result_item
+from tests.backend.fleet_serve import FleetServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class FleetServer(LiveServer):
-    """A live server with the fleet routes installed as the deployed app has them."""
-
-    def __init__(self, *args: object, **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
-        app = self.server.config.app
-        assert isinstance(app, FastAPI)
-        fleet_api.install(app)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +85,8 @@ def test_the_workstation_sync_client_reports_its_status(live: FleetServer) -> No
     assert row["queue_length"] == 7
     assert row["models"] == {"chest-xray-pneumonia": "1.1.0"}
     assert datetime.fromisoformat(row["reported_sync_at"]) == synced
+    assert datetime.fromisoformat(row["last_sync_at"]) == synced  # no audit batch stored yet
+    assert row["server_sync_at"] is None
     seen = datetime.fromisoformat(row["last_seen_at"])
     assert abs((datetime.now(UTC) - seen).total_seconds()) < 60
 
@@ -163,6 +155,30 @@ def test_list_filters_sorts_and_pages(live: FleetServer) -> None:
     )
     assert r.status_code == 422
     assert "secret_hash" in r.json()["error"]["message"]
+
+
+def test_last_sync_is_the_later_of_server_and_report_and_sorts_so(live: FleetServer) -> None:
+    tag = uuid.uuid4().hex[:6]
+    now = datetime.now(UTC)
+    a, b, c = (live.workstation(f"sync-{tag}-{n}") for n in "abc")
+    try:
+        hour_ago = (now - timedelta(hours=1)).isoformat()
+        assert _status(a, last_sync_at=hour_ago).status_code == 204
+        old = (now - timedelta(hours=3)).isoformat()
+        assert _status(b, last_sync_at=old).status_code == 204
+        assert b.post("/audit-events:batch", {"events": b.make_events(2)}).status_code == 200
+        desc = _devices(live, q=f"sync-{tag}", sort="last_sync_at", order="desc")["items"]
+        assert [d["label"][-1] for d in desc] == ["b", "a", "c"]
+        asc = _devices(live, q=f"sync-{tag}", sort="last_sync_at", order="asc")["items"]
+        assert [d["label"][-1] for d in asc] == ["c", "a", "b"]
+        b_row = desc[0]
+        assert b_row["server_sync_at"] is not None
+        assert b_row["last_sync_at"] == b_row["server_sync_at"]
+        assert datetime.fromisoformat(desc[1]["last_sync_at"]) == now - timedelta(hours=1)
+        assert desc[2]["last_sync_at"] is None
+    finally:
+        for w in (a, b, c):
+            w.close()
 
 
 def test_the_device_list_needs_an_admin_with_a_second_factor(
