@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from backend import catalogue, ingest, storable
-from backend.auth import AuthError, enrol
-from backend.db import ModelPackage, Rollout, SecurityAlert
+from backend.auth import (
+    MAX_CODE_USES,
+    AuthError,
+    enrol,
+    enrolment_key,
+    issue_enrol_code,
+    sha256_hex,
+)
+from backend.db import EnrolCode, Enrolment, ModelPackage, Rollout, SecurityAlert
 from backend.deps import (
     ApiError,
     BackendState,
@@ -75,14 +83,81 @@ def _storable(body: BaseModel, extra: list[dict[str, Any]] | None = None) -> Non
 
 
 @router.post("/enrol", tags=["auth"], dependencies=[Depends(limit_by_address)])
-def post_enrol(req: EnrolRequest, session: Db) -> EnrolResponse:
+def post_enrol(req: EnrolRequest, session: Db, st: State) -> EnrolResponse:
     _storable(req)
     try:
-        device_id, secret = enrol(session, req.code, req.label)
+        device_id, secret = enrol(
+            session, req.code, req.label, req.nonce, enrolment_key(st.tokens.secret)
+        )
     except AuthError as exc:
         raise _auth_error(exc) from exc
     log(logging.INFO, "device enrolled", device=device_id)
     return EnrolResponse(device_id=device_id, device_secret=secret)
+
+
+class EnrolCodeRequest(BaseModel):
+    """An enrolment code for IT: ``uses`` workstations (a machine-wide config), ``days`` valid."""
+
+    model_config = ConfigDict(extra="forbid")
+    uses: int = Field(default=1, ge=1, le=MAX_CODE_USES)
+    days: float = Field(default=7.0, gt=0, le=365)
+    note: str = Field(default="", max_length=128, description="what it is for, shown to admins")
+
+
+class EnrolCodeIssued(BaseModel):
+    code: str = Field(description="shown once; only its hash is stored")
+    code_id: str
+    uses: int
+    expires_at: datetime
+
+
+def _code_id(code_hash: str) -> str:
+    return code_hash[:16]  # names a code in lists and logs without revealing it
+
+
+@router.post("/admin/enrol-codes", tags=["admin"])
+def post_enrol_code(
+    req: EnrolCodeRequest, admin_name: Annotated[str, Depends(admin)], session: Db
+) -> EnrolCodeIssued:
+    _storable(req)
+    code = issue_enrol_code(session, ttl_s=int(req.days * 86400), uses=req.uses, note=req.note)
+    row = session.get(EnrolCode, sha256_hex(code))
+    assert row is not None
+    log(
+        logging.INFO,
+        "enrolment code issued",
+        admin=admin_name,
+        code_id=_code_id(row.code_hash),
+        uses=req.uses,
+    )
+    return EnrolCodeIssued(
+        code=code, code_id=_code_id(row.code_hash), uses=row.max_uses, expires_at=row.expires_at
+    )
+
+
+@router.get("/admin/enrol-codes", tags=["admin"])
+def get_enrol_codes(_admin: Annotated[str, Depends(admin)], session: Db) -> list[dict[str, Any]]:
+    """Codes newest first with their uses and the workstations each enrolled (the audit)."""
+    rows = list(session.scalars(select(EnrolCode).order_by(EnrolCode.created_at.desc()).limit(500)))
+    used: dict[str, list[dict[str, str]]] = {r.code_hash: [] for r in rows}
+    for e in session.scalars(
+        select(Enrolment).where(Enrolment.code_hash.in_(list(used))).order_by(Enrolment.created_at)
+    ):
+        used[e.code_hash].append(
+            {"device_id": e.device_id, "enrolled_at": e.created_at.isoformat()}
+        )
+    return [
+        {
+            "code_id": _code_id(r.code_hash),
+            "note": r.note,
+            "created_at": r.created_at.isoformat(),
+            "expires_at": r.expires_at.isoformat(),
+            "max_uses": r.max_uses,
+            "uses": r.uses,
+            "devices": used[r.code_hash],
+        }
+        for r in rows
+    ]
 
 
 @router.post("/token", tags=["auth"], dependencies=[Depends(limit_by_address)])

@@ -1,11 +1,13 @@
 """Enrolment codes, device credentials and JWT access/refresh tokens (PyJWT, HS256).
 
-Codes and device secrets are random with >= 128 bits of entropy, so a plain SHA-256 of them is
-stored (a slow password hash adds nothing for secrets nobody can guess).
+Codes and device secrets have >= 128 bits of entropy (random, or an HMAC over the
+workstation's random nonce), so a plain SHA-256 of them is stored (a slow password hash adds
+nothing for secrets nobody can guess).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -22,6 +24,7 @@ from sqlalchemy.orm import Session
 from backend.db import (
     Device,
     EnrolCode,
+    Enrolment,
     RefreshToken,
     RevokedRefreshFamily,
     SecurityAlert,
@@ -49,38 +52,117 @@ def aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-def issue_enrol_code(session: Session, ttl_s: int = 7 * 86400) -> str:
+ENROL_RETRY_WINDOW_S = 86400  # a retry of a finished enrolment is answered for a day
+MAX_CODE_USES = 100_000
+
+
+def enrolment_key(jwt_secret: str) -> bytes:
+    """The key device secrets of nonce enrolments are derived under (from the JWT secret,
+    which every process shares and which can mint any token anyway: it adds no power)."""
+    return hmac.new(jwt_secret.encode(), b"doctorai enrolment secret v1", hashlib.sha256).digest()
+
+
+def _derived_secret(key: bytes, device_id: str, nonce: str) -> str:
+    """HMAC(server key, device id + nonce): recomputed for a retry, so the server stores only
+    its hash. Needs both the server's key and the workstation's secret nonce (never stored)."""
+    mac = hmac.new(key, f"{device_id}\n{nonce}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def issue_enrol_code(
+    session: Session, ttl_s: int = 7 * 86400, uses: int = 1, note: str = ""
+) -> str:
+    """A new code that enrols up to ``uses`` workstations until ``ttl_s`` from now."""
+    if not 1 <= uses <= MAX_CODE_USES:
+        raise ValueError(f"an enrolment code is for 1 to {MAX_CODE_USES} workstations, not {uses}")
+    if ttl_s <= 0:
+        raise ValueError(f"an enrolment code must be valid for some time, not {ttl_s} s")
     code = "-".join(secrets.token_hex(4).upper() for _ in range(4))  # 128 bits, readable
     session.add(
-        EnrolCode(code_hash=sha256_hex(code), expires_at=utcnow() + timedelta(seconds=ttl_s))
+        EnrolCode(
+            code_hash=sha256_hex(code),
+            expires_at=utcnow() + timedelta(seconds=ttl_s),
+            max_uses=uses,
+            uses=0,
+            note=note,
+        )
     )
     session.commit()
     return code
 
 
-def enrol(session: Session, code: str, label: str) -> tuple[str, str]:
-    """Consume a one-time code; returns (device_id, device_secret)."""
-    code_hash = sha256_hex(code.strip().upper())
-    row = session.get(EnrolCode, code_hash)
-    if row is None:
-        raise AuthError("enrol_code_invalid", "enrolment code is not valid")
-    if row.used_at is not None:
+def _locked_code(session: Session, code_hash: str) -> EnrolCode | None:
+    """The code's row, locked until the transaction ends: enrolments with one code run one at
+    a time (a retry racing its own first attempt then finds the device that attempt made).
+    PostgreSQL: SELECT ... FOR UPDATE. SQLite: a no-op write takes the database's write lock."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(
+            update(EnrolCode).where(EnrolCode.code_hash == code_hash).values(uses=EnrolCode.uses)
+        )
+    return session.get(EnrolCode, code_hash, with_for_update=True, populate_existing=True)
+
+
+def _retry_of(session: Session, row: EnrolCode, nonce: str, key: bytes) -> tuple[str, str] | None:
+    """The credentials an earlier enrolment with this (code, nonce) made, if any."""
+    done = session.get(Enrolment, (row.code_hash, sha256_hex(nonce)))
+    if done is None:
+        return None
+    if aware(done.created_at) + timedelta(seconds=ENROL_RETRY_WINDOW_S) < utcnow():
         raise AuthError("enrol_code_used", "enrolment code was already used")
+    device = session.get(Device, done.device_id)
+    if device is None or device.revoked:
+        raise AuthError("device_revoked", "this workstation was revoked by an admin", 403)
+    return done.device_id, _derived_secret(key, done.device_id, nonce)
+
+
+def enrol(
+    session: Session, code: str, label: str, nonce: str | None = None, key: bytes = b""
+) -> tuple[str, str]:
+    """Use an enrolment code; returns (device_id, device_secret).
+
+    With a ``nonce`` (the workstation's secret for this enrolment) the secret is derived from
+    ``key`` and the nonce, and the same (code, nonce) again returns the same credentials: an
+    answer lost on the way burns neither the code nor a device. Without one (older clients)
+    the secret is random and the enrolment cannot be repeated. Every use is an ``enrolments``
+    row (the code's audit trail); a code enrols at most ``max_uses`` workstations."""
+    if nonce is not None and not key:
+        raise ValueError("enrol: a nonce enrolment needs the server's enrolment key")
+    code_hash = sha256_hex(code.strip().upper())
+    row = _locked_code(session, code_hash)
+    if row is None:
+        session.rollback()
+        raise AuthError("enrol_code_invalid", "enrolment code is not valid")
+    try:
+        again = _retry_of(session, row, nonce, key) if nonce is not None else None
+    except AuthError:
+        session.rollback()
+        raise
+    if again is not None:
+        session.rollback()  # nothing written; releases the lock
+        return again
+    if row.uses >= row.max_uses:
+        session.rollback()
+        message = "enrolment code was already used"
+        if row.max_uses > 1:
+            message = f"enrolment code was already used on all {row.max_uses} workstations"
+        raise AuthError("enrol_code_used", message)
     if aware(row.expires_at) < utcnow():
+        session.rollback()
         raise AuthError("enrol_code_expired", "enrolment code has expired")
     device_id = str(uuid.uuid4())
-    secret = secrets.token_urlsafe(32)
-    # compare-and-set, so two racing requests cannot both consume the code (SQLite has no
-    # SELECT ... FOR UPDATE; the conditional UPDATE is atomic on every database)
+    secret = _derived_secret(key, device_id, nonce) if nonce else secrets.token_urlsafe(32)
+    # compare-and-set as well as the lock: a use is counted only while one is left
     claimed = session.execute(
         update(EnrolCode)
-        .where(EnrolCode.code_hash == code_hash, EnrolCode.used_at.is_(None))
-        .values(used_at=utcnow(), device_id=device_id)
+        .where(EnrolCode.code_hash == code_hash, EnrolCode.uses < EnrolCode.max_uses)
+        .values(uses=EnrolCode.uses + 1, used_at=utcnow(), device_id=device_id)
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         raise AuthError("enrol_code_used", "enrolment code was already used")
+    nonce_hash = sha256_hex(nonce if nonce is not None else f"no nonce: {device_id}")
     session.add(Device(device_id=device_id, secret_hash=sha256_hex(secret), label=label))
+    session.add(Enrolment(code_hash=code_hash, nonce_hash=nonce_hash, device_id=device_id))
     session.commit()
     return device_id, secret
 

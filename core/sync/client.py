@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 import ssl
 import threading
+import time
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -180,6 +182,7 @@ class SyncClient:
         self.http = make_http(ca_bundle, https_proxy, timeout)
         self._access: str | None = None
         self._lock = threading.Lock()
+        self.enrol_attempts, self.enrol_backoff_s = 6, 0.5
 
     def close(self) -> None:
         self.http.close()
@@ -222,11 +225,25 @@ class SyncClient:
     # --- enrolment and tokens ----------------------------------------------------------------
 
     def enrol(self, code: str, label: str = "") -> DeviceCredentials:
-        """Trade a one-time code for device credentials, stored in the keyring at once."""
-        body = EnrolRequest(code=code.strip(), label=label).model_dump_json()
-        resp = self._send("POST", f"{self.api}/enrol", content=body, headers=_JSON)
-        self._raise_for(resp, "enrolment")
-        got = EnrolResponse.model_validate(self._json(resp, "enrolment"))
+        """Trade an enrolment code for device credentials, stored in the keyring at once.
+
+        A fresh secret nonce goes with the code and with every retry of it: when the server
+        used the code but its answer was lost (a dropped connection, a busy proxy), the retry
+        gets the same credentials back instead of 'code already used'. Network trouble and
+        busy answers are retried ``enrol_attempts`` times with a doubling delay."""
+        nonce = secrets.token_urlsafe(32)
+        body = EnrolRequest(code=code.strip(), label=label, nonce=nonce).model_dump_json()
+        for attempt in range(1, self.enrol_attempts + 1):
+            try:
+                resp = self._send("POST", f"{self.api}/enrol", content=body, headers=_JSON)
+                self._raise_for(resp, "enrolment")
+                got = EnrolResponse.model_validate(self._json(resp, "enrolment"))
+                break
+            except TransientError as exc:
+                if attempt == self.enrol_attempts:
+                    raise
+                delay = self.enrol_backoff_s * 2 ** (attempt - 1)
+                time.sleep(min(max(delay, exc.retry_after or 0.0), MAX_RETRY_AFTER_S))
         creds = DeviceCredentials(got.device_id, got.device_secret)
         self.credentials.save_device(creds)
         self._access = None

@@ -42,8 +42,17 @@ class ErrorBody(_Wire):
 
 
 class EnrolRequest(_Wire):
-    code: str = Field(min_length=4, max_length=64, description="one-time code from an admin")
+    code: str = Field(min_length=4, max_length=64, description="enrolment code from an admin")
     label: str = Field(default="", max_length=128, description="workstation name shown to admins")
+    nonce: str | None = Field(
+        default=None,
+        min_length=32,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="a secret random value the workstation makes once per enrolment and sends "
+        "again on every retry: the same (code, nonce) gets the same credentials back instead of "
+        "'code already used' when the first answer was lost",
+    )
 
 
 class EnrolResponse(_Wire):
