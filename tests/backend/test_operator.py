@@ -182,3 +182,15 @@ def test_a_disabled_admins_session_stops_at_once(live: FleetServer) -> None:
             admins.disable(s, "gone-admin")
         r = http.get(f"{live.url}/operator/fleet")
         assert r.status_code == 303
+
+
+def test_malformed_forms_are_refused_not_crashed(live: FleetServer) -> None:
+    many = "&".join(f"f{i}=1" for i in range(50))
+    for body in (many, "%ff%fe=\x00", "x" * 20000):
+        r = httpx.post(
+            f"{live.url}/operator/sign-in",
+            content=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert r.status_code == 400, body[:20]
+        assert "sign in again" in r.text
