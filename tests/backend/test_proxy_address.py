@@ -39,7 +39,7 @@ def test_forged_forwarded_for_from_an_untrusted_peer_is_ignored(tmp_path: Path) 
 
 
 def test_each_client_behind_the_trusted_proxy_has_its_own_bucket(tmp_path: Path) -> None:
-    with serve(tmp_path / "d", env=_env("127.0.0.1")) as url:
+    with serve(tmp_path / "d", env=_env("10.0.0.0/16,127.0.0.0/8")) as url:  # networks too
         per_client = {
             f"198.51.100.{c}": [_token(url, f"198.51.100.{c}") for _ in range(BURST)]
             for c in range(1, 6)
