@@ -42,6 +42,8 @@ class InferenceSettings(_Section):
     preload: list[str] = Field(default_factory=list)
     model_dirs: list[str] = Field(default_factory=list)
     cache_entries: int = Field(default=256, ge=0)
+    # heatmap values at or below this fraction of a map's peak are not coloured at all
+    heatmap_floor: float = Field(default=0.2, ge=0.0, le=0.95)
 
 
 class SecuritySettings(_Section):

@@ -84,20 +84,25 @@ def _refused_version(path: Path) -> str:
 
 def refusal_warnings(manager: ModelManager) -> list[str]:
     """One line per refused package: the model, the version refused and why, and what runs
-    instead. A signed update that fails verification must never be replaced silently by the
-    shipped version (issue 15): this is said in the model manager and in the AI panel."""
+    instead (for a blocked signed update: nothing, and the remedy is said). A signed update that
+    fails verification must never be replaced silently by the shipped version (issue 15): this
+    is said in the model manager and in the AI panel."""
     lines = []
     for error in manager.package_errors:
         signed = (error.path.parent / POINTER).is_file()
         model_id = error.path.parent.name if signed else error.path.name
         version = _refused_version(error.path)
         what = "signed update" if signed else "copy"
-        try:
-            package = manager.package(model_id)
-        except KeyError:
-            instead = "the model is not available"
+        refused = manager.refusal(model_id)
+        if refused is not None:  # blocked: the shipped copy does not run in its place
+            instead = f"{refused.reason}. {refused.remedy}" if refused.remedy else refused.reason
         else:
-            instead = f"running version {package.version} from '{package.path}' instead"
+            try:
+                package = manager.package(model_id)
+            except KeyError:
+                instead = "the model is not available"
+            else:
+                instead = f"running version {package.version} from '{package.path}' instead"
         lines.append(
             f"Model '{model_id}': {what} version {version} REFUSED ({error.where}: "
             f"{error.reason}); {instead}"

@@ -183,17 +183,18 @@ def test_shadow_candidate_runs_after_the_shown_result_and_is_only_reported(
 
     win, panel = window, window.ai
     open_for_ai(qtbot, win, CR)
-    panel.set_shadow(ShadowModels.from_dirs([(candidate(tmp_path, "1.1.0"), 5)], device="cpu"))
+    panel.set_shadow(ShadowModels.from_dirs([(candidate(tmp_path, "9.1.0"), 5)], device="cpu"))
     with qtbot.waitSignal(panel.shadow_recorded, timeout=TIMEOUT_MS) as got:
         row = panel.run_current_image()
     item = got.args[0]
     assert row.state == "done"
     assert row.sources is None
-    assert (item["model_version"], item["shadow"], item["rollout_id"]) == ("1.1.0", True, 5)
+    assert (item["model_version"], item["shadow"], item["rollout_id"]) == ("9.1.0", True, 5)
     assert item["summary"]["shown_result_id"] == row.result.result_id
     assert item["summary"]["agrees_with_shown"] is True
     assert panel.results.shadow_results == [item]
     # the radiologist sees the shipped model's result only: one queue row, one stored result
     assert panel.queue_table.rowCount() == 1
     assert list(panel.results.results) == [row.result.result_id]
-    assert panel.result_title.text().startswith("chest-xray-pneumonia 1.0.0:")
+    shipped = panel.manager.package("chest-xray-pneumonia").version
+    assert panel.result_title.text().startswith(f"chest-xray-pneumonia {shipped}:")
