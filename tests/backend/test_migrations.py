@@ -239,3 +239,27 @@ def test_migrate_command(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert "doctorai-backend: error:" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_every_revision_downgrades_and_upgrades_again(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """One chain (a single head), and each revision's downgrade undoes its upgrade."""
+    from alembic import command
+
+    if backend == "postgresql":
+        if _pg_reason is not None:
+            pytest.skip(_pg_reason)
+        url = fresh_pg_db(request.getfixturevalue("pg_url"))
+    else:
+        url = f"sqlite:///{tmp_path / 'down.sqlite3'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        command.downgrade(migrate._config(conn), "base")
+    with engine.connect() as conn:
+        assert set(inspect(conn).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    assert schema_diff(engine) == []
+    engine.dispose()
