@@ -89,18 +89,20 @@ def test_population_flag_is_on_the_result_in_the_store_and_in_the_audit_event(
         )
     finally:
         manager.shutdown()
-    (flag,) = result.guards
-    assert flag.kind == "population"
+    # the retrained chest model's OOD check may flag the adult film too; the population flag
+    # is the one this test is about
+    (flag,) = [g for g in result.guards if g.kind == "population"]
     assert "patient age 64 y is outside this model's intended population 1-5 y" in flag.message
-    assert result.to_json()["guards"][0]["message"] == flag.message
+    assert flag.message in [g["message"] for g in result.to_json()["guards"]]
     stored = ws.results.get(result.result_id)
-    assert stored.payload["guards"][0]["message"] == flag.message
+    assert flag.message in [g["message"] for g in stored.payload["guards"]]
     (event,) = _events(ws)
     assert event.outcome == Outcome.SUCCESS
     assert event.details["command"] == "t"
-    assert event.details["guards"] == [
-        {"kind": "population", "message": flag.message, "images": [0], "refused": False}
-    ]
+    assert {"kind": "population", "message": flag.message, "images": [0], "refused": False} in (
+        event.details["guards"]
+    )
+    assert [g["kind"] for g in event.details["guards"]] == [g.kind for g in result.guards]
     assert ("patient", refs[0].patient_id) in [(o["kind"], o["id"]) for o in event.objects]
     # the result scores were computed all the same (warn, not refuse)
     assert np.isclose(result.probabilities.sum(), 1.0, atol=1e-5)
@@ -134,7 +136,7 @@ def test_a_manifest_that_refuses_stops_the_run_and_the_refusal_is_audited(
     assert event.details["refused"] == "population"
     assert event.details["guards"][0]["refused"] is True
     kinds = {o["kind"]: o["id"] for o in event.objects}
-    assert kinds["model"] == "chest-refuse@1.0.0"
+    assert kinds["model"] == f"chest-refuse@{package.version}"
     assert kinds["instance"] == refs[0].sop_instance_uid
     assert ws.results.list_for_study(refs[0].study_instance_uid) == []  # no result kept
 
@@ -364,6 +366,8 @@ def test_a_cache_hit_gets_this_runs_flags_once(
         manager.shutdown()
     assert second.provenance.cache_hit
     assert [g.message for g in second.guards] == [g.message for g in first.guards]
-    assert len(second.guards) == 1
-    (unchecked,) = third.guards  # no headers given this time: said, not the earlier flag
+    assert len([g for g in second.guards if g.kind == "population"]) == 1
+    (unchecked,) = [
+        g for g in third.guards if g.kind == "population"
+    ]  # no headers given this time: said, not the earlier flag
     assert "could not be checked" in unchecked.message

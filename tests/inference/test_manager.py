@@ -105,12 +105,18 @@ def test_concurrent_first_use_loads_once(packages: list[Any]) -> None:
 
 
 def test_lru_eviction_under_budget_and_pinning(packages: list[Any]) -> None:
+    sizes = {}
+    for model_id in (TORCH_A, TORCH_B):
+        probe = ModelManager(packages, device="cpu")
+        with probe.use(model_id):
+            pass
+        sizes[model_id] = probe.loaded_bytes()
+        probe.shutdown()
+    assert min(sizes.values()) > 0
     manager = ModelManager(packages, device="cpu")
-    with manager.use(TORCH_A):
-        pass
-    one = manager.loaded_bytes()
-    assert one > 0
-    manager.budget_bytes = one + 1  # room for one of the two small torch models, not both
+    # room for either of the two torch models, not both
+    manager.budget_bytes = max(sizes.values()) + 1
+    assert manager.budget_bytes < sum(sizes.values())
     with manager.use(TORCH_A):
         with manager.use(TORCH_B):
             # A is pinned by the outer block: over budget, but never evicted mid-prediction.

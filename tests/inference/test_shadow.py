@@ -46,7 +46,7 @@ def test_shadow_run_reports_agreement_with_the_shown_result(
 ) -> None:
     frame, ref = cr
     shown_manager = ModelManager([load_package(ZOO_DIR / MODEL)], device="cpu")
-    shadow = ShadowModels.from_dirs([(candidate(tmp_path, "1.1.0"), 7)], device="cpu")
+    shadow = ShadowModels.from_dirs([(candidate(tmp_path, "9.1.0"), 7)], device="cpu")
     try:
         shown = run_images(shown_manager, MODEL, [frame], [ref]).to_json()
         assert shadow.ids() == [MODEL]
@@ -56,14 +56,15 @@ def test_shadow_run_reports_agreement_with_the_shown_result(
         assert item["rollout_id"] == 7
         assert (item["model_id"], item["model_version"], item["decision"]) == (
             MODEL,
-            "1.1.0",
+            "9.1.0",
             "none",
         )
         assert item["client_id"] != shown["result_id"]
         assert item["latency_ms"] > 0
         summary = item["summary"]
         assert summary["shown_result_id"] == shown["result_id"]
-        assert summary["shown_version"] == "1.0.0"
+        shipped = load_package(ZOO_DIR / MODEL).version
+        assert summary["shown_version"] == shipped
         assert summary["decisions"] == shown["decisions"]  # same weights, same findings
         assert summary["agrees_with_shown"] is True
         sent = json.dumps(item)  # no patient data upstream: not even the image's UIDs
@@ -74,7 +75,7 @@ def test_shadow_run_reports_agreement_with_the_shown_result(
         flipped = {**shown, "decisions": [other]}
         assert shadow.run(MODEL, [frame], [ref], flipped)["summary"]["agrees_with_shown"] is False
         # the shown manager still runs the shipped version
-        assert shown_manager.package(MODEL).version == "1.0.0"
+        assert shown_manager.package(MODEL).version == shipped
         with pytest.raises(KeyError, match="no shadow model installed for 'skin-lesion'"):
             shadow.run("skin-lesion", [frame], [ref], shown)
     finally:
