@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -39,6 +40,24 @@ def _worker_pids(text: str) -> set[int]:
     }
 
 
+def _per_worker_404s(folder: Path) -> dict[str, float]:
+    """Each worker's own count, read from its file (what the scrape adds up)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    out: dict[str, float] = {}
+    for f in folder.glob("counter_*.db"):
+        m = MmapedDict(str(f), read_mode=True)  # type: ignore[no-untyped-call]
+        try:
+            out[f.name] = sum(
+                v
+                for k, v, _ts in m.read_all_values()  # type: ignore[no-untyped-call]
+                if '"unmatched"' in k and '"404"' in k
+            )
+        finally:
+            m.close()  # type: ignore[no-untyped-call]
+    return out
+
+
 def test_one_scrape_counts_every_worker(tmp_path: Path) -> None:
     env = backend_env(DOCTORAI_BACKEND_JWT_SECRET=SECRET, DOCTORAI_BACKEND_METRICS_TOKEN=TOKEN)
     with serve(tmp_path / "d", "--workers", "2", env=env) as url:
@@ -47,8 +66,15 @@ def test_one_scrape_counts_every_worker(tmp_path: Path) -> None:
         while len(_worker_pids(_scrape(url))) < 2:  # both workers up and counted
             assert time.monotonic() < deadline, _scrape(url)
             time.sleep(0.3)
-        for i in range(N):  # a new connection each: the kernel hands them to either worker
-            assert httpx.get(f"{url}/no-such-page-{i}").status_code == 404
+        # a new connection each, 8 at a time: the kernel hands them to whichever worker is free
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(
+                pool.map(lambda i: httpx.get(f"{url}/no-such-page-{i}").status_code, range(N))
+            )
+        assert codes == [404] * N
+        per_worker = _per_worker_404s(tmp_path / "d" / "metrics-multiproc")
+        assert sum(per_worker.values()) == N
+        assert len([n for n in per_worker.values() if n > 0]) == 2, per_worker  # both served
         texts = [_scrape(url) for _ in range(6)]  # whichever worker answers the scrape
         assert {_unmatched_404s(t) for t in texts} == {float(N)}
         pids = _worker_pids(texts[-1])
