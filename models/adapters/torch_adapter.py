@@ -1,4 +1,9 @@
-"""PyTorch adapter: a TorchScript file, run under ``torch.inference_mode``; torch imported on use.
+"""PyTorch adapter: a TorchScript file, run under ``torch.no_grad``; torch imported on use.
+
+Not ``torch.inference_mode``: TorchScript's profiling executor keeps tensors from the first runs
+of a graph, and inference tensors kept that way break a later Grad-CAM pass through the same
+module ("Inference tensors cannot be saved for backward", seen on the DenseNet histopathology
+model once its heatmap and its features had both run). ``no_grad`` costs the same here.
 
 Grad-CAM convention for TorchScript (hooks are not available on scripted modules): a package
 with ``heatmap.target_layer = "features"`` exports two methods, ``features(x)`` giving the target
@@ -49,7 +54,7 @@ class TorchModel(LoadedModel):
     def _logits(self, batch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         import torch
 
-        with torch.inference_mode():
+        with torch.no_grad():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             out = self._module(x)
             return np.asarray(out.float().cpu().numpy(), dtype=np.float32)
@@ -68,7 +73,7 @@ class TorchModel(LoadedModel):
 
         module = self._module
         split = hasattr(module, "features") and hasattr(module, "classify")
-        with torch.inference_mode():
+        with torch.no_grad():
             x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
             if layer == "logits" or not split:
                 logits = module(x).float()
