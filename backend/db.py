@@ -143,13 +143,20 @@ class ResultDecision(Base):
     """Every decision a workstation sent for a result, in the order made (the history)."""
 
     __tablename__ = "result_decisions"
-    __table_args__ = (UniqueConstraint("device_id", "client_id", "decided_at"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "device_id", "client_id", "decided_at", "seq", name="uq_result_decisions_decision"
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64), index=True)
     client_id: Mapped[str] = mapped_column(String(128))
     decision: Mapped[str] = mapped_column(String(16))
     decided_at: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the decision's place among the result's decisions on its workstation (summary's
+    # decision_seq; 0 from clients that send none): orders two decisions made in one instant
+    seq: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class AuditEvent(Base):

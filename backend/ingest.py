@@ -11,7 +11,7 @@ import hashlib
 import itertools
 from datetime import datetime
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from backend.auth import aware
@@ -24,6 +24,7 @@ from backend.db import (
     SecurityAlert,
     utcnow,
 )
+from backend.storable import INT32_MAX
 from core.sync.wire import (
     GENESIS_HASH,
     AuditBatch,
@@ -104,13 +105,23 @@ def remember(
     )
 
 
-def _keep_decision(session: Session, device_id: str, item: ResultItem) -> bool:
-    """Add the decision to the history; False when this very decision is there already."""
+def _decision_seq(item: ResultItem) -> int:
+    """The workstation's sequence number of this decision (0 when it sent none or a bad one)."""
+    seq = item.summary.get("decision_seq")
+    if isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= INT32_MAX:
+        return seq
+    return 0
+
+
+def _keep_decision(session: Session, device_id: str, item: ResultItem, seq: int) -> bool:
+    """Add the decision to the history; False when this very decision is there already
+    (same time and sequence: a replay). Two decisions made in one instant are two."""
     seen = session.scalar(
         select(ResultDecision.id).where(
             ResultDecision.device_id == device_id,
             ResultDecision.client_id == item.client_id,
             ResultDecision.decided_at == item.decided_at,
+            ResultDecision.seq == seq,
         )
     )
     if seen is not None:
@@ -122,10 +133,32 @@ def _keep_decision(session: Session, device_id: str, item: ResultItem) -> bool:
             client_id=item.client_id,
             decision=item.decision,
             decided_at=item.decided_at,
+            seq=seq,
         )
     )
     session.flush()
     return True
+
+
+def _supersedes(
+    session: Session, device_id: str, current: Result, item: ResultItem, seq: int
+) -> bool:
+    """Is the new decision later than the current one: by decision time, and in the same
+    instant by the workstation's sequence."""
+    assert item.decided_at is not None
+    if current.decided_at is None or aware(current.decided_at) < aware(item.decided_at):
+        return True
+    if aware(current.decided_at) > aware(item.decided_at):
+        return False
+    rival = session.scalar(  # the highest other sequence in that instant: the current one
+        select(func.max(ResultDecision.seq)).where(
+            ResultDecision.device_id == device_id,
+            ResultDecision.client_id == item.client_id,
+            ResultDecision.decided_at == item.decided_at,
+            ResultDecision.seq != seq,
+        )
+    )
+    return rival is None or rival < seq
 
 
 def oldest_age_s(times: list[datetime]) -> float:
@@ -146,12 +179,11 @@ def store_results(session: Session, device_id: str, batch: ResultsBatch) -> Batc
     }
     stored, dups = [], []
     for item in batch.items:
-        if item.decided_at is not None and _keep_decision(session, device_id, item):
+        seq = _decision_seq(item)
+        if item.decided_at is not None and _keep_decision(session, device_id, item, seq):
             stored.append(item.client_id)
             current = known.get(item.client_id)
-            if current is not None and (
-                current.decided_at is None or aware(current.decided_at) < aware(item.decided_at)
-            ):
+            if current is not None and _supersedes(session, device_id, current, item, seq):
                 current.decision, current.decided_at = item.decision, item.decided_at
             if current is not None:
                 continue

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
@@ -21,7 +22,7 @@ from core.app.workstation import Workstation
 from core.config import Settings, SyncSettings
 from core.security.users import Role
 from core.sync.engine import BackoffPolicy
-from tests.backend.conftest import LiveServer
+from tests.backend.conftest import LiveServer, result_item
 
 PASSWORD = "correct horse battery"
 FAST = BackoffPolicy(base_s=0.02, cap_s=0.1, max_attempts=2)
@@ -100,3 +101,34 @@ def test_accepted_synced_then_rejected_synced_ends_rejected(
     _sync(ws, settings)
     assert _backend_view(server, rid) == (["rejected"], ["accepted", "rejected"])
     assert results.latest(rid) == "rejected"  # both ends agree
+
+
+def test_two_decisions_in_the_same_instant_are_ordered_by_their_sequence(
+    server: LiveServer,
+) -> None:
+    """Two decisions with one decided_at (a coarse clock): the second is not a duplicate,
+    and the later in the workstation's sequence is the current one."""
+    from tests.backend.conftest import Workstation as WireClient
+
+    wire = WireClient(server, "tie")
+    try:
+        made = result_item(decision="none")
+        when = "2026-12-01T10:05:00+00:00"
+        accepted = {**made, "decision": "accepted", "decided_at": when}
+        accepted["summary"] = {**made["summary"], "decision_seq": 1}
+        rejected = {**made, "decision": "rejected", "decided_at": when}
+        rejected["summary"] = {**made["summary"], "decision_seq": 2}
+        for item in (made, accepted, rejected):
+            r = wire.post("/results:batch", {"items": [item]})
+            assert r.status_code == 200, r.text
+            assert r.json()["stored"] == [made["client_id"]], (item["decision"], r.json())
+        # replays change nothing
+        again = wire.post("/results:batch", {"items": [accepted, rejected]})
+        assert again.json()["duplicates"] == [made["client_id"]] * 2
+        assert _backend_view(server, made["client_id"]) == (
+            ["rejected"],
+            ["accepted", "rejected"],
+        )
+    finally:
+        wire.close()
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
