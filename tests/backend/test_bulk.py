@@ -126,6 +126,10 @@ RESULT_SCENARIOS: dict[str, list[list[ResultItem]]] = {
         ],
         [_item("o", "accepted", T0), _item("o", "rejected", T0 + timedelta(seconds=1))],
     ],
+    "naive times (taken as UTC by the database)": [
+        [_item("n", "accepted", T0.replace(tzinfo=None)), _item("q")],
+        [_item("n", "accepted", T0), _item("n", "rejected", T0.replace(tzinfo=None, hour=9))],
+    ],
 }
 
 
