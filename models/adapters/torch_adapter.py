@@ -140,24 +140,35 @@ def configure_threads(torch: Any) -> None:
         torch.set_num_threads(wanted)
 
 
-def load(package: ModelPackage, device: str) -> LoadedModel:
+def load_script(package: ModelPackage, device: str) -> tuple[Any, str]:
+    """The package's TorchScript module in eval mode on ``device`` ("gpu" or "cpu"), and the
+    torch device it sits on; shared by this adapter and the "torchscript" one.
+
+    A GPU out-of-memory error is re-raised as it is (it subclasses RuntimeError): the manager's
+    CPU fallback must see it; any other failure is a ModelLoadError naming the model and file.
+    """
     import torch
 
     configure_threads(torch)
-
     torch_device = "cuda:0" if device == "gpu" else "cpu"
     path = package.file(package.manifest.weights)
     try:
         with warnings.catch_warnings():
             # torch 2.13 marks TorchScript deprecated in favour of torch.export; the package
-            # format stays TorchScript until exported programs support our Grad-CAM split.
+            # format stays TorchScript until exported programs support our Grad-CAM split,
+            # and MONAI bundles ship .ts files.
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(path), map_location=torch_device)  # type: ignore[no-untyped-call]
     except (RuntimeError, ValueError, OSError) as exc:
-        if is_out_of_memory(exc):  # the manager's CPU fallback must see a GPU OOM as such
+        if is_out_of_memory(exc):
             raise
         raise ModelLoadError(
             f"model '{package.id}': cannot load TorchScript '{path}': {exc}"
         ) from exc
     module.eval()
+    return module, torch_device
+
+
+def load(package: ModelPackage, device: str) -> LoadedModel:
+    module, torch_device = load_script(package, device)
     return TorchModel(package, torch_device, module)

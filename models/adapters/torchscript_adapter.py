@@ -4,18 +4,17 @@ exports): ``torch.jit.load`` with ``map_location`` per device; torch imported on
 The zoo's own "torch" packages are TorchScript too; this framework differs in what it accepts:
 a segmentation network's (N, C, h, w) logits as well as a classifier's (N, K), each turned
 into calibrated probabilities by the manifest's activation and calibration (channel axis 1).
-Devices, threads, out-of-memory detection and Grad-CAM follow models.adapters.torch_adapter.
+Loading (threads, devices, a GPU out-of-memory error let through to the manager's CPU
+fallback), out-of-memory detection and Grad-CAM are models.adapters.torch_adapter's.
 """
 
 from __future__ import annotations
-
-import warnings
 
 import numpy as np
 import numpy.typing as npt
 
 from models.adapters import torch_adapter
-from models.adapters.base import F32, LoadedModel, ModelLoadError, module_available
+from models.adapters.base import F32, LoadedModel, module_available
 from models.manifest import ModelPackage, OutputSpec
 from models.postprocess import probabilities
 
@@ -73,19 +72,5 @@ class TorchScriptModel(torch_adapter.TorchModel):
 
 
 def load(package: ModelPackage, device: str) -> LoadedModel:
-    import torch
-
-    torch_adapter.configure_threads(torch)
-    torch_device = "cuda:0" if device == "gpu" else "cpu"
-    path = package.file(package.manifest.weights)
-    try:
-        with warnings.catch_warnings():
-            # torch marks TorchScript deprecated in favour of torch.export; bundles ship .ts
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location=torch_device)  # type: ignore[no-untyped-call]
-    except (RuntimeError, ValueError, OSError) as exc:
-        raise ModelLoadError(
-            f"model '{package.id}': cannot load TorchScript '{path}': {exc}"
-        ) from exc
-    module.eval()
+    module, torch_device = torch_adapter.load_script(package, device)
     return TorchScriptModel(package, torch_device, module)
