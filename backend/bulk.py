@@ -125,38 +125,57 @@ def _time_key(dialect: str) -> Any:
     return lambda dt: dt.replace(tzinfo=None)
 
 
-def _later(current: datetime | None, new: datetime) -> bool:
-    return current is None or aware(current) < aware(new)
+class _Decision(BaseModel):
+    """A row of the decision history as the insert sends it (``seq``: the workstation's
+    ``decision_seq``, ``ingest._decision_seq``)."""
+
+    client_id: str
+    decision: str
+    decided_at: datetime
+    seq: int
 
 
-def _new_decisions(
-    session: Session, device_id: str, decided: list[ResultItem], now: datetime, key: Any
-) -> list[tuple[str, Any]]:
-    """Add every decision to the history; the (client id, time) pairs that were not there."""
-    consts = {"device_id": device_id, "received_at": now}
-    got = _insert(
-        session, DECISIONS, decided, consts, ignore=True, returning=("client_id", "decided_at")
-    )
-    return [(c, key(t)) for c, t in got]
+def _supersedes(current: datetime | None, new: datetime, rival: int | None, seq: int) -> bool:
+    """The rule of ``ingest._supersedes``: later by decision time, and in the same instant
+    later in the workstation's sequence than every other decision of that instant."""
+    if current is None or aware(current) < aware(new):
+        return True
+    if aware(current) > aware(new):
+        return False
+    return rival is None or rival < seq
 
 
 def store_results(session: Session, device_id: str, batch: ResultsBatch) -> BatchResponse:
     """New results are stored; a decision on a known result (same client id, a ``decided_at``)
     is kept in the history and replaces the current one when it was made later. A replay of
     what is stored already is a duplicate. (The rules of ``ingest.store_results_orm``.)"""
-    from backend.ingest import serialize_device
+    from backend.ingest import _decision_seq, serialize_device
 
     serialize_device(session, device_id)
-    dialect = session.get_bind().dialect.name
-    key = _time_key(dialect)
+    key = _time_key(session.get_bind().dialect.name)
     now = utcnow()
-    decided = [i for i in batch.items if i.decided_at is not None]
-    fresh: dict[tuple[str, Any], int] = {}
-    known: dict[str, datetime | None] = {}
+    consts = {"device_id": device_id, "received_at": now}
+    decided = [(i, _decision_seq(i)) for i in batch.items if i.decided_at is not None]
+    fresh: dict[tuple[str, Any, int], int] = {}  # decisions new to the history (a count)
+    history: dict[tuple[str, Any], set[int]] = {}  # (client id, instant) -> sequences held
+    known: dict[str, datetime | None] = {}  # stored result -> its current decision time
     if decided:
-        for pair in _new_decisions(session, device_id, decided, now, key):
-            fresh[pair] = fresh.get(pair, 0) + 1
-        ids = list({i.client_id for i in decided})
+        ids = list({i.client_id for i, _ in decided})
+        for c, t, q in session.execute(
+            select(DECISIONS.c.client_id, DECISIONS.c.decided_at, DECISIONS.c.seq).where(
+                DECISIONS.c.device_id == device_id, DECISIONS.c.client_id.in_(ids)
+            )
+        ):
+            history.setdefault((c, key(t)), set()).add(q)
+        rows = [
+            _Decision.model_construct(
+                client_id=i.client_id, decision=i.decision, decided_at=i.decided_at, seq=q
+            )
+            for i, q in decided
+        ]
+        returning = ("client_id", "decided_at", "seq")
+        for c, t, q in _insert(session, DECISIONS, rows, consts, True, returning):
+            fresh[(c, key(t), q)] = fresh.get((c, key(t), q), 0) + 1
         known = {
             c: t
             for c, t in session.execute(
@@ -169,29 +188,31 @@ def store_results(session: Session, device_id: str, batch: ResultsBatch) -> Batc
     changed: dict[str, tuple[str, datetime]] = {}  # stored results whose decision changes
     outcome: list[tuple[str, bool | None]] = []  # True stored, False duplicate, None: insert says
     for item in batch.items:
-        cid = item.client_id
-        if item.decided_at is not None and fresh.get((cid, key(item.decided_at)), 0) > 0:
-            fresh[(cid, key(item.decided_at))] -= 1
+        cid, at = item.client_id, item.decided_at
+        if at is not None and fresh.get(dk := (cid, key(at), _decision_seq(item)), 0) > 0:
+            fresh[dk] -= 1
+            seqs = history.setdefault((cid, key(at)), set())
+            seqs.add(dk[2])
+            rival = max((q for q in seqs if q != dk[2]), default=None)
             outcome.append((cid, True))
             if cid in pending:
                 row = pending[cid]
-                if _later(row.decided_at, item.decided_at):
-                    later = {"decision": item.decision, "decided_at": item.decided_at}
+                if _supersedes(row.decided_at, at, rival, dk[2]):
+                    later = {"decision": item.decision, "decided_at": at}
                     pending[cid] = row.model_copy(update=later)
             elif cid in known:
                 current = changed[cid][1] if cid in changed else known[cid]
-                if _later(current, item.decided_at):
-                    changed[cid] = (item.decision, item.decided_at)
+                if _supersedes(current, at, rival, dk[2]):
+                    changed[cid] = (item.decision, at)
             else:
                 pending[cid] = item
-        elif item.decided_at is not None or cid in pending or cid in known:  # a replay
+        elif at is not None or cid in pending or cid in known:  # a replay
             outcome.append((cid, False))
         else:
             outcome.append((cid, None))
             pending[cid] = item
     inserted: set[str] = set()
     if pending:
-        consts = {"device_id": device_id, "received_at": now}
         got = _insert(session, RESULTS, list(pending.values()), consts, True, ("client_id",))
         inserted = {c for (c,) in got}
     if changed:

@@ -51,7 +51,9 @@ def _device(sessions: sessionmaker[Session]) -> str:
     return dev
 
 
-def _item(cid: str, decision: str = "none", at: datetime | None = None, **kw: Any) -> ResultItem:
+def _item(
+    cid: str, decision: str = "none", at: datetime | None = None, seq: Any = None, **kw: Any
+) -> ResultItem:
     return ResultItem(
         client_id=cid,
         created_at=T0,
@@ -60,7 +62,7 @@ def _item(cid: str, decision: str = "none", at: datetime | None = None, **kw: An
         decision=decision,  # type: ignore[arg-type]
         decided_at=at,
         latency_ms=5.0,
-        summary={"score": 0.5},
+        summary={"score": 0.5} if seq is None else {"score": 0.5, "decision_seq": seq},
         **kw,
     )
 
@@ -83,7 +85,7 @@ def _results_state(sessions: sessionmaker[Session], dev: str) -> tuple[list[Any]
             for r in s.scalars(select(Result).where(Result.device_id == dev))
         )
         history = sorted(
-            (d.client_id, d.decision, _utc(d.decided_at))
+            (d.client_id, d.decision, _utc(d.decided_at), d.seq)
             for d in s.scalars(select(ResultDecision).where(ResultDecision.device_id == dev))
         )
     return results, history
@@ -126,6 +128,17 @@ RESULT_SCENARIOS: dict[str, list[list[ResultItem]]] = {
         ],
         [_item("o", "accepted", T0), _item("o", "rejected", T0 + timedelta(seconds=1))],
     ],
+    "one instant, ordered by the workstation's decision_seq": [
+        [_item("s"), _item("t", "rejected", T0, 3), _item("t", "accepted", T0, 2)],
+        [_item("s", "accepted", T0, 1), _item("s", "rejected", T0, 2)],
+        [_item("s", "accepted", T0, 1), _item("s", "accepted", T0, 0)],  # replay; lower seq
+        [_item("t", "accepted", T0, 4), _item("s", "accepted", T0, 5)],
+        [
+            _item("s", "rejected", T0, True),
+            _item("s", "none", T0, -1),
+            _item("s", "accepted", T0, 1.5),
+        ],
+    ],
     "naive times (taken as UTC by the database)": [
         [_item("n", "accepted", T0.replace(tzinfo=None)), _item("q")],
         [_item("n", "accepted", T0), _item("n", "rejected", T0.replace(tzinfo=None, hour=9))],
@@ -157,7 +170,7 @@ def test_results_outcomes(sessions: sessionmaker[Session]) -> None:
         ("r2", "none", None),
         ("r3", "none", None),
     ]
-    assert history == [("r1", "rejected", later)]
+    assert history == [("r1", "rejected", later, 0)]
 
 
 def _chain(n: int, start_hash: str = GENESIS_HASH, start: int = 0) -> list[AuditEventItem]:
