@@ -191,6 +191,9 @@ class Population(_Strict):
     photometric: list[str] = Field(default_factory=list)  # e.g. MONOCHROME1, MONOCHROME2
     pixel_spacing_mm: tuple[float, float] | None = None  # inclusive range of the row spacing
     on_mismatch: Literal["warn", "refuse"] = "warn"  # outside: a visible warning, or no run
+    # an input whose header cannot tell (a PNG, an unreadable header, a missing attribute):
+    # None = the same as on_mismatch, so a refusing manifest is not bypassed by a plain image
+    on_unknown: Literal["warn", "refuse"] | None = None
     note: str | None = None  # shown with a mismatch, e.g. "trained on children aged 1-5"
 
 

@@ -34,12 +34,21 @@ class PopulationRefusedError(ModelRefusedError):
     """The inputs are outside the model's intended population and its manifest says refuse."""
 
     def __init__(self, model_id: str, flags: list[GuardFlag]) -> None:
-        reasons = "; ".join(f.message for f in flags if f.refused)
+        refused = [f for f in flags if f.refused]
+        reasons = "; ".join(f.message for f in refused)
+        outside = {bool(f.details.get("outside", True)) for f in refused}
+        # a header that cannot tell: a refusing manifest refuses what cannot be checked too
+        why = {
+            frozenset({True}): "the images are outside its intended population",
+            frozenset({False}): "the images could not be checked against its intended population",
+        }.get(
+            frozenset(outside),
+            "the images are outside its intended population or could not be checked against it",
+        )
         super().__init__(
             model_id,
             "population",
-            f"the images are outside its intended population, and its manifest says to refuse "
-            f"them ({reasons})",
+            f"{why}, and its manifest says to refuse them ({reasons})",
             "Choose a model made for these images",
         )
         self.flags = flags

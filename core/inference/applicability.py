@@ -208,13 +208,26 @@ def restricts(population: Population | None) -> bool:
     )
 
 
+def _details(population: Population, is_outside: bool) -> dict[str, Any]:
+    """What a flag records of the rule that applied (``on_unknown`` only where it was set
+    and the input could not be checked)."""
+    details: dict[str, Any] = {"outside": is_outside, "on_mismatch": population.on_mismatch}
+    if not is_outside and population.on_unknown is not None:
+        details["on_unknown"] = population.on_unknown
+    return details
+
+
 def check(population: Population | None, facts: Sequence[HeaderFacts]) -> list[GuardFlag]:
-    """Flags for the inputs outside ``population`` (refused when it says "refuse"), and softer
-    ones for inputs whose header cannot tell. Inputs with the same message share one flag."""
+    """Flags for the inputs outside ``population`` (refused when ``on_mismatch`` says
+    "refuse"), and "could not be checked" ones for inputs whose header cannot tell (refused
+    when ``on_unknown`` says "refuse"; unset, it follows ``on_mismatch``: a refusing manifest
+    is not bypassed by a PNG or a header without the attribute). Inputs with the same message
+    share one flag."""
     if population is None or not restricts(population):
         return []
     about = summary(population)
     refuse = population.on_mismatch == "refuse"
+    refuse_unknown = (population.on_unknown or population.on_mismatch) == "refuse"
     grouped: dict[tuple[str, bool], list[int]] = {}
     for index, fact in enumerate(facts):
         if fact.source != "dicom":
@@ -237,8 +250,8 @@ def check(population: Population | None, facts: Sequence[HeaderFacts]) -> list[G
                 KIND,
                 text,
                 images=images,
-                refused=is_outside and refuse,
-                details={"outside": is_outside, "on_mismatch": population.on_mismatch},
+                refused=refuse if is_outside else refuse_unknown,
+                details=_details(population, is_outside),
             )
         )
     return flags

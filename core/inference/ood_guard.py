@@ -71,26 +71,53 @@ def _describe(package: ModelPackage, idx: list[int], scores: npt.NDArray[np.floa
     )
 
 
+def _unscored(package: ModelPackage, idx: list[int], n: int) -> str:
+    """The message for images whose OOD score is NaN or inf (features the model produced that
+    the reference cannot measure): unknown is not "in distribution"."""
+    what = f"like the training data of {package.id}"
+    if n == 1:
+        return (
+            f"the OOD score of the image could not be computed (NaN or inf): whether it is "
+            f"{what} is unknown"
+        )
+    named = ", ".join(f"image {i + 1}" for i in idx[:_LISTED])
+    more = f" and {len(idx) - _LISTED} more" if len(idx) > _LISTED else ""
+    return (
+        f"the OOD score of {named}{more} could not be computed (NaN or inf): whether "
+        f"{'it is' if len(idx) == 1 else 'they are'} {what} is unknown"
+    )
+
+
 def check(package: ModelPackage, features: npt.NDArray[np.float32]) -> GuardFlag | None:
     """A GuardFlag(kind="ood") naming the images whose score is above the manifest threshold
-    (``images`` 0-based, the message 1-based as a reader counts), or None when none is.
+    or could not be computed (NaN, inf: never taken as in distribution), ``images`` 0-based,
+    the message 1-based as a reader counts; None when no image is flagged.
 
-    ``details`` carries every image's score, so the audit event and JSON show how far each
-    one was from the threshold."""
+    ``details`` carries every image's score (None where it could not be computed), so the
+    audit event and JSON show how far each one was from the threshold."""
     spec = package.manifest.ood
     if spec is None:
         return None
-    scores = ood.score(reference(package), features)
-    flagged = [int(i) for i in np.flatnonzero(scores > spec.threshold)]
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf features: flagged below
+        scores = ood.score(reference(package), features)
+    flagged = [int(i) for i in np.flatnonzero(~(scores <= spec.threshold))]  # NaN is flagged
     if not flagged:
         return None
+    finite = np.isfinite(scores)
+    over = [i for i in flagged if finite[i]]
+    unscored = [i for i in flagged if not finite[i]]
+    messages = []
+    if over:
+        messages.append(_describe(package, over, scores))
+    if unscored:
+        messages.append(_unscored(package, unscored, len(scores)))
     return GuardFlag(
         kind="ood",
-        message=_describe(package, flagged, scores),
+        message="; ".join(messages),
         images=flagged,
         details={
             "method": spec.method,
             "threshold": float(spec.threshold),
-            "scores": [round(float(s), 3) for s in scores],
+            "scores": [round(float(s), 3) if np.isfinite(s) else None for s in scores],
         },
     )

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.inference.manager import Loader, ModelManager
+from core.imaging.model import Instance
+from core.inference.manager import Loader, ModelManager, ModelRefusedError
 from core.inference.result import InputRef
 from models.manifest import ModelPackage, PackageError, load_package
 
@@ -89,9 +90,17 @@ class ShadowModels:
         shown: dict[str, Any],
         *,
         cancel: Callable[[], bool] | None = None,
+        instances: Sequence[Instance | None] | None = None,
     ) -> dict[str, Any]:
         """Run the shadow candidate of ``model_id`` on the images of the ``shown`` result
-        (``InferenceResult.to_json()``); returns the upstream result item (no patient data)."""
+        (``InferenceResult.to_json()``); returns the upstream result item (no patient data).
+
+        The same guards as a shown run, because the item feeds the centre's rollout decision:
+        the candidate's self-test (``SelftestRefusedError``) and its intended population,
+        checked against ``instances`` (the inputs' indexed instances; without them every
+        input counts as "could not be checked"). A population the candidate's manifest
+        refuses raises ``ModelRefusedError`` (kind "population"): no item goes upstream."""
+        from core.inference.applicability import check_instances
         from core.inference.pipeline import run_images
         from core.results.upstream import result_item
         from core.sync.wire import ResultItem
@@ -99,7 +108,18 @@ class ShadowModels:
         shadow = self._by_id.get(model_id)
         if shadow is None:
             raise KeyError(f"no shadow model installed for '{model_id}'")
+        self.manager.ensure_selftest(model_id)
+        flags = check_instances(shadow.package.manifest.population, instances, len(inputs))
+        refused = [f.message for f in flags if f.refused]
+        if refused:
+            raise ModelRefusedError(
+                model_id,
+                "population",
+                f"its shadow candidate {shadow.package.version} refuses these images "
+                f"({'; '.join(refused)})",
+            )
         result = run_images(self.manager, model_id, images, inputs, heatmap=False, cancel=cancel)
+        guards = [*result.guards, *flags]
         mine = result.to_json()
         base = result_item(mine, "none")
         agrees = mine["labels"] == shown.get("labels") and mine["decisions"] == shown.get(
@@ -116,6 +136,8 @@ class ShadowModels:
                     "shown_result_id": shown.get("result_id"),
                     "shown_version": shown.get("model", {}).get("version"),
                     "agrees_with_shown": agrees,
+                    # kinds and image indices only: the messages may quote header values
+                    "guards": [{"kind": g.kind, "images": g.images} for g in guards],
                 },
             }
         )
