@@ -330,6 +330,7 @@ def draft_impression(
         raise ReportError(f"model '{model_id}' is not a text model; it cannot draft a report")
     with ws.db.engine.connect() as conn:
         who = _who(conn, study_uid)
+    manager.ensure_selftest(model_id)  # a drafter that fails its own sample drafts nothing
     with manager.use(model_id) as model:
         # LoadedModel types predict() for image arrays; a text model's adapter takes strings
         drafts = list(cast(Any, model).predict([findings]))
