@@ -7,6 +7,7 @@ Plain ``http://`` is accepted only for a loopback address (development and tests
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import secrets
@@ -227,12 +228,19 @@ class SyncClient:
     def enrol(self, code: str, label: str = "") -> DeviceCredentials:
         """Trade an enrolment code for device credentials, stored in the keyring at once.
 
-        A fresh secret nonce goes with the code and with every retry of it: when the server
-        used the code but its answer was lost (a dropped connection, a busy proxy), the retry
-        gets the same credentials back instead of 'code already used'. Network trouble and
-        busy answers are retried ``enrol_attempts`` times with a doubling delay."""
-        nonce = secrets.token_urlsafe(32)
-        body = EnrolRequest(code=code.strip(), label=label, nonce=nonce).model_dump_json()
+        A secret nonce goes with the code and with every retry of it: when the server used the
+        code but its answer was lost (a dropped connection, a busy proxy), the retry gets the
+        same credentials back instead of 'code already used'. The nonce waits in the keyring
+        until an answer arrives, so an enrolment cut short by a restart is repeated, not
+        doubled. Network trouble and busy answers are retried ``enrol_attempts`` times with a
+        doubling delay."""
+        code = code.strip()
+        code_id = hashlib.sha256(code.upper().encode()).hexdigest()[:16]
+        nonce = self.credentials.pending_enrolment(code_id)
+        if nonce is None:  # kept until answered: a restart mid-way repeats this enrolment
+            nonce = secrets.token_urlsafe(32)
+            self.credentials.save_pending_enrolment(code_id, nonce)
+        body = EnrolRequest(code=code, label=label, nonce=nonce).model_dump_json()
         for attempt in range(1, self.enrol_attempts + 1):
             try:
                 resp = self._send("POST", f"{self.api}/enrol", content=body, headers=_JSON)
@@ -246,6 +254,7 @@ class SyncClient:
                 time.sleep(min(max(delay, exc.retry_after or 0.0), MAX_RETRY_AFTER_S))
         creds = DeviceCredentials(got.device_id, got.device_secret)
         self.credentials.save_device(creds)
+        self.credentials.clear_pending_enrolment()
         self._access = None
         return creds
 

@@ -82,6 +82,21 @@ class CredentialStore:
         self._set("device_secret", creds.device_secret)
         self._delete("refresh_token")
 
+    def pending_enrolment(self, code_id: str) -> str | None:
+        """The nonce of an enrolment with this code that has not been answered yet (the app
+        stopped mid-way): sent again, it gets the credentials the server may have made."""
+        stored = self._get("enrol_pending")
+        if stored is None:
+            return None
+        kept_id, _, nonce = stored.partition(" ")
+        return nonce if kept_id == code_id and nonce else None
+
+    def save_pending_enrolment(self, code_id: str, nonce: str) -> None:
+        self._set("enrol_pending", f"{code_id} {nonce}")
+
+    def clear_pending_enrolment(self) -> None:
+        self._delete("enrol_pending")
+
     def refresh_token(self) -> str | None:
         return self._get("refresh_token")
 
@@ -89,5 +104,5 @@ class CredentialStore:
         self._set("refresh_token", token)
 
     def clear(self) -> None:
-        for name in ("device_id", "device_secret", "refresh_token"):
+        for name in ("device_id", "device_secret", "refresh_token", "enrol_pending"):
             self._delete(name)

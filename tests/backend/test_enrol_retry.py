@@ -23,6 +23,7 @@ from backend.auth import sha256_hex
 from backend.db import Device, EnrolCode, Enrolment
 from core.sync.client import SyncClient
 from core.sync.credentials import CredentialStore
+from core.sync.errors import TransientError
 from tests.backend import pg
 from tests.backend.conftest import LiveServer
 from tests.backend.resetting_proxy import ResettingProxy
@@ -160,3 +161,33 @@ def test_fifty_workstations_enrol_behind_a_proxy_that_loses_answers(
             )
             assert code_row.uses == len(uses) == 1  # no burnt code: its one use is a device
             assert uses[0] in devices
+
+
+def test_an_enrolment_cut_short_by_a_restart_is_repeated_not_doubled(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    """Every answer lost until the workstation gives up (the app is closed); the next start
+    enrols with the same code and gets the device the server made the first time."""
+    host, port = _upstream(server.url)
+    proxy = ResettingProxy([(host, port)], cut=lambda _n: True)
+    code = server.enrol_code()
+    store = CredentialStore(proxy.url)
+    try:
+        first = SyncClient(proxy.url, store, timeout=10)
+        first.enrol_attempts, first.enrol_backoff_s = 2, 0.01
+        with pytest.raises(TransientError):
+            first.enrol(code, label="restarted")
+        first.close()
+        assert store.device() is None
+        proxy.cut = lambda _n: False
+        second = SyncClient(proxy.url, store, timeout=10)  # the app started again
+        creds = second.enrol(code, label="restarted")
+        second.close()
+    finally:
+        proxy.close()
+    with server.state.sessions() as s:
+        made = list(
+            s.scalars(select(Enrolment.device_id).where(Enrolment.code_hash == sha256_hex(code)))
+        )
+    assert made == [creds.device_id]
+    assert store.pending_enrolment(sha256_hex(code)[:16]) is None  # cleared once answered
