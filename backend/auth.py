@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-from sqlalchemy import update
+from sqlalchemy import case, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -151,11 +151,17 @@ def enrol(
         raise AuthError("enrol_code_expired", "enrolment code has expired")
     device_id = str(uuid.uuid4())
     secret = _derived_secret(key, device_id, nonce) if nonce else secrets.token_urlsafe(32)
-    # compare-and-set as well as the lock: a use is counted only while one is left
+    # compare-and-set as well as the lock: a use is counted only while one is left.
+    # used_at is when the code was used up (retention deletes codes some days after that)
+    last_use = EnrolCode.uses + 1 >= EnrolCode.max_uses
     claimed = session.execute(
         update(EnrolCode)
         .where(EnrolCode.code_hash == code_hash, EnrolCode.uses < EnrolCode.max_uses)
-        .values(uses=EnrolCode.uses + 1, used_at=utcnow(), device_id=device_id)
+        .values(
+            uses=EnrolCode.uses + 1,
+            used_at=case((last_use, utcnow()), else_=EnrolCode.used_at),
+            device_id=device_id,
+        )
     )
     if claimed.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()

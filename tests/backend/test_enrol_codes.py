@@ -39,8 +39,18 @@ def test_a_code_for_three_machines(server: LiveServer) -> None:
     code = issued.json()["code"]
     assert issued.json()["uses"] == 3
     nonces = [secrets.token_urlsafe(32) for _ in range(4)]
-    made = [_enrol(server.api, code, f"ward4-{i}", nonces[i]) for i in range(3)]
+    made = [_enrol(server.api, code, f"ward4-{i}", nonces[i]) for i in range(2)]
+    with server.state.sessions() as s:  # not used up yet: retention must keep it
+        row = s.get(EnrolCode, sha256_hex(code))
+        assert row is not None
+        assert row.uses == 2
+        assert row.used_at is None
+    made.append(_enrol(server.api, code, "ward4-2", nonces[2]))
     assert [r.status_code for r in made] == [200, 200, 200], [r.text for r in made]
+    with server.state.sessions() as s:
+        row = s.get(EnrolCode, sha256_hex(code))
+        assert row is not None
+        assert row.used_at is not None  # used up now
     devices = [r.json()["device_id"] for r in made]
     assert len(set(devices)) == 3
     fourth = _enrol(server.api, code, "ward4-3", nonces[3])
@@ -54,11 +64,11 @@ def test_a_code_for_three_machines(server: LiveServer) -> None:
 
     listed = httpx.get(f"{server.api}/admin/enrol-codes", headers=server.admin_headers())
     assert listed.status_code == 200, listed.text
-    (row,) = [c for c in listed.json() if c["code_id"] == issued.json()["code_id"]]
-    assert row["uses"] == 3
-    assert row["max_uses"] == 3
-    assert row["note"] == "ward 4 machine-wide config"
-    assert [d["device_id"] for d in row["devices"]] == devices
+    (listed_row,) = [c for c in listed.json() if c["code_id"] == issued.json()["code_id"]]
+    assert listed_row["uses"] == 3
+    assert listed_row["max_uses"] == 3
+    assert listed_row["note"] == "ward 4 machine-wide config"
+    assert [d["device_id"] for d in listed_row["devices"]] == devices
     assert code not in listed.text  # only its id, never the code
 
 
