@@ -101,13 +101,21 @@ def _tabular_rows(paths: list[str], features: list[str]) -> list[list[float]]:
     return rows
 
 
-def _write_heatmap(out: str, frame: Any, heat: Any) -> None:
+def _write_heatmap(out: str, frame: Any, heat: Any, floor: float) -> None:
+    """The image with its heatmap, transparent at or below ``floor`` as in the window."""
     from PIL import Image
 
     from core.imaging.display import render
     from core.inference.heatmap import blend
 
-    Image.fromarray(blend(render(frame), heat)).save(out)
+    Image.fromarray(blend(render(frame), heat, floor=floor)).save(out)
+
+
+def _heatmap_floor() -> float:
+    """``[inference] heatmap_floor``: the floor IT set for the window, so the PNG matches it."""
+    from core.config import load_settings
+
+    return float(load_settings().inference.heatmap_floor)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,6 +148,9 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
     from core.inference.result import InputRef
     from core.security.users import Permission
 
+    # who may run models, before any model is looked at or loaded for its self-test: a user
+    # without the permission is told so (exit 2), not given a self-test or a refusal event
+    ws.require(Permission.RUN_AI)
     manager = manager_from_settings(device=args.device)
     try:
         package = manager.package(args.model)
@@ -226,11 +237,12 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
                 else:
                     first = input_participants(output["provenance"]["inputs"][:1])
                     heat = result.heatmaps[0]
+                    floor = _heatmap_floor()
                     export_file(
                         ws,
                         first,
                         Path(args.heatmap),
-                        lambda p: _write_heatmap(str(p), images[0], heat),
+                        lambda p: _write_heatmap(str(p), images[0], heat, floor),
                         command="infer --heatmap",
                     )
                     output["heatmap_png"] = args.heatmap

@@ -7,14 +7,18 @@ the Qt, DICOM and SQLCipher checks on top, see desktop/selftest.py).
 The same self-test also runs when a signed update is installed (a failing one is not installed)
 and once per session before a model's first run (a failing model is then refused, by the window
 and by ``doctorai infer``: core.inference.manager). A model whose installed signed update no
-longer verifies is listed as failed with the reason and what IT can do.
+longer verifies is listed as failed with the reason and what IT can do, and written to the
+profile's audit trail as a Security Alert (as the window does when it finds the models).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.inference.manager import ModelManager
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,10 +78,30 @@ def _frameworks(used: set[str]) -> dict[str, Any]:
     return seen
 
 
+def record_alerts(manager: ModelManager) -> str | None:
+    """A Security Alert in the profile's trail per model whose installed signed update no
+    longer verifies (core.app.model_runs.record_refused_updates). The profile is opened only
+    when there is one to record; a trail that cannot be opened is said, not raised."""
+    if not manager.blocked:
+        return None
+    from cli.profile import open_or_explain
+    from core.app.model_runs import record_refused_updates
+
+    ws = open_or_explain("selftest")
+    if ws is None:
+        return "the refused signed updates could not be recorded in the audit trail"
+    try:
+        record_refused_updates(ws, manager)
+    finally:
+        ws.close()
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from core.inference.manager import manager_from_settings
 
     manager = manager_from_settings(device=args.device)
+    unrecorded = record_alerts(manager)
     # the blocked ones too: a signed update that no longer verifies is a failure to report
     wanted = args.models or [p.id for p in manager.packages()] + sorted(manager.blocked)
     models: list[dict[str, Any]] = []
@@ -106,13 +130,15 @@ def run(args: argparse.Namespace) -> int:
     finally:
         manager.shutdown()
     refused = [str(e) for e in manager.package_errors]
-    ok = all(m["ok"] for m in models) and not refused
+    ok = all(m["ok"] for m in models) and not refused and not unrecorded
     report: dict[str, Any] = {
         "ok": ok,
         "frameworks": frameworks,
         "models": models,
         "refused_packages": refused,
     }
+    if unrecorded:
+        report["audit_problem"] = unrecorded
     if args.open:
         opened = open_and_render(args.open)
         report["open"] = opened
@@ -127,6 +153,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{'ok  ' if m['ok'] else 'FAIL'} {m['id']} ({m.get('device')}): {m['message']}")
         for r in refused:
             print(f"FAIL {r}")
+        if unrecorded:
+            print(f"FAIL {unrecorded}")
         if args.open:
             o = report["open"]
             detail = f"{o['shape']} in {o['seconds']} s" if o["ok"] else o["message"]
