@@ -7,11 +7,12 @@ Not a benchmark itself (no ``bench_`` prefix). Entry points for the child proces
 - ``python -m benchmarks.backend_fleet serve MODE <backend serve args>``: ``python -m backend
   serve`` with the batch store chosen: ``orm`` (the per-row ORM path, today's baseline),
   ``bulk`` (backend.bulk), ``as-is`` (whatever backend.ingest wires).
-- ``python -m benchmarks.backend_fleet pairs URL,URL.. CODE,CODE.. PAIRS``: one thread per enrol
-  code, each a device posting PAIRS pairs of 200 results + 200 audit events; JSON on stdout.
+- ``python -m benchmarks.backend_fleet pairs URL,URL.. CODE,CODE.. PAIRS LABEL``: one thread per
+  enrol code, each a device (labelled LABEL) posting PAIRS pairs of 200 results + 200 audit
+  events to URL[i % len]; JSON on stdout.
 - ``python -m benchmarks.backend_fleet workstations URL,URL.. CODE,CODE.. N_RESULTS N_EVENTS
-  DIR``: one workstation per code (its own SQLCipher store, outbox and SyncEngine) draining to
-  the backend at URL[i % len]; JSON on stdout.
+  DIR``: one workstation per code (labelled ws-i; its own SQLCipher store, outbox and
+  SyncEngine) draining to the backend at URL[i % len]; JSON on stdout.
 """
 
 from __future__ import annotations
@@ -235,8 +236,8 @@ def events_batch(chain: list[str], n: int) -> list[dict[str, Any]]:
     return out
 
 
-def enrol(api: str, code: str) -> dict[str, str]:
-    r = httpx.post(f"{api}/enrol", json={"code": code, "label": "bench"}, timeout=30)
+def enrol(api: str, code: str, label: str = "bench") -> dict[str, str]:
+    r = httpx.post(f"{api}/enrol", json={"code": code, "label": label}, timeout=30)
     r.raise_for_status()
     dev = r.json()
     r = httpx.post(f"{api}/token", json=dev, timeout=30)
@@ -244,7 +245,7 @@ def enrol(api: str, code: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-def _pairs(urls: list[str], codes: list[str], pairs: int) -> dict[str, Any]:
+def _pairs(urls: list[str], codes: list[str], pairs: int, label: str) -> dict[str, Any]:
     """Each device: PAIRS x (200 results, 200 events), prepared before the clock starts."""
     apis = [u + "/api/v1" for u in urls]
     devices = []
@@ -257,7 +258,7 @@ def _pairs(urls: list[str], codes: list[str], pairs: int) -> dict[str, Any]:
             bodies.append(("results:batch", items))
             events = json.dumps({"events": events_batch(chain, BATCH)}).encode()
             bodies.append(("audit-events:batch", events))
-        devices.append((api, enrol(api, code), bodies))
+        devices.append((api, enrol(api, code, label), bodies))
     latencies: list[float] = []
     errors: list[str] = []
     start = threading.Barrier(len(devices) + 1)
@@ -283,16 +284,16 @@ def _pairs(urls: list[str], codes: list[str], pairs: int) -> dict[str, Any]:
     for t in threads:
         t.start()
     start.wait()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {
         "items": len(codes) * pairs * 2 * BATCH,
         "wall_s": wall,
         "latencies": latencies,
         "errors": errors,
-        "client_cpu_s": time.process_time(),
+        "client_cpu_s": cpu,
     }
 
 
@@ -331,7 +332,7 @@ def _workstations(
     for i, code in enumerate(codes):  # enrol and queue one at a time: one keyring file
         url = urls[i % len(urls)]
         client = SyncClient(url, CredentialStore(f"{url}#ws{i}"), timeout=30)
-        client.enrol(code, label=f"bench-{i}")
+        client.enrol(code, label=f"ws-{i}")
         client.access_token()  # logged in before the threads start: one keyring file
         store = LocalStore.open(tmp / f"ws{i}.db")
         queue(store, n_results, n_events)
@@ -357,12 +358,12 @@ def _workstations(
             failures.append(f"workstation {k}: {store.outbox.count_unsent()} items unsent")
 
     threads = [threading.Thread(target=drain, args=(k,)) for k in range(len(stations))]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     for store, client in stations:
         client.close()
         store.close()
@@ -372,7 +373,7 @@ def _workstations(
         "latencies": latencies,
         "errors": failures,
         "passes": passes,
-        "client_cpu_s": time.process_time(),
+        "client_cpu_s": cpu,
     }
 
 
@@ -382,7 +383,7 @@ def _main(argv: list[str]) -> int:
         return _serve(rest)
     urls, codes = rest[0].split(","), rest[1].split(",")
     if cmd == "pairs":
-        out = _pairs(urls, codes, int(rest[2]))
+        out = _pairs(urls, codes, int(rest[2]), rest[3])
     elif cmd == "workstations":
         out = _workstations(urls, codes, int(rest[2]), int(rest[3]), Path(rest[4]))
     else:
