@@ -316,7 +316,7 @@ class ModelManager:
         try:
             return loader(package, self.device, model_override=override)
         except Exception as exc:
-            if (override or self.device) == "cpu" or not _is_oom(package, exc):
+            if (override or self.device) == "cpu" or not is_oom(package, exc):
                 raise
         # Out of GPU memory while loading: what the failed load allocated is garbage now
         release_freed_memory()
@@ -490,7 +490,7 @@ class ModelManager:
             try:
                 return run_selftest(package, model)
             except Exception as exc:
-                if model.device == "cpu" or not _is_oom(package, exc):
+                if model.device == "cpu" or not is_oom(package, exc):
                     raise
         self.fall_back_to_cpu(model_id)
         self._note_cpu_fallback(model_id, meta, "while loading (its self-test)")
@@ -538,7 +538,7 @@ def _refused_text(health: HealthRecord | None) -> str | None:
     return f"self-test failed: {health.message}"
 
 
-def _is_oom(package: ModelPackage, exc: BaseException) -> bool:
+def is_oom(package: ModelPackage, exc: BaseException) -> bool:
     """The framework's own out-of-GPU-memory errors (its adapter says which)."""
     from models.adapters import get_adapter
 

@@ -4,6 +4,11 @@ Runs in a worker thread (desktop) or the CLI; never touches Qt. Cancellation is 
 batches; an out-of-GPU-memory error reruns the job on the CPU and says so in the result. A model
 with an ``ood`` section returns its features with each batch's predictions (same forward pass);
 images unlike its training data get a GuardFlag(kind="ood") on the result (ood_guard).
+
+``run_task`` is the one run loop (prefetch, load, OOM fallback, predict with features, OOD
+check, cache); a ``Task`` brings what differs between tasks: a check of each batch's output and
+the post-processing into scores, decisions, heatmaps and masks. ``run_images`` is the
+classification task; core.inference.segment the segmentation one.
 """
 
 from __future__ import annotations
@@ -13,47 +18,90 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import numpy as np
 import numpy.typing as npt
 
 from core.inference import ood_guard
 from core.inference.cache import PredictionCache, pixel_hash
-from core.inference.manager import ModelManager
+from core.inference.manager import ModelManager, is_oom
 from core.inference.result import GuardFlag, InferenceResult, InputRef, Provenance
 from models.adapters.base import LoadedModel
 from models.manifest import InputSpec, ModelPackage
 from models.ood import OodReferenceError
 from models.postprocess import decide
 from models.preprocess import preprocess_batch
+from models.resample import resize_plane
 
 Cancel = Callable[[], bool]
 Progress = Callable[[int, int], None]
 Decode = Callable[[Any], Any]
+F32 = npt.NDArray[np.float32]
 
 
 class InferenceCancelled(Exception):
     """The user cancelled the job between two batches."""
 
 
-def _resize_map(heat: npt.NDArray[Any], shape: tuple[int, int]) -> npt.NDArray[np.float32]:
-    """Bilinear resize of one (h, w) map to the frame: preprocessing resized the whole frame
-    without cropping, so the map covers it 1:1."""
-    from PIL import Image
+class RunOptions(TypedDict, total=False):
+    """``run_task``'s keyword options, which ``run_images`` and ``run_segmentation`` pass on."""
 
-    image = Image.fromarray(np.asarray(heat, dtype=np.float32), mode="F")
-    resized = image.resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0.0, 1.0)
+    heatmap: bool
+    batch_size: int
+    cancel: Cancel | None
+    progress: Progress | None
+    cache: PredictionCache[InferenceResult] | None
+    decode: Decode | None
 
 
-def _is_oom(model: LoadedModel, exc: BaseException) -> bool:
-    from models.adapters import get_adapter
+def frame_shape(image: Any) -> tuple[int, int]:
+    """(rows, cols) of a Frame or an array: what model-size maps are resized back to."""
+    shape = np.asarray(getattr(image, "values", image)).shape
+    return int(shape[0]), int(shape[1])
 
-    adapter = get_adapter(model.package.manifest.framework, model_id=model.id)
-    return bool(adapter.is_out_of_memory(exc))
+
+def frame_map(plane: npt.NDArray[Any], shape: tuple[int, int]) -> F32:
+    """One model-size (h, w) map in [0, 1] resized bilinearly to the frame and kept in [0, 1]:
+    preprocessing resized the whole frame without cropping, so the map covers it 1:1."""
+    return np.clip(resize_plane(plane, shape), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ModelOutputs:
+    """What the model gave over a whole run, for a task's post-processing."""
+
+    outputs: F32  # the adapter's predictions, batches concatenated
+    heatmaps: F32 | None  # the adapter's (N, h, w) heatmaps at model size, when asked and given
+    frames: list[Any]  # the images as decoded, in order (maps and masks are sized to them)
+
+
+@dataclass(frozen=True)
+class TaskOutputs:
+    """A task's post-processed result: per-image scores and decisions, maps, masks."""
+
+    probabilities: F32
+    decisions: list[str]
+    heatmaps: F32 | None = None  # frame size
+    raw_heatmaps: F32 | None = None  # model size (kept in the cache, resized on a hit)
+    masks: npt.NDArray[np.uint8] | None = None
+
+
+@dataclass(frozen=True)
+class Task:
+    """What differs between tasks in a run; everything else is ``run_task``'s.
+
+    ``finish(package, outputs, heatmap)`` post-processes the whole run. ``check(model, batch,
+    out)`` refuses a batch's output by name before the next batch runs. ``adapter_heatmaps``:
+    with ``heatmap`` asked, the adapter's ``heatmap(batch)`` runs per batch (Grad-CAM);
+    a segmentation draws its heatmap from its own output instead.
+    """
+
+    finish: Callable[[ModelPackage, ModelOutputs, bool], TaskOutputs]
+    check: Callable[[LoadedModel, F32, F32], None] | None = None
+    adapter_heatmaps: bool = True
 
 
 class _Prefetcher:
@@ -133,12 +181,14 @@ def _predict(
     progress: Progress | None,
     seen: list[npt.NDArray[np.float32]] | None,
     features: _Features | None = None,
+    check: Callable[[LoadedModel, F32, F32], None] | None = None,
 ) -> tuple[list[npt.NDArray[np.float32]], list[npt.NDArray[np.float32]] | None, float]:
     """Model outputs per batch, and the seconds spent in the model (not waiting for input).
 
     ``seen`` collects the batches already used, for a rerun on the CPU after an
     out-of-GPU-memory error; None on the CPU, where there is no such rerun. ``features``
-    (models with an ``ood`` section) collects OOD features from the same forward pass."""
+    (models with an ``ood`` section) collects OOD features from the same forward pass.
+    ``check`` (the task's) sees each batch's output before the next batch runs."""
     probs: list[npt.NDArray[np.float32]] = []
     heats: list[npt.NDArray[np.float32]] | None = [] if with_heatmap else None
     if features is not None:
@@ -167,12 +217,45 @@ def _predict(
             else:
                 heats.append(heat)
         busy += time.perf_counter() - start
+        if check is not None:
+            check(model, batch, probs[-1])
         if progress is not None:
             progress(done + 1, total)
     return probs, heats, busy
 
 
+def _classify(package: ModelPackage, out: ModelOutputs, heatmap: bool) -> TaskOutputs:
+    """Thresholded decisions; the adapter's heatmaps (Grad-CAM) resized to each frame."""
+    probabilities = out.outputs
+    decisions = decide(probabilities, package.manifest.output)
+    return TaskOutputs(
+        probabilities, decisions, _frame_maps(out.heatmaps, out.frames), out.heatmaps
+    )
+
+
+CLASSIFICATION = Task(finish=_classify)
+
+
 def run_images(
+    manager: ModelManager,
+    model_id: str,
+    images: Sequence[Any],
+    inputs: Sequence[InputRef],
+    **options: Unpack[RunOptions],
+) -> InferenceResult:
+    """Run an image model on frames (core.imaging Frame objects or 2-D/RGB arrays).
+
+    With ``decode``, ``images`` are sources (e.g. slice refs) that ``decode(item)`` turns into
+    frames on the prefetch thread, so decoding overlaps inference too (with a ``cache`` they
+    are decoded up front: the cache key hashes the pixels). ``timings_ms``: ``preprocess``
+    (decode + preprocessing, summed) and ``inference`` (time in the model) overlap when the
+    series has more than one batch.
+    """
+    return run_task(CLASSIFICATION, manager, model_id, images, inputs, **options)
+
+
+def run_task(
+    task: Task,
     manager: ModelManager,
     model_id: str,
     images: Sequence[Any],
@@ -185,14 +268,7 @@ def run_images(
     cache: PredictionCache[InferenceResult] | None = None,
     decode: Decode | None = None,
 ) -> InferenceResult:
-    """Run an image model on frames (core.imaging Frame objects or 2-D/RGB arrays).
-
-    With ``decode``, ``images`` are sources (e.g. slice refs) that ``decode(item)`` turns into
-    frames on the prefetch thread, so decoding overlaps inference too (with a ``cache`` they
-    are decoded up front: the cache key hashes the pixels). ``timings_ms``: ``preprocess``
-    (decode + preprocessing, summed) and ``inference`` (time in the model) overlap when the
-    series has more than one batch.
-    """
+    """The run loop every image task shares; the arguments are ``run_images``'."""
     package = manager.package(model_id)
     manifest = package.manifest
     timings: dict[str, float] = {}
@@ -212,6 +288,7 @@ def run_images(
     prefetch = _Prefetcher(images, manifest.input, package.id, max(1, batch_size), decode)
     batches = iter(prefetch)
     features = _Features(ood_guard.feature_layer(package)) if manifest.ood is not None else None
+    with_heatmap = heatmap and task.adapter_heatmaps
     seen: list[npt.NDArray[np.float32]] = []
     warnings: list[str] = []
     try:
@@ -223,17 +300,18 @@ def run_images(
                     model,
                     batches,
                     len(prefetch),
-                    heatmap,
+                    with_heatmap,
                     cancel,
                     progress,
                     seen if model.device != "cpu" else None,
                     features,
+                    task.check,
                 )
                 device = model.device
             except InferenceCancelled:
                 raise
             except Exception as exc:
-                if not _is_oom(model, exc) or model.device == "cpu":
+                if model.device == "cpu" or not is_oom(model.package, exc):
                     raise
                 oom_error: BaseException | None = exc
             else:
@@ -247,7 +325,15 @@ def run_images(
             rest = itertools.chain(list(seen), batches)  # the same generator goes on
             with manager.use(model_id) as model:
                 probs, heats, busy = _predict(
-                    model, rest, len(prefetch), heatmap, cancel, progress, None, features
+                    model,
+                    rest,
+                    len(prefetch),
+                    with_heatmap,
+                    cancel,
+                    progress,
+                    None,
+                    features,
+                    task.check,
                 )
                 device = model.device
     finally:
@@ -257,10 +343,10 @@ def run_images(
     frames = prefetch.frames if decode is not None else list(images)
 
     start = time.perf_counter()
-    probabilities = np.concatenate(probs, axis=0)
-    decisions = decide(probabilities, manifest.output)
-    raw_maps = np.concatenate(heats, axis=0) if heats else None
-    maps = _frame_maps(raw_maps, frames)
+    outputs = ModelOutputs(
+        np.concatenate(probs, axis=0), np.concatenate(heats, axis=0) if heats else None, frames
+    )
+    post = task.finish(package, outputs, heatmap)
     guards: list[GuardFlag] = []
     if features is not None:  # scoring the features is part of postprocessing
         _ood_check(package, features, guards, warnings)
@@ -268,8 +354,8 @@ def run_images(
 
     result = InferenceResult(
         labels=list(manifest.output.labels),
-        probabilities=probabilities,
-        decisions=decisions,
+        probabilities=post.probabilities,
+        decisions=post.decisions,
         thresholds=dict(manifest.output.thresholds),
         provenance=Provenance(
             model_id=package.id,
@@ -282,8 +368,9 @@ def run_images(
         ),
         demo_notice=manifest.demo_notice,
         warnings=warnings,
-        heatmaps=maps,
-        raw_heatmaps=raw_maps,
+        heatmaps=post.heatmaps,
+        raw_heatmaps=post.raw_heatmaps,
+        masks=post.masks,
         guards=guards,
     )
     if cache is not None and key is not None:
@@ -318,12 +405,7 @@ def _frame_maps(
 ) -> npt.NDArray[np.float32] | None:
     if raw_maps is None:
         return None
-    return np.stack(
-        [
-            _resize_map(raw_maps[i], tuple(np.asarray(getattr(img, "values", img)).shape[:2]))
-            for i, img in enumerate(images)
-        ]
-    )
+    return np.stack([frame_map(raw_maps[i], frame_shape(img)) for i, img in enumerate(images)])
 
 
 def _from_cache(
