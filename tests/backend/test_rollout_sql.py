@@ -66,8 +66,11 @@ def seed(session: Session, n_results: int, seed: int = 3) -> tuple[int, list[dic
         arm = assigned.get(d, ("baseline", T0))[0]
         version = ARMS[arm] if rng.random() < 0.9 else rng.choice(list(ARMS.values()))
         summary: dict[str, Any] = {"label": "x"}
-        if rng.random() < 0.02:
+        u = rng.random()
+        if u < 0.02:
             summary["error"] = "timeout"
+        elif u < 0.04:  # the word without the field, or the field without a value: no error
+            summary = rng.choice([{"label": "error"}, {"error": None}])
         rows.append(
             {
                 "device_id": d,
@@ -107,7 +110,7 @@ def expected(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]
             "n_results": len(rs),
             "n_decided": sum(r["decision"] != "none" for r in rs),
             "n_accepted": sum(r["decision"] == "accepted" for r in rs),
-            "n_errors": sum("error" in r["summary"] for r in rs),
+            "n_errors": sum(r["summary"].get("error") is not None for r in rs),
             "n_version_mismatch": sum(r["model_version"] != ARMS[key[0]] for r in rs),
             "latency_p50_ms": float(np.percentile(lat, 50)),
             "latency_p95_ms": float(np.percentile(lat, 95)),
