@@ -7,13 +7,15 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -145,8 +147,35 @@ def health_problems(st: BackendState) -> list[str]:
     return []
 
 
+class TimestampExpiryCollector:
+    """``doctorai_tuf_timestamp_expiry_timestamp_seconds``: when the timestamp.json being served
+    expires (Unix time), read from the database at scrape time, so every process reports the
+    shared value and the expiry alerts (deploy/prometheus) fire even if no process re-signs."""
+
+    NAME = "doctorai_tuf_timestamp_expiry_timestamp_seconds"
+    HELP = "Unix time at which the timestamp.json being served expires"
+
+    def __init__(self, st: BackendState) -> None:
+        self.st = st
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.NAME, self.HELP)
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            with self.st.sessions() as session:
+                expires = TufRepository.timestamp_expiry(session)
+        except (SQLAlchemyError, ValueError) as exc:  # no sample this scrape; /healthz says why
+            log(logging.WARNING, "timestamp expiry not readable for /metrics", error=str(exc)[:200])
+            return
+        if expires is not None:
+            yield GaugeMetricFamily(self.NAME, self.HELP, value=expires.timestamp())
+
+
 def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
     st = st or build_state(settings)
+    with contextlib.suppress(ValueError):  # already registered: a second app over one state
+        st.metrics.registry.register(TimestampExpiryCollector(st))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

@@ -159,3 +159,20 @@ def test_healthz_turns_red_when_timestamp_is_about_to_expire(tmp_path: Path) -> 
         assert httpx.get(f"{live.url}/healthz").status_code == 200
     finally:
         live.stop()
+
+
+def test_metrics_export_when_timestamp_expires(tmp_path: Path) -> None:
+    """The gauge the expiry alerts in deploy/prometheus read, from the shared database."""
+    live = LiveServer(base_settings(tmp_path / "data")).start()
+    try:
+        with live.state.sessions() as s:
+            expires = Metadata[Timestamp].from_bytes(TufRepository.get(s, "timestamp") or b"")
+        text_out = httpx.get(f"{live.url}/metrics", headers=live.admin_headers()).text
+        line = next(
+            ln
+            for ln in text_out.splitlines()
+            if ln.startswith("doctorai_tuf_timestamp_expiry_timestamp_seconds ")
+        )
+        assert float(line.split()[1]) == expires.signed.expires.timestamp()
+    finally:
+        live.stop()
