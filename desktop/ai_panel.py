@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.app.results import ReadingResults, SessionResults
+from core.app.results import ReadingResults, SessionResults, StoredResults
 from core.inference.cache import PredictionCache
 from core.inference.heatmap import DEFAULT_FLOOR, MAX_FLOOR
 from core.inference.manager import ModelManager
@@ -68,6 +68,7 @@ from desktop.viewport_widget import ViewportWidget
 from desktop.workers import JobContext, JobRunner
 
 if TYPE_CHECKING:
+    from core.app.workstation import Workstation
     from desktop.main_window import MainWindow
     from desktop.viewport_grid import ViewportGrid
 
@@ -81,6 +82,13 @@ def build_manager_job(_ctx: JobContext, device: str | None) -> ModelManager:
     from core.inference.manager import manager_from_settings
 
     return manager_from_settings(device=device)
+
+
+def record_updates_job(_ctx: JobContext, ws: Workstation, manager: ModelManager) -> int:
+    """The refused signed updates' Security Alerts, in the trail (worker thread)."""
+    from core.app.model_runs import record_refused_updates
+
+    return record_refused_updates(ws, manager)
 
 
 def preload_job(_ctx: JobContext, manager: ModelManager) -> list[str]:
@@ -170,6 +178,7 @@ class AIPanel(QWidget):
         self.histories = HistoryReader(runner, self.results, parent=self)
         self.slider_marks: SliderMarks | None = None  # the window's slice slider (install_ai)
         self._findings_of: tuple[str, int] | None = None  # (result id, state) the list shows
+        self._alerts_recorded = False  # the refused signed updates' Security Alerts (once)
         self._build()
         self._connect()
         self._watch_viewport(viewport)
@@ -369,7 +378,20 @@ class AIPanel(QWidget):
 
     def _manager_found(self, manager: ModelManager) -> None:
         self.set_manager(manager)
+        self._record_refused_updates()
         self.runner.start("preloading AI models", preload_job, manager, on_result=self._preloaded)
+
+    def _record_refused_updates(self) -> None:
+        """A Security Alert per refused signed update, once per start-up: when the models are
+        found with a profile open, else when a profile's results arrive (``set_results``)."""
+        manager, results = self.manager, self.results
+        if self._alerts_recorded or manager is None or not isinstance(results, StoredResults):
+            return
+        self._alerts_recorded = True
+        if manager.blocked:
+            self.runner.start(
+                "recording refused model updates", record_updates_job, results.ws, manager
+            )
 
     def _preloaded(self, problems: list[str]) -> None:
         for problem in problems:
@@ -382,6 +404,7 @@ class AIPanel(QWidget):
     def set_results(self, results: ReadingResults) -> None:
         """Where runs and decisions are recorded from now on (a profile opened later)."""
         self.results = self.queue.results = self.histories.results = results
+        self._record_refused_updates()
 
     def set_shadow(self, shadow: ShadowModels) -> None:
         self.shadow = shadow
