@@ -212,8 +212,11 @@ def _import(args: argparse.Namespace) -> int:
         except PermissionDenied as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except (ModelImportError, ModelInstallError) as exc:
+        except (ModelImportError, ModelInstallError) as exc:  # audited by import_model
             print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except OSError as exc:  # e.g. the profile's models folder cannot be written
+            print(f"error: cannot import '{args.path}': {exc}", file=sys.stderr)
             return 1
     finally:
         finish(ws)
