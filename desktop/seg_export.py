@@ -215,7 +215,7 @@ class SegExport(QObject):
         if panel is None:
             return
         # what the panel does with SEG objects it read itself: every viewport's layer and its
-        # summary line (a public ``add_overlays`` there would be the better door)
+        # summary line
         panel.add_overlays([overlay])
 
     def _failed(self, exc: BaseException, where: str) -> None:

@@ -31,8 +31,9 @@ def ood_images(result: dict[str, Any]) -> dict[int, str]:
 
 def run_warnings(result: dict[str, Any]) -> list[str]:
     """What the result area must say about the run: each guard flag's message once (the
-    population, self-test and verification flags, and the OOD flag that names its images:
-    the guards write whole sentences with the counts)."""
+    intended-population flags and the OOD flag that names its images: the guards write whole
+    sentences with the counts). A self-test or verification failure never reaches a result:
+    the run is refused instead (core.app.model_runs)."""
     lines: list[str] = []
     for guard in result.get("guards") or []:
         message = str(guard.get("message", ""))
