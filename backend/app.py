@@ -19,7 +19,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend import admin_session, api, tuf_routes
+from backend import admin_session, api, fleet_api, tuf_routes
 from backend.admins import AdminKeys
 from backend.auth import TokenIssuer
 from backend.body_limit import BodyLimit
@@ -126,7 +126,7 @@ def health_problems(st: BackendState) -> list[str]:
     """Why this process should not get traffic; empty when healthy. timestamp.json closer to
     expiry than the margin means re-signing has failed for hours: every workstation stops
     taking model updates when it lapses, so the load balancer and the alerts must see it."""
-    margin_s = getattr(st.settings, "timestamp_health_margin_s", None)
+    margin_s = st.settings.timestamp_health_margin_s
     if margin_s is None:
         margin_s = st.settings.timestamp_expiry_s / 4
     try:
@@ -267,6 +267,9 @@ def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
         return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(api.router)
+    # IT's device list and revocation, the operator pages, and the per-request revoked check of
+    # every device token (backend.fleet_api)
+    fleet_api.install(app)
     app.include_router(admin_session.router)
     app.include_router(tuf_routes.router)
     return app

@@ -112,7 +112,9 @@ def cmd_enrol_code(args: argparse.Namespace) -> int:
 
     st = _state(args)
     with st.sessions() as session:
-        print(issue_enrol_code(session, ttl_s=int(args.days * 86400)))
+        print(
+            issue_enrol_code(session, ttl_s=int(args.days * 86400), uses=args.uses, note=args.note)
+        )
     return 0
 
 
@@ -323,8 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["init"])
     p.set_defaults(func=cmd_keys_init)
 
-    p = sub.add_parser("enrol-code", parents=[common], help="issue a one-time enrolment code")
+    p = sub.add_parser("enrol-code", parents=[common], help="issue an enrolment code")
     p.add_argument("--days", type=float, default=7.0, help="validity (default 7 days)")
+    p.add_argument(
+        "--uses", type=int, default=1, help="workstations this code may enrol (default 1)"
+    )
+    p.add_argument("--note", default="", help="what the code is for (shown in the code list)")
     p.set_defaults(func=cmd_enrol_code)
 
     p = sub.add_parser("admin", help="backend admin accounts (password + TOTP)")
@@ -394,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         OSError,
         SQLAlchemyError,
         ConfigError,
+        ValueError,
     ) as exc:
         print(f"doctorai-backend: error: {exc}", file=sys.stderr)
         return 2

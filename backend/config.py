@@ -29,6 +29,8 @@ class Settings:
     rate_per_s: float = 50.0
     rate_burst: int = 100
     timestamp_expiry_s: int = 86400
+    # /healthz turns 503 when timestamp.json expires within this (None: a quarter of its life)
+    timestamp_health_margin_s: float | None = None
     snapshot_expiry_s: int = 7 * 86400
     targets_expiry_s: int = 90 * 86400
     root_expiry_s: int = 365 * 86400
@@ -161,6 +163,7 @@ def settings_from_env(
         rate_bucket_idle_s=_number("RATE_BUCKET_IDLE_S", 3600.0),
         metric_files_idle_s=_number("METRIC_FILES_IDLE_S", 86400.0),
         purge_every_s=_number("PURGE_EVERY_S", 3600.0),
+        timestamp_health_margin_s=_number("TIMESTAMP_HEALTH_MARGIN_S", 0.0) or None,
         keys_dir_override=Path(os.environ["DOCTORAI_BACKEND_KEYS_DIR"])
         if os.environ.get("DOCTORAI_BACKEND_KEYS_DIR")
         else None,

@@ -29,11 +29,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import delete, or_, text
+from sqlalchemy import delete, exists, or_, text
 from sqlalchemy.orm import Session
 
 from backend.config import Settings
-from backend.db import EnrolCode, IdempotencyRecord, RateBucket, RefreshToken, RevokedRefreshFamily
+from backend.db import (
+    EnrolCode,
+    Enrolment,
+    IdempotencyRecord,
+    RateBucket,
+    RefreshToken,
+    RevokedRefreshFamily,
+)
 from backend.deps import BackendState
 from backend.ops import log, multiprocess_dir, purge_dead_metric_files
 
@@ -55,6 +62,10 @@ def purge(session: Session, now: datetime, settings: Settings) -> dict[str, int]
         ),
         "enrol_codes": delete(EnrolCode).where(
             or_(EnrolCode.expires_at < now - grace, EnrolCode.used_at < now - grace)
+        ),
+        # after the codes (statements run in this order): the uses of codes that are gone
+        "enrolments": delete(Enrolment).where(
+            ~exists().where(EnrolCode.code_hash == Enrolment.code_hash)
         ),
         "rate_buckets": delete(RateBucket).where(
             RateBucket.stamp < now.timestamp() - settings.rate_bucket_idle_s

@@ -43,6 +43,7 @@ LAST_SUCCESS_KEY = "sync.last_success"
 #: How often a pass also asks the update server about the installed models (TUF refresh); a
 #: "Sync now" asks at once. Model packages change rarely; results and audit events often.
 MODEL_CHECK_S = 900.0
+STATUS_REPORT_S = 900.0  # how often a workstation sends its status report to the fleet view
 #: Per-request limit of the window's sync client: bounds how long a stop waits for a request.
 REQUEST_TIMEOUT_S = 15.0
 
@@ -142,6 +143,7 @@ class SyncSession:
         self._stopped = False
         self._models_due = check_models
         self._last_models = float("-inf") if check_models else float("inf")
+        self._last_status = float("-inf")  # the first pass that reaches the server reports
 
     def _on_alert(self, alert: SecurityAlert) -> None:
         self.alerts.append(alert)
@@ -179,8 +181,30 @@ class SyncSession:
         ):  # inf - inf is nan: never due
             self._models_due, self._last_models = False, now
             note = self._check_models()
+        if (
+            not self.stopping
+            and report is not None
+            and now - self._last_status >= min(self.model_check_s, STATUS_REPORT_S)
+        ):
+            self._last_status = now
+            self._report_status()
         self.passes += 1
         return PassOutcome(report, note)
+
+    def _report_status(self) -> None:
+        """Tell IT's fleet view what this workstation runs (on the first pass, then at most every
+        ``STATUS_REPORT_S``: "last seen" comes from every request anyway). Best effort."""
+        from core.sync.status_report import build_report, send
+
+        try:
+            report = build_report(
+                self.engine.outbox.count_unsent(),
+                installed_model_versions(),
+                self.status.snapshot.last_success,
+            )
+            send(self.client.get(), report)
+        except (SyncError, SyncConfigError, OSError, ValueError) as exc:
+            log.info("device status not sent: %s", exc)
 
     def _prepare(self) -> bool:
         last = load_last_success(self.ws)
@@ -236,3 +260,24 @@ class SyncSession:
     def close(self) -> None:
         """Close the HTTP client (ends a request in flight at once; nothing is lost)."""
         self.client.close()
+
+
+def installed_model_versions() -> dict[str, str]:
+    """Model id -> the version this workstation runs: a signed update where one is installed,
+    else the shipped zoo's (manifests read, weights not hashed: this runs every model check)."""
+    from core.inference.model_store import ModelStore
+    from core.paths import profile_dir
+    from models.discovery import ZOO_DIR
+    from models.manifest import MANIFEST_NAME, read_manifest
+
+    versions: dict[str, str] = {}
+    for folder in sorted(ZOO_DIR.iterdir()):
+        if (folder / MANIFEST_NAME).is_file():
+            try:
+                manifest, _raw = read_manifest(folder)
+            except Exception:  # noqa: BLE001 - a broken package is reported elsewhere
+                continue
+            versions[manifest.id] = manifest.version
+    for model_id, pointer in ModelStore(profile_dir() / "models").installed().items():
+        versions[model_id] = pointer.version
+    return versions

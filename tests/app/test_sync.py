@@ -87,6 +87,16 @@ def test_a_pass_enrols_sends_and_keeps_the_last_success(
         row = s.query(Result).filter_by(client_id=made["result_id"]).one()
     assert row.decision == "rejected"  # made, then the decision followed under the same id
     assert session.passes == 1
+    # the first pass also told IT's fleet view what this workstation runs
+    from backend.db import DeviceStatus
+    from core.app.sync import installed_model_versions
+
+    with server.state.sessions() as s:
+        (status,) = s.query(DeviceStatus).filter(DeviceStatus.reported_at.is_not(None)).all()
+    assert status.app_version
+    assert status.queue_length == 0
+    assert status.models == installed_model_versions()
+    assert status.models["chest-xray-pneumonia"]
 
 
 def test_a_pass_never_raises_and_stops_on_request(ws: Workstation) -> None:

@@ -60,13 +60,15 @@ def metric_names(expr: str) -> set[str]:
 
 
 def exported_names() -> set[str]:
-    """The series names the backend's Metrics registry can expose, suffixes included.
+    """The series names the backend's Metrics registry can expose, suffixes included, and the
+    collectors the app adds at scrape time (backend.app.TimestampExpiryCollector).
 
     Read from the registry's collectors (their type and name), not from the source: a labelled
     counter with no child yet yields no sample but will yield ``<name>_total``.
     """
     import os
 
+    from backend.app import TimestampExpiryCollector
     from backend.ops import Metrics
 
     suffixes = {
@@ -80,6 +82,7 @@ def exported_names() -> set[str]:
     saved = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
     try:
         families = list(Metrics().registry.collect())
+        families += list(TimestampExpiryCollector(None).describe())  # type: ignore[arg-type]
     finally:
         if saved is not None:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = saved
