@@ -14,6 +14,7 @@ from datetime import datetime
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from backend import bulk
 from backend.auth import aware
 from backend.db import (
     AuditEvent,
@@ -166,6 +167,12 @@ def oldest_age_s(times: list[datetime]) -> float:
 
 
 def store_results(session: Session, device_id: str, batch: ResultsBatch) -> BatchResponse:
+    """The hot path: backend.bulk, a few set-based statements per batch with the outcomes of
+    :func:`store_results_orm` (tests/backend/test_bulk.py holds them equal)."""
+    return bulk.store_results(session, device_id, batch)
+
+
+def store_results_orm(session: Session, device_id: str, batch: ResultsBatch) -> BatchResponse:
     """New results are stored; a decision on a known result (same client id, a ``decided_at``)
     is kept in the history and replaces the current one when it was made later. A replay of
     what is stored already is a duplicate."""
@@ -216,6 +223,11 @@ def _alert(session: Session, device_id: str, code: str, detail: dict[str, object
 
 
 def store_audit(session: Session, device_id: str, batch: AuditBatch) -> BatchResponse:
+    """The hot path: backend.bulk, with the outcomes of :func:`store_audit_orm`."""
+    return bulk.store_audit(session, device_id, batch)
+
+
+def store_audit_orm(session: Session, device_id: str, batch: AuditBatch) -> BatchResponse:
     """Accept events that extend the head; events already held must match hash for hash."""
     serialize_device(session, device_id)
     device = session.get(Device, device_id, with_for_update=True)

@@ -20,8 +20,8 @@ from backend.db import AuditEvent, Device, Result, ResultDecision, make_engine, 
 from core.sync.wire import GENESIS_HASH, AuditBatch, AuditEventItem, ResultItem, ResultsBatch
 from tests.backend import pg
 
-ORM_RESULTS = getattr(ingest, "store_results_orm", ingest.store_results)
-ORM_AUDIT = getattr(ingest, "store_audit_orm", ingest.store_audit)
+ORM_RESULTS = ingest.store_results_orm
+ORM_AUDIT = ingest.store_audit_orm
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
