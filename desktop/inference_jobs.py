@@ -117,7 +117,14 @@ def shadow_job(
     if ctx.cancelled:
         raise JobCancelled()
     ready = _decoded(ctx, refs, frames)
-    item = shadow.run(model_id, ready, _input_refs(refs), shown, cancel=ctx.cancel_event.is_set)
+    item = shadow.run(
+        model_id,
+        ready,
+        _input_refs(refs),
+        shown,
+        cancel=ctx.cancel_event.is_set,
+        instances=[r.instance for r in refs],  # the population check reads their headers
+    )
     results.record_shadow(item)
     return item
 

@@ -30,6 +30,7 @@ def _imports() -> list[dict[str, object]]:
         return [
             {"user": e.user, "role": e.role, "objects": e.objects, **e.details}
             for e in ws.audit.iter_events(event_type=EventType.MODEL_INSTALLED)
+            if e.details.get("action") == "imported"  # refusals are audited too
         ]
     finally:
         ws.close()

@@ -117,9 +117,12 @@ def test_missing_header_attributes_give_a_softer_flag(tmp_path: Path) -> None:
     )
     assert not flag.refused
     assert flag.details["outside"] is False
-    # a refusing manifest still runs an image it cannot check: the flag says so
+    # a refusing manifest with on_unknown "warn" still runs an image it cannot check
+    lenient = _chest_population().model_copy(update={"on_mismatch": "refuse", "on_unknown": "warn"})
+    assert not check_instances(lenient, _instances(copy), 1)[0].refused
+    # and without it the unknown is refused like a mismatch (no bypass by a stripped header)
     refusing = _chest_population().model_copy(update={"on_mismatch": "refuse"})
-    assert not check_instances(refusing, _instances(copy), 1)[0].refused
+    assert check_instances(refusing, _instances(copy), 1)[0].refused
 
 
 def test_plain_images_and_missing_instances_cannot_be_checked(tmp_path: Path) -> None:
