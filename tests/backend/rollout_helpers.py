@@ -17,7 +17,7 @@ from tests.backend.conftest import LiveServer, Workstation, base_settings, make_
 def serve_rollout_routes(live: LiveServer) -> LiveServer:
     """Put backend.rollout_routes first in the app's routes (they replace api.py's assignment
     and report routes; a no-op once app.py includes the router itself)."""
-    app = live.server.config.app
+    app: Any = live.server.config.app
     if any(getattr(r, "endpoint", None) is rollout_routes.get_report for r in app.router.routes):
         return live
     app.router.routes[0:0] = list(rollout_routes.router.routes)
@@ -37,7 +37,9 @@ def publish(server: LiveServer, tmp: Path, model: str, versions: tuple[str, ...]
             catalogue.add_model(s, server.state.repo, make_package(tmp / v, model, v, size=2048))
 
 
-def assigned(server: LiveServer, n: int, rollout_id: int) -> list[tuple[Workstation, dict]]:
+def assigned(
+    server: LiveServer, n: int, rollout_id: int
+) -> list[tuple[Workstation, dict[str, Any]]]:
     """``n`` workstations that have asked for (and so been given) their assignment."""
     out = []
     for i in range(n):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +40,7 @@ def test_assignment_is_stable_and_near_split() -> None:
     assert [pick_arm(d, 7, two) for d in devices] == arms  # K-arm code, same two-arm answer
 
 
-def _send(ws: object, items: list[dict]) -> None:
+def _send(ws: object, items: list[dict[str, Any]]) -> None:
     for i in range(0, len(items), 500):
         ws.post("/results:batch", {"items": items[i : i + 500]}).raise_for_status()  # type: ignore[attr-defined]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ from tests.backend.test_models_tuf import _updater
 server = rollout_server  # the module's live server, with the rollout routes
 
 
-def _create(server: LiveServer, body: dict) -> int:
+def _create(server: LiveServer, body: dict[str, Any]) -> int:
     r = httpx.post(f"{server.api}/admin/rollouts", json=body, headers=server.admin_headers())
     assert r.status_code == 200, r.text
     return int(r.json()["id"])

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -56,7 +57,7 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
-def _race(url: str, mode: str, devices: list[str]) -> list[dict]:
+def _race(url: str, mode: str, devices: list[str]) -> list[dict[str, Any]]:
     """Start two processes that begin the same work at the same instant; their outputs."""
     start = time.time() + 4.0  # both have imported and connected by then
     procs = [
@@ -76,7 +77,7 @@ def _race(url: str, mode: str, devices: list[str]) -> list[dict]:
     return outs
 
 
-def _rollout(url: str, model: str, design: dict | None = None) -> int:
+def _rollout(url: str, model: str, design: dict[str, Any] | None = None) -> int:
     with make_sessionmaker(make_engine(url))() as s:
         ro = Rollout(
             model_id=model,
@@ -139,7 +140,9 @@ def test_two_processes_act_on_a_breach_once(pg_url: str) -> None:
                 .group_by(RolloutEvent.kind)
             ).all()
         )
-        assert s.get(Rollout, rid).status == "paused"  # type: ignore[union-attr]
+        ro = s.get(Rollout, rid)
+        assert ro is not None
+        assert ro.status == "paused"
     assert kinds["guardrail_breach"] == 1
     assert kinds["paused"] == 1
     assert kinds["look"] in (1, 2)  # 1 when the second process started after the pause

@@ -60,7 +60,7 @@ def seed(session: Session, n_results: int, seed: int = 3) -> tuple[int, list[dic
                 rollout_id=ro.id, device_id=d, arm=assigned[d][0], assigned_at=assigned[d][1]
             )
         )
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i in range(n_results):
         d = rng.choice(devices)
         arm = assigned.get(d, ("baseline", T0))[0]

@@ -20,7 +20,9 @@ from backend.rollout_stats import (
 ALPHA = 0.05
 
 
-def _arm(rng: np.random.Generator, devices: int, per_device: int, mean: float, icc: float):
+def _arm(
+    rng: np.random.Generator, devices: int, per_device: int, mean: float, icc: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Decided/accepted counts of ``devices`` devices whose own acceptance rates vary around
     ``mean`` with intra-device correlation ``icc`` (beta-binomial)."""
     k = (1 - icc) / icc
@@ -47,10 +49,13 @@ def test_per_result_test_inflates_false_positives_device_level_does_not() -> Non
 
 def test_cluster_robust_variance_matches_the_spread_of_the_estimate() -> None:
     rng = np.random.default_rng(7)
-    estimates, variances = [], []
+    estimates: list[float] = []
+    variances: list[float] = []
     for _ in range(2000):
         d, a = _arm(rng, 30, 40, 0.7, 0.1)
         e = ratio_estimate(d, a)
+        assert e.rate is not None
+        assert e.variance is not None
         estimates.append(e.rate)
         variances.append(e.variance)
     empirical = float(np.var(estimates))
@@ -89,7 +94,9 @@ def test_holm_keeps_familywise_error_with_three_null_candidates() -> None:
     assert any_holm / trials <= ALPHA + 0.012
 
 
-def _looks(rng: np.random.Generator, sims: int, looks: int, per_look: int, delta: float):
+def _looks(
+    rng: np.random.Generator, sims: int, looks: int, per_look: int, delta: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Cumulative device-level estimates of (candidate - baseline) acceptance at each look."""
     n = looks * per_look
     shape = (sims, n)
