@@ -53,7 +53,7 @@ def window_end(ro: Rollout) -> datetime | None:
     return min(ends) if ends else None
 
 
-def _eligible(ro: Rollout, postgres: bool) -> Select[Any]:
+def _eligible(ro: Rollout, postgres: bool, versions: dict[str, str]) -> Select[Any]:
     """(arm, device, decided, accepted, latency, error, version mismatch) of every counted
     result, the flags as 0/1 integers (narrow rows: the percentile's sort carries them).
 
@@ -64,6 +64,11 @@ def _eligible(ro: Rollout, postgres: bool) -> Select[Any]:
     if postgres:
         error = and_(func.strpos(cast(Result.summary, Text), '"error"') > 0, error)
     device = Result.device_id.collate("C") if postgres else Result.device_id
+    # the arm's version as a CASE over the few arms: a join on the arm name cost 0.7 s at 2M
+    arm_version = case(
+        *((RolloutAssignment.arm == name, literal(v)) for name, v in versions.items()),
+        else_=literal(""),
+    )
     q = (
         select(
             RolloutAssignment.arm.label("arm"),
@@ -72,7 +77,7 @@ def _eligible(ro: Rollout, postgres: bool) -> Select[Any]:
             case((Result.decision == "accepted", 1), else_=0).label("acc"),
             Result.latency_ms.label("latency_ms"),
             case((error, 1), else_=0).label("err"),
-            case((Result.model_version != RolloutArm.version, 1), else_=0).label("mismatch"),
+            case((Result.model_version != arm_version, 1), else_=0).label("mismatch"),
         )
         .join(
             RolloutAssignment,
@@ -80,10 +85,6 @@ def _eligible(ro: Rollout, postgres: bool) -> Select[Any]:
                 RolloutAssignment.device_id == Result.device_id,
                 RolloutAssignment.rollout_id == ro.id,
             ),
-        )
-        .join(
-            RolloutArm,
-            and_(RolloutArm.rollout_id == ro.id, RolloutArm.name == RolloutAssignment.arm),
         )
         .where(
             Result.model_id == ro.model_id,
@@ -117,7 +118,9 @@ def _runs_counted(ro: Rollout) -> Any:
 def device_rows(session: Session, ro: Rollout) -> list[DeviceRow]:
     """Per (arm, device): counts and latency p50/p95, computed by the database."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    base = _eligible(ro, postgres).subquery("base")
+    arms = select(RolloutArm.name, RolloutArm.version).where(RolloutArm.rollout_id == ro.id)
+    versions = {name: version for name, version in session.execute(arms)}
+    base = _eligible(ro, postgres, versions).subquery("base")
     if postgres:
         # one sort per device for both percentiles (the array form); grouped by device alone
         # (a device has one arm per rollout) in byte order: cheaper than a collated sort
