@@ -67,7 +67,9 @@ def _not_found_or_conflict(exc: Exception) -> ApiError:
 
 
 @router.get("/rollouts/assignment", tags=["rollouts"])
-def get_assignment(device_id: Annotated[str, Depends(device)], session: Db, st: State) -> Any:
+def get_assignment(
+    device_id: Annotated[str, Depends(device)], session: Db, st: State
+) -> AssignmentList:
     """This workstation's arm in every open rollout; the arm is stored the first time."""
     got = assignments_for(session, device_id)
     for a, arm_name in got:
