@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from backend import catalogue, ingest, storable
+from backend import catalogue, ingest, storable, storable_scan
 from backend.auth import (
     MAX_CODE_USES,
     AuthError,
@@ -72,7 +72,7 @@ def _auth_error(exc: AuthError) -> ApiError:
 
 def _storable(body: BaseModel, extra: list[dict[str, Any]] | None = None) -> None:
     """422, in the shape of FastAPI's validation errors, for values no column can hold."""
-    found = [*storable.problems(body), *(extra or [])]
+    found = [*storable_scan.problems(body), *(extra or [])]
     if found:
         raise ApiError(
             422,
@@ -215,6 +215,14 @@ def _idempotent(
             )
         try:
             result = store(session, device_id, batch)
+        except ingest.DeviceRevokedError as exc:
+            session.rollback()
+            raise ApiError(
+                401,
+                "device_revoked",
+                "this workstation was revoked by an admin: its tokens are refused",
+                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            ) from exc
         except ingest.ChainError as exc:
             session.rollback()
             if not exc.alert:  # a gap: the earlier batch is still on its way

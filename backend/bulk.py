@@ -222,6 +222,10 @@ def store_results(session: Session, device_id: str, batch: ResultsBatch) -> Batc
             .values(decision=bindparam("dec"), decided_at=bindparam("at")),
             [{"cid": c, "dec": d, "at": t} for c, (d, t) in changed.items()],
         )
+    # a results-only sync is a sync too (IT's fleet view shows the last one)
+    session.execute(
+        update(DEVICES).where(DEVICES.c.device_id == device_id).values(last_sync_at=now)
+    )
     stored = [c for c, ok in outcome if ok or (ok is None and c in inserted)]
     dups = [c for c, ok in outcome if ok is False or (ok is None and c not in inserted)]
     return BatchResponse(stored=stored, duplicates=dups)

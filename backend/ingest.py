@@ -68,6 +68,15 @@ def serialize_device(session: Session, device_id: str) -> None:
         session.execute(
             text("UPDATE devices SET revoked = revoked WHERE device_id = :d"), {"d": device_id}
         )
+    # read under the lock: a revoke that lands after the request's token check still stops the
+    # batch (the revoke itself takes no device lock, but its commit is seen from here on)
+    revoked = session.execute(select(Device.revoked).where(Device.device_id == device_id)).scalar()
+    if revoked is None or revoked:
+        raise DeviceRevokedError(device_id)
+
+
+class DeviceRevokedError(Exception):
+    """The workstation was revoked (or deleted) after its request passed the token check."""
 
 
 class IdempotencyMismatch(Exception):

@@ -263,5 +263,6 @@ def test_bulk_statements_per_batch(sessions: sessionmaker[Session], tmp_path: Pa
         _run(sessions, bulk.store_audit, dev, AuditBatch(events=_chain(200)))
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert results_statements <= 6, results_statements
-    assert len(seen) <= 6, seen
+    # the device lock, its revoked check, the inserts/selects, the last-sync update: a handful
+    assert results_statements <= 8, results_statements
+    assert len(seen) <= 8, seen
