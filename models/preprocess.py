@@ -133,8 +133,8 @@ def _window(x: F32, low: float, high: float, invert: bool, out: F32 | None = Non
 
 
 def _resize(x: F32, size: tuple[int, int], box: Box | None = None) -> F32:
-    # pillow's antialiased bilinear on float planes ('F' mode), bit-identical but with the
-    # big first pass split across threads: models.resample
+    # pillow's antialiased bilinear on float planes ('F' mode); on big frames the same filter
+    # as blocked matrix products, equal to float32 rounding: models.resample
     from models.resample import resize_plane
 
     if x.shape[:2] == tuple(size) and box is None:

@@ -1,5 +1,6 @@
-"""The fast preprocessing path against the direct one: the split resize is Pillow's own bit for
-bit; the fused window + resize agrees within 1e-5 of the [0, 1] window on real images."""
+"""The fast preprocessing path against the direct one: the resize is Pillow's own (bit for bit
+below BIG_PIXELS, within float32 rounding above); the fused window + resize agrees within 1e-5
+of the [0, 1] window on real images."""
 
 from __future__ import annotations
 
@@ -48,16 +49,23 @@ def _pillow(plane: np.ndarray, size: tuple[int, int], box: Any = None) -> np.nda
         ((320, 260), (64, 64), None),  # an MR slice: below the threading size
     ],
 )
-def test_resize_plane_is_pillows_resize_bit_for_bit(
+def test_resize_plane_is_pillows_resize(
     cr: Any, shape: tuple[int, int], size: tuple[int, int], box: Any
 ) -> None:
+    """Bit for bit through Pillow below BIG_PIXELS; above, the matrix-product path with
+    Pillow's coefficients: measured 2.3e-7 of the plane's largest value, tolerance 1e-6."""
     plane = np.ascontiguousarray(cr.values[: shape[0], : shape[1]])
     if plane.shape != shape:
         plane = np.asarray(_pillow(cr.values, shape))
     ours = resize_plane(plane, size, box)
+    theirs = _pillow(plane, size, box)
     assert ours.shape == size
     assert ours.dtype == np.float32
-    np.testing.assert_array_equal(ours, _pillow(plane, size, box))
+    if plane.size < resample.BIG_PIXELS:
+        np.testing.assert_array_equal(ours, theirs)
+    else:
+        scale = float(np.abs(plane).max())
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-6 * scale)
 
 
 @pytest.mark.parametrize("size", [(224, 224), (32, 48)])
@@ -67,20 +75,24 @@ def test_clipping_in_the_bands_is_clipping_first(cr: Any, size: tuple[int, int])
     scratch = np.empty_like(plane)
     ours = resize_plane(plane, size, clip=(low, high), out=scratch)
     clipped = np.clip(plane, np.float32(low), np.float32(high))
-    np.testing.assert_array_equal(ours, _pillow(clipped, size))
+    np.testing.assert_allclose(ours, _pillow(clipped, size), rtol=0, atol=1e-6 * float(high))
     np.testing.assert_array_equal(scratch, clipped)  # the scratch holds the clipped frame
     # without a scratch: a new array, the input untouched
     np.testing.assert_array_equal(resize_plane(plane, size, clip=(low, high)), ours)
     assert float(plane.max()) > high
 
 
-def test_split_bands_run_and_leave_the_input_alone(
-    cr: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_one_band_or_many_give_the_same_result(cr: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     before = cr.values.copy()
-    monkeypatch.setattr(resample, "THREAD_MIN_PIXELS", 0)  # every size through the bands
+    two = resize_plane(cr.values, (224, 224))
+    monkeypatch.setattr(resample, "BANDS", 1)  # BLAS may round a band's rows differently
+    one = resize_plane(cr.values, (224, 224))
+    np.testing.assert_allclose(one, two, rtol=0, atol=1e-6 * float(np.abs(cr.values).max()))
+    monkeypatch.setattr(resample, "BIG_PIXELS", 0)  # a small plane through the matrix path
     small = np.ascontiguousarray(cr.values[:301, :257])
-    np.testing.assert_array_equal(resize_plane(small, (30, 20)), _pillow(small, (30, 20)))
+    scale = float(np.abs(small).max())
+    got = resize_plane(small, (30, 20))
+    np.testing.assert_allclose(got, _pillow(small, (30, 20)), rtol=0, atol=1e-6 * scale)
     np.testing.assert_array_equal(cr.values, before)
 
 
