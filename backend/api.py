@@ -22,7 +22,7 @@ from backend.auth import (
     issue_enrol_code,
     sha256_hex,
 )
-from backend.db import EnrolCode, Enrolment, ModelPackage, Rollout, SecurityAlert
+from backend.db import EnrolCode, Enrolment, ModelPackage, SecurityAlert
 from backend.deps import (
     ApiError,
     BackendState,
@@ -34,11 +34,8 @@ from backend.deps import (
 )
 from backend.downloads import serve
 from backend.ops import log
-from backend.rollout import assign_arm
 from core.sync.wire import (
     API_PREFIX,
-    Assignment,
-    AssignmentList,
     AuditBatch,
     BatchResponse,
     EnrolRequest,
@@ -63,7 +60,6 @@ IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 # ids in paths: what the catalogue accepts, and what its Integer columns hold; anything else is
 # a 422 here, never a value handed to the database (a NUL byte made PostgreSQL answer 500)
 ModelIdPath = Annotated[str, Path(pattern=catalogue.ID_PATTERN)]
-RolloutIdPath = Annotated[int, Path(ge=1, le=storable.INT32_MAX)]
 
 
 def _auth_error(exc: AuthError) -> ApiError:
@@ -338,40 +334,6 @@ def get_model_file(
         range=request.headers.get("range"),
     )
     return serve(request, st.storage, pkg.storage_key, pkg.length, pkg.sha256, "application/gzip")
-
-
-@router.get("/rollouts/assignment", tags=["rollouts"])
-def get_assignment(device_id: DeviceId, session: Db, st: State) -> AssignmentList:
-    out = []
-    for ro in session.scalars(select(Rollout).where(Rollout.status == "active")):
-        arm = assign_arm(device_id, ro.id, ro.split)
-        st.metrics.rollout_arms.labels(str(ro.id), arm).inc()
-        if arm == "candidate" and not ro.shadow:
-            shown, shadow = ro.candidate_version, None
-        elif arm == "candidate":
-            shown, shadow = ro.baseline_version, ro.candidate_version
-        else:
-            shown, shadow = ro.baseline_version, None
-        out.append(
-            Assignment(
-                rollout_id=ro.id,
-                model_id=ro.model_id,
-                arm=arm,  # type: ignore[arg-type]
-                version=shown,
-                shadow_version=shadow,
-            )
-        )
-    return AssignmentList(assignments=out)
-
-
-@router.get("/admin/rollouts/{rollout_id}/report", tags=["admin"])
-def get_report(
-    rollout_id: RolloutIdPath, _admin: Annotated[str, Depends(admin)], session: Db
-) -> dict[str, Any]:
-    try:
-        return catalogue.report(session, rollout_id)
-    except catalogue.CatalogueError as exc:
-        raise ApiError(404, "rollout_not_found", str(exc)) from exc
 
 
 @router.get("/admin/security-alerts", tags=["admin"])

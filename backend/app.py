@@ -19,7 +19,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend import admin_session, api, fleet_api, tuf_routes
+from backend import admin_session, api, fleet_api, rollout_routes, tuf_routes
 from backend.admins import AdminKeys
 from backend.auth import TokenIssuer
 from backend.body_limit import BodyLimit
@@ -266,6 +266,7 @@ def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
     def metrics() -> Response:
         return Response(generate_latest(st.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.include_router(rollout_routes.router)  # assignment, rollouts, reports (backend.rollout_*)
     app.include_router(api.router)
     # IT's device list and revocation, the operator pages, and the per-request revoked check of
     # every device token (backend.fleet_api)

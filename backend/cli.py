@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -33,10 +32,17 @@ def app_from_env() -> FastAPI:
     """One uvicorn worker's app (``serve --workers N``): the settings ``serve`` exported."""
     from backend.app import create_app
     from backend.ops import configure_logging
-    from backend.retention import attach
 
     configure_logging()
-    return attach(create_app(settings_from_env()))
+    return _with_background_tasks(create_app(settings_from_env()))
+
+
+def _with_background_tasks(app: FastAPI) -> FastAPI:
+    """A served app's periodic work: retention, and the rollouts' guardrail check (each runs in
+    one process at a time across the deployment, under its own advisory lock)."""
+    from backend import retention, rollout_schedule
+
+    return rollout_schedule.attach(retention.attach(app))
 
 
 def _export(settings: Settings) -> None:
@@ -76,9 +82,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     if settings.workers == 1:
         from backend.app import create_app
-        from backend.retention import attach
 
-        uvicorn.run(attach(create_app(settings)), **common)
+        uvicorn.run(_with_background_tasks(create_app(settings)), **common)
         return 0
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir = Path(os.environ.get(MULTIPROC_ENV) or settings.data_dir / "metrics-multiproc")
@@ -203,31 +208,6 @@ def cmd_add_model(args: argparse.Namespace) -> int:
             f"published {pkg.model_id} {pkg.version}: {pkg.target_path} "
             f"({pkg.length} bytes, sha256 {pkg.sha256})"
         )
-    return 0
-
-
-def cmd_rollout(args: argparse.Namespace) -> int:
-    from backend import catalogue
-
-    st = _state(args)
-    with st.sessions() as session:
-        if args.action == "create":
-            ro = catalogue.create_rollout(
-                session, st.repo, args.model, args.baseline, args.candidate, args.split, args.shadow
-            )
-            print(
-                f"rollout {ro.id}: {ro.model_id} {ro.baseline_version} -> "
-                f"{ro.candidate_version} at {ro.split:.0%}{' (shadow)' if ro.shadow else ''}"
-            )
-        elif args.action == "report":
-            rep = catalogue.report(session, args.id)
-            print(json.dumps(rep, indent=2) if args.json else catalogue.format_report(rep))
-        elif args.action == "promote":
-            ro = catalogue.promote(session, st.repo, args.id)
-            print(f"rollout {ro.id} promoted: channel {ro.model_id} -> {ro.candidate_version}")
-        else:
-            ro = catalogue.rollback(session, st.repo, args.id)
-            print(f"rollout {ro.id} rolled back: channel {ro.model_id} -> {ro.baseline_version}")
     return 0
 
 
@@ -364,20 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tuf-timestamp", parents=[common], help="re-sign timestamp.json now")
     p.set_defaults(func=cmd_tuf_timestamp)
 
-    p = sub.add_parser("rollout", help="model rollouts")
-    rs = p.add_subparsers(dest="action", required=True)
-    c = rs.add_parser("create", parents=[common])
-    c.add_argument("model")
-    c.add_argument("baseline")
-    c.add_argument("candidate")
-    c.add_argument("--split", type=float, default=0.1, help="share on the candidate (0..1)")
-    c.add_argument("--shadow", action="store_true", help="candidate runs, results not shown")
-    for name in ("report", "promote", "rollback"):
-        r = rs.add_parser(name, parents=[common])
-        r.add_argument("id", type=int)
-        if name == "report":
-            r.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_rollout)
+    from backend import rollout_cli
+
+    rollout_cli.add_parser(sub, common)
     return parser
 
 
