@@ -97,7 +97,7 @@ async def _keep_timestamp_fresh(st: BackendState) -> None:
 
     Every process runs this; the signing lock (TufRepository.lock_signing) lets one re-sign and
     the others find it fresh. No failure ends the loop (a database fail-over, a lost
-    connection, a missing key): it is logged and retried with a doubling delay, and /healthz
+    connection, a missing key): it is logged and retried with a doubling delay, and /readyz
     turns red if the timestamp gets close to expiry all the same."""
     failures = 0
     while True:
@@ -123,9 +123,10 @@ async def _keep_timestamp_fresh(st: BackendState) -> None:
 
 
 def health_problems(st: BackendState) -> list[str]:
-    """Why this process should not get traffic; empty when healthy. timestamp.json closer to
+    """Why the service is not ready (/readyz); empty when ready. timestamp.json closer to
     expiry than the margin means re-signing has failed for hours: every workstation stops
-    taking model updates when it lapses, so the load balancer and the alerts must see it."""
+    taking model updates when it lapses, so monitors must see it. These are fleet-wide
+    conditions, so they never feed liveness (/healthz)."""
     margin_s = st.settings.timestamp_health_margin_s
     if margin_s is None:
         margin_s = st.settings.timestamp_expiry_s / 4
@@ -165,7 +166,7 @@ class TimestampExpiryCollector:
         try:
             with self.st.sessions() as session:
                 expires = TufRepository.timestamp_expiry(session)
-        except (SQLAlchemyError, ValueError) as exc:  # no sample this scrape; /healthz says why
+        except (SQLAlchemyError, ValueError) as exc:  # no sample this scrape; /readyz says why
             log(logging.WARNING, "timestamp expiry not readable for /metrics", error=str(exc)[:200])
             return
         if expires is not None:
@@ -254,10 +255,19 @@ def create_app(settings: Settings, st: BackendState | None = None) -> FastAPI:
             )
 
     @app.get("/healthz", tags=["ops"])
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
+        """Liveness: 200 while this process serves. Nothing shared (database, timestamp.json)
+        is checked here: ECS replaces tasks that fail it, and a fleet-wide condition such as an
+        RDS fail-over would otherwise make every task fail at once and be replaced in a loop."""
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> JSONResponse:
+        """Readiness: the database answers and timestamp.json is not close to expiry (503 with
+        the reasons otherwise). For operators and monitors; not the ECS/ALB health check."""
         problems = health_problems(st)
         if problems:
-            return JSONResponse({"status": "unhealthy", "reasons": problems}, status_code=503)
+            return JSONResponse({"status": "unready", "reasons": problems}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     @app.get(

@@ -1,6 +1,6 @@
 """timestamp.json stays fresh when backend tasks scale out and the database fails over (issue 19,
 defect 1): one task re-signs at a time, a failed check is retried instead of ending re-signing,
-and /healthz turns red before the timestamp lapses."""
+and /readyz turns red before the timestamp lapses (/healthz, the liveness check, stays 200)."""
 
 from __future__ import annotations
 
@@ -129,24 +129,28 @@ def test_resigning_survives_a_database_outage(
         while _timestamp_version(pg_url) < after_outage + 2:
             assert time.monotonic() < deadline, "re-signing did not resume after the outage"
             time.sleep(0.2)
-        assert httpx.get(f"{live.url}/healthz", timeout=10).status_code == 200
+        assert httpx.get(f"{live.url}/readyz", timeout=10).status_code == 200
     finally:
         live.stop()
 
 
-def test_healthz_turns_red_when_timestamp_is_about_to_expire(tmp_path: Path) -> None:
+def test_readyz_turns_red_when_timestamp_is_about_to_expire(tmp_path: Path) -> None:
+    """/readyz reports the near expiry; /healthz (what ECS and the ALB check) stays 200, since
+    replacing every task would not re-sign anything."""
     live = LiveServer(base_settings(tmp_path / "data")).start()
     try:
-        ok = httpx.get(f"{live.url}/healthz")
+        ok = httpx.get(f"{live.url}/readyz")
         assert ok.status_code == 200, ok.text
         with live.state.sessions() as s:  # as if re-signing had stopped a day ago
             live.state.repo.publish_timestamp(s, expires=datetime.now(UTC) + timedelta(minutes=5))
             s.commit()
-        red = httpx.get(f"{live.url}/healthz")
+        red = httpx.get(f"{live.url}/readyz")
         assert red.status_code == 503, red.text
         body = red.json()
-        assert body["status"] == "unhealthy"
+        assert body["status"] == "unready"
         assert any("timestamp.json expires" in r for r in body["reasons"]), body
+        live_check = httpx.get(f"{live.url}/healthz")
+        assert live_check.status_code == 200, live_check.text
         with live.state.sessions() as s:
             live.state.repo.publish_timestamp(s)
             s.commit()
@@ -156,7 +160,7 @@ def test_healthz_turns_red_when_timestamp_is_about_to_expire(tmp_path: Path) -> 
                 .signed.expires
             )
         assert expires - datetime.now(UTC) > timedelta(hours=20)
-        assert httpx.get(f"{live.url}/healthz").status_code == 200
+        assert httpx.get(f"{live.url}/readyz").status_code == 200
     finally:
         live.stop()
 
