@@ -89,6 +89,25 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _channel_version(session: Any, ro: Any) -> str:
+    """The version a closed rollout left on its channel (its last promoted/rolled_back event)."""
+    from sqlalchemy import select
+
+    from backend.db import RolloutEvent
+
+    with_version = (
+        select(RolloutEvent.detail)
+        .where(
+            RolloutEvent.rollout_id == ro.id,
+            RolloutEvent.kind.in_(("promoted", "rolled_back")),
+        )
+        .order_by(RolloutEvent.id.desc())
+        .limit(1)
+    )
+    detail = session.scalar(with_version) or {}
+    return str(detail.get("version", "?"))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one ``rollout`` action; CatalogueError reaches backend.cli's handler."""
     if args.action == "plan":
@@ -160,7 +179,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"rollout {ro.id} paused: every workstation is served {ro.baseline_version}")
         elif args.action == "promote":
             ro = catalogue.promote(session, st.repo, args.id, args.arm, "cli")
-            print(f"rollout {ro.id} promoted")
+            version = _channel_version(session, ro)
+            print(f"rollout {ro.id} promoted: channel {ro.model_id} -> {version}")
         else:
             ro = catalogue.rollback(session, st.repo, args.id)
             print(f"rollout {ro.id} rolled back: channel {ro.model_id} -> {ro.baseline_version}")

@@ -62,7 +62,14 @@ def test_admin_commands_and_serve(tmp_path: Path) -> None:
     assert r.stdout.startswith("rollout 1:")
     r = _cli(data, "rollout", "report", "1")
     assert r.returncode == 0, r.stderr
-    assert "not testable" in r.stdout  # no results yet
+    # the device-level report: with no results nothing is tested, nothing is significant
+    assert "(unit of analysis: device)" in r.stdout
+    assert "baseline    v1.0: devices=0 n=0" in r.stdout
+    assert "candidate   v1.1: devices=0 n=0" in r.stdout
+    assert "candidate acceptance difference: not tested" in r.stdout
+    assert "SIGNIFICANT" not in r.stdout
+    assert "no boundary crossed" in r.stdout
+    assert "guardrails: none breached" in r.stdout
     code = _cli(data, "enrol-code").stdout.strip()
 
     port = _free_port()
