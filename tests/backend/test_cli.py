@@ -92,8 +92,8 @@ def test_admin_commands_and_serve(tmp_path: Path) -> None:
                 time.sleep(0.1)
         else:
             pytest.fail("serve did not come up")
-        r = httpx.post(f"{url}/api/v1/enrol", json={"code": code, "label": "cli"})
-        assert r.status_code == 200
+        resp = httpx.post(f"{url}/api/v1/enrol", json={"code": code, "label": "cli"})
+        assert resp.status_code == 200
         assert httpx.get(f"{url}/tuf/metadata/timestamp.json").status_code == 200
     finally:
         proc.terminate()
