@@ -1,9 +1,12 @@
 """The inference pipeline against the bare framework calls of the same model, in one run.
 
-1. Per-image latency (warm model, batch 1): the whole pipeline (decode + preprocess + predict
-   + postprocess) and the pipeline on an already-decoded frame (what the viewer hands over),
-   as ratios to the bare compiled forward pass (torch ``inference_mode`` on the TorchScript
-   module, keras ``tf.function``); the naive ``model.predict`` / eager call alongside.
+1. Per-image latency (warm model, batch 1): the pipeline on an already-decoded frame (what the
+   viewer hands over), the whole pipeline with the decode a model run needs
+   (``core.imaging.reduced``: a lower JPEG 2000 resolution level when the model's input is far
+   smaller than the frame) and with the viewer's full-resolution decode, as ratios to the bare
+   compiled forward pass (torch ``inference_mode`` on the TorchScript module, keras
+   ``tf.function``); the naive ``model.predict`` / eager call alongside. Medians, and in
+   brackets the best-of-rounds ratios (the round least disturbed on a shared machine).
 2. Series throughput: ``run_images`` over the real 24-slice MR series (batches of 8, the
    next batch prefetched while the model runs) vs the bare batched forward on the same
    preprocessed batches; variants measured round-robin.
