@@ -1,7 +1,9 @@
 """Retention (issue 19, defect 7): what the backend may forget, and when.
 
 Kept for ever: results, decisions, audit events, security alerts, devices, models, TUF
-metadata (the record). Deleted once past their horizon (``Settings``):
+metadata (the record), and the ``enrolments`` rows (which code, by its hash, enrolled which
+device: tiny, and the audit trail of how a device joined, even after its code is purged).
+Deleted once past their horizon (``Settings``):
 
 - idempotency answers older than ``idempotency_days``: a workstation replays a batch within
   minutes or days; after the horizon a replay is stored again as new items, which the results'
@@ -29,13 +31,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
-from sqlalchemy import delete, exists, or_, text
+from sqlalchemy import delete, or_, text
 from sqlalchemy.orm import Session
 
 from backend.config import Settings
 from backend.db import (
     EnrolCode,
-    Enrolment,
     IdempotencyRecord,
     RateBucket,
     RefreshToken,
@@ -62,10 +63,6 @@ def purge(session: Session, now: datetime, settings: Settings) -> dict[str, int]
         ),
         "enrol_codes": delete(EnrolCode).where(
             or_(EnrolCode.expires_at < now - grace, EnrolCode.used_at < now - grace)
-        ),
-        # after the codes (statements run in this order): the uses of codes that are gone
-        "enrolments": delete(Enrolment).where(
-            ~exists().where(EnrolCode.code_hash == Enrolment.code_hash)
         ),
         "rate_buckets": delete(RateBucket).where(
             RateBucket.stamp < now.timestamp() - settings.rate_bucket_idle_s
