@@ -3,7 +3,14 @@
 Image models run on every image instance found under the paths (frame ``--frame``, default the
 middle one); tabular models read a CSV with a header of the manifest's feature names; text
 models take ``--text``. Prints scores, decisions, provenance and timings, and the guard flags
-(intended population, out-of-distribution, CPU fallback) in text and in ``--json``.
+(intended population, out-of-distribution, unvalidated model, CPU fallback) in text and in
+``--json``.
+
+The text numbers images from 1 and names each one's file (and its slice in a series); the
+flags name images by those numbers. ``--json`` keeps the stored result's 0-based indices
+(``guards[].images``) and adds ``files``, the label of each image in the same order.
+``--heatmap OUT.png`` writes one PNG per image: ``OUT.png`` for one image, ``OUT-001.png``,
+``OUT-002.png``, ... for several (the paths are printed).
 
 Exit status: 0 ran (flags or not), 1 not run (a refused model: its self-test failed, its signed
 update no longer verifies, or the images are outside a population the manifest refuses; no
@@ -16,6 +23,7 @@ import argparse
 import csv
 import json
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "gpu"], default=None)
     parser.add_argument("--frame", type=int, default=None, help="frame of multi-frame instances")
     parser.add_argument(
-        "--heatmap", metavar="OUT.png", help="write the first image with its heatmap"
+        "--heatmap",
+        metavar="OUT.png",
+        help="write each image with its heatmap: OUT.png for one image, OUT-001.png, "
+        "OUT-002.png, ... for several",
     )
     parser.add_argument("--text", action="append", default=[], help="input for text models")
-    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON (image indices in 'guards' count from 0; the text counts from 1)",
+    )
     parser.add_argument(
         "--any-modality",
         action="store_true",
@@ -45,18 +60,19 @@ UNKNOWN_MODALITIES = ("", "OT")  # plain images and DICOM "other": nothing to ch
 
 def _image_inputs(
     paths: list[str], frame: int | None, modalities: list[str] | None = None, model_id: str = ""
-) -> tuple[list[Any], list[Any], list[str], list[Any]]:
-    """Frames of every image under ``paths``, their references, the problems and their indexed
-    instances (for the population check); with ``modalities``, DICOM images of another
-    modality are left out with a problem naming them (a CT through a chest X-ray model would
-    give a confident, meaningless answer)."""
+) -> tuple[list[Any], list[Any], list[str], list[Any], list[str]]:
+    """Frames of every image under ``paths``, their references, the problems, their indexed
+    instances (for the population check) and their labels for people (file name, slice of a
+    series, frame); with ``modalities``, DICOM images of another modality are left out with a
+    problem naming them (a CT through a chest X-ray model would give a confident, meaningless
+    answer)."""
     from core.imaging.index import build_index
     from core.imaging.pixels import PixelDecodeError, read_frame
     from core.inference.result import InputRef
 
     index = build_index(paths)
     problems = [f"'{e.path}': {e.reason}" for e in index.errors]
-    frames, refs, instances = [], [], []
+    frames, refs, instances, labels = [], [], [], []
     for _patient, _study, series in index.iter_series():
         modality = (series.modality or "").upper()
         if modalities and modality not in modalities and modality not in UNKNOWN_MODALITIES:
@@ -67,9 +83,8 @@ def _image_inputs(
                 if inst.has_pixels
             ]
             continue
-        for inst in series.instances:
-            if not inst.has_pixels:
-                continue
+        slices = [inst for inst in series.instances if inst.has_pixels]
+        for position, inst in enumerate(slices, start=1):
             number = frame if frame is not None else inst.number_of_frames // 2
             try:
                 frames.append(read_frame(inst, number))
@@ -78,7 +93,26 @@ def _image_inputs(
                 continue
             refs.append(InputRef.of(inst, number))
             instances.append(inst)
-    return frames, refs, problems, instances
+            labels.append(_label(inst, position, len(slices), number))
+    return frames, refs, problems, instances, labels
+
+
+def _label(inst: Any, position: int, n_slices: int, frame: int) -> str:
+    """ "ct-012.dcm, slice 12 of 24": the file, and where in its series or instance it is."""
+    label = Path(inst.path).name
+    if n_slices > 1:
+        label += f", slice {position} of {n_slices}"
+    if inst.number_of_frames > 1:
+        label += f", frame {frame + 1} of {inst.number_of_frames}"
+    return label
+
+
+def heatmap_paths(out: Path, n: int) -> list[Path]:
+    """Where ``--heatmap OUT`` writes ``n`` images: OUT itself for one, OUT-001, ... for more."""
+    if n == 1:
+        return [out]
+    suffix = out.suffix or ".png"
+    return [out.with_name(f"{out.stem}-{i:03d}{suffix}") for i in range(1, n + 1)]
 
 
 def _tabular_rows(paths: list[str], features: list[str]) -> list[list[float]]:
@@ -101,7 +135,7 @@ def _tabular_rows(paths: list[str], features: list[str]) -> list[list[float]]:
     return rows
 
 
-def _write_heatmap(out: str, frame: Any, heat: Any, floor: float) -> None:
+def _write_heatmap(out: Path, *, frame: Any, heat: Any, floor: float) -> None:
     """The image with its heatmap, transparent at or below ``floor`` as in the window."""
     from PIL import Image
 
@@ -208,9 +242,10 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
                 images: list[Any] = _tabular_rows(args.paths, list(spec.features or []))
                 refs = [InputRef(f"row-{i}") for i in range(len(images))]
                 instances = [None] * len(images)
+                labels = [f"row {i}" for i in range(1, len(images) + 1)]
             else:
                 wanted = None if args.any_modality else list(package.manifest.modalities)
-                images, refs, found, instances = _image_inputs(
+                images, refs, found, instances, labels = _image_inputs(
                     args.paths, args.frame, wanted, args.model
                 )
                 problems += found
@@ -231,21 +266,24 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
             )
             output = result.to_json()
             output["problems"] = problems
+            output["files"] = labels
             if args.heatmap:
                 if result.heatmaps is None:
                     problems.append(f"model '{args.model}' produces no heatmap")
                 else:
-                    first = input_participants(output["provenance"]["inputs"][:1])
-                    heat = result.heatmaps[0]
-                    floor = _heatmap_floor()
-                    export_file(
-                        ws,
-                        first,
-                        Path(args.heatmap),
-                        lambda p: _write_heatmap(str(p), images[0], heat, floor),
-                        command="infer --heatmap",
-                    )
-                    output["heatmap_png"] = args.heatmap
+                    floor, heats = _heatmap_floor(), result.heatmaps
+                    written = heatmap_paths(Path(args.heatmap), len(images))
+                    for i, out in enumerate(written):
+                        export_file(
+                            ws,
+                            input_participants(output["provenance"]["inputs"][i : i + 1]),
+                            out,
+                            partial(_write_heatmap, frame=images[i], heat=heats[i], floor=floor),
+                            command="infer --heatmap",
+                        )
+                    output["heatmap_pngs"] = [str(p) for p in written]
+                    if len(written) == 1:
+                        output["heatmap_png"] = str(written[0])
     except ModelRefusedError as exc:  # audited by run_model
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -263,7 +301,21 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
     return 0
 
 
+def _numbers(images: list[int]) -> str:
+    """0-based indices as people count them, runs joined: "image 2", "images 1, 3-24"."""
+    runs: list[list[int]] = []
+    for number in sorted({i + 1 for i in images}):
+        if runs and number == runs[-1][-1] + 1:
+            runs[-1].append(number)
+        else:
+            runs.append([number])
+    shown = ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+    return f"image {shown}" if len(images) == 1 else f"images {shown}"
+
+
 def _print_text(output: dict[str, Any]) -> None:
+    """The result for people: images numbered from 1 and named by file, flags by those
+    numbers, each image's line marked with the flags about it."""
     model = output["model"]
     print(
         f"{model['id']} {model['version']}"
@@ -273,17 +325,23 @@ def _print_text(output: dict[str, Any]) -> None:
         for text in output["texts"]:
             print(f"  {text}")
         return
-    for guard in output.get("guards") or []:
+    guards = output.get("guards") or []
+    for guard in guards:
         images = guard.get("images")
-        which = f" [image(s) {', '.join(str(i) for i in images)}]" if images else ""
+        which = f" [{_numbers(images)}]" if images else ""
         print(f"  {guard['kind']} flag{which}: {guard['message']}")
     for warning in output.get("warnings") or []:
         print(f"  warning: {warning}")
     prov = output["provenance"]
-    for ref, scores, decision in zip(
-        prov["inputs"], output["scores"], output["decisions"], strict=True
+    files = output.get("files") or [ref["sop_instance_uid"] for ref in prov["inputs"]]
+    for i, (label, scores, decision) in enumerate(
+        zip(files, output["scores"], output["decisions"], strict=True)
     ):
         shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items())
-        print(f"  {ref['sop_instance_uid']}[{ref['frame']}]: {decision}  ({shown})")
+        kinds = sorted({g["kind"] for g in guards if i in (g.get("images") or [])})
+        marks = f"  [flagged: {', '.join(kinds)}]" if kinds else ""
+        print(f"  image {i + 1} ({label}): {decision}  ({shown}){marks}")
+    for i, path in enumerate(output.get("heatmap_pngs") or []):
+        print(f"  heatmap of image {i + 1}: {path}")
     timings = ", ".join(f"{k} {v:.0f} ms" for k, v in prov["timings_ms"].items())
     print(f"  device {prov['device']}; {timings}")

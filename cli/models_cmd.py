@@ -3,9 +3,11 @@
 
 Model folders: versions installed by signed update, the shipped zoo, then
 ``inference.model_dirs`` from the settings, then ``<profile>/models``. ``list`` reads
-manifests only (fast, no framework import); ``verify`` checks schema and every file's
-SHA-256, and with ``--eval`` recomputes the validation metrics and compares them with the
-manifest. Exit status 1 on any refusal or mismatch. ``import`` turns an ONNX file (with its
+manifests and checks hashes (no framework import), and shows each model's state (a blocked one
+with its reason) and origin (imported models: "imported, not validated here"); ``verify``
+checks schema and every file's SHA-256, and with ``--eval`` recomputes the validation metrics
+and compares them with the manifest (printing its threshold and interval figures beside
+them). Exit status 1 on any refusal or mismatch. ``import`` turns an ONNX file (with its
 description) or a MONAI bundle folder into a verified package under ``<profile>/models``, as
 an admin (manage-models) signed in with ``--user``; 1 when the model is refused, 2 when the
 account may not.
@@ -62,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.action == "import":
         return _import(args)
+    if args.action == "list":
+        try:
+            return _list(args.json)
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         from core.inference.catalog import model_roots
 
@@ -69,13 +77,17 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.action == "list":
-        return _list(roots, args.json)
     return _verify(roots, args)
 
 
+IMPORTED_NOTE = "imported, not validated here"
+
+
 def _row(package: Any) -> dict[str, Any]:
+    from core.inference.catalog import imported_from, origin
+
     m = package.manifest
+    source = imported_from(package.path)
     return {
         "id": m.id,
         "version": m.version,
@@ -86,33 +98,111 @@ def _row(package: Any) -> dict[str, Any]:
         "notice": m.demo_notice,
         "name": m.name,
         "path": str(package.path),
+        "state": "ok",
+        "reason": None,
+        "origin": origin(package.path),
+        "imported_from": source,
+        # what its results are checked against: neither, and every result says so
+        "checks": {"population": m.population is not None, "ood": m.ood is not None},
+        "validation": IMPORTED_NOTE if source is not None else None,
     }
 
 
-def _list(roots: list[Path], as_json: bool) -> int:
-    from models.discovery import discover
+def _blocked_row(model_id: str, error: Any, shipped: Any) -> dict[str, Any]:
+    """A model that does not run because its installed version in the store (signed update or
+    import) no longer verifies: listed with its state and reason, not left out."""
+    from core.inference.catalog import imported_from, origin
+    from core.inference.manager import UpdateRefusedError
+    from models.manifest import PackageError, read_manifest
 
-    packages, errors = discover(roots, verify_hashes=False)
+    refused = UpdateRefusedError(model_id, error, shipped)
+    row: dict[str, Any] = {
+        "id": model_id,
+        "version": error.path.name,
+        "framework": "?",
+        "task": "?",
+        "modalities": [],
+        "demo_only": False,
+        "notice": None,
+        "name": model_id,
+        "checks": {"population": False, "ood": False},
+    }
+    try:
+        manifest, _ = read_manifest(error.path)
+    except PackageError:
+        pass  # the manifest itself is what changed: the reason says so
+    else:
+        row |= {
+            "version": manifest.version,
+            "framework": manifest.framework,
+            "task": manifest.task,
+            "modalities": manifest.modalities,
+            "demo_only": manifest.demo_only,
+            "notice": manifest.demo_notice,
+            "name": manifest.name,
+            "checks": {
+                "population": manifest.population is not None,
+                "ood": manifest.ood is not None,
+            },
+        }
+    source = imported_from(error.path)
+    return row | {
+        "path": str(error.path),
+        "state": "blocked",
+        "reason": f"{refused.reason}. {refused.remedy}",
+        "origin": origin(error.path),
+        "imported_from": source,
+        "validation": IMPORTED_NOTE if source is not None else None,
+    }
+
+
+def _list(as_json: bool) -> int:
+    """Every model with its state (ok, or blocked and why) and origin; hashes are checked (a
+    blocked model is found only so; about 50 ms for the zoo here)."""
+    from core.inference.catalog import load_catalog
+
+    catalog = load_catalog(verify_hashes=True)
+    rows = [_row(p) for p in catalog.packages]
+    rows += [
+        _blocked_row(model_id, error, catalog.shipped.get(model_id))
+        for model_id, error in sorted(catalog.blocked.items())
+    ]
+    blocked_errors = {id(e) for e in catalog.blocked.values()}
+    errors = [e for e in catalog.errors if id(e) not in blocked_errors]
     if as_json:
         json.dump(
             {
-                "models": [_row(p) for p in packages],
+                "models": rows,
                 "errors": [{"path": str(e.path), "error": str(e)} for e in errors],
             },
             sys.stdout,
             indent=2,
         )
         sys.stdout.write("\n")
-    else:
-        for p in packages:
-            r = _row(p)
-            demo = "  [DEMO - not for clinical use]" if r["demo_only"] else ""
-            print(
-                f"{r['id']:28} {r['version']:8} {r['framework']:12} {r['task']:15} "
-                f"{','.join(r['modalities']) or '-':8} {r['path']}{demo}"
+        return 0
+    for r in rows:
+        tags = []
+        if r["state"] == "blocked":
+            tags.append("BLOCKED - not run")
+        if r["imported_from"] is not None:
+            source = r["imported_from"]
+            tags.append(
+                f"imported from {source.get('name', '?')} ({source.get('kind', '?')}), "
+                "not validated here"
             )
-        for e in errors:
-            print(f"error: {e}", file=sys.stderr)
+        elif r["origin"] == "signed update":
+            tags.append("signed update")
+        if r["demo_only"]:
+            tags.append("DEMO - not for clinical use")
+        shown = "".join(f"  [{t}]" for t in tags)
+        print(
+            f"{r['id']:28} {r['version']:8} {r['framework']:12} {r['task']:15} "
+            f"{','.join(r['modalities']) or '-':8} {r['path']}{shown}"
+        )
+        if r["reason"]:
+            print(f"    blocked: {r['reason']}")
+    for e in errors:
+        print(f"error: {e}", file=sys.stderr)
     return 0
 
 

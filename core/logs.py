@@ -5,11 +5,12 @@
 ``backups`` old files, the folder 0700 and each file 0600.
 
 Logs are read by IT and support, so nothing in them may identify a patient. Our own log calls
-name files and studies by digest, never by path or tag value; ``PhiFilter`` is the net under
+name files and studies by digest, never by path or tag value; ``PhiFormatter`` is the net under
 them for what a library or an exception message carries: every absolute path outside the
 installed code becomes ``<file #digest>`` (folders are often named after the patient), and the
 identifying values of the studies opened in this process (names, IDs, birth dates, accession
-numbers, noted by the indexer through ``note_identifiers``) become ``<redacted>``.
+numbers, noted by the indexer through ``note_identifiers``) become ``<redacted>``. The terminal
+is the user's own: warnings shown there keep their paths.
 """
 
 from __future__ import annotations
@@ -113,23 +114,18 @@ def scrub(text: str) -> str:
     return pattern.sub("<redacted>", text) if pattern is not None else text
 
 
-class PhiFilter(logging.Filter):
-    """Rewrites each record (message, arguments, traceback) through ``scrub``."""
+class PhiFormatter(logging.Formatter):
+    """Formats a record, then rewrites the whole text (message, arguments, traceback, stack)
+    through ``scrub``. A formatter, not a filter that rewrites the record: the record is shared
+    by every handler, and the user's own terminal (``_Terminal``) must show the file a warning
+    names, not its ``<file #digest>`` (which only the log file's readers need)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def format(self, record: logging.LogRecord) -> str:
         try:
-            message = record.getMessage()
+            text = super().format(record)
         except Exception:  # noqa: BLE001 - a bad format string: log what it was, scrubbed
-            message = f"{record.msg!r} % {record.args!r}"
-        record.msg, record.args = scrub(message), None
-        if record.exc_info:
-            text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info, record.exc_text = None, scrub(text)
-        elif record.exc_text:
-            record.exc_text = scrub(record.exc_text)
-        if record.stack_info:
-            record.stack_info = scrub(record.stack_info)
-        return True
+            text = f"{record.msg!r} % {record.args!r}"
+        return scrub(text)
 
 
 class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
@@ -183,8 +179,7 @@ def setup_logging(settings: LogSettings | None = None, *, stderr_warnings: bool 
     handler = PrivateRotatingFileHandler(
         path, maxBytes=settings.max_bytes, backupCount=settings.backups, encoding="utf-8"
     )
-    handler.setFormatter(logging.Formatter(FORMAT))
-    handler.addFilter(PhiFilter())
+    handler.setFormatter(PhiFormatter(FORMAT))
     _handlers.append(handler)
     if stderr_warnings:
         terminal = _Terminal(logging.WARNING)

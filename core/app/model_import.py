@@ -7,7 +7,8 @@ package is built and verified by models.importers in the store's staging area, t
 by ``ModelStore.install`` (the same staging, hash check, self-test and atomic switch as a
 signed update), and the import is audited in the importing user's name; so is a refused or
 failed one (Model Installed, outcome minor failure, the reason). An import never replaces a
-model that came by the signed channel or ships with the app: only another import of it.
+model that came by the signed channel or ships with the app: only another import of it (the
+same version too, when the installed copy no longer verifies).
 """
 
 from __future__ import annotations
@@ -47,10 +48,7 @@ def _refuse_installed(store: ModelStore, model_id: str, version: str, others: li
     from models.discovery import package_dirs
     from models.manifest import PackageError, read_manifest
 
-    if (store.root / model_id / version).is_dir():
-        raise ModelInstallError(
-            model_id, f"version {version} is already installed (give the import a new version)"
-        )
+    _refuse_same_version(store.root / model_id / version, model_id, version)
     current = store.current_dir(model_id)  # an unreadable pointer raises, naming the file
     if current is not None:
         try:
@@ -78,6 +76,25 @@ def _refuse_installed(store: ModelStore, model_id: str, version: str, others: li
                 f"a package with this id is already installed at '{folder}' "
                 f"(version {manifest.version}): give the imported model another id",
             )
+
+
+def _refuse_same_version(folder: Path, model_id: str, version: str) -> None:
+    """Refuse an id+version already installed while that copy verifies; an imported copy that
+    no longer verifies (a file changed on disk: the model is blocked) may be imported again,
+    which is the remedy the blocked model's message gives."""
+    from core.inference.catalog import imported_from
+    from models.manifest import PackageError, load_package
+
+    if not folder.is_dir():
+        return
+    try:
+        load_package(folder)  # schema and every file's SHA-256
+    except PackageError:
+        if imported_from(folder) is not None:
+            return  # ModelStore.install replaces the changed copy with the verified one
+    raise ModelInstallError(
+        model_id, f"version {version} is already installed (give the import a new version)"
+    )
 
 
 def _audit_failure(

@@ -7,7 +7,8 @@ instances. It runs on the caller's thread: a worker in the window, the main thre
 Before the run, the guards (issue 18): a model whose signed update fails verification or whose
 self-test failed is refused (``ModelRefusedError``), and so is a run outside the manifest's
 intended population when the manifest says "refuse"; otherwise population flags travel with
-the result (``result.guards``), into its stored JSON and its audit event. A refused run is
+the result (``result.guards``), into its stored JSON and its audit event, and so does an
+"unvalidated" flag when the manifest has neither an OOD reference nor a population. A refused run is
 audited too (Model Run, outcome "minor failure", the reason), then raised for the caller to say.
 """
 
@@ -28,6 +29,23 @@ from core.inference.manager import ModelManager, ModelRefusedError
 from core.inference.pipeline import Cancel, Progress, run_images
 from core.inference.result import GuardFlag, InferenceResult, InputRef
 from core.security.users import Permission
+from models.manifest import ModelPackage
+
+#: The flag every result of a model with neither guard carries (an imported model, typically):
+#: nothing about its inputs was checked, and the reader must know that.
+UNVALIDATED_MESSAGE = (
+    "this model has no out-of-distribution reference and no intended population: "
+    "its results are not checked against either"
+)
+
+
+def unvalidated_flags(package: ModelPackage) -> list[GuardFlag]:
+    """``[GuardFlag("unvalidated")]`` for a model whose manifest has no ``ood`` section and no
+    ``population`` (no check can flag its inputs), else none."""
+    manifest = package.manifest
+    if manifest.ood is not None or manifest.population is not None:
+        return []
+    return [GuardFlag("unvalidated", UNVALIDATED_MESSAGE)]
 
 
 class PopulationRefusedError(ModelRefusedError):
@@ -160,7 +178,7 @@ def run_model(
     )
     # new lists, not appends: a cached result shares its lists with the cache entry, and the
     # flags belong to this run's headers, not to the pixels the cache is keyed on
-    result.guards = [*result.guards, *flags]
+    result.guards = [*result.guards, *flags, *unvalidated_flags(package)]
     result.warnings = [
         *result.warnings,
         *(w for w in manager.warnings(model_id) if w not in result.warnings),

@@ -9,6 +9,8 @@ One refusal blocks more than its package: a signed update in use (``<profile>/mo
 <version>`` named by ``current``) that fails verification blocks the model (``blocked``). The
 shipped copy of the same id would otherwise win silently, undoing a choice the centre made
 (and the update may have been what fixed it); IT decides instead: reinstall or roll back.
+A model imported by ``doctorai models import`` lives in the same store and is blocked the same
+way, but its remedy is another import (``imported_from`` tells the two apart).
 """
 
 from __future__ import annotations
@@ -59,6 +61,40 @@ def applicable(
         and modality in p.manifest.modalities
         and (wanted is None or p.manifest.input.color in (None, wanted))
     ]
+
+
+def imported_from(folder: Path) -> dict[str, str] | None:
+    """Where an imported package came from (``extra.imported_from`` of its manifest: kind and
+    source name), None for any other package. Read as plain JSON, not validated: a package
+    refused for a changed file must still say it was imported, so the user is told the right
+    remedy."""
+    import json
+
+    from models.manifest import MANIFEST_NAME
+
+    try:
+        raw = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    extra = raw.get("extra") if isinstance(raw, dict) else None
+    origin = extra.get("imported_from") if isinstance(extra, dict) else None
+    if not isinstance(origin, dict):
+        return None
+    return {str(k): str(v) for k, v in origin.items()}
+
+
+def origin(folder: Path) -> str:
+    """How the package in ``folder`` came here, in words for ``models list``: "imported",
+    "signed update", "shipped" or "folder" (IT's configured folders, a drop-in)."""
+    from models.discovery import ZOO_DIR
+
+    if imported_from(folder) is not None:
+        return "imported"
+    if _signed_update_id(folder) is not None:
+        return "signed update"
+    if folder.resolve().is_relative_to(ZOO_DIR.resolve()):
+        return "shipped"
+    return "folder"
 
 
 def model_roots() -> list[Path]:
@@ -135,7 +171,8 @@ def load_catalog(roots: Iterable[Path] | None = None, *, verify_hashes: bool = T
     for error in errors:
         model_id = _signed_update_id(error.path)
         if model_id is not None and model_id not in blocked:
-            log.warning("model %s blocked: its signed update is refused: %s", model_id, error)
+            what = "imported version" if imported_from(error.path) else "signed update"
+            log.warning("model %s blocked: its %s is refused: %s", model_id, what, error)
             blocked[model_id] = error
     shipped = {p.id: p for p in packages if p.id in blocked}
     kept = [p for p in packages if p.id not in blocked]

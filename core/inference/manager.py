@@ -129,28 +129,43 @@ class UnknownModelError(KeyError):
 
 
 class UpdateRefusedError(UnknownModelError, ModelRefusedError):
-    """The installed signed update of the model fails verification now: it is refused, and so
-    is the model (the shipped version is not run silently in its place)."""
+    """The installed signed update (or imported version) of the model fails verification now:
+    it is refused, and so is the model (the shipped version is not run silently in its place).
+    ``imported``: where an imported version came from (its remedy is another import, not the
+    signed channel), None for a signed update."""
 
     def __init__(self, model_id: str, error: PackageError, shipped: ModelPackage | None) -> None:
+        from core.inference.catalog import imported_from
+
         UnknownModelError.__init__(self, model_id, [error])
         version = error.path.name  # the store's folder of the version in use
+        self.imported = imported_from(error.path)
         instead = (
             f"the shipped version {shipped.version} is not run in its place"
             if shipped is not None
             else "no other version is installed"
         )
-        ModelRefusedError.__init__(
-            self,
-            model_id,
-            "verification",
-            f"its installed signed update {version} failed verification ({error.where}: "
-            f"{error.reason}; in '{error.path}'); {instead}",
-            f"A file of the update changed on disk after it was verified at install: report it "
-            f"to IT. An administrator can reinstall the update ('doctorai sync models --force "
-            f"{model_id}') or go back to the previous version ('doctorai sync rollback "
-            f"{model_id}')",
+        what = "imported version" if self.imported else "signed update"
+        reason = (
+            f"its installed {what} {version} failed verification: its file '{error.where}' "
+            f"in '{error.path}': {error.reason}; {instead}"
         )
+        if self.imported:
+            source = self.imported.get("name", "its source")
+            remedy = (
+                f"A file of the imported package changed on disk after it was checked at import: "
+                f"report it to IT. An administrator can import '{source}' again "
+                f"('doctorai models import PATH --user NAME'; the same version replaces the "
+                f"changed copy)"
+            )
+        else:
+            remedy = (
+                f"A file of the update changed on disk after it was verified at install: report "
+                f"it to IT. An administrator can reinstall the update ('doctorai sync models "
+                f"--force {model_id}') or go back to the previous version ('doctorai sync "
+                f"rollback {model_id}')"
+            )
+        ModelRefusedError.__init__(self, model_id, "verification", reason, remedy)
         self.error = error
         self.shipped = shipped
 
