@@ -203,6 +203,9 @@ class DoctorAIBackendStack(Stack):
                     secrets["tuf"], "timestamp"
                 ),
             },
+            # Liveness only (/healthz: the process serves). Never /readyz: its database and
+            # timestamp.json checks fail on every task at once during an RDS fail-over, and ECS
+            # would replace them all in a loop. Timestamp expiry is a Prometheus alert instead.
             health_check=ecs.HealthCheck(
                 command=[
                     "CMD-SHELL",
@@ -284,6 +287,9 @@ class DoctorAIBackendStack(Stack):
                     container_name="backend", container_port=CONTAINER_PORT
                 )
             ],
+            # /healthz for the same reason as the container check: ECS replaces tasks that
+            # fail the target group's check too, and the ALB's fail-open (all targets
+            # unhealthy -> route to all) does not stop those replacements.
             health_check=elbv2.HealthCheck(
                 path="/healthz",
                 healthy_http_codes="200",
@@ -493,7 +499,7 @@ class DoctorAIBackendStack(Stack):
                 gt,
                 0,
                 5,
-                "a backend task fails /healthz for 5 min",
+                "a backend task fails /healthz (liveness) for 5 min",
             ),
             _Alarm(
                 "DoctorAISlowRequests",

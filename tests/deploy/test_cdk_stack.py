@@ -10,10 +10,12 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
+
+from tests.deploy import dockerfile_parse
 
 # node first: importing aws_cdk already starts the jsii runtime on Node.js
 if shutil.which("node") is None:
@@ -379,7 +381,29 @@ def test_the_task_speaks_the_entrypoint_s_and_image_s_language(template: dict[st
     assert {f"DOCTORAI_DB_{p}" for p in entrypoint.DB_PARTS} <= injected
     assert {f"DOCTORAI_TUF_{r.upper()}_KEY_PEM" for r in entrypoint.ONLINE_ROLES} <= injected
     env = {e["Name"]: e["Value"] for e in container["Environment"]}
+    # read as Docker reads the file (tests/deploy/dockerfile_parse.py), not grepped
     dockerfile = (CDK_DIR.parent / "Dockerfile").read_text()
-    assert env["DOCTORAI_DB_SSLROOTCERT"] in dockerfile
-    assert env["DOCTORAI_BACKEND_KEYS_DIR"] in dockerfile
-    assert "deploy/entrypoint.py" in dockerfile
+    image = dockerfile_parse.read(dockerfile, CDK_DIR.parents[1])
+    assert PurePosixPath(env["DOCTORAI_DB_SSLROOTCERT"]) in image.added
+    keys_dir = env["DOCTORAI_BACKEND_KEYS_DIR"]
+    assert any(
+        re.search(rf"mkdir -p [^&]*{re.escape(keys_dir)}\b", r)
+        and re.search(rf"chown doctorai [^&]*{re.escape(keys_dir)}\b", r)
+        for r in image.run_lines
+    ), "the image does not create the keys directory for the backend's user"
+    assert image.source_of("/app/deploy/entrypoint.py") == CDK_DIR.parent / "entrypoint.py"
+    assert "/app/deploy/entrypoint.py" in image.entrypoint
+
+
+def test_ecs_and_the_balancer_check_liveness_not_readiness(template: dict[str, Any]) -> None:
+    """ECS replaces a task that fails the container check or the target group's check. Both use
+    /healthz (process only): a check on the shared database or timestamp.json (/readyz) would
+    fail every task at once during an RDS fail-over and have ECS replace them all in a loop.
+    The timestamp expiry is alerted on instead (deploy/prometheus)."""
+    command = " ".join(_container(template)["HealthCheck"]["Command"])
+    assert "/healthz" in command
+    assert "/readyz" not in command
+    _, target_group = _one(template, "AWS::ElasticLoadBalancingV2::TargetGroup")
+    assert target_group["HealthCheckPath"] == "/healthz"
+    alerts = (CDK_DIR.parent / "prometheus" / "alerts.yml").read_text()
+    assert "doctorai_tuf_timestamp_expiry_timestamp_seconds" in alerts
