@@ -33,7 +33,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from models.importers.errors import ModelImportError, describe_validation, read_config
+from models.importers.errors import ModelImportError, read_config
+from models.importers.validation_text import describe_errors
 from models.manifest import Calibration, InputSpec, Population
 
 DESCRIPTION_NAMES = ("model.yaml", "model.yml", "model.json")
@@ -87,7 +88,7 @@ def read_description(path: Path) -> Description:
     try:
         desc = Description.model_validate(raw)
     except ValidationError as exc:
-        raise ModelImportError(path, "description", describe_validation(exc)) from exc
+        raise ModelImportError(path, "description", describe_errors(Description, exc)) from exc
     if desc.input.kind != "image":
         raise ModelImportError(path, "input.kind", "only image models can be imported")
     if desc.threshold is not None and desc.positive_label is None:
