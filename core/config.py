@@ -42,8 +42,9 @@ class InferenceSettings(_Section):
     preload: list[str] = Field(default_factory=list)
     model_dirs: list[str] = Field(default_factory=list)
     cache_entries: int = Field(default=256, ge=0)
-    # heatmap values at or below this fraction of a map's peak are not coloured at all
-    heatmap_floor: float = Field(default=0.2, ge=0.0, le=0.95)
+    # heatmap values at or below this fraction of a map's peak are not coloured at all, and at
+    # most the hottest tenth of an image is (core.inference.heatmap.cut); 0 shows the whole map
+    heatmap_floor: float = Field(default=0.5, ge=0.0, le=0.95)
 
 
 class SecuritySettings(_Section):

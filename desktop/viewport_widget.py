@@ -127,6 +127,7 @@ class ViewportWidget(QWidget):
         self.heatmap_opacity = 0.5
         self.heatmap_floor = DEFAULT_FLOOR  # heat at or below it is not coloured
         self.heatmap_painted: int | None = None  # slice whose heatmap the last paint drew
+        self.heatmap_cut = 0.0  # heat at or below which the last drawn map is not coloured
         self._heat_key: tuple[Any, ...] | None = None
         self._heat_img: QImage | None = None
         self.overlays: list[Overlay] = []
@@ -185,15 +186,17 @@ class ViewportWidget(QWidget):
         self.update()
 
     def _heat_image(self, heat: np.ndarray[Any, Any]) -> QImage:
-        from core.inference.heatmap import colormap, overlay_alpha
+        from core.inference.heatmap import colormap, cut, overlay_alpha
 
         key = (id(heat), self.heatmap_opacity, self.heatmap_floor)
         if key != self._heat_key or self._heat_img is None:
             values = heat.astype(np.float32) / 255.0
             rgba = np.empty((*heat.shape, 4), dtype=np.uint8)
             rgba[..., :3] = colormap(values)
-            # transparent up to the floor, then opacity grows with the heat (as in the export)
-            alpha = overlay_alpha(values, self.heatmap_opacity, self.heatmap_floor)
+            # transparent up to the map's cut (the floor, raised so that at most the hottest
+            # tenth is coloured), then opacity grows with the heat (as in the export)
+            self.heatmap_cut = cut(values, self.heatmap_floor)
+            alpha = overlay_alpha(values, self.heatmap_opacity, self.heatmap_cut)
             rgba[..., 3] = np.round(alpha * 255.0)
             h, w = heat.shape
             img = QImage(rgba.data, w, h, rgba.strides[0], QImage.Format.Format_RGBA8888)

@@ -1,10 +1,16 @@
-"""Heatmap colouring for reports and PNG export; the viewer's overlay uses the same alpha rule
-(``overlay_alpha``), so what is exported is what was seen.
+"""Heatmap colouring for reports and PNG export; the viewer's overlay and the colour bar use the
+same rule (``cut`` then ``overlay_alpha``), so what is exported is what was seen.
 
-Below a floor (``DEFAULT_FLOOR`` of the map's 0..1 range: the adapters normalise each map to
-its own peak) nothing is coloured at all; above it the opacity ramps from 0 at the floor to the
-chosen opacity at the peak. Without a floor the low end of the colour map tints the whole
-organ (a brain went purple), hiding the region the model actually looked at.
+A Grad-CAM map is normalised to its own peak (1.0), but its low end is rarely zero: the brain
+model's map sits near half its peak over most of a real brain, so a floor of 0.2 of the peak
+still tinted the whole brain. The floor therefore has two parts, and the higher one wins:
+
+- ``floor``: a share of the map's peak (``[inference] heatmap_floor``, default 0.5);
+- the map's own distribution: at most the hottest ``MAX_AREA`` of the image is coloured (the
+  floor rises to the map's ``1 - MAX_AREA`` quantile where that is higher).
+
+Below the resulting cut nothing is coloured at all; above it the opacity ramps from 0 at the
+cut to the chosen opacity at the peak. A floor of 0 turns both off: the whole map is shown.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ _ANCHORS = np.array(
     [[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32
 )
 
-#: Heat below this share of the map's range is left uncoloured.
-DEFAULT_FLOOR = 0.2
+#: Heat below this share of the map's peak is left uncoloured.
+DEFAULT_FLOOR = 0.5
 MAX_FLOOR = 0.95
+#: At most this share of the image is coloured (with any floor above 0).
+MAX_AREA = 0.10
 
 
 def colormap(heat: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
@@ -42,11 +50,23 @@ def check_floor(floor: float) -> float:
     return value
 
 
+def cut(heat: npt.NDArray[Any], floor: float = DEFAULT_FLOOR) -> float:
+    """The heat (0..1 of the peak) at and below which ``heat`` is not coloured: the higher of
+    ``floor`` and the map's ``1 - MAX_AREA`` quantile, at most ``MAX_FLOOR`` (a map that is
+    flat at its peak still shows); 0 when ``floor`` is 0 (no floor)."""
+    floor = check_floor(floor)
+    h = np.asarray(heat, dtype=np.float32)
+    if floor == 0.0 or h.size == 0:
+        return floor
+    spread = float(np.quantile(np.clip(h, 0.0, 1.0), 1.0 - MAX_AREA, method="higher"))
+    return min(max(floor, spread), MAX_FLOOR)
+
+
 def overlay_alpha(
     heat: npt.NDArray[Any], opacity: float = 0.45, floor: float = DEFAULT_FLOOR
 ) -> npt.NDArray[np.float32]:
-    """Per-pixel opacity of the coloured map: 0 at and below ``floor``, rising linearly to
-    ``opacity`` at heat 1 (``heat`` in [0, 1])."""
+    """Per-pixel opacity of the coloured map: 0 at and below ``floor`` (here a fixed heat
+    value, such as ``cut``'s answer), rising linearly to ``opacity`` at heat 1."""
     floor = check_floor(floor)
     h = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
     ramp = np.clip((h - floor) / (1.0 - floor), 0.0, 1.0)
@@ -61,13 +81,13 @@ def blend(
 ) -> npt.NDArray[np.uint8]:
     """Blend the coloured heatmap over an 8-bit gray (H, W) or RGB (H, W, 3) image.
 
-    Pixels whose heat is at or below ``floor`` keep the image exactly; above it the opacity
-    ramps up with the heat (``overlay_alpha``).
+    Pixels whose heat is at or below the map's ``cut`` keep the image exactly; above it the
+    opacity ramps up with the heat (``overlay_alpha``), as in the viewer.
     """
     base = np.asarray(image, dtype=np.float32)
     if base.ndim == 2:
         base = np.repeat(base[..., None], 3, axis=2)
     heat = np.clip(np.asarray(heat, dtype=np.float32), 0.0, 1.0)
-    alpha = overlay_alpha(heat, opacity, floor)[..., None]
+    alpha = overlay_alpha(heat, opacity, cut(heat, floor))[..., None]
     out = base * (1 - alpha) + colormap(heat).astype(np.float32) * alpha
     return np.asarray(np.round(out), dtype=np.uint8)
