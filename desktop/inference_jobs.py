@@ -82,16 +82,25 @@ def _decoded(
     refs: Sequence[SliceRef],
     frames: Sequence[Frame | None],
     report: bool = False,
+    target: tuple[int, int] | None = None,
 ) -> list[Frame]:
     """The frames, decoding the missing ones; with ``report``, (DECODING, n done, total) after
-    each image decoded here."""
+    each image decoded here. With ``target`` (the size the model resizes to), a large JPEG 2000
+    frame the viewer has not decoded is decoded at a lower resolution level for the model only
+    (core.imaging.reduced; heatmaps and masks still come back at the full size)."""
+    from core.imaging.reduced import read_frame_for_model
     from core.imaging.volume import load_slice
 
     ready: list[Frame] = []
     for ref, frame in zip(refs, frames, strict=True):
         if ctx.cancelled:
             raise JobCancelled()
-        loaded = frame if frame is not None else load_slice(ref.instance, ref.frame)
+        if frame is not None:
+            loaded: Frame | None = frame
+        elif target is not None:
+            loaded = read_frame_for_model(ref.instance, ref.frame, target)
+        else:
+            loaded = load_slice(ref.instance, ref.frame)
         assert loaded is not None  # want_frame=True always returns a frame
         ready.append(loaded)
         if report and frame is None:
@@ -129,6 +138,17 @@ def shadow_job(
     return item
 
 
+def _model_input_size(manager: ModelManager, model_id: str) -> tuple[int, int] | None:
+    """What the model resizes a frame to (None: it needs every pixel, or it is refused: the run
+    says why)."""
+    from models.preprocess import decode_size
+
+    try:
+        return decode_size(manager.package(model_id).manifest.input)
+    except Exception:  # noqa: BLE001 - a refused or unknown model: run_model reports it
+        return None
+
+
 def inference_job(
     ctx: JobContext,
     results: ReadingResults,
@@ -144,7 +164,7 @@ def inference_job(
     if ctx.cancelled:
         raise JobCancelled()
     ctx.report((DECODING if any(f is None for f in frames) else RUNNING, 0, len(refs)))
-    ready = _decoded(ctx, refs, frames, report=True)
+    ready = _decoded(ctx, refs, frames, report=True, target=_model_input_size(manager, model_id))
     ctx.report((RUNNING, 0, len(refs)))
     inputs = _input_refs(refs)
     result = run_model(

@@ -58,7 +58,12 @@ class RunOptions(TypedDict, total=False):
 
 
 def frame_shape(image: Any) -> tuple[int, int]:
-    """(rows, cols) of a Frame or an array: what model-size maps are resized back to."""
+    """(rows, cols) of a Frame or an array: what model-size maps are resized back to. A frame
+    decoded at a lower resolution for the model (core.imaging.reduced) gives its full size, so
+    heatmaps and masks fit the image the viewer shows."""
+    full = getattr(image, "full_shape", None)
+    if full is not None:
+        return int(full[0]), int(full[1])
     shape = np.asarray(getattr(image, "values", image)).shape
     return int(shape[0]), int(shape[1])
 
