@@ -252,6 +252,8 @@ def _verify(roots: list[Path], args: argparse.Namespace) -> int:
             if "measured" in r:
                 extra = " " + " ".join(f"{k}={v:.4f}" for k, v in r["measured"].items())
             print(f"{status} {r.get('id') or r.get('path')}{extra}")
+            if "operating_point" in r:
+                _print_operating_point(r["operating_point"], r.get("measured", {}))
             for problem in r["problems"]:
                 print(f"     {problem}")
     return 1 if failed else 0
@@ -267,11 +269,51 @@ def _evaluate(package: Any, device: str | None) -> dict[str, Any]:
     except (EvaluationError, RuntimeError, ValueError, OSError) as exc:
         return {"ok": False, "problems": [f"model '{package.id}': evaluation failed: {exc}"]}
     problems = compare(package, measured)
-    return {
+    out: dict[str, Any] = {
         "ok": not problems,
         "problems": problems,
         "measured": {k: round(v, 4) for k, v in measured.items()},
     }
+    operating = _operating_point(package)
+    if operating:
+        out["operating_point"] = operating
+    return out
+
+
+def _operating_point(package: Any) -> dict[str, Any]:
+    """What the manifest claims of its operating point (threshold, how it was chosen, the
+    sensitivity and specificity with their 95% intervals), for printing beside the figures
+    recomputed here; empty when it claims none of it."""
+    manifest = package.manifest
+    metrics = manifest.metrics
+    out: dict[str, Any] = {}
+    if manifest.output.thresholds:
+        out["thresholds"] = dict(manifest.output.thresholds)
+    if metrics is None:
+        return out
+    for name in ("sensitivity", "specificity"):
+        value, interval = getattr(metrics, name, None), getattr(metrics, f"{name}_ci", None)
+        if value is not None and interval is not None:
+            out[name] = {"manifest": value, "ci95": list(interval)}
+    if metrics.threshold_method:
+        out["threshold_method"] = metrics.threshold_method
+    return out if any(k != "thresholds" for k in out) else {}
+
+
+def _print_operating_point(op: dict[str, Any], measured: dict[str, float]) -> None:
+    for name in ("sensitivity", "specificity"):
+        if name in op:
+            low, high = op[name]["ci95"]
+            got = measured.get(name)
+            again = f"{got:.4f}" if got is not None else "not recomputed"
+            print(
+                f"     {name}: manifest {op[name]['manifest']:.4f} "
+                f"(95% interval {low:.4f}-{high:.4f}), recomputed {again}"
+            )
+    for label, threshold in (op.get("thresholds") or {}).items():
+        print(f"     threshold {label}: {threshold:.4f}")
+    if op.get("threshold_method"):
+        print(f"     threshold chosen by: {op['threshold_method']}")
 
 
 def _import(args: argparse.Namespace) -> int:
