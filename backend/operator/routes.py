@@ -147,7 +147,8 @@ async def sign_in(request: Request) -> Response:
     if not sess.csrf_ok(st, request.cookies.get(sess.PRE_COOKIE), form.get("csrf")):
         return _sign_in_page(request, "The form expired; please sign in again.", 400)
     address = request.client.host if request.client else "?"
-    rate_limit(st, f"addr:{address}")
+    # the bucket is a database row: never wait for it on the event loop
+    await run_in_threadpool(rate_limit, st, f"addr:{address}")
     name, password, code = (
         form.get("name", "")[:64],
         form.get("password", "")[:1024],
@@ -193,7 +194,7 @@ async def sign_in(request: Request) -> Response:
 @router.post("/sign-out")
 async def sign_out(request: Request) -> Response:
     st = _st(request)
-    who = sess.signed_in(st, request)
+    who = await run_in_threadpool(sess.signed_in, st, request)  # reads BackendAdmin
     form = await _form(request)
     response = _to_sign_in()
     if who is not None and sess.csrf_ok(st, who[1], form.get("csrf")):
@@ -267,7 +268,7 @@ def revoke_confirm(request: Request, device_id: str) -> Response:
 @router.post("/devices/{device_id}/revoke")
 async def revoke(request: Request, device_id: str) -> Response:
     st = _st(request)
-    who = sess.signed_in(st, request)
+    who = await run_in_threadpool(sess.signed_in, st, request)  # reads BackendAdmin
     if who is None:
         return _to_sign_in()
     form = await _form(request)
