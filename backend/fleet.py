@@ -125,23 +125,30 @@ def check_and_touch(session: Session, device_id: str, now: datetime | None = Non
 
 
 def store_status(session: Session, device_id: str, report: DeviceStatusReport) -> None:
-    """Keep the device's latest report (an older one arriving late does not replace it)."""
+    """Keep the device's latest report (an older one arriving late does not replace it).
+
+    Both times come from the workstation's clock, so neither may pass the server's now: a
+    report dated a year ahead would otherwise win over every report of that year, and a last
+    sync in the future would keep a device that stopped syncing looking fresh."""
     now = utcnow()
+    reported_at = min(aware(report.reported_at), now)  # a time without a zone is UTC
+    last_sync = report.last_sync_at
+    last_sync_at = None if last_sync is None else min(aware(last_sync), reported_at)
     current = session.get(DeviceStatus, device_id)
     if (
         current is not None
         and current.reported_at is not None
-        and aware(current.reported_at) > report.reported_at
+        and aware(current.reported_at) > reported_at
     ):
         return
     _upsert_status(
         session,
         device_id,
         last_seen_at=now,
-        reported_at=report.reported_at,
+        reported_at=reported_at,
         app_version=report.app_version,
         os=report.os,
-        reported_sync_at=report.last_sync_at,
+        reported_sync_at=last_sync_at,
         queue_length=report.queue_length,
         models=dict(report.models),
     )
