@@ -15,7 +15,7 @@ import pyotp
 import pytest
 
 from backend import admins
-from backend.db import Device
+from backend.db import Device, SecurityAlert
 from tests.backend.conftest import base_settings
 from tests.backend.fleet_serve import FleetServer
 
@@ -194,3 +194,39 @@ def test_malformed_forms_are_refused_not_crashed(live: FleetServer) -> None:
         )
         assert r.status_code == 400, body[:20]
         assert "sign in again" in r.text
+
+
+HOSTILE = "<script>alert(1)</script>"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
+
+
+def test_hostile_values_are_escaped_and_no_inline_script_is_allowed(live: FleetServer) -> None:
+    """A device label (enrolment), an OS string (status report) and a security alert's detail
+    come from workstations: each holding a script tag appears escaped on the pages, and the
+    Content-Security-Policy would refuse an inline script that slipped through."""
+    ws = live.workstation(f"ward-{HOSTILE}")
+    try:
+        report = {"app_version": "1.4.2", "os": f"Windows-{HOSTILE}", "queue_length": 0}
+        r = ws.http.post("/devices/status", json=report)
+        assert r.status_code == 204, r.text
+        with live.state.sessions() as s:
+            s.add(SecurityAlert(device_id=ws.device_id, code="audit_fork", detail={"why": HOSTILE}))
+            s.commit()
+        totp = make_admin(live, "escape-admin")
+        with httpx.Client() as http:
+            assert sign_in(live, http, "escape-admin", totp.now()).status_code == 303
+            fleet_page = http.get(f"{live.url}/operator/fleet", params={"q": ws.device_id})
+            alerts_page = http.get(f"{live.url}/operator/alerts")
+        assert f"ward-{ESCAPED}" in fleet_page.text  # the label
+        assert f"Windows-{ESCAPED}" in fleet_page.text  # the OS
+        assert ESCAPED in alerts_page.text  # the alert's detail
+        for page in (fleet_page, alerts_page):
+            assert page.status_code == 200
+            assert "<script" not in page.text.lower()
+            csp = page.headers["content-security-policy"]
+            directives = {d.split()[0]: d.split()[1:] for d in csp.split(";") if d.strip()}
+            assert directives["default-src"] == ["'none'"]
+            for name in ("script-src", "script-src-elem", "script-src-attr"):
+                assert "'unsafe-inline'" not in directives.get(name, [])
+    finally:
+        ws.close()
