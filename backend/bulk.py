@@ -5,11 +5,14 @@ Same outcomes as the ORM path it replaces (``backend.ingest.store_results_orm`` 
 ``stored``/``duplicates`` lists in item order, the same decision history, the same chain checks.
 What changes is the cost: no ORM object, identity-map entry or unit-of-work flush per row.
 
-Per results batch: one SELECT of the known results (only when the batch carries decisions), one
-``INSERT .. ON CONFLICT DO NOTHING RETURNING`` for the decision history, one for the new results
-(a row the database already holds is not returned, so it is reported as a duplicate: duplicate
-detection is the insert itself), and an ``executemany`` UPDATE for changed decisions. Per audit
-batch: the head, the held events it overlaps, one multi-row INSERT, one UPDATE of the head.
+Per results batch, only when it carries decisions: one SELECT of the decision history held for
+those results, one ``INSERT .. ON CONFLICT DO NOTHING RETURNING`` for the new history rows, and
+one SELECT of the stored results (their current decision). Then, for every batch: one
+``INSERT .. ON CONFLICT DO NOTHING RETURNING`` for the new results (a row the database already
+holds is not returned, so it is reported as a duplicate: duplicate detection is the insert
+itself), an ``executemany`` UPDATE for changed decisions (when any), and one UPDATE of the
+device's last sync. Per audit batch: the head, the held events it overlaps, one multi-row
+INSERT, one UPDATE of the head.
 
 The caller holds the per-device lock (``serialize_device``), so the results of one device are
 written by one transaction at a time; the ON CONFLICT only makes a lost race harmless.

@@ -98,7 +98,7 @@ class RefreshToken(Base):
 class RevokedRefreshFamily(Base):
     """A refresh-token family (one login and every rotation descended from it) revoked because
     one of its already-used tokens came back: someone else holds a copy. A table of its own, not
-    a column of ``refresh_tokens``, so ``create_all`` adds it to an existing database too."""
+    a column of ``refresh_tokens`` (the Alembic migrations in backend/migrations create it)."""
 
     __tablename__ = "revoked_refresh_families"
     family: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -190,10 +190,11 @@ class SecurityAlert(Base):
 class BackendAdmin(Base):
     """An administrator of this backend: password, TOTP second factor and recovery codes.
 
-    A table of its own, so ``create_all`` adds it to an existing database (SQLite and
-    PostgreSQL alike). The TOTP secret is AES-GCM ciphertext and the recovery codes are keyed
-    hashes (backend.admins); ``version`` makes a sign-in's write a compare-and-set, so two
-    requests racing with the same code cannot both succeed."""
+    A table of its own (created, like every table, by the Alembic migrations in
+    backend/migrations; create_all no longer makes the schema). The TOTP secret is AES-GCM
+    ciphertext and the recovery codes are keyed hashes (backend.admins); ``version`` makes a
+    sign-in's write a compare-and-set, so two requests racing with the same code cannot both
+    succeed."""
 
     __tablename__ = "backend_admins"
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
