@@ -44,23 +44,24 @@ from PySide6.QtWidgets import (
 
 from core.app.results import ReadingResults, SessionResults, StoredResults
 from core.inference.cache import PredictionCache
-from core.inference.heatmap import DEFAULT_FLOOR, MAX_FLOOR
+from core.inference.heatmap import DEFAULT_FLOOR, MAX_AREA, MAX_FLOOR, cut
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult
 from core.inference.shadow import ShadowModels
-from core.results.findings import run_warnings
 from core.results.store import Decision, DecisionRecord
 from core.viewer.state import ViewerState
+from desktop.ai_panel_fit import MAX_QUEUE_ROWS, compact_rows, fit_list, fit_table
 from desktop.ai_review import (
     FindingsBox,
     HistoryList,
     HistoryReader,
     guard_banner,
+    guard_lines,
     reason_box,
     verdict_text,
 )
 from desktop.grid_cells import GridCells, tie
-from desktop.heatmap_bar import HeatmapBar
+from desktop.heatmap_bar import CAPTION, HeatmapBar
 from desktop.inference_jobs import InferenceQueue, QueueRow, shadow_job
 from desktop.model_manager_view import ModelManagerView
 from desktop.slider_marks import SliderMarks
@@ -179,6 +180,7 @@ class AIPanel(QWidget):
         self.slider_marks: SliderMarks | None = None  # the window's slice slider (install_ai)
         self._findings_of: tuple[str, int] | None = None  # (result id, state) the list shows
         self._alerts_recorded = False  # the refused signed updates' Security Alerts (once)
+        self._cut_of: tuple[tuple[int, float], float] | None = None  # (map id, floor) -> cut
         self._build()
         self._connect()
         self._watch_viewport(viewport)
@@ -200,7 +202,7 @@ class AIPanel(QWidget):
     def _build(self) -> None:
         self.models_label = QLabel("Models: open a series")
         self.models = QListWidget()
-        self.models.setMaximumHeight(110)
+        fit_list(self.models)
         self.demo_banner = QLabel("")
         self.demo_banner.setObjectName("demoBanner")
         self.demo_banner.setStyleSheet(DEMO_STYLE)
@@ -223,16 +225,27 @@ class AIPanel(QWidget):
         self.run_blocked_label.setObjectName("permissionNote")
         self.run_blocked_label.setWordWrap(True)
         self.run_blocked_label.hide()
+        # the runs in progress, under Run: the queue sits below the result and may be scrolled
+        # out of view while a run goes on
+        self.run_status = QLabel("")
+        self.run_status.setObjectName("runStatus")
+        self.run_status.setWordWrap(True)
+        self.run_status.hide()
 
         self.queue_table = QTableWidget(0, 4)
         self.queue_table.setHorizontalHeaderLabels(["Model", "On", "Status", "Progress"])
         self.queue_table.verticalHeader().setVisible(False)
         self.queue_table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.queue_table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
-        self.queue_table.horizontalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents
-        )
-        self.queue_table.setMaximumHeight(120)
+        # the model and the progress always whole; scope and status share the rest (elided,
+        # whole in their tooltips)
+        header = self.queue_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        for col in (1, 2):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.Stretch)
+        self.queue_table.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        compact_rows(self.queue_table)
+        fit_table(self.queue_table, MAX_QUEUE_ROWS)
         self.cancel_button = QPushButton("Cancel selected")
         self.cancel_all_button = QPushButton("Cancel all")
         self.clear_button = QPushButton("Clear finished")
@@ -256,8 +269,11 @@ class AIPanel(QWidget):
         self.scores.setHorizontalHeaderLabels(["Class", "Score", "Threshold"])
         self.scores.verticalHeader().setVisible(False)
         self.scores.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.scores.horizontalHeader().setStretchLastSection(True)
-        self.scores.setMaximumHeight(110)
+        self.scores.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.scores.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.scores.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        compact_rows(self.scores)
+        fit_table(self.scores)
         self.provenance = QLabel("")
         self.provenance.setWordWrap(True)
         self.provenance.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -277,10 +293,18 @@ class AIPanel(QWidget):
         self.floor.setRange(0.0, MAX_FLOOR)
         self.floor.setSingleStep(0.05)
         self.floor.setDecimals(2)
+        self.floor.setSpecialValueText("off")  # 0: the whole map, no floor
         self.floor.setValue(initial_floor())
-        self.floor.setToolTip("Heat below this share of the map's peak is not coloured")
+        self.floor.setToolTip(
+            "Heat below this share of the map's peak is not coloured, and at most the hottest "
+            f"{MAX_AREA:.0%} of the image is; 'off' shows the whole map"
+        )
         self.colour_bar = HeatmapBar()
         self.colour_bar.set_floor(self.floor.value())
+        self.heat_caption = QLabel(CAPTION)
+        self.heat_caption.setObjectName("heatmapCaption")
+        self.heat_caption.setWordWrap(True)
+        self.heat_caption.setStyleSheet("color:#9aa0a6;")
         heat_row = QHBoxLayout()
         heat_row.addWidget(self.heat_toggle)
         heat_row.addWidget(QLabel("Opacity"))
@@ -306,23 +330,26 @@ class AIPanel(QWidget):
         comment_row = QHBoxLayout()
         comment_row.addWidget(self.comment, 1)
         comment_row.addWidget(self.comment_button)
-        result_box = QGroupBox("Result")
+        # what a reader needs first comes first (title, doubts, scores, the decision), so that
+        # it fits a 1280x860 window unscrolled; the rest of a result shows only with one
+        self.result_box = result_box = QGroupBox("Result")
         rv = QVBoxLayout(result_box)
-        for w in (
-            self.result_title,
-            self.guard_banner,
-            self.result_demo,
-            self.scores,
-            self.provenance,
-            self.warnings,
-        ):
-            rv.addWidget(w)
-        rv.addLayout(heat_row)
-        rv.addLayout(bar_row)
-        rv.addLayout(decide_row)
-        rv.addLayout(comment_row)
-        rv.addWidget(self.verdict)
-        rv.addWidget(self.history)
+        rv.addWidget(self.result_title)
+        rv.addWidget(self.guard_banner)
+        self.result_body = QWidget()
+        body = QVBoxLayout(self.result_body)
+        body.setContentsMargins(0, 0, 0, 0)
+        for w in (self.result_demo, self.scores, self.warnings):
+            body.addWidget(w)
+        body.addLayout(decide_row)
+        body.addLayout(comment_row)
+        body.addWidget(self.verdict)
+        body.addWidget(self.history)
+        body.addLayout(heat_row)
+        body.addLayout(bar_row)
+        body.addWidget(self.heat_caption)
+        body.addWidget(self.provenance)
+        rv.addWidget(self.result_body)
 
         self.manager_button = QPushButton("Model manager…")
         layout = QVBoxLayout(self)
@@ -334,9 +361,10 @@ class AIPanel(QWidget):
         layout.addWidget(self.intended_use)
         layout.addLayout(run_row)
         layout.addWidget(self.run_blocked_label)
-        layout.addWidget(queue_box)
-        layout.addWidget(self.findings_box)
+        layout.addWidget(self.run_status)
         layout.addWidget(result_box)
+        layout.addWidget(self.findings_box)
+        layout.addWidget(queue_box)
         layout.addStretch(1)
         layout.addWidget(self.manager_button)
         self._set_run_enabled()
@@ -439,6 +467,7 @@ class AIPanel(QWidget):
             item.setData(Qt.ItemDataRole.UserRole, package.id)
             item.setToolTip(f"{package.id}\n{m.intended_use}")
             self.models.addItem(item)
+        fit_list(self.models)
         if found:
             self.models.setCurrentRow(0)
         self._on_model_selected()
@@ -559,6 +588,30 @@ class AIPanel(QWidget):
         for widget in self.viewports():
             widget.set_heatmap_floor(value)
         self.colour_bar.set_floor(value)
+        self._show_cut(self.current_result())
+
+    def _current_map(self) -> Any | None:
+        """The heatmap (uint8) of the shown image's result, None without one."""
+        index = self.state.viewport.slice_index
+        if not 0 <= index < len(self.state.slices):
+            return None
+        ref = self.state.slices[index]
+        found = self.by_ref.get((ref.instance.sop_instance_uid, ref.frame))
+        if found is None or found[0].maps is None:
+            return None
+        return found[0].maps[found[1]]
+
+    def _show_cut(self, found: tuple[InferenceResult, int] | None) -> None:
+        """Mark on the colour bar where the shown map's colouring starts (the floor, raised
+        to the map's own hottest tenth where that is higher), as the viewport draws it."""
+        heat = self._current_map() if found is not None else None
+        if heat is None:
+            self.colour_bar.set_cut(None)
+            return
+        key = (id(heat), self.floor.value())
+        if self._cut_of is None or self._cut_of[0] != key:  # a quantile: once per map
+            self._cut_of = (key, cut(heat.astype("float32") / 255.0, self.floor.value()))
+        self.colour_bar.set_cut(self._cut_of[1])
 
     def _restore_heatmaps(self, widget: ViewportWidget) -> None:
         """Put the heatmaps of ``widget``'s series at the slices their instances occupy there
@@ -612,9 +665,15 @@ class AIPanel(QWidget):
             for col, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setData(Qt.ItemDataRole.UserRole, r.row_id)
-                if col == 2:
-                    item.setToolTip(status)
+                if col in (1, 2):
+                    item.setToolTip(text)
                 self.queue_table.setItem(i, col, item)
+        fit_table(self.queue_table, MAX_QUEUE_ROWS)
+        active = self.queue.active()
+        self.run_status.setText(
+            "\n".join(f"{r.model_id} on {r.scope}: {r.state} {r.done}/{r.total}" for r in active)
+        )
+        self.run_status.setVisible(bool(active))
 
     def _on_result(self, row: QueueRow) -> None:
         """A run finished and was recorded by its job (one that could not be recorded fails,
@@ -687,9 +746,11 @@ class AIPanel(QWidget):
         ):
             w.setEnabled(has)
         self._show_findings(found[0] if found is not None else None)
+        self.result_body.setVisible(has)
         if found is None:
             self.result_title.setText("No result for this image")
             self.scores.setRowCount(0)
+            fit_table(self.scores)
             self.provenance.setText("")
             self.result_demo.hide()
             self.warnings.hide()
@@ -718,6 +779,8 @@ class AIPanel(QWidget):
                     font.setBold(True)
                     item.setFont(font)
                 self.scores.setItem(i, col, item)
+        fit_table(self.scores)
+        self._show_cut(found)
         timings = ", ".join(f"{name} {ms:.0f} ms" for name, ms in prov.timings_ms.items())
         ref = prov.inputs[k]
         self.provenance.setText(
@@ -764,7 +827,7 @@ class AIPanel(QWidget):
             }
             at = [position.get((r.sop_instance_uid, r.frame)) for r in result.provenance.inputs]
         marks = self.findings_box.show_run(data, at)
-        warnings = run_warnings(data) if data is not None else []
+        warnings = guard_lines(data, at) if data is not None else []
         self.guard_banner.setText("⚠ " + "\n⚠ ".join(warnings) if warnings else "")
         self.guard_banner.setVisible(bool(warnings))
         if self.slider_marks is not None:
@@ -783,8 +846,7 @@ class AIPanel(QWidget):
 
     def add_result_widget(self, widget: QWidget) -> None:
         """Add a widget (e.g. an export button) at the foot of the Result box."""
-        box = self.verdict.parentWidget()
-        layout = box.layout() if box is not None else None
+        layout = self.result_box.layout()
         if layout is not None:
             layout.addWidget(widget)
 

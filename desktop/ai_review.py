@@ -6,6 +6,7 @@ model version on the same images, with author and time)."""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.app.results import ReadingResults
-from core.results.findings import Finding, ood_images, positive_findings
+from core.results.findings import Finding, ood_images, positive_findings, run_warnings
 from core.results.reasons import REJECT_REASONS, reason_label
 from core.results.store import DecisionRecord
 from desktop.slider_marks import FINDING_COLOUR, OOD_COLOUR
@@ -115,7 +116,7 @@ class FindingsBox(QGroupBox):
 
     def show_run(self, result: dict[str, Any] | None, at: list[int | None]) -> dict[int, QColor]:
         """Fill from a result's JSON; ``at``: the viewport slice of each input (None: not in
-        this series). Returns the slider marks: findings red, OOD-only slices amber."""
+        this series). Returns the slider marks (``slider_marks``; none for a single image)."""
         self.ood = ood_images(result) if result is not None else {}
         if result is None:
             self.list.clear()
@@ -125,11 +126,44 @@ class FindingsBox(QGroupBox):
         self.list.show_findings(listed)
         n = len(result.get("decisions") or [])
         hint = " — click or press Enter to go to one" if listed else ""
-        self.label.setText(f"{len(listed)} of {n} image(s) over threshold{hint}")
-        self.setVisible(n > 1 or bool(listed))
-        marks = {i: OOD_COLOUR for k in self.ood if k < len(at) and (i := at[k]) is not None}
-        marks.update({i: FINDING_COLOUR for i, _f in listed})
-        return marks
+        self.label.setText(
+            f"{len(listed)} of {n} {'slice' if n == 1 else 'slices'} over threshold{hint}"
+        )
+        self.setVisible(n > 1)  # one image: its result says it all, no list, no marks
+        if n <= 1:
+            return {}
+        return slider_marks(listed, self.ood, at)
+
+
+def slider_marks(
+    listed: list[tuple[int, Finding]], ood: dict[int, str], at: list[int | None]
+) -> dict[int, QColor]:
+    """Slice -> mark colour: red for a finding, amber for an image the OOD guard flagged,
+    finding or not (doubt wins: a red mark on an image unlike the training data would claim
+    more than the model can say)."""
+    marks = {i: FINDING_COLOUR for i, _f in listed}
+    marks.update({i: OOD_COLOUR for k in ood if k < len(at) and (i := at[k]) is not None})
+    return marks
+
+
+_IMAGE_N = re.compile(r"\bimage (\d+)\b")
+_N_OF_M_IMAGES = re.compile(r"\b(\d+) of (\d+) images\b")
+
+
+def guard_lines(result: dict[str, Any], at: list[int | None]) -> list[str]:
+    """The run's guard messages (``run_warnings``) worded as the viewer counts: in a run over
+    several images, "image 3" (the guard's count of the run's inputs) becomes the slice number
+    the slider and the findings list show, and "N of M images" becomes "N of M slices"."""
+    lines = run_warnings(result)
+    if len(result.get("decisions") or []) <= 1:
+        return lines
+
+    def slice_of(match: re.Match[str]) -> str:
+        k = int(match.group(1)) - 1
+        i = at[k] if 0 <= k < len(at) else None
+        return f"slice {i + 1}" if i is not None else match.group(0)
+
+    return [_N_OF_M_IMAGES.sub(r"\1 of \2 slices", _IMAGE_N.sub(slice_of, line)) for line in lines]
 
 
 def history_job(_ctx: JobContext, results: ReadingResults, result_id: str) -> list[DecisionRecord]:

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import Qt
 
+from core.inference.heatmap import DEFAULT_FLOOR
 from core.results.findings import ood_images, positive_findings
-from desktop.slider_marks import FINDING_COLOUR
+from desktop.slider_marks import FINDING_COLOUR, OOD_COLOUR
 from tests.desktop.helpers import open_for_ai
 
 MR_PARTS = ("plotly__dash-vtk", "demos", "data", "mri_brain")
@@ -77,7 +78,7 @@ def test_series_run_lists_findings_marks_the_slider_and_jumps(
     expected = _expected_slices(win, result)
     assert expected, "the phantom-trained brain model flags slices of the real MR"
     assert panel.findings.slices() == expected  # sorted by slice
-    assert panel.findings_label.text().startswith(f"{len(expected)} of {n} image(s)")
+    assert panel.findings_label.text().startswith(f"{len(expected)} of {n} slices over")
     first = panel.findings.item(0).text()
     k = next(f.index for f in positive_findings(result.to_json()))
     assert f"{result.scores(k)['tumour']:.3f}" in " ".join(
@@ -85,16 +86,22 @@ def test_series_run_lists_findings_marks_the_slider_and_jumps(
     )
     assert first.startswith(f"Slice {expected[0] + 1} · tumour")
 
-    # marks on the window's slice slider at those slices, drawn in the slider's own pixels
+    # marks on the window's slice slider at those slices, drawn in the slider's own pixels:
+    # amber where the OOD guard flagged the image (doubt wins over a finding), red elsewhere
     marks = panel.slider_marks
-    assert {i for i, c in marks.marks.items() if c == FINDING_COLOUR} == set(expected)
+    at = _slices_of(win, result)
+    ood_slices = {at[k] for k in ood_images(result.to_json())}
+    assert ood_slices, "the phantom-trained brain model flags the real MR as out of distribution"
+    assert set(marks.marks) == set(expected) | ood_slices
+    assert {i for i, c in marks.marks.items() if c == FINDING_COLOUR} == set(expected) - ood_slices
+    assert {i for i, c in marks.marks.items() if c == OOD_COLOUR} == ood_slices
     win.slider.repaint()
     pixels = _rgb(win.slider).astype(int)
     for index, rect in marks.mark_rects().items():
-        if marks.marks[index] != FINDING_COLOUR:
-            continue
+        colour = marks.marks[index]
         x, y = rect.center().x(), rect.center().y()
-        assert np.abs(pixels[y, x] - [0xFF, 0x52, 0x52]).max() <= 40, (index, pixels[y, x])
+        want = [colour.red(), colour.green(), colour.blue()]
+        assert np.abs(pixels[y, x] - want).max() <= 40, (index, pixels[y, x])
 
     # Enter on a finding, then a click on another: the viewport goes there with its heatmap
     target = expected[-1]
@@ -124,15 +131,20 @@ def test_series_run_lists_findings_marks_the_slider_and_jumps(
     # the colour bar next to the heatmap controls, with its values
     assert panel.colour_bar.isVisible()
     assert panel.colour_bar.labels() == ["0", "0.25", "0.5", "0.75", "1"]
-    assert panel.floor.value() == 0.2
+    assert panel.floor.value() == DEFAULT_FLOOR
 
     # the run's own OOD flags (the phantom-trained model on a real MR): marked per finding
-    # and counted in the amber banner
+    # and counted in the amber banner, in slices as the slider and the list count them
     flagged = ood_images(result.to_json())
-    assert flagged, "the phantom-trained brain model flags the real MR as out of distribution"
     assert not panel.guard_banner.isHidden()
     (ood,) = [g for g in result.guards if g.kind == "ood"]
-    assert ood.message in panel.guard_banner.text()
+    banner = panel.guard_banner.text()
+    first_ood = min(flagged)
+    assert ood.message.startswith(f"{len(flagged)} of {n} images are unlike")
+    assert f"{len(flagged)} of {n} slices are unlike the training data" in banner
+    assert f"slice {at[first_ood] + 1} (" in banner
+    assert "image " not in banner
+    assert " images " not in banner
     marked = {
         panel.findings.item(i).data(Qt.ItemDataRole.UserRole)
         for i in range(panel.findings.count())
@@ -207,7 +219,10 @@ def test_population_flag_of_the_adult_cr_is_in_the_amber_banner(qtbot, window) -
     assert not panel.guard_banner.isHidden()
     for flag in population:
         assert flag.message in panel.guard_banner.text()
-    assert panel.findings_box.isHidden() or panel.findings.count() <= 1  # one image, no list
+    # one image: no findings list and no slider mark, the banner keeps the guard's own words
+    assert panel.findings_box.isHidden()
+    assert panel.slider_marks.marks == {}
+    assert "the image is unlike" in panel.guard_banner.text()
 
 
 def test_images_the_viewer_has_not_decoded_count_one_by_one(
@@ -244,3 +259,32 @@ def test_images_the_viewer_has_not_decoded_count_one_by_one(
     assert progress_batch(2.0, 16) == 16
     assert progress_batch(300.0, 16) == 1
     assert progress_batch(None, 16) == 4
+
+
+def test_doubt_wins_on_the_slider_and_the_banner_counts_slices() -> None:
+    """Unit rules behind the window: an OOD image is marked amber even when it is a finding;
+    the guard's "image k" (k-th input) is reworded as the slice the viewer shows."""
+    from core.results.findings import Finding
+    from desktop.ai_review import guard_lines, slider_marks
+
+    listed = [(5, Finding(0, "tumour", 0.99, 0.9)), (7, Finding(2, "tumour", 0.95, 0.9))]
+    marks = slider_marks(listed, {0: "ood", 1: "ood"}, [5, 6, 7])
+    assert marks == {5: OOD_COLOUR, 6: OOD_COLOUR, 7: FINDING_COLOUR}
+    result = {
+        "decisions": ["tumour", "no_tumour", "tumour"],
+        "guards": [
+            {
+                "kind": "ood",
+                "message": "2 of 3 images are unlike the training data of m: image 1 (40.0), "
+                "image 3 (41.0) (OOD scores > threshold 30.2)",
+                "images": [0, 2],
+            }
+        ],
+    }
+    (line,) = guard_lines(result, [5, 6, None])
+    assert line == (
+        "2 of 3 slices are unlike the training data of m: slice 6 (40.0), image 3 (41.0) "
+        "(OOD scores > threshold 30.2)"
+    )
+    single = {"decisions": ["tumour"], "guards": [{"kind": "ood", "message": "image 1 is"}]}
+    assert guard_lines(single, [4]) == ["image 1 is"]  # one image: the guard's own words
