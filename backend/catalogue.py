@@ -18,9 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db import ModelPackage, Rollout, utcnow
-from backend.rollout_assign import OPEN_STATUSES, RolloutError, add_arms, arms_of, record_event
+from backend.rollout_assign import (
+    OPEN_STATUSES,
+    RolloutError,
+    add_arms,
+    arms_of,
+    lock_rollout,
+    pause,
+    record_event,
+)
 from backend.rollout_monitor import format_report as format_report  # re-export: the CLI
-from backend.rollout_monitor import report as monitor_report
 from backend.rollout_monitor import validate_design
 from backend.tuf_repo import TufRepository
 from core.sync.wire import ChannelFile
@@ -233,8 +240,14 @@ def close_rollout(
     commit: bool = True,
 ) -> Rollout:
     """Promote an arm's version (``promote_arm``) or roll back to the baseline (None); the
-    channel is re-signed and the change stored as a rollout event. Active or paused only."""
-    ro = get_rollout(session, rollout_id)
+    channel is re-signed and the change stored as a rollout event. Active or paused only.
+
+    The rollout's row is locked first (then the channel's target, then the signing lock: the
+    order of every status change) and its status re-read, so a promote racing an automatic
+    rollback on another process either waits and then finds it closed, or wins outright."""
+    ro = lock_rollout(session, rollout_id)
+    if ro is None:
+        raise CatalogueError(f"rollout {rollout_id} does not exist")
     if ro.status not in OPEN_STATUSES:
         raise CatalogueError(f"rollout {rollout_id} is already {ro.status}")
     arms = {a.name: a for a in arms_of(session, ro)}
@@ -279,9 +292,15 @@ def rollback(session: Session, repo: TufRepository, rollout_id: int) -> Rollout:
     return close_rollout(session, repo, rollout_id, None)
 
 
-def report(session: Session, rollout_id: int, repo: TufRepository | None = None) -> dict[str, Any]:
-    """The rollout's report (backend.rollout_monitor.report: device-level, from SQL)."""
+def pause_rollout(session: Session, rollout_id: int, actor: str, by: str) -> Rollout:
+    """Pause (admin, CLI): the row locked and its status re-read first; committed."""
+    ro = lock_rollout(session, rollout_id)
+    if ro is None:
+        raise CatalogueError(f"rollout {rollout_id} does not exist")
     try:
-        return monitor_report(session, rollout_id, repo=repo)
+        pause(session, ro, actor, {"by": by})
     except RolloutError as exc:
+        session.rollback()
         raise CatalogueError(str(exc)) from exc
+    session.commit()
+    return ro

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.db import Rollout, RolloutArm, RolloutAssignment, RolloutEvent, utcnow
+from backend.db_lock import sqlite_write_lock
 from core.sync.wire import Assignment
 
 BASELINE = "baseline"
@@ -181,8 +182,24 @@ def assignments_for(session: Session, device_id: str) -> list[tuple[Assignment, 
     return out
 
 
+def lock_rollout(session: Session, rollout_id: int) -> Rollout | None:
+    """The rollout's row locked until the transaction ends, its status re-read from the database.
+
+    Everything that changes a rollout's status or records a look takes this lock first, before
+    the channel's TUF target row and the signing lock: one lock order everywhere, so an admin's
+    promote and a guardrail rollback wait for each other instead of deadlocking, and the one
+    that comes second sees the first one's status. ``FOR NO KEY UPDATE``: assignments and
+    events inserted meanwhile (key-share locks) do not wait."""
+    sqlite_write_lock(session, Rollout)
+    return session.get(
+        Rollout, rollout_id, with_for_update={"key_share": True}, populate_existing=True
+    )
+
+
 def pause(session: Session, ro: Rollout, actor: str, reason: dict[str, Any]) -> None:
-    """Baseline for everyone from now on; the analysis window ends here. Not committed."""
+    """Baseline for everyone from now on; the analysis window ends here. Not committed.
+
+    ``ro`` must come from :func:`lock_rollout` in this transaction."""
     if ro.status != ACTIVE:
         raise RolloutError(f"rollout {ro.id} is {ro.status}, not active: cannot pause it")
     ro.status, ro.paused_at = PAUSED, utcnow()

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         return _plan(args)
     from backend import catalogue
     from backend.cli import _state
-    from backend.rollout_assign import RolloutError, pause
+    from backend.rollout_assign import RolloutError
     from backend.rollout_monitor import check_rollouts, format_report, report
 
     st = _state(args)
@@ -170,12 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 raise catalogue.CatalogueError(str(exc)) from exc
             print(json.dumps(rep, indent=2) if args.json else format_report(rep))
         elif args.action == "pause":
-            ro = catalogue.get_rollout(session, args.id)
-            try:
-                pause(session, ro, "cli", {"by": "cli"})
-            except RolloutError as exc:
-                raise catalogue.CatalogueError(str(exc)) from exc
-            session.commit()
+            ro = catalogue.pause_rollout(session, args.id, "cli", "cli")
             print(f"rollout {ro.id} paused: every workstation is served {ro.baseline_version}")
         elif args.action == "promote":
             ro = catalogue.promote(session, st.repo, args.id, args.arm, "cli")

@@ -27,6 +27,7 @@ from backend.rollout_assign import (
     Arm,
     RolloutError,
     arms_of,
+    lock_rollout,
     pause,
     record_event,
 )
@@ -228,6 +229,15 @@ def report(
         adjusted = holm([c[metric]["p_value"] for c in comparisons.values()], alpha)
         for c, adj in zip(comparisons.values(), adjusted, strict=True):
             c[metric].update(adj)
+    if (record_look or enforce) and ro.status == ACTIVE:
+        # the aggregates above were read without a lock (seconds at millions of results); the
+        # look number, the running p-value and the status are read again under the row lock,
+        # so two concurrent looks are numbered one after the other and act on one status
+        session.commit()  # end the read-only transaction: the lock starts a fresh one
+        locked = lock_rollout(session, ro.id)
+        if locked is None:
+            raise RolloutError(f"rollout {rollout_id} does not exist")
+        ro = locked
     previous = _last_look(session, ro.id)
     sequential = _sequential(comparisons, previous, alpha, float(design["tau"]))
     breaches = _breaches(summaries, design["guardrails"])
@@ -293,9 +303,9 @@ def _enforce(
     breaches: list[dict[str, Any]],
     actor: str,
 ) -> str | None:
-    """Pause or roll back once: the row is locked and its status re-read, so two processes
-    judging the same breach do not both act."""
-    locked = session.get(Rollout, ro.id, with_for_update=True, populate_existing=True)
+    """Pause or roll back once: the row is locked (again: re-entrant) and its status re-read,
+    so two processes judging the same breach, or a breach and an admin's promote, act once."""
+    locked = lock_rollout(session, ro.id)
     if locked is None or locked.status != ACTIVE:
         return None
     record_event(session, ro.id, "guardrail_breach", {"breaches": breaches}, actor)

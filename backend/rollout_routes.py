@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from backend import catalogue, storable
 from backend.db import RolloutEvent
 from backend.deps import ApiError, BackendState, admin, db_session, device, state
-from backend.rollout_assign import RolloutError, assignments_for, pause
+from backend.rollout_assign import RolloutError, assignments_for
 from backend.rollout_stats import devices_per_arm
 from core.sync.wire import API_PREFIX, AssignmentList, ErrorBody
 
@@ -138,11 +138,9 @@ def get_report(rollout_id: RolloutIdPath, actor: Admin, session: Db, st: State) 
 @router.post("/admin/rollouts/{rollout_id}/pause", tags=["admin"])
 def post_pause(rollout_id: RolloutIdPath, actor: Admin, session: Db) -> dict[str, Any]:
     try:
-        ro = catalogue.get_rollout(session, rollout_id)
-        pause(session, ro, actor, {"by": "admin"})
-    except (catalogue.CatalogueError, RolloutError) as exc:
+        ro = catalogue.pause_rollout(session, rollout_id, actor, "admin")
+    except catalogue.CatalogueError as exc:
         raise _not_found_or_conflict(exc) from exc
-    session.commit()
     return {"id": ro.id, "status": ro.status}
 
 
