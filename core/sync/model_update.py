@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 from pydantic import ValidationError
@@ -243,13 +243,31 @@ class ModelUpdater:
         got = self._assignment(model_id) if ro else None
         if got is None or got.rollout_id != ro.get("id"):
             return channel.version, channel.target_path, None
-        candidate = (str(ro["candidate"]), str(ro["candidate_target_path"]))
+        targets = self._candidate_targets(ro)
         if ro.get("shadow"):
-            if got.shadow_version == candidate[0]:
-                return channel.version, channel.target_path, (*candidate, int(ro["id"]))
-        elif got.version == candidate[0]:
-            return (*candidate, None)
+            shadow = got.shadow_version
+            if shadow is not None and shadow in targets:
+                return (
+                    channel.version,
+                    channel.target_path,
+                    (shadow, targets[shadow], int(ro["id"])),
+                )
+        elif got.version in targets:
+            return got.version, targets[got.version], None
         return channel.version, channel.target_path, None
+
+    @staticmethod
+    def _candidate_targets(ro: dict[str, Any]) -> dict[str, str]:
+        """Candidate version -> target path from the signed channel's rollout: every arm of a
+        K-arm rollout (``candidates``), and the first candidate as channels before K arms had
+        it. Only versions the signed file names can be installed, whatever the assignment says."""
+        out: dict[str, str] = {}
+        if "candidate" in ro and "candidate_target_path" in ro:
+            out[str(ro["candidate"])] = str(ro["candidate_target_path"])
+        more = ro.get("candidates")
+        if isinstance(more, dict):
+            out.update({str(v): str(t) for v, t in more.items()})
+        return out
 
     def wanted(self, model_id: str) -> tuple[str, str]:
         """(version, target path) this workstation should run, honouring its rollout arm."""

@@ -288,6 +288,50 @@ def test_rollout_candidate_arm_gets_the_candidate(
     client.close()
 
 
+@pytest.mark.parametrize("shadow", [False, True], ids=["shown", "shadow"])
+def test_second_candidate_of_a_three_arm_rollout_is_installed(
+    live: LiveServer, tmp_path: Path, installed: tuple[Path, dict[str, str]], shadow: bool
+) -> None:
+    """K arms: the signed channel names every candidate's package, so a workstation assigned
+    the second candidate runs it (before, only the first candidate was ever installed)."""
+    profile, _ = installed
+    for v in ("1.9.0", "1.9.3"):
+        publish(live, tmp_path, v, channel=False)
+    with live.state.sessions() as s:  # baseline 0%, first candidate 0%, second candidate 100%
+        rid = create_rollout(
+            s,
+            live.state.repo,
+            MODEL,
+            "1.0.1",
+            "1.9.0",
+            0.0,
+            shadow,
+            more_candidates=[("1.9.3", 1.0)],
+        ).id
+    client = enrolled_client(live)
+    try:
+        got = rollout_assignment(client)(MODEL)
+        assert got is not None
+        assert (got.shadow_version if shadow else got.version) == "1.9.3"
+        up = updater(live, profile, assignment=rollout_assignment(client))
+        assert up.plan(MODEL) == (
+            ("1.0.1", package_path(MODEL, "1.0.1"), (("1.9.3", package_path(MODEL, "1.9.3"), rid)))
+            if shadow
+            else ("1.9.3", package_path(MODEL, "1.9.3"), None)
+        )
+        res = up.update(MODEL)
+        if shadow:
+            assert (res.version, res.shadow) == ("1.0.1", "1.9.3")
+            assert up.store.current_version(MODEL) == "1.0.1"
+            assert load_package(profile / "models" / MODEL / "1.9.3").version == "1.9.3"
+        else:
+            assert (res.action, res.version, res.previous) == ("installed", "1.9.3", "1.0.1")
+            assert up.store.current_version(MODEL) == "1.9.3"
+        assert not (profile / "models" / MODEL / "1.9.0").exists()  # the other candidate: no
+    finally:
+        client.close()
+
+
 def test_foreign_root_refused(live: LiveServer, tmp_path: Path) -> None:
     other = LiveServer(base_settings(tmp_path / "other"))  # different keys, never started
     try:
