@@ -40,9 +40,10 @@ def app_from_env() -> FastAPI:
 def _with_background_tasks(app: FastAPI) -> FastAPI:
     """A served app's periodic work: retention, and the rollouts' guardrail check (each runs in
     one process at a time across the deployment, under its own advisory lock)."""
-    from backend import retention, rollout_schedule
+    from backend import background, retention, rollout_schedule
 
-    return rollout_schedule.attach(retention.attach(app))
+    app = background.attach(app, retention.purge_periodically)
+    return background.attach(app, rollout_schedule.check_periodically)
 
 
 def _export(settings: Settings) -> None:

@@ -57,6 +57,8 @@ class Settings:
     rate_bucket_idle_s: float = 3600.0  # shared rate-limit buckets untouched this long
     metric_files_idle_s: float = 86400.0  # metric files of dead worker processes
     purge_every_s: float = 3600.0  # how often one process runs the purge (0 = never)
+    # how often each process judges the open rollouts' guardrails (backend.rollout_schedule)
+    rollout_check_s: float = 3600.0  # 0 = never (reports and ``rollout check`` still judge)
 
     @property
     def multi_process(self) -> bool:
@@ -163,6 +165,7 @@ def settings_from_env(
         rate_bucket_idle_s=_number("RATE_BUCKET_IDLE_S", 3600.0),
         metric_files_idle_s=_number("METRIC_FILES_IDLE_S", 86400.0),
         purge_every_s=_number("PURGE_EVERY_S", 3600.0),
+        rollout_check_s=_number("ROLLOUT_CHECK_S", 3600.0),
         timestamp_health_margin_s=_number("TIMESTAMP_HEALTH_MARGIN_S", 0.0) or None,
         keys_dir_override=Path(os.environ["DOCTORAI_BACKEND_KEYS_DIR"])
         if os.environ.get("DOCTORAI_BACKEND_KEYS_DIR")

@@ -17,20 +17,17 @@ Deleted once past their horizon (``Settings``):
 - metric files of dead worker processes untouched for ``metric_files_idle_s``.
 
 One process at a time runs it (a PostgreSQL advisory lock; the others skip that round), every
-``purge_every_s`` from the app (:func:`purge_periodically`), or ``doctorai-backend purge``.
+``purge_every_s`` from the app (:func:`purge_periodically`, which ``serve`` runs with
+:func:`backend.background.attach`), or ``doctorai-backend purge``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from fastapi import FastAPI
 from sqlalchemy import delete, or_, text
 from sqlalchemy.orm import Session
 
@@ -113,21 +110,3 @@ async def purge_periodically(st: BackendState) -> None:
         if counts is not None:
             ms = round((time.perf_counter() - started) * 1000, 1)
             log(logging.INFO, "retention purge", ms=ms, **counts)
-
-
-def attach(app: FastAPI) -> FastAPI:
-    """Run :func:`purge_periodically` for as long as ``app`` serves (inside its own lifespan),
-    without editing the app factory: ``serve`` attaches it to every worker's app."""
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(a: FastAPI) -> AsyncIterator[Any]:
-        async with inner(a) as state:
-            task = asyncio.create_task(purge_periodically(a.state.backend))
-            try:
-                yield state
-            finally:
-                task.cancel()
-
-    app.router.lifespan_context = lifespan
-    return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -98,8 +99,13 @@ def test_periodic_check_pauses_a_breaching_rollout(server: LiveServer, tmp_path:
             ],
         )
 
+    fast = dataclasses.replace(
+        server.state, settings=dataclasses.replace(server.state.settings, rollout_check_s=0.05)
+    )
+
     async def tick() -> None:
-        task = asyncio.create_task(check_periodically(server.state, 0.05))
+        # the period from the settings (DOCTORAI_BACKEND_ROLLOUT_CHECK_S)
+        task = asyncio.create_task(check_periodically(fast))
         try:
             for _ in range(100):
                 await asyncio.sleep(0.05)
@@ -114,3 +120,16 @@ def test_periodic_check_pauses_a_breaching_rollout(server: LiveServer, tmp_path:
     asyncio.run(tick())
     with server.state.sessions() as s:
         assert catalogue.get_rollout(s, rid).status == "paused"
+
+
+def test_rollout_check_period_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.config import settings_from_env
+
+    assert settings_from_env().rollout_check_s == 3600.0  # hourly unless told
+    monkeypatch.setenv("DOCTORAI_BACKEND_ROLLOUT_CHECK_S", "0.25")
+    assert settings_from_env().rollout_check_s == 0.25
+    monkeypatch.setenv("DOCTORAI_BACKEND_ROLLOUT_CHECK_S", "hourly")
+    with pytest.raises(
+        SystemExit, match="DOCTORAI_BACKEND_ROLLOUT_CHECK_S='hourly' is not a number"
+    ):
+        settings_from_env()
