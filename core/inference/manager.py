@@ -147,8 +147,8 @@ class UpdateRefusedError(UnknownModelError, ModelRefusedError):
         )
         what = "imported version" if self.imported else "signed update"
         reason = (
-            f"its installed {what} {version} failed verification: its file '{error.where}' "
-            f"in '{error.path}': {error.reason}; {instead}"
+            f"its installed {what} {version} failed verification ({error.where}: "
+            f"{error.reason}; in '{error.path}'); {instead}"
         )
         if self.imported:
             source = self.imported.get("name", "its source")

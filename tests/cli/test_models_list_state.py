@@ -72,7 +72,8 @@ def test_a_changed_imported_model_is_blocked_listed_and_mended_by_importing_agai
         logging.shutdown()
         stop_logging()
     assert "its installed imported version 1.0.0 failed verification" in err
-    assert f"its file 'selftest/expected.npy' in '{package}'" in err
+    assert "(selftest/expected.npy: SHA-256 mismatch" in err
+    assert f"in '{package}')" in err
     assert "import 'model.onnx' again ('doctorai models import PATH" in err
     for wrong in ("signed update", "sync models --force", "sync rollback", "<file #"):
         assert wrong not in err, wrong
@@ -84,7 +85,7 @@ def test_a_changed_imported_model_is_blocked_listed_and_mended_by_importing_agai
 
     row = _listed(capsys)[MODEL]
     assert row["state"] == "blocked"
-    assert "'selftest/expected.npy'" in str(row["reason"])
+    assert "(selftest/expected.npy: SHA-256 mismatch" in str(row["reason"])
     assert "import 'model.onnx' again" in str(row["reason"])
     assert row["origin"] == "imported"
     assert cli.main(["models", "list"]) == 0
