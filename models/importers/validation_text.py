@@ -85,6 +85,15 @@ def _model_at(root: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel
     return current
 
 
+def _field_home(model: type[BaseModel], name: str) -> str | None:
+    """The field of ``model`` whose own model has a field ``name`` ("preprocessing" written
+    at the top level belongs under "input")."""
+    for field_name, field in model.model_fields.items():
+        if any(name in m.model_fields for m in _models_in(field.annotation)):
+            return field_name
+    return None
+
+
 def _where(loc: Sequence[int | str]) -> str:
     """ "input.preprocessing step 2 (resize).size" for a location pydantic gives."""
     parts: list[str] = []
@@ -131,6 +140,9 @@ def _one(root: type[BaseModel], err: Any) -> str:
         known = list(parent.model_fields)
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.5)
         hint = f"did you mean '{close[0]}'? " if close else ""
+        home = _field_home(parent, str(loc[-1]))
+        if home:
+            hint = f"it belongs under '{'.'.join([*map(str, loc[:-1]), home])}'; "
         return f"'{where}' is not a known field ({hint}fields here: {', '.join(known)})"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")

@@ -72,6 +72,12 @@ def test_fields_are_named_with_what_is_allowed(tmp_path: Path) -> None:
     assert "'population.age' is not a known field (did you mean 'age_years'?" in message
 
 
+def test_a_field_at_the_wrong_level_is_pointed_to_its_place(tmp_path: Path) -> None:
+    text = ONNX_DESCRIPTION.replace("  frames: first\n", "") + "frames: first\n"
+    message = _refusal(tmp_path, text)
+    assert "'frames' is not a known field (it belongs under 'input';" in message
+
+
 def test_step_examples_name_real_fields() -> None:
     """Every example in the messages is a valid step of its op."""
     import yaml
