@@ -25,7 +25,10 @@ def fit_table(table: QTableWidget, max_rows: int | None = None) -> None:
     an empty table shows its header only."""
     rows = table.rowCount()
     shown = rows if max_rows is None else min(rows, max_rows)
-    height = table.horizontalHeader().height() if table.horizontalHeader().isVisible() else 0
+    header = table.horizontalHeader()
+    # the header's size hint, not its height: a table never shown yet (the AI tab behind
+    # another) has not laid its header out
+    height = 0 if header.isHidden() else header.sizeHint().height()
     height += sum(table.rowHeight(i) for i in range(shown))
     if table.horizontalScrollBarPolicy() != Qt.ScrollBarPolicy.ScrollBarAlwaysOff:
         bar = table.horizontalScrollBar()

@@ -53,11 +53,12 @@ def _shoot(win, name: str) -> None:
 def test_cr_result_is_visible_at_1280x860_without_scrolling(qtbot, window) -> None:
     win, panel = window, window.ai
     win.resize(1280, 860)
-    win.ai_dock.raise_()
+    win.tags_dock.raise_()  # the result arrives while the AI tab is behind another
     open_for_ai(qtbot, win, CR)
     row = panel.run_current_image()
     qtbot.waitUntil(lambda: row.finished, timeout=TIMEOUT_MS)
     assert row.state == "done", row.message
+    win.ai_dock.raise_()
     qtbot.waitUntil(lambda: panel.verdict.text() == "Not reviewed yet", timeout=TIMEOUT_MS)
     qtbot.wait(50)  # the layout settles
     _shoot(win, "cr_1280x860")
