@@ -30,6 +30,7 @@ from backend.db import (
     SecurityAlert,
     utcnow,
 )
+from backend.db_lock import sqlite_write_lock
 
 ALGORITHM = "HS256"
 ISSUER = "doctorai-backend"
@@ -95,10 +96,7 @@ def _locked_code(session: Session, code_hash: str) -> EnrolCode | None:
     """The code's row, locked until the transaction ends: enrolments with one code run one at
     a time (a retry racing its own first attempt then finds the device that attempt made).
     PostgreSQL: SELECT ... FOR UPDATE. SQLite: a no-op write takes the database's write lock."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(
-            update(EnrolCode).where(EnrolCode.code_hash == code_hash).values(uses=EnrolCode.uses)
-        )
+    sqlite_write_lock(session, EnrolCode)
     return session.get(EnrolCode, code_hash, with_for_update=True, populate_existing=True)
 
 

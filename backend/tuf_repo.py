@@ -32,6 +32,7 @@ from tuf.api.metadata import (  # type: ignore[attr-defined]
 
 from backend.config import Settings
 from backend.db import TufMetadata, TufTarget
+from backend.db_lock import sqlite_write_lock
 from backend.storage import Storage
 
 ROLES = ("root", "targets", "snapshot", "timestamp")
@@ -117,8 +118,8 @@ class TufRepository:
         dialect = session.get_bind().dialect.name
         if dialect == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SIGNING_LOCK_KEY})
-        elif dialect == "sqlite":
-            session.execute(text("UPDATE tuf_metadata SET version = version WHERE 0 = 1"))
+        else:
+            sqlite_write_lock(session, TufMetadata)
 
     def _store(self, session: Session, md: Metadata[Any]) -> bytes:
         md.signatures.clear()

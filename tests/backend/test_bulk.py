@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend import bulk, ingest
 from backend.db import AuditEvent, Device, Result, ResultDecision, make_engine, make_sessionmaker
 from core.sync.wire import GENESIS_HASH, AuditBatch, AuditEventItem, ResultItem, ResultsBatch
-from tests.backend import pg
+from tests.backend import orm_reference, pg
 
-ORM_RESULTS = ingest.store_results_orm
-ORM_AUDIT = ingest.store_audit_orm
+ORM_RESULTS = orm_reference.store_results_orm
+ORM_AUDIT = orm_reference.store_audit_orm
 T0 = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
