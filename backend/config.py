@@ -29,7 +29,7 @@ class Settings:
     rate_per_s: float = 50.0
     rate_burst: int = 100
     timestamp_expiry_s: int = 86400
-    # /healthz turns 503 when timestamp.json expires within this (None: a quarter of its life)
+    # /readyz turns 503 when timestamp.json expires within this (None: a quarter of its life)
     timestamp_health_margin_s: float | None = None
     snapshot_expiry_s: int = 7 * 86400
     targets_expiry_s: int = 90 * 86400
