@@ -607,11 +607,18 @@ class AIPanel(QWidget):
         heat = self._current_map() if found is not None else None
         if heat is None:
             self.colour_bar.set_cut(None)
+            self.heat_caption.setText(CAPTION)
             return
-        key = (id(heat), self.floor.value())
+        floor = self.floor.value()
+        key = (id(heat), floor)
         if self._cut_of is None or self._cut_of[0] != key:  # a quantile: once per map
-            self._cut_of = (key, cut(heat.astype("float32") / 255.0, self.floor.value()))
-        self.colour_bar.set_cut(self._cut_of[1])
+            self._cut_of = (key, cut(heat.astype("float32") / 255.0, floor))
+        start = self._cut_of[1]
+        self.colour_bar.set_cut(start)
+        # say why the mark is not at the floor (the spin box shows the floor)
+        why = f"this map's hottest {MAX_AREA:.0%}" if start > floor else "the floor"
+        where = "the whole map is coloured" if start == 0 else f"coloured above {start:.2f} ({why})"
+        self.heat_caption.setText(f"{CAPTION}; {where}")
 
     def _restore_heatmaps(self, widget: ViewportWidget) -> None:
         """Put the heatmaps of ``widget``'s series at the slices their instances occupy there

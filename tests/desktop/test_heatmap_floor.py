@@ -112,6 +112,10 @@ def test_viewer_overlay_tints_only_a_small_part_of_the_brain(
     c = win.viewport.heatmap_cut
     assert c == pytest.approx(cut(heat / 255.0, DEFAULT_FLOOR))
     assert panel.colour_bar.start == pytest.approx(c)  # the bar marks where colouring starts
+    assert c > DEFAULT_FLOOR
+    assert panel.heat_caption.text() == (
+        f"{CAPTION}; coloured above {c:.2f} (this map's hottest {MAX_AREA:.0%})"
+    )
 
     # the head's screen pixels (in the image, not black background), and the heat under each
     # screen pixel as the max over its 3x3 image neighbourhood (smooth scaling mixes them)
@@ -152,6 +156,7 @@ def test_viewer_overlay_tints_only_a_small_part_of_the_brain(
     assert win.viewport.heatmap_floor == 0.0
     win.viewport.repaint()
     assert win.viewport.heatmap_cut == 0.0
+    assert panel.heat_caption.text().endswith("the whole map is coloured")
     no_floor = _changed(plain, _rgb(win.viewport))
     assert np.mean([no_floor[y, x] for y, x in in_head]) > 0.5
 
