@@ -56,8 +56,9 @@ class GuardFlag:
     """A reason to doubt a result, shown beside it, stored with it and named in its audit event.
 
     ``kind``: "population" (the header is outside the manifest's intended population), "ood"
-    (the image is unlike the model's training data), "selftest", "verification". ``images``:
-    indices into the result's inputs the flag is about; None = the whole run."""
+    (the image is unlike the model's training data), "unvalidated" (the model has neither an
+    OOD reference nor an intended population), "selftest", "verification". ``images``: indices
+    into the result's inputs the flag is about; None = the whole run."""
 
     kind: str
     message: str

@@ -41,7 +41,7 @@ def test_infer_prints_the_population_flag_in_text_and_json(
 ) -> None:
     assert main(["infer", "--model", CHEST, str(CR), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
-    assert f"  population flag [image(s) 0]: {AGE_FLAG}\n" in out
+    assert f"  population flag [image 1]: {AGE_FLAG}\n" in out
     assert main(["infer", "--model", CHEST, str(CR), "--device", "cpu", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     # the retrained chest model's OOD check flags the adult film too: the population flag is the

@@ -66,7 +66,8 @@ def test_run_on_chest_cr_shows_overlay_and_records_decisions(qtbot, window) -> N
     qtbot.waitUntil(lambda: win.viewport.heatmap_painted == index, timeout=5000)
     with_overlay = _pixels(win.viewport).astype(int)
     changed = np.abs(with_overlay - before).sum(axis=2) > 30
-    assert changed.mean() > 0.05  # a visible share of the image is tinted
+    # a visible share is tinted (at most the hottest tenth of the image is coloured)
+    assert changed.mean() > 0.02
     # at the hottest image point the screen shows gray*(1-a) + hot colour*a, a = heat*opacity
     row_i, col_i = np.unravel_index(int(np.argmax(heat)), heat.shape)
     x, y = image_to_screen(win.viewport.view_geometry(), (col_i + 0.5, row_i + 0.5))

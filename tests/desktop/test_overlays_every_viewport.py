@@ -83,7 +83,9 @@ def test_heatmap_in_every_viewport_showing_its_series(
     np.testing.assert_array_equal(v2.heatmaps[k], row.maps[0])
     qtbot.waitUntil(lambda: v2.heatmap_painted == k, timeout=5000)
     tinted = np.abs(pixels(v2) - before).sum(axis=2) > 30
-    assert tinted.mean() > 0.05  # a visible share of viewport 2 is tinted
+    assert (
+        tinted.mean() > 0.01
+    )  # at most the map's hottest tenth is coloured  # a visible share of viewport 2 is tinted
     # viewport 1 shows the MR: no heatmap of the CR there
     repainted(qtbot, v1)
     assert v1.heatmaps == {}
