@@ -59,15 +59,21 @@ UNKNOWN_MODALITIES = ("", "OT")  # plain images and DICOM "other": nothing to ch
 
 
 def _image_inputs(
-    paths: list[str], frame: int | None, modalities: list[str] | None = None, model_id: str = ""
+    paths: list[str],
+    frame: int | None,
+    modalities: list[str] | None = None,
+    model_id: str = "",
+    decode_to: tuple[int, int] | None = None,
 ) -> tuple[list[Any], list[Any], list[str], list[Any], list[str]]:
     """Frames of every image under ``paths``, their references, the problems, their indexed
     instances (for the population check) and their labels for people (file name, slice of a
     series, frame); with ``modalities``, DICOM images of another modality are left out with a
     problem naming them (a CT through a chest X-ray model would give a confident, meaningless
-    answer)."""
+    answer). With ``decode_to`` (the size the model resizes to), a large JPEG 2000 frame is
+    decoded at a lower resolution level (core.imaging.reduced), as in the window."""
     from core.imaging.index import build_index
-    from core.imaging.pixels import PixelDecodeError, read_frame
+    from core.imaging.pixels import PixelDecodeError
+    from core.imaging.reduced import read_frame_for_model
     from core.inference.result import InputRef
 
     index = build_index(paths)
@@ -87,7 +93,7 @@ def _image_inputs(
         for position, inst in enumerate(slices, start=1):
             number = frame if frame is not None else inst.number_of_frames // 2
             try:
-                frames.append(read_frame(inst, number))
+                frames.append(read_frame_for_model(inst, number, decode_to))
             except PixelDecodeError as exc:
                 problems.append(str(exc))
                 continue
@@ -181,6 +187,7 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
     )
     from core.inference.result import InputRef
     from core.security.users import Permission
+    from models.preprocess import decode_size
 
     # who may run models, before any model is looked at or loaded for its self-test: a user
     # without the permission is told so (exit 2), not given a self-test or a refusal event
@@ -245,8 +252,10 @@ def _run(args: argparse.Namespace, ws: Workstation) -> int:
                 labels = [f"row {i}" for i in range(1, len(images) + 1)]
             else:
                 wanted = None if args.any_modality else list(package.manifest.modalities)
+                # a heatmap PNG is drawn over the frame itself: decode those at full size
+                decode_to = None if args.heatmap else decode_size(spec)
                 images, refs, found, instances, labels = _image_inputs(
-                    args.paths, args.frame, wanted, args.model
+                    args.paths, args.frame, wanted, args.model, decode_to
                 )
                 problems += found
             if not images:
