@@ -277,8 +277,11 @@ def promote(
     actor: str = "",
 ) -> Rollout:
     """Promote the candidate (``arm`` names which one when there are several)."""
-    if arm is None:
-        names = [a.name for a in arms_of(session, get_rollout(session, rollout_id))]
+    if arm is None:  # the row locked first here too: the lock is the transaction's first step
+        ro = lock_rollout(session, rollout_id)
+        if ro is None:
+            raise CatalogueError(f"rollout {rollout_id} does not exist")
+        names = [a.name for a in arms_of(session, ro)]
         candidates = [n for n in names if n != "baseline"]
         if len(candidates) != 1:
             raise CatalogueError(
