@@ -198,8 +198,9 @@ for i, rid in enumerate(rids):
                 out[rid] = rep["guardrails"]["action"]
     except catalogue.CatalogueError as exc:
         out[rid] = "refused: " + str(exc)
-    except Exception as exc:
-        out[rid] = "ERROR " + type(exc).__name__ + ": " + str(exc).splitlines()[0]
+    except Exception as exc:  # the database's own error (a deadlock) when there is one
+        err = getattr(exc, "orig", None) or exc
+        out[rid] = "ERROR " + type(err).__name__ + ": " + str(err).splitlines()[0]
 print(json.dumps(out))
 """
 
