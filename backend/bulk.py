@@ -1,6 +1,6 @@
 """The sync hot path in bulk: a batch of results or audit events in a few set-based statements.
 
-Same outcomes as the ORM path it replaces (``backend.ingest.store_results_orm`` /
+Same outcomes as the ORM path it replaces (``tests/backend/orm_reference.store_results_orm`` /
 ``store_audit_orm``, kept as the reference the parity tests compare against): the same
 ``stored``/``duplicates`` lists in item order, the same decision history, the same chain checks.
 What changes is the cost: no ORM object, identity-map entry or unit-of-work flush per row.
@@ -151,7 +151,7 @@ def _supersedes(current: datetime | None, new: datetime, rival: int | None, seq:
 def store_results(session: Session, device_id: str, batch: ResultsBatch) -> BatchResponse:
     """New results are stored; a decision on a known result (same client id, a ``decided_at``)
     is kept in the history and replaces the current one when it was made later. A replay of
-    what is stored already is a duplicate. (The rules of ``ingest.store_results_orm``.)"""
+    what is stored already is a duplicate. (The rules of ``orm_reference.store_results_orm``.)"""
     from backend.ingest import _decision_seq, serialize_device
 
     serialize_device(session, device_id)
@@ -236,7 +236,7 @@ def store_results(session: Session, device_id: str, batch: ResultsBatch) -> Batc
 
 def store_audit(session: Session, device_id: str, batch: AuditBatch) -> BatchResponse:
     """Accept events that extend the head; events already held must match hash for hash.
-    (The rules of ``ingest.store_audit_orm``, raising the same ``ChainError``s.)"""
+    (The rules of ``orm_reference.store_audit_orm``, raising the same ``ChainError``s.)"""
     from backend.ingest import ChainError, serialize_device
 
     serialize_device(session, device_id)
