@@ -59,7 +59,7 @@ class ImportPlan:
     def build(self, dest: Path) -> ModelPackage:
         """Write the package into the new folder ``dest`` and verify it; raises
         ModelImportError naming what failed (the folder is left for the caller to remove)."""
-        from models.training.common import finish_package
+        from models.package_files import finish_package
 
         dest.mkdir(parents=True)
         for rel, src in self.files.items():

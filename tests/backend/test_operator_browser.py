@@ -12,6 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,11 +82,25 @@ def _rollout_with_results(live: FleetServer, tmp: Path) -> int:
     return rollout_id
 
 
+def _gone(element: Any) -> bool:
+    """The element's page was replaced. Chromium reports a replaced node either as a stale
+    element or as "Node with given id does not belong to the document" (a plain
+    WebDriverException), which selenium's own staleness_of does not catch."""
+    from selenium.common.exceptions import WebDriverException
+
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException is one too
+        return True
+    return False
+
+
 def test_operator_walk_through_in_chromium(
     live: FleetServer, browser: object, tmp_path: Path
 ) -> None:
     from selenium.webdriver.chrome.webdriver import WebDriver
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     assert isinstance(browser, WebDriver)
     d = browser
@@ -112,7 +127,11 @@ def test_operator_walk_through_in_chromium(
         d.find_element(By.ID, "name").send_keys("it-operator")
         d.find_element(By.ID, "password").send_keys(PASSWORD)
         d.find_element(By.ID, "code").send_keys(code)
-        d.find_element(By.ID, "sign-in").click()
+        button = d.find_element(By.ID, "sign-in")
+        button.click()
+        # the answer is a new page (the sign-in page again, or a redirect): wait until the old
+        # one is gone, since the sign-in's database work runs off the event loop and takes time
+        WebDriverWait(d, 20).until(lambda _d: _gone(button))
 
     # a wrong TOTP is refused
     submit(next(c for c in ("111111", "222222") if c != totp.now()))
@@ -141,10 +160,16 @@ def test_operator_walk_through_in_chromium(
 
     # revoke through the button and its confirmation page
     d.get(f"{base}/operator/fleet")
-    d.find_element(By.CSS_SELECTOR, f'tr[data-device="{ws.device_id}"] a.revoke').click()
+
+    def click_and_wait(element: Any) -> None:
+        """Click, then wait for the next page (Selenium returns before it has loaded)."""
+        element.click()
+        WebDriverWait(d, 20).until(lambda _d: _gone(element))
+
+    click_and_wait(d.find_element(By.CSS_SELECTOR, f'tr[data-device="{ws.device_id}"] a.revoke'))
     assert "Revoke a workstation?" in d.find_element(By.TAG_NAME, "h1").text
     d.find_element(By.ID, "reason").send_keys("reported stolen")
-    d.find_element(By.ID, "confirm-revoke").click()
+    click_and_wait(d.find_element(By.ID, "confirm-revoke"))
     assert ws.device_id in d.find_element(By.ID, "notice").text
     row = d.find_element(By.CSS_SELECTOR, f'tr[data-device="{ws.device_id}"]')
     assert "revoked" in row.text
@@ -181,7 +206,7 @@ def test_operator_walk_through_in_chromium(
         shutil.copy(shot, os.environ[SCREENSHOT_ENV])
 
     # sign out: pages need a session again
-    d.find_element(By.CSS_SELECTOR, "form.sign-out button").click()
+    click_and_wait(d.find_element(By.CSS_SELECTOR, "form.sign-out button"))
     d.get(f"{base}/operator/fleet")
     assert d.current_url == f"{base}/operator/sign-in"
     # the CSP blocked nothing the page needs (the 401 of the wrong sign-in is a network entry)
