@@ -167,13 +167,15 @@ def test_colour_bar_has_values_a_caption_and_leaves_the_cut_uncoloured(qtbot, wi
     assert bar.labels() == ["0", "0.25", "0.5", "0.75", "1"]
     assert panel.heat_caption.text() == CAPTION
     assert "not a probability" in CAPTION
+    qtbot.wait(1000)  # an earlier test's run may still be delivering its map to the panel
     panel.floor.setValue(0.4)
     assert bar.floor == 0.4
     assert bar.start == 0.4  # no map shown: the floor
 
     def rgb_of() -> np.ndarray:
         img = bar.bar_image(200, 14)
-        arr = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.sizeInBytes())
+        # copied while ``img`` lives: constBits() does not keep the image's memory alive
+        arr = np.frombuffer(img.constBits(), dtype=np.uint8, count=img.sizeInBytes()).copy()
         return arr.reshape(img.height(), img.bytesPerLine())[:, : 200 * 3].reshape(14, 200, 3)
 
     rgb = rgb_of()
