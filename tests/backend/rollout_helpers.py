@@ -57,6 +57,25 @@ def send(ws: Workstation, items: list[dict[str, Any]]) -> None:
         ws.post("/results:batch", {"items": items[i : i + 500]}).raise_for_status()
 
 
+class FixedAcceptance:
+    """Accepted counts fixed per device instead of drawn. The arms come from the devices' ids
+    (random at enrolment), so a drawn null case would be "significant" in about 5% of runs by
+    design. Each arm's devices spread around the arm's rate by the same pattern, whose partial
+    sums stay near zero, so the between-device variance the cluster-robust test uses is real
+    and alike in every arm."""
+
+    SPREAD = (0, -4, 4, -2, 2, -6, 6, -1, 1, -3, 3, -5, 5)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def decisions(self, arm: str, rate: float, n: int) -> list[str]:
+        i = self._seen.get(arm, 0)
+        self._seen[arm] = i + 1
+        k = round(rate * n) + round(self.SPREAD[i % len(self.SPREAD)] * n / 40)
+        return ["accepted" if j < k else "rejected" for j in range(n)]
+
+
 def get_report(server: LiveServer, rollout_id: int) -> dict[str, Any]:
     r = httpx.get(
         f"{server.api}/admin/rollouts/{rollout_id}/report",

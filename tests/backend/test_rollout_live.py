@@ -19,6 +19,7 @@ from backend.rollout_monitor import check_rollouts
 from core.sync.wire import ChannelFile
 from tests.backend.conftest import LiveServer, result_item
 from tests.backend.rollout_helpers import (
+    FixedAcceptance,
     assigned,
     get_report,
     publish,
@@ -111,6 +112,7 @@ def test_device_level_significance(
     publish(server, tmp_path, model, ("1.0", "2.0"))
     with server.state.sessions() as s:
         rid = catalogue.create_rollout(s, server.state.repo, model, "1.0", "2.0", 0.5).id
+    fixed = FixedAcceptance()
     rng = random.Random(42)
     for ws, a in assigned(server, 24, rid):
         p = p_cand if a["arm"] == "candidate" else p_base
@@ -119,12 +121,9 @@ def test_device_level_significance(
             ws,
             [
                 result_item(
-                    model=model,
-                    version=a["version"],
-                    decision="accepted" if rng.random() < p else "rejected",
-                    latency=rng.gauss(mean, 20),
+                    model=model, version=a["version"], decision=d, latency=rng.gauss(mean, 20)
                 )
-                for _ in range(40)
+                for d in fixed.decisions(a["arm"], p, 40)
             ],
         )
     rep = get_report(server, rid)
@@ -247,7 +246,7 @@ def test_three_arms_with_holm_and_promotion_of_one(server: LiveServer, tmp_path:
         }
     assert set(stored.values()) == {"baseline", "candidate-1", "candidate-2"}
     version = {"baseline": "1.0", "candidate-1": "2.0", "candidate-2": "3.0"}
-    rng = random.Random(8)
+    fixed = FixedAcceptance()
     for ws, a in devices:
         arm = stored[ws.device_id]
         assert a["version"] == version[arm]
@@ -255,12 +254,8 @@ def test_three_arms_with_holm_and_promotion_of_one(server: LiveServer, tmp_path:
         send(
             ws,
             [
-                result_item(
-                    model="k-m",
-                    version=a["version"],
-                    decision="accepted" if rng.random() < p else "rejected",
-                )
-                for _ in range(40)
+                result_item(model="k-m", version=a["version"], decision=d)
+                for d in fixed.decisions(arm, p, 40)
             ],
         )
     rep = get_report(server, rid)
