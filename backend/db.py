@@ -9,9 +9,11 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -119,9 +121,35 @@ class IdempotencyRecord(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+# Why the report index: a rollout report reads every counted result of a model by device. This
+# index holds what it reads (``has_error`` included), in device then latency order, so the report
+# is an index-only scan per assigned device whose latencies arrive sorted: no table scan, no
+# sort of the model's results (2M results: 2.1 s -> 0.66 s; docs in backend/rollout_sql.py).
+REPORT_INDEX_INCLUDE = (
+    "created_at",
+    "shadow",
+    "decision",
+    "model_version",
+    "rollout_id",
+    "has_error",
+)
+# An error is a result whose summary has a non-null "error": computed by the database, stored
+# (PostgreSQL) so the report index can carry it. The same text is valid SQL on SQLite >= 3.38.
+HAS_ERROR_SQL = "(summary ->> 'error') IS NOT NULL"
+
+
 class Result(Base):
     __tablename__ = "results"
-    __table_args__ = (UniqueConstraint("device_id", "client_id"),)
+    __table_args__ = (
+        UniqueConstraint("device_id", "client_id"),
+        Index(
+            "ix_results_report",
+            "model_id",
+            "device_id",
+            "latency_ms",
+            postgresql_include=list(REPORT_INDEX_INCLUDE),
+        ),
+    )
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     device_id: Mapped[str] = mapped_column(String(64), index=True)
     client_id: Mapped[str] = mapped_column(String(128))
@@ -137,6 +165,7 @@ class Result(Base):
     rollout_id: Mapped[int | None] = mapped_column(Integer, default=None, index=True)
     study_ref: Mapped[str | None] = mapped_column(String(128), default=None)
     summary: Mapped[dict[str, Any]]
+    has_error: Mapped[bool] = mapped_column(Boolean, Computed(HAS_ERROR_SQL, persisted=True))
 
 
 class ResultDecision(Base):
