@@ -1,13 +1,17 @@
-"""A rollout's plot as inline SVG, drawn on the server (no script, no external asset).
+"""The operator pages' plots as inline SVG, drawn on the server (no script, no external asset).
 
-Left panel: acceptance per arm, a dot at the rate and a whisker over its 95% interval on a
-0-100 % axis. Right panel: latency per arm, a bar to the median and a whisker to p95. Colours
-are presentation attributes, not ``style``, so the page's Content-Security-Policy holds.
+``rollout_svg``: a rollout's arms. ``bar_chart``: the sync-health, queue and app-version charts.
+
+The rollout plot's left panel: acceptance per arm, a dot at the rate and a whisker over its 95%
+interval on a 0-100 % axis; its right panel: latency per arm, a bar to the median and a whisker
+to p95. Colours are presentation attributes, not ``style``, so the pages'
+Content-Security-Policy (no inline style or script) holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from html import escape
 from typing import Any
 
@@ -99,5 +103,59 @@ def rollout_svg(arms: Sequence[Mapping[str, Any]], title: str) -> str:
                 f'<line x1="{x_lat + w:.1f}" y1="{y:.1f}" x2="{x95:.1f}" y2="{y:.1f}" '
                 'stroke="#333"/>'
             )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One bar of a horizontal bar chart: its label, its count, and whether it is a warning."""
+
+    label: str
+    count: int
+    warn: bool = False
+
+
+BAR_H = 22
+BAR_LABEL_W = 120
+BAR_W = 320
+COUNT_W = 60
+BAR_COLOUR = "#4c78a8"
+WARN_COLOUR = "#d9822b"  # the stale rows' amber, dark enough to read a white page against
+
+
+def bar_chart(bars: Sequence[Bar], title: str, css_class: str) -> str:
+    """A horizontal bar chart as inline SVG: one row per bar, the label left, the count right.
+
+    Lengths are relative to the largest count (a chart of zeros draws no bar, only the "0"s).
+    Every bar is a ``<g class="bar">`` carrying ``data-label`` and ``data-count``, so a test or
+    a screen reader reads the numbers without parsing geometry; a warning bar adds ``warn``.
+    Labels may come from workstations (app versions): they are escaped."""
+    top = 26
+    height = top + max(len(bars), 1) * BAR_H + 8
+    width = BAR_LABEL_W + BAR_W + COUNT_W
+    biggest = max([b.count for b in bars] + [1])
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="bar-chart {escape(css_class)}" '
+        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        _text(4, 16, title, size=13),
+        f'<line x1="{BAR_LABEL_W}" y1="{top - 4}" x2="{BAR_LABEL_W}" '
+        f'y2="{height - 4}" stroke="#888"/>',
+    ]
+    for i, bar in enumerate(bars):
+        y = top + i * BAR_H
+        w = max(bar.count, 0) / biggest * BAR_W
+        kind = "bar warn" if bar.warn else "bar"
+        parts.append(
+            f'<g class="{kind}" data-label="{escape(bar.label)}" data-count="{bar.count}">'
+            f"<title>{escape(bar.label)}: {bar.count}</title>"
+            + _text(BAR_LABEL_W - 8, y + BAR_H / 2 + 4, bar.label[:20], "end")
+            + f'<rect x="{BAR_LABEL_W}" y="{y + 3}" width="{w:.1f}" height="{BAR_H - 6}" '
+            f'fill="{WARN_COLOUR if bar.warn else BAR_COLOUR}"/>'
+            + _text(BAR_LABEL_W + w + 6, y + BAR_H / 2 + 4, str(bar.count))
+            + "</g>"
+        )
     parts.append("</svg>")
     return "".join(parts)

@@ -3,7 +3,8 @@
 One walk-through against a live backend: no page without sign-in, a wrong TOTP refused, sign-in
 with password + TOTP, the fleet table shows an enrolled workstation's status report, revoke with
 its confirmation page, the workstation's next sync gets 401, the alerts page lists the alerts,
-the rollouts page draws an SVG, sign-out. A screenshot of the fleet page is saved for review.
+the sync and fleet pages draw their bar charts, the rollouts page lists the rollout with its
+report and links to its own page, sign-out. Screenshots are saved for review.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Any
 
 import pytest
 
-from backend import catalogue, rollout_assign
 from core.sync.status_report import STATUS_URL, build_report
 from core.sync.wire import API_PREFIX
-from tests.backend.conftest import Workstation, base_settings, make_package, result_item
+from tests.backend.conftest import Workstation, base_settings, result_item
 from tests.backend.fleet_serve import FleetServer
-from tests.backend.test_operator import PAGES, PASSWORD, make_admin
+from tests.backend.test_operator import PAGES, PASSWORD, make_admin, rollout_with_results
 
 CHROMIUM = shutil.which("chromium")
 DRIVER = shutil.which("chromedriver")
@@ -56,32 +56,6 @@ def browser() -> Iterator[object]:
     driver.quit()
 
 
-def _rollout_with_results(live: FleetServer, tmp: Path) -> int:
-    """A real rollout (two published packages) and results from devices of both arms."""
-    with live.state.sessions() as s:
-        for version in ("1.0", "2.0"):
-            catalogue.add_model(s, live.state.repo, make_package(tmp, "chest-xr", version))
-        ro = catalogue.create_rollout(s, live.state.repo, "chest-xr", "1.0", "2.0", 0.5)
-        rollout_id = ro.id
-    for i in range(6):
-        w = live.workstation(f"rollout-ws-{i}")
-        with live.state.sessions() as s:  # what the assignment route serves and stores
-            got = rollout_assign.assignments_for(s, w.device_id)
-        mine = next(a for a, _arm in got if a.rollout_id == rollout_id)
-        items = [
-            result_item(
-                version=mine.version,
-                decision="accepted" if k <= i else "rejected",  # devices differ: a real CI
-                latency=100.0 + 40 * (mine.arm != "baseline") + k,
-                rollout_id=rollout_id,
-            )
-            for k in range(6)
-        ]
-        assert w.post("/results:batch", {"items": items}).status_code == 200
-        w.close()
-    return rollout_id
-
-
 def _gone(element: Any) -> bool:
     """The element's page was replaced. Chromium reports a replaced node either as a stale
     element or as "Node with given id does not belong to the document" (a plain
@@ -105,7 +79,7 @@ def test_operator_walk_through_in_chromium(
     assert isinstance(browser, WebDriver)
     d = browser
     base = live.url
-    rollout_id = _rollout_with_results(live, tmp_path)
+    rollout_id = rollout_with_results(live, tmp_path)
     ws = Workstation(live, "radiology-ws-17")
     report = build_report(4, {"chest-xr": "2.0", "brain-lesion-seg-mri": "1.0.0"}, None, "1.9.3")
     r = ws.http.post(
@@ -146,6 +120,10 @@ def test_operator_walk_through_in_chromium(
     text = row.text
     for expected in ("radiology-ws-17", "1.9.3", report.os, "chest-xr 2.0", "4", "active"):
         assert expected in text, (expected, text)
+    versions = d.find_element(By.CSS_SELECTOR, "svg.bar-chart.app-versions")
+    bar = versions.find_element(By.CSS_SELECTOR, 'g.bar[data-label="1.9.3"]')
+    assert bar.get_attribute("data-count") == "1"
+    assert bar.find_element(By.TAG_NAME, "rect").size["width"] > 10
     shot = tmp_path / "operator-fleet.png"
     assert d.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
@@ -157,6 +135,21 @@ def test_operator_walk_through_in_chromium(
     sync_row = d.find_element(By.CSS_SELECTOR, f'tr[data-device="{ws.device_id}"]')
     assert "stale" in (sync_row.get_attribute("class") or "")
     assert "never" in sync_row.find_element(By.CSS_SELECTOR, ".sync-age").text
+    # ... and counted in the chart's "never" bar, drawn in the warning colour
+    chart = d.find_element(By.CSS_SELECTOR, "svg.bar-chart.sync-ages")
+    drawn = chart.find_elements(By.CSS_SELECTOR, "g.bar")
+    assert [g.get_attribute("data-label") for g in drawn][-1] == "never"
+    never = drawn[-1]
+    assert "warn" in (never.get_attribute("class") or "")
+    assert int(never.get_attribute("data-count") or 0) >= 1
+    assert never.find_element(By.TAG_NAME, "rect").size["width"] > 0
+    assert chart.size["width"] > 300
+    queue = d.find_element(By.CSS_SELECTOR, "svg.bar-chart.queue-lengths g.bar")
+    assert queue.get_attribute("data-label") == "0"
+    shot = tmp_path / "operator-sync.png"
+    assert d.save_screenshot(str(shot))
+    if os.environ.get(SCREENSHOT_ENV):
+        shutil.copy(shot, os.environ[SCREENSHOT_ENV])
 
     # revoke through the button and its confirmation page
     d.get(f"{base}/operator/fleet")
@@ -205,6 +198,13 @@ def test_operator_walk_through_in_chromium(
     assert d.save_screenshot(str(shot))
     if os.environ.get(SCREENSHOT_ENV):
         shutil.copy(shot, os.environ[SCREENSHOT_ENV])
+    # the rollout's own page, through the list's link
+    click_and_wait(d.find_element(By.CSS_SELECTOR, f'tr[data-rollout="{rollout_id}"] a.detail'))
+    assert d.current_url == f"{base}/operator/rollouts/{rollout_id}"
+    detail = d.find_element(By.ID, f"rollout-{rollout_id}")
+    assert "candidate vs baseline" in detail.text
+    plot = detail.find_element(By.CSS_SELECTOR, "svg.rollout-plot")
+    assert len(plot.find_elements(By.CSS_SELECTOR, "circle.rate")) == 2
 
     # sign out: pages need a session again
     click_and_wait(d.find_element(By.CSS_SELECTOR, "form.sign-out button"))
