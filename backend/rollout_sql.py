@@ -65,10 +65,9 @@ def _eligible(ro: Rollout, versions: dict[str, str]) -> Select[Any]:
     result, the flags as 0/1 integers. An error is a result whose summary has a non-null
     ``error`` field (``results.has_error``, computed by the database)."""
     # the arm's version as a CASE over the few arms: a join on the arm name cost 0.7 s at 2M
-    arm_version = case(
-        *((RolloutAssignment.arm == name, literal(v)) for name, v in versions.items()),
-        else_=literal(""),
-    )
+    whens = [(RolloutAssignment.arm == name, literal(v)) for name, v in versions.items()]
+    # no arms (a rollout made before arms existed): a CASE needs at least one WHEN
+    arm_version = case(*whens, else_=literal("")) if whens else literal("")
     q = (
         select(
             RolloutAssignment.arm.label("arm"),

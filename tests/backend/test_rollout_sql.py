@@ -225,3 +225,36 @@ def test_percentiles_with_one_and_two_results(tmp_path: Path) -> None:
     assert got["b"].latency_p50_ms == pytest.approx(200.0)
     assert got["b"].latency_p95_ms == pytest.approx(290.0)
     engine.dispose()
+
+
+def test_rollout_without_arm_rows_still_aggregates(tmp_path: Path) -> None:
+    """A rollout with no arm rows (made before arms existed) gives device rows, every result a
+    version mismatch (no arm version to match). Before: an empty CASE, a syntax error."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'n.db'}")
+    with make_sessionmaker(engine)() as s:
+        ro = Rollout(model_id="m", baseline_version="1", candidate_version="2", split=0.5)
+        s.add(ro)
+        s.flush()
+        s.add(RolloutAssignment(rollout_id=ro.id, device_id="a", arm="baseline", assigned_at=T0))
+        s.execute(
+            insert(Result),
+            [
+                {
+                    "device_id": "a",
+                    "client_id": f"c{i}",
+                    "created_at": T0 + timedelta(hours=1),
+                    "model_id": "m",
+                    "model_version": "1",
+                    "decision": "accepted",
+                    "latency_ms": 10.0 * (i + 1),
+                    "shadow": False,
+                    "summary": {},
+                }
+                for i in range(3)
+            ],
+        )
+        s.commit()
+        (row,) = device_rows(s, ro)
+    assert (row.arm, row.n_results, row.n_accepted, row.n_version_mismatch) == ("baseline", 3, 3, 3)
+    assert row.latency_p50_ms == pytest.approx(20.0)
+    engine.dispose()
