@@ -80,6 +80,7 @@ def _download(live: object, tmp: Path) -> tuple[float, float, int]:
 
     from backend.catalogue import add_model, set_channel
     from core.sync.model_update import ModelUpdater
+    from tests.sync.conftest import enrolled_client
 
     pkg_dir = tmp / "pkg"
     pkg_dir.mkdir()
@@ -96,11 +97,14 @@ def _download(live: object, tmp: Path) -> tuple[float, float, int]:
         s.commit()
         root = st.repo.root_json_for_installer(s)
     url = f"{live.url}/tuf/targets/models/bench-model/{pkg.sha256}.bench-model-1.0.0.tar.gz"  # type: ignore[attr-defined]
+    # targets go to enrolled workstations only: both downloads carry this device's token
+    client = enrolled_client(live)  # type: ignore[arg-type]
+    auth = {"Authorization": f"Bearer {client.access_token()}"}
 
     def plain(k: int) -> float:
         out = tmp / f"plain-{k}.tar.gz"
         t0 = time.perf_counter()
-        with httpx.Client() as http, http.stream("GET", url) as r, out.open("wb") as fh:
+        with httpx.Client(headers=auth) as http, http.stream("GET", url) as r, out.open("wb") as fh:
             r.raise_for_status()
             for chunk in r.iter_raw(1 << 20):
                 fh.write(chunk)
@@ -112,7 +116,7 @@ def _download(live: object, tmp: Path) -> tuple[float, float, int]:
     def verified(k: int) -> float:
         profile = tmp / f"profile-{k}"
         t0 = time.perf_counter()
-        up = ModelUpdater(live.url, root, profile)  # type: ignore[attr-defined]
+        up = ModelUpdater(live.url, root, profile, access_token=client.access_token)  # type: ignore[attr-defined]
         got = up._download(pkg.target_path, profile / "pkg.tar.gz", 2**40, "bench")
         took = time.perf_counter() - t0
         up.close()
@@ -120,8 +124,11 @@ def _download(live: object, tmp: Path) -> tuple[float, float, int]:
         got.unlink()
         return took
 
-    plain_s = min(plain(k) for k in range(3))
-    verified_s = min(verified(k) for k in range(3))
+    try:
+        plain_s = min(plain(k) for k in range(3))
+        verified_s = min(verified(k) for k in range(3))
+    finally:
+        client.close()
     return plain_s, verified_s, pkg.length
 
 

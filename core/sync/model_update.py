@@ -29,8 +29,9 @@ from core.inference.model_store import (
     default_health_check,
 )
 from core.sync.client import check_server_url, make_http
-from core.sync.errors import SyncError
-from core.sync.tuf_fetch import HttpxFetcher, download_verified
+from core.sync.credentials import CredentialError
+from core.sync.errors import AuthFailedError, SyncError, TransientError
+from core.sync.tuf_fetch import HttpxFetcher, TargetAccessError, TokenProvider, download_verified
 from core.sync.wire import Assignment, ChannelFile
 
 DEFAULT_MAX_PACKAGE_BYTES = 4 * 2**30
@@ -47,6 +48,8 @@ Reason = Literal[
     "network",
     "not_published",
     "package",
+    "revoked",
+    "not_enrolled",
 ]
 
 
@@ -69,8 +72,12 @@ class UpdateResult:
 
 
 def explain(exc: Exception, what: str) -> ModelUpdateError:
-    """A clear, specific message for each kind of TUF refusal."""
+    """A clear, specific message for each kind of TUF refusal, and for the update server
+    refusing this workstation its packages (revoked, or not enrolled/signed in)."""
     tail = "; the installed model is unchanged"
+    access = _explain_access(exc, what, tail)
+    if access is not None:
+        return access
     if isinstance(exc, tuf_exc.ExpiredMetadataError):
         return ModelUpdateError(
             "expired",
@@ -112,6 +119,45 @@ def explain(exc: Exception, what: str) -> ModelUpdateError:
     raise exc
 
 
+def _explain_access(exc: Exception, what: str, tail: str) -> ModelUpdateError | None:
+    """Refusals of this workstation itself: by the server on a target (401), or by the sign-in
+    that should have given it a token (revoked, not enrolled, server unreachable)."""
+    if isinstance(exc, ModelUpdateError):
+        return exc
+    if isinstance(exc, TargetAccessError):
+        if exc.code == "device_revoked":
+            return ModelUpdateError(
+                "revoked",
+                f"{what}: the update server refuses this workstation model packages because it "
+                f"was revoked by an administrator ({exc.detail}); ask IT to enrol it again" + tail,
+            )
+        why = "it did not sign in" if exc.code == "auth_required" else "its sign-in was refused"
+        return ModelUpdateError(
+            "not_enrolled",
+            f"{what}: the update server sends model packages only to enrolled workstations and "
+            f"{why} ({exc.code}: {exc.detail}); enrol it with a code from your administrator"
+            + tail,
+        )
+    if isinstance(exc, CredentialError):
+        return ModelUpdateError("not_enrolled", f"{what}: {exc}" + tail)
+    if isinstance(exc, AuthFailedError):  # the server refused the device's login or refresh
+        # it carries no code: SyncClient raises it for device_revoked ("... was revoked by an
+        # admin") and credentials_invalid (a device the server does not know)
+        reason: Reason = "revoked" if "revoked" in str(exc) else "not_enrolled"
+        return ModelUpdateError(
+            reason, f"{what}: the update server refused this workstation's sign-in ({exc})" + tail
+        )
+    if isinstance(exc, TransientError):
+        return ModelUpdateError(
+            "network", f"{what}: signing in to the update server failed ({exc}); try later" + tail
+        )
+    if isinstance(exc, SyncError):  # a setup problem (TLS, proxy) or a refused login request
+        return ModelUpdateError(
+            "network", f"{what}: signing in to the update server failed ({exc})" + tail
+        )
+    return None
+
+
 def shipped_version(model_id: str) -> str | None:
     """The version the installer shipped in the zoo (no download needed when it is wanted)."""
     from models.discovery import ZOO_DIR
@@ -139,6 +185,7 @@ class ModelUpdater:
         max_package_bytes: int = DEFAULT_MAX_PACKAGE_BYTES,
         health_check: HealthCheck = default_health_check,
         assignment: Callable[[str], Assignment | None] | None = None,
+        access_token: TokenProvider | None = None,
     ) -> None:
         self.server_url = check_server_url(server_url)
         self.trusted_root = trusted_root
@@ -148,7 +195,9 @@ class ModelUpdater:
         self.health_check = health_check
         self.assignment = assignment
         self._http = make_http(ca_bundle, https_proxy, timeout)
+        # metadata: public and signed, no token; targets: the device's token (renewed on 401)
         self._fetcher = HttpxFetcher(self._http)
+        self._target_fetcher = HttpxFetcher(self._http, access_token)
         self._updater: Updater | None = None
 
     def close(self) -> None:
@@ -195,9 +244,10 @@ class ModelUpdater:
                 f"{what}: {target_path!r} is {info.length} bytes, over the limit of {limit}; "
                 "the installed model is unchanged",
             )
+        base = f"{self.server_url}/tuf/targets/"
         try:
-            return download_verified(self._fetcher, f"{self.server_url}/tuf/targets/", info, dest)
-        except (tuf_exc.RepositoryError, tuf_exc.DownloadError) as exc:
+            return download_verified(self._target_fetcher, base, info, dest)
+        except (tuf_exc.RepositoryError, tuf_exc.DownloadError, SyncError) as exc:
             raise explain(exc, what) from exc
 
     def channel(self, model_id: str) -> ChannelFile:

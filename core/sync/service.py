@@ -97,6 +97,10 @@ def models_to_update(client: SyncClient, updater: ModelUpdater) -> list[str]:
 
 
 def make_updater(settings: Settings, client: SyncClient | None = None) -> ModelUpdater:
+    """The updater, signed in as this workstation through ``client``: the backend serves model
+    packages only to enrolled, non-revoked devices, so target downloads carry the device's
+    access token (renewed on a 401 as every API request is). Without a client it can still
+    read the public metadata, but every package download is refused (``not_enrolled``)."""
     s = settings.sync
     return ModelUpdater(
         check_server_url(s.server_url),
@@ -105,4 +109,5 @@ def make_updater(settings: Settings, client: SyncClient | None = None) -> ModelU
         ca_bundle=s.ca_bundle,
         https_proxy=s.https_proxy,
         assignment=rollout_assignment(client) if client is not None else None,
+        access_token=client.access_token if client is not None else None,
     )

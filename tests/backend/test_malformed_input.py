@@ -227,14 +227,18 @@ def _path_probes(t: Target) -> Iterator[Probe]:
                 f"{api}/models/{model_id}/{s}/file",
                 device,
             )
+            # with a device's token, so each probe reaches the target path's own checks
             yield Probe(
-                f"{method} tuf/targets/{{path}}={_show(v)}", method, f"{url}/tuf/targets/{s}", {}
+                f"{method} tuf/targets/{{path}}={_show(v)}",
+                method,
+                f"{url}/tuf/targets/{s}",
+                device,
             )
             yield Probe(
                 f"{method} tuf/targets/models/{{path}}={_show(v)}",
                 method,
                 f"{url}/tuf/targets/models/{model_id}/{s}",
-                {},
+                device,
             )
         yield Probe(
             f"admin report {{rollout_id}}={_show(v)}",
@@ -308,6 +312,12 @@ def _header_probes(t: Target) -> Iterator[Probe]:
             {"Authorization": f"Bearer {v}".strip()},  # "Bearer " is not a legal header value
         )
         yield Probe(f"Authorization {_show(v)}", "GET", f"{api}/models", {"Authorization": v})
+        yield Probe(  # targets check the token as the API does: odd ones are a 401, not a 5xx
+            f"tuf target Authorization Bearer {_show(v)}",
+            "GET",
+            tuf_url,
+            {"Authorization": f"Bearer {v}".strip()},
+        )
         yield Probe(
             f"metrics Authorization {_show(v)}",
             "GET",

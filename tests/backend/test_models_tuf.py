@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tuf.ngclient import Updater
 from backend.catalogue import CatalogueError, add_model, package_path
 from backend.db import ModelPackage, TufMetadata
 from backend.storage import LocalStorage
+from core.sync.tuf_fetch import HttpxFetcher
 from core.sync.wire import ChannelFile
 from tests.backend.conftest import LiveServer, Workstation, make_package
 
@@ -41,15 +43,30 @@ def _root(server: LiveServer) -> bytes:
     return body
 
 
-def _updater(server: LiveServer, tmp: Path) -> Updater:
+@pytest.fixture
+def http() -> Iterator[httpx.Client]:
+    """A client without credentials: the fetcher adds the token itself."""
+    with httpx.Client(timeout=30) as client:
+        yield client
+
+
+def _updater(
+    server: LiveServer, tmp: Path, ws: Workstation | None = None, http: httpx.Client | None = None
+) -> Updater:
+    """ngclient's Updater; given ``ws`` and ``http``, its downloads carry that workstation's
+    token (targets are served to enrolled devices only), else it reads public metadata only."""
     meta, targets = tmp / "meta", tmp / "targets"
     meta.mkdir(exist_ok=True)
     targets.mkdir(exist_ok=True)
+    fetcher = None
+    if ws is not None and http is not None:
+        fetcher = HttpxFetcher(http, lambda _renew: str(ws.tokens["access_token"]))
     return Updater(
         str(meta),
         f"{server.url}/tuf/metadata/",
         str(targets),
         f"{server.url}/tuf/targets/",
+        fetcher=fetcher,
         bootstrap=_root(server),
     )
 
@@ -97,9 +114,11 @@ def test_range_download_resumes(server: LiveServer, ws: Workstation, tmp_path: P
     assert ws.http.get("/models/range-model/9.9/file").json()["error"]["code"] == "model_not_found"
 
 
-def test_updater_refreshes_and_downloads(server: LiveServer, tmp_path: Path) -> None:
+def test_updater_refreshes_and_downloads(
+    server: LiveServer, ws: Workstation, http: httpx.Client, tmp_path: Path
+) -> None:
     pkg = _publish(server, tmp_path / "pkgs", "tuf-model", "1.0")
-    up = _updater(server, tmp_path)
+    up = _updater(server, tmp_path, ws, http)
     up.refresh()
     info = up.get_targetinfo(package_path("tuf-model", "1.0"))
     assert info is not None
@@ -115,7 +134,9 @@ def test_updater_refreshes_and_downloads(server: LiveServer, tmp_path: Path) -> 
     assert 'doctorai_model_downloads_total{model="tuf-model",version="1.0"} 1.0' in downloads
 
 
-def test_tampered_target_refused(server: LiveServer, tmp_path: Path) -> None:
+def test_tampered_target_refused(
+    server: LiveServer, ws: Workstation, http: httpx.Client, tmp_path: Path
+) -> None:
     pkg = _publish(server, tmp_path / "pkgs", "tamper-model", "1.0")
     storage = server.state.storage
     assert isinstance(storage, LocalStorage)
@@ -123,7 +144,7 @@ def test_tampered_target_refused(server: LiveServer, tmp_path: Path) -> None:
     data = bytearray(stored.read_bytes())
     data[len(data) // 2] ^= 0xFF  # same length, one byte flipped on the server's disk
     stored.write_bytes(bytes(data))
-    up = _updater(server, tmp_path)
+    up = _updater(server, tmp_path, ws, http)
     up.refresh()
     info = up.get_targetinfo(pkg.target_path)
     assert info is not None
@@ -183,13 +204,14 @@ def test_expired_timestamp_refused(server: LiveServer, tmp_path: Path) -> None:
     _updater(server, later).refresh()  # re-signed: clients recover without intervention
 
 
-def test_metadata_routes(server: LiveServer) -> None:
+def test_metadata_routes(server: LiveServer, ws: Workstation) -> None:
     assert httpx.get(f"{server.url}/tuf/metadata/1.root.json").status_code == 200
     assert httpx.get(f"{server.url}/tuf/metadata/999.root.json").status_code == 404
     assert httpx.get(f"{server.url}/tuf/metadata/3.timestamp.json").status_code == 404
     assert httpx.get(f"{server.url}/tuf/metadata/../secret").status_code == 404
-    r = httpx.get(f"{server.url}/tuf/targets/models/x/{'0' * 64}.x.tar.gz")
-    assert r.status_code == 404
+    missing = f"{server.url}/tuf/targets/models/x/{'0' * 64}.x.tar.gz"
+    assert httpx.get(missing).status_code == 401  # targets: enrolled workstations only
+    assert ws.http.get(missing).status_code == 404
 
 
 def test_timestamp_resign_needed_when_close_to_expiry(server: LiveServer) -> None:

@@ -7,11 +7,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from tuf.ngclient import Updater
 
 from backend.catalogue import add_model
 from backend.db import AuditEvent, Result, SecurityAlert
+from core.sync.tuf_fetch import HttpxFetcher
 from tests.backend import pg
 from tests.backend.conftest import LiveServer, base_settings, make_package, result_item
 
@@ -69,14 +71,21 @@ def test_tuf_on_postgres(pg_server: LiveServer, tmp_path: Path) -> None:
         root = pg_server.state.repo.get(s, "root", 1)
     assert root is not None
     (tmp_path / "m").mkdir()
-    up = Updater(
-        str(tmp_path / "m"),
-        f"{pg_server.url}/tuf/metadata/",
-        str(tmp_path),
-        f"{pg_server.url}/tuf/targets/",
-        bootstrap=root,
-    )
-    up.refresh()
-    info = up.get_targetinfo(pkg.target_path)
-    assert info is not None
-    assert hashlib.sha256(Path(up.download_target(info)).read_bytes()).hexdigest() == pkg.sha256
+    ws = pg_server.workstation("pg-tuf")  # targets are served to enrolled workstations only
+    with httpx.Client(timeout=30) as http:
+        up = Updater(
+            str(tmp_path / "m"),
+            f"{pg_server.url}/tuf/metadata/",
+            str(tmp_path),
+            f"{pg_server.url}/tuf/targets/",
+            fetcher=HttpxFetcher(http, lambda _renew: str(ws.tokens["access_token"])),
+            bootstrap=root,
+        )
+        up.refresh()
+        info = up.get_targetinfo(pkg.target_path)
+        assert info is not None
+        got = Path(up.download_target(info)).read_bytes()
+        assert hashlib.sha256(got).hexdigest() == pkg.sha256
+        # the device's token is checked on PostgreSQL too: without one, no package
+        assert http.get(f"{pg_server.url}/tuf/targets/{pkg.target_path}").status_code == 401
+    ws.close()

@@ -11,10 +11,11 @@ import hashlib
 import itertools
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -74,9 +75,30 @@ def trusted_root(server: LiveServer) -> bytes:
         return server.state.repo.root_json_for_installer(s)
 
 
+def device_token(server: LiveServer) -> Callable[[bool], str]:
+    """A newly enrolled workstation's access token, renewed by logging in again when asked:
+    what ``SyncClient.access_token`` gives the updater (the backend serves packages only to
+    enrolled, non-revoked workstations)."""
+    r = httpx.post(f"{server.api}/enrol", json={"code": server.enrol_code(), "label": "updater"})
+    r.raise_for_status()
+    creds = {"device_id": r.json()["device_id"], "device_secret": r.json()["device_secret"]}
+    token = ""
+
+    def access_token(renew: bool) -> str:
+        nonlocal token
+        if renew or not token:
+            login = httpx.post(f"{server.api}/token", json=creds)
+            login.raise_for_status()
+            token = str(login.json()["access_token"])
+        return token
+
+    return access_token
+
+
 def updater(
     server: LiveServer, profile: Path, url: str | None = None, **kw: object
 ) -> ModelUpdater:
+    kw.setdefault("access_token", device_token(server))
     return ModelUpdater(url or server.url, trusted_root(server), profile, **kw)  # type: ignore[arg-type]
 
 
@@ -281,7 +303,9 @@ def test_rollout_candidate_arm_gets_the_candidate(
     with live.state.sessions() as s:  # every workstation on the candidate arm
         create_rollout(s, live.state.repo, MODEL, "1.0.1", "1.9.0", split=1.0)
     client = enrolled_client(live)
-    up = updater(live, profile, assignment=rollout_assignment(client))
+    up = updater(
+        live, profile, assignment=rollout_assignment(client), access_token=client.access_token
+    )
     assert up.update(MODEL).version == "1.9.0"
     # without an assignment (e.g. not enrolled) the signed channel's baseline is used
     assert updater(live, tmp_path / "other").update(MODEL).version == "1.0.1"
@@ -313,7 +337,9 @@ def test_second_candidate_of_a_three_arm_rollout_is_installed(
         got = rollout_assignment(client)(MODEL)
         assert got is not None
         assert (got.shadow_version if shadow else got.version) == "1.9.3"
-        up = updater(live, profile, assignment=rollout_assignment(client))
+        up = updater(
+            live, profile, assignment=rollout_assignment(client), access_token=client.access_token
+        )
         assert up.plan(MODEL) == (
             ("1.0.1", package_path(MODEL, "1.0.1"), (("1.9.3", package_path(MODEL, "1.9.3"), rid)))
             if shadow
@@ -380,7 +406,9 @@ def test_shadow_rollout_installs_the_candidate_beside_the_shown_version(
         rid = create_rollout(s, live.state.repo, MODEL, "1.0.1", "1.9.1", 1.0, shadow=True).id
     client = enrolled_client(live)
     try:
-        up = updater(live, profile, assignment=rollout_assignment(client))
+        up = updater(
+            live, profile, assignment=rollout_assignment(client), access_token=client.access_token
+        )
         res = up.update(MODEL)
         assert (res.version, res.shadow) == ("1.0.1", "1.9.1")
         assert "1.9.1 installed to run in shadow mode" in res.message
@@ -393,7 +421,14 @@ def test_shadow_rollout_installs_the_candidate_beside_the_shown_version(
         assert load_package(profile / "models" / MODEL / "1.9.1").version == "1.9.1"
         assert store.current_package_dirs() == [profile / "models" / MODEL / "1.0.1"]
         assert (
-            updater(live, profile, assignment=rollout_assignment(client)).update(MODEL).action
+            updater(
+                live,
+                profile,
+                assignment=rollout_assignment(client),
+                access_token=client.access_token,
+            )
+            .update(MODEL)
+            .action
             == "up_to_date"
         )
         # not enrolled / no assignment: no shadow run
@@ -401,7 +436,9 @@ def test_shadow_rollout_installs_the_candidate_beside_the_shown_version(
 
         with live.state.sessions() as s:
             promote(s, live.state.repo, rid)
-        res = updater(live, profile, assignment=rollout_assignment(client)).update(MODEL)
+        res = updater(
+            live, profile, assignment=rollout_assignment(client), access_token=client.access_token
+        ).update(MODEL)
         assert (res.action, res.version, res.previous, res.shadow) == (
             "installed",
             "1.9.1",
@@ -429,13 +466,22 @@ def test_shadow_candidate_failing_its_selftest_is_refused(
         rid = create_rollout(s, live.state.repo, MODEL, "1.0.1", "1.9.2", 1.0, shadow=True).id
     client = enrolled_client(live)
     try:
-        up = updater(live, profile, assignment=rollout_assignment(client))
+        up = updater(
+            live, profile, assignment=rollout_assignment(client), access_token=client.access_token
+        )
         _assert_refused(up, "package", "failed its self-test", profile, before)
         assert up.store.shadow(MODEL) is None
         with live.state.sessions() as s:
             rollback(s, live.state.repo, rid)
         assert (
-            updater(live, profile, assignment=rollout_assignment(client)).update(MODEL).action
+            updater(
+                live,
+                profile,
+                assignment=rollout_assignment(client),
+                access_token=client.access_token,
+            )
+            .update(MODEL)
+            .action
             == "up_to_date"
         )
     finally:
