@@ -33,8 +33,20 @@ REPORT_INDEX_INCLUDE = (
 )
 
 
+# Index-only scans skip the table only for pages autovacuum has marked all-visible. Its default
+# for insert-only growth waits for 20% new rows (400,000 at 2M), and the report over pages not
+# yet marked took 2.1 s instead of 0.7 s; at 2% the unmarked tail stays small. Vacuuming freshly
+# inserted pages is cheap (no dead rows to remove).
+INSERT_SCALE_FACTOR = 0.02
+
+
 def upgrade() -> None:
     stored = op.get_bind().dialect.name == "postgresql"
+    if stored:
+        op.execute(
+            "ALTER TABLE results SET (autovacuum_vacuum_insert_scale_factor = "
+            f"{INSERT_SCALE_FACTOR})"
+        )
     op.add_column(
         "results",
         sa.Column("has_error", sa.Boolean(), sa.Computed(HAS_ERROR_SQL, persisted=stored)),
@@ -48,6 +60,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("ALTER TABLE results RESET (autovacuum_vacuum_insert_scale_factor)")
     op.drop_index("ix_results_report", table_name="results")
     with op.batch_alter_table("results") as batch:
         batch.drop_column("has_error")
