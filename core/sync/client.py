@@ -214,7 +214,7 @@ class SyncClient:
         if status == 409 and code.startswith("audit_chain"):
             raise ChainAlertError(status, code, message, data)
         if code in ("device_revoked", "credentials_invalid"):
-            raise AuthFailedError(f"{what}: {message}; ask an administrator to re-enrol")
+            raise AuthFailedError(f"{what}: {message}; ask an administrator to re-enrol", code)
         raise RefusedError(status, code, f"{what} refused (HTTP {status} {code}): {message}", data)
 
     def _json(self, resp: httpx.Response, what: str) -> Any:

@@ -52,7 +52,13 @@ class ChainGapError(ChainAlertError, TransientError):
 
 
 class AuthFailedError(SyncError):
-    """Not enrolled, credentials rejected, or the workstation was revoked: needs an admin."""
+    """Not enrolled, credentials rejected, or the workstation was revoked: needs an admin.
+    ``code`` is the server's (``device_revoked``, ``credentials_invalid``), so callers tell the
+    cases apart without reading the message."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TlsError(SyncConfigError):

@@ -141,9 +141,8 @@ def _explain_access(exc: Exception, what: str, tail: str) -> ModelUpdateError | 
     if isinstance(exc, CredentialError):
         return ModelUpdateError("not_enrolled", f"{what}: {exc}" + tail)
     if isinstance(exc, AuthFailedError):  # the server refused the device's login or refresh
-        # it carries no code: SyncClient raises it for device_revoked ("... was revoked by an
-        # admin") and credentials_invalid (a device the server does not know)
-        reason: Reason = "revoked" if "revoked" in str(exc) else "not_enrolled"
+        # device_revoked, or credentials_invalid (a device the server does not know)
+        reason: Reason = "revoked" if exc.code == "device_revoked" else "not_enrolled"
         return ModelUpdateError(
             reason, f"{what}: the update server refused this workstation's sign-in ({exc})" + tail
         )
