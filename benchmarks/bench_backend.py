@@ -37,7 +37,7 @@ def main() -> None:
     from tuf.ngclient import Updater
 
     from backend.catalogue import add_model
-    from core.sync.tuf_fetch import HttpxFetcher
+    from core.sync.tuf_fetch import HttpxFetcher, download_verified
     from tests.backend.conftest import LiveServer, base_settings
 
     with tempfile.TemporaryDirectory() as tmp_s:
@@ -86,20 +86,27 @@ def main() -> None:
                 (tmp / f"m{k}").mkdir()
                 (tmp / f"t{k}").mkdir()
                 t0 = time.perf_counter()
-                # targets go to enrolled workstations only: the fetcher sends the device token
+                # what ModelUpdater does: metadata through a fetcher without a token, the
+                # package through download_verified (hashed while written) with the device's
+                # token (targets go to enrolled workstations only)
                 with httpx.Client() as http:
                     up = Updater(
                         str(tmp / f"m{k}"),
                         f"{live.url}/tuf/metadata/",
                         str(tmp / f"t{k}"),
                         f"{live.url}/tuf/targets/",
-                        fetcher=HttpxFetcher(http, lambda _renew: ws.tokens["access_token"]),
+                        fetcher=HttpxFetcher(http),
                         bootstrap=root,
                     )
                     up.refresh()
                     info = up.get_targetinfo(pkg.target_path)
                     assert info is not None
-                    up.download_target(info)
+                    download_verified(
+                        HttpxFetcher(http, lambda _renew: ws.tokens["access_token"]),
+                        f"{live.url}/tuf/targets/",
+                        info,
+                        tmp / f"t{k}" / "package",
+                    )
                 return time.perf_counter() - t0
 
             plain = min(plain_get() for _ in range(3))
