@@ -77,13 +77,16 @@ def test_promote_and_rollback_through_signed_channel(server: LiveServer, tmp_pat
     repo = server.state.repo
     rid = _setup(server, tmp_path / "p", "promo-model", 0.1)
 
+    ws = server.workstation("promo-reader")  # channel files are targets: enrolled devices only
+
     def channel(sub: str) -> ChannelFile:
         (tmp_path / sub).mkdir()
-        up = _updater(server, tmp_path / sub)
-        up.refresh()
-        info = up.get_targetinfo("channels/promo-model.json")
-        assert info is not None
-        return ChannelFile.model_validate_json(Path(up.download_target(info)).read_bytes())
+        with httpx.Client() as http:
+            up = _updater(server, tmp_path / sub, ws, http)
+            up.refresh()
+            info = up.get_targetinfo("channels/promo-model.json")
+            assert info is not None
+            return ChannelFile.model_validate_json(Path(up.download_target(info)).read_bytes())
 
     during = channel("a")
     assert during.version == "1.0"

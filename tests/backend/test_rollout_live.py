@@ -216,11 +216,13 @@ def test_breach_with_rollback_resigns_the_channel(server: LiveServer, tmp_path: 
     actions = check_rollouts(server.state.sessions, server.state.repo)
     assert actions[rid] == "rolled_back"
     (tmp_path / "tuf").mkdir()
-    up = _updater(server, tmp_path / "tuf")
-    up.refresh()
-    info = up.get_targetinfo("channels/rb-m.json")
-    assert info is not None
-    channel = ChannelFile.model_validate_json(Path(up.download_target(info)).read_bytes())
+    reader = server.workstation("rb-reader")  # channel files are targets: enrolled devices only
+    with httpx.Client() as http:
+        up = _updater(server, tmp_path / "tuf", reader, http)
+        up.refresh()
+        info = up.get_targetinfo("channels/rb-m.json")
+        assert info is not None
+        channel = ChannelFile.model_validate_json(Path(up.download_target(info)).read_bytes())
     assert (channel.version, channel.rollout) == ("1.0", None)
     with server.state.sessions() as s:
         kinds = list(s.scalars(select(RolloutEvent.kind).where(RolloutEvent.rollout_id == rid)))
