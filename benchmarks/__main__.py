@@ -14,7 +14,16 @@ import time
 import benchmarks
 
 
+def _bind_sqlcipher_first() -> None:
+    """All benchmarks share this process, and some import TensorFlow directly: its plain SQLite
+    would then take SQLCipher's place for the store benchmarks run after them (the store
+    refuses to open then). The application loads sqlcipher3 first the same way
+    (models.adapters.keras_adapter)."""
+    import sqlcipher3  # noqa: F401
+
+
 def main(argv: list[str]) -> int:
+    _bind_sqlcipher_first()
     found = pkgutil.iter_modules(benchmarks.__path__)
     names = sorted(m.name for m in found if m.name.startswith("bench_"))
     wanted = [n if n.startswith("bench_") else f"bench_{n}" for n in argv] or names

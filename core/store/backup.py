@@ -57,6 +57,7 @@ from typing import Any
 
 import sqlcipher3
 
+from core.store.database import _connect
 from core.store.keys import SERVICE, profile_key_entries
 
 FORMAT = "doctorai-backup"
@@ -258,12 +259,6 @@ def unseal(sealed: bytes, private_key: Any, manifest: Manifest, path: Path) -> d
 
 
 # --- the online copy -----------------------------------------------------------------------
-
-
-def _connect(path: Path, key: str) -> Any:
-    con = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-    con.execute(f"PRAGMA key = \"x'{key}'\"")
-    return con
 
 
 def _profile_secrets(db_path: Path) -> dict[str, str]:

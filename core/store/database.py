@@ -37,7 +37,23 @@ MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def _connect(path: Path, key: str) -> Any:
+    """An SQLCipher connection keyed with ``key``, refused when SQLCipher is not what answers.
+
+    A library that carries a plain SQLite (TensorFlow does) and is loaded before the sqlcipher3
+    extension takes its place: ``PRAGMA key`` is then silently ignored, a new database would be
+    written in clear and an existing one reads as "not a database". The adapters load
+    sqlcipher3 first (models.adapters.keras_adapter); this check fails closed for any other
+    path (a benchmark importing TensorFlow first showed it)."""
     con = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+    row = con.execute("PRAGMA cipher_version").fetchone()
+    if not row or not row[0]:
+        con.close()
+        raise DatabaseError(
+            path,
+            "SQLCipher is not active in this process: a plain SQLite loaded by another library "
+            "(e.g. TensorFlow imported before the database module) answers instead, and it "
+            "would store the data unencrypted; nothing was opened or written",
+        )
     con.execute(f"PRAGMA key = \"x'{key}'\"")
     return con
 
