@@ -176,6 +176,20 @@ def base_settings(data_dir: Path, **kw: Any) -> Settings:
 
 
 @pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL 15 server for the module (skipped, with the reason, where the
+    server binaries or psycopg are missing). Tests that stop or break the server take their
+    own per-test one (test_health, test_timestamp_resign)."""
+    from tests.backend import pg
+
+    reason = pg.unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with pg.postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     live = LiveServer(base_settings(tmp_path_factory.mktemp("backend"))).start()
     yield live

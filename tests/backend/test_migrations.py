@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,14 +25,6 @@ from tests.backend import pg
 REPO = Path(__file__).resolve().parents[2]
 _pg_reason = pg.unavailable_reason()
 needs_pg = pytest.mark.skipif(_pg_reason is not None, reason=_pg_reason or "")
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if _pg_reason is not None:
-        pytest.skip(_pg_reason)
-    with pg.postgres_server() as url:
-        yield url
 
 
 def fresh_pg_db(server_url: str) -> str:

@@ -4,7 +4,6 @@ per client (a bucket row updated atomically), not one each as per-process limite
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -19,14 +18,6 @@ from tests.backend.served import SECRET, backend_env, serve
 
 _pg_reason = pg.unavailable_reason()
 BURST = 10
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if _pg_reason is not None:
-        pytest.skip(_pg_reason)
-    with pg.postgres_server() as url:
-        yield url
 
 
 def _limited(urls: list[str], client: str, n: int) -> int:

@@ -34,7 +34,6 @@ from backend.deps import BackendState
 from backend.rollout_assign import add_arms, assignments_for
 from backend.tuf_repo import init_keys
 from core.sync.wire import ChannelFile
-from tests.backend import pg
 from tests.backend.conftest import base_settings, make_package
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,15 +55,6 @@ else:
     out = {str(k): v for k, v in check_rollouts(sessions).items()}
 print(json.dumps(out))
 """
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    reason = pg.unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    with pg.postgres_server() as url:
-        yield url
 
 
 def run_together(script: str, argvs: list[list[str]], lead_s: float = 4.0) -> list[Any]:

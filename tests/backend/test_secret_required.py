@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -17,14 +16,6 @@ from tests.backend import pg
 from tests.backend.served import REPO, SECRET, backend_env, serve
 
 _pg_reason = pg.unavailable_reason()
-
-
-@pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    if _pg_reason is not None:
-        pytest.skip(_pg_reason)
-    with pg.postgres_server() as url:
-        yield url
 
 
 def _serve_fails(data: Path, *args: str) -> subprocess.CompletedProcess[str]:
