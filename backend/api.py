@@ -29,6 +29,7 @@ from backend.deps import (
     admin,
     db_session,
     device,
+    device_revoked_error,
     limit_by_address,
     state,
 )
@@ -213,11 +214,8 @@ def _idempotent(
             result = store(session, device_id, batch)
         except ingest.DeviceRevokedError as exc:
             session.rollback()
-            raise ApiError(
-                401,
-                "device_revoked",
-                "this workstation was revoked by an admin: its tokens are refused",
-                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            raise device_revoked_error(
+                "this workstation was revoked by an admin: its tokens are refused"
             ) from exc
         except ingest.ChainError as exc:
             session.rollback()

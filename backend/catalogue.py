@@ -155,6 +155,14 @@ def get_rollout(session: Session, rollout_id: int) -> Rollout:
     return ro
 
 
+def get_locked_rollout(session: Session, rollout_id: int) -> Rollout:
+    """The rollout, row-locked for this transaction (its status re-read under the lock)."""
+    ro = lock_rollout(session, rollout_id)
+    if ro is None:
+        raise CatalogueError(f"rollout {rollout_id} does not exist")
+    return ro
+
+
 def create_rollout(
     session: Session,
     repo: TufRepository,
@@ -245,9 +253,7 @@ def close_rollout(
     The rollout's row is locked first (then the channel's target, then the signing lock: the
     order of every status change) and its status re-read, so a promote racing an automatic
     rollback on another process either waits and then finds it closed, or wins outright."""
-    ro = lock_rollout(session, rollout_id)
-    if ro is None:
-        raise CatalogueError(f"rollout {rollout_id} does not exist")
+    ro = get_locked_rollout(session, rollout_id)
     if ro.status not in OPEN_STATUSES:
         raise CatalogueError(f"rollout {rollout_id} is already {ro.status}")
     arms = {a.name: a for a in arms_of(session, ro)}
@@ -278,9 +284,7 @@ def promote(
 ) -> Rollout:
     """Promote the candidate (``arm`` names which one when there are several)."""
     if arm is None:  # the row locked first here too: the lock is the transaction's first step
-        ro = lock_rollout(session, rollout_id)
-        if ro is None:
-            raise CatalogueError(f"rollout {rollout_id} does not exist")
+        ro = get_locked_rollout(session, rollout_id)
         names = [a.name for a in arms_of(session, ro)]
         candidates = [n for n in names if n != "baseline"]
         if len(candidates) != 1:
@@ -297,9 +301,7 @@ def rollback(session: Session, repo: TufRepository, rollout_id: int) -> Rollout:
 
 def pause_rollout(session: Session, rollout_id: int, actor: str, by: str) -> Rollout:
     """Pause (admin, CLI): the row locked and its status re-read first; committed."""
-    ro = lock_rollout(session, rollout_id)
-    if ro is None:
-        raise CatalogueError(f"rollout {rollout_id} does not exist")
+    ro = get_locked_rollout(session, rollout_id)
     try:
         pause(session, ro, actor, {"by": by})
     except RolloutError as exc:

@@ -38,6 +38,13 @@ class ApiError(Exception):
         self.data, self.headers = data or {}, headers or {}
 
 
+def device_revoked_error(message: str) -> ApiError:
+    """The 401 every route gives a revoked workstation (its token is refused, as invalid)."""
+    return ApiError(
+        401, "device_revoked", message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    )
+
+
 @dataclass
 class BackendState:
     settings: Settings

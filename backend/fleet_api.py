@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session
 
 from backend import deps, fleet
 from backend.auth import Principal
-from backend.deps import ApiError, BackendState, admin, db_session, principal, state
+from backend.deps import (
+    ApiError,
+    BackendState,
+    admin,
+    db_session,
+    device_revoked_error,
+    principal,
+    state,
+)
 from backend.ops import log
 from core.sync.status_report import STATUS_PATH, DeviceStatusReport
 from core.sync.wire import API_PREFIX, ErrorBody
@@ -42,12 +50,9 @@ def active_device(
     with st.sessions() as session:
         active = fleet.check_and_touch(session, device_id)
     if not active:
-        raise ApiError(
-            401,
-            "device_revoked",
+        raise device_revoked_error(
             "this workstation was revoked by an admin (or no longer exists): its tokens are "
-            "refused; ask IT to enrol it again",
-            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            "refused; ask IT to enrol it again"
         )
     return device_id
 

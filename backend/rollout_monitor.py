@@ -303,11 +303,9 @@ def _enforce(
     breaches: list[dict[str, Any]],
     actor: str,
 ) -> str | None:
-    """Pause or roll back once: the row is locked (again: re-entrant) and its status re-read,
-    so two processes judging the same breach, or a breach and an admin's promote, act once."""
-    locked = lock_rollout(session, ro.id)
-    if locked is None or locked.status != ACTIVE:
-        return None
+    """Pause or roll back once. The caller (``report``) holds the row lock and has re-read
+    ``ro`` under it, active, so two processes judging the same breach, or a breach and an
+    admin's promote, act once."""
     record_event(session, ro.id, "guardrail_breach", {"breaches": breaches}, actor)
     logger.warning("rollout %s guardrail breach: %s", ro.id, breaches)
     if on_breach == "rollback" and repo is not None:
@@ -315,7 +313,7 @@ def _enforce(
 
         close_rollout(session, repo, ro.id, promote_arm=None, actor=actor, commit=False)
         return "rolled_back"
-    pause(session, locked, actor, {"breaches": breaches})
+    pause(session, ro, actor, {"breaches": breaches})
     return "paused"
 
 

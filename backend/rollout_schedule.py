@@ -18,10 +18,10 @@ from backend.rollout_monitor import check_rollouts
 logger = logging.getLogger("doctorai.backend.rollout")
 
 
-async def check_periodically(st: BackendState, every_s: float | None = None) -> None:
-    """Run ``check_rollouts`` every ``every_s`` seconds (default: the settings') off the event
-    loop; failures are logged and the next round tries again."""
-    period = st.settings.rollout_check_s if every_s is None else every_s
+async def check_periodically(st: BackendState) -> None:
+    """Run ``check_rollouts`` every ``rollout_check_s`` seconds (settings; 0 turns it off) off
+    the event loop; failures are logged and the next round tries again."""
+    period = st.settings.rollout_check_s
     if period <= 0:
         return
     while True:

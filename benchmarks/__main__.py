@@ -14,15 +14,11 @@ import time
 import benchmarks
 
 
-def _bind_sqlcipher_first() -> None:
-    """All benchmarks share this process, and some import TensorFlow directly: its plain SQLite
-    would then take SQLCipher's place for the store benchmarks run after them (the store
-    refuses to open then). The application loads sqlcipher3 first the same way
-    (models.adapters.keras_adapter)."""
-    import sqlcipher3  # noqa: F401
-
-
 def main(argv: list[str]) -> int:
+    # all benchmarks share this process and some import TensorFlow directly: load SQLCipher
+    # first, as the application does, or the store benchmarks after them find it replaced
+    from models.adapters.keras_adapter import _bind_sqlcipher_first
+
     _bind_sqlcipher_first()
     found = pkgutil.iter_modules(benchmarks.__path__)
     names = sorted(m.name for m in found if m.name.startswith("bench_"))

@@ -342,7 +342,7 @@ def _print_text(output: dict[str, Any]) -> None:
     for warning in output.get("warnings") or []:
         print(f"  warning: {warning}")
     prov = output["provenance"]
-    files = output.get("files") or [ref["sop_instance_uid"] for ref in prov["inputs"]]
+    files = output["files"]  # set by _run, one label per image
     for i, (label, scores, decision) in enumerate(
         zip(files, output["scores"], output["decisions"], strict=True)
     ):

@@ -44,7 +44,7 @@ from PySide6.QtWidgets import (
 
 from core.app.results import ReadingResults, SessionResults, StoredResults
 from core.inference.cache import PredictionCache
-from core.inference.heatmap import DEFAULT_FLOOR, MAX_AREA, MAX_FLOOR, cut
+from core.inference.heatmap import DEFAULT_FLOOR, MAX_AREA, MAX_FLOOR, map_cut
 from core.inference.manager import ModelManager
 from core.inference.result import InferenceResult
 from core.inference.shadow import ShadowModels
@@ -180,7 +180,6 @@ class AIPanel(QWidget):
         self.slider_marks: SliderMarks | None = None  # the window's slice slider (install_ai)
         self._findings_of: tuple[str, int] | None = None  # (result id, state) the list shows
         self._alerts_recorded = False  # the refused signed updates' Security Alerts (once)
-        self._cut_of: tuple[tuple[int, float], float] | None = None  # (map id, floor) -> cut
         self._build()
         self._connect()
         self._watch_viewport(viewport)
@@ -610,10 +609,7 @@ class AIPanel(QWidget):
             self.heat_caption.setText(CAPTION)
             return
         floor = self.floor.value()
-        key = (id(heat), floor)
-        if self._cut_of is None or self._cut_of[0] != key:  # a quantile: once per map
-            self._cut_of = (key, cut(heat.astype("float32") / 255.0, floor))
-        start = self._cut_of[1]
+        start = map_cut(heat, floor)  # the viewports' own, computed once per map and floor
         self.colour_bar.set_cut(start)
         # say why the mark is not at the floor (the spin box shows the floor)
         why = f"this map's hottest {MAX_AREA:.0%}" if start > floor else "the floor"

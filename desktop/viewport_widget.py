@@ -186,7 +186,7 @@ class ViewportWidget(QWidget):
         self.update()
 
     def _heat_image(self, heat: np.ndarray[Any, Any]) -> QImage:
-        from core.inference.heatmap import colormap, cut, overlay_alpha
+        from core.inference.heatmap import colormap, map_cut, overlay_alpha
 
         key = (id(heat), self.heatmap_opacity, self.heatmap_floor)
         if key != self._heat_key or self._heat_img is None:
@@ -195,7 +195,7 @@ class ViewportWidget(QWidget):
             rgba[..., :3] = colormap(values)
             # transparent up to the map's cut (the floor, raised so that at most the hottest
             # tenth is coloured), then opacity grows with the heat (as in the export)
-            self.heatmap_cut = cut(values, self.heatmap_floor)
+            self.heatmap_cut = map_cut(heat, self.heatmap_floor)
             alpha = overlay_alpha(values, self.heatmap_opacity, self.heatmap_cut)
             rgba[..., 3] = np.round(alpha * 255.0)
             h, w = heat.shape

@@ -62,6 +62,25 @@ def cut(heat: npt.NDArray[Any], floor: float = DEFAULT_FLOOR) -> float:
     return min(max(floor, spread), MAX_FLOOR)
 
 
+_CUTS: list[tuple[npt.NDArray[Any], float, float]] = []  # (map, floor, cut), newest last
+_CUTS_KEPT = 8
+
+
+def map_cut(heat: npt.NDArray[np.uint8], floor: float) -> float:
+    """``cut`` of a stored uint8 map (0..255 of the peak), computed once per map and floor.
+
+    Every viewport showing the map and the panel's colour bar ask for it; the quantile costs
+    about 60 ms on a radiograph-sized map, on the GUI thread. The last few maps are kept by
+    identity (the entry holds the array, so its id cannot be reused while cached)."""
+    for m, f, value in _CUTS:
+        if m is heat and f == floor:
+            return value
+    value = cut(heat.astype(np.float32) / 255.0, floor)
+    _CUTS.append((heat, floor, value))
+    del _CUTS[:-_CUTS_KEPT]
+    return value
+
+
 def overlay_alpha(
     heat: npt.NDArray[Any], opacity: float = 0.45, floor: float = DEFAULT_FLOOR
 ) -> npt.NDArray[np.float32]:

@@ -275,8 +275,16 @@ class ModelManager:
         return out
 
     def refusal(self, model_id: str) -> ModelRefusedError | None:
-        """Why ``model_id`` would be refused now, or None (an unknown id is None too)."""
-        return self.refused_models().get(model_id)
+        """Why ``model_id`` would be refused now, or None (an unknown id is None too); the
+        same answer as ``refused_models`` (a failed self-test first), built for this id only:
+        an update refusal reads its package's files, and the view asks once per row."""
+        meta = self._meta.get(model_id)
+        if meta is not None and meta.health is not None and not meta.health.ok:
+            return SelftestRefusedError(model_id, meta.health.message)
+        error = self.blocked.get(model_id)
+        if error is not None:
+            return UpdateRefusedError(model_id, error, self._shipped.get(model_id))
+        return None
 
     def warnings(self, model_id: str) -> list[str]:
         """What every result of the model must say about how it ran (a CPU fallback)."""
